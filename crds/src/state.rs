@@ -1,0 +1,86 @@
+//! Where and how often a StreamJob's state is checkpointed.
+
+use std::collections::BTreeMap;
+
+use kube::KubeSchema;
+use kube::core::Duration;
+use serde::{Deserialize, Serialize};
+
+/// Checkpoint interval of a job whose manifest does not say.
+pub const DEFAULT_CHECKPOINT_INTERVAL: &str = "10s";
+/// Completed checkpoints kept by a job whose manifest does not say.
+pub const DEFAULT_RETAINED_CHECKPOINTS: i32 = 3;
+
+/// Checkpoints and savepoints of a job.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StateSpec {
+    /// How often the job takes a checkpoint, as a duration (`500ms`, `10s`, `1m`).
+    /// At least 100ms.
+    #[serde(default = "default_checkpoint_interval")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('100ms')")
+        .message("checkpointInterval must be a duration of at least 100ms, such as 10s or 1m"))]
+    pub checkpoint_interval: Duration,
+
+    /// Object-storage URL under which checkpoints and savepoints are written,
+    /// one folder per job: `s3://bucket/prefix`, or `file:///path` for local runs.
+    /// Every runtime pod must reach the same storage. Defaults to a folder on local
+    /// disk in local runs (`strom run`); required on Kubernetes unless `upgradeMode`
+    /// is `stateless`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new("self.matches('^(s3|file)://.+')")
+        .message("storage must be an object-storage URL: s3://bucket/prefix or file:///path"))]
+    pub storage: Option<String>,
+
+    /// Secret with the object-storage credentials, passed to the runtime as
+    /// environment: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optionally
+    /// `AWS_SESSION_TOKEN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_secret: Option<SecretRef>,
+
+    /// Non-secret object-storage options, e.g. `endpoint`, `region`,
+    /// `allow_http` (the option names of the `object_store` crate).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new(
+        "!self.exists(k, k.lowerAscii() in ['aws_access_key_id', 'aws_secret_access_key', 'aws_session_token', 'access_key_id', 'secret_access_key', 'session_token', 'token'])")
+        .message("storageOptions may not hold credentials: put them in the Secret named by storageSecret"))]
+    pub storage_options: BTreeMap<String, String>,
+
+    /// Completed checkpoints kept; older ones are deleted along with every file no
+    /// kept checkpoint needs. Savepoints are never deleted automatically.
+    #[serde(default = "default_retained_checkpoints")]
+    #[x_kube(validation = Rule::new("self >= 1").message("retainedCheckpoints must be at least 1"))]
+    pub retained_checkpoints: i32,
+}
+
+impl Default for StateSpec {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval: default_checkpoint_interval(),
+            storage: None,
+            storage_secret: None,
+            storage_options: BTreeMap::new(),
+            retained_checkpoints: DEFAULT_RETAINED_CHECKPOINTS,
+        }
+    }
+}
+
+fn default_checkpoint_interval() -> Duration {
+    DEFAULT_CHECKPOINT_INTERVAL
+        .parse()
+        .unwrap_or_else(|_| unreachable!("the default interval is a valid duration"))
+}
+
+fn default_retained_checkpoints() -> i32 {
+    DEFAULT_RETAINED_CHECKPOINTS
+}
+
+/// A Secret in the StreamJob's namespace, referenced by name.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of the Secret.
+    pub name: String,
+}

@@ -1,0 +1,123 @@
+//! What the operator reports about a StreamJob.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a StreamJob, written by the operator only.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamJobStatus {
+    /// Where the job is in its life cycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<JobPhase>,
+
+    /// Parallelism the job runs at now (the scale subresource's replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<i32>,
+
+    /// Label selector of the job's runtime pods, for the scale subresource and
+    /// autoscalers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// The `metadata.generation` of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Standard Kubernetes conditions; see [`ConditionType`] for their types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// Identifier of the job's current run. A new one is drawn when the job starts
+    /// without state; it stays the same across restores, so checkpoints of one run
+    /// live under one folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+
+    /// The latest completed savepoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_savepoint: Option<SavepointInfo>,
+
+    /// Completed savepoints, newest last, up to a retention limit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub savepoint_history: Vec<SavepointInfo>,
+
+    /// The spec last deployed, as JSON. The operator compares the current spec
+    /// against it to decide whether an upgrade or rescale is needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reconciled_spec: Option<String>,
+}
+
+/// Where a job is in its life cycle.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum JobPhase {
+    /// Runtime pods are being created and the job is starting.
+    Deploying,
+    /// The job runs and takes checkpoints.
+    Running,
+    /// A savepoint is being taken (stop-with-savepoint before an upgrade or rescale).
+    Savepointing,
+    /// The old runtime pods are being removed before redeploying.
+    Rescaling,
+    /// Runtime pods at the new parallelism or version restore state.
+    Restoring,
+    /// The job was stopped with a savepoint and has no pods.
+    Suspended,
+    /// The job cannot run; the `Ready` condition says why.
+    Failed,
+}
+
+/// Types of the conditions in [`StreamJobStatus::conditions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionType {
+    /// The job runs at its desired parallelism and makes progress.
+    Ready,
+    /// A deployment, upgrade or rescale is under way.
+    Progressing,
+    /// Something failed and is being retried (e.g. a savepoint timed out); the job
+    /// may still run on its previous deployment.
+    Degraded,
+    /// Every referenced Secret and key exists.
+    CredentialsResolved,
+}
+
+impl ConditionType {
+    /// The condition's `type` as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "Ready",
+            Self::Progressing => "Progressing",
+            Self::Degraded => "Degraded",
+            Self::CredentialsResolved => "CredentialsResolved",
+        }
+    }
+}
+
+/// A completed savepoint.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointInfo {
+    /// Object-storage URL of the savepoint's folder (it holds a `_manifest`).
+    pub path: String,
+    /// When the savepoint completed.
+    pub completed_at: Time,
+    /// Why it was taken.
+    pub reason: SavepointReason,
+}
+
+/// Why a savepoint was taken.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SavepointReason {
+    /// Before changing the job's parallelism.
+    Rescale,
+    /// Before deploying a changed spec (image, SQL, clusters, ...).
+    Upgrade,
+    /// Asked for through `savepointTriggerNonce`.
+    Manual,
+    /// Before suspending the job.
+    Suspend,
+    /// Before deleting the job.
+    Delete,
+}

@@ -1,0 +1,226 @@
+//! The `StreamJob` custom resource: what a user writes to run a streaming job.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::kafka::KafkaCluster;
+use crate::pod_template::PodTemplate;
+use crate::state::StateSpec;
+use crate::status::StreamJobStatus;
+
+/// Parallelism of a job whose manifest does not say.
+pub const DEFAULT_PARALLELISM: i32 = 1;
+/// Number of key groups of a job whose manifest does not say (Flink's default too).
+pub const DEFAULT_MAX_PARALLELISM: i32 = 128;
+/// The most key groups a job may have.
+pub const MAX_MAX_PARALLELISM: i32 = 32768;
+
+/// A streaming job: a SQL script or a Rust DataStream pipeline, the Kafka clusters it
+/// reads and writes, and where its state lives. The operator runs it as
+/// `parallelism / slotsPerPod` runtime pods and changes its parallelism through a
+/// savepoint → rescale → restore cycle.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[allow(clippy::duplicated_attributes)] // each printcolumn(...) repeats the same keys
+#[kube(
+    group = "strom.dev",
+    version = "v1alpha1",
+    kind = "StreamJob",
+    plural = "streamjobs",
+    shortname = "sj",
+    category = "strom",
+    namespaced,
+    status = "StreamJobStatus",
+    derive = "PartialEq",
+    doc = "A streaming job run by the Strom operator.",
+    scale(
+        spec_replicas_path = ".spec.parallelism",
+        status_replicas_path = ".status.parallelism",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Parallelism",
+        type_ = "integer",
+        description = "Parallelism the job runs at now",
+        json_path = ".status.parallelism"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        description = "Parallelism asked for in the spec",
+        json_path = ".spec.parallelism",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        description = "Where the job is in its life cycle",
+        json_path = ".status.phase"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        description = "Whether the job runs and makes progress",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Last Savepoint",
+        type_ = "date",
+        description = "When the latest savepoint completed",
+        json_path = ".status.lastSavepoint.completedAt"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("has(self.sql) != has(self.pipeline)")
+        .message("exactly one of sql or pipeline must be set"),
+    validation = Rule::new("self.parallelism <= self.maxParallelism")
+        .message("parallelism must not exceed maxParallelism"),
+    validation = Rule::new("self.slotsPerPod < 1 || self.parallelism % self.slotsPerPod == 0")
+        .message("parallelism must be a multiple of slotsPerPod (pods = parallelism / slotsPerPod)"),
+    validation = Rule::new("!has(self.kafkaClusters) || self.kafkaClusters.all(c, self.kafkaClusters.exists_one(d, d.name == c.name))")
+        .message("kafkaClusters names must be unique"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamJobSpec {
+    /// Container image of the Strom runtime that runs the job. Defaults to the image
+    /// the operator is configured with. A job with a `pipeline` needs an image that
+    /// has that pipeline compiled in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Number of parallel subtasks of every operator of the job. Independent of the
+    /// partition counts of the topics it reads. Changing it (`kubectl scale
+    /// streamjob/<name> --replicas=N` or a patch) rescales the job through a
+    /// savepoint.
+    #[serde(default = "default_parallelism")]
+    #[x_kube(validation = Rule::new("self >= 1").message("parallelism must be at least 1"))]
+    pub parallelism: i32,
+
+    /// Number of key groups: the most parallelism the job's keyed state can ever be
+    /// split into. Fixed for the life of the job, since state is partitioned by it.
+    #[serde(default = "default_max_parallelism")]
+    #[x_kube(
+        validation = Rule::new("self >= 1 && self <= 32768")
+            .message("maxParallelism must be between 1 and 32768"),
+        validation = Rule::new("self == oldSelf")
+            .message("maxParallelism is fixed for the life of a job: its state is partitioned into that many key groups")
+    )]
+    pub max_parallelism: i32,
+
+    /// Worker threads (task slots) per runtime pod. The job runs as
+    /// `parallelism / slotsPerPod` pods.
+    #[serde(default = "default_slots_per_pod")]
+    #[x_kube(validation = Rule::new("self >= 1").message("slotsPerPod must be at least 1"))]
+    pub slots_per_pod: i32,
+
+    /// The job as a SQL script: `CREATE TABLE ... WITH (connector = ...)` statements
+    /// for its sources and sinks, then `INSERT INTO ... SELECT ...`. Exactly one of
+    /// `sql` and `pipeline` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+
+    /// The job as a Rust DataStream pipeline compiled into the runtime image. Exactly
+    /// one of `sql` and `pipeline` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineSpec>,
+
+    /// Kafka clusters the job reads from and writes to, each with its own address and
+    /// credentials. Sources and sinks name the cluster they use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub kafka_clusters: Vec<KafkaCluster>,
+
+    /// Checkpoints and savepoints: how often, and where on object storage.
+    #[serde(default)]
+    pub state: StateSpec,
+
+    /// How state is carried over when the job is upgraded or rescaled.
+    #[serde(default)]
+    pub upgrade_mode: UpgradeMode,
+
+    /// Whether the job should run. `suspended` stops it with a savepoint and removes
+    /// its pods; `running` again restores it from that savepoint.
+    #[serde(default)]
+    pub desired_state: DesiredState,
+
+    /// Change this number (e.g. increment it) to take a savepoint now, without
+    /// stopping the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_trigger_nonce: Option<i64>,
+
+    /// Change this number to restart the job's pods (going through the upgrade
+    /// cycle of `upgradeMode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_nonce: Option<i64>,
+
+    /// Settings of the runtime pods: resources, scheduling, labels, environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplate>,
+}
+
+impl StreamJobSpec {
+    /// Number of runtime pods: `parallelism / slotsPerPod`, rounded up.
+    pub fn pods(&self) -> i32 {
+        let slots = self.slots_per_pod.max(1);
+        (self.parallelism + slots - 1) / slots
+    }
+}
+
+fn default_parallelism() -> i32 {
+    DEFAULT_PARALLELISM
+}
+
+fn default_max_parallelism() -> i32 {
+    DEFAULT_MAX_PARALLELISM
+}
+
+fn default_slots_per_pod() -> i32 {
+    1
+}
+
+/// A DataStream pipeline compiled into the runtime image, chosen by name.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineSpec {
+    /// Name under which the pipeline is registered in the runtime image.
+    #[x_kube(validation = Rule::new("self != ''").message("pipeline name must not be empty"))]
+    pub name: String,
+
+    /// Arguments passed to the pipeline's entrypoint (no secrets: they end up in a
+    /// ConfigMap).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, String>,
+}
+
+/// How state is carried over when the job is upgraded or rescaled.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradeMode {
+    /// Stop with a savepoint, then restore from it. Never redeploys without a
+    /// completed savepoint. The safe default.
+    #[default]
+    Savepoint,
+    /// Restore from the latest completed checkpoint; works when the job cannot take
+    /// a savepoint, at the cost of reprocessing since that checkpoint.
+    LastState,
+    /// Start with empty state.
+    Stateless,
+}
+
+/// Whether the job should run.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DesiredState {
+    /// The job runs.
+    #[default]
+    Running,
+    /// The job is stopped with a savepoint and has no pods.
+    Suspended,
+}

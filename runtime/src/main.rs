@@ -1,0 +1,91 @@
+//! `strom`: the Strom runtime's command line.
+//!
+//! `strom validate` checks StreamJob manifests as `kubectl apply` would, without a
+//! cluster. Running jobs (`strom run`, `strom worker`) comes with the runtime engine.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use strom_crds::manifest::{ManifestError, parse_stream_job};
+
+/// Strom: streaming jobs on Kubernetes.
+#[derive(Parser, Debug)]
+#[command(name = "strom", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check StreamJob manifests against the StreamJob schema and its rules, as
+    /// `kubectl apply` would, and print a summary of each job.
+    Validate {
+        /// Manifest files (YAML; may also hold other documents such as Secrets).
+        #[arg(required = true)]
+        manifests: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { manifests } => validate(&manifests),
+    }
+}
+
+fn validate(paths: &[PathBuf]) -> ExitCode {
+    let mut failed = 0;
+    for path in paths {
+        match validate_file(path) {
+            Ok(summary) => println!("{}: ok: {summary}", path.display()),
+            Err(error) => {
+                failed += 1;
+                eprintln!("{}: {error}", path.display());
+            }
+        }
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Why a manifest file is not a valid StreamJob.
+#[derive(Debug, thiserror::Error)]
+enum ValidateError {
+    #[error("cannot read the file: {0}")]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+/// A one-line description of the valid job in `path`.
+fn validate_file(path: &PathBuf) -> Result<String, ValidateError> {
+    let text = std::fs::read_to_string(path)?;
+    let job = parse_stream_job(&text)?;
+    let spec = &job.spec;
+    let program = if spec.sql.is_some() {
+        "sql".to_owned()
+    } else {
+        spec.pipeline
+            .as_ref()
+            .map(|p| format!("pipeline {}", p.name))
+            .unwrap_or_default()
+    };
+    let clusters: Vec<&str> = spec
+        .kafka_clusters
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    Ok(format!(
+        "StreamJob {} ({program}), parallelism {} of {} key groups on {} pod(s), kafka clusters [{}]",
+        job.metadata.name.as_deref().unwrap_or_default(),
+        spec.parallelism,
+        spec.max_parallelism,
+        spec.pods(),
+        clusters.join(", "),
+    ))
+}

@@ -1,0 +1,71 @@
+//! `strom validate` on the examples and on a broken manifest, through the binary.
+
+use std::path::Path;
+use std::process::Command;
+
+fn strom() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_strom"))
+}
+
+fn workspace_file(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn the_examples_validate_and_are_summarized() {
+    let out = strom()
+        .args(["validate", &workspace_file("examples/multi-cluster.yaml")])
+        .output()
+        .expect("strom runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("StreamJob global-orders (sql), parallelism 4"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("on 2 pod(s), kafka clusters [eu, us, analytics]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_broken_manifest_fails_with_the_apiserver_message() {
+    let out = strom()
+        .args([
+            "validate",
+            &workspace_file("examples/local-clicks.yaml"),
+            &workspace_file("crds/tests/invalid/duplicate-cluster-names.yaml"),
+        ])
+        .output()
+        .expect("strom runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("spec: kafkaClusters names must be unique"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("clicks-per-user"));
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let out = strom()
+        .args(["validate", "/no/such/job.yaml"])
+        .output()
+        .expect("strom runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("/no/such/job.yaml: cannot read the file"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project on this machine, installing what is
+# missing first. CI runs exactly this (.ci/run).
+#
+#   scripts/test.sh
+#
+# Prints each stage's duration and a closing test summary.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+test_log="$STROM_CACHE/test.log"
+
+run_tests() {
+    cargo test --workspace --no-fail-fast 2>&1 | tee "$test_log"
+}
+
+# Sums the `test result:` lines of cargo test into one summary line.
+summarize_tests() {
+    awk '/^test result:/ {
+            for (i = 1; i <= NF; i++) {
+                if ($(i + 1) ~ /^passed/) passed += $i
+                if ($(i + 1) ~ /^failed/) failed += $i
+                if ($(i + 1) ~ /^ignored/) ignored += $i
+            }
+         }
+         END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$test_log"
+}
+
+failed=0
+stage "system packages" ensure_debian_packages || exit 1
+stage "rust toolchain" ensure_rust || exit 1
+stage "format (cargo fmt --check)" cargo fmt --all -- --check || failed=1
+stage "lint (cargo clippy)" cargo clippy --workspace --all-targets --locked -- -D warnings || failed=1
+stage "tests (cargo test)" run_tests || failed=1
+
+print_stages
+echo
+summarize_tests
+exit $failed
