@@ -105,7 +105,7 @@ pub struct SaslCredentials {
 }
 
 impl KafkaAuthentication {
-    /// The mechanism's name as written in the manifest's `type` field, for messages.
+    /// The mechanism, as written in the manifest's `type` field.
     pub fn mechanism(&self) -> AuthenticationType {
         match self {
             Self::Anonymous => AuthenticationType::None,

@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::kafka::KafkaCluster;
+use crate::kafka::{KafkaCluster, MAX_KAFKA_CLUSTERS};
 use crate::pod_template::PodTemplate;
 use crate::state::StateSpec;
 use crate::status::StreamJobStatus;
@@ -134,7 +134,7 @@ pub struct StreamJobSpec {
     /// Kafka clusters the job reads from and writes to, each with its own address and
     /// credentials. Sources and sinks name the cluster they use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = MAX_KAFKA_CLUSTERS))]
     pub kafka_clusters: Vec<KafkaCluster>,
 
     /// Checkpoints and savepoints: how often, and where on object storage.

@@ -3,7 +3,7 @@
 //! `strom validate` checks StreamJob manifests as `kubectl apply` would, without a
 //! cluster. Running jobs (`strom run`, `strom worker`) comes with the runtime engine.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -63,7 +63,7 @@ enum ValidateError {
 }
 
 /// A one-line description of the valid job in `path`.
-fn validate_file(path: &PathBuf) -> Result<String, ValidateError> {
+fn validate_file(path: &Path) -> Result<String, ValidateError> {
     let text = std::fs::read_to_string(path)?;
     let job = parse_stream_job(&text)?;
     let spec = &job.spec;
