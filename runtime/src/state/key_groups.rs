@@ -11,13 +11,14 @@
 
 use std::ops::Range;
 
+use strom_crds::stream_job::MAX_MAX_PARALLELISM;
 use xxhash_rust::xxh64::xxh64;
 
 /// Seed of the key hash. Changing it would scatter every saved state: never change it.
 const KEY_HASH_SEED: u64 = 0x5354_524f_4d4b_4731; // "STROMKG1"
 
-/// The most key groups a job may have (also the CRD's limit on `maxParallelism`).
-pub const MAX_KEY_GROUPS: u32 = 32768;
+/// The most key groups a job may have: the StreamJob API's limit on `maxParallelism`.
+pub const MAX_KEY_GROUPS: u32 = MAX_MAX_PARALLELISM as u32;
 
 /// One key group, in `0..maxParallelism`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -28,7 +29,7 @@ impl KeyGroup {
     pub fn of_key(key: &[u8], max_parallelism: u32) -> Self {
         debug_assert!((1..=MAX_KEY_GROUPS).contains(&max_parallelism));
         let group = xxh64(key, KEY_HASH_SEED) % u64::from(max_parallelism);
-        Self(group as u16) // < max_parallelism <= 32768
+        Self(group as u16) // < max_parallelism <= MAX_KEY_GROUPS, which fits in u16
     }
 
     /// The key group as an index.
