@@ -1,8 +1,12 @@
 //! The Strom streaming runtime.
 //!
-//! So far: how keyed state is partitioned ([`state::key_groups`]) and how records
-//! reach the subtask that owns their key on timely-dataflow ([`exec`]). Operators
-//! with state, checkpoints and connectors build on these.
+//! - [`api`]: the DataStream API pipelines are written in;
+//! - [`exec`]: execution on timely-dataflow, epochs, the checkpoint coordinator;
+//! - [`state`]: key groups and the RocksDB store of keyed state;
+//! - [`checkpoint`]: manifests, object storage, garbage collection, savepoints.
 
+pub mod api;
+pub mod checkpoint;
 pub mod exec;
+pub mod pipelines;
 pub mod state;

@@ -1,12 +1,16 @@
 //! `strom`: the Strom runtime's command line.
 //!
-//! `strom validate` checks StreamJob manifests as `kubectl apply` would, without a
-//! cluster. Running jobs (`strom run`, `strom worker`) comes with the runtime engine.
+//! - `strom validate` checks StreamJob manifests as `kubectl apply` would, without a
+//!   cluster;
+//! - `strom run` runs a StreamJob in this process (local mode, like Flink's
+//!   MiniCluster), or as one process of several (`--process` / `--peers`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod run;
 use strom_crds::manifest::{ManifestError, parse_stream_job};
 
 /// Strom: streaming jobs on Kubernetes.
@@ -26,12 +30,22 @@ enum Command {
         #[arg(required = true)]
         manifests: Vec<PathBuf>,
     },
+    /// Run a StreamJob: all of it in this process by default, with state under
+    /// spec.state.storage (default: a local folder). Ctrl-C stops it with a savepoint.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { manifests } => validate(&manifests),
+        Command::Run(args) => match run::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("strom run: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -1,7 +1,23 @@
-//! Execution on timely-dataflow: a job's subtask `i` is timely worker `i`
-//! (process index × threads per process + thread), so routing a record to the
-//! subtask that owns its key is a timely exchange.
+//! Execution on timely-dataflow. A job's subtask `i` is timely worker `i` (process
+//! index × threads per process + thread); timestamps are epochs, and every epoch
+//! boundary is a checkpoint.
+//!
+//! - [`source`]: split sources that close epochs and checkpoint their positions;
+//! - [`keyed`]: the keyed stateful operator (epoch-exact apply, RocksDB snapshots);
+//! - [`coordinator`]: turns the snapshots of an epoch into a checkpoint;
+//! - [`job`]: starts workers and runs a job to its end.
 
+pub mod context;
+pub mod control;
+pub mod coordinator;
 pub mod exchange;
+pub mod job;
+pub mod keyed;
+pub mod snapshot;
+pub mod source;
 
+pub use context::{JobSettings, TaskContext};
+pub use control::{CompletedSnapshot, JobControl, Snapshots};
 pub use exchange::by_key_group;
+pub use job::{JobConfig, JobError, JobReport, PipelineFn, Processes, RestoreFrom, run_job};
+pub use source::{Generator, ReadStatus, SplitSource};

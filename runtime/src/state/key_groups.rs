@@ -39,7 +39,7 @@ impl KeyGroup {
 }
 
 /// A contiguous range of key groups, `start..end`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct KeyGroupRange {
     /// First key group of the range.
     pub start: u32,

@@ -1,6 +1,10 @@
-//! Keyed state: how it is partitioned among subtasks, and (to come) the RocksDB
-//! backend that holds it.
+//! Keyed state: how it is partitioned among subtasks ([`key_groups`]) and the RocksDB
+//! store that holds one operator's state on one subtask ([`store`]).
 
 pub mod key_groups;
+pub mod store;
 
 pub use key_groups::{KeyGroup, KeyGroupRange, Partitioning, PartitioningError};
+pub use store::{
+    KeyedStore, LocalSnapshot, RestoreSource, StateError, TableId, split_store_key, store_key,
+};

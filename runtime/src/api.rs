@@ -1,0 +1,287 @@
+//! The DataStream API: a typed pipeline over timely streams of record batches
+//! (`Vec<T>` containers), with keyed state and checkpoints handled by the runtime.
+//!
+//! ```
+//! use strom_runtime::api::{BuildError, Pipeline};
+//! use strom_runtime::exec::Generator;
+//!
+//! fn clicks_per_user(pipeline: &mut Pipeline<'_>) -> Result<(), BuildError> {
+//!     let users = Generator::new(16, |split, n| (u64::from(split) * 31 + n) % 100);
+//!     pipeline
+//!         .source("clicks", users)?
+//!         .filter(|user| user % 2 == 0)
+//!         .key_by(|user| *user)
+//!         .count("clicks-per-user")?
+//!         .sink(|_epoch, counts| println!("{counts:?}"));
+//!     Ok(())
+//! }
+//! ```
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use timely::ExchangeData;
+use timely::dataflow::channels::pact::Pipeline as Local;
+use timely::dataflow::operators::Concat;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::{Scope, Stream};
+
+use crate::checkpoint::SnapshotAck;
+use crate::exec::context::TaskContext;
+use crate::exec::coordinator::coordinator;
+use crate::exec::keyed::keyed_process;
+use crate::exec::source::{SplitSource, split_source};
+use crate::state::StateError;
+
+/// Why a pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Two stateful operators or sources share a name; names identify state in
+    /// checkpoints, so each must be unique.
+    #[error("operator name {0:?} is used twice; state is kept per operator name")]
+    DuplicateName(String),
+    /// An operator's state could not be opened or restored.
+    #[error("operator {operator}: {source}")]
+    State {
+        /// The operator.
+        operator: String,
+        /// What failed.
+        source: StateError,
+    },
+    /// A source's checkpointed positions could not be read.
+    #[error("source {operator}: unreadable positions in the restore point: {source}")]
+    Positions {
+        /// The source.
+        operator: String,
+        /// What failed.
+        source: serde_json::Error,
+    },
+}
+
+/// What the stateful parts of a pipeline register while it is built.
+struct Registry<'scope> {
+    acks: Vec<Stream<'scope, u64, Vec<SnapshotAck>>>,
+    operators: Vec<String>,
+}
+
+/// A pipeline being built on one worker: the entry point for sources.
+pub struct Pipeline<'scope> {
+    scope: Scope<'scope, u64>,
+    ctx: TaskContext,
+    registry: Rc<RefCell<Registry<'scope>>>,
+}
+
+impl<'scope> Pipeline<'scope> {
+    pub(crate) fn new(scope: Scope<'scope, u64>, ctx: TaskContext) -> Self {
+        Self {
+            scope,
+            ctx,
+            registry: Rc::new(RefCell::new(Registry {
+                acks: Vec::new(),
+                operators: Vec::new(),
+            })),
+        }
+    }
+
+    /// The worker's view of the job (subtask, settings).
+    pub fn context(&self) -> &TaskContext {
+        &self.ctx
+    }
+
+    /// Adds the source `name` reading `source`; its split positions are checkpointed.
+    pub fn source<S: SplitSource>(
+        &mut self,
+        name: &str,
+        source: S,
+    ) -> Result<DataStream<'scope, S::Record>, BuildError> {
+        register(&self.registry, name)?;
+        let (stream, acks) =
+            split_source(self.scope, &self.ctx, name, source).map_err(|source| {
+                BuildError::Positions {
+                    operator: name.to_owned(),
+                    source,
+                }
+            })?;
+        self.registry.borrow_mut().acks.push(acks);
+        Ok(DataStream {
+            stream,
+            ctx: self.ctx.clone(),
+            registry: Rc::clone(&self.registry),
+        })
+    }
+
+    /// Completes the pipeline: connects every operator's snapshots to the checkpoint
+    /// coordinator.
+    pub(crate) fn finish(self) {
+        let registry = self.registry.borrow();
+        let acks = registry.acks.iter().cloned();
+        let all = acks.reduce(|all, next| all.concat(next));
+        if let Some(all) = all {
+            coordinator(all, &self.ctx, registry.operators.clone());
+        }
+    }
+}
+
+fn register(registry: &Rc<RefCell<Registry<'_>>>, name: &str) -> Result<(), BuildError> {
+    let mut registry = registry.borrow_mut();
+    if registry.operators.iter().any(|existing| existing == name) {
+        return Err(BuildError::DuplicateName(name.to_owned()));
+    }
+    registry.operators.push(name.to_owned());
+    Ok(())
+}
+
+/// A stream of records of type `T`, flowing in batches.
+pub struct DataStream<'scope, T> {
+    stream: Stream<'scope, u64, Vec<T>>,
+    ctx: TaskContext,
+    registry: Rc<RefCell<Registry<'scope>>>,
+}
+
+impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
+    fn with<U>(&self, stream: Stream<'scope, u64, Vec<U>>) -> DataStream<'scope, U> {
+        DataStream {
+            stream,
+            ctx: self.ctx.clone(),
+            registry: Rc::clone(&self.registry),
+        }
+    }
+
+    /// Transforms each record.
+    pub fn map<U: ExchangeData + Clone>(
+        self,
+        f: impl FnMut(T) -> U + 'static,
+    ) -> DataStream<'scope, U> {
+        let stream = self.stream.clone().map(f);
+        self.with(stream)
+    }
+
+    /// Keeps the records for which `f` holds.
+    pub fn filter(self, f: impl FnMut(&T) -> bool + 'static) -> DataStream<'scope, T> {
+        let stream = self.stream.clone().filter(f);
+        self.with(stream)
+    }
+
+    /// Turns each record into any number of records.
+    pub fn flat_map<U, I>(self, f: impl FnMut(T) -> I + 'static) -> DataStream<'scope, U>
+    where
+        U: ExchangeData + Clone,
+        I: IntoIterator<Item = U>,
+    {
+        let stream = self.stream.clone().flat_map(f);
+        self.with(stream)
+    }
+
+    /// Merges this stream with `other`.
+    pub fn union(self, other: DataStream<'scope, T>) -> DataStream<'scope, T> {
+        let stream = self.stream.clone().concat(other.stream);
+        self.with(stream)
+    }
+
+    /// Partitions the stream by `key`: the keyed operators that follow see every
+    /// record of a key on the same subtask, with that key's state.
+    pub fn key_by<K, F>(self, key: F) -> KeyedStream<'scope, T, F>
+    where
+        K: Serialize + 'static,
+        F: Fn(&T) -> K + Clone + 'static,
+    {
+        KeyedStream { input: self, key }
+    }
+
+    /// Hands each batch to `sink(epoch, batch)` on the worker that holds it. Output is
+    /// at least once: after a failure, epochs after the restored checkpoint are
+    /// replayed.
+    pub fn sink(self, mut sink: impl FnMut(u64, Vec<T>) + 'static) {
+        let control = self.ctx.control.clone();
+        self.stream.sink(Local, "Sink", move |(input, _frontier)| {
+            input.for_each_stamp(|stamp, batches| {
+                let epoch = *stamp.least().expect("epochs are totally ordered");
+                for batch in batches {
+                    control.add_records_out(batch.len() as u64);
+                    sink(epoch, std::mem::take(batch));
+                }
+            });
+        });
+    }
+
+    /// The underlying timely stream, for operators the API does not offer yet.
+    pub fn timely(&self) -> &Stream<'scope, u64, Vec<T>> {
+        &self.stream
+    }
+}
+
+/// A stream partitioned by key.
+pub struct KeyedStream<'scope, T, F> {
+    input: DataStream<'scope, T>,
+    key: F,
+}
+
+impl<'scope, T, K, F> KeyedStream<'scope, T, F>
+where
+    T: ExchangeData + Clone,
+    K: Serialize + Clone + ExchangeData + 'static,
+    F: Fn(&T) -> K + Clone + 'static,
+{
+    /// The stateful operator `name`: `logic(key, record, state, output)` runs for each
+    /// record with its key's value state (`None` when absent; set it to `None` to
+    /// delete it). State is checkpointed and restored at any parallelism.
+    pub fn process<S, O>(
+        self,
+        name: &str,
+        logic: impl FnMut(&K, T, &mut Option<S>, &mut Vec<O>) + 'static,
+    ) -> Result<DataStream<'scope, O>, BuildError>
+    where
+        S: Serialize + DeserializeOwned + 'static,
+        O: ExchangeData + Clone,
+    {
+        register(&self.input.registry, name)?;
+        let (stream, acks) = keyed_process(
+            self.input.stream.clone(),
+            &self.input.ctx,
+            name,
+            self.key,
+            logic,
+        )
+        .map_err(|source| BuildError::State {
+            operator: name.to_owned(),
+            source,
+        })?;
+        self.input.registry.borrow_mut().acks.push(acks);
+        Ok(self.input.with(stream))
+    }
+
+    /// The running count of records per key: emits `(key, count)` for every record.
+    pub fn count(self, name: &str) -> Result<DataStream<'scope, (K, u64)>, BuildError> {
+        self.process(name, |key: &K, _record, count: &mut Option<u64>, out| {
+            let next = count.unwrap_or(0) + 1;
+            *count = Some(next);
+            out.push((key.clone(), next));
+        })
+    }
+
+    /// The running reduction of records per key: emits `(key, reduced)` for every
+    /// record, where `reduced = reduce(previous, record)`.
+    pub fn reduce(
+        self,
+        name: &str,
+        mut reduce: impl FnMut(&T, T) -> T + 'static,
+    ) -> Result<DataStream<'scope, (K, T)>, BuildError>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        self.process(
+            name,
+            move |key: &K, record: T, state: &mut Option<T>, out| {
+                let next = match state.take() {
+                    Some(previous) => reduce(&previous, record),
+                    None => record,
+                };
+                out.push((key.clone(), next.clone()));
+                *state = Some(next);
+            },
+        )
+    }
+}

@@ -1,0 +1,270 @@
+//! What a completed checkpoint or savepoint holds, and the pure decisions made on
+//! manifests: which files garbage collection may delete.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::KeyGroupRange;
+
+/// The name of the file that completes a checkpoint or savepoint: written last, and a
+/// checkpoint folder without it does not exist.
+pub const MANIFEST_FILE: &str = "_manifest";
+
+/// Whether a manifest describes a checkpoint or a savepoint.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotKind {
+    /// Taken periodically; shares table files with other checkpoints under
+    /// `shared/`; removed by retention.
+    Checkpoint,
+    /// Taken on request; self-contained (every file under its own folder); never
+    /// removed automatically.
+    Savepoint,
+}
+
+/// A file of a snapshot stored in object storage.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotFile {
+    /// The file's name in the RocksDB folder (e.g. `000012.sst`, `CURRENT`).
+    pub name: String,
+    /// Where it is stored: relative to the job's root for a checkpoint, to the
+    /// savepoint's folder for a savepoint.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The state of one subtask of one operator at one epoch.
+///
+/// Also sent between processes (bincode) inside [`SnapshotAck`], so no field is
+/// skipped when serializing and none is a free-form JSON value.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SubtaskSnapshot {
+    /// The subtask's index.
+    pub subtask: u32,
+    /// The key groups of a keyed operator's subtask; `None` for non-keyed state.
+    pub key_groups: Option<KeyGroupRange>,
+    /// The RocksDB files of keyed state.
+    pub files: Vec<SnapshotFile>,
+    /// Non-keyed operator state (source positions, pending sink commits), as JSON
+    /// text.
+    pub operator_state: Option<String>,
+}
+
+/// A subtask's report that it has snapshotted an epoch (sent to the coordinator).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SnapshotAck {
+    /// The operator's stable id (the name given in the pipeline).
+    pub operator: String,
+    /// The epoch the snapshot covers: state after every epoch up to and including it.
+    pub epoch: u64,
+    /// The snapshot itself.
+    pub snapshot: SubtaskSnapshot,
+    /// For a source, whether it has emitted everything it will (its input ended, or
+    /// a stop was requested); `None` for other operators.
+    #[serde(default)]
+    pub drained: Option<bool>,
+}
+
+/// The manifest of a completed checkpoint or savepoint.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// Checkpoint or savepoint.
+    pub kind: SnapshotKind,
+    /// The job's name.
+    pub job: String,
+    /// The epoch covered: the state after every epoch up to and including it.
+    pub epoch: u64,
+    /// The parallelism the job ran at.
+    pub parallelism: u32,
+    /// The number of key groups (fixed for the job's life).
+    pub max_parallelism: u32,
+    /// Wall-clock completion time, milliseconds since the Unix epoch.
+    pub completed_at_ms: u64,
+    /// Per operator id, the snapshot of each subtask, ordered by subtask.
+    pub operators: BTreeMap<String, Vec<SubtaskSnapshot>>,
+}
+
+impl Manifest {
+    /// Every stored file the manifest refers to.
+    pub fn file_paths(&self) -> impl Iterator<Item = &str> {
+        self.operators
+            .values()
+            .flatten()
+            .flat_map(|subtask| subtask.files.iter().map(|file| file.path.as_str()))
+    }
+
+    /// The total size in bytes of the files the manifest refers to.
+    pub fn state_size(&self) -> u64 {
+        self.operators
+            .values()
+            .flatten()
+            .flat_map(|subtask| &subtask.files)
+            .map(|file| file.size)
+            .sum()
+    }
+
+    /// The non-keyed state (JSON text) of every subtask of `operator` that has one,
+    /// in subtask order.
+    pub fn operator_states(&self, operator: &str) -> Vec<&str> {
+        self.operators
+            .get(operator)
+            .map(|subtasks| {
+                subtasks
+                    .iter()
+                    .filter_map(|s| s.operator_state.as_deref())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// What garbage collection deletes after a checkpoint completes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CollectionPlan {
+    /// The epochs of the checkpoints to remove: their manifests go first, so a
+    /// half-collected checkpoint never looks complete.
+    pub checkpoints: Vec<u64>,
+    /// Files (relative to the job's root) that a removed checkpoint refers to and no
+    /// retained one does.
+    pub files: BTreeSet<String>,
+}
+
+/// Decides what to delete so that only the newest `retained` checkpoints remain.
+///
+/// A file is deleted only when a removed checkpoint refers to it and no retained
+/// one does. Checkpoints share files — table files under `shared/`, and an epoch
+/// without changes refers to the previous snapshot's files, private ones included —
+/// so a removed checkpoint's folder may still hold files a retained one needs.
+/// Files of checkpoints still being written are never in the plan, and savepoints
+/// never refer to a checkpoint's files.
+pub fn plan_collection(completed: &[Manifest], retained: usize) -> CollectionPlan {
+    let mut by_epoch: Vec<&Manifest> = completed.iter().collect();
+    by_epoch.sort_by_key(|manifest| std::cmp::Reverse(manifest.epoch));
+    let (kept, removed) = by_epoch.split_at(retained.min(by_epoch.len()));
+    let referenced: BTreeSet<&str> = kept.iter().flat_map(|m| m.file_paths()).collect();
+    let files = removed
+        .iter()
+        .flat_map(|m| m.file_paths())
+        .filter(|path| !referenced.contains(path))
+        .map(str::to_owned)
+        .collect();
+    let mut checkpoints: Vec<u64> = removed.iter().map(|m| m.epoch).collect();
+    checkpoints.sort_unstable();
+    CollectionPlan { checkpoints, files }
+}
+
+/// The folder, relative to the job's root, of table files shared between checkpoints.
+pub const SHARED_DIR: &str = "shared";
+
+/// The folder name of the checkpoint of `epoch` (zero-padded so names sort by epoch).
+pub fn checkpoint_dir_name(epoch: u64) -> String {
+    format!("chk-{epoch:020}")
+}
+
+/// The epoch of a checkpoint folder name, if it is one.
+pub fn parse_checkpoint_dir_name(name: &str) -> Option<u64> {
+    name.strip_prefix("chk-")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(epoch: u64, files: &[&str]) -> Manifest {
+        Manifest {
+            kind: SnapshotKind::Checkpoint,
+            job: "job".into(),
+            epoch,
+            parallelism: 1,
+            max_parallelism: 128,
+            completed_at_ms: 0,
+            operators: BTreeMap::from([(
+                "count".to_owned(),
+                vec![SubtaskSnapshot {
+                    subtask: 0,
+                    key_groups: Some(KeyGroupRange { start: 0, end: 128 }),
+                    files: files
+                        .iter()
+                        .map(|path| SnapshotFile {
+                            name: path.rsplit('/').next().unwrap().to_owned(),
+                            path: (*path).to_owned(),
+                            size: 1,
+                        })
+                        .collect(),
+                    operator_state: None,
+                }],
+            )]),
+        }
+    }
+
+    #[test]
+    fn collection_keeps_files_a_retained_checkpoint_refers_to() {
+        let completed = [
+            manifest(
+                1,
+                &["shared/a.sst", "shared/b.sst", "chk-1/count/0/CURRENT"],
+            ),
+            manifest(
+                2,
+                &["shared/a.sst", "shared/c.sst", "chk-2/count/0/CURRENT"],
+            ),
+            // No changes in epoch 3: it refers to epoch 2's files, private ones too.
+            manifest(
+                3,
+                &["shared/a.sst", "shared/c.sst", "chk-2/count/0/CURRENT"],
+            ),
+            manifest(
+                4,
+                &["shared/a.sst", "shared/d.sst", "chk-4/count/0/CURRENT"],
+            ),
+        ];
+        let files = |paths: &[&str]| paths.iter().map(|p| p.to_string()).collect::<BTreeSet<_>>();
+
+        let plan = plan_collection(&completed, 3);
+        assert_eq!(plan.checkpoints, vec![1]);
+        assert_eq!(
+            plan.files,
+            files(&["chk-1/count/0/CURRENT", "shared/b.sst"])
+        );
+
+        let plan = plan_collection(&completed, 2);
+        assert_eq!(plan.checkpoints, vec![1, 2]);
+        assert_eq!(
+            plan.files,
+            files(&["chk-1/count/0/CURRENT", "shared/b.sst"])
+        );
+
+        let plan = plan_collection(&completed, 1);
+        assert_eq!(plan.checkpoints, vec![1, 2, 3]);
+        assert_eq!(
+            plan.files,
+            files(&[
+                "chk-1/count/0/CURRENT",
+                "chk-2/count/0/CURRENT",
+                "shared/b.sst",
+                "shared/c.sst"
+            ])
+        );
+    }
+
+    #[test]
+    fn collection_with_fewer_checkpoints_than_retained_deletes_nothing() {
+        let completed = [manifest(7, &["shared/a.sst"])];
+        assert_eq!(plan_collection(&completed, 3), CollectionPlan::default());
+        assert_eq!(plan_collection(&[], 3), CollectionPlan::default());
+    }
+
+    #[test]
+    fn checkpoint_folder_names_sort_by_epoch() {
+        let names: Vec<String> = [9, 10, 100].map(checkpoint_dir_name).to_vec();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert_eq!(parse_checkpoint_dir_name(&names[1]), Some(10));
+        assert_eq!(parse_checkpoint_dir_name("savepoints"), None);
+    }
+}

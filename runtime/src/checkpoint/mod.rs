@@ -1,0 +1,14 @@
+//! Checkpoints and savepoints: what they hold ([`manifest`]) and how they are kept in
+//! object storage ([`storage`]).
+
+pub mod manifest;
+pub mod storage;
+
+pub use manifest::{
+    CollectionPlan, MANIFEST_FILE, Manifest, SnapshotAck, SnapshotFile, SnapshotKind,
+    SubtaskSnapshot, plan_collection,
+};
+pub use storage::{
+    CheckpointStorage, SnapshotLocation, StorageError, download_files, locate_snapshot, open_store,
+    read_manifest,
+};

@@ -1,0 +1,513 @@
+//! Checkpoints and savepoints in object storage.
+//!
+//! Layout under a job's root (`state.storage` of the StreamJob):
+//!
+//! ```text
+//! shared/<store>-<file>.sst           table files, uploaded once, shared by checkpoints
+//! chk-<epoch>/<operator>/<subtask>/…  the small private RocksDB files of one snapshot
+//! chk-<epoch>/_manifest               written last: the checkpoint exists once it does
+//! savepoints/sp-<epoch>-<id>/…        self-contained copies, never collected
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path as LocalPath;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use url::Url;
+
+use super::manifest::{
+    MANIFEST_FILE, Manifest, SHARED_DIR, SnapshotFile, SnapshotKind, checkpoint_dir_name,
+    parse_checkpoint_dir_name, plan_collection,
+};
+use crate::state::LocalSnapshot;
+
+/// Why checkpoint storage could not be reached, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The storage URL cannot be used.
+    #[error("state storage {url:?}: {reason}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The object store refused an operation.
+    #[error("{operation} {path}: {source}")]
+    ObjectStore {
+        /// What was being done.
+        operation: &'static str,
+        /// The object or prefix.
+        path: String,
+        /// The store's error.
+        source: object_store::Error,
+    },
+    /// A local file could not be read or written.
+    #[error("{operation} {path}: {source}")]
+    Io {
+        /// What was being done.
+        operation: &'static str,
+        /// The local path.
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A manifest is not valid JSON of the expected shape.
+    #[error("manifest {path} is unreadable: {source}")]
+    Manifest {
+        /// Where the manifest is stored.
+        path: String,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+}
+
+fn store_error(
+    operation: &'static str,
+    path: &Path,
+) -> impl FnOnce(object_store::Error) -> StorageError {
+    let path = path.to_string();
+    move |source| StorageError::ObjectStore {
+        operation,
+        path,
+        source,
+    }
+}
+
+fn io_error(
+    operation: &'static str,
+    path: &LocalPath,
+) -> impl FnOnce(std::io::Error) -> StorageError {
+    let path = path.display().to_string();
+    move |source| StorageError::Io {
+        operation,
+        path,
+        source,
+    }
+}
+
+/// Opens the object store named by `url` (`file:///…` or `s3://bucket/prefix`) with
+/// `options` (non-secret object_store settings such as `endpoint` or `allow_http`).
+/// S3 credentials come from the environment (`AWS_ACCESS_KEY_ID`, …), where the
+/// operator puts the keys of `state.storageSecret`.
+pub fn open_store(
+    url: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<(Arc<dyn ObjectStore>, Path), StorageError> {
+    let parsed = Url::parse(url).map_err(|error| StorageError::Url {
+        url: url.to_owned(),
+        reason: error.to_string(),
+    })?;
+    let url_error = |error: object_store::Error| StorageError::Url {
+        url: url.to_owned(),
+        reason: error.to_string(),
+    };
+    match parsed.scheme() {
+        "file" => {
+            let (store, path) = object_store::parse_url(&parsed).map_err(url_error)?;
+            Ok((Arc::from(store), path))
+        }
+        "s3" => {
+            let mut builder =
+                object_store::aws::AmazonS3Builder::from_env().with_url(url.to_owned());
+            for (key, value) in options {
+                let key = key.parse().map_err(url_error)?;
+                builder = builder.with_config(key, value);
+            }
+            let store = builder.build().map_err(url_error)?;
+            let path = Path::from_url_path(parsed.path()).map_err(|error| StorageError::Url {
+                url: url.to_owned(),
+                reason: error.to_string(),
+            })?;
+            Ok((Arc::new(store), path))
+        }
+        other => Err(StorageError::Url {
+            url: url.to_owned(),
+            reason: format!("unsupported scheme {other:?}: use s3:// or file://"),
+        }),
+    }
+}
+
+/// Where a manifest lives and how the paths inside it resolve.
+#[derive(Debug, Clone)]
+pub struct SnapshotLocation {
+    /// The folder holding the `_manifest`.
+    pub dir: Path,
+    /// The folder that the manifest's file paths are relative to: the job's root for
+    /// a checkpoint, the savepoint's own folder for a savepoint.
+    pub base: Path,
+}
+
+/// A job's checkpoints and savepoints in object storage.
+#[derive(Debug, Clone)]
+pub struct CheckpointStorage {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    /// The URL of the store's root (`file:///`, `s3://bucket/`), to name locations.
+    store_url: String,
+}
+
+impl CheckpointStorage {
+    /// Storage for the job whose files live at `url` (`file://` or `s3://`).
+    pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self, StorageError> {
+        let (store, root) = open_store(url, options)?;
+        let parsed = Url::parse(url).expect("open_store parsed it");
+        let store_url = format!(
+            "{}://{}/",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or_default()
+        );
+        Ok(Self {
+            store,
+            root,
+            store_url,
+        })
+    }
+
+    /// The URL of `path` in this store, as `strom run --from-savepoint` takes it.
+    pub fn url_of(&self, path: &Path) -> String {
+        format!("{}{path}", self.store_url)
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The job's root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn under(&self, relative: &str) -> Path {
+        relative
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .fold(self.root.clone(), |path, part| path.join(part))
+    }
+
+    /// Uploads the files of one subtask's local snapshot for checkpoint `epoch`.
+    /// Table files are immutable: one already in `uploaded` (this store's earlier
+    /// checkpoints) is referred to again, not sent again. `store_id` names the
+    /// RocksDB instance, so its table file names never collide with another's.
+    pub async fn upload_snapshot(
+        &self,
+        snapshot: &LocalSnapshot,
+        operator: &str,
+        subtask: u32,
+        epoch: u64,
+        store_id: &str,
+        uploaded: &mut BTreeMap<String, SnapshotFile>,
+    ) -> Result<Vec<SnapshotFile>, StorageError> {
+        let mut files = Vec::new();
+        for name in &snapshot.table_files {
+            if let Some(file) = uploaded.get(name) {
+                files.push(file.clone());
+                continue;
+            }
+            let path = format!("{SHARED_DIR}/{store_id}-{name}");
+            let file = self
+                .upload_file(&snapshot.dir.join(name), name, path)
+                .await?;
+            uploaded.insert(name.clone(), file.clone());
+            files.push(file);
+        }
+        uploaded.retain(|name, _| snapshot.table_files.contains(name));
+        let private = format!("{}/{operator}/{subtask}", checkpoint_dir_name(epoch));
+        for name in &snapshot.meta_files {
+            let path = format!("{private}/{name}");
+            files.push(
+                self.upload_file(&snapshot.dir.join(name), name, path)
+                    .await?,
+            );
+        }
+        Ok(files)
+    }
+
+    async fn upload_file(
+        &self,
+        local: &LocalPath,
+        name: &str,
+        path: String,
+    ) -> Result<SnapshotFile, StorageError> {
+        let bytes = tokio::fs::read(local)
+            .await
+            .map_err(io_error("read", local))?;
+        let size = bytes.len() as u64;
+        let location = self.under(&path);
+        self.store
+            .put(&location, PutPayload::from(bytes))
+            .await
+            .map_err(store_error("upload", &location))?;
+        Ok(SnapshotFile {
+            name: name.to_owned(),
+            path,
+            size,
+        })
+    }
+
+    /// Writes the manifest that completes a checkpoint (in `chk-<epoch>/`).
+    pub async fn complete_checkpoint(&self, manifest: &Manifest) -> Result<(), StorageError> {
+        let location = self
+            .under(&checkpoint_dir_name(manifest.epoch))
+            .clone()
+            .join(MANIFEST_FILE);
+        self.put_manifest(&location, manifest).await
+    }
+
+    async fn put_manifest(&self, location: &Path, manifest: &Manifest) -> Result<(), StorageError> {
+        let json = serde_json::to_vec_pretty(manifest).expect("a manifest serializes to JSON");
+        self.store
+            .put(location, PutPayload::from(json))
+            .await
+            .map_err(store_error("write manifest", location))?;
+        Ok(())
+    }
+
+    /// Reads the manifest of the checkpoint or savepoint in `location`.
+    pub async fn read_manifest(
+        &self,
+        location: &SnapshotLocation,
+    ) -> Result<Manifest, StorageError> {
+        read_manifest(&self.store, location).await
+    }
+
+    /// The epochs of the completed checkpoints (those with a manifest), ascending.
+    pub async fn completed_checkpoints(&self) -> Result<Vec<u64>, StorageError> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.root))
+            .await
+            .map_err(store_error("list", &self.root))?;
+        let mut epochs = Vec::new();
+        for prefix in listing.common_prefixes {
+            let Some(epoch) = prefix.filename().and_then(parse_checkpoint_dir_name) else {
+                continue;
+            };
+            match self.store.head(&prefix.clone().join(MANIFEST_FILE)).await {
+                Ok(_) => epochs.push(epoch),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(store_error("read", &prefix)(error)),
+            }
+        }
+        epochs.sort_unstable();
+        Ok(epochs)
+    }
+
+    /// The location of the checkpoint of `epoch`.
+    pub fn checkpoint_location(&self, epoch: u64) -> SnapshotLocation {
+        SnapshotLocation {
+            dir: self.under(&checkpoint_dir_name(epoch)),
+            base: self.root.clone(),
+        }
+    }
+
+    /// The newest completed checkpoint, if any.
+    pub async fn latest_checkpoint(
+        &self,
+    ) -> Result<Option<(SnapshotLocation, Manifest)>, StorageError> {
+        let Some(&epoch) = self.completed_checkpoints().await?.last() else {
+            return Ok(None);
+        };
+        let location = self.checkpoint_location(epoch);
+        let manifest = self.read_manifest(&location).await?;
+        Ok(Some((location, manifest)))
+    }
+
+    /// Keeps the newest `retained` checkpoints and deletes the others with every
+    /// file that only they referred to. Returns the number of objects deleted.
+    pub async fn collect_garbage(&self, retained: usize) -> Result<usize, StorageError> {
+        let manifests = self.completed_manifests().await?;
+        let plan = plan_collection(&manifests, retained);
+        for &epoch in &plan.checkpoints {
+            // The manifest goes first: a half-deleted checkpoint must not look complete.
+            let manifest = self.under(&checkpoint_dir_name(epoch)).join(MANIFEST_FILE);
+            self.delete_if_present(&manifest).await?;
+        }
+        for path in &plan.files {
+            self.delete_if_present(&self.under(path)).await?;
+        }
+        Ok(plan.checkpoints.len() + plan.files.len())
+    }
+
+    async fn completed_manifests(&self) -> Result<Vec<Manifest>, StorageError> {
+        let mut manifests = Vec::new();
+        for epoch in self.completed_checkpoints().await? {
+            manifests.push(self.read_manifest(&self.checkpoint_location(epoch)).await?);
+        }
+        Ok(manifests)
+    }
+
+    /// Deletes what failed attempts and earlier collections left behind: every file
+    /// in `shared/` and in checkpoint folders that no completed checkpoint refers to.
+    /// Only safe while no checkpoint is being written (at job start, before the
+    /// first epoch).
+    pub async fn remove_orphans(&self) -> Result<usize, StorageError> {
+        let manifests = self.completed_manifests().await?;
+        let completed: BTreeSet<u64> = manifests.iter().map(|m| m.epoch).collect();
+        let referenced: BTreeSet<&str> = manifests.iter().flat_map(|m| m.file_paths()).collect();
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.root))
+            .await
+            .map_err(store_error("list", &self.root))?;
+        let mut folders = Vec::new();
+        for prefix in listing.common_prefixes {
+            let name = prefix.filename().unwrap_or_default();
+            if name == SHARED_DIR || parse_checkpoint_dir_name(name).is_some() {
+                folders.push(prefix);
+            }
+        }
+        let mut deleted = 0;
+        for folder in folders {
+            let files: Vec<_> = self
+                .store
+                .list(Some(&folder))
+                .try_collect()
+                .await
+                .map_err(store_error("list", &folder))?;
+            for file in files {
+                let relative = relative_path(&self.root, &file.location);
+                let is_live_manifest = file.location.filename() == Some(MANIFEST_FILE)
+                    && folder
+                        .filename()
+                        .and_then(parse_checkpoint_dir_name)
+                        .is_some_and(|e| completed.contains(&e));
+                if !is_live_manifest && !referenced.contains(relative.as_str()) {
+                    self.delete_if_present(&file.location).await?;
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Copies the checkpoint `manifest` into a self-contained savepoint folder under
+    /// `savepoints/` and returns its location.
+    pub async fn write_savepoint(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<SnapshotLocation, StorageError> {
+        let name = format!(
+            "sp-{:020}-{}",
+            manifest.epoch,
+            uuid::Uuid::new_v4().simple()
+        );
+        let dir = self.under("savepoints").clone().join(name);
+        let mut savepoint = manifest.clone();
+        savepoint.kind = SnapshotKind::Savepoint;
+        for (operator, subtasks) in &mut savepoint.operators {
+            for subtask in subtasks {
+                for file in &mut subtask.files {
+                    let relative = format!("{operator}/{}/{}", subtask.subtask, file.name);
+                    let to = relative
+                        .split('/')
+                        .fold(dir.clone(), |path, part| path.join(part));
+                    let from = self.under(&file.path);
+                    self.store
+                        .copy(&from, &to)
+                        .await
+                        .map_err(store_error("copy", &from))?;
+                    file.path = relative;
+                }
+            }
+        }
+        self.put_manifest(&dir.clone().join(MANIFEST_FILE), &savepoint)
+            .await?;
+        Ok(SnapshotLocation {
+            base: dir.clone(),
+            dir,
+        })
+    }
+
+    async fn delete_if_present(&self, location: &Path) -> Result<(), StorageError> {
+        match self.store.delete(location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(store_error("delete", location)(error)),
+        }
+    }
+}
+
+/// `path` relative to `root`, as a manifest records it.
+fn relative_path(root: &Path, path: &Path) -> String {
+    match path.prefix_match(root) {
+        Some(parts) => parts
+            .map(|part| part.as_ref().to_owned())
+            .collect::<Vec<_>>()
+            .join("/"),
+        None => path.to_string(),
+    }
+}
+
+/// Reads the manifest of the checkpoint or savepoint in `location`.
+pub async fn read_manifest(
+    store: &Arc<dyn ObjectStore>,
+    location: &SnapshotLocation,
+) -> Result<Manifest, StorageError> {
+    let path = location.dir.clone().join(MANIFEST_FILE);
+    let bytes = get_bytes(store, &path).await?;
+    serde_json::from_slice(&bytes).map_err(|source| StorageError::Manifest {
+        path: path.to_string(),
+        source,
+    })
+}
+
+async fn get_bytes(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Bytes, StorageError> {
+    let result = store.get(path).await.map_err(store_error("read", path))?;
+    result.bytes().await.map_err(store_error("read", path))
+}
+
+/// Downloads `files` (resolved against `base`) into the local folder `into`, under
+/// their RocksDB names.
+pub async fn download_files(
+    store: &Arc<dyn ObjectStore>,
+    base: &Path,
+    files: &[SnapshotFile],
+    into: &LocalPath,
+) -> Result<(), StorageError> {
+    tokio::fs::create_dir_all(into)
+        .await
+        .map_err(io_error("create", into))?;
+    for file in files {
+        let path = file
+            .path
+            .split('/')
+            .fold(base.clone(), |path, part| path.join(part));
+        let bytes = get_bytes(store, &path).await?;
+        let local = into.join(&file.name);
+        tokio::fs::write(&local, &bytes)
+            .await
+            .map_err(io_error("write", &local))?;
+    }
+    Ok(())
+}
+
+/// Resolves a user-given snapshot path (a local folder or a URL, of a savepoint or
+/// of a retained checkpoint) to its store and location.
+pub fn locate_snapshot(
+    path: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<(Arc<dyn ObjectStore>, SnapshotLocation), StorageError> {
+    let url = if path.contains("://") {
+        path.trim_end_matches('/').to_owned()
+    } else {
+        let absolute =
+            std::path::absolute(path).map_err(io_error("resolve", LocalPath::new(path)))?;
+        format!("file://{}", absolute.display())
+    };
+    let (store, dir) = open_store(&url, options)?;
+    let is_checkpoint = dir
+        .filename()
+        .is_some_and(|name| parse_checkpoint_dir_name(name).is_some());
+    let base = if is_checkpoint {
+        let parts: Vec<_> = dir.parts().collect();
+        Path::from_iter(parts[..parts.len() - 1].iter().cloned())
+    } else {
+        dir.clone()
+    };
+    Ok((store, SnapshotLocation { dir, base }))
+}

@@ -1,0 +1,73 @@
+//! What every operator of a job's worker needs to know: the job's settings, its
+//! subtask, where state is kept and what to restore from.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+
+use crate::checkpoint::{CheckpointStorage, Manifest, SnapshotLocation};
+use crate::exec::control::JobControl;
+use crate::state::Partitioning;
+
+/// The settings of a job that every worker shares.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// The job's name (the StreamJob's metadata.name).
+    pub name: String,
+    /// Parallelism and number of key groups.
+    pub partitioning: Partitioning,
+    /// How long each epoch (and so each checkpoint interval) lasts.
+    pub checkpoint_interval: Duration,
+    /// How many completed checkpoints to keep.
+    pub retained_checkpoints: usize,
+    /// Local folder for RocksDB working copies and snapshots.
+    pub local_dir: PathBuf,
+}
+
+/// The completed checkpoint or savepoint a job restores from.
+#[derive(Debug, Clone)]
+pub struct RestorePoint {
+    /// The store holding it (may differ from the job's own storage).
+    pub store: Arc<dyn ObjectStore>,
+    /// Where its manifest is and how its paths resolve.
+    pub location: SnapshotLocation,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+/// One worker's view of the job.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    /// Shared job settings.
+    pub settings: Arc<JobSettings>,
+    /// This worker's subtask index (timely worker index).
+    pub subtask: u32,
+    /// The job's checkpoint storage.
+    pub storage: CheckpointStorage,
+    /// The runtime that performs object-storage I/O off the worker threads.
+    pub io: tokio::runtime::Handle,
+    /// What to restore from, if anything.
+    pub restore: Option<Arc<RestorePoint>>,
+    /// The first epoch of this run (one past the restored epoch).
+    pub start_epoch: u64,
+    /// Stop and shutdown requests and progress counters of this process.
+    pub control: Arc<JobControl>,
+}
+
+impl TaskContext {
+    /// The job's partitioning of key groups among subtasks.
+    pub fn partitioning(&self) -> Partitioning {
+        self.settings.partitioning
+    }
+
+    /// The local working folder of `operator` on this subtask.
+    pub fn operator_dir(&self, operator: &str) -> PathBuf {
+        self.settings
+            .local_dir
+            .join(&self.settings.name)
+            .join(operator)
+            .join(self.subtask.to_string())
+    }
+}

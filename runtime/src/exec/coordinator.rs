@@ -1,0 +1,160 @@
+//! The checkpoint coordinator, on worker 0: when the frontier of every operator's
+//! snapshot acknowledgements passes an epoch, that epoch's snapshots form a
+//! consistent checkpoint. The coordinator writes its manifest (the checkpoint then
+//! exists), collects garbage, and ends the job once every source has drained —
+//! taking a savepoint first when a stop was requested.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use timely::dataflow::Stream;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+
+use super::context::TaskContext;
+use super::control::CompletedSnapshot;
+use crate::checkpoint::{Manifest, SnapshotAck, SnapshotKind};
+
+/// A consistent checkpoint ready to be written.
+struct Completion {
+    manifest: Manifest,
+    all_drained: bool,
+    started: Instant,
+}
+
+/// Builds the coordinator on `acks`, the acknowledgements of every stateful operator
+/// and source. `operators` names each of them; every one has one subtask per worker.
+pub fn coordinator(
+    acks: Stream<'_, u64, Vec<SnapshotAck>>,
+    ctx: &TaskContext,
+    operators: Vec<String>,
+) {
+    let settings = ctx.settings.clone();
+    let parallelism = settings.partitioning.parallelism();
+    let is_coordinator = ctx.subtask == 0;
+    let (sender, mut completions) = tokio::sync::mpsc::unbounded_channel::<Completion>();
+    if is_coordinator {
+        let storage = ctx.storage.clone();
+        let control = ctx.control.clone();
+        let retained = settings.retained_checkpoints;
+        ctx.io.spawn(async move {
+            while let Some(completion) = completions.recv().await {
+                let Completion {
+                    manifest,
+                    all_drained,
+                    started,
+                } = completion;
+                if let Err(error) = storage.complete_checkpoint(&manifest).await {
+                    control.record_failure(format!("checkpoint {}: {error}", manifest.epoch));
+                    continue;
+                }
+                let location = storage.checkpoint_location(manifest.epoch);
+                control.record_checkpoint(CompletedSnapshot {
+                    epoch: manifest.epoch,
+                    location: storage.url_of(&location.dir),
+                    state_bytes: manifest.state_size(),
+                    duration_ms: started.elapsed().as_millis() as u64,
+                });
+                tracing::info!(epoch = manifest.epoch, bytes = manifest.state_size(), "checkpoint completed");
+                if let Err(error) = storage.collect_garbage(retained).await {
+                    tracing::warn!(%error, "garbage collection failed; retried after the next checkpoint");
+                }
+                if !all_drained {
+                    continue;
+                }
+                if control.stop_requested() {
+                    let savepoint_started = Instant::now();
+                    match storage.write_savepoint(&manifest).await {
+                        Ok(savepoint) => control.record_savepoint(CompletedSnapshot {
+                            epoch: manifest.epoch,
+                            location: storage.url_of(&savepoint.dir),
+                            state_bytes: manifest.state_size(),
+                            duration_ms: savepoint_started.elapsed().as_millis() as u64,
+                        }),
+                        Err(error) => {
+                            // The sources stay drained and close more epochs: the next
+                            // one retries the savepoint.
+                            control.record_failure(format!("savepoint at epoch {}: {error}", manifest.epoch));
+                            continue;
+                        }
+                    }
+                }
+                control.shut_down();
+                break;
+            }
+        });
+    }
+
+    let started = Instant::now();
+    let mut pending: BTreeMap<u64, Vec<SnapshotAck>> = BTreeMap::new();
+    let mut epoch_seen: BTreeMap<u64, Instant> = BTreeMap::new();
+    acks.sink(
+        Exchange::new(|_: &SnapshotAck| 0),
+        "Checkpoint coordinator",
+        move |(input, frontier)| {
+            input.for_each_stamp(|stamp, batches| {
+                let epoch = *stamp.least().expect("epochs are totally ordered");
+                epoch_seen.entry(epoch).or_insert_with(Instant::now);
+                let acks = pending.entry(epoch).or_default();
+                for batch in batches {
+                    acks.append(batch);
+                }
+            });
+            if !is_coordinator {
+                return;
+            }
+            // Epochs the frontier has passed have all their acknowledgements.
+            let mut newest_complete = None;
+            while let Some((&epoch, _)) = pending.first_key_value() {
+                if frontier.less_equal(&epoch) {
+                    break;
+                }
+                let (_, acks) = pending.pop_first().expect("checked above");
+                let first_seen = epoch_seen.remove(&epoch).unwrap_or(started);
+                newest_complete = Some((epoch, acks, first_seen));
+            }
+            let Some((epoch, acks, first_seen)) = newest_complete else {
+                return;
+            };
+            let all_drained = acks.iter().all(|ack| ack.drained != Some(false));
+            let mut by_operator: BTreeMap<String, Vec<_>> = BTreeMap::new();
+            for ack in acks {
+                by_operator
+                    .entry(ack.operator)
+                    .or_default()
+                    .push(ack.snapshot);
+            }
+            let complete = operators.iter().all(|operator| {
+                by_operator
+                    .get(operator)
+                    .is_some_and(|subtasks| subtasks.len() == parallelism as usize)
+            });
+            if !complete {
+                tracing::warn!(
+                    epoch,
+                    "epoch passed without every snapshot; not a checkpoint"
+                );
+                return;
+            }
+            for subtasks in by_operator.values_mut() {
+                subtasks.sort_by_key(|snapshot| snapshot.subtask);
+            }
+            let manifest = Manifest {
+                kind: SnapshotKind::Checkpoint,
+                job: settings.name.clone(),
+                epoch,
+                parallelism,
+                max_parallelism: settings.partitioning.max_parallelism(),
+                completed_at_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_millis() as u64),
+                operators: by_operator,
+            };
+            let _ = sender.send(Completion {
+                manifest,
+                all_drained,
+                started: first_seen,
+            });
+        },
+    );
+}

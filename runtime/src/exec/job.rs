@@ -1,0 +1,284 @@
+//! Running a job: resolve what to restore, start timely workers (threads of one
+//! process, or processes connected over TCP), build the pipeline on each, and run
+//! until the job ends or is stopped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::InputHandle;
+use timely::dataflow::channels::pact::Pipeline as Local;
+use timely::dataflow::operators::Input;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Broadcast;
+
+use super::context::{JobSettings, RestorePoint, TaskContext};
+use super::control::{JobControl, Snapshots};
+use crate::api::{BuildError, Pipeline};
+use crate::checkpoint::{CheckpointStorage, StorageError, locate_snapshot, read_manifest};
+
+/// What a run starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreFrom {
+    /// Empty state.
+    Nothing,
+    /// The newest completed checkpoint of the job, if there is one (after a crash).
+    LatestCheckpoint,
+    /// A savepoint or retained checkpoint: a local folder or a URL.
+    Snapshot(String),
+}
+
+/// Where the job's workers run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processes {
+    /// All workers as threads of this process.
+    Local,
+    /// This process is `index` of `addresses` (host:port of every process, in order);
+    /// each runs parallelism / processes workers.
+    Cluster {
+        /// This process's index.
+        index: usize,
+        /// Every process's address.
+        addresses: Vec<String>,
+    },
+}
+
+/// Everything needed to run a job.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// Settings shared by every worker.
+    pub settings: JobSettings,
+    /// URL of the job's state storage (`file://` or `s3://`).
+    pub storage_url: String,
+    /// Non-secret object_store options.
+    pub storage_options: BTreeMap<String, String>,
+    /// What to restore from.
+    pub restore: RestoreFrom,
+    /// Where the workers run.
+    pub processes: Processes,
+}
+
+/// Why a job could not run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Checkpoint storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The restore point belongs to a job with another number of key groups.
+    #[error(
+        "cannot restore: the snapshot has {found} key groups (maxParallelism) and the job {expected}; maxParallelism is fixed for a job's life"
+    )]
+    KeyGroupsMismatch {
+        /// The job's maxParallelism.
+        expected: u32,
+        /// The snapshot's.
+        found: u32,
+    },
+    /// The snapshot named to restore from does not exist.
+    #[error("no snapshot to restore at {0}")]
+    NoSnapshot(String),
+    /// The timely workers could not start (e.g. peers unreachable).
+    #[error("cannot start workers: {0}")]
+    Start(String),
+    /// A worker failed while building or running the pipeline.
+    #[error("worker failed: {0}")]
+    Worker(String),
+    /// The pipeline could not be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The runtime for object-storage I/O could not start.
+    #[error("cannot start the I/O runtime: {0}")]
+    Io(std::io::Error),
+}
+
+/// How a job run ended.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    /// The checkpoints and savepoints completed (as seen by this process).
+    pub snapshots: Snapshots,
+    /// Records read by this process's sources.
+    pub records_in: u64,
+    /// Records written by this process's sinks.
+    pub records_out: u64,
+}
+
+/// Builds a job's pipeline on one worker.
+pub type PipelineFn =
+    Arc<dyn for<'scope> Fn(&mut Pipeline<'scope>) -> Result<(), BuildError> + Send + Sync>;
+
+/// Commands worker 0 sends to every worker of every process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Command {
+    Stop,
+    ShutDown,
+}
+
+/// Runs the job until its sources end (bounded input) or `control.request_stop()`
+/// is called, and its final checkpoint (and, on a stop, savepoint) is complete.
+pub fn run_job(
+    config: JobConfig,
+    pipeline: PipelineFn,
+    control: Arc<JobControl>,
+) -> Result<JobReport, JobError> {
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("strom-io")
+        .build()
+        .map_err(JobError::Io)?;
+    let settings = Arc::new(config.settings.clone());
+    let storage = CheckpointStorage::open(&config.storage_url, &config.storage_options)?;
+    let restore = io.block_on(resolve_restore(&config, &storage))?;
+    if let Some(restore) = &restore {
+        let expected = settings.partitioning.max_parallelism();
+        if restore.manifest.max_parallelism != expected {
+            return Err(JobError::KeyGroupsMismatch {
+                expected,
+                found: restore.manifest.max_parallelism,
+            });
+        }
+    }
+    let is_first_process =
+        !matches!(config.processes, Processes::Cluster { index, .. } if index != 0);
+    if is_first_process {
+        // No checkpoint is being written yet: whatever has no manifest is left over.
+        let removed = io.block_on(storage.remove_orphans())?;
+        if removed > 0 {
+            tracing::info!(removed, "removed files of unfinished checkpoints");
+        }
+    }
+    let start_epoch = restore.as_ref().map_or(1, |r| r.manifest.epoch + 1);
+    let restore = restore.map(Arc::new);
+
+    let threads = threads_per_process(&config);
+    let communication = match &config.processes {
+        Processes::Local => timely::CommunicationConfig::Process(threads),
+        Processes::Cluster { index, addresses } => timely::CommunicationConfig::Cluster {
+            threads,
+            process: *index,
+            addresses: addresses.clone(),
+            report: false,
+            zerocopy: false,
+        },
+    };
+    let timely_config = timely::Config {
+        communication,
+        worker: timely::WorkerConfig::default(),
+    };
+    let handle = io.handle().clone();
+    let worker_control = Arc::clone(&control);
+    let build = pipeline;
+    let guards = timely::execute(timely_config, move |worker| -> Result<(), String> {
+        let ctx = TaskContext {
+            settings: Arc::clone(&settings),
+            subtask: worker.index() as u32,
+            storage: storage.clone(),
+            io: handle.clone(),
+            restore: restore.clone(),
+            start_epoch,
+            control: Arc::clone(&worker_control),
+        };
+        let mut commands = InputHandle::<u64, CapacityContainerBuilder<Vec<Command>>>::new();
+        let apply_control = Arc::clone(&worker_control);
+        worker.dataflow::<u64, _, _>(|scope| {
+            scope.input_from(&mut commands).broadcast().sink(
+                Local,
+                "Commands",
+                move |(input, _)| {
+                    input.for_each(|_, batch| {
+                        for command in batch.drain(..) {
+                            match command {
+                                Command::Stop => apply_control.request_stop(),
+                                Command::ShutDown => apply_control.shut_down(),
+                            }
+                        }
+                    });
+                },
+            );
+        });
+        let main = worker.next_dataflow_index();
+        let built = worker.dataflow::<u64, _, _>(|scope| -> Result<(), BuildError> {
+            let mut pipeline = Pipeline::new(scope, ctx.clone());
+            build(&mut pipeline)?;
+            pipeline.finish();
+            Ok(())
+        });
+        if let Err(error) = &built {
+            // What was built must still drain: the sources end on shutdown.
+            worker_control.record_failure(error.to_string());
+            worker_control.shut_down();
+        }
+        let (mut sent_stop, mut sent_shutdown) = (false, false);
+        while worker.installed_dataflows().contains(&main) {
+            if worker.index() == 0 {
+                if !sent_stop && worker_control.stop_requested() {
+                    commands.send(Command::Stop);
+                    sent_stop = true;
+                }
+                if !sent_shutdown && worker_control.is_shutting_down() {
+                    commands.send(Command::ShutDown);
+                    sent_shutdown = true;
+                }
+                commands.flush();
+            }
+            worker.step_or_park(Some(Duration::from_millis(5)));
+        }
+        built.map_err(|error| error.to_string())
+    })
+    .map_err(JobError::Start)?;
+    for result in guards.join() {
+        // A panicking worker's payload is opaque; the failure it recorded says more.
+        let explain =
+            |error: String| JobError::Worker(control.snapshots().failure.unwrap_or(error));
+        result.map_err(explain)?.map_err(explain)?;
+    }
+    Ok(JobReport {
+        snapshots: control.snapshots(),
+        records_in: control.records_in(),
+        records_out: control.records_out(),
+    })
+}
+
+fn threads_per_process(config: &JobConfig) -> usize {
+    let parallelism = config.settings.partitioning.parallelism() as usize;
+    match &config.processes {
+        Processes::Local => parallelism,
+        Processes::Cluster { addresses, .. } => parallelism / addresses.len().max(1),
+    }
+}
+
+async fn resolve_restore(
+    config: &JobConfig,
+    storage: &CheckpointStorage,
+) -> Result<Option<RestorePoint>, JobError> {
+    match &config.restore {
+        RestoreFrom::Nothing => Ok(None),
+        RestoreFrom::LatestCheckpoint => {
+            Ok(storage
+                .latest_checkpoint()
+                .await?
+                .map(|(location, manifest)| RestorePoint {
+                    store: Arc::clone(storage.store()),
+                    location,
+                    manifest,
+                }))
+        }
+        RestoreFrom::Snapshot(path) => {
+            let (store, location) = locate_snapshot(path, &config.storage_options)?;
+            let manifest = match read_manifest(&store, &location).await {
+                Ok(manifest) => manifest,
+                Err(StorageError::ObjectStore {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) => return Err(JobError::NoSnapshot(path.clone())),
+                Err(error) => return Err(error.into()),
+            };
+            Ok(Some(RestorePoint {
+                store,
+                location,
+                manifest,
+            }))
+        }
+    }
+}

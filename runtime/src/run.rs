@@ -1,0 +1,255 @@
+//! `strom run`: runs a StreamJob manifest with the runtime engine.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use strom_crds::StreamJob;
+use strom_crds::manifest::parse_stream_job;
+use strom_runtime::exec::{
+    JobConfig, JobControl, JobReport, JobSettings, Processes, RestoreFrom, run_job,
+};
+use strom_runtime::pipelines::{self, OutputFn};
+use strom_runtime::state::Partitioning;
+
+/// Arguments of `strom run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The StreamJob manifest (YAML).
+    manifest: PathBuf,
+    /// Restore from this savepoint or retained checkpoint (a folder or URL).
+    #[arg(long, conflicts_with = "resume")]
+    from_savepoint: Option<String>,
+    /// Restore from the job's latest completed checkpoint, if there is one.
+    #[arg(long)]
+    resume: bool,
+    /// Run at this parallelism instead of spec.parallelism.
+    #[arg(long)]
+    parallelism: Option<u32>,
+    /// Stop with a savepoint after this long (e.g. 30s, 5m).
+    #[arg(long, value_parser = parse_duration)]
+    stop_after: Option<Duration>,
+    /// Local working folder for RocksDB (default: .strom/local).
+    #[arg(long, default_value = ".strom/local")]
+    work_dir: PathBuf,
+    /// Print the job's output records (by default only progress is shown).
+    #[arg(long)]
+    print_output: bool,
+    /// This process's index among --peers (running as one of several processes).
+    #[arg(long, requires = "peers")]
+    process: Option<usize>,
+    /// host:port of every process, comma-separated, in process order.
+    #[arg(long, value_delimiter = ',', requires = "process")]
+    peers: Vec<String>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s or 5m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" | "" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        _ => Err(format!("{text:?}: unknown unit {unit:?} (use ms, s or m)")),
+    }
+}
+
+/// The job configuration `strom run` derives from a manifest and its flags.
+fn job_config(job: &StreamJob, args: &RunArgs) -> anyhow::Result<JobConfig> {
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let spec = &job.spec;
+    let parallelism = args.parallelism.unwrap_or(spec.parallelism as u32);
+    let partitioning = Partitioning::new(parallelism, spec.max_parallelism as u32)
+        .with_context(|| format!("parallelism {parallelism}"))?;
+    let storage_url = match &spec.state.storage {
+        Some(url) => url.trim_end_matches('/').to_owned() + "/" + &name,
+        None => {
+            let dir = std::path::absolute(".strom/state")?.join(&name);
+            format!("file://{}", dir.display())
+        }
+    };
+    let restore = match (&args.from_savepoint, args.resume) {
+        (Some(path), _) => RestoreFrom::Snapshot(path.clone()),
+        (None, true) => RestoreFrom::LatestCheckpoint,
+        (None, false) => RestoreFrom::Nothing,
+    };
+    let processes = match args.process {
+        None => Processes::Local,
+        Some(index) => {
+            if index >= args.peers.len() {
+                bail!(
+                    "--process {index} is not an index into the {} --peers",
+                    args.peers.len()
+                );
+            }
+            if !(parallelism as usize).is_multiple_of(args.peers.len()) {
+                bail!(
+                    "parallelism {parallelism} does not divide among {} processes",
+                    args.peers.len()
+                );
+            }
+            Processes::Cluster {
+                index,
+                addresses: args.peers.clone(),
+            }
+        }
+    };
+    Ok(JobConfig {
+        settings: JobSettings {
+            name,
+            partitioning,
+            checkpoint_interval: spec.state.checkpoint_interval.into(),
+            retained_checkpoints: spec.state.retained_checkpoints.max(1) as usize,
+            local_dir: std::path::absolute(&args.work_dir)?,
+        },
+        storage_url,
+        storage_options: spec.state.storage_options.clone(),
+        restore,
+        processes,
+    })
+}
+
+/// Runs the job in `args.manifest` until it ends, is stopped by Ctrl-C, or
+/// `--stop-after` elapses; prints progress once a second.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.manifest)
+        .with_context(|| format!("cannot read {}", args.manifest.display()))?;
+    let job = parse_stream_job(&text).with_context(|| args.manifest.display().to_string())?;
+    let Some(pipeline_spec) = &job.spec.pipeline else {
+        bail!(
+            "{}: SQL jobs need the SQL front end, which this runtime does not have yet; \
+             use spec.pipeline with one of: {}",
+            args.manifest.display(),
+            pipelines::NAMES.join(", ")
+        );
+    };
+    let print_output = args.print_output;
+    let output: OutputFn = Arc::new(move |line| {
+        if print_output {
+            println!("{line}");
+        }
+    });
+    let pipeline = pipelines::lookup(&pipeline_spec.name, &pipeline_spec.args, output)?;
+    let config = job_config(&job, &args)?;
+    eprintln!(
+        "running {} (pipeline {}) at parallelism {} of {} key groups; state in {}",
+        config.settings.name,
+        pipeline_spec.name,
+        config.settings.partitioning.parallelism(),
+        config.settings.partitioning.max_parallelism(),
+        config.storage_url
+    );
+
+    let control = Arc::new(JobControl::default());
+    stop_on_ctrl_c(Arc::clone(&control))?;
+    let finished = Arc::new(AtomicBool::new(false));
+    let progress = show_progress(Arc::clone(&control), Arc::clone(&finished), args.stop_after);
+    let result = run_job(config, pipeline, Arc::clone(&control));
+    finished.store(true, Ordering::SeqCst);
+    let _ = progress.join();
+    let report = result?;
+    print_report(&report);
+    if let Some(failure) = report.snapshots.failure {
+        bail!("the job reported a failure: {failure}");
+    }
+    Ok(())
+}
+
+fn stop_on_ctrl_c(control: Arc<JobControl>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    thread::Builder::new()
+        .name("strom-signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("\nstopping with a savepoint (Ctrl-C again to abort)");
+                    control.request_stop();
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            });
+        })?;
+    Ok(())
+}
+
+fn show_progress(
+    control: Arc<JobControl>,
+    finished: Arc<AtomicBool>,
+    stop_after: Option<Duration>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let started = Instant::now();
+        let mut last = (Instant::now(), 0);
+        while !finished.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(200));
+            if stop_after.is_some_and(|limit| started.elapsed() >= limit)
+                && !control.stop_requested()
+            {
+                eprintln!("\n--stop-after reached: stopping with a savepoint");
+                control.request_stop();
+            }
+            if last.0.elapsed() < Duration::from_secs(1) {
+                continue;
+            }
+            let records = control.records_in();
+            let rate = (records - last.1) as f64 / last.0.elapsed().as_secs_f64();
+            last = (Instant::now(), records);
+            let checkpoint =
+                control
+                    .snapshots()
+                    .last_checkpoint
+                    .map_or("none yet".to_owned(), |c| {
+                        format!(
+                            "epoch {} ({} KiB, {} ms)",
+                            c.epoch,
+                            c.state_bytes / 1024,
+                            c.duration_ms
+                        )
+                    });
+            eprint!(
+                "\r{:>6.0}s  {:>10.0} records/s  {:>12} records  epoch {:>5}  last checkpoint {checkpoint}   ",
+                started.elapsed().as_secs_f64(),
+                rate,
+                records,
+                control.epoch()
+            );
+            let _ = std::io::stderr().flush();
+        }
+        eprintln!();
+    })
+}
+
+fn print_report(report: &JobReport) {
+    println!(
+        "records read: {}, records written: {}",
+        report.records_in, report.records_out
+    );
+    if let Some(checkpoint) = &report.snapshots.last_checkpoint {
+        println!(
+            "last checkpoint: epoch {} at {}",
+            checkpoint.epoch, checkpoint.location
+        );
+    }
+    for savepoint in &report.snapshots.savepoints {
+        println!(
+            "savepoint: {} (epoch {}, {} bytes of state)",
+            savepoint.location, savepoint.epoch, savepoint.state_bytes
+        );
+        println!(
+            "resume with: strom run <manifest> --from-savepoint {}",
+            savepoint.location
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! Keyed state through checkpoints, stop-with-savepoint and restore at another
+//! parallelism, on the real engine: timely workers, RocksDB, object storage (file://).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use strom_runtime::api::Pipeline;
+use strom_runtime::checkpoint::CheckpointStorage;
+use strom_runtime::exec::{
+    Generator, JobConfig, JobControl, JobReport, JobSettings, PipelineFn, Processes, RestoreFrom,
+    run_job,
+};
+use strom_runtime::state::Partitioning;
+
+const SPLITS: u32 = 16;
+const USERS: u64 = 500;
+
+/// Everything the sinks of a run saw: (user, running count).
+type Output = Arc<Mutex<Vec<(u64, u64)>>>;
+
+/// Click `n` of split `split`: the user who clicked, and a sequence number.
+fn click(split: u32, n: u64) -> (u64, u64) {
+    let user = (u64::from(split) * 7919 + n * 104_729) % USERS;
+    (user, n)
+}
+
+/// Clicks per user: a generator of `per_split` clicks per split (rate-limited to
+/// `rate` records/s when given), counted per user into `output`.
+fn clicks_per_user(per_split: u64, rate: Option<u64>, output: Output) -> PipelineFn {
+    Arc::new(move |pipeline: &mut Pipeline<'_>| {
+        let mut generator = Generator::new(SPLITS, click).bounded(per_split);
+        if let Some(rate) = rate {
+            generator = generator.rate(rate);
+        }
+        let output = Arc::clone(&output);
+        pipeline
+            .source("clicks", generator)?
+            .key_by(|&(user, _)| user)
+            .count("clicks-per-user")?
+            .sink(move |_epoch, batch| output.lock().unwrap().extend(batch));
+        Ok(())
+    })
+}
+
+fn config(state: &Path, parallelism: u32, restore: RestoreFrom, retained: usize) -> JobConfig {
+    JobConfig {
+        settings: JobSettings {
+            name: "clicks".into(),
+            partitioning: Partitioning::new(parallelism, 128).unwrap(),
+            checkpoint_interval: Duration::from_millis(50),
+            retained_checkpoints: retained,
+            local_dir: state.join(format!("local-{parallelism}")),
+        },
+        storage_url: format!("file://{}", state.join("storage").display()),
+        storage_options: BTreeMap::new(),
+        restore,
+        processes: Processes::Local,
+    }
+}
+
+/// Checks that for every user the running counts seen are exactly 1..=n (none
+/// missing, none twice), and returns the final count per user.
+fn final_counts(output: &[(u64, u64)]) -> BTreeMap<u64, u64> {
+    let mut per_user: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for &(user, count) in output {
+        per_user.entry(user).or_default().push(count);
+    }
+    per_user
+        .into_iter()
+        .map(|(user, mut counts)| {
+            counts.sort_unstable();
+            let expected: Vec<u64> = (1..=counts.len() as u64).collect();
+            assert_eq!(
+                counts, expected,
+                "user {user}: counts reset, skipped or repeated"
+            );
+            (user, *counts.last().unwrap())
+        })
+        .collect()
+}
+
+/// The per-user totals computed directly from the generated input.
+fn expected_counts(per_split: u64) -> BTreeMap<u64, u64> {
+    let mut counts = BTreeMap::new();
+    for split in 0..SPLITS {
+        for n in 0..per_split {
+            *counts.entry(click(split, n).0).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[test]
+fn the_same_input_gives_the_same_counts_at_parallelism_1_2_and_4() {
+    let per_split = 2000;
+    let expected = expected_counts(per_split);
+    for parallelism in [1, 2, 4] {
+        let state = tempfile::tempdir().unwrap();
+        let output = Output::default();
+        let report = run_job(
+            config(state.path(), parallelism, RestoreFrom::Nothing, 3),
+            clicks_per_user(per_split, None, Arc::clone(&output)),
+            Arc::default(),
+        )
+        .unwrap();
+        assert_eq!(report.records_in, per_split * u64::from(SPLITS));
+        let counts = final_counts(&output.lock().unwrap());
+        assert_eq!(
+            counts, expected,
+            "counts differ at parallelism {parallelism}"
+        );
+        assert!(
+            report.snapshots.last_checkpoint.is_some(),
+            "no final checkpoint"
+        );
+    }
+}
+
+/// Runs until the first checkpoint has completed, then stops with a savepoint.
+fn run_then_stop(config: JobConfig, pipeline: PipelineFn) -> JobReport {
+    let control = Arc::new(JobControl::default());
+    let job = {
+        let control = Arc::clone(&control);
+        thread::spawn(move || run_job(config, pipeline, control))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while control.snapshots().last_checkpoint.is_none() {
+        assert!(Instant::now() < deadline, "no checkpoint within a minute");
+        thread::sleep(Duration::from_millis(10));
+    }
+    control.request_stop();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !job.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "no savepoint within a minute of the stop: {:?}",
+            control.snapshots().failure
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    job.join().unwrap().unwrap()
+}
+
+#[test]
+fn counts_survive_stop_with_savepoint_and_restore_at_2_then_4_then_1() {
+    let per_split = 3000;
+    let total = per_split * u64::from(SPLITS);
+    let state = tempfile::tempdir().unwrap();
+    let output = Output::default();
+    // 20k records/s: the input lasts 2.4 s, so the stops land mid-run.
+    let rate = Some(20_000);
+
+    let first = run_then_stop(
+        config(state.path(), 2, RestoreFrom::Nothing, 3),
+        clicks_per_user(per_split, rate, Arc::clone(&output)),
+    );
+    let savepoint = first
+        .snapshots
+        .savepoints
+        .last()
+        .expect("a savepoint")
+        .clone();
+    assert!(
+        first.records_in < total,
+        "the first run read everything before the stop"
+    );
+
+    let second = run_then_stop(
+        config(
+            state.path(),
+            4,
+            RestoreFrom::Snapshot(savepoint.location.clone()),
+            3,
+        ),
+        clicks_per_user(per_split, rate, Arc::clone(&output)),
+    );
+    let savepoint = second
+        .snapshots
+        .savepoints
+        .last()
+        .expect("a savepoint")
+        .clone();
+    assert!(second.records_in > 0, "the second run read nothing");
+    assert!(
+        first.records_in + second.records_in < total,
+        "the second run read everything before the stop"
+    );
+
+    let third = run_job(
+        config(
+            state.path(),
+            1,
+            RestoreFrom::Snapshot(savepoint.location.clone()),
+            3,
+        ),
+        clicks_per_user(per_split, None, Arc::clone(&output)),
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        first.records_in + second.records_in + third.records_in,
+        total,
+        "records read twice or never across the restores"
+    );
+    let counts = final_counts(&output.lock().unwrap());
+    assert_eq!(counts, expected_counts(per_split));
+}
+
+#[test]
+fn garbage_collection_keeps_what_retained_checkpoints_and_savepoints_need() {
+    let state = tempfile::tempdir().unwrap();
+    let output = Output::default();
+    let first = run_then_stop(
+        config(state.path(), 2, RestoreFrom::Nothing, 1),
+        clicks_per_user(4000, Some(20_000), Arc::clone(&output)),
+    );
+    let savepoint = first
+        .snapshots
+        .savepoints
+        .last()
+        .expect("a savepoint")
+        .clone();
+    // Many more checkpoints after the savepoint, keeping only the newest: consecutive
+    // checkpoints share table files, and an epoch without changes (the final one)
+    // refers to the previous checkpoint's files, so collection must look at what
+    // the kept checkpoint refers to.
+    run_job(
+        config(
+            state.path(),
+            2,
+            RestoreFrom::Snapshot(savepoint.location.clone()),
+            1,
+        ),
+        clicks_per_user(4000, Some(40_000), Arc::clone(&output)),
+        Arc::default(),
+    )
+    .unwrap();
+
+    let storage_url = format!("file://{}", state.path().join("storage").display());
+    let storage = CheckpointStorage::open(&storage_url, &BTreeMap::new()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let completed = storage.completed_checkpoints().await.unwrap();
+        assert_eq!(
+            completed.len(),
+            1,
+            "retention keeps one checkpoint: {completed:?}"
+        );
+        let mut referenced = BTreeSet::new();
+        for epoch in completed {
+            let manifest = storage
+                .read_manifest(&storage.checkpoint_location(epoch))
+                .await
+                .unwrap();
+            referenced.extend(manifest.file_paths().map(str::to_owned));
+        }
+        let shared = list_files(&state.path().join("storage").join("shared"));
+        let shared: BTreeSet<String> = shared
+            .into_iter()
+            .map(|name| format!("shared/{name}"))
+            .collect();
+        let referenced_shared: BTreeSet<String> = referenced
+            .iter()
+            .filter(|path| path.starts_with("shared/"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            shared, referenced_shared,
+            "shared files differ from what retained checkpoints use"
+        );
+        for path in &referenced {
+            assert!(
+                state.path().join("storage").join(path).exists(),
+                "{path} was collected but is needed"
+            );
+        }
+    });
+
+    // The latest checkpoint is whole: a restart from it (removing orphans first)
+    // opens every operator's state; the input was all read, so nothing is read again.
+    let resumed = run_job(
+        config(state.path(), 2, RestoreFrom::LatestCheckpoint, 1),
+        clicks_per_user(4000, None, Arc::clone(&output)),
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        resumed.records_in, 0,
+        "a restart from the final checkpoint read input again"
+    );
+
+    // The savepoint is intact: restoring it gives the state it was taken with.
+    let restored_output = Output::default();
+    run_job(
+        config(
+            state.path(),
+            1,
+            RestoreFrom::Snapshot(savepoint.location.clone()),
+            1,
+        ),
+        clicks_per_user(4000, None, Arc::clone(&restored_output)),
+        Arc::default(),
+    )
+    .unwrap();
+    let restored = final_counts_from(&restored_output.lock().unwrap());
+    assert_eq!(
+        restored,
+        expected_counts(4000)
+            .into_iter()
+            .collect::<BTreeMap<_, _>>()
+    );
+}
+
+/// The final count per user, without checking the sequence (a run restored from a
+/// savepoint starts its counts where the savepoint left them).
+fn final_counts_from(output: &[(u64, u64)]) -> BTreeMap<u64, u64> {
+    let mut counts = BTreeMap::new();
+    for &(user, count) in output {
+        let entry = counts.entry(user).or_insert(0);
+        *entry = count.max(*entry);
+    }
+    counts
+}
+
+fn list_files(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
