@@ -29,9 +29,10 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::{Scope, Stream};
 
-use crate::checkpoint::SnapshotAck;
+use crate::checkpoint::{SnapshotAck, StorageError};
 use crate::exec::context::TaskContext;
 use crate::exec::coordinator::coordinator;
+use crate::exec::file_sink::exactly_once_file_sink;
 use crate::exec::keyed::keyed_process;
 use crate::exec::source::{SplitSource, split_source};
 use crate::state::StateError;
@@ -50,6 +51,14 @@ pub enum BuildError {
         operator: String,
         /// What failed.
         source: StateError,
+    },
+    /// A sink's output folder could not be used.
+    #[error("sink {operator}: {source}")]
+    Sink {
+        /// The sink.
+        operator: String,
+        /// What failed.
+        source: Box<StorageError>,
     },
     /// A source's checkpointed positions could not be read.
     #[error("source {operator}: unreadable positions in the restore point: {source}")]
@@ -205,6 +214,25 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
                 }
             });
         });
+    }
+
+    /// Writes `format(record)` lines into files in the folder at `url` (`file://`
+    /// or `s3://`), exactly once: an epoch's output becomes visible (as
+    /// `part-<epoch>-<subtask>.txt`) when the checkpoint covering it completes.
+    pub fn sink_files(
+        self,
+        name: &str,
+        url: &str,
+        format: impl FnMut(&T, &mut String) + 'static,
+    ) -> Result<(), BuildError> {
+        register(&self.registry, name)?;
+        let acks = exactly_once_file_sink(self.stream.clone(), &self.ctx, name, url, format)
+            .map_err(|source| BuildError::Sink {
+                operator: name.to_owned(),
+                source: Box::new(source),
+            })?;
+        self.registry.borrow_mut().acks.push(acks);
+        Ok(())
     }
 
     /// The underlying timely stream, for operators the API does not offer yet.

@@ -36,6 +36,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Failpoints named in FAILPOINTS (tests crash the job at chosen points).
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { manifests } => validate(&manifests),

@@ -93,6 +93,7 @@ pub fn lookup(
                 "seed",
                 "splits",
                 "clicksPerSplit",
+                "outputPath",
             ])?;
             let settings = ClickSettings {
                 rate: args.number("clicksPerSecond", 10_000)?,
@@ -104,6 +105,7 @@ pub fn lookup(
                     .get("clicksPerSplit")
                     .map(|_| args.number("clicksPerSplit", 0))
                     .transpose()?,
+                output_path: args.given.get("outputPath").cloned(),
             };
             Ok(clicks_per_user(settings, output))
         }
@@ -134,6 +136,8 @@ struct ClickSettings {
     seed: u64,
     splits: u32,
     per_split: Option<u64>,
+    /// A folder URL: results go there, exactly once, instead of to the output.
+    output_path: Option<String>,
 }
 
 fn clicks_per_user(settings: ClickSettings, output: OutputFn) -> PipelineFn {
@@ -146,16 +150,23 @@ fn clicks_per_user(settings: ClickSettings, output: OutputFn) -> PipelineFn {
         if let Some(count) = settings.per_split {
             generator = generator.bounded(count);
         }
-        let output = Arc::clone(&output);
-        pipeline
+        let counts = pipeline
             .source("clicks", generator)?
             .key_by(|user: &u64| *user)
-            .count("clicks-per-user")?
-            .sink(move |_epoch, counts| {
-                for (user, clicks) in counts {
-                    output(format!("user {user}: {clicks} clicks"));
-                }
-            });
+            .count("clicks-per-user")?;
+        match &settings.output_path {
+            Some(path) => counts.sink_files("results", path, |(user, clicks), line| {
+                line.push_str(&format!("user {user}: {clicks} clicks"));
+            })?,
+            None => {
+                let output = Arc::clone(&output);
+                counts.sink(move |_epoch, counts| {
+                    for (user, clicks) in counts {
+                        output(format!("user {user}: {clicks} clicks"));
+                    }
+                });
+            }
+        }
         Ok(())
     })
 }

@@ -110,9 +110,9 @@ fn job_config(job: &StreamJob, args: &RunArgs) -> anyhow::Result<JobConfig> {
             checkpoint_interval: spec.state.checkpoint_interval.into(),
             retained_checkpoints: spec.state.retained_checkpoints.max(1) as usize,
             local_dir: std::path::absolute(&args.work_dir)?,
+            storage_options: spec.state.storage_options.clone(),
         },
         storage_url,
-        storage_options: spec.state.storage_options.clone(),
         restore,
         processes,
     })

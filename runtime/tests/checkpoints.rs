@@ -53,9 +53,9 @@ fn config(state: &Path, parallelism: u32, restore: RestoreFrom, retained: usize)
             checkpoint_interval: Duration::from_millis(50),
             retained_checkpoints: retained,
             local_dir: state.join(format!("local-{parallelism}")),
+            storage_options: BTreeMap::new(),
         },
         storage_url: format!("file://{}", state.join("storage").display()),
-        storage_options: BTreeMap::new(),
         restore,
         processes: Processes::Local,
     }

@@ -48,9 +48,21 @@ pub struct SubtaskSnapshot {
     pub key_groups: Option<KeyGroupRange>,
     /// The RocksDB files of keyed state.
     pub files: Vec<SnapshotFile>,
-    /// Non-keyed operator state (source positions, pending sink commits), as JSON
-    /// text.
+    /// Non-keyed operator state (e.g. source positions), as JSON text.
     pub operator_state: Option<String>,
+    /// Output staged by a sink that becomes visible once this checkpoint completes.
+    pub pending_commits: Vec<PendingCommit>,
+}
+
+/// A sink's staged output and where it goes when its checkpoint completes. The
+/// checkpoint's manifest is the commit decision: a commit it lists is finished on
+/// recovery, never dropped.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PendingCommit {
+    /// URL of the staged object.
+    pub staged: String,
+    /// URL the object is moved to, where readers see it.
+    pub target: String,
 }
 
 /// A subtask's report that it has snapshotted an epoch (sent to the coordinator).
@@ -105,6 +117,14 @@ impl Manifest {
             .flat_map(|subtask| &subtask.files)
             .map(|file| file.size)
             .sum()
+    }
+
+    /// Every sink commit the manifest decides.
+    pub fn pending_commits(&self) -> impl Iterator<Item = &PendingCommit> {
+        self.operators
+            .values()
+            .flatten()
+            .flat_map(|subtask| &subtask.pending_commits)
     }
 
     /// The non-keyed state (JSON text) of every subtask of `operator` that has one,
@@ -196,6 +216,7 @@ mod tests {
                         })
                         .collect(),
                     operator_state: None,
+                    pending_commits: Vec::new(),
                 }],
             )]),
         }

@@ -1,12 +1,14 @@
 //! Checkpoints and savepoints: what they hold ([`manifest`]) and how they are kept in
 //! object storage ([`storage`]).
 
+pub mod commit;
 pub mod manifest;
 pub mod storage;
 
+pub use commit::finish_commits;
 pub use manifest::{
-    CollectionPlan, MANIFEST_FILE, Manifest, SnapshotAck, SnapshotFile, SnapshotKind,
-    SubtaskSnapshot, plan_collection,
+    CollectionPlan, MANIFEST_FILE, Manifest, PendingCommit, SnapshotAck, SnapshotFile,
+    SnapshotKind, SubtaskSnapshot, plan_collection,
 };
 pub use storage::{
     CheckpointStorage, SnapshotLocation, StorageError, download_files, locate_snapshot, open_store,

@@ -1,6 +1,7 @@
 //! What every operator of a job's worker needs to know: the job's settings, its
 //! subtask, where state is kept and what to restore from.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,8 @@ pub struct JobSettings {
     pub retained_checkpoints: usize,
     /// Local folder for RocksDB working copies and snapshots.
     pub local_dir: PathBuf,
+    /// Non-secret object_store options for the job's storage and its file sinks.
+    pub storage_options: BTreeMap<String, String>,
 }
 
 /// The completed checkpoint or savepoint a job restores from.

@@ -13,7 +13,7 @@ use timely::dataflow::operators::generic::Operator;
 
 use super::context::TaskContext;
 use super::control::CompletedSnapshot;
-use crate::checkpoint::{Manifest, SnapshotAck, SnapshotKind};
+use crate::checkpoint::{Manifest, PendingCommit, SnapshotAck, SnapshotKind, finish_commits};
 
 /// A consistent checkpoint ready to be written.
 struct Completion {
@@ -37,6 +37,7 @@ pub fn coordinator(
         let storage = ctx.storage.clone();
         let control = ctx.control.clone();
         let retained = settings.retained_checkpoints;
+        let options = settings.storage_options.clone();
         ctx.io.spawn(async move {
             while let Some(completion) = completions.recv().await {
                 let Completion {
@@ -44,9 +45,19 @@ pub fn coordinator(
                     all_drained,
                     started,
                 } = completion;
+                fail::fail_point!("before-checkpoint-complete", |_| crash("before-checkpoint-complete"));
                 if let Err(error) = storage.complete_checkpoint(&manifest).await {
                     control.record_failure(format!("checkpoint {}: {error}", manifest.epoch));
                     continue;
+                }
+                fail::fail_point!("after-checkpoint-complete", |_| crash("after-checkpoint-complete"));
+                // The manifest is the commit decision; recovery finishes these if this
+                // process dies first.
+                if let Err(error) = finish_commits(&manifest, &options).await {
+                    control.record_failure(format!(
+                        "committing the output of checkpoint {}: {error}",
+                        manifest.epoch
+                    ));
                 }
                 let location = storage.checkpoint_location(manifest.epoch);
                 control.record_checkpoint(CompletedSnapshot {
@@ -103,19 +114,36 @@ pub fn coordinator(
             if !is_coordinator {
                 return;
             }
-            // Epochs the frontier has passed have all their acknowledgements.
+            // Epochs the frontier has passed have all their acknowledgements. When
+            // several passed at once only the newest becomes a checkpoint; the sink
+            // output the others staged is committed with it.
             let mut newest_complete = None;
+            let mut carried: BTreeMap<(String, u32), Vec<PendingCommit>> = BTreeMap::new();
             while let Some((&epoch, _)) = pending.first_key_value() {
                 if frontier.less_equal(&epoch) {
                     break;
                 }
                 let (_, acks) = pending.pop_first().expect("checked above");
                 let first_seen = epoch_seen.remove(&epoch).unwrap_or(started);
-                newest_complete = Some((epoch, acks, first_seen));
+                if let Some((_, older, _)) = newest_complete.replace((epoch, acks, first_seen)) {
+                    for ack in older {
+                        carried
+                            .entry((ack.operator, ack.snapshot.subtask))
+                            .or_default()
+                            .extend(ack.snapshot.pending_commits);
+                    }
+                }
             }
-            let Some((epoch, acks, first_seen)) = newest_complete else {
+            let Some((epoch, mut acks, first_seen)) = newest_complete else {
                 return;
             };
+            for ack in &mut acks {
+                let key = (ack.operator.clone(), ack.snapshot.subtask);
+                if let Some(mut commits) = carried.remove(&key) {
+                    commits.append(&mut ack.snapshot.pending_commits);
+                    ack.snapshot.pending_commits = commits;
+                }
+            }
             let all_drained = acks.iter().all(|ack| ack.drained != Some(false));
             let mut by_operator: BTreeMap<String, Vec<_>> = BTreeMap::new();
             for ack in acks {
@@ -157,4 +185,10 @@ pub fn coordinator(
             });
         },
     );
+}
+
+/// Ends the process at once, as a crash would (failpoints in tests).
+fn crash(failpoint: &str) -> ! {
+    eprintln!("failpoint {failpoint}: crashing");
+    std::process::exit(137)
 }

@@ -2,7 +2,6 @@
 //! process, or processes connected over TCP), build the pipeline on each, and run
 //! until the job ends or is stopped.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,9 @@ use timely::dataflow::operators::vec::Broadcast;
 use super::context::{JobSettings, RestorePoint, TaskContext};
 use super::control::{JobControl, Snapshots};
 use crate::api::{BuildError, Pipeline};
-use crate::checkpoint::{CheckpointStorage, StorageError, locate_snapshot, read_manifest};
+use crate::checkpoint::{
+    CheckpointStorage, StorageError, finish_commits, locate_snapshot, read_manifest,
+};
 
 /// What a run starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +52,6 @@ pub struct JobConfig {
     pub settings: JobSettings,
     /// URL of the job's state storage (`file://` or `s3://`).
     pub storage_url: String,
-    /// Non-secret object_store options.
-    pub storage_options: BTreeMap<String, String>,
     /// What to restore from.
     pub restore: RestoreFrom,
     /// Where the workers run.
@@ -128,7 +127,7 @@ pub fn run_job(
         .build()
         .map_err(JobError::Io)?;
     let settings = Arc::new(config.settings.clone());
-    let storage = CheckpointStorage::open(&config.storage_url, &config.storage_options)?;
+    let storage = CheckpointStorage::open(&config.storage_url, &config.settings.storage_options)?;
     let restore = io.block_on(resolve_restore(&config, &storage))?;
     if let Some(restore) = &restore {
         let expected = settings.partitioning.max_parallelism();
@@ -141,6 +140,17 @@ pub fn run_job(
     }
     let is_first_process =
         !matches!(config.processes, Processes::Cluster { index, .. } if index != 0);
+    if is_first_process && let Some(restore) = &restore {
+        // The restored checkpoint decided these commits; a crash may have cut them short.
+        let options = &config.settings.storage_options;
+        let finished = io.block_on(finish_commits(&restore.manifest, options))?;
+        if finished > 0 {
+            tracing::info!(
+                finished,
+                "finished the output commits of the restored checkpoint"
+            );
+        }
+    }
     if is_first_process {
         // No checkpoint is being written yet: whatever has no manifest is left over.
         let removed = io.block_on(storage.remove_orphans())?;
@@ -265,7 +275,7 @@ async fn resolve_restore(
                 }))
         }
         RestoreFrom::Snapshot(path) => {
-            let (store, location) = locate_snapshot(path, &config.storage_options)?;
+            let (store, location) = locate_snapshot(path, &config.settings.storage_options)?;
             let manifest = match read_manifest(&store, &location).await {
                 Ok(manifest) => manifest,
                 Err(StorageError::ObjectStore {

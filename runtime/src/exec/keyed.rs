@@ -310,6 +310,7 @@ where
                         key_groups: Some(key_groups),
                         files: last_files.clone(),
                         operator_state: None,
+                        pending_commits: Vec::new(),
                     },
                     drained: None,
                 };

@@ -11,6 +11,7 @@ pub mod context;
 pub mod control;
 pub mod coordinator;
 pub mod exchange;
+pub mod file_sink;
 pub mod job;
 pub mod keyed;
 pub mod snapshot;

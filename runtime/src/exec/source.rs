@@ -176,6 +176,7 @@ pub fn split_source<'scope, S: SplitSource>(
                         operator_state: Some(
                             serde_json::to_string(&positions).expect("positions serialize"),
                         ),
+                        pending_commits: Vec::new(),
                     },
                     drained: Some(drained),
                 };
