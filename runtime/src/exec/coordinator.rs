@@ -11,9 +11,11 @@ use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
-use super::context::TaskContext;
+use super::context::{JobSettings, TaskContext};
 use super::control::CompletedSnapshot;
-use crate::checkpoint::{Manifest, PendingCommit, SnapshotAck, SnapshotKind, finish_commits};
+use crate::checkpoint::{
+    Manifest, PendingCommit, SnapshotAck, SnapshotKind, SubtaskSnapshot, finish_commits,
+};
 
 /// A consistent checkpoint ready to be written.
 struct Completion {
@@ -30,7 +32,6 @@ pub fn coordinator(
     operators: Vec<String>,
 ) {
     let settings = ctx.settings.clone();
-    let parallelism = settings.partitioning.parallelism();
     let is_coordinator = ctx.subtask == 0;
     let (sender, mut completions) = tokio::sync::mpsc::unbounded_channel::<Completion>();
     if is_coordinator {
@@ -99,6 +100,7 @@ pub fn coordinator(
     let started = Instant::now();
     let mut pending: BTreeMap<u64, Vec<SnapshotAck>> = BTreeMap::new();
     let mut epoch_seen: BTreeMap<u64, Instant> = BTreeMap::new();
+    let mut carried: BTreeMap<(String, u32), Vec<PendingCommit>> = BTreeMap::new();
     acks.sink(
         Exchange::new(|_: &SnapshotAck| 0),
         "Checkpoint coordinator",
@@ -114,77 +116,87 @@ pub fn coordinator(
             if !is_coordinator {
                 return;
             }
-            // Epochs the frontier has passed have all their acknowledgements. When
-            // several passed at once only the newest becomes a checkpoint; the sink
-            // output the others staged is committed with it.
-            let mut newest_complete = None;
-            let mut carried: BTreeMap<(String, u32), Vec<PendingCommit>> = BTreeMap::new();
+            // Epochs the frontier has passed have all their acknowledgements: each
+            // becomes a checkpoint, in order.
             while let Some((&epoch, _)) = pending.first_key_value() {
                 if frontier.less_equal(&epoch) {
                     break;
                 }
-                let (_, acks) = pending.pop_first().expect("checked above");
+                let (_, mut acks) = pending.pop_first().expect("checked above");
                 let first_seen = epoch_seen.remove(&epoch).unwrap_or(started);
-                if let Some((_, older, _)) = newest_complete.replace((epoch, acks, first_seen)) {
-                    for ack in older {
-                        carried
-                            .entry((ack.operator, ack.snapshot.subtask))
-                            .or_default()
-                            .extend(ack.snapshot.pending_commits);
+                for ack in &mut acks {
+                    let key = (ack.operator.clone(), ack.snapshot.subtask);
+                    if let Some(mut commits) = carried.remove(&key) {
+                        commits.append(&mut ack.snapshot.pending_commits);
+                        ack.snapshot.pending_commits = commits;
+                    }
+                }
+                let all_drained = acks.iter().all(|ack| ack.drained != Some(false));
+                match checkpoint_manifest(&settings, &operators, epoch, acks) {
+                    Ok(manifest) => {
+                        let _ = sender.send(Completion {
+                            manifest,
+                            all_drained,
+                            started: first_seen,
+                        });
+                    }
+                    Err(acks) => {
+                        // Never expected: every operator acknowledges every epoch. The
+                        // output staged in this epoch is committed with the next one.
+                        tracing::warn!(
+                            epoch,
+                            "epoch passed without every snapshot; not a checkpoint"
+                        );
+                        for ack in acks {
+                            carried
+                                .entry((ack.operator, ack.snapshot.subtask))
+                                .or_default()
+                                .extend(ack.snapshot.pending_commits);
+                        }
                     }
                 }
             }
-            let Some((epoch, mut acks, first_seen)) = newest_complete else {
-                return;
-            };
-            for ack in &mut acks {
-                let key = (ack.operator.clone(), ack.snapshot.subtask);
-                if let Some(mut commits) = carried.remove(&key) {
-                    commits.append(&mut ack.snapshot.pending_commits);
-                    ack.snapshot.pending_commits = commits;
-                }
-            }
-            let all_drained = acks.iter().all(|ack| ack.drained != Some(false));
-            let mut by_operator: BTreeMap<String, Vec<_>> = BTreeMap::new();
-            for ack in acks {
-                by_operator
-                    .entry(ack.operator)
-                    .or_default()
-                    .push(ack.snapshot);
-            }
-            let complete = operators.iter().all(|operator| {
-                by_operator
-                    .get(operator)
-                    .is_some_and(|subtasks| subtasks.len() == parallelism as usize)
-            });
-            if !complete {
-                tracing::warn!(
-                    epoch,
-                    "epoch passed without every snapshot; not a checkpoint"
-                );
-                return;
-            }
-            for subtasks in by_operator.values_mut() {
-                subtasks.sort_by_key(|snapshot| snapshot.subtask);
-            }
-            let manifest = Manifest {
-                kind: SnapshotKind::Checkpoint,
-                job: settings.name.clone(),
-                epoch,
-                parallelism,
-                max_parallelism: settings.partitioning.max_parallelism(),
-                completed_at_ms: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |since| since.as_millis() as u64),
-                operators: by_operator,
-            };
-            let _ = sender.send(Completion {
-                manifest,
-                all_drained,
-                started: first_seen,
-            });
         },
     );
+}
+
+/// The manifest of the checkpoint of `epoch` from its acknowledgements, or the
+/// acknowledgements back when an operator's subtask is missing.
+fn checkpoint_manifest(
+    settings: &JobSettings,
+    operators: &[String],
+    epoch: u64,
+    acks: Vec<SnapshotAck>,
+) -> Result<Manifest, Vec<SnapshotAck>> {
+    let parallelism = settings.partitioning.parallelism() as usize;
+    let complete = operators.iter().all(|operator| {
+        let subtasks = acks.iter().filter(|ack| &ack.operator == operator);
+        subtasks.count() == parallelism
+    });
+    if !complete {
+        return Err(acks);
+    }
+    let mut by_operator: BTreeMap<String, Vec<SubtaskSnapshot>> = BTreeMap::new();
+    for ack in acks {
+        by_operator
+            .entry(ack.operator)
+            .or_default()
+            .push(ack.snapshot);
+    }
+    for subtasks in by_operator.values_mut() {
+        subtasks.sort_by_key(|snapshot| snapshot.subtask);
+    }
+    Ok(Manifest {
+        kind: SnapshotKind::Checkpoint,
+        job: settings.name.clone(),
+        epoch,
+        parallelism: settings.partitioning.parallelism(),
+        max_parallelism: settings.partitioning.max_parallelism(),
+        completed_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64),
+        operators: by_operator,
+    })
 }
 
 /// Ends the process at once, as a crash would (failpoints in tests).
