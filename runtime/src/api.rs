@@ -209,7 +209,7 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
             input.for_each_stamp(|stamp, batches| {
                 let epoch = *stamp.least().expect("epochs are totally ordered");
                 for batch in batches {
-                    control.add_records_out(batch.len() as u64);
+                    control.add_records_out("sink", batch.len() as u64);
                     sink(epoch, std::mem::take(batch));
                 }
             });

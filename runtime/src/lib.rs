@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod checkpoint;
+pub mod control;
 pub mod exec;
 pub mod pipelines;
 pub mod state;

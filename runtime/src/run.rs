@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// host:port of every process, comma-separated, in process order.
     #[arg(long, value_delimiter = ',', requires = "process")]
     peers: Vec<String>,
+    /// Serve the control API (status, savepoints, stop, /metrics) on this address
+    /// (process 0 only), e.g. 127.0.0.1:8081.
+    #[arg(long)]
+    control_address: Option<std::net::SocketAddr>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -115,6 +119,7 @@ fn job_config(job: &StreamJob, args: &RunArgs) -> anyhow::Result<JobConfig> {
         storage_url,
         restore,
         processes,
+        control_address: args.control_address,
     })
 }
 

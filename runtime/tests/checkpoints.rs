@@ -58,6 +58,7 @@ fn config(state: &Path, parallelism: u32, restore: RestoreFrom, retained: usize)
         storage_url: format!("file://{}", state.join("storage").display()),
         restore,
         processes: Processes::Local,
+        control_address: None,
     }
 }
 

@@ -1,8 +1,15 @@
-//! What a running job shares between its threads: stop and shutdown requests, and
-//! the progress the control API and the progress line show.
+//! What a running job shares between its threads: stop, savepoint and shutdown
+//! requests, the checkpoints it completed, and its metrics. The control API and the
+//! progress line read it; the coordinator and the operators write it.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 /// A completed checkpoint or savepoint, as the job reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -14,19 +21,40 @@ pub struct CompletedSnapshot {
     pub location: String,
     /// Size of the state files it refers to, in bytes.
     pub state_bytes: u64,
-    /// How long it took from the end of its epoch to its manifest, in milliseconds.
+    /// How long it took from the end of its epoch to its manifest (for a savepoint:
+    /// to copy it), in milliseconds.
     pub duration_ms: u64,
 }
 
-/// Shared state of one job in one process.
-#[derive(Debug, Default)]
-pub struct JobControl {
-    stop_requested: AtomicBool,
-    shutdown: AtomicBool,
-    records_in: AtomicU64,
-    records_out: AtomicU64,
-    epoch: AtomicU64,
-    snapshots: Mutex<Snapshots>,
+/// Where a requested savepoint stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase", tag = "status")]
+pub enum SavepointStatus {
+    /// Waiting for the next checkpoint to complete.
+    Pending,
+    /// Written.
+    Completed {
+        /// The savepoint.
+        savepoint: CompletedSnapshot,
+    },
+    /// Could not be written.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// A savepoint asked for through the control API (or taken by a stop).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointRequest {
+    /// Identifies the request within this run.
+    pub id: u64,
+    /// Whether the job stops once it is written.
+    pub stop: bool,
+    /// Where it stands.
+    #[serde(flatten)]
+    pub status: SavepointStatus,
 }
 
 /// The checkpoints and savepoints a job has completed, and why it failed if it did.
@@ -36,15 +64,188 @@ pub struct Snapshots {
     pub last_checkpoint: Option<CompletedSnapshot>,
     /// Savepoints taken by this run, oldest first.
     pub savepoints: Vec<CompletedSnapshot>,
-    /// The first error that stopped checkpointing, if any.
+    /// The first error that failed the job, if any.
     pub failure: Option<String>,
+    /// The latest checkpoint or savepoint error (the job went on).
+    pub last_error: Option<String>,
+}
+
+/// The label of per-operator metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperatorLabel {
+    /// The operator's name.
+    pub operator: String,
+}
+
+/// The job's Prometheus metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Records read by sources, per source.
+    pub records_in: Family<OperatorLabel, Counter>,
+    /// Records written by sinks, per sink.
+    pub records_out: Family<OperatorLabel, Counter>,
+    /// The newest epoch a source of this process has started.
+    pub epoch: Gauge,
+    /// Checkpoints completed.
+    pub checkpoints: Counter,
+    /// Checkpoints that failed.
+    pub checkpoint_failures: Counter,
+    /// Duration of the last checkpoint, in milliseconds.
+    pub checkpoint_duration_ms: Gauge,
+    /// Size of the state of the last checkpoint, in bytes.
+    pub checkpoint_size_bytes: Gauge,
+    /// Savepoints completed.
+    pub savepoints: Counter,
+}
+
+impl Metrics {
+    /// A registry holding every metric, under the `strom` prefix.
+    pub fn registry(&self) -> Registry {
+        let mut registry = Registry::with_prefix("strom");
+        registry.register(
+            "records_in",
+            "Records read by each source",
+            self.records_in.clone(),
+        );
+        registry.register(
+            "records_out",
+            "Records written by each sink",
+            self.records_out.clone(),
+        );
+        registry.register(
+            "epoch",
+            "The newest epoch started by a source",
+            self.epoch.clone(),
+        );
+        registry.register(
+            "checkpoints",
+            "Checkpoints completed",
+            self.checkpoints.clone(),
+        );
+        registry.register(
+            "checkpoint_failures",
+            "Checkpoints that could not be completed",
+            self.checkpoint_failures.clone(),
+        );
+        registry.register(
+            "checkpoint_duration_milliseconds",
+            "Time from the end of the last checkpoint's epoch to its manifest",
+            self.checkpoint_duration_ms.clone(),
+        );
+        registry.register(
+            "checkpoint_size_bytes",
+            "Size of the state files of the last checkpoint",
+            self.checkpoint_size_bytes.clone(),
+        );
+        registry.register(
+            "savepoints",
+            "Savepoints completed",
+            self.savepoints.clone(),
+        );
+        registry
+    }
+}
+
+/// Shared state of one job in one process.
+#[derive(Debug, Default)]
+pub struct JobControl {
+    stop_requested: AtomicBool,
+    shutdown: AtomicBool,
+    /// The job's metrics.
+    pub metrics: Metrics,
+    records_in_total: AtomicU64,
+    records_out_total: AtomicU64,
+    snapshots: Mutex<Snapshots>,
+    savepoint_requests: Mutex<Vec<SavepointRequest>>,
 }
 
 impl JobControl {
+    fn lock_snapshots(&self) -> std::sync::MutexGuard<'_, Snapshots> {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_requests(&self) -> std::sync::MutexGuard<'_, Vec<SavepointRequest>> {
+        self.savepoint_requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Asks the sources to stop reading; the job then completes a final checkpoint,
-    /// takes a savepoint of it and shuts down.
-    pub fn request_stop(&self) {
+    /// takes a savepoint of it and shuts down. Returns the savepoint request's id.
+    /// Asking again returns the first request's id.
+    pub fn request_stop(&self) -> u64 {
+        let mut requests = self.lock_requests();
+        if let Some(existing) = requests.iter().find(|request| request.stop) {
+            return existing.id;
+        }
+        let id = requests.len() as u64 + 1;
+        requests.push(SavepointRequest {
+            id,
+            stop: true,
+            status: SavepointStatus::Pending,
+        });
         self.stop_requested.store(true, Ordering::SeqCst);
+        id
+    }
+
+    /// Asks for a savepoint of the next completed checkpoint, without stopping.
+    /// Returns the request's id.
+    pub fn request_savepoint(&self) -> u64 {
+        let mut requests = self.lock_requests();
+        let id = requests.len() as u64 + 1;
+        requests.push(SavepointRequest {
+            id,
+            stop: false,
+            status: SavepointStatus::Pending,
+        });
+        id
+    }
+
+    /// Every savepoint request of this run, oldest first.
+    pub fn savepoint_requests(&self) -> Vec<SavepointRequest> {
+        self.lock_requests().clone()
+    }
+
+    /// Whether a savepoint that does not stop the job is waiting.
+    pub(crate) fn savepoint_pending(&self) -> bool {
+        self.lock_requests()
+            .iter()
+            .any(|request| !request.stop && request.status == SavepointStatus::Pending)
+    }
+
+    /// Settles the waiting requests (those that stop the job only when `final_checkpoint`).
+    pub(crate) fn settle_savepoints(
+        &self,
+        final_checkpoint: bool,
+        result: Result<CompletedSnapshot, String>,
+    ) {
+        let mut requests = self.lock_requests();
+        for request in requests.iter_mut() {
+            if request.status == SavepointStatus::Pending && (final_checkpoint || !request.stop) {
+                request.status = match &result {
+                    Ok(savepoint) => SavepointStatus::Completed {
+                        savepoint: savepoint.clone(),
+                    },
+                    // A failed stop stays pending: the next drained epoch retries it.
+                    Err(_) if request.stop => continue,
+                    Err(error) => SavepointStatus::Failed {
+                        error: error.clone(),
+                    },
+                };
+            }
+        }
+        drop(requests);
+        match result {
+            Ok(savepoint) => {
+                self.metrics.savepoints.inc();
+                self.lock_snapshots().savepoints.push(savepoint);
+            }
+            Err(error) => {
+                self.lock_snapshots().last_error = Some(error);
+            }
+        }
     }
 
     /// Whether a stop was requested.
@@ -63,61 +264,70 @@ impl JobControl {
         self.shutdown.load(Ordering::SeqCst)
     }
 
-    /// Counts records read by sources.
-    pub fn add_records_in(&self, count: u64) {
-        self.records_in.fetch_add(count, Ordering::Relaxed);
+    /// Counts records read by the source `operator`.
+    pub fn add_records_in(&self, operator: &str, count: u64) {
+        let label = OperatorLabel {
+            operator: operator.to_owned(),
+        };
+        self.metrics.records_in.get_or_create(&label).inc_by(count);
+        self.records_in_total.fetch_add(count, Ordering::Relaxed);
     }
 
-    /// Counts records written by sinks.
-    pub fn add_records_out(&self, count: u64) {
-        self.records_out.fetch_add(count, Ordering::Relaxed);
+    /// Counts records written by the sink `operator`.
+    pub fn add_records_out(&self, operator: &str, count: u64) {
+        let label = OperatorLabel {
+            operator: operator.to_owned(),
+        };
+        self.metrics.records_out.get_or_create(&label).inc_by(count);
+        self.records_out_total.fetch_add(count, Ordering::Relaxed);
     }
 
-    /// Records read by sources so far (this process).
+    /// Records read by this process's sources so far.
     pub fn records_in(&self) -> u64 {
-        self.records_in.load(Ordering::Relaxed)
+        self.records_in_total.load(Ordering::Relaxed)
     }
 
-    /// Records written by sinks so far (this process).
+    /// Records written by this process's sinks so far.
     pub fn records_out(&self) -> u64 {
-        self.records_out.load(Ordering::Relaxed)
+        self.records_out_total.load(Ordering::Relaxed)
     }
 
     /// Notes that a source has started `epoch`.
     pub fn observe_epoch(&self, epoch: u64) {
-        self.epoch.fetch_max(epoch, Ordering::Relaxed);
+        let epoch = i64::try_from(epoch).unwrap_or(i64::MAX);
+        if epoch > self.metrics.epoch.get() {
+            self.metrics.epoch.set(epoch);
+        }
     }
 
     /// The newest epoch a source of this process has started.
     pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::Relaxed)
+        self.metrics.epoch.get().max(0) as u64
     }
 
     /// The checkpoints and savepoints completed so far.
     pub fn snapshots(&self) -> Snapshots {
-        self.snapshots
-            .lock()
-            .expect("snapshot record poisoned")
-            .clone()
+        self.lock_snapshots().clone()
     }
 
     pub(crate) fn record_checkpoint(&self, checkpoint: CompletedSnapshot) {
-        self.snapshots
-            .lock()
-            .expect("snapshot record poisoned")
-            .last_checkpoint = Some(checkpoint);
+        self.metrics.checkpoints.inc();
+        self.metrics
+            .checkpoint_duration_ms
+            .set(i64::try_from(checkpoint.duration_ms).unwrap_or(i64::MAX));
+        self.metrics
+            .checkpoint_size_bytes
+            .set(i64::try_from(checkpoint.state_bytes).unwrap_or(i64::MAX));
+        self.lock_snapshots().last_checkpoint = Some(checkpoint);
     }
 
-    pub(crate) fn record_savepoint(&self, savepoint: CompletedSnapshot) {
-        self.snapshots
-            .lock()
-            .expect("snapshot record poisoned")
-            .savepoints
-            .push(savepoint);
+    pub(crate) fn record_checkpoint_failure(&self, error: String) {
+        tracing::warn!(%error, "checkpoint failed");
+        self.metrics.checkpoint_failures.inc();
+        self.lock_snapshots().last_error = Some(error);
     }
 
     pub(crate) fn record_failure(&self, failure: String) {
-        let mut snapshots = self.snapshots.lock().expect("snapshot record poisoned");
-        snapshots.failure.get_or_insert(failure);
+        self.lock_snapshots().failure.get_or_insert(failure);
     }
 }

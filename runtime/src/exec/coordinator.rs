@@ -5,6 +5,7 @@
 //! taking a savepoint first when a stop was requested.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use timely::dataflow::Stream;
@@ -12,9 +13,10 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
 use super::context::{JobSettings, TaskContext};
-use super::control::CompletedSnapshot;
+use super::control::{CompletedSnapshot, JobControl};
 use crate::checkpoint::{
-    Manifest, PendingCommit, SnapshotAck, SnapshotKind, SubtaskSnapshot, finish_commits,
+    CheckpointStorage, Manifest, PendingCommit, SnapshotAck, SnapshotKind, SubtaskSnapshot,
+    finish_commits,
 };
 
 /// A consistent checkpoint ready to be written.
@@ -33,68 +35,15 @@ pub fn coordinator(
 ) {
     let settings = ctx.settings.clone();
     let is_coordinator = ctx.subtask == 0;
-    let (sender, mut completions) = tokio::sync::mpsc::unbounded_channel::<Completion>();
+    let (sender, completions) = tokio::sync::mpsc::unbounded_channel::<Completion>();
     if is_coordinator {
-        let storage = ctx.storage.clone();
-        let control = ctx.control.clone();
-        let retained = settings.retained_checkpoints;
-        let options = settings.storage_options.clone();
-        ctx.io.spawn(async move {
-            while let Some(completion) = completions.recv().await {
-                let Completion {
-                    manifest,
-                    all_drained,
-                    started,
-                } = completion;
-                fail::fail_point!("before-checkpoint-complete", |_| crash("before-checkpoint-complete"));
-                if let Err(error) = storage.complete_checkpoint(&manifest).await {
-                    control.record_failure(format!("checkpoint {}: {error}", manifest.epoch));
-                    continue;
-                }
-                fail::fail_point!("after-checkpoint-complete", |_| crash("after-checkpoint-complete"));
-                // The manifest is the commit decision; recovery finishes these if this
-                // process dies first.
-                if let Err(error) = finish_commits(&manifest, &options).await {
-                    control.record_failure(format!(
-                        "committing the output of checkpoint {}: {error}",
-                        manifest.epoch
-                    ));
-                }
-                let location = storage.checkpoint_location(manifest.epoch);
-                control.record_checkpoint(CompletedSnapshot {
-                    epoch: manifest.epoch,
-                    location: storage.url_of(&location.dir),
-                    state_bytes: manifest.state_size(),
-                    duration_ms: started.elapsed().as_millis() as u64,
-                });
-                tracing::info!(epoch = manifest.epoch, bytes = manifest.state_size(), "checkpoint completed");
-                if let Err(error) = storage.collect_garbage(retained).await {
-                    tracing::warn!(%error, "garbage collection failed; retried after the next checkpoint");
-                }
-                if !all_drained {
-                    continue;
-                }
-                if control.stop_requested() {
-                    let savepoint_started = Instant::now();
-                    match storage.write_savepoint(&manifest).await {
-                        Ok(savepoint) => control.record_savepoint(CompletedSnapshot {
-                            epoch: manifest.epoch,
-                            location: storage.url_of(&savepoint.dir),
-                            state_bytes: manifest.state_size(),
-                            duration_ms: savepoint_started.elapsed().as_millis() as u64,
-                        }),
-                        Err(error) => {
-                            // The sources stay drained and close more epochs: the next
-                            // one retries the savepoint.
-                            control.record_failure(format!("savepoint at epoch {}: {error}", manifest.epoch));
-                            continue;
-                        }
-                    }
-                }
-                control.shut_down();
-                break;
-            }
-        });
+        ctx.io.spawn(complete_checkpoints(
+            ctx.storage.clone(),
+            ctx.control.clone(),
+            settings.retained_checkpoints,
+            settings.storage_options.clone(),
+            completions,
+        ));
     }
 
     let started = Instant::now();
@@ -197,6 +146,80 @@ fn checkpoint_manifest(
             .map_or(0, |since| since.as_millis() as u64),
         operators: by_operator,
     })
+}
+
+/// Completes the checkpoints the coordinator sends, in order: manifest, sink
+/// commits, garbage collection, requested savepoints, and the end of the job once
+/// every source has drained.
+async fn complete_checkpoints(
+    storage: CheckpointStorage,
+    control: Arc<JobControl>,
+    retained: usize,
+    options: BTreeMap<String, String>,
+    mut completions: tokio::sync::mpsc::UnboundedReceiver<Completion>,
+) {
+    while let Some(Completion {
+        manifest,
+        all_drained,
+        started,
+    }) = completions.recv().await
+    {
+        let epoch = manifest.epoch;
+        fail::fail_point!("before-checkpoint-complete", |_| crash(
+            "before-checkpoint-complete"
+        ));
+        if let Err(error) = storage.complete_checkpoint(&manifest).await {
+            control.record_checkpoint_failure(format!("checkpoint {epoch}: {error}"));
+            continue;
+        }
+        fail::fail_point!("after-checkpoint-complete", |_| crash(
+            "after-checkpoint-complete"
+        ));
+        // The manifest is the commit decision; recovery finishes these if this
+        // process dies first.
+        if let Err(error) = finish_commits(&manifest, &options).await {
+            control.record_failure(format!(
+                "committing the output of checkpoint {epoch}: {error}"
+            ));
+        }
+        control.record_checkpoint(CompletedSnapshot {
+            epoch,
+            location: storage.url_of(&storage.checkpoint_location(epoch).dir),
+            state_bytes: manifest.state_size(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+        tracing::info!(epoch, bytes = manifest.state_size(), "checkpoint completed");
+        if let Err(error) = storage.collect_garbage(retained).await {
+            tracing::warn!(%error, "garbage collection failed; retried after the next checkpoint");
+        }
+
+        let stopping = all_drained && control.stop_requested();
+        if control.savepoint_pending() || stopping {
+            let copy_started = Instant::now();
+            let result = match storage.write_savepoint(&manifest).await {
+                Ok(savepoint) => Ok(CompletedSnapshot {
+                    epoch,
+                    location: storage.url_of(&savepoint.dir),
+                    state_bytes: manifest.state_size(),
+                    duration_ms: copy_started.elapsed().as_millis() as u64,
+                }),
+                Err(error) => {
+                    tracing::warn!(epoch, %error, "savepoint failed");
+                    Err(format!("savepoint at epoch {epoch}: {error}"))
+                }
+            };
+            let failed = result.is_err();
+            control.settle_savepoints(all_drained, result);
+            if failed && stopping {
+                // The sources stay drained and close more epochs: the next retries.
+                continue;
+            }
+        }
+        if all_drained {
+            control.shut_down();
+            break;
+        }
+    }
 }
 
 /// Ends the process at once, as a crash would (failpoints in tests).

@@ -110,7 +110,7 @@ pub fn exactly_once_file_sink<'scope, T: 'static>(
                 let epoch = *stamp.least().expect("epochs are totally ordered");
                 let buffer = buffers.entry(epoch).or_default();
                 for batch in batches {
-                    ctx.control.add_records_out(batch.len() as u64);
+                    ctx.control.add_records_out(&operator, batch.len() as u64);
                     for record in batch.drain(..) {
                         format(&record, buffer);
                         buffer.push('\n');

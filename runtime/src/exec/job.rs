@@ -18,6 +18,7 @@ use crate::api::{BuildError, Pipeline};
 use crate::checkpoint::{
     CheckpointStorage, StorageError, finish_commits, locate_snapshot, read_manifest,
 };
+use crate::control::{ControlState, router};
 
 /// What a run starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,8 @@ pub struct JobConfig {
     pub restore: RestoreFrom,
     /// Where the workers run.
     pub processes: Processes,
+    /// Where process 0 serves the control API, if anywhere.
+    pub control_address: Option<std::net::SocketAddr>,
 }
 
 /// Why a job could not run to its end.
@@ -86,6 +89,14 @@ pub enum JobError {
     /// The pipeline could not be built.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The control API could not listen on its address.
+    #[error("cannot serve the control API on {address}: {source}")]
+    Control {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// The runtime for object-storage I/O could not start.
     #[error("cannot start the I/O runtime: {0}")]
     Io(std::io::Error),
@@ -158,6 +169,22 @@ pub fn run_job(
             tracing::info!(removed, "removed files of unfinished checkpoints");
         }
     }
+    if is_first_process && let Some(address) = config.control_address {
+        let listener = io
+            .block_on(tokio::net::TcpListener::bind(address))
+            .map_err(|source| JobError::Control { address, source })?;
+        let state = ControlState {
+            job: settings.name.clone(),
+            parallelism: settings.partitioning.parallelism(),
+            control: Arc::clone(&control),
+            storage: storage.clone(),
+        };
+        io.spawn(async move {
+            if let Err(error) = axum::serve(listener, router(state)).await {
+                tracing::error!(%error, "control API stopped");
+            }
+        });
+    }
     let start_epoch = restore.as_ref().map_or(1, |r| r.manifest.epoch + 1);
     let restore = restore.map(Arc::new);
 
@@ -199,7 +226,9 @@ pub fn run_job(
                     input.for_each(|_, batch| {
                         for command in batch.drain(..) {
                             match command {
-                                Command::Stop => apply_control.request_stop(),
+                                Command::Stop => {
+                                    apply_control.request_stop();
+                                }
                                 Command::ShutDown => apply_control.shut_down(),
                             }
                         }

@@ -154,7 +154,7 @@ pub fn split_source<'scope, S: SplitSource>(
                     }
                 }
                 if !batch.is_empty() {
-                    ctx.control.add_records_in(batch.len() as u64);
+                    ctx.control.add_records_in(&operator, batch.len() as u64);
                     data_output.activate().give(&held[0], &mut batch);
                     batch.clear();
                 }

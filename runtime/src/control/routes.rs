@@ -1,0 +1,190 @@
+//! The control API's routes and handlers.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::checkpoint::CheckpointStorage;
+use crate::exec::control::{JobControl, SavepointStatus};
+
+/// What the handlers read and act on.
+#[derive(Debug, Clone)]
+pub struct ControlState {
+    /// The job's name.
+    pub job: String,
+    /// The job's parallelism.
+    pub parallelism: u32,
+    /// The job's shared state in this process (process 0).
+    pub control: Arc<JobControl>,
+    /// The job's checkpoint storage.
+    pub storage: CheckpointStorage,
+}
+
+/// An error answer: a status and a message, as JSON.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// The control API's router.
+pub fn router(state: ControlState) -> Router {
+    Router::new()
+        .route("/v1/job", get(job_status))
+        .route(
+            "/v1/savepoints",
+            post(trigger_savepoint).get(list_savepoints),
+        )
+        .route("/v1/savepoints/{id}", get(savepoint_status))
+        .route("/v1/stop", post(stop_with_savepoint))
+        .route("/v1/checkpoints", get(list_checkpoints))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see /v1/job".into(),
+            )
+        })
+        .with_state(state)
+}
+
+async fn job_status(State(state): State<ControlState>) -> Json<serde_json::Value> {
+    let control = &state.control;
+    let snapshots = control.snapshots();
+    let phase = if snapshots.failure.is_some() {
+        "failed"
+    } else if control.is_shutting_down() {
+        "finished"
+    } else if control.stop_requested() {
+        "stopping"
+    } else {
+        "running"
+    };
+    Json(json!({
+        "job": state.job,
+        "state": phase,
+        "parallelism": state.parallelism,
+        "epoch": control.epoch(),
+        "recordsIn": control.records_in(),
+        "recordsOut": control.records_out(),
+        "lastCheckpoint": snapshots.last_checkpoint,
+        "savepoints": snapshots.savepoints,
+        "lastError": snapshots.last_error,
+        "failure": snapshots.failure,
+    }))
+}
+
+async fn trigger_savepoint(State(state): State<ControlState>) -> Result<Response, ApiError> {
+    if state.control.stop_requested() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "the job is stopping; its final savepoint is already requested".into(),
+        ));
+    }
+    let id = state.control.request_savepoint();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "status": "pending" })),
+    )
+        .into_response())
+}
+
+async fn stop_with_savepoint(State(state): State<ControlState>) -> Result<Response, ApiError> {
+    if state.control.stop_requested() {
+        let existing = state
+            .control
+            .savepoint_requests()
+            .into_iter()
+            .find(|request| request.stop)
+            .map(|request| request.id);
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "id": existing, "status": "stopping" })),
+        )
+            .into_response());
+    }
+    let id = state.control.request_stop();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "status": "pending" })),
+    )
+        .into_response())
+}
+
+async fn list_savepoints(State(state): State<ControlState>) -> Json<serde_json::Value> {
+    Json(json!({ "savepoints": state.control.savepoint_requests() }))
+}
+
+async fn savepoint_status(
+    State(state): State<ControlState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("savepoint id {id:?} is not a number"),
+        )
+    })?;
+    let request = state
+        .control
+        .savepoint_requests()
+        .into_iter()
+        .find(|request| request.id == id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no savepoint request {id}")))?;
+    let status = match request.status {
+        SavepointStatus::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::OK,
+    };
+    Ok((status, Json(request)).into_response())
+}
+
+async fn list_checkpoints(
+    State(state): State<ControlState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let unavailable = |error: crate::checkpoint::StorageError| {
+        ApiError(StatusCode::BAD_GATEWAY, error.to_string())
+    };
+    let mut checkpoints = Vec::new();
+    for epoch in state
+        .storage
+        .completed_checkpoints()
+        .await
+        .map_err(unavailable)?
+    {
+        let location = state.storage.checkpoint_location(epoch);
+        // Collected between the listing and the read: no longer retained.
+        let Ok(manifest) = state.storage.read_manifest(&location).await else {
+            continue;
+        };
+        checkpoints.push(json!({
+            "epoch": epoch,
+            "location": state.storage.url_of(&location.dir),
+            "stateBytes": manifest.state_size(),
+            "completedAtMs": manifest.completed_at_ms,
+            "parallelism": manifest.parallelism,
+        }));
+    }
+    Ok(Json(json!({ "checkpoints": checkpoints })))
+}
+
+async fn metrics(State(state): State<ControlState>) -> Result<Response, ApiError> {
+    let registry = state.control.metrics.registry();
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .map_err(|error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}

@@ -1,0 +1,164 @@
+//! The control API of a running job: status, savepoints, checkpoints, metrics,
+//! stop with savepoint, and JSON errors.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use strom_runtime::api::Pipeline;
+use strom_runtime::exec::{
+    Generator, JobConfig, JobControl, JobSettings, PipelineFn, Processes, RestoreFrom, run_job,
+};
+use strom_runtime::state::Partitioning;
+
+/// Sends one HTTP/1.1 request and returns the status and the body.
+fn request(address: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: strom\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn json(address: SocketAddr, method: &str, path: &str) -> (u16, Value) {
+    let (status, body) = request(address, method, path);
+    let body =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
+    (status, body)
+}
+
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what} within a minute");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_control_api_reports_takes_savepoints_and_stops_the_job() {
+    let state = tempfile::tempdir().unwrap();
+    let address: SocketAddr = {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let pipeline: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
+        pipeline
+            .source(
+                "clicks",
+                Generator::new(8, |split, n| (u64::from(split) + n) % 50).rate(5000),
+            )?
+            .key_by(|user: &u64| *user)
+            .count("per-user")?
+            .sink(|_, _| {});
+        Ok(())
+    });
+    let config = JobConfig {
+        settings: JobSettings {
+            name: "api".into(),
+            partitioning: Partitioning::new(2, 128).unwrap(),
+            checkpoint_interval: Duration::from_millis(100),
+            retained_checkpoints: 2,
+            local_dir: state.path().join("local"),
+            storage_options: BTreeMap::new(),
+        },
+        storage_url: format!("file://{}", state.path().join("storage").display()),
+        restore: RestoreFrom::Nothing,
+        processes: Processes::Local,
+        control_address: Some(address),
+    };
+    let control = Arc::new(JobControl::default());
+    let job = {
+        let control = Arc::clone(&control);
+        thread::spawn(move || run_job(config, pipeline, control))
+    };
+
+    wait_for("a completed checkpoint", || {
+        TcpStream::connect(address).is_ok()
+            && !json(address, "GET", "/v1/job").1["lastCheckpoint"].is_null()
+    });
+    let (status, body) = json(address, "GET", "/v1/job");
+    assert_eq!(status, 200);
+    assert_eq!(body["state"], "running");
+    assert_eq!(body["parallelism"], 2);
+    assert!(body["epoch"].as_u64().unwrap() >= 2, "{body}");
+
+    let (status, body) = json(address, "POST", "/v1/savepoints");
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_u64().unwrap();
+    let mut savepoint = Value::Null;
+    wait_for("the savepoint", || {
+        savepoint = json(address, "GET", &format!("/v1/savepoints/{id}")).1;
+        savepoint["status"] == "completed"
+    });
+    let location = savepoint["savepoint"]["location"].as_str().unwrap();
+    let manifest = location.strip_prefix("file://").unwrap().to_owned() + "/_manifest";
+    assert!(
+        std::path::Path::new(&manifest).exists(),
+        "{manifest} missing"
+    );
+
+    let (status, body) = json(address, "GET", "/v1/checkpoints");
+    assert_eq!(status, 200);
+    let checkpoints = body["checkpoints"].as_array().unwrap();
+    assert!(!checkpoints.is_empty() && checkpoints.len() <= 2, "{body}");
+
+    let (status, metrics) = request(address, "GET", "/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        "strom_records_in_total{operator=\"clicks\"}",
+        "strom_checkpoints_total",
+        "strom_savepoints_total 1",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
+    }
+
+    let (status, body) = json(address, "GET", "/v1/savepoints/seven");
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (400, "savepoint id \"seven\" is not a number")
+    );
+    let (status, body) = json(address, "GET", "/v1/savepoints/99");
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (404, "no savepoint request 99")
+    );
+    let (status, body) = json(address, "GET", "/v1/jobs");
+    assert_eq!(status, 404);
+    assert!(body["error"].is_string());
+
+    let (status, body) = json(address, "POST", "/v1/stop");
+    assert_eq!(status, 202, "{body}");
+    let stop_id = body["id"].as_u64().unwrap();
+    let report = job.join().unwrap().unwrap();
+    assert_eq!(
+        report.snapshots.savepoints.len(),
+        2,
+        "the stop took no savepoint"
+    );
+    let stop = control
+        .savepoint_requests()
+        .into_iter()
+        .find(|r| r.id == stop_id)
+        .unwrap();
+    assert!(
+        stop.stop
+            && matches!(
+                stop.status,
+                strom_runtime::exec::control::SavepointStatus::Completed { .. }
+            )
+    );
+}
