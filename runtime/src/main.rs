@@ -33,6 +33,9 @@ enum Command {
     /// Run a StreamJob: all of it in this process by default, with state under
     /// spec.state.storage (default: a local folder). Ctrl-C stops it with a savepoint.
     Run(run::RunArgs),
+    /// Run one process of a job in a pod (the operator's entrypoint): restarts from
+    /// the job's latest checkpoint, or from --from-savepoint when that is newer.
+    Worker(run::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,13 +44,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { manifests } => validate(&manifests),
-        Command::Run(args) => match run::run(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("strom run: {error:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Run(args) => exit_code("strom run", run::run(args)),
+        Command::Worker(args) => exit_code("strom worker", run::worker(args)),
+    }
+}
+
+fn exit_code(command: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{command}: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -82,7 +82,8 @@ fn job_config(job: &StreamJob, args: &RunArgs) -> anyhow::Result<JobConfig> {
         }
     };
     let restore = match (&args.from_savepoint, args.resume) {
-        (Some(path), _) => RestoreFrom::Snapshot(path.clone()),
+        (Some(path), true) => RestoreFrom::NewestOf(path.clone()),
+        (Some(path), false) => RestoreFrom::Snapshot(path.clone()),
         (None, true) => RestoreFrom::LatestCheckpoint,
         (None, false) => RestoreFrom::Nothing,
     };
@@ -120,6 +121,67 @@ fn job_config(job: &StreamJob, args: &RunArgs) -> anyhow::Result<JobConfig> {
         restore,
         processes,
         control_address: args.control_address,
+    })
+}
+
+/// Arguments of `strom worker`, the entrypoint of a job's pods: one process of the
+/// job, restarting from the job's latest checkpoint when the pod restarts. Every
+/// flag can come from the environment, which is how the operator sets them.
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    /// The StreamJob manifest (mounted from the job's ConfigMap).
+    #[arg(long, env = "STROM_MANIFEST", default_value = "/etc/strom/job.yaml")]
+    manifest: PathBuf,
+    /// This pod's process index (default: the ordinal ending the host name, as a
+    /// StatefulSet names its pods).
+    #[arg(long, env = "STROM_PROCESS_INDEX")]
+    process: Option<usize>,
+    /// host:port of every pod of the job, comma-separated, in ordinal order.
+    #[arg(long, env = "STROM_PEERS", value_delimiter = ',', required = true)]
+    peers: Vec<String>,
+    /// A savepoint to start from when the job has no newer checkpoint of its own
+    /// (after a rescale or an upgrade).
+    #[arg(long, env = "STROM_RESTORE_FROM")]
+    from_savepoint: Option<String>,
+    /// Where process 0 serves the control API.
+    #[arg(long, env = "STROM_CONTROL_ADDRESS", default_value = "0.0.0.0:8081")]
+    control_address: std::net::SocketAddr,
+    /// Local working folder for RocksDB.
+    #[arg(long, env = "STROM_WORK_DIR", default_value = "/var/lib/strom")]
+    work_dir: PathBuf,
+}
+
+/// The ordinal ending a StatefulSet pod's host name (`clicks-2` -> 2).
+fn host_ordinal() -> anyhow::Result<usize> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .context("cannot read the host name; pass --process")?;
+    let host = host.trim();
+    host.rsplit('-')
+        .next()
+        .and_then(|ordinal| ordinal.parse().ok())
+        .with_context(|| {
+            format!("host name {host:?} does not end in a pod ordinal; pass --process")
+        })
+}
+
+/// Runs one process of a job in a pod.
+pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let process = match args.process {
+        Some(index) => index,
+        None => host_ordinal()?,
+    };
+    run(RunArgs {
+        manifest: args.manifest,
+        from_savepoint: args.from_savepoint,
+        resume: true,
+        parallelism: None,
+        stop_after: None,
+        work_dir: args.work_dir,
+        print_output: false,
+        process: Some(process),
+        peers: args.peers,
+        control_address: Some(args.control_address),
     })
 }
 

@@ -334,3 +334,47 @@ fn list_files(dir: &Path) -> Vec<String> {
         Err(_) => Vec::new(),
     }
 }
+
+#[test]
+fn a_restarting_pod_prefers_the_newer_of_its_checkpoint_and_its_savepoint() {
+    let state = tempfile::tempdir().unwrap();
+    let output = Output::default();
+    let per_split = 2000;
+    let stopped = run_then_stop(
+        config(state.path(), 2, RestoreFrom::Nothing, 2),
+        clicks_per_user(per_split, Some(20_000), Arc::clone(&output)),
+    );
+    let savepoint = stopped
+        .snapshots
+        .savepoints
+        .last()
+        .unwrap()
+        .location
+        .clone();
+    let rest = per_split * u64::from(SPLITS) - stopped.records_in;
+
+    // Started from the savepoint (the job's own checkpoint is not newer).
+    let resumed = run_job(
+        config(state.path(), 2, RestoreFrom::NewestOf(savepoint.clone()), 2),
+        clicks_per_user(per_split, None, Arc::clone(&output)),
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(resumed.records_in, rest);
+
+    // Restarted after that: its checkpoints are newer than the savepoint.
+    let restarted = run_job(
+        config(state.path(), 2, RestoreFrom::NewestOf(savepoint), 2),
+        clicks_per_user(per_split, None, Arc::clone(&output)),
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        restarted.records_in, 0,
+        "the restart went back to the savepoint"
+    );
+    assert_eq!(
+        final_counts(&output.lock().unwrap()),
+        expected_counts(per_split)
+    );
+}

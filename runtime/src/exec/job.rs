@@ -29,6 +29,9 @@ pub enum RestoreFrom {
     LatestCheckpoint,
     /// A savepoint or retained checkpoint: a local folder or a URL.
     Snapshot(String),
+    /// Whichever is newer: the job's latest checkpoint or the given snapshot (a pod
+    /// restarting after a rescale that started from that snapshot).
+    NewestOf(String),
 }
 
 /// Where the job's workers run.
@@ -303,21 +306,36 @@ async fn resolve_restore(
                     manifest,
                 }))
         }
-        RestoreFrom::Snapshot(path) => {
-            let (store, location) = locate_snapshot(path, &config.settings.storage_options)?;
-            let manifest = match read_manifest(&store, &location).await {
-                Ok(manifest) => manifest,
-                Err(StorageError::ObjectStore {
-                    source: object_store::Error::NotFound { .. },
-                    ..
-                }) => return Err(JobError::NoSnapshot(path.clone())),
-                Err(error) => return Err(error.into()),
-            };
-            Ok(Some(RestorePoint {
-                store,
-                location,
-                manifest,
-            }))
+        RestoreFrom::NewestOf(path) => {
+            let snapshot = read_snapshot(config, path).await?;
+            match storage.latest_checkpoint().await? {
+                Some((location, manifest)) if manifest.epoch >= snapshot.manifest.epoch => {
+                    Ok(Some(RestorePoint {
+                        store: Arc::clone(storage.store()),
+                        location,
+                        manifest,
+                    }))
+                }
+                _ => Ok(Some(snapshot)),
+            }
         }
+        RestoreFrom::Snapshot(path) => read_snapshot(config, path).await.map(Some),
     }
+}
+
+async fn read_snapshot(config: &JobConfig, path: &str) -> Result<RestorePoint, JobError> {
+    let (store, location) = locate_snapshot(path, &config.settings.storage_options)?;
+    let manifest = match read_manifest(&store, &location).await {
+        Ok(manifest) => manifest,
+        Err(StorageError::ObjectStore {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) => return Err(JobError::NoSnapshot(path.to_owned())),
+        Err(error) => return Err(error.into()),
+    };
+    Ok(RestorePoint {
+        store,
+        location,
+        manifest,
+    })
 }
