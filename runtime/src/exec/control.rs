@@ -157,6 +157,8 @@ pub struct JobControl {
     records_out_total: AtomicU64,
     snapshots: Mutex<Snapshots>,
     savepoint_requests: Mutex<Vec<SavepointRequest>>,
+    built_workers: AtomicU64,
+    running_since: Mutex<Option<std::time::Instant>>,
 }
 
 impl JobControl {
@@ -246,6 +248,20 @@ impl JobControl {
                 self.lock_snapshots().last_error = Some(error);
             }
         }
+    }
+
+    /// Notes that a worker of this process has built (and restored) its operators;
+    /// once all `workers` have, the job is running.
+    pub(crate) fn worker_built(&self, workers: u64) {
+        if self.built_workers.fetch_add(1, Ordering::SeqCst) + 1 == workers {
+            *self.running_since.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(std::time::Instant::now());
+        }
+    }
+
+    /// When every worker of this process had built and restored its operators.
+    pub fn running_since(&self) -> Option<std::time::Instant> {
+        *self.running_since.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether a stop was requested.

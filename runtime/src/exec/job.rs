@@ -246,6 +246,7 @@ pub fn run_job(
             pipeline.finish();
             Ok(())
         });
+        worker_control.worker_built(threads as u64);
         if let Err(error) = &built {
             // What was built must still drain: the sources end on shutdown.
             worker_control.record_failure(error.to_string());

@@ -161,6 +161,11 @@ pub fn split_source<'scope, S: SplitSource>(
             }
 
             let now = Instant::now();
+            if drained {
+                // Nothing more to read: close epochs soon, whatever the interval, so
+                // the final checkpoint comes quickly.
+                epoch_ends_at = epoch_ends_at.min(now + DRAINED_EPOCH_INTERVAL);
+            }
             if now >= epoch_ends_at {
                 let positions: Positions<S::Position> = splits
                     .iter()

@@ -1,0 +1,343 @@
+//! `strom-bench`: throughput of the Strom runtime, with and without checkpoints, and
+//! the time of a savepoint and of a restore at a new parallelism, for state of a
+//! given size. Prints the tables and writes them to docs/benchmarks.md.
+//!
+//! ```sh
+//! cargo run --release -p strom-bench -- --seconds 20 --state-mb 100,1000
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use strom_runtime::api::Pipeline;
+use strom_runtime::exec::{
+    Generator, JobConfig, JobControl, JobReport, JobSettings, PipelineFn, Processes, RestoreFrom,
+    run_job,
+};
+use strom_runtime::pipelines::mix;
+use strom_runtime::state::Partitioning;
+
+/// Benchmarks of the Strom runtime.
+#[derive(Parser, Debug)]
+struct Args {
+    /// How long each throughput run reads input.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Parallelisms to measure throughput at (default: 1 and the number of cores).
+    #[arg(long, value_delimiter = ',')]
+    parallelism: Vec<u32>,
+    /// State sizes, in MB, to take a savepoint of and restore.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    state_mb: Vec<u64>,
+    /// Where to write the report (Markdown).
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    report: PathBuf,
+    /// Folder for state and scratch files (default: a temporary folder).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+/// Distinct keys of the keyed throughput pipeline.
+const KEYS: u64 = 100_000;
+/// Splits of every generator (more than any parallelism measured).
+const SPLITS: u32 = 64;
+/// A checkpoint interval longer than any run: only the final checkpoint is taken.
+const NO_CHECKPOINTS: Duration = Duration::from_secs(3600);
+/// Bytes of state per key in the savepoint benchmark.
+const VALUE_BYTES: usize = 100;
+
+fn config(
+    dir: &Path,
+    name: &str,
+    parallelism: u32,
+    interval: Duration,
+    restore: RestoreFrom,
+) -> JobConfig {
+    JobConfig {
+        settings: JobSettings {
+            name: name.to_owned(),
+            partitioning: Partitioning::new(parallelism, 128).expect("valid parallelism"),
+            checkpoint_interval: interval,
+            retained_checkpoints: 2,
+            local_dir: dir.join("local").join(format!("{name}-{parallelism}")),
+            storage_options: BTreeMap::new(),
+        },
+        storage_url: format!("file://{}", dir.join("state").display()),
+        restore,
+        processes: Processes::Local,
+        control_address: None,
+    }
+}
+
+/// A stateless pipeline over `events` generated events: generate, map, filter,
+/// discard.
+fn stateless(events: u64) -> PipelineFn {
+    let per_split = events.div_ceil(u64::from(SPLITS));
+    Arc::new(move |pipeline: &mut Pipeline<'_>| {
+        let generator =
+            Generator::new(SPLITS, |split, n| mix(1, u64::from(split), n)).bounded(per_split);
+        pipeline
+            .source("events", generator)?
+            .map(|x: u64| x.rotate_left(7) ^ 0x5bd1_e995)
+            .filter(|x| x % 3 != 0)
+            .sink(|_, _| {});
+        Ok(())
+    })
+}
+
+/// A keyed aggregation over `events` generated events: the running count per key
+/// of 100 000 keys, in RocksDB.
+fn keyed_count(events: u64) -> PipelineFn {
+    let per_split = events.div_ceil(u64::from(SPLITS));
+    Arc::new(move |pipeline: &mut Pipeline<'_>| {
+        let generator = Generator::new(SPLITS, |split, n| mix(2, u64::from(split), n) % KEYS)
+            .bounded(per_split);
+        pipeline
+            .source("events", generator)?
+            .key_by(|key: &u64| *key)
+            .count("count")?
+            .sink(|_, _| {});
+        Ok(())
+    })
+}
+
+/// Runs `pipeline` over its bounded input to the end (the final checkpoint
+/// included); returns events/s from the moment the operators were built.
+fn throughput(config: JobConfig, pipeline: PipelineFn) -> anyhow::Result<f64> {
+    let control = Arc::new(JobControl::default());
+    let report = run_job(config, pipeline, Arc::clone(&control))?;
+    let running = control.running_since().context("the job never ran")?;
+    Ok(report.records_in as f64 / running.elapsed().as_secs_f64())
+}
+
+struct StateRun {
+    state_mb: u64,
+    keys: u64,
+    from: u32,
+    to: u32,
+    savepoint_bytes: u64,
+    build_seconds: f64,
+    savepoint_seconds: f64,
+    restore_seconds: f64,
+}
+
+/// Builds about `state_mb` MB of keyed state at parallelism `from`, stops with a
+/// savepoint, and restores it at parallelism `to`.
+fn savepoint_and_restore(
+    dir: &Path,
+    state_mb: u64,
+    from: u32,
+    to: u32,
+) -> anyhow::Result<StateRun> {
+    let keys = state_mb * 1_000_000 / (VALUE_BYTES as u64 + 8);
+    let per_split = keys.div_ceil(u64::from(SPLITS));
+    let pipeline: PipelineFn = Arc::new(move |pipeline: &mut Pipeline<'_>| {
+        let generator = Generator::new(SPLITS, move |split, n| u64::from(split) * per_split + n)
+            .bounded(per_split);
+        pipeline
+            .source("keys", generator)?
+            .key_by(|key: &u64| *key)
+            .process(
+                "values",
+                |key: &u64, _record: u64, value: &mut Option<Vec<u8>>, _out: &mut Vec<u64>| {
+                    // Incompressible bytes, so the state on disk is as large as asked.
+                    let bytes =
+                        (0..VALUE_BYTES / 8).flat_map(|i| mix(*key, i as u64, 3).to_le_bytes());
+                    *value = Some(bytes.collect());
+                },
+            )?
+            .sink(|_, _| {});
+        Ok(())
+    });
+    let name = format!("state-{state_mb}");
+    let dir = dir.join(&name);
+    let control = Arc::new(JobControl::default());
+    let build = {
+        let control = Arc::clone(&control);
+        let config = config(
+            &dir,
+            &name,
+            from,
+            Duration::from_secs(3600),
+            RestoreFrom::Nothing,
+        );
+        let pipeline = Arc::clone(&pipeline);
+        thread::spawn(move || run_job(config, pipeline, control))
+    };
+    let started = Instant::now();
+    while control.records_in() < per_split * u64::from(SPLITS) {
+        if build.is_finished() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let build_seconds = started.elapsed().as_secs_f64();
+    let stop = Instant::now();
+    control.request_stop();
+    let built: JobReport = build.join().expect("job thread")?;
+    let savepoint_seconds = stop.elapsed().as_secs_f64();
+    let savepoint = built
+        .snapshots
+        .savepoints
+        .last()
+        .context("no savepoint was taken")?
+        .clone();
+
+    let restore_control = Arc::new(JobControl::default());
+    let restore_started = Instant::now();
+    let restore_config = config(
+        &dir,
+        &name,
+        to,
+        Duration::from_secs(3600),
+        RestoreFrom::Snapshot(savepoint.location.clone()),
+    );
+    let restored = run_job(restore_config, pipeline, Arc::clone(&restore_control))?;
+    let restore_seconds = restore_control.running_since().map_or(f64::NAN, |running| {
+        running.duration_since(restore_started).as_secs_f64()
+    });
+    if restored.records_in != 0 {
+        bail!(
+            "the restored job read {} records again",
+            restored.records_in
+        );
+    }
+    Ok(StateRun {
+        state_mb,
+        keys,
+        from,
+        to,
+        savepoint_bytes: savepoint.state_bytes,
+        build_seconds,
+        savepoint_seconds,
+        restore_seconds,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let cores = thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let parallelisms = if args.parallelism.is_empty() {
+        let mut all = vec![1, cores];
+        all.dedup();
+        all
+    } else {
+        args.parallelism.clone()
+    };
+    let scratch = tempfile::tempdir()?;
+    let dir = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| scratch.path().to_path_buf());
+
+    let mut report = String::new();
+    writeln!(report, "# Benchmarks\n")?;
+    writeln!(
+        report,
+        "Written by `cargo run --release -p strom-bench -- --seconds {} --state-mb {}` on a machine with {cores} cores. \
+         State on the local file system (`file://`); RocksDB with LZ4.\n",
+        args.seconds,
+        args.state_mb
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    )?;
+
+    writeln!(report, "## Throughput\n")?;
+    writeln!(
+        report,
+        "Bounded generated input sized to last about {} s, run to its end (final checkpoint included); \
+         events/s from the moment the operators were built, and per core (= per worker). \
+         Keyed: running count per key of {KEYS} keys in RocksDB.\n",
+        args.seconds
+    )?;
+    writeln!(
+        report,
+        "| pipeline | parallelism | checkpoints | events | events/s | events/s/core | vs. no checkpoints |"
+    )?;
+    writeln!(report, "|---|---:|---|---:|---:|---:|---:|")?;
+    type Make = fn(u64) -> PipelineFn;
+    for (name, make) in [
+        ("stateless", stateless as Make),
+        ("keyed count", keyed_count as Make),
+    ] {
+        for &parallelism in &parallelisms {
+            // Size the input so the runs last about --seconds: a short run first.
+            let calibration = config(
+                &dir,
+                "calibration",
+                parallelism,
+                NO_CHECKPOINTS,
+                RestoreFrom::Nothing,
+            );
+            let rate = throughput(calibration, make(2_000_000))?;
+            let events = (rate * args.seconds as f64) as u64;
+            let mut without = None;
+            for (label, interval) in [
+                ("none", NO_CHECKPOINTS),
+                ("every 10 s", Duration::from_secs(10)),
+            ] {
+                let run_name = format!(
+                    "{}-{parallelism}-{}",
+                    name.replace(' ', "-"),
+                    interval.as_secs()
+                );
+                let config = config(&dir, &run_name, parallelism, interval, RestoreFrom::Nothing);
+                let rate = throughput(config, make(events))?;
+                let ratio =
+                    without.map_or("1.00".to_owned(), |base: f64| format!("{:.2}", rate / base));
+                without.get_or_insert(rate);
+                let line = format!(
+                    "| {name} | {parallelism} | {label} | {events} | {rate:.0} | {:.0} | {ratio} |",
+                    rate / f64::from(parallelism)
+                );
+                println!("{line}");
+                writeln!(report, "{line}")?;
+            }
+        }
+    }
+
+    writeln!(report, "\n## Savepoint and restore at a new parallelism\n")?;
+    writeln!(
+        report,
+        "Keyed state of {VALUE_BYTES}-byte incompressible values. Savepoint: stop with savepoint (final checkpoint, \
+         upload, copy into a self-contained folder). Restore: from the start of the new run until every operator has \
+         its state (download, RocksDB adoption of the best-overlapping snapshot, copy of the rest).\n"
+    )?;
+    writeln!(
+        report,
+        "| state | keys | savepoint size | from → to | build | savepoint | restore |"
+    )?;
+    writeln!(report, "|---:|---:|---:|---|---:|---:|---:|")?;
+    let (from, to) = (cores.max(2), 1);
+    for &state_mb in &args.state_mb {
+        let run = savepoint_and_restore(&dir, state_mb, from, to)?;
+        let line = format!(
+            "| {} MB | {} | {:.0} MB | {} → {} | {:.1} s | {:.1} s | {:.1} s |",
+            run.state_mb,
+            run.keys,
+            run.savepoint_bytes as f64 / 1e6,
+            run.from,
+            run.to,
+            run.build_seconds,
+            run.savepoint_seconds,
+            run.restore_seconds
+        );
+        println!("{line}");
+        writeln!(report, "{line}")?;
+    }
+    if let Some(parent) = args.report.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.report, report)
+        .with_context(|| format!("cannot write {}", args.report.display()))?;
+    println!("\nwritten to {}", args.report.display());
+    Ok(())
+}
