@@ -23,6 +23,11 @@ impl Job {
     /// A bounded clicks-per-user job at parallelism 2 writing to an exactly-once
     /// file sink; 16 000 clicks at 6 000/s last under three seconds.
     fn new() -> Self {
+        Self::with_slots_per_pod(2)
+    }
+
+    /// The same job in 2 / `slots_per_pod` processes.
+    fn with_slots_per_pod(slots_per_pod: u32) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let manifest = format!(
             r#"apiVersion: strom.dev/v1alpha1
@@ -31,7 +36,7 @@ metadata:
   name: clicks
 spec:
   parallelism: 2
-  slotsPerPod: 2
+  slotsPerPod: {slots_per_pod}
   pipeline:
     name: clicks-per-user
     args:
@@ -53,19 +58,31 @@ spec:
     }
 
     fn command(&self, failpoints: Option<&str>) -> Command {
+        self.command_in("work", failpoints)
+    }
+
+    /// `strom run --resume` of the job with RocksDB's working folder `work_dir`.
+    fn command_in(&self, work_dir: &str, failpoints: Option<&str>) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_strom"));
         command
             .arg("run")
             .arg(self.dir.path().join("job.yaml"))
             .arg("--resume")
             .arg("--work-dir")
-            .arg(self.dir.path().join("work"))
+            .arg(self.dir.path().join(work_dir))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         command.env_remove("FAILPOINTS");
         if let Some(failpoints) = failpoints {
             command.env("FAILPOINTS", failpoints);
         }
+        command
+    }
+
+    /// Process `index` of the job run as `peers.len()` processes.
+    fn process_command(&self, index: usize, peers: &[String]) -> Command {
+        let mut command = self.command_in(&format!("work-{index}"), None);
+        command.args(["--process", &index.to_string(), "--peers", &peers.join(",")]);
         command
     }
 
@@ -259,5 +276,60 @@ fn a_crash_after_a_checkpoint_completes_but_before_its_commit_commits_on_recover
     }
 
     job.run_to_end();
+    job.assert_exactly_once();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn kill_9_of_one_of_two_processes_then_restart_of_the_job_resumes_with_each_result_once() {
+    let job = Job::with_slots_per_pod(1);
+    // The first run's stderr is not read (the survivor's panic report could fill
+    // the pipe); the restart's is, to show why it failed if it does.
+    let start = |job: &Job, stderr: fn() -> Stdio| {
+        let peers: Vec<String> = (0..2)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let children: Vec<_> = (0..2)
+            .map(|i| {
+                job.process_command(i, &peers)
+                    .stderr(stderr())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+    };
+    let mut children = start(&job, Stdio::null);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while job.completed_checkpoints().len() < 2 {
+        assert!(Instant::now() < deadline, "no checkpoint within a minute");
+        thread::sleep(Duration::from_millis(20));
+    }
+    children[1].kill().unwrap(); // SIGKILL of process 1 only
+    children[1].wait().unwrap();
+    // Process 0 loses its peer and fails; the job is restarted as a whole.
+    let survivor = children[0].wait().unwrap();
+    assert!(!survivor.success(), "process 0 went on without its peer");
+    assert!(
+        job.output().len() < (SPLITS * PER_SPLIT) as usize,
+        "the job had finished before the kill"
+    );
+
+    let restarted = start(&job, Stdio::piped);
+    for child in restarted {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
     job.assert_exactly_once();
 }
