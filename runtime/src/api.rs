@@ -19,6 +19,8 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,15 +28,16 @@ use timely::ExchangeData;
 use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::{Scope, Stream};
 
 use crate::checkpoint::{SnapshotAck, StorageError};
 use crate::exec::context::TaskContext;
 use crate::exec::coordinator::coordinator;
 use crate::exec::file_sink::exactly_once_file_sink;
-use crate::exec::keyed::keyed_process;
-use crate::exec::source::{SplitSource, split_source};
+use crate::exec::item::{self, EventTime, Item, per_record};
+use crate::exec::keyed::{KeyedLogic, ValueProcess, encode_key, keyed_operator};
+use crate::exec::source::{EventTimes, SplitSource, split_source};
+use crate::exec::window::{Aggregation, WindowKind, WindowLogic, WindowResult};
 use crate::state::StateError;
 
 /// Why a pipeline could not be built.
@@ -106,13 +109,31 @@ impl<'scope> Pipeline<'scope> {
         name: &str,
         source: S,
     ) -> Result<DataStream<'scope, S::Record>, BuildError> {
+        self.add_source(name, source, None)
+    }
+
+    /// Adds the source `name` reading `source`, with event times and watermarks
+    /// (needed by windows).
+    pub fn source_with_event_times<S: SplitSource>(
+        &mut self,
+        name: &str,
+        source: S,
+        event_times: EventTimes<S::Record>,
+    ) -> Result<DataStream<'scope, S::Record>, BuildError> {
+        self.add_source(name, source, Some(event_times))
+    }
+
+    fn add_source<S: SplitSource>(
+        &mut self,
+        name: &str,
+        source: S,
+        event_times: Option<EventTimes<S::Record>>,
+    ) -> Result<DataStream<'scope, S::Record>, BuildError> {
         register(&self.registry, name)?;
-        let (stream, acks) =
-            split_source(self.scope, &self.ctx, name, source).map_err(|source| {
-                BuildError::Positions {
-                    operator: name.to_owned(),
-                    source,
-                }
+        let (stream, acks) = split_source(self.scope, &self.ctx, name, source, event_times)
+            .map_err(|source| BuildError::Positions {
+                operator: name.to_owned(),
+                source,
             })?;
         self.registry.borrow_mut().acks.push(acks);
         Ok(DataStream {
@@ -145,13 +166,13 @@ fn register(registry: &Rc<RefCell<Registry<'_>>>, name: &str) -> Result<(), Buil
 
 /// A stream of records of type `T`, flowing in batches.
 pub struct DataStream<'scope, T> {
-    stream: Stream<'scope, u64, Vec<T>>,
+    stream: Stream<'scope, u64, Vec<Item<T>>>,
     ctx: TaskContext,
     registry: Rc<RefCell<Registry<'scope>>>,
 }
 
 impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
-    fn with<U>(&self, stream: Stream<'scope, u64, Vec<U>>) -> DataStream<'scope, U> {
+    fn with<U>(&self, stream: Stream<'scope, u64, Vec<Item<U>>>) -> DataStream<'scope, U> {
         DataStream {
             stream,
             ctx: self.ctx.clone(),
@@ -162,31 +183,39 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
     /// Transforms each record.
     pub fn map<U: ExchangeData + Clone>(
         self,
-        f: impl FnMut(T) -> U + 'static,
+        mut f: impl FnMut(T) -> U + 'static,
     ) -> DataStream<'scope, U> {
-        let stream = self.stream.clone().map(f);
+        let stream = per_record(self.stream.clone(), "Map", move |record, out| {
+            out.push(Item::Record(f(record)))
+        });
         self.with(stream)
     }
 
     /// Keeps the records for which `f` holds.
-    pub fn filter(self, f: impl FnMut(&T) -> bool + 'static) -> DataStream<'scope, T> {
-        let stream = self.stream.clone().filter(f);
+    pub fn filter(self, mut f: impl FnMut(&T) -> bool + 'static) -> DataStream<'scope, T> {
+        let stream = per_record(self.stream.clone(), "Filter", move |record, out| {
+            if f(&record) {
+                out.push(Item::Record(record));
+            }
+        });
         self.with(stream)
     }
 
     /// Turns each record into any number of records.
-    pub fn flat_map<U, I>(self, f: impl FnMut(T) -> I + 'static) -> DataStream<'scope, U>
+    pub fn flat_map<U, I>(self, mut f: impl FnMut(T) -> I + 'static) -> DataStream<'scope, U>
     where
         U: ExchangeData + Clone,
         I: IntoIterator<Item = U>,
     {
-        let stream = self.stream.clone().flat_map(f);
+        let stream = per_record(self.stream.clone(), "FlatMap", move |record, out| {
+            out.extend(f(record).into_iter().map(Item::Record))
+        });
         self.with(stream)
     }
 
     /// Merges this stream with `other`.
     pub fn union(self, other: DataStream<'scope, T>) -> DataStream<'scope, T> {
-        let stream = self.stream.clone().concat(other.stream);
+        let stream = item::union(self.stream.clone(), other.stream);
         self.with(stream)
     }
 
@@ -209,8 +238,17 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
             input.for_each_stamp(|stamp, batches| {
                 let epoch = *stamp.least().expect("epochs are totally ordered");
                 for batch in batches {
-                    control.add_records_out("sink", batch.len() as u64);
-                    sink(epoch, std::mem::take(batch));
+                    let records: Vec<T> = batch
+                        .drain(..)
+                        .filter_map(|item| match item {
+                            Item::Record(record) => Some(record),
+                            Item::Watermark(_) => None,
+                        })
+                        .collect();
+                    control.add_records_out("sink", records.len() as u64);
+                    if !records.is_empty() {
+                        sink(epoch, records);
+                    }
                 }
             });
         });
@@ -235,9 +273,33 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
         Ok(())
     }
 
-    /// The underlying timely stream, for operators the API does not offer yet.
-    pub fn timely(&self) -> &Stream<'scope, u64, Vec<T>> {
+    /// The underlying timely stream (records and watermarks), for operators the API
+    /// does not offer yet.
+    pub fn timely(&self) -> &Stream<'scope, u64, Vec<Item<T>>> {
         &self.stream
+    }
+}
+
+impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
+    /// Adds the keyed operator `name` running `logic`, records routed by `route`.
+    fn keyed<O, L>(
+        self,
+        name: &str,
+        route: impl Fn(&T) -> Vec<u8> + 'static,
+        logic: L,
+    ) -> Result<DataStream<'scope, O>, BuildError>
+    where
+        O: ExchangeData + Clone,
+        L: KeyedLogic<T, O>,
+    {
+        register(&self.registry, name)?;
+        let (stream, acks) = keyed_operator(self.stream.clone(), &self.ctx, name, route, logic)
+            .map_err(|source| BuildError::State {
+                operator: name.to_owned(),
+                source,
+            })?;
+        self.registry.borrow_mut().acks.push(acks);
+        Ok(self.with(stream))
     }
 }
 
@@ -265,20 +327,26 @@ where
         S: Serialize + DeserializeOwned + 'static,
         O: ExchangeData + Clone,
     {
-        register(&self.input.registry, name)?;
-        let (stream, acks) = keyed_process(
-            self.input.stream.clone(),
-            &self.input.ctx,
-            name,
-            self.key,
-            logic,
-        )
-        .map_err(|source| BuildError::State {
-            operator: name.to_owned(),
-            source,
-        })?;
-        self.input.registry.borrow_mut().acks.push(acks);
-        Ok(self.input.with(stream))
+        let route = self.key.clone();
+        let logic = ValueProcess::new(self.key, logic);
+        self.input
+            .keyed(name, move |record| encode_key(&route(record)), logic)
+    }
+
+    /// Groups the stream into event-time windows of `kind`, using each record's
+    /// `timestamp` (milliseconds). The source must produce watermarks
+    /// ([`Pipeline::source_with_event_times`]).
+    pub fn window(
+        self,
+        kind: WindowKind,
+        timestamp: impl Fn(&T) -> EventTime + 'static,
+    ) -> WindowedStream<'scope, T, F> {
+        WindowedStream {
+            keyed: self,
+            kind,
+            timestamp: Box::new(timestamp),
+            allowed_lateness: Duration::ZERO,
+        }
     }
 
     /// The running count of records per key: emits `(key, count)` for every record.
@@ -311,5 +379,65 @@ where
                 *state = Some(next);
             },
         )
+    }
+}
+
+/// A keyed stream grouped into event-time windows.
+pub struct WindowedStream<'scope, T, F> {
+    keyed: KeyedStream<'scope, T, F>,
+    kind: WindowKind,
+    timestamp: Box<dyn Fn(&T) -> EventTime>,
+    allowed_lateness: Duration,
+}
+
+impl<'scope, T, K, F> WindowedStream<'scope, T, F>
+where
+    T: ExchangeData + Clone,
+    K: Serialize + DeserializeOwned + Clone + ExchangeData + 'static,
+    F: Fn(&T) -> K + Clone + 'static,
+{
+    /// Keeps fired tumbling and hopping windows for `lateness` more event time: a
+    /// late record in that time updates its window and emits it again.
+    pub fn allowed_lateness(mut self, lateness: Duration) -> Self {
+        self.allowed_lateness = lateness;
+        self
+    }
+
+    /// The windowed aggregation `name`: each window's records folded into an
+    /// accumulator (`init`, `add`; `merge` joins the accumulators of sessions that
+    /// grow together), emitted as a [`WindowResult`] when the watermark passes the
+    /// window's end.
+    pub fn aggregate<A>(
+        self,
+        name: &str,
+        init: impl Fn() -> A + 'static,
+        add: impl Fn(&mut A, &T) + 'static,
+        merge: impl Fn(A, A) -> A + 'static,
+    ) -> Result<DataStream<'scope, WindowResult<K, A>>, BuildError>
+    where
+        A: ExchangeData + Serialize + DeserializeOwned + Clone,
+    {
+        let input = self.keyed.input;
+        let key = self.keyed.key;
+        let route = key.clone();
+        let logic = WindowLogic::new(
+            key,
+            self.timestamp,
+            self.kind,
+            self.allowed_lateness,
+            Aggregation {
+                init: Box::new(init),
+                add: Box::new(add),
+                merge: Box::new(merge),
+            },
+            Arc::clone(&input.ctx.control),
+            name,
+        );
+        input.keyed(name, move |record| encode_key(&route(record)), logic)
+    }
+
+    /// The number of records per window.
+    pub fn count(self, name: &str) -> Result<DataStream<'scope, WindowResult<K, u64>>, BuildError> {
+        self.aggregate(name, || 0, |count, _| *count += 1, |a, b| a + b)
     }
 }

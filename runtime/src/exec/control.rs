@@ -96,6 +96,8 @@ pub struct Metrics {
     pub checkpoint_size_bytes: Gauge,
     /// Savepoints completed.
     pub savepoints: Counter,
+    /// Records dropped for arriving after their window's allowed lateness.
+    pub late_records: Family<OperatorLabel, Counter>,
 }
 
 impl Metrics {
@@ -141,6 +143,11 @@ impl Metrics {
             "savepoints",
             "Savepoints completed",
             self.savepoints.clone(),
+        );
+        registry.register(
+            "late_records",
+            "Records dropped for arriving after their window's allowed lateness",
+            self.late_records.clone(),
         );
         registry
     }
@@ -296,6 +303,14 @@ impl JobControl {
         };
         self.metrics.records_out.get_or_create(&label).inc_by(count);
         self.records_out_total.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// Counts a record `operator` dropped as too late.
+    pub fn add_late_record(&self, operator: &str) {
+        let label = OperatorLabel {
+            operator: operator.to_owned(),
+        };
+        self.metrics.late_records.get_or_create(&label).inc();
     }
 
     /// Records read by this process's sources so far.

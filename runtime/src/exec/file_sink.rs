@@ -16,6 +16,7 @@ use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use super::context::TaskContext;
+use super::item::Item;
 use crate::checkpoint::{PendingCommit, SnapshotAck, StorageError, SubtaskSnapshot, open_store};
 
 /// The folder of staged output under a sink's folder.
@@ -70,7 +71,7 @@ async fn abort_staged(
 /// into the folder at `url` (`file://` or `s3://`). Returns its snapshot
 /// acknowledgements for the checkpoint coordinator.
 pub fn exactly_once_file_sink<'scope, T: 'static>(
-    stream: Stream<'scope, u64, Vec<T>>,
+    stream: Stream<'scope, u64, Vec<Item<T>>>,
     ctx: &TaskContext,
     operator: &str,
     url: &str,
@@ -110,11 +111,15 @@ pub fn exactly_once_file_sink<'scope, T: 'static>(
                 let epoch = *stamp.least().expect("epochs are totally ordered");
                 let buffer = buffers.entry(epoch).or_default();
                 for batch in batches {
-                    ctx.control.add_records_out(&operator, batch.len() as u64);
-                    for record in batch.drain(..) {
-                        format(&record, buffer);
-                        buffer.push('\n');
+                    let mut written = 0;
+                    for item in batch.drain(..) {
+                        if let Item::Record(record) = item {
+                            format(&record, buffer);
+                            buffer.push('\n');
+                            written += 1;
+                        }
                     }
+                    ctx.control.add_records_out(&operator, written);
                 }
             });
             let Some(cap) = ack_cap.as_mut() else { return };

@@ -1,13 +1,16 @@
-//! The keyed stateful operator: records routed by key group, state per key in
-//! RocksDB, applied epoch by epoch and snapshotted at every epoch boundary.
+//! Keyed stateful operators: records routed by key group, state per key in RocksDB,
+//! applied epoch by epoch and snapshotted at every epoch boundary. What an operator
+//! does with its records and watermarks is a [`KeyedLogic`]; this module drives it.
 //!
-//! Epoch-exact snapshots: records of epoch e+1 may arrive before the input frontier
-//! has passed e. The operator stashes records by epoch and applies an epoch only
-//! once the frontier has passed it, then snapshots, so the snapshot of e holds
-//! exactly the effect of epochs up to e.
+//! Epoch-exact snapshots: items of epoch e+1 may arrive before the input frontier
+//! has passed e. The driver applies an item once every earlier epoch is applied
+//! (items of the current epoch at once, later ones stashed in arrival order), and
+//! snapshots epoch e when the frontier passes it, so the snapshot of e holds exactly
+//! the effect of epochs up to e.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
+use std::marker::PhantomData;
 
 use rocksdb::WriteBatch;
 use serde::Serialize;
@@ -17,14 +20,18 @@ use timely::dataflow::Stream;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
+use timely::dataflow::channels::pact::Exchange;
+
 use super::context::TaskContext;
-use super::exchange::by_key_group;
+use super::item::{EventTime, Item, Watermark, WatermarkTracker, fan_out_watermarks};
 use super::snapshot::Uploader;
 use crate::checkpoint::{SnapshotAck, SnapshotFile, SubtaskSnapshot, download_files};
-use crate::state::{KeyGroup, KeyedStore, RestoreSource, StateError, TableId, store_key};
+use crate::state::{
+    KeyGroup, KeyGroupRange, KeyedStore, RestoreSource, StateError, TableId, store_key,
+};
 
-/// The table holding each key's value state.
-const VALUE_TABLE: TableId = TableId(0);
+/// The table holding each key's value state (of `process`, `count`, `reduce`).
+pub const VALUE_TABLE: TableId = TableId(0);
 
 /// Encodes a key to the stable bytes that are hashed to its key group and stored.
 pub fn encode_key<K: Serialize>(key: &K) -> Vec<u8> {
@@ -75,37 +82,101 @@ fn open_store(ctx: &TaskContext, operator: &str) -> Result<KeyedStore, StateErro
     Ok(store)
 }
 
-/// Keyed value state: RocksDB plus the values touched since the last flush, which
-/// are written in one batch.
-struct ValueStates<S> {
+/// An entry found by [`KeyedState::scan_below`]: key group, key (after the table
+/// id), value.
+pub type ScannedEntry = (KeyGroup, Vec<u8>, Vec<u8>);
+
+/// One operator subtask's keyed state during an epoch: reads see the epoch's
+/// writes, which reach RocksDB in one batch when the epoch (or a scan) needs them.
+pub struct KeyedState {
     store: KeyedStore,
     max_parallelism: u32,
-    touched: HashMap<Vec<u8>, Option<S>>,
+    touched: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Whether anything was written since the last snapshot.
     changed_since_snapshot: bool,
 }
 
-impl<S: Serialize + DeserializeOwned> ValueStates<S> {
-    /// The state of the key whose stable encoding is `encoded`.
-    fn value(&mut self, encoded: &[u8]) -> Result<&mut Option<S>, StateError> {
-        use std::collections::hash_map::Entry;
-        let group = KeyGroup::of_key(encoded, self.max_parallelism);
-        match self.touched.entry(store_key(group, VALUE_TABLE, encoded)) {
-            Entry::Occupied(entry) => Ok(entry.into_mut()),
-            Entry::Vacant(entry) => {
-                let value =
-                    match self.store.get(entry.key())? {
-                        Some(bytes) => Some(bincode::deserialize(&bytes).map_err(|source| {
-                            StateError::Decode {
-                                table: VALUE_TABLE,
-                                source,
-                            }
-                        })?),
-                        None => None,
-                    };
-                Ok(entry.insert(value))
+impl KeyedState {
+    /// The key group of a key's stable encoding.
+    pub fn key_group(&self, encoded_key: &[u8]) -> KeyGroup {
+        KeyGroup::of_key(encoded_key, self.max_parallelism)
+    }
+
+    /// The key groups this subtask owns.
+    pub fn key_groups(&self) -> KeyGroupRange {
+        self.store.key_groups()
+    }
+
+    /// The value under `key` in `table`.
+    pub fn get(
+        &self,
+        table: TableId,
+        group: KeyGroup,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        let stored = store_key(group, table, key);
+        match self.touched.get(&stored) {
+            Some(value) => Ok(value.clone()),
+            None => self.store.get(&stored),
+        }
+    }
+
+    /// Sets the value under `key` in `table`.
+    pub fn put(&mut self, table: TableId, group: KeyGroup, key: &[u8], value: Vec<u8>) {
+        self.touched
+            .insert(store_key(group, table, key), Some(value));
+    }
+
+    /// Removes `key` from `table`.
+    pub fn delete(&mut self, table: TableId, group: KeyGroup, key: &[u8]) {
+        self.touched.insert(store_key(group, table, key), None);
+    }
+
+    /// The value under `key` in `table`, decoded.
+    pub fn get_value<V: DeserializeOwned>(
+        &self,
+        table: TableId,
+        group: KeyGroup,
+        key: &[u8],
+    ) -> Result<Option<V>, StateError> {
+        match self.get(table, group, key)? {
+            Some(bytes) => bincode::deserialize(&bytes)
+                .map(Some)
+                .map_err(|source| StateError::Decode { table, source }),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets the value under `key` in `table`, encoded.
+    pub fn put_value<V: Serialize>(
+        &mut self,
+        table: TableId,
+        group: KeyGroup,
+        key: &[u8],
+        value: &V,
+    ) {
+        let bytes = bincode::serialize(value).expect("state values serialize");
+        self.put(table, group, key, bytes);
+    }
+
+    /// The entries of `table`, in every key group of this subtask, whose key sorts
+    /// below `end`: `(key group, key, value)`, in key order within each group.
+    pub fn scan_below(
+        &mut self,
+        table: TableId,
+        end: &[u8],
+    ) -> Result<Vec<ScannedEntry>, StateError> {
+        self.flush()?;
+        let mut out = Vec::new();
+        for index in self.store.key_groups().indices() {
+            let group = KeyGroup(index as u16);
+            let from = store_key(group, table, &[]);
+            let to = store_key(group, table, end);
+            for (stored, value) in self.store.scan_range(&from, &to)? {
+                out.push((group, stored[from.len()..].to_vec(), value));
             }
         }
+        Ok(out)
     }
 
     /// Writes the touched values to RocksDB.
@@ -116,14 +187,78 @@ impl<S: Serialize + DeserializeOwned> ValueStates<S> {
         let mut batch = WriteBatch::default();
         for (key, value) in self.touched.drain() {
             match value {
-                Some(value) => {
-                    batch.put(key, bincode::serialize(&value).expect("state serializes"))
-                }
+                Some(value) => batch.put(key, value),
                 None => batch.delete(key),
             }
         }
         self.store.write(batch)?;
         self.changed_since_snapshot = true;
+        Ok(())
+    }
+}
+
+/// What a keyed operator does with its records and watermarks.
+pub trait KeyedLogic<T, O>: 'static {
+    /// Handles one record (routed here by its key).
+    fn on_record(
+        &mut self,
+        record: T,
+        state: &mut KeyedState,
+        out: &mut Vec<O>,
+    ) -> Result<(), StateError>;
+
+    /// Handles the operator's input watermark advancing to `watermark`.
+    fn on_watermark(
+        &mut self,
+        _watermark: EventTime,
+        _state: &mut KeyedState,
+        _out: &mut Vec<O>,
+    ) -> Result<(), StateError> {
+        Ok(())
+    }
+}
+
+/// The logic of `process` (and `count`, `reduce`): a user function per record with
+/// the value state of the record's key.
+pub struct ValueProcess<K, S, F, P> {
+    key: F,
+    logic: P,
+    types: PhantomData<fn() -> (K, S)>,
+}
+
+impl<K, S, F, P> ValueProcess<K, S, F, P> {
+    /// `logic(key, record, state, output)` for each record, keyed by `key`.
+    pub fn new(key: F, logic: P) -> Self {
+        Self {
+            key,
+            logic,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<T, K, S, O, F, P> KeyedLogic<T, O> for ValueProcess<K, S, F, P>
+where
+    K: Serialize + 'static,
+    S: Serialize + DeserializeOwned + 'static,
+    F: Fn(&T) -> K + 'static,
+    P: FnMut(&K, T, &mut Option<S>, &mut Vec<O>) + 'static,
+{
+    fn on_record(
+        &mut self,
+        record: T,
+        state: &mut KeyedState,
+        out: &mut Vec<O>,
+    ) -> Result<(), StateError> {
+        let key = (self.key)(&record);
+        let encoded = encode_key(&key);
+        let group = state.key_group(&encoded);
+        let mut value = state.get_value::<S>(VALUE_TABLE, group, &encoded)?;
+        (self.logic)(&key, record, &mut value, out);
+        match &value {
+            Some(value) => state.put_value(VALUE_TABLE, group, &encoded, value),
+            None => state.delete(VALUE_TABLE, group, &encoded),
+        }
         Ok(())
     }
 }
@@ -137,50 +272,86 @@ enum PendingAck {
     Ready(Vec<SnapshotFile>),
 }
 
-/// Builds the keyed operator `operator` on `stream`: records are routed to the
-/// subtask owning `key`'s key group, and `logic(key, record, state, output)` runs
-/// for each, in epoch order, with the key's value state (`None` when absent;
-/// setting it to `None` deletes it). Returns the output stream and the stream of
-/// snapshot acknowledgements for the checkpoint coordinator.
+/// Applies `items` in order: records to `logic`, watermarks to `tracker` (and to
+/// `logic` when the input watermark advances). Returns the output items.
+fn apply_items<T, O, L: KeyedLogic<T, O>>(
+    items: Vec<Item<T>>,
+    logic: &mut L,
+    state: &mut KeyedState,
+    tracker: &mut WatermarkTracker,
+    worker: u32,
+) -> Result<Vec<Item<O>>, StateError> {
+    let mut records = Vec::new();
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            Item::Record(record) => logic.on_record(record, state, &mut records)?,
+            Item::Watermark(watermark) => {
+                if let Some(at) = tracker.update(watermark) {
+                    logic.on_watermark(at, state, &mut records)?;
+                    out.extend(records.drain(..).map(Item::Record));
+                    out.push(Item::Watermark(Watermark {
+                        from: worker,
+                        to: None,
+                        at,
+                    }));
+                }
+            }
+        }
+        if records.len() >= 1024 {
+            out.extend(records.drain(..).map(Item::Record));
+        }
+    }
+    out.extend(records.into_iter().map(Item::Record));
+    Ok(out)
+}
+
+/// Builds the keyed operator `operator` on `stream`: records go to the subtask
+/// owning the key group of `route(record)` (the key's stable encoding), watermarks
+/// to every subtask, and `logic` handles them, epoch by epoch, with the subtask's
+/// keyed state. Returns the output stream and the stream of snapshot
+/// acknowledgements for the checkpoint coordinator.
 #[allow(clippy::type_complexity)]
-pub fn keyed_process<'scope, T, K, S, O>(
-    stream: Stream<'scope, u64, Vec<T>>,
+pub fn keyed_operator<'scope, T, O, L>(
+    stream: Stream<'scope, u64, Vec<Item<T>>>,
     ctx: &TaskContext,
     operator: &str,
-    key: impl Fn(&T) -> K + Clone + 'static,
-    mut logic: impl FnMut(&K, T, &mut Option<S>, &mut Vec<O>) + 'static,
+    route: impl Fn(&T) -> Vec<u8> + 'static,
+    mut logic: L,
 ) -> Result<
     (
-        Stream<'scope, u64, Vec<O>>,
+        Stream<'scope, u64, Vec<Item<O>>>,
         Stream<'scope, u64, Vec<SnapshotAck>>,
     ),
     StateError,
 >
 where
     T: ExchangeData + Clone,
-    K: Serialize + 'static,
-    S: Serialize + DeserializeOwned + 'static,
     O: Clone + 'static,
+    L: KeyedLogic<T, O>,
 {
     let partitioning = ctx.partitioning();
-    let mut states = ValueStates::<S> {
+    let mut state = KeyedState {
         store: open_store(ctx, operator)?,
         max_parallelism: partitioning.max_parallelism(),
         touched: HashMap::new(),
         changed_since_snapshot: true,
     };
-    let key_groups = states.store.key_groups();
-    let route_key = key.clone();
+    let key_groups = state.store.key_groups();
     let scope = stream.scope();
+    let worker = scope.index() as u32;
+    let mut tracker = WatermarkTracker::new(0..scope.peers() as u32);
+    let stream = fan_out_watermarks(stream);
     let mut builder = OperatorBuilder::new(format!("Keyed {operator}"), scope);
     let info = builder.operator_info();
     let mut input = builder.new_input(
         stream,
-        by_key_group(partitioning, move |record: &T| {
-            encode_key(&route_key(record))
+        Exchange::new(move |item: &Item<T>| match item {
+            Item::Record(record) => u64::from(partitioning.subtask_of_key(&route(record))),
+            Item::Watermark(watermark) => u64::from(watermark.to.unwrap_or(watermark.from)),
         }),
     );
-    let (mut data_output, data_stream) = builder.new_output::<Vec<O>>();
+    let (mut data_output, data_stream) = builder.new_output::<Vec<Item<O>>>();
     let (mut ack_output, ack_stream) = builder.new_output::<Vec<SnapshotAck>>();
 
     let ctx = ctx.clone();
@@ -194,21 +365,6 @@ where
         activator,
     );
     let snapshot_root = ctx.operator_dir(&operator).join("snapshots");
-    // Runs the user's logic on `records` and returns what it emitted.
-    let mut run_logic = {
-        let (ctx, operator) = (ctx.clone(), operator.clone());
-        move |states: &mut ValueStates<S>, records: Vec<T>| -> Vec<O> {
-            let mut outputs = Vec::new();
-            for record in records {
-                let record_key = key(&record);
-                let value = states
-                    .value(&encode_key(&record_key))
-                    .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
-                logic(&record_key, record, value, &mut outputs);
-            }
-            outputs
-        }
-    };
 
     builder.build(move |capabilities| {
         let mut caps: Option<Vec<Capability<u64>>> = Some(
@@ -221,67 +377,66 @@ where
                 .collect(),
         );
         let mut next_epoch = ctx.start_epoch;
-        let mut stash: BTreeMap<u64, Vec<T>> = BTreeMap::new();
+        let mut stash: BTreeMap<u64, Vec<Item<T>>> = BTreeMap::new();
         let mut last_files: Vec<SnapshotFile> = Vec::new();
         let mut pending: VecDeque<(u64, PendingAck)> = VecDeque::new();
 
         move |frontiers| {
             input.for_each_stamp(|stamp, batches| {
                 let epoch = *stamp.least().expect("epochs are totally ordered");
-                let records = stash.entry(epoch).or_default();
+                let items = stash.entry(epoch).or_default();
                 for batch in batches {
-                    records.append(batch);
+                    items.append(batch);
                 }
             });
             let Some(held) = caps.as_mut() else { return };
             let frontier = frontiers[0].frontier().first().copied();
+            let mut apply = |items: Vec<Item<T>>, state: &mut KeyedState, epoch: u64| {
+                let mut outputs = apply_items(items, &mut logic, state, &mut tracker, worker)
+                    .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
+                if !outputs.is_empty() {
+                    data_output
+                        .activate()
+                        .give(&held[0].delayed(&epoch), &mut outputs);
+                }
+            };
 
             // Epochs the frontier has passed: apply what is left of each, in order,
             // and snapshot it.
             let until = frontier.unwrap_or(u64::MAX);
             while next_epoch < until {
                 let epoch = next_epoch;
-                let records = stash.remove(&epoch).unwrap_or_default();
-                if frontier.is_none() && records.is_empty() && stash.is_empty() {
+                let items = stash.remove(&epoch).unwrap_or_default();
+                if frontier.is_none() && items.is_empty() && stash.is_empty() {
                     break;
                 }
-                let mut outputs = run_logic(&mut states, records);
-                if !outputs.is_empty() {
-                    data_output
-                        .activate()
-                        .give(&held[0].delayed(&epoch), &mut outputs);
-                }
-                states
+                apply(items, &mut state, epoch);
+                state
                     .flush()
                     .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
                 if frontier.is_some() {
-                    if states.changed_since_snapshot {
-                        let local = states
+                    if state.changed_since_snapshot {
+                        let local = state
                             .store
                             .snapshot(&snapshot_root.join(epoch.to_string()))
                             .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
                         uploader.upload(epoch, local);
                         pending.push_back((epoch, PendingAck::Uploading));
-                        states.changed_since_snapshot = false;
+                        state.changed_since_snapshot = false;
                     } else {
                         pending.push_back((epoch, PendingAck::Ready(Vec::new())));
                     }
                 }
                 next_epoch += 1;
             }
-            // The current epoch: every earlier one is applied, so its records can be
+            // The current epoch: every earlier one is applied, so its items can be
             // applied now; it is snapshotted once the frontier passes it.
             if let Some(current) = frontier
-                && let Some(records) = stash.remove(&current)
+                && let Some(items) = stash.remove(&current)
             {
-                let mut outputs = run_logic(&mut states, records);
-                if !outputs.is_empty() {
-                    data_output
-                        .activate()
-                        .give(&held[0].delayed(&current), &mut outputs);
-                }
-                if states.touched.len() >= MAX_TOUCHED_KEYS {
-                    states
+                apply(items, &mut state, current);
+                if state.touched.len() >= MAX_TOUCHED_KEYS {
+                    state
                         .flush()
                         .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
                 }

@@ -12,13 +12,17 @@ pub mod control;
 pub mod coordinator;
 pub mod exchange;
 pub mod file_sink;
+pub mod item;
 pub mod job;
 pub mod keyed;
 pub mod snapshot;
 pub mod source;
+pub mod window;
 
 pub use context::{JobSettings, TaskContext};
 pub use control::{CompletedSnapshot, JobControl, Snapshots};
 pub use exchange::by_key_group;
+pub use item::{EventTime, Item, Watermark};
 pub use job::{JobConfig, JobError, JobReport, PipelineFn, Processes, RestoreFrom, run_job};
-pub use source::{Generator, ReadStatus, SplitSource};
+pub use source::{EventTimes, Generator, ReadStatus, SplitSource};
+pub use window::{Aggregation, WindowKind, WindowResult};

@@ -16,6 +16,7 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::{Scope, Stream};
 
 use super::context::TaskContext;
+use super::item::{EventTime, Item, Watermark};
 use crate::checkpoint::{SnapshotAck, SubtaskSnapshot};
 
 /// What a read from a split found.
@@ -59,6 +60,40 @@ pub fn splits_of(splits: u32, subtask: u32, parallelism: u32) -> impl Iterator<I
     (subtask..splits).step_by(parallelism as usize)
 }
 
+/// How a source's records get event times, and its watermarks: per split, the
+/// largest event time read so far less `max_out_of_orderness`; per subtask, the
+/// least over its splits that have not ended.
+pub struct EventTimes<T> {
+    /// The event time of a record, in milliseconds.
+    pub timestamp: Box<dyn Fn(&T) -> EventTime>,
+    /// How far behind the largest event time read a split's records may still come.
+    pub max_out_of_orderness: Duration,
+}
+
+/// One split a subtask reads.
+struct SplitState<P> {
+    split: u32,
+    position: P,
+    ended: bool,
+    /// The largest event time read from the split.
+    max_event_time: Option<EventTime>,
+}
+
+/// The subtask's watermark: the least over its splits that have not ended (none
+/// read yet holds it at 0); past every time once all have ended.
+fn source_watermark<P>(splits: &[SplitState<P>], max_out_of_orderness: u64) -> EventTime {
+    splits
+        .iter()
+        .filter(|split| !split.ended)
+        .map(|split| {
+            split
+                .max_event_time
+                .map_or(0, |time| time.saturating_sub(max_out_of_orderness))
+        })
+        .min()
+        .unwrap_or(EventTime::MAX)
+}
+
 /// The most records a source emits per scheduling before yielding to other operators.
 const RECORDS_PER_ACTIVATION: usize = 4096;
 
@@ -84,38 +119,42 @@ fn restored_positions<P: DeserializeOwned>(
     Ok(positions)
 }
 
-/// Builds the source operator `operator`. Returns the record stream and the stream
-/// of snapshot acknowledgements (one per epoch, carrying the split positions).
+/// Builds the source operator `operator`, with watermarks when `event_times` is
+/// given. Returns the record stream and the stream of snapshot acknowledgements
+/// (one per epoch, carrying the split positions).
 #[allow(clippy::type_complexity)]
 pub fn split_source<'scope, S: SplitSource>(
     scope: Scope<'scope, u64>,
     ctx: &TaskContext,
     operator: &str,
     mut source: S,
+    event_times: Option<EventTimes<S::Record>>,
 ) -> Result<
     (
-        Stream<'scope, u64, Vec<S::Record>>,
+        Stream<'scope, u64, Vec<Item<S::Record>>>,
         Stream<'scope, u64, Vec<SnapshotAck>>,
     ),
     serde_json::Error,
 > {
     let parallelism = ctx.partitioning().parallelism();
     let restored = restored_positions::<S::Position>(ctx, operator)?;
-    let mut splits: Vec<(u32, S::Position, bool)> =
+    let mut splits: Vec<SplitState<S::Position>> =
         splits_of(source.splits(), ctx.subtask, parallelism)
-            .map(|split| {
-                let position = restored
+            .map(|split| SplitState {
+                split,
+                position: restored
                     .get(&split)
                     .cloned()
-                    .unwrap_or_else(|| source.start(split));
-                (split, position, false)
+                    .unwrap_or_else(|| source.start(split)),
+                ended: false,
+                max_event_time: None,
             })
             .collect();
 
     let mut builder = OperatorBuilder::new(format!("Source {operator}"), scope);
     let info = builder.operator_info();
     let activator = scope.activator_for(info.address);
-    let (mut data_output, data_stream) = builder.new_output::<Vec<S::Record>>();
+    let (mut data_output, data_stream) = builder.new_output::<Vec<Item<S::Record>>>();
     let (mut ack_output, ack_stream) = builder.new_output::<Vec<SnapshotAck>>();
     let ctx = ctx.clone();
     let operator = operator.to_owned();
@@ -133,7 +172,9 @@ pub fn split_source<'scope, S: SplitSource>(
         );
         let interval = ctx.settings.checkpoint_interval;
         let mut epoch_ends_at = Instant::now() + interval;
+        let mut read = Vec::new();
         let mut batch = Vec::new();
+        let mut watermark: EventTime = 0;
         ctx.control.observe_epoch(epoch);
 
         move |_frontiers| {
@@ -142,22 +183,41 @@ pub fn split_source<'scope, S: SplitSource>(
                 caps = None;
                 return;
             }
-            let drained = ctx.control.stop_requested() || splits.iter().all(|(_, _, ended)| *ended);
+            let drained = ctx.control.stop_requested() || splits.iter().all(|split| split.ended);
             let mut more = false;
             if !drained {
                 let share = RECORDS_PER_ACTIVATION / splits.len().max(1);
-                for (split, position, ended) in splits.iter_mut().filter(|s| !s.2) {
-                    match source.read(*split, position, share.max(1), &mut batch) {
+                for split in splits.iter_mut().filter(|split| !split.ended) {
+                    match source.read(split.split, &mut split.position, share.max(1), &mut read) {
                         ReadStatus::More => more = true,
                         ReadStatus::Idle => {}
-                        ReadStatus::Ended => *ended = true,
+                        ReadStatus::Ended => split.ended = true,
                     }
+                    if let Some(times) = &event_times {
+                        let newest = read.iter().map(|record| (times.timestamp)(record)).max();
+                        split.max_event_time = split.max_event_time.max(newest);
+                    }
+                    batch.extend(read.drain(..).map(Item::Record));
                 }
-                if !batch.is_empty() {
-                    ctx.control.add_records_in(&operator, batch.len() as u64);
-                    data_output.activate().give(&held[0], &mut batch);
-                    batch.clear();
+                ctx.control.add_records_in(&operator, batch.len() as u64);
+            }
+            // Also when drained: a subtask without splits, or whose splits all
+            // ended, reports a watermark past every time.
+            if let Some(times) = &event_times {
+                let delay = times.max_out_of_orderness.as_millis() as u64;
+                let now = source_watermark(&splits, delay);
+                if now > watermark {
+                    watermark = now;
+                    batch.push(Item::Watermark(Watermark {
+                        from: ctx.subtask,
+                        to: None,
+                        at: watermark,
+                    }));
                 }
+            }
+            if !batch.is_empty() {
+                data_output.activate().give(&held[0], &mut batch);
+                batch.clear();
             }
 
             let now = Instant::now();
@@ -169,7 +229,7 @@ pub fn split_source<'scope, S: SplitSource>(
             if now >= epoch_ends_at {
                 let positions: Positions<S::Position> = splits
                     .iter()
-                    .map(|(split, position, _)| (*split, position.clone()))
+                    .map(|split| (split.split, split.position.clone()))
                     .collect();
                 let ack = SnapshotAck {
                     operator: operator.clone(),

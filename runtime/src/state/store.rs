@@ -238,6 +238,22 @@ impl KeyedStore {
         Ok(out)
     }
 
+    /// Every entry with a key in `from..to`, in key order.
+    pub fn scan_range(&self, from: &[u8], to: &[u8]) -> Result<Vec<Entry>, StateError> {
+        let mut out = Vec::new();
+        for entry in self
+            .db
+            .iterator(IteratorMode::From(from, Direction::Forward))
+        {
+            let (key, value) = entry.map_err(self.rocks_error("scan"))?;
+            if key.as_ref() >= to {
+                break;
+            }
+            out.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(out)
+    }
+
     /// Every entry in the store, in key order (for tests and state inspection).
     pub fn entries(&self) -> Result<Vec<Entry>, StateError> {
         self.scan_prefix(&[])

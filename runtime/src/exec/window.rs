@@ -1,0 +1,470 @@
+//! Event-time windows over keyed streams: tumbling, hopping and session windows,
+//! aggregated incrementally in RocksDB and emitted when the watermark passes their
+//! end.
+//!
+//! A window `[start, end)` fires once the watermark reaches `end` (no record below
+//! `end` can follow). With allowed lateness `L`, a tumbling or hopping window keeps
+//! its state until the watermark reaches `end + L`; a late record in that time
+//! updates it and emits the updated result at once. Records later than that are
+//! dropped and counted (`strom_late_records_total`). Session windows do not take
+//! late records.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::control::JobControl;
+use super::item::EventTime;
+use super::keyed::{KeyedLogic, KeyedState, encode_key};
+use crate::state::{KeyGroup, StateError, TableId};
+
+/// The accumulators of tumbling and hopping windows: key, start, end.
+const WINDOWS: TableId = TableId(1);
+/// The sessions of each key.
+const SESSIONS: TableId = TableId(2);
+/// Windows waiting to fire: end, key, start.
+const FIRE_TIMERS: TableId = TableId(3);
+/// Fired windows whose state is kept for late records: end + lateness, key, start.
+const CLEANUP_TIMERS: TableId = TableId(4);
+
+/// How records are grouped into windows by event time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Back-to-back windows of `size`.
+    Tumbling {
+        /// Window length.
+        size: Duration,
+    },
+    /// Windows of `size` starting every `slide` (a record is in size/slide windows).
+    Hopping {
+        /// Window length.
+        size: Duration,
+        /// Distance between window starts.
+        slide: Duration,
+    },
+    /// A key's records no more than `gap` apart, in one window.
+    Session {
+        /// The gap that ends a session.
+        gap: Duration,
+    },
+}
+
+/// Millisecond length of a duration, at least 1.
+fn millis(duration: Duration) -> u64 {
+    (duration.as_millis() as u64).max(1)
+}
+
+impl WindowKind {
+    /// The `[start, end)` windows (tumbling or hopping) holding event time `time`.
+    fn assign(self, time: EventTime) -> Vec<(EventTime, EventTime)> {
+        match self {
+            WindowKind::Tumbling { size } => {
+                let size = millis(size);
+                let start = time - time % size;
+                vec![(start, start + size)]
+            }
+            WindowKind::Hopping { size, slide } => {
+                let (size, slide) = (millis(size), millis(slide));
+                let last = time - time % slide;
+                let mut windows = Vec::new();
+                let mut start = last;
+                loop {
+                    if start + size > time {
+                        windows.push((start, start + size));
+                    }
+                    if start < slide || start + size <= time {
+                        break;
+                    }
+                    start -= slide;
+                }
+                windows.reverse();
+                windows
+            }
+            WindowKind::Session { gap } => vec![(time, time + millis(gap))],
+        }
+    }
+}
+
+/// One window's result.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WindowResult<K, A> {
+    /// The key.
+    pub key: K,
+    /// Start of the window (inclusive), in milliseconds.
+    pub start: EventTime,
+    /// End of the window (exclusive), in milliseconds.
+    pub end: EventTime,
+    /// The aggregate of the window's records.
+    pub value: A,
+}
+
+/// Adds a record to a window's accumulator.
+pub type AddFn<T, A> = Box<dyn Fn(&mut A, &T)>;
+
+/// How a window's records are aggregated.
+pub struct Aggregation<T, A> {
+    /// The accumulator of an empty window.
+    pub init: Box<dyn Fn() -> A>,
+    /// Adds a record to an accumulator.
+    pub add: AddFn<T, A>,
+    /// Merges two accumulators (session windows that grow together).
+    pub merge: Box<dyn Fn(A, A) -> A>,
+}
+
+fn timer_key(time: EventTime, key: &[u8], start: EventTime) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + key.len());
+    out.extend_from_slice(&time.to_be_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&start.to_be_bytes());
+    out
+}
+
+fn split_timer_key(stored: &[u8]) -> (EventTime, &[u8], EventTime) {
+    let time = u64::from_be_bytes(stored[..8].try_into().expect("8 bytes"));
+    let start = u64::from_be_bytes(stored[stored.len() - 8..].try_into().expect("8 bytes"));
+    (time, &stored[8..stored.len() - 8], start)
+}
+
+fn window_key(key: &[u8], start: EventTime, end: EventTime) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + key.len());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&start.to_be_bytes());
+    out.extend_from_slice(&end.to_be_bytes());
+    out
+}
+
+/// A key's open sessions: `(start, end, accumulator)`, by start.
+type Sessions<A> = Vec<(EventTime, EventTime, A)>;
+
+/// Timers of one kind, counted by time in memory (rebuilt from RocksDB after a
+/// restore), so a watermark scans RocksDB only when a timer is due.
+#[derive(Default)]
+struct TimerIndex {
+    loaded: bool,
+    due: BTreeMap<EventTime, u64>,
+}
+
+impl TimerIndex {
+    fn load(&mut self, table: TableId, state: &mut KeyedState) -> Result<(), StateError> {
+        if !self.loaded {
+            for (_, stored, _) in state.scan_below(table, &[0xff; 9])? {
+                *self.due.entry(split_timer_key(&stored).0).or_default() += 1;
+            }
+            self.loaded = true;
+        }
+        Ok(())
+    }
+
+    fn add(
+        &mut self,
+        table: TableId,
+        state: &mut KeyedState,
+        group: KeyGroup,
+        time: EventTime,
+        key: &[u8],
+        start: EventTime,
+    ) {
+        let stored = timer_key(time, key, start);
+        if state.get(table, group, &stored).ok().flatten().is_none() {
+            *self.due.entry(time).or_default() += 1;
+            state.put(table, group, &stored, Vec::new());
+        }
+    }
+
+    fn remove(
+        &mut self,
+        table: TableId,
+        state: &mut KeyedState,
+        group: KeyGroup,
+        time: EventTime,
+        key: &[u8],
+        start: EventTime,
+    ) {
+        let stored = timer_key(time, key, start);
+        if state.get(table, group, &stored).ok().flatten().is_some() {
+            if let Some(count) = self.due.get_mut(&time) {
+                *count -= 1;
+                if *count == 0 {
+                    self.due.remove(&time);
+                }
+            }
+            state.delete(table, group, &stored);
+        }
+    }
+
+    /// The timers due at `watermark`, removed: `(key group, time, key, start)`.
+    #[allow(clippy::type_complexity)]
+    fn take_due(
+        &mut self,
+        table: TableId,
+        state: &mut KeyedState,
+        watermark: EventTime,
+    ) -> Result<Vec<(KeyGroup, EventTime, Vec<u8>, EventTime)>, StateError> {
+        if self
+            .due
+            .first_key_value()
+            .is_none_or(|(&first, _)| first > watermark)
+        {
+            return Ok(Vec::new());
+        }
+        let end = watermark.saturating_add(1).to_be_bytes();
+        let mut taken = Vec::new();
+        for (group, stored, _) in state.scan_below(table, &end)? {
+            let (time, key, start) = split_timer_key(&stored);
+            if time > watermark {
+                continue;
+            }
+            state.delete(table, group, &stored);
+            taken.push((group, time, key.to_vec(), start));
+        }
+        self.due.retain(|&time, _| time > watermark);
+        Ok(taken)
+    }
+}
+
+/// The keyed logic of windowed aggregation.
+pub struct WindowLogic<K, T, A, F> {
+    key: F,
+    timestamp: Box<dyn Fn(&T) -> EventTime>,
+    kind: WindowKind,
+    lateness: u64,
+    aggregation: Aggregation<T, A>,
+    watermark: EventTime,
+    fire: TimerIndex,
+    cleanup: TimerIndex,
+    control: Arc<JobControl>,
+    operator: String,
+    types: PhantomData<fn() -> K>,
+}
+
+impl<K, T, A, F> WindowLogic<K, T, A, F> {
+    /// Windows of `kind` over records keyed by `key` and timed by `timestamp`.
+    pub fn new(
+        key: F,
+        timestamp: Box<dyn Fn(&T) -> EventTime>,
+        kind: WindowKind,
+        allowed_lateness: Duration,
+        aggregation: Aggregation<T, A>,
+        control: Arc<JobControl>,
+        operator: &str,
+    ) -> Self {
+        Self {
+            key,
+            timestamp,
+            kind,
+            lateness: allowed_lateness.as_millis() as u64,
+            aggregation,
+            watermark: 0,
+            fire: TimerIndex::default(),
+            cleanup: TimerIndex::default(),
+            control,
+            operator: operator.to_owned(),
+            types: PhantomData,
+        }
+    }
+
+    fn count_late(&self) {
+        self.control.add_late_record(&self.operator);
+    }
+}
+
+impl<K, T, A, F> WindowLogic<K, T, A, F>
+where
+    K: Serialize + DeserializeOwned + 'static,
+    A: Serialize + DeserializeOwned + Clone + 'static,
+{
+    fn result(
+        encoded: &[u8],
+        start: EventTime,
+        end: EventTime,
+        value: A,
+    ) -> Result<WindowResult<K, A>, StateError> {
+        let key = bincode::deserialize(encoded).map_err(|source| StateError::Decode {
+            table: WINDOWS,
+            source,
+        })?;
+        Ok(WindowResult {
+            key,
+            start,
+            end,
+            value,
+        })
+    }
+
+    fn add_to_window(
+        &mut self,
+        record: &T,
+        state: &mut KeyedState,
+        group: KeyGroup,
+        encoded: &[u8],
+        (start, end): (EventTime, EventTime),
+        out: &mut Vec<WindowResult<K, A>>,
+    ) -> Result<(), StateError> {
+        if end.saturating_add(self.lateness) <= self.watermark {
+            self.count_late();
+            return Ok(());
+        }
+        let stored = window_key(encoded, start, end);
+        let mut accumulator = state
+            .get_value::<A>(WINDOWS, group, &stored)?
+            .unwrap_or_else(|| (self.aggregation.init)());
+        (self.aggregation.add)(&mut accumulator, record);
+        state.put_value(WINDOWS, group, &stored, &accumulator);
+        if end <= self.watermark {
+            // Already fired, still within the allowed lateness: fire again.
+            out.push(Self::result(encoded, start, end, accumulator)?);
+        } else {
+            self.fire
+                .add(FIRE_TIMERS, state, group, end, encoded, start);
+        }
+        Ok(())
+    }
+
+    fn add_to_sessions(
+        &mut self,
+        record: &T,
+        time: EventTime,
+        state: &mut KeyedState,
+        group: KeyGroup,
+        encoded: &[u8],
+    ) -> Result<(), StateError> {
+        let (mut start, mut end) = self.kind.assign(time)[0];
+        if end <= self.watermark {
+            self.count_late();
+            return Ok(());
+        }
+        let mut accumulator = (self.aggregation.init)();
+        (self.aggregation.add)(&mut accumulator, record);
+        let sessions: Sessions<A> = state
+            .get_value(SESSIONS, group, encoded)?
+            .unwrap_or_default();
+        let mut kept = Vec::with_capacity(sessions.len() + 1);
+        for (other_start, other_end, other) in sessions {
+            if other_start < end && start < other_end {
+                self.fire
+                    .remove(FIRE_TIMERS, state, group, other_end, encoded, other_start);
+                start = start.min(other_start);
+                end = end.max(other_end);
+                accumulator = (self.aggregation.merge)(other, accumulator);
+            } else {
+                kept.push((other_start, other_end, other));
+            }
+        }
+        self.fire
+            .add(FIRE_TIMERS, state, group, end, encoded, start);
+        kept.push((start, end, accumulator));
+        kept.sort_by_key(|session| session.0);
+        state.put_value(SESSIONS, group, encoded, &kept);
+        Ok(())
+    }
+}
+
+impl<K, T, A, F> KeyedLogic<T, WindowResult<K, A>> for WindowLogic<K, T, A, F>
+where
+    K: Serialize + DeserializeOwned + 'static,
+    T: 'static,
+    A: Serialize + DeserializeOwned + Clone + 'static,
+    F: Fn(&T) -> K + 'static,
+{
+    fn on_record(
+        &mut self,
+        record: T,
+        state: &mut KeyedState,
+        out: &mut Vec<WindowResult<K, A>>,
+    ) -> Result<(), StateError> {
+        self.fire.load(FIRE_TIMERS, state)?;
+        self.cleanup.load(CLEANUP_TIMERS, state)?;
+        let time = (self.timestamp)(&record);
+        let encoded = encode_key(&(self.key)(&record));
+        let group = state.key_group(&encoded);
+        if matches!(self.kind, WindowKind::Session { .. }) {
+            return self.add_to_sessions(&record, time, state, group, &encoded);
+        }
+        for window in self.kind.assign(time) {
+            self.add_to_window(&record, state, group, &encoded, window, out)?;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        watermark: EventTime,
+        state: &mut KeyedState,
+        out: &mut Vec<WindowResult<K, A>>,
+    ) -> Result<(), StateError> {
+        self.fire.load(FIRE_TIMERS, state)?;
+        self.cleanup.load(CLEANUP_TIMERS, state)?;
+        self.watermark = watermark;
+        for (group, end, encoded, start) in self.fire.take_due(FIRE_TIMERS, state, watermark)? {
+            if matches!(self.kind, WindowKind::Session { .. }) {
+                let mut sessions: Sessions<A> = state
+                    .get_value(SESSIONS, group, &encoded)?
+                    .unwrap_or_default();
+                if let Some(index) = sessions.iter().position(|s| s.0 == start && s.1 == end) {
+                    let (_, _, value) = sessions.remove(index);
+                    out.push(Self::result(&encoded, start, end, value)?);
+                }
+                if sessions.is_empty() {
+                    state.delete(SESSIONS, group, &encoded);
+                } else {
+                    state.put_value(SESSIONS, group, &encoded, &sessions);
+                }
+                continue;
+            }
+            let stored = window_key(&encoded, start, end);
+            if let Some(value) = state.get_value::<A>(WINDOWS, group, &stored)? {
+                out.push(Self::result(&encoded, start, end, value)?);
+            }
+            if self.lateness == 0 {
+                state.delete(WINDOWS, group, &stored);
+            } else {
+                let until = end.saturating_add(self.lateness);
+                self.cleanup
+                    .add(CLEANUP_TIMERS, state, group, until, &encoded, start);
+            }
+        }
+        for (group, _, encoded, start) in self.cleanup.take_due(CLEANUP_TIMERS, state, watermark)? {
+            let end = match self.kind {
+                WindowKind::Tumbling { size } | WindowKind::Hopping { size, .. } => {
+                    start + millis(size)
+                }
+                WindowKind::Session { .. } => continue,
+            };
+            state.delete(WINDOWS, group, &window_key(&encoded, start, end));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tumbling_and_hopping_windows_hold_the_right_times() {
+        let tumbling = WindowKind::Tumbling {
+            size: Duration::from_millis(10),
+        };
+        assert_eq!(tumbling.assign(0), vec![(0, 10)]);
+        assert_eq!(tumbling.assign(19), vec![(10, 20)]);
+        let hopping = WindowKind::Hopping {
+            size: Duration::from_millis(10),
+            slide: Duration::from_millis(5),
+        };
+        assert_eq!(hopping.assign(12), vec![(5, 15), (10, 20)]);
+        assert_eq!(hopping.assign(3), vec![(0, 10)]);
+        assert_eq!(hopping.assign(5), vec![(0, 10), (5, 15)]);
+    }
+
+    #[test]
+    fn timer_keys_sort_by_time_and_split_back() {
+        let early = timer_key(5, b"user-a", 0);
+        let late = timer_key(300, b"user-a", 290);
+        assert!(early < late);
+        assert_eq!(split_timer_key(&late), (300, &b"user-a"[..], 290));
+    }
+}
