@@ -17,8 +17,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use strom_runtime::api::Pipeline;
 use strom_runtime::exec::{
-    Generator, JobConfig, JobControl, JobReport, JobSettings, PipelineFn, Processes, RestoreFrom,
-    run_job,
+    EventTimes, Generator, JobConfig, JobControl, JobReport, JobSettings, PipelineFn, Processes,
+    RestoreFrom, WindowKind, run_job,
 };
 use strom_runtime::pipelines::mix;
 use strom_runtime::state::Partitioning;
@@ -101,6 +101,36 @@ fn keyed_count(events: u64) -> PipelineFn {
         pipeline
             .source("events", generator)?
             .key_by(|key: &u64| *key)
+            .count("count")?
+            .sink(|_, _| {});
+        Ok(())
+    })
+}
+
+/// A keyed windowed aggregation over `events` generated events: counts per key of
+/// 100 000 keys in one-second tumbling event-time windows (one millisecond of event
+/// time per event and split, up to 50 ms out of order).
+fn windowed_count(events: u64) -> PipelineFn {
+    let per_split = events.div_ceil(u64::from(SPLITS));
+    Arc::new(move |pipeline: &mut Pipeline<'_>| {
+        let generator = Generator::new(SPLITS, |split, n| {
+            let random = mix(3, u64::from(split), n);
+            (random % KEYS, n + random % 50)
+        })
+        .bounded(per_split);
+        let event_times = EventTimes {
+            timestamp: Box::new(|event: &(u64, u64)| event.1),
+            max_out_of_orderness: Duration::from_millis(50),
+        };
+        pipeline
+            .source_with_event_times("events", generator, event_times)?
+            .key_by(|event: &(u64, u64)| event.0)
+            .window(
+                WindowKind::Tumbling {
+                    size: Duration::from_secs(1),
+                },
+                |event| event.1,
+            )
             .count("count")?
             .sink(|_, _| {});
         Ok(())
@@ -255,7 +285,8 @@ fn main() -> anyhow::Result<()> {
         report,
         "Bounded generated input sized to last about {} s, run to its end (final checkpoint included); \
          events/s from the moment the operators were built, and per core (= per worker). \
-         Keyed: running count per key of {KEYS} keys in RocksDB.\n",
+         Keyed: running count per key of {KEYS} keys in RocksDB. Keyed window: count per key \
+         in one-second tumbling event-time windows.\n",
         args.seconds
     )?;
     writeln!(
@@ -267,6 +298,7 @@ fn main() -> anyhow::Result<()> {
     for (name, make) in [
         ("stateless", stateless as Make),
         ("keyed count", keyed_count as Make),
+        ("keyed window count", windowed_count as Make),
     ] {
         for &parallelism in &parallelisms {
             // Size the input so the runs last about --seconds: a short run first.
