@@ -4,14 +4,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod common;
+
+use common::run_then_stop;
 use strom_runtime::api::Pipeline;
 use strom_runtime::checkpoint::CheckpointStorage;
 use strom_runtime::exec::{
-    Generator, JobConfig, JobControl, JobReport, JobSettings, PipelineFn, Processes, RestoreFrom,
-    run_job,
+    Generator, JobConfig, JobSettings, PipelineFn, Processes, RestoreFrom, run_job,
 };
 use strom_runtime::state::Partitioning;
 
@@ -118,31 +119,6 @@ fn the_same_input_gives_the_same_counts_at_parallelism_1_2_and_4() {
             "no final checkpoint"
         );
     }
-}
-
-/// Runs until the first checkpoint has completed, then stops with a savepoint.
-fn run_then_stop(config: JobConfig, pipeline: PipelineFn) -> JobReport {
-    let control = Arc::new(JobControl::default());
-    let job = {
-        let control = Arc::clone(&control);
-        thread::spawn(move || run_job(config, pipeline, control))
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while control.snapshots().last_checkpoint.is_none() {
-        assert!(Instant::now() < deadline, "no checkpoint within a minute");
-        thread::sleep(Duration::from_millis(10));
-    }
-    control.request_stop();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !job.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "no savepoint within a minute of the stop: {:?}",
-            control.snapshots().failure
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
-    job.join().unwrap().unwrap()
 }
 
 #[test]

@@ -6,13 +6,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod common;
+
+use common::run_then_stop;
 use strom_runtime::api::Pipeline;
 use strom_runtime::exec::{
-    EventTimes, Generator, JobConfig, JobControl, JobReport, JobSettings, PipelineFn, Processes,
-    RestoreFrom, WindowKind, WindowResult, run_job,
+    EventTimes, Generator, JobConfig, JobControl, JobSettings, PipelineFn, Processes, RestoreFrom,
+    WindowKind, WindowResult, run_job,
 };
 use strom_runtime::pipelines::mix;
 use strom_runtime::state::Partitioning;
@@ -197,21 +199,6 @@ fn tumbling_hopping_and_session_windows_match_the_input_at_parallelism_1_2_and_4
             assert_eq!(got, expected, "{kind:?} at parallelism {parallelism}");
         }
     }
-}
-
-fn run_then_stop(config: JobConfig, pipeline: PipelineFn) -> JobReport {
-    let control = Arc::new(JobControl::default());
-    let job = {
-        let control = Arc::clone(&control);
-        thread::spawn(move || run_job(config, pipeline, control))
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while control.snapshots().last_checkpoint.is_none() {
-        assert!(Instant::now() < deadline, "no checkpoint within a minute");
-        thread::sleep(Duration::from_millis(10));
-    }
-    control.request_stop();
-    job.join().unwrap().unwrap()
 }
 
 #[test]

@@ -72,11 +72,11 @@ impl WatermarkTracker {
     }
 }
 
-/// Applies `logic` to each record, passing watermarks through unchanged.
-pub fn per_record<'scope, T, U>(
+/// Turns each item into any number of items, on the worker that holds it.
+fn per_item<'scope, T, U>(
     stream: Stream<'scope, u64, Vec<Item<T>>>,
     name: &str,
-    mut logic: impl FnMut(T, &mut Vec<Item<U>>) + 'static,
+    mut logic: impl FnMut(Item<T>, &mut Vec<Item<U>>) + 'static,
 ) -> Stream<'scope, u64, Vec<Item<U>>>
 where
     T: 'static,
@@ -92,10 +92,7 @@ where
             input.for_each_stamp(|stamp, batches| {
                 for batch in batches {
                     for item in batch.drain(..) {
-                        match item {
-                            Item::Record(record) => logic(record, &mut buffer),
-                            Item::Watermark(watermark) => buffer.push(Item::Watermark(watermark)),
-                        }
+                        logic(item, &mut buffer);
                     }
                 }
                 let cap = stamp.retain_least(0).expect("a stamp has a time");
@@ -105,6 +102,22 @@ where
         }
     });
     result
+}
+
+/// Applies `logic` to each record, passing watermarks through unchanged.
+pub fn per_record<'scope, T, U>(
+    stream: Stream<'scope, u64, Vec<Item<T>>>,
+    name: &str,
+    mut logic: impl FnMut(T, &mut Vec<Item<U>>) + 'static,
+) -> Stream<'scope, u64, Vec<Item<U>>>
+where
+    T: 'static,
+    U: 'static,
+{
+    per_item(stream, name, move |item, out| match item {
+        Item::Record(record) => logic(record, out),
+        Item::Watermark(watermark) => out.push(Item::Watermark(watermark)),
+    })
 }
 
 /// Merges two streams of the same worker; the output's watermark is the least of
@@ -163,33 +176,15 @@ pub fn fan_out_watermarks<'scope, T: ExchangeData>(
     stream: Stream<'scope, u64, Vec<Item<T>>>,
 ) -> Stream<'scope, u64, Vec<Item<T>>> {
     let peers = stream.scope().peers() as u32;
-    let mut builder = OperatorBuilder::new("Fan out watermarks".to_owned(), stream.scope());
-    let mut input = builder.new_input(stream, Local);
-    let (mut output, result) = builder.new_output::<Vec<Item<T>>>();
-    builder.build(move |_| {
-        let mut buffer = Vec::new();
-        move |_frontiers| {
-            input.for_each_stamp(|stamp, batches| {
-                for batch in batches {
-                    for item in batch.drain(..) {
-                        match item {
-                            Item::Record(record) => buffer.push(Item::Record(record)),
-                            Item::Watermark(watermark) => buffer.extend((0..peers).map(|to| {
-                                Item::Watermark(Watermark {
-                                    to: Some(to),
-                                    ..watermark
-                                })
-                            })),
-                        }
-                    }
-                }
-                let cap = stamp.retain_least(0).expect("a stamp has a time");
-                output.activate().give(&cap, &mut buffer);
-                buffer.clear();
-            });
-        }
-    });
-    result
+    per_item(stream, "Fan out watermarks", move |item, out| match item {
+        Item::Record(record) => out.push(Item::Record(record)),
+        Item::Watermark(watermark) => out.extend((0..peers).map(|to| {
+            Item::Watermark(Watermark {
+                to: Some(to),
+                ..watermark
+            })
+        })),
+    })
 }
 
 #[cfg(test)]

@@ -167,12 +167,13 @@ impl TimerIndex {
         time: EventTime,
         key: &[u8],
         start: EventTime,
-    ) {
+    ) -> Result<(), StateError> {
         let stored = timer_key(time, key, start);
-        if state.get(table, group, &stored).ok().flatten().is_none() {
+        if state.get(table, group, &stored)?.is_none() {
             *self.due.entry(time).or_default() += 1;
             state.put(table, group, &stored, Vec::new());
         }
+        Ok(())
     }
 
     fn remove(
@@ -183,9 +184,9 @@ impl TimerIndex {
         time: EventTime,
         key: &[u8],
         start: EventTime,
-    ) {
+    ) -> Result<(), StateError> {
         let stored = timer_key(time, key, start);
-        if state.get(table, group, &stored).ok().flatten().is_some() {
+        if state.get(table, group, &stored)?.is_some() {
             if let Some(count) = self.due.get_mut(&time) {
                 *count -= 1;
                 if *count == 0 {
@@ -194,6 +195,7 @@ impl TimerIndex {
             }
             state.delete(table, group, &stored);
         }
+        Ok(())
     }
 
     /// The timers due at `watermark`, removed: `(key group, time, key, start)`.
@@ -319,7 +321,7 @@ where
             out.push(Self::result(encoded, start, end, accumulator)?);
         } else {
             self.fire
-                .add(FIRE_TIMERS, state, group, end, encoded, start);
+                .add(FIRE_TIMERS, state, group, end, encoded, start)?;
         }
         Ok(())
     }
@@ -346,7 +348,7 @@ where
         for (other_start, other_end, other) in sessions {
             if other_start < end && start < other_end {
                 self.fire
-                    .remove(FIRE_TIMERS, state, group, other_end, encoded, other_start);
+                    .remove(FIRE_TIMERS, state, group, other_end, encoded, other_start)?;
                 start = start.min(other_start);
                 end = end.max(other_end);
                 accumulator = (self.aggregation.merge)(other, accumulator);
@@ -355,7 +357,7 @@ where
             }
         }
         self.fire
-            .add(FIRE_TIMERS, state, group, end, encoded, start);
+            .add(FIRE_TIMERS, state, group, end, encoded, start)?;
         kept.push((start, end, accumulator));
         kept.sort_by_key(|session| session.0);
         state.put_value(SESSIONS, group, encoded, &kept);
@@ -424,7 +426,7 @@ where
             } else {
                 let until = end.saturating_add(self.lateness);
                 self.cleanup
-                    .add(CLEANUP_TIMERS, state, group, until, &encoded, start);
+                    .add(CLEANUP_TIMERS, state, group, until, &encoded, start)?;
             }
         }
         for (group, _, encoded, start) in self.cleanup.take_due(CLEANUP_TIMERS, state, watermark)? {
