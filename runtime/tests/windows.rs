@@ -180,7 +180,8 @@ fn tumbling_hopping_and_session_windows_match_the_input_at_parallelism_1_2_and_4
         for parallelism in [1, 2, 4] {
             let state = tempfile::tempdir().unwrap();
             let results = Results::default();
-            run_job(
+            let control = Arc::new(JobControl::default());
+            let report = run_job(
                 config(state.path(), parallelism, RestoreFrom::Nothing),
                 // Rate-limited, so records come in many small batches, each followed
                 // by a watermark: out-of-order records meet watermarks often.
@@ -192,9 +193,15 @@ fn tumbling_hopping_and_session_windows_match_the_input_at_parallelism_1_2_and_4
                     Duration::ZERO,
                     Arc::clone(&results),
                 ),
-                Arc::default(),
+                Arc::clone(&control),
             )
             .unwrap();
+            assert_eq!(report.records_in, per_split * u64::from(SPLITS));
+            assert_eq!(
+                late_records(&control),
+                0,
+                "{kind:?} at parallelism {parallelism}: records were late"
+            );
             let got = as_set(&results.lock().unwrap());
             assert_eq!(got, expected, "{kind:?} at parallelism {parallelism}");
         }
@@ -320,18 +327,21 @@ fn allowed_lateness_keeps_late_records_and_without_it_they_are_dropped_and_count
     )
     .unwrap();
     let total: u64 = as_set(&results.lock().unwrap()).iter().map(|r| r.3).sum();
-    let mut registry_text = String::new();
-    prometheus_client::encoding::text::encode(&mut registry_text, &control.metrics.registry())
-        .unwrap();
-    let dropped: u64 = registry_text
-        .lines()
-        .find(|line| line.starts_with("strom_late_records_total{"))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-        .expect("late records counted");
+    let dropped = late_records(&control);
     assert!(dropped > 0, "no record was late");
     assert_eq!(
         total + dropped,
         per_split * u64::from(SPLITS),
         "records lost besides the late ones"
     );
+}
+
+/// The records the job's window operators dropped as too late.
+fn late_records(control: &JobControl) -> u64 {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &control.metrics.registry()).unwrap();
+    text.lines()
+        .filter(|line| line.starts_with("strom_late_records_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }

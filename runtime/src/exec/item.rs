@@ -89,11 +89,11 @@ where
     builder.build(move |_| {
         let mut buffer = Vec::new();
         move |_frontiers| {
-            input.for_each_stamp(|stamp, batches| {
-                for batch in batches {
-                    for item in batch.drain(..) {
-                        logic(item, &mut buffer);
-                    }
+            // In arrival order (not `for_each_stamp`, whose sort by stamp is not
+            // stable): a watermark must not pass the records sent before it.
+            input.for_each(|stamp, batch| {
+                for item in batch.drain(..) {
+                    logic(item, &mut buffer);
                 }
                 let cap = stamp.retain_least(0).expect("a stamp has a time");
                 output.activate().give(&cap, &mut buffer);
@@ -139,23 +139,22 @@ pub fn union<'scope, T: 'static>(
         let mut buffer = Vec::new();
         move |_frontiers| {
             for (side, input) in inputs.iter_mut().enumerate() {
-                input.for_each_stamp(|stamp, batches| {
-                    for batch in batches {
-                        for item in batch.drain(..) {
-                            match item {
-                                Item::Record(record) => buffer.push(Item::Record(record)),
-                                Item::Watermark(watermark) => {
-                                    let from_side = Watermark {
-                                        from: side as u32,
-                                        ..watermark
-                                    };
-                                    if let Some(at) = tracker.update(from_side) {
-                                        buffer.push(Item::Watermark(Watermark {
-                                            from: worker,
-                                            to: None,
-                                            at,
-                                        }));
-                                    }
+                // In arrival order: see `per_item`.
+                input.for_each(|stamp, batch| {
+                    for item in batch.drain(..) {
+                        match item {
+                            Item::Record(record) => buffer.push(Item::Record(record)),
+                            Item::Watermark(watermark) => {
+                                let from_side = Watermark {
+                                    from: side as u32,
+                                    ..watermark
+                                };
+                                if let Some(at) = tracker.update(from_side) {
+                                    buffer.push(Item::Watermark(Watermark {
+                                        from: worker,
+                                        to: None,
+                                        at,
+                                    }));
                                 }
                             }
                         }

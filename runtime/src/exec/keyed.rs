@@ -382,12 +382,11 @@ where
         let mut pending: VecDeque<(u64, PendingAck)> = VecDeque::new();
 
         move |frontiers| {
-            input.for_each_stamp(|stamp, batches| {
+            // In arrival order (not `for_each_stamp`, whose sort by stamp is not
+            // stable): a sender's watermark must not pass the records it sent first.
+            input.for_each(|stamp, batch| {
                 let epoch = *stamp.least().expect("epochs are totally ordered");
-                let items = stash.entry(epoch).or_default();
-                for batch in batches {
-                    items.append(batch);
-                }
+                stash.entry(epoch).or_default().append(batch);
             });
             let Some(held) = caps.as_mut() else { return };
             let frontier = frontiers[0].frontier().first().copied();
