@@ -301,15 +301,24 @@ fn main() -> anyhow::Result<()> {
         ("keyed window count", windowed_count as Make),
     ] {
         for &parallelism in &parallelisms {
-            // Size the input so the runs last about --seconds: a short run first.
-            let calibration = config(
-                &dir,
-                "calibration",
-                parallelism,
-                NO_CHECKPOINTS,
-                RestoreFrom::Nothing,
-            );
-            let rate = throughput(calibration, make(2_000_000))?;
+            // Size the input so the runs last about --seconds: calibrate on a run
+            // of at least a second.
+            let mut calibration_events = 1_000_000;
+            let rate = loop {
+                let calibration = config(
+                    &dir,
+                    "calibration",
+                    parallelism,
+                    NO_CHECKPOINTS,
+                    RestoreFrom::Nothing,
+                );
+                let started = Instant::now();
+                let rate = throughput(calibration, make(calibration_events))?;
+                if started.elapsed() >= Duration::from_secs(1) {
+                    break rate;
+                }
+                calibration_events *= 4;
+            };
             let events = (rate * args.seconds as f64) as u64;
             let mut without = None;
             for (label, interval) in [

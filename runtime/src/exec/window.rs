@@ -176,6 +176,20 @@ impl TimerIndex {
         Ok(())
     }
 
+    /// Sets a timer known not to be set yet.
+    fn add_new(
+        &mut self,
+        table: TableId,
+        state: &mut KeyedState,
+        group: KeyGroup,
+        time: EventTime,
+        key: &[u8],
+        start: EventTime,
+    ) {
+        *self.due.entry(time).or_default() += 1;
+        state.put(table, group, &timer_key(time, key, start), Vec::new());
+    }
+
     fn remove(
         &mut self,
         table: TableId,
@@ -311,17 +325,18 @@ where
             return Ok(());
         }
         let stored = window_key(encoded, start, end);
-        let mut accumulator = state
-            .get_value::<A>(WINDOWS, group, &stored)?
-            .unwrap_or_else(|| (self.aggregation.init)());
+        let existing = state.get_value::<A>(WINDOWS, group, &stored)?;
+        let is_new = existing.is_none();
+        let mut accumulator = existing.unwrap_or_else(|| (self.aggregation.init)());
         (self.aggregation.add)(&mut accumulator, record);
         state.put_value(WINDOWS, group, &stored, &accumulator);
         if end <= self.watermark {
             // Already fired, still within the allowed lateness: fire again.
             out.push(Self::result(encoded, start, end, accumulator)?);
-        } else {
+        } else if is_new {
+            // A window's timer is set with its first record.
             self.fire
-                .add(FIRE_TIMERS, state, group, end, encoded, start)?;
+                .add_new(FIRE_TIMERS, state, group, end, encoded, start);
         }
         Ok(())
     }

@@ -135,6 +135,12 @@ fn db_options() -> Options {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    // Keyed operators look up many keys that are not there yet (a new key, a new
+    // window): bloom filters answer those without reading table blocks.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+    options.set_block_based_table_factory(&table);
     options
 }
 
