@@ -140,11 +140,10 @@ pub fn run_job(
         .thread_name("strom-io")
         .build()
         .map_err(JobError::Io)?;
-    let settings = Arc::new(config.settings.clone());
     let storage = CheckpointStorage::open(&config.storage_url, &config.settings.storage_options)?;
     let restore = io.block_on(resolve_restore(&config, &storage))?;
     if let Some(restore) = &restore {
-        let expected = settings.partitioning.max_parallelism();
+        let expected = config.settings.partitioning.max_parallelism();
         if restore.manifest.max_parallelism != expected {
             return Err(JobError::KeyGroupsMismatch {
                 expected,
@@ -154,120 +153,24 @@ pub fn run_job(
     }
     let is_first_process =
         !matches!(config.processes, Processes::Cluster { index, .. } if index != 0);
-    if is_first_process && let Some(restore) = &restore {
-        // The restored checkpoint decided these commits; a crash may have cut them short.
-        let options = &config.settings.storage_options;
-        let finished = io.block_on(finish_commits(&restore.manifest, options))?;
-        if finished > 0 {
-            tracing::info!(
-                finished,
-                "finished the output commits of the restored checkpoint"
-            );
-        }
-    }
     if is_first_process {
-        // No checkpoint is being written yet: whatever has no manifest is left over.
-        let removed = io.block_on(storage.remove_orphans())?;
-        if removed > 0 {
-            tracing::info!(removed, "removed files of unfinished checkpoints");
+        io.block_on(recover_storage(&config, &storage, restore.as_ref()))?;
+        if let Some(address) = config.control_address {
+            serve_control_api(&io, address, &config.settings, &control, &storage)?;
         }
     }
-    if is_first_process && let Some(address) = config.control_address {
-        let listener = io
-            .block_on(tokio::net::TcpListener::bind(address))
-            .map_err(|source| JobError::Control { address, source })?;
-        let state = ControlState {
-            job: settings.name.clone(),
-            parallelism: settings.partitioning.parallelism(),
-            control: Arc::clone(&control),
-            storage: storage.clone(),
-        };
-        io.spawn(async move {
-            if let Err(error) = axum::serve(listener, router(state)).await {
-                tracing::error!(%error, "control API stopped");
-            }
-        });
-    }
-    let start_epoch = restore.as_ref().map_or(1, |r| r.manifest.epoch + 1);
-    let restore = restore.map(Arc::new);
-
+    let context = TaskContext {
+        settings: Arc::new(config.settings.clone()),
+        subtask: 0,
+        storage,
+        io: io.handle().clone(),
+        start_epoch: restore.as_ref().map_or(1, |r| r.manifest.epoch + 1),
+        restore: restore.map(Arc::new),
+        control: Arc::clone(&control),
+    };
     let threads = threads_per_process(&config);
-    let communication = match &config.processes {
-        Processes::Local => timely::CommunicationConfig::Process(threads),
-        Processes::Cluster { index, addresses } => timely::CommunicationConfig::Cluster {
-            threads,
-            process: *index,
-            addresses: addresses.clone(),
-            report: false,
-            zerocopy: false,
-        },
-    };
-    let timely_config = timely::Config {
-        communication,
-        worker: timely::WorkerConfig::default(),
-    };
-    let handle = io.handle().clone();
-    let worker_control = Arc::clone(&control);
-    let build = pipeline;
-    let guards = timely::execute(timely_config, move |worker| -> Result<(), String> {
-        let ctx = TaskContext {
-            settings: Arc::clone(&settings),
-            subtask: worker.index() as u32,
-            storage: storage.clone(),
-            io: handle.clone(),
-            restore: restore.clone(),
-            start_epoch,
-            control: Arc::clone(&worker_control),
-        };
-        let mut commands = InputHandle::<u64, CapacityContainerBuilder<Vec<Command>>>::new();
-        let apply_control = Arc::clone(&worker_control);
-        worker.dataflow::<u64, _, _>(|scope| {
-            scope.input_from(&mut commands).broadcast().sink(
-                Local,
-                "Commands",
-                move |(input, _)| {
-                    input.for_each(|_, batch| {
-                        for command in batch.drain(..) {
-                            match command {
-                                Command::Stop => {
-                                    apply_control.request_stop();
-                                }
-                                Command::ShutDown => apply_control.shut_down(),
-                            }
-                        }
-                    });
-                },
-            );
-        });
-        let main = worker.next_dataflow_index();
-        let built = worker.dataflow::<u64, _, _>(|scope| -> Result<(), BuildError> {
-            let mut pipeline = Pipeline::new(scope, ctx.clone());
-            build(&mut pipeline)?;
-            pipeline.finish();
-            Ok(())
-        });
-        worker_control.worker_built(threads as u64);
-        if let Err(error) = &built {
-            // What was built must still drain: the sources end on shutdown.
-            worker_control.record_failure(error.to_string());
-            worker_control.shut_down();
-        }
-        let (mut sent_stop, mut sent_shutdown) = (false, false);
-        while worker.installed_dataflows().contains(&main) {
-            if worker.index() == 0 {
-                if !sent_stop && worker_control.stop_requested() {
-                    commands.send(Command::Stop);
-                    sent_stop = true;
-                }
-                if !sent_shutdown && worker_control.is_shutting_down() {
-                    commands.send(Command::ShutDown);
-                    sent_shutdown = true;
-                }
-                commands.flush();
-            }
-            worker.step_or_park(Some(Duration::from_millis(5)));
-        }
-        built.map_err(|error| error.to_string())
+    let guards = timely::execute(timely_config(&config), move |worker| {
+        run_worker(worker, &context, &pipeline, threads)
     })
     .map_err(JobError::Start)?;
     for result in guards.join() {
@@ -281,6 +184,137 @@ pub fn run_job(
         records_in: control.records_in(),
         records_out: control.records_out(),
     })
+}
+
+/// Before the workers start (nothing is being written): finishes the output
+/// commits the restored checkpoint decided, which a crash may have cut short, and
+/// removes what unfinished checkpoints left behind.
+async fn recover_storage(
+    config: &JobConfig,
+    storage: &CheckpointStorage,
+    restore: Option<&RestorePoint>,
+) -> Result<(), JobError> {
+    if let Some(restore) = restore {
+        let finished = finish_commits(&restore.manifest, &config.settings.storage_options).await?;
+        if finished > 0 {
+            tracing::info!(
+                finished,
+                "finished the output commits of the restored checkpoint"
+            );
+        }
+    }
+    let removed = storage.remove_orphans().await?;
+    if removed > 0 {
+        tracing::info!(removed, "removed files of unfinished checkpoints");
+    }
+    Ok(())
+}
+
+/// Serves the control API on `address`, on the I/O runtime.
+fn serve_control_api(
+    io: &tokio::runtime::Runtime,
+    address: std::net::SocketAddr,
+    settings: &JobSettings,
+    control: &Arc<JobControl>,
+    storage: &CheckpointStorage,
+) -> Result<(), JobError> {
+    let listener = io
+        .block_on(tokio::net::TcpListener::bind(address))
+        .map_err(|source| JobError::Control { address, source })?;
+    let state = ControlState {
+        job: settings.name.clone(),
+        parallelism: settings.partitioning.parallelism(),
+        control: Arc::clone(control),
+        storage: storage.clone(),
+    };
+    io.spawn(async move {
+        if let Err(error) = axum::serve(listener, router(state)).await {
+            tracing::error!(%error, "control API stopped");
+        }
+    });
+    Ok(())
+}
+
+fn timely_config(config: &JobConfig) -> timely::Config {
+    let threads = threads_per_process(config);
+    let communication = match &config.processes {
+        Processes::Local => timely::CommunicationConfig::Process(threads),
+        Processes::Cluster { index, addresses } => timely::CommunicationConfig::Cluster {
+            threads,
+            process: *index,
+            addresses: addresses.clone(),
+            report: false,
+            zerocopy: false,
+        },
+    };
+    timely::Config {
+        communication,
+        worker: timely::WorkerConfig::default(),
+    }
+}
+
+/// One worker: the command dataflow, the job's dataflow, and the loop that steps
+/// them until the job's dataflow ends. Worker 0 forwards this process's stop and
+/// shutdown requests to every worker of every process.
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    context: &TaskContext,
+    pipeline: &PipelineFn,
+    threads: usize,
+) -> Result<(), String> {
+    let ctx = TaskContext {
+        subtask: worker.index() as u32,
+        ..context.clone()
+    };
+    let control = Arc::clone(&ctx.control);
+    let mut commands = InputHandle::<u64, CapacityContainerBuilder<Vec<Command>>>::new();
+    let apply = Arc::clone(&control);
+    worker.dataflow::<u64, _, _>(|scope| {
+        scope
+            .input_from(&mut commands)
+            .broadcast()
+            .sink(Local, "Commands", move |(input, _)| {
+                input.for_each(|_, batch| {
+                    for command in batch.drain(..) {
+                        match command {
+                            Command::Stop => {
+                                apply.request_stop();
+                            }
+                            Command::ShutDown => apply.shut_down(),
+                        }
+                    }
+                });
+            });
+    });
+    let main = worker.next_dataflow_index();
+    let built = worker.dataflow::<u64, _, _>(|scope| -> Result<(), BuildError> {
+        let mut builder = Pipeline::new(scope, ctx.clone());
+        pipeline(&mut builder)?;
+        builder.finish();
+        Ok(())
+    });
+    control.worker_built(threads as u64);
+    if let Err(error) = &built {
+        // What was built must still drain: the sources end on shutdown.
+        control.record_failure(error.to_string());
+        control.shut_down();
+    }
+    let (mut sent_stop, mut sent_shutdown) = (false, false);
+    while worker.installed_dataflows().contains(&main) {
+        if worker.index() == 0 {
+            if !sent_stop && control.stop_requested() {
+                commands.send(Command::Stop);
+                sent_stop = true;
+            }
+            if !sent_shutdown && control.is_shutting_down() {
+                commands.send(Command::ShutDown);
+                sent_shutdown = true;
+            }
+            commands.flush();
+        }
+        worker.step_or_park(Some(Duration::from_millis(5)));
+    }
+    built.map_err(|error| error.to_string())
 }
 
 fn threads_per_process(config: &JobConfig) -> usize {

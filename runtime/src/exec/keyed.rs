@@ -160,20 +160,24 @@ impl KeyedState {
     }
 
     /// The entries of `table`, in every key group of this subtask, whose key sorts
-    /// below `end`: `(key group, key, value)`, in key order within each group.
-    pub fn scan_below(
+    /// in `from..to`: `(key group, key, value)`, in key order within each group.
+    /// Starting at `from` rather than at the table's first key skips what was
+    /// deleted below it without reading it (timers that have fired).
+    pub fn scan_between(
         &mut self,
         table: TableId,
-        end: &[u8],
+        from: &[u8],
+        to: &[u8],
     ) -> Result<Vec<ScannedEntry>, StateError> {
         self.flush()?;
         let mut out = Vec::new();
         for index in self.store.key_groups().indices() {
             let group = KeyGroup(index as u16);
-            let from = store_key(group, table, &[]);
-            let to = store_key(group, table, end);
-            for (stored, value) in self.store.scan_range(&from, &to)? {
-                out.push((group, stored[from.len()..].to_vec(), value));
+            let prefix = store_key(group, table, &[]).len();
+            let lower = store_key(group, table, from);
+            let upper = store_key(group, table, to);
+            for (stored, value) in self.store.scan_range(&lower, &upper)? {
+                out.push((group, stored[prefix..].to_vec(), value));
             }
         }
         Ok(out)

@@ -146,12 +146,15 @@ type Sessions<A> = Vec<(EventTime, EventTime, A)>;
 struct TimerIndex {
     loaded: bool,
     due: BTreeMap<EventTime, u64>,
+    /// Every timer at or below this time has been taken; new timers are always
+    /// later (a window's end is past the watermark when its timer is set).
+    taken_up_to: Option<EventTime>,
 }
 
 impl TimerIndex {
     fn load(&mut self, table: TableId, state: &mut KeyedState) -> Result<(), StateError> {
         if !self.loaded {
-            for (_, stored, _) in state.scan_below(table, &[0xff; 9])? {
+            for (_, stored, _) in state.scan_between(table, &[], &[0xff; 9])? {
                 *self.due.entry(split_timer_key(&stored).0).or_default() += 1;
             }
             self.loaded = true;
@@ -227,9 +230,13 @@ impl TimerIndex {
         {
             return Ok(Vec::new());
         }
-        let end = watermark.saturating_add(1).to_be_bytes();
+        let from = self
+            .taken_up_to
+            .map_or(0, |time| time.saturating_add(1))
+            .to_be_bytes();
+        let to = watermark.saturating_add(1).to_be_bytes();
         let mut taken = Vec::new();
-        for (group, stored, _) in state.scan_below(table, &end)? {
+        for (group, stored, _) in state.scan_between(table, &from, &to)? {
             let (time, key, start) = split_timer_key(&stored);
             if time > watermark {
                 continue;
@@ -238,6 +245,7 @@ impl TimerIndex {
             taken.push((group, time, key.to_vec(), start));
         }
         self.due.retain(|&time, _| time > watermark);
+        self.taken_up_to = Some(watermark);
         Ok(taken)
     }
 }
