@@ -140,10 +140,34 @@ fn window_key(key: &[u8], start: EventTime, end: EventTime) -> Vec<u8> {
 /// A key's open sessions: `(start, end, accumulator)`, by start.
 type Sessions<A> = Vec<(EventTime, EventTime, A)>;
 
-/// Timers of one kind, counted by time in memory (rebuilt from RocksDB after a
-/// restore), so a watermark scans RocksDB only when a timer is due.
-#[derive(Default)]
+/// A timer: when it is due, and the window (key and start) it is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Timer {
+    group: KeyGroup,
+    time: EventTime,
+    key: Vec<u8>,
+    start: EventTime,
+}
+
+impl Timer {
+    fn new(group: KeyGroup, time: EventTime, key: &[u8], start: EventTime) -> Self {
+        Self {
+            group,
+            time,
+            key: key.to_vec(),
+            start,
+        }
+    }
+
+    fn stored_key(&self) -> Vec<u8> {
+        timer_key(self.time, &self.key, self.start)
+    }
+}
+
+/// The timers of one table, counted by time in memory (rebuilt from RocksDB after
+/// a restore), so a watermark scans RocksDB only when a timer is due.
 struct TimerIndex {
+    table: TableId,
     loaded: bool,
     due: BTreeMap<EventTime, u64>,
     /// Every timer at or below this time has been taken; new timers are always
@@ -152,9 +176,18 @@ struct TimerIndex {
 }
 
 impl TimerIndex {
-    fn load(&mut self, table: TableId, state: &mut KeyedState) -> Result<(), StateError> {
+    fn new(table: TableId) -> Self {
+        Self {
+            table,
+            loaded: false,
+            due: BTreeMap::new(),
+            taken_up_to: None,
+        }
+    }
+
+    fn load(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
         if !self.loaded {
-            for (_, stored, _) in state.scan_between(table, &[], &[0xff; 9])? {
+            for (_, stored, _) in state.scan_between(self.table, &[], &[0xff; 9])? {
                 *self.due.entry(split_timer_key(&stored).0).or_default() += 1;
             }
             self.loaded = true;
@@ -162,67 +195,44 @@ impl TimerIndex {
         Ok(())
     }
 
-    fn add(
-        &mut self,
-        table: TableId,
-        state: &mut KeyedState,
-        group: KeyGroup,
-        time: EventTime,
-        key: &[u8],
-        start: EventTime,
-    ) -> Result<(), StateError> {
-        let stored = timer_key(time, key, start);
-        if state.get(table, group, &stored)?.is_none() {
-            *self.due.entry(time).or_default() += 1;
-            state.put(table, group, &stored, Vec::new());
+    /// Sets `timer` unless it is set.
+    fn add(&mut self, state: &mut KeyedState, timer: &Timer) -> Result<(), StateError> {
+        if state
+            .get(self.table, timer.group, &timer.stored_key())?
+            .is_none()
+        {
+            self.add_new(state, timer);
         }
         Ok(())
     }
 
     /// Sets a timer known not to be set yet.
-    fn add_new(
-        &mut self,
-        table: TableId,
-        state: &mut KeyedState,
-        group: KeyGroup,
-        time: EventTime,
-        key: &[u8],
-        start: EventTime,
-    ) {
-        *self.due.entry(time).or_default() += 1;
-        state.put(table, group, &timer_key(time, key, start), Vec::new());
+    fn add_new(&mut self, state: &mut KeyedState, timer: &Timer) {
+        *self.due.entry(timer.time).or_default() += 1;
+        state.put(self.table, timer.group, &timer.stored_key(), Vec::new());
     }
 
-    fn remove(
-        &mut self,
-        table: TableId,
-        state: &mut KeyedState,
-        group: KeyGroup,
-        time: EventTime,
-        key: &[u8],
-        start: EventTime,
-    ) -> Result<(), StateError> {
-        let stored = timer_key(time, key, start);
-        if state.get(table, group, &stored)?.is_some() {
-            if let Some(count) = self.due.get_mut(&time) {
+    /// Removes `timer` if it is set.
+    fn remove(&mut self, state: &mut KeyedState, timer: &Timer) -> Result<(), StateError> {
+        let stored = timer.stored_key();
+        if state.get(self.table, timer.group, &stored)?.is_some() {
+            if let Some(count) = self.due.get_mut(&timer.time) {
                 *count -= 1;
                 if *count == 0 {
-                    self.due.remove(&time);
+                    self.due.remove(&timer.time);
                 }
             }
-            state.delete(table, group, &stored);
+            state.delete(self.table, timer.group, &stored);
         }
         Ok(())
     }
 
-    /// The timers due at `watermark`, removed: `(key group, time, key, start)`.
-    #[allow(clippy::type_complexity)]
+    /// The timers due at `watermark`, removed.
     fn take_due(
         &mut self,
-        table: TableId,
         state: &mut KeyedState,
         watermark: EventTime,
-    ) -> Result<Vec<(KeyGroup, EventTime, Vec<u8>, EventTime)>, StateError> {
+    ) -> Result<Vec<Timer>, StateError> {
         if self
             .due
             .first_key_value()
@@ -236,13 +246,12 @@ impl TimerIndex {
             .to_be_bytes();
         let to = watermark.saturating_add(1).to_be_bytes();
         let mut taken = Vec::new();
-        for (group, stored, _) in state.scan_between(table, &from, &to)? {
+        for (group, stored, _) in state.scan_between(self.table, &from, &to)? {
             let (time, key, start) = split_timer_key(&stored);
-            if time > watermark {
-                continue;
+            if time <= watermark {
+                state.delete(self.table, group, &stored);
+                taken.push(Timer::new(group, time, key, start));
             }
-            state.delete(table, group, &stored);
-            taken.push((group, time, key.to_vec(), start));
         }
         self.due.retain(|&time, _| time > watermark);
         self.taken_up_to = Some(watermark);
@@ -283,8 +292,8 @@ impl<K, T, A, F> WindowLogic<K, T, A, F> {
             lateness: allowed_lateness.as_millis() as u64,
             aggregation,
             watermark: 0,
-            fire: TimerIndex::default(),
-            cleanup: TimerIndex::default(),
+            fire: TimerIndex::new(FIRE_TIMERS),
+            cleanup: TimerIndex::new(CLEANUP_TIMERS),
             control,
             operator: operator.to_owned(),
             types: PhantomData,
@@ -344,7 +353,7 @@ where
         } else if is_new {
             // A window's timer is set with its first record.
             self.fire
-                .add_new(FIRE_TIMERS, state, group, end, encoded, start);
+                .add_new(state, &Timer::new(group, end, encoded, start));
         }
         Ok(())
     }
@@ -370,8 +379,8 @@ where
         let mut kept = Vec::with_capacity(sessions.len() + 1);
         for (other_start, other_end, other) in sessions {
             if other_start < end && start < other_end {
-                self.fire
-                    .remove(FIRE_TIMERS, state, group, other_end, encoded, other_start)?;
+                let merged = Timer::new(group, other_end, encoded, other_start);
+                self.fire.remove(state, &merged)?;
                 start = start.min(other_start);
                 end = end.max(other_end);
                 accumulator = (self.aggregation.merge)(other, accumulator);
@@ -380,7 +389,7 @@ where
             }
         }
         self.fire
-            .add(FIRE_TIMERS, state, group, end, encoded, start)?;
+            .add(state, &Timer::new(group, end, encoded, start))?;
         kept.push((start, end, accumulator));
         kept.sort_by_key(|session| session.0);
         state.put_value(SESSIONS, group, encoded, &kept);
@@ -401,8 +410,8 @@ where
         state: &mut KeyedState,
         out: &mut Vec<WindowResult<K, A>>,
     ) -> Result<(), StateError> {
-        self.fire.load(FIRE_TIMERS, state)?;
-        self.cleanup.load(CLEANUP_TIMERS, state)?;
+        self.fire.load(state)?;
+        self.cleanup.load(state)?;
         let time = (self.timestamp)(&record);
         let encoded = encode_key(&(self.key)(&record));
         let group = state.key_group(&encoded);
@@ -421,10 +430,16 @@ where
         state: &mut KeyedState,
         out: &mut Vec<WindowResult<K, A>>,
     ) -> Result<(), StateError> {
-        self.fire.load(FIRE_TIMERS, state)?;
-        self.cleanup.load(CLEANUP_TIMERS, state)?;
+        self.fire.load(state)?;
+        self.cleanup.load(state)?;
         self.watermark = watermark;
-        for (group, end, encoded, start) in self.fire.take_due(FIRE_TIMERS, state, watermark)? {
+        for timer in self.fire.take_due(state, watermark)? {
+            let Timer {
+                group,
+                time: end,
+                key: encoded,
+                start,
+            } = timer;
             if matches!(self.kind, WindowKind::Session { .. }) {
                 let mut sessions: Sessions<A> = state
                     .get_value(SESSIONS, group, &encoded)?
@@ -449,17 +464,18 @@ where
             } else {
                 let until = end.saturating_add(self.lateness);
                 self.cleanup
-                    .add(CLEANUP_TIMERS, state, group, until, &encoded, start)?;
+                    .add(state, &Timer::new(group, until, &encoded, start))?;
             }
         }
-        for (group, _, encoded, start) in self.cleanup.take_due(CLEANUP_TIMERS, state, watermark)? {
+        for timer in self.cleanup.take_due(state, watermark)? {
             let end = match self.kind {
                 WindowKind::Tumbling { size } | WindowKind::Hopping { size, .. } => {
-                    start + millis(size)
+                    timer.start + millis(size)
                 }
                 WindowKind::Session { .. } => continue,
             };
-            state.delete(WINDOWS, group, &window_key(&encoded, start, end));
+            let stored = window_key(&timer.key, timer.start, end);
+            state.delete(WINDOWS, timer.group, &stored);
         }
         Ok(())
     }
