@@ -329,6 +329,12 @@ fn allowed_lateness_keeps_late_records_and_without_it_they_are_dropped_and_count
     let total: u64 = as_set(&results.lock().unwrap()).iter().map(|r| r.3).sum();
     let dropped = late_records(&control);
     assert!(dropped > 0, "no record was late");
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, &control.metrics.registry()).unwrap();
+    assert!(
+        metrics.contains("strom_watermark_lag_milliseconds{operator=\"clicks-per-window\"}"),
+        "no watermark lag reported:\n{metrics}"
+    );
     assert_eq!(
         total + dropped,
         per_split * u64::from(SPLITS),

@@ -98,6 +98,9 @@ pub struct Metrics {
     pub savepoints: Counter,
     /// Records dropped for arriving after their window's allowed lateness.
     pub late_records: Family<OperatorLabel, Counter>,
+    /// How far each keyed operator's watermark is behind the wall clock, in
+    /// milliseconds, when it last advanced.
+    pub watermark_lag_ms: Family<OperatorLabel, Gauge>,
 }
 
 impl Metrics {
@@ -143,6 +146,11 @@ impl Metrics {
             "savepoints",
             "Savepoints completed",
             self.savepoints.clone(),
+        );
+        registry.register(
+            "watermark_lag_milliseconds",
+            "How far each keyed operator's watermark was behind the wall clock when it last advanced",
+            self.watermark_lag_ms.clone(),
         );
         registry.register(
             "late_records",
@@ -311,6 +319,19 @@ impl JobControl {
             operator: operator.to_owned(),
         };
         self.metrics.late_records.get_or_create(&label).inc();
+    }
+
+    /// Notes that `operator`'s watermark advanced to `watermark` (ms since the Unix
+    /// epoch).
+    pub fn observe_watermark(&self, operator: &str, watermark: u64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        let lag = i64::try_from(now.saturating_sub(watermark)).unwrap_or(i64::MAX);
+        let label = OperatorLabel {
+            operator: operator.to_owned(),
+        };
+        self.metrics.watermark_lag_ms.get_or_create(&label).set(lag);
     }
 
     /// Records read by this process's sources so far.

@@ -277,21 +277,26 @@ enum PendingAck {
 }
 
 /// Applies `items` in order: records to `logic`, watermarks to `tracker` (and to
-/// `logic` when the input watermark advances). Returns the output items.
+/// `logic` when the input watermark advances). Returns the output items and the
+/// last watermark short of the end of input that the input advanced to.
 fn apply_items<T, O, L: KeyedLogic<T, O>>(
     items: Vec<Item<T>>,
     logic: &mut L,
     state: &mut KeyedState,
     tracker: &mut WatermarkTracker,
     worker: u32,
-) -> Result<Vec<Item<O>>, StateError> {
+) -> Result<(Vec<Item<O>>, Option<EventTime>), StateError> {
     let mut records = Vec::new();
     let mut out = Vec::new();
+    let mut advanced = None;
     for item in items {
         match item {
             Item::Record(record) => logic.on_record(record, state, &mut records)?,
             Item::Watermark(watermark) => {
                 if let Some(at) = tracker.update(watermark) {
+                    if at != EventTime::MAX {
+                        advanced = Some(at);
+                    }
                     logic.on_watermark(at, state, &mut records)?;
                     out.extend(records.drain(..).map(Item::Record));
                     out.push(Item::Watermark(Watermark {
@@ -307,7 +312,7 @@ fn apply_items<T, O, L: KeyedLogic<T, O>>(
         }
     }
     out.extend(records.into_iter().map(Item::Record));
-    Ok(out)
+    Ok((out, advanced))
 }
 
 /// Builds the keyed operator `operator` on `stream`: records go to the subtask
@@ -395,8 +400,12 @@ where
             let Some(held) = caps.as_mut() else { return };
             let frontier = frontiers[0].frontier().first().copied();
             let mut apply = |items: Vec<Item<T>>, state: &mut KeyedState, epoch: u64| {
-                let mut outputs = apply_items(items, &mut logic, state, &mut tracker, worker)
-                    .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
+                let (mut outputs, advanced) =
+                    apply_items(items, &mut logic, state, &mut tracker, worker)
+                        .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
+                if let Some(watermark) = advanced {
+                    ctx.control.observe_watermark(&operator, watermark);
+                }
                 if !outputs.is_empty() {
                     data_output
                         .activate()
