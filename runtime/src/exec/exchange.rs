@@ -1,24 +1,30 @@
-//! Sending each record to the subtask that owns its key group.
+//! Sending each record to the subtask that owns its key group, and each watermark
+//! to every subtask.
 
 use timely::dataflow::channels::pact::Exchange;
 
+use super::item::Item;
 use crate::state::Partitioning;
 
-/// A timely exchange that sends each record to the worker of the subtask owning its
-/// key's key group. `key` gives the bytes of the record's key (its stable encoding).
+/// A timely exchange that sends each record to the worker of the subtask owning the
+/// key group of `key(record)` (the key's stable encoding), and each watermark copy
+/// to the worker it is addressed to (see `item::fan_out_watermarks`).
 ///
 /// The dataflow must run on exactly `partitioning.parallelism()` workers: timely
-/// sends a record to worker `route % workers`, and the route is the subtask index,
+/// sends an item to worker `route % workers`, and the route is the subtask index,
 /// which is below the parallelism.
 pub fn by_key_group<D, K>(
     partitioning: Partitioning,
     key: impl Fn(&D) -> K + 'static,
-) -> Exchange<D, impl FnMut(&D) -> u64 + 'static>
+) -> Exchange<Item<D>, impl FnMut(&Item<D>) -> u64 + 'static>
 where
     D: 'static,
     K: AsRef<[u8]>,
 {
-    Exchange::new(move |record: &D| u64::from(partitioning.subtask_of_key(key(record).as_ref())))
+    Exchange::new(move |item: &Item<D>| match item {
+        Item::Record(record) => u64::from(partitioning.subtask_of_key(key(record).as_ref())),
+        Item::Watermark(watermark) => u64::from(watermark.to.unwrap_or(watermark.from)),
+    })
 }
 
 #[cfg(test)]
@@ -60,7 +66,12 @@ mod tests {
                                 input.for_each_stamp(|_, batches| {
                                     let mut sink = sink.lock().unwrap();
                                     for batch in batches {
-                                        sink.extend(batch.drain(..).map(|key| (index, key)));
+                                        sink.extend(batch.drain(..).map(|item| match item {
+                                            Item::Record(key) => (index, key),
+                                            Item::Watermark(_) => {
+                                                unreachable!("no watermarks sent")
+                                            }
+                                        }));
                                     }
                                 });
                             }
@@ -69,7 +80,7 @@ mod tests {
             });
             if index == 0 {
                 for i in 0..3000 {
-                    input.send(format!("user-{}", i % 500));
+                    input.send(Item::Record(format!("user-{}", i % 500)));
                 }
             }
         })

@@ -20,9 +20,8 @@ use timely::dataflow::Stream;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
-use timely::dataflow::channels::pact::Exchange;
-
 use super::context::TaskContext;
+use super::exchange::by_key_group;
 use super::item::{EventTime, Item, Watermark, WatermarkTracker, fan_out_watermarks};
 use super::snapshot::Uploader;
 use crate::checkpoint::{SnapshotAck, SnapshotFile, SubtaskSnapshot, download_files};
@@ -353,13 +352,7 @@ where
     let stream = fan_out_watermarks(stream);
     let mut builder = OperatorBuilder::new(format!("Keyed {operator}"), scope);
     let info = builder.operator_info();
-    let mut input = builder.new_input(
-        stream,
-        Exchange::new(move |item: &Item<T>| match item {
-            Item::Record(record) => u64::from(partitioning.subtask_of_key(&route(record))),
-            Item::Watermark(watermark) => u64::from(watermark.to.unwrap_or(watermark.from)),
-        }),
-    );
+    let mut input = builder.new_input(stream, by_key_group(partitioning, route));
     let (mut data_output, data_stream) = builder.new_output::<Vec<Item<O>>>();
     let (mut ack_output, ack_stream) = builder.new_output::<Vec<SnapshotAck>>();
 
