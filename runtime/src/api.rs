@@ -26,8 +26,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use timely::ExchangeData;
 use timely::dataflow::channels::pact::Pipeline as Local;
-use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{Scope, Stream};
 
 use crate::checkpoint::{SnapshotAck, StorageError};
@@ -77,6 +78,9 @@ pub enum BuildError {
 struct Registry<'scope> {
     acks: Vec<Stream<'scope, u64, Vec<SnapshotAck>>>,
     operators: Vec<String>,
+    /// The frontier of the job's outputs (sinks and keyed operators), which sources
+    /// consult for backpressure.
+    progress: ProbeHandle<u64>,
 }
 
 /// A pipeline being built on one worker: the entry point for sources.
@@ -94,6 +98,7 @@ impl<'scope> Pipeline<'scope> {
             registry: Rc::new(RefCell::new(Registry {
                 acks: Vec::new(),
                 operators: Vec::new(),
+                progress: ProbeHandle::new(),
             })),
         }
     }
@@ -130,11 +135,14 @@ impl<'scope> Pipeline<'scope> {
         event_times: Option<EventTimes<S::Record>>,
     ) -> Result<DataStream<'scope, S::Record>, BuildError> {
         register(&self.registry, name)?;
-        let (stream, acks) = split_source(self.scope, &self.ctx, name, source, event_times)
-            .map_err(|source| BuildError::Positions {
-                operator: name.to_owned(),
-                source,
-            })?;
+        let progress = self.registry.borrow().progress.clone();
+        let (stream, acks) =
+            split_source(self.scope, &self.ctx, name, source, event_times, progress).map_err(
+                |source| BuildError::Positions {
+                    operator: name.to_owned(),
+                    source,
+                },
+            )?;
         self.registry.borrow_mut().acks.push(acks);
         Ok(DataStream {
             stream,
@@ -219,6 +227,13 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
         self.with(stream)
     }
 
+    /// The stream, with its progress observed for the sources' backpressure.
+    fn observed(&self) -> Stream<'scope, u64, Vec<Item<T>>> {
+        self.stream
+            .clone()
+            .probe_with(&self.registry.borrow().progress)
+    }
+
     /// Partitions the stream by `key`: the keyed operators that follow see every
     /// record of a key on the same subtask, with that key's state.
     pub fn key_by<K, F>(self, key: F) -> KeyedStream<'scope, T, F>
@@ -234,7 +249,8 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
     /// replayed.
     pub fn sink(self, mut sink: impl FnMut(u64, Vec<T>) + 'static) {
         let control = self.ctx.control.clone();
-        self.stream.sink(Local, "Sink", move |(input, _frontier)| {
+        let stream = self.observed();
+        stream.sink(Local, "Sink", move |(input, _frontier)| {
             input.for_each_stamp(|stamp, batches| {
                 let epoch = *stamp.least().expect("epochs are totally ordered");
                 for batch in batches {
@@ -264,11 +280,12 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
         format: impl FnMut(&T, &mut String) + 'static,
     ) -> Result<(), BuildError> {
         register(&self.registry, name)?;
-        let acks = exactly_once_file_sink(self.stream.clone(), &self.ctx, name, url, format)
-            .map_err(|source| BuildError::Sink {
+        let acks = exactly_once_file_sink(self.observed(), &self.ctx, name, url, format).map_err(
+            |source| BuildError::Sink {
                 operator: name.to_owned(),
                 source: Box::new(source),
-            })?;
+            },
+        )?;
         self.registry.borrow_mut().acks.push(acks);
         Ok(())
     }
@@ -299,6 +316,10 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
                 source,
             })?;
         self.registry.borrow_mut().acks.push(acks);
+        let stream = {
+            let progress = &self.registry.borrow().progress;
+            stream.probe_with(progress)
+        };
         Ok(self.with(stream))
     }
 }

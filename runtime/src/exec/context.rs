@@ -19,7 +19,7 @@ pub struct JobSettings {
     pub name: String,
     /// Parallelism and number of key groups.
     pub partitioning: Partitioning,
-    /// How long each epoch (and so each checkpoint interval) lasts.
+    /// How often a checkpoint is taken.
     pub checkpoint_interval: Duration,
     /// How many completed checkpoints to keep.
     pub retained_checkpoints: usize,
@@ -27,6 +27,34 @@ pub struct JobSettings {
     pub local_dir: PathBuf,
     /// Non-secret object_store options for the job's storage and its file sinks.
     pub storage_options: BTreeMap<String, String>,
+}
+
+/// The longest an epoch lasts. Epochs are shorter than checkpoint intervals so that
+/// sources can hold back (backpressure) a few epochs at a time.
+pub const MAX_EPOCH_LENGTH: Duration = Duration::from_millis(20);
+
+impl JobSettings {
+    /// How long sources keep an epoch open.
+    pub fn epoch_length(&self) -> Duration {
+        self.checkpoint_interval.min(MAX_EPOCH_LENGTH)
+    }
+
+    /// How many epochs make one checkpoint interval.
+    pub fn epochs_per_checkpoint(&self) -> u64 {
+        let epoch = self.epoch_length().as_micros().max(1);
+        (self.checkpoint_interval.as_micros() / epoch).max(1) as u64
+    }
+
+    /// Whether the state after `epoch` is checkpointed: every operator snapshots
+    /// and acknowledges exactly these epochs.
+    pub fn is_checkpoint_epoch(&self, epoch: u64) -> bool {
+        epoch.is_multiple_of(self.epochs_per_checkpoint())
+    }
+
+    /// The first checkpoint epoch at or after `epoch`.
+    pub fn next_checkpoint_epoch(&self, epoch: u64) -> u64 {
+        epoch.next_multiple_of(self.epochs_per_checkpoint())
+    }
 }
 
 /// The completed checkpoint or savepoint a job restores from.

@@ -98,6 +98,9 @@ pub struct Metrics {
     pub savepoints: Counter,
     /// Records dropped for arriving after their window's allowed lateness.
     pub late_records: Family<OperatorLabel, Counter>,
+    /// Time each source spent not reading because the dataflow was behind it, in
+    /// milliseconds.
+    pub backpressure_ms: Family<OperatorLabel, Counter>,
     /// How far each keyed operator's watermark is behind the wall clock, in
     /// milliseconds, when it last advanced.
     pub watermark_lag_ms: Family<OperatorLabel, Gauge>,
@@ -146,6 +149,11 @@ impl Metrics {
             "savepoints",
             "Savepoints completed",
             self.savepoints.clone(),
+        );
+        registry.register(
+            "backpressure_milliseconds",
+            "Time each source spent not reading because the dataflow was behind it",
+            self.backpressure_ms.clone(),
         );
         registry.register(
             "watermark_lag_milliseconds",
@@ -319,6 +327,17 @@ impl JobControl {
             operator: operator.to_owned(),
         };
         self.metrics.late_records.get_or_create(&label).inc();
+    }
+
+    /// Counts time the source `operator` spent held back.
+    pub fn add_backpressure(&self, operator: &str, held_back: std::time::Duration) {
+        let label = OperatorLabel {
+            operator: operator.to_owned(),
+        };
+        self.metrics
+            .backpressure_ms
+            .get_or_create(&label)
+            .inc_by(held_back.as_millis() as u64);
     }
 
     /// Notes that `operator`'s watermark advanced to `watermark` (ms since the Unix

@@ -7,6 +7,7 @@
 //! and `_staging/<epoch>-<subtask>.part` (written, not yet committed).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -105,6 +106,34 @@ pub fn exactly_once_file_sink<'scope, T: 'static>(
         });
         let mut next_epoch = ctx.start_epoch;
         let mut buffers: BTreeMap<u64, String> = BTreeMap::new();
+        // Output of passed epochs since the last checkpoint epoch.
+        let mut unstaged = String::new();
+        // Stages `text` as the output of the checkpoint of `epoch`.
+        let stage = {
+            let (ctx, operator, store, dir, url) = (
+                ctx.clone(),
+                operator.clone(),
+                Arc::clone(&store),
+                dir.clone(),
+                url.clone(),
+            );
+            move |epoch: u64, text: String| -> PendingCommit {
+                let name = staged_name(epoch, ctx.subtask);
+                let staged = dir.clone().join(STAGING_DIR).join(name.as_str());
+                let put = ctx
+                    .io
+                    .block_on(store.put(&staged, PutPayload::from(text.into_bytes())));
+                if let Err(error) = put {
+                    let message = format!("sink {operator}: staging {staged}: {error}");
+                    ctx.control.record_failure(message.clone());
+                    panic!("{message}");
+                }
+                PendingCommit {
+                    staged: format!("{url}/{STAGING_DIR}/{name}"),
+                    target: format!("{url}/part-{epoch:020}-{}.txt", ctx.subtask),
+                }
+            }
+        };
 
         move |frontiers| {
             input.for_each_stamp(|stamp, batches| {
@@ -130,39 +159,38 @@ pub fn exactly_once_file_sink<'scope, T: 'static>(
             };
             while next_epoch < frontier {
                 let epoch = next_epoch;
-                let mut pending_commits = Vec::new();
-                if let Some(text) = buffers.remove(&epoch).filter(|text| !text.is_empty()) {
-                    let name = staged_name(epoch, ctx.subtask);
-                    let staged = dir.clone().join(STAGING_DIR).join(name.as_str());
-                    let put = ctx
-                        .io
-                        .block_on(store.put(&staged, PutPayload::from(text.into_bytes())));
-                    if let Err(error) = put {
-                        let message = format!("sink {operator}: staging {staged}: {error}");
-                        ctx.control.record_failure(message.clone());
-                        panic!("{message}");
-                    }
-                    pending_commits.push(PendingCommit {
-                        staged: format!("{url}/{STAGING_DIR}/{name}"),
-                        target: format!("{url}/part-{epoch:020}-{}.txt", ctx.subtask),
-                    });
+                if let Some(text) = buffers.remove(&epoch) {
+                    unstaged.push_str(&text);
                 }
-                let ack = SnapshotAck {
-                    operator: operator.clone(),
-                    epoch,
-                    snapshot: SubtaskSnapshot {
-                        subtask: ctx.subtask,
-                        key_groups: None,
-                        files: Vec::new(),
-                        operator_state: None,
-                        pending_commits,
-                    },
-                    drained: None,
-                };
-                ack_output
-                    .activate()
-                    .give(&cap.delayed(&epoch), &mut vec![ack]);
-                next_epoch += 1;
+                if ctx.settings.is_checkpoint_epoch(epoch) {
+                    let mut pending_commits = Vec::new();
+                    if !unstaged.is_empty() {
+                        let text = std::mem::take(&mut unstaged);
+                        pending_commits.push(stage(epoch, text));
+                    }
+                    let ack = SnapshotAck {
+                        operator: operator.clone(),
+                        epoch,
+                        snapshot: SubtaskSnapshot {
+                            subtask: ctx.subtask,
+                            key_groups: None,
+                            files: Vec::new(),
+                            operator_state: None,
+                            pending_commits,
+                        },
+                        drained: None,
+                    };
+                    ack_output
+                        .activate()
+                        .give(&cap.delayed(&epoch), &mut vec![ack]);
+                }
+                // Skip the epochs with nothing buffered and no checkpoint.
+                let next_buffered = buffers.keys().next().copied().unwrap_or(u64::MAX);
+                let next_checkpoint = ctx.settings.next_checkpoint_epoch(epoch + 1);
+                next_epoch = next_buffered
+                    .min(next_checkpoint)
+                    .min(frontier)
+                    .max(epoch + 1);
             }
             if frontier > *cap.time() {
                 cap.downgrade(&frontier);

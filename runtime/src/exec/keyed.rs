@@ -416,10 +416,10 @@ where
                     break;
                 }
                 apply(items, &mut state, epoch);
-                state
-                    .flush()
-                    .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
-                if frontier.is_some() {
+                if frontier.is_some() && ctx.settings.is_checkpoint_epoch(epoch) {
+                    state
+                        .flush()
+                        .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
                     if state.changed_since_snapshot {
                         let local = state
                             .store
@@ -432,7 +432,10 @@ where
                         pending.push_back((epoch, PendingAck::Ready(Vec::new())));
                     }
                 }
-                next_epoch += 1;
+                // Skip the epochs with nothing to apply and no checkpoint.
+                let next_stashed = stash.keys().next().copied().unwrap_or(u64::MAX);
+                let next_checkpoint = ctx.settings.next_checkpoint_epoch(epoch + 1);
+                next_epoch = next_stashed.min(next_checkpoint).min(until).max(epoch + 1);
             }
             // The current epoch: every earlier one is applied, so its items can be
             // applied now; it is snapshotted once the frontier passes it.

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use timely::ExchangeData;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::{Scope, Stream};
 
 use super::context::TaskContext;
@@ -94,6 +95,10 @@ fn source_watermark<P>(splits: &[SplitState<P>], max_out_of_orderness: u64) -> E
         .unwrap_or(EventTime::MAX)
 }
 
+/// How many epochs the rest of the dataflow may be behind a source before the
+/// source stops reading (backpressure).
+const MAX_EPOCHS_IN_FLIGHT: u64 = 3;
+
 /// The most records a source emits per scheduling before yielding to other operators.
 const RECORDS_PER_ACTIVATION: usize = 4096;
 
@@ -120,7 +125,8 @@ fn restored_positions<P: DeserializeOwned>(
 }
 
 /// Builds the source operator `operator`, with watermarks when `event_times` is
-/// given. Returns the record stream and the stream of snapshot acknowledgements
+/// given. It stops reading while `progress` (the frontier of the job's outputs) is
+/// more than a few epochs behind it. Returns the record stream and the stream of snapshot acknowledgements
 /// (one per epoch, carrying the split positions).
 #[allow(clippy::type_complexity)]
 pub fn split_source<'scope, S: SplitSource>(
@@ -129,6 +135,7 @@ pub fn split_source<'scope, S: SplitSource>(
     operator: &str,
     mut source: S,
     event_times: Option<EventTimes<S::Record>>,
+    progress: ProbeHandle<u64>,
 ) -> Result<
     (
         Stream<'scope, u64, Vec<Item<S::Record>>>,
@@ -170,11 +177,12 @@ pub fn split_source<'scope, S: SplitSource>(
                 })
                 .collect::<Vec<_>>(),
         );
-        let interval = ctx.settings.checkpoint_interval;
-        let mut epoch_ends_at = Instant::now() + interval;
+        let epoch_length = ctx.settings.epoch_length();
+        let mut epoch_ends_at = Instant::now() + epoch_length;
         let mut read = Vec::new();
         let mut batch = Vec::new();
         let mut watermark: EventTime = 0;
+        let mut held_back_since: Option<Instant> = None;
         ctx.control.observe_epoch(epoch);
 
         move |_frontiers| {
@@ -184,8 +192,19 @@ pub fn split_source<'scope, S: SplitSource>(
                 return;
             }
             let drained = ctx.control.stop_requested() || splits.iter().all(|split| split.ended);
+            // Backpressure: no reading while the rest of the dataflow is more than a
+            // few epochs behind this source.
+            let held_back = progress.less_than(&epoch.saturating_sub(MAX_EPOCHS_IN_FLIGHT));
+            match (held_back, held_back_since) {
+                (true, None) => held_back_since = Some(Instant::now()),
+                (false, Some(since)) => {
+                    ctx.control.add_backpressure(&operator, since.elapsed());
+                    held_back_since = None;
+                }
+                _ => {}
+            }
             let mut more = false;
-            if !drained {
+            if !drained && !held_back {
                 let share = RECORDS_PER_ACTIVATION / splits.len().max(1);
                 for split in splits.iter_mut().filter(|split| !split.ended) {
                     match source.read(split.split, &mut split.position, share.max(1), &mut read) {
@@ -226,7 +245,8 @@ pub fn split_source<'scope, S: SplitSource>(
                 // the final checkpoint comes quickly.
                 epoch_ends_at = epoch_ends_at.min(now + DRAINED_EPOCH_INTERVAL);
             }
-            if now >= epoch_ends_at {
+            if now >= epoch_ends_at && ctx.settings.is_checkpoint_epoch(epoch) {
+                // The positions at the end of a checkpoint epoch go into its checkpoint.
                 let positions: Positions<S::Position> = splits
                     .iter()
                     .map(|split| (split.split, split.position.clone()))
@@ -246,7 +266,15 @@ pub fn split_source<'scope, S: SplitSource>(
                     drained: Some(drained),
                 };
                 ack_output.activate().give(&held[1], &mut vec![ack]);
-                epoch += 1;
+            }
+            if now >= epoch_ends_at {
+                // A drained source goes straight to the next checkpoint epoch: the
+                // final checkpoint comes soon, whatever the interval.
+                epoch = if drained {
+                    ctx.settings.next_checkpoint_epoch(epoch + 1)
+                } else {
+                    epoch + 1
+                };
                 for cap in held.iter_mut() {
                     cap.downgrade(&epoch);
                 }
@@ -255,11 +283,13 @@ pub fn split_source<'scope, S: SplitSource>(
                     + if drained {
                         DRAINED_EPOCH_INTERVAL
                     } else {
-                        interval
+                        epoch_length
                     };
             }
             if more {
                 activator.activate();
+            } else if held_back {
+                activator.activate_after(Duration::from_millis(1));
             } else {
                 activator.activate_after(
                     epoch_ends_at
