@@ -35,6 +35,7 @@ use crate::checkpoint::{SnapshotAck, StorageError};
 use crate::exec::context::TaskContext;
 use crate::exec::coordinator::coordinator;
 use crate::exec::file_sink::exactly_once_file_sink;
+use crate::exec::function::{FunctionLogic, KeyedFunction};
 use crate::exec::item::{self, EventTime, Item, per_record};
 use crate::exec::keyed::{KeyedLogic, ValueProcess, encode_key, keyed_operator};
 use crate::exec::source::{EventTimes, SplitSource, split_source};
@@ -350,6 +351,24 @@ where
     {
         let route = self.key.clone();
         let logic = ValueProcess::new(self.key, logic);
+        self.input
+            .keyed(name, move |record| encode_key(&route(record)), logic)
+    }
+
+    /// The keyed process function `name`: `function.process` runs for each record
+    /// and `function.on_timer` for each timer the watermark reaches, with the key's
+    /// value, map and list state ([`KeyState`](crate::exec::KeyState)).
+    pub fn process_function<O>(
+        self,
+        name: &str,
+        function: impl KeyedFunction<K, T, O>,
+    ) -> Result<DataStream<'scope, O>, BuildError>
+    where
+        K: DeserializeOwned,
+        O: ExchangeData + Clone,
+    {
+        let route = self.key.clone();
+        let logic = FunctionLogic::new(self.key, function);
         self.input
             .keyed(name, move |record| encode_key(&route(record)), logic)
     }

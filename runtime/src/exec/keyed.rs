@@ -25,6 +25,7 @@ use super::exchange::by_key_group;
 use super::item::{EventTime, Item, Watermark, WatermarkTracker, fan_out_watermarks};
 use super::snapshot::Uploader;
 use crate::checkpoint::{SnapshotAck, SnapshotFile, SubtaskSnapshot, download_files};
+use crate::state::store::Entry;
 use crate::state::{
     KeyGroup, KeyGroupRange, KeyedStore, RestoreSource, StateError, TableId, store_key,
 };
@@ -180,6 +181,29 @@ impl KeyedState {
             }
         }
         Ok(out)
+    }
+
+    /// The entries of `table` in key group `group` whose key sorts in `from..to`
+    /// (`to` absent: to the end of the table): `(key, value)`, in key order.
+    pub fn scan_group(
+        &mut self,
+        table: TableId,
+        group: KeyGroup,
+        from: &[u8],
+        to: Option<&[u8]>,
+    ) -> Result<Vec<Entry>, StateError> {
+        self.flush()?;
+        let prefix = store_key(group, table, &[]).len();
+        let lower = store_key(group, table, from);
+        let upper = match to {
+            Some(to) => store_key(group, table, to),
+            None => store_key(group, TableId(table.0 + 1), &[]),
+        };
+        let entries = self.store.scan_range(&lower, &upper)?;
+        Ok(entries
+            .into_iter()
+            .map(|(stored, value)| (stored[prefix..].to_vec(), value))
+            .collect())
     }
 
     /// Writes the touched values to RocksDB.

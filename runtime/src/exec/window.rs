@@ -9,7 +9,6 @@
 //! dropped and counted (`strom_late_records_total`). Session windows do not take
 //! late records.
 
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::control::JobControl;
 use super::item::EventTime;
 use super::keyed::{KeyedLogic, KeyedState, encode_key};
+use super::timers::{Timer, TimerIndex};
 use crate::state::{KeyGroup, StateError, TableId};
 
 /// The accumulators of tumbling and hopping windows: key, start, end.
@@ -115,20 +115,6 @@ pub struct Aggregation<T, A> {
     pub merge: Box<dyn Fn(A, A) -> A>,
 }
 
-fn timer_key(time: EventTime, key: &[u8], start: EventTime) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + key.len());
-    out.extend_from_slice(&time.to_be_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(&start.to_be_bytes());
-    out
-}
-
-fn split_timer_key(stored: &[u8]) -> (EventTime, &[u8], EventTime) {
-    let time = u64::from_be_bytes(stored[..8].try_into().expect("8 bytes"));
-    let start = u64::from_be_bytes(stored[stored.len() - 8..].try_into().expect("8 bytes"));
-    (time, &stored[8..stored.len() - 8], start)
-}
-
 fn window_key(key: &[u8], start: EventTime, end: EventTime) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + key.len());
     out.extend_from_slice(key);
@@ -139,125 +125,6 @@ fn window_key(key: &[u8], start: EventTime, end: EventTime) -> Vec<u8> {
 
 /// A key's open sessions: `(start, end, accumulator)`, by start.
 type Sessions<A> = Vec<(EventTime, EventTime, A)>;
-
-/// A timer: when it is due, and the window (key and start) it is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Timer {
-    group: KeyGroup,
-    time: EventTime,
-    key: Vec<u8>,
-    start: EventTime,
-}
-
-impl Timer {
-    fn new(group: KeyGroup, time: EventTime, key: &[u8], start: EventTime) -> Self {
-        Self {
-            group,
-            time,
-            key: key.to_vec(),
-            start,
-        }
-    }
-
-    fn stored_key(&self) -> Vec<u8> {
-        timer_key(self.time, &self.key, self.start)
-    }
-}
-
-/// The timers of one table, counted by time in memory (rebuilt from RocksDB after
-/// a restore), so a watermark scans RocksDB only when a timer is due.
-struct TimerIndex {
-    table: TableId,
-    loaded: bool,
-    due: BTreeMap<EventTime, u64>,
-    /// Every timer at or below this time has been taken; new timers are always
-    /// later (a window's end is past the watermark when its timer is set).
-    taken_up_to: Option<EventTime>,
-}
-
-impl TimerIndex {
-    fn new(table: TableId) -> Self {
-        Self {
-            table,
-            loaded: false,
-            due: BTreeMap::new(),
-            taken_up_to: None,
-        }
-    }
-
-    fn load(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
-        if !self.loaded {
-            for (_, stored, _) in state.scan_between(self.table, &[], &[0xff; 9])? {
-                *self.due.entry(split_timer_key(&stored).0).or_default() += 1;
-            }
-            self.loaded = true;
-        }
-        Ok(())
-    }
-
-    /// Sets `timer` unless it is set.
-    fn add(&mut self, state: &mut KeyedState, timer: &Timer) -> Result<(), StateError> {
-        if state
-            .get(self.table, timer.group, &timer.stored_key())?
-            .is_none()
-        {
-            self.add_new(state, timer);
-        }
-        Ok(())
-    }
-
-    /// Sets a timer known not to be set yet.
-    fn add_new(&mut self, state: &mut KeyedState, timer: &Timer) {
-        *self.due.entry(timer.time).or_default() += 1;
-        state.put(self.table, timer.group, &timer.stored_key(), Vec::new());
-    }
-
-    /// Removes `timer` if it is set.
-    fn remove(&mut self, state: &mut KeyedState, timer: &Timer) -> Result<(), StateError> {
-        let stored = timer.stored_key();
-        if state.get(self.table, timer.group, &stored)?.is_some() {
-            if let Some(count) = self.due.get_mut(&timer.time) {
-                *count -= 1;
-                if *count == 0 {
-                    self.due.remove(&timer.time);
-                }
-            }
-            state.delete(self.table, timer.group, &stored);
-        }
-        Ok(())
-    }
-
-    /// The timers due at `watermark`, removed.
-    fn take_due(
-        &mut self,
-        state: &mut KeyedState,
-        watermark: EventTime,
-    ) -> Result<Vec<Timer>, StateError> {
-        if self
-            .due
-            .first_key_value()
-            .is_none_or(|(&first, _)| first > watermark)
-        {
-            return Ok(Vec::new());
-        }
-        let from = self
-            .taken_up_to
-            .map_or(0, |time| time.saturating_add(1))
-            .to_be_bytes();
-        let to = watermark.saturating_add(1).to_be_bytes();
-        let mut taken = Vec::new();
-        for (group, stored, _) in state.scan_between(self.table, &from, &to)? {
-            let (time, key, start) = split_timer_key(&stored);
-            if time <= watermark {
-                state.delete(self.table, group, &stored);
-                taken.push(Timer::new(group, time, key, start));
-            }
-        }
-        self.due.retain(|&time, _| time > watermark);
-        self.taken_up_to = Some(watermark);
-        Ok(taken)
-    }
-}
 
 /// The keyed logic of windowed aggregation.
 pub struct WindowLogic<K, T, A, F> {
@@ -499,13 +366,5 @@ mod tests {
         assert_eq!(hopping.assign(12), vec![(5, 15), (10, 20)]);
         assert_eq!(hopping.assign(3), vec![(0, 10)]);
         assert_eq!(hopping.assign(5), vec![(0, 10), (5, 15)]);
-    }
-
-    #[test]
-    fn timer_keys_sort_by_time_and_split_back() {
-        let early = timer_key(5, b"user-a", 0);
-        let late = timer_key(300, b"user-a", 290);
-        assert!(early < late);
-        assert_eq!(split_timer_key(&late), (300, &b"user-a"[..], 290));
     }
 }
