@@ -8,13 +8,10 @@ use std::time::Duration;
 
 mod common;
 
-use common::run_then_stop;
+use common::{local_config, run_then_stop};
 use strom_runtime::api::Pipeline;
 use strom_runtime::checkpoint::CheckpointStorage;
-use strom_runtime::exec::{
-    Generator, JobConfig, JobSettings, PipelineFn, Processes, RestoreFrom, run_job,
-};
-use strom_runtime::state::Partitioning;
+use strom_runtime::exec::{Generator, JobConfig, PipelineFn, RestoreFrom, run_job};
 
 const SPLITS: u32 = 16;
 const USERS: u64 = 500;
@@ -47,20 +44,14 @@ fn clicks_per_user(per_split: u64, rate: Option<u64>, output: Output) -> Pipelin
 }
 
 fn config(state: &Path, parallelism: u32, restore: RestoreFrom, retained: usize) -> JobConfig {
-    JobConfig {
-        settings: JobSettings {
-            name: "clicks".into(),
-            partitioning: Partitioning::new(parallelism, 128).unwrap(),
-            checkpoint_interval: Duration::from_millis(50),
-            retained_checkpoints: retained,
-            local_dir: state.join(format!("local-{parallelism}")),
-            storage_options: BTreeMap::new(),
-        },
-        storage_url: format!("file://{}", state.join("storage").display()),
+    local_config(
+        state,
+        "clicks",
+        parallelism,
+        Duration::from_millis(50),
+        retained,
         restore,
-        processes: Processes::Local,
-        control_address: None,
-    }
+    )
 }
 
 /// Checks that for every user the running counts seen are exactly 1..=n (none

@@ -9,14 +9,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::run_then_stop;
+use common::{local_config, run_then_stop};
 use strom_runtime::api::Pipeline;
 use strom_runtime::exec::{
-    EventTime, EventTimes, Generator, JobConfig, JobSettings, KeyState, KeyedFunction, PipelineFn,
-    Processes, RestoreFrom, run_job,
+    EventTime, EventTimes, Generator, JobConfig, KeyState, KeyedFunction, PipelineFn, RestoreFrom,
+    run_job,
 };
 use strom_runtime::pipelines::mix;
-use strom_runtime::state::{Partitioning, StateError};
+use strom_runtime::state::StateError;
 
 const SPLITS: u32 = 8;
 const USERS: u64 = 30;
@@ -96,20 +96,14 @@ fn pipeline(per_split: u64, rate: Option<u64>, reports: Reports) -> PipelineFn {
 }
 
 fn config(state: &Path, parallelism: u32, restore: RestoreFrom) -> JobConfig {
-    JobConfig {
-        settings: JobSettings {
-            name: "functions".into(),
-            partitioning: Partitioning::new(parallelism, 128).unwrap(),
-            checkpoint_interval: Duration::from_millis(60),
-            retained_checkpoints: 2,
-            local_dir: state.join(format!("local-{parallelism}")),
-            storage_options: BTreeMap::new(),
-        },
-        storage_url: format!("file://{}", state.join("storage").display()),
+    local_config(
+        state,
+        "functions",
+        parallelism,
+        Duration::from_millis(60),
+        2,
         restore,
-        processes: Processes::Local,
-        control_address: None,
-    }
+    )
 }
 
 /// The reports computed directly from the input.

@@ -10,14 +10,13 @@ use std::time::Duration;
 
 mod common;
 
-use common::run_then_stop;
+use common::{local_config, run_then_stop};
 use strom_runtime::api::Pipeline;
 use strom_runtime::exec::{
-    EventTimes, Generator, JobConfig, JobControl, JobSettings, PipelineFn, Processes, RestoreFrom,
-    WindowKind, WindowResult, run_job,
+    EventTimes, Generator, JobConfig, JobControl, PipelineFn, RestoreFrom, WindowKind,
+    WindowResult, run_job,
 };
 use strom_runtime::pipelines::mix;
-use strom_runtime::state::Partitioning;
 
 const SPLITS: u32 = 8;
 const USERS: u64 = 40;
@@ -69,20 +68,14 @@ fn pipeline(
 }
 
 fn config(state: &Path, parallelism: u32, restore: RestoreFrom) -> JobConfig {
-    JobConfig {
-        settings: JobSettings {
-            name: "windows".into(),
-            partitioning: Partitioning::new(parallelism, 128).unwrap(),
-            checkpoint_interval: Duration::from_millis(50),
-            retained_checkpoints: 2,
-            local_dir: state.join(format!("local-{parallelism}")),
-            storage_options: BTreeMap::new(),
-        },
-        storage_url: format!("file://{}", state.join("storage").display()),
+    local_config(
+        state,
+        "windows",
+        parallelism,
+        Duration::from_millis(50),
+        2,
         restore,
-        processes: Processes::Local,
-        control_address: None,
-    }
+    )
 }
 
 /// The windows and counts computed directly from the input.
