@@ -173,10 +173,8 @@ pub fn exactly_once_file_sink<'scope, T: 'static>(
                         epoch,
                         snapshot: SubtaskSnapshot {
                             subtask: ctx.subtask,
-                            key_groups: None,
-                            files: Vec::new(),
-                            operator_state: None,
                             pending_commits,
+                            ..SubtaskSnapshot::default()
                         },
                         drained: None,
                     };

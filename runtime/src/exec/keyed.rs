@@ -496,8 +496,7 @@ where
                         subtask: ctx.subtask,
                         key_groups: Some(key_groups),
                         files: last_files.clone(),
-                        operator_state: None,
-                        pending_commits: Vec::new(),
+                        ..SubtaskSnapshot::default()
                     },
                     drained: None,
                 };

@@ -256,12 +256,10 @@ pub fn split_source<'scope, S: SplitSource>(
                     epoch,
                     snapshot: SubtaskSnapshot {
                         subtask: ctx.subtask,
-                        key_groups: None,
-                        files: Vec::new(),
                         operator_state: Some(
                             serde_json::to_string(&positions).expect("positions serialize"),
                         ),
-                        pending_commits: Vec::new(),
+                        ..SubtaskSnapshot::default()
                     },
                     drained: Some(drained),
                 };
