@@ -6,10 +6,12 @@ STROM_CACHE=${STROM_CACHE:-$HOME/.cache/strom}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$STROM_CACHE/target}
 mkdir -p "$STROM_CACHE"
 
-# Debian packages the workspace needs to build (rocksdb, rdkafka, TLS, SASL).
+# Debian packages the workspace needs to build (rocksdb; rdkafka with TLS, SASL and
+# libcurl), and the e2e scripts' certificates and signed S3 requests (openssl, curl).
 STROM_DEBIAN_PACKAGES=(
     build-essential cmake clang libclang-dev pkg-config
     libssl-dev libsasl2-dev zlib1g-dev libzstd-dev
+    libcurl4-openssl-dev openssl curl
 )
 
 STROM_STAGES=()

@@ -27,12 +27,23 @@ summarize_tests() {
          END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$test_log"
 }
 
+# The services the tests run against (e2e/infra): started before the tests, stopped
+# after them whatever happens; the tests read their addresses from the environment.
+services_up() {
+    e2e/infra/stack.sh up || return 1
+    source "$STROM_CACHE/run/env.sh"
+}
+
 failed=0
 stage "system packages" ensure_debian_packages || exit 1
 stage "rust toolchain" ensure_rust || exit 1
 stage "format (cargo fmt --check)" cargo fmt --all -- --check || failed=1
 stage "lint (cargo clippy)" cargo clippy --workspace --all-targets --locked -- -D warnings || failed=1
+trap 'e2e/infra/stack.sh down' EXIT
+stage "services up (e2e/infra)" services_up || failed=1
 stage "tests (cargo test)" run_tests || failed=1
+stage "services down" e2e/infra/stack.sh down || failed=1
+trap - EXIT
 
 print_stages
 echo

@@ -7,5 +7,7 @@
 //! so a broken script can never turn into a green run of skipped tests.
 
 pub mod services;
+pub mod stack;
 
 pub use services::{ServiceError, service};
+pub use stack::{ControlPlane, KafkaClusters, S3Server};

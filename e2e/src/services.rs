@@ -1,7 +1,7 @@
 //! Looking up the services the e2e scripts started.
 
 /// Why a service a test needs is not there.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// The variable that names the service is unset or empty while running in CI.
     #[error(
@@ -13,6 +13,17 @@ pub enum ServiceError {
         variable: String,
         /// What the variable names, e.g. `Kafka cluster A`.
         what: String,
+    },
+    /// A file the scripts wrote (a credential, a kubeconfig) cannot be read.
+    #[error("cannot read {path}, which the e2e scripts wrote for {what}: {source}")]
+    Unreadable {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the file belongs to.
+        what: String,
+        /// Why it cannot be read.
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -54,14 +65,18 @@ mod tests {
 
     #[test]
     fn a_set_variable_is_returned() {
-        let got = resolve("X", "x", Some("127.0.0.1:9092".into()), true);
-        assert_eq!(got, Ok(Some("127.0.0.1:9092".into())));
+        let got = resolve("X", "x", Some("127.0.0.1:9092".into()), true).unwrap();
+        assert_eq!(got.as_deref(), Some("127.0.0.1:9092"));
     }
 
     #[test]
     fn a_missing_service_skips_outside_ci() {
-        assert_eq!(resolve("X", "x", None, false), Ok(None));
-        assert_eq!(resolve("X", "x", Some(String::new()), false), Ok(None));
+        assert!(resolve("X", "x", None, false).unwrap().is_none());
+        assert!(
+            resolve("X", "x", Some(String::new()), false)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

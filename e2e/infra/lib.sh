@@ -1,0 +1,103 @@
+# Shared by the e2e/infra service scripts: where builds and running services live,
+# starting and stopping daemons, health waits. Source it; do not run it.
+
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
+
+INFRA_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Built binaries and downloaded jars, kept between runs (and between clones).
+INFRA_BIN=$STROM_CACHE/bin
+# Data, logs, certificates and credentials of the running services. `up` on a stopped
+# service starts it afresh here; `down` stops it and keeps the logs for a look.
+INFRA_RUN=${STROM_INFRA_RUN:-$STROM_CACHE/run}
+mkdir -p "$INFRA_BIN" "$INFRA_RUN"
+
+# log MESSAGE...: a line on stderr, prefixed with the script's name.
+log() {
+    printf '[%s] %s\n' "$(basename "$0" .sh)" "$*" >&2
+}
+
+# port_open PORT: whether something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_until SECONDS WHAT LOGFILE COMMAND...: runs COMMAND every 0.2 s until it
+# succeeds. After SECONDS, says that WHAT did not come up, shows the end of LOGFILE
+# and fails.
+wait_until() {
+    local limit=$1 what=$2 logfile=$3
+    shift 3
+    local deadline=$((SECONDS + limit))
+    until "$@" >/dev/null 2>&1; do
+        if [ $SECONDS -ge $deadline ]; then
+            log "$what did not become healthy within ${limit}s; the end of $logfile:"
+            tail -n 30 "$logfile" >&2 || true
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# start_daemon NAME LOGFILE COMMAND...: starts COMMAND in its own session, detached
+# from this shell, its output in LOGFILE and its process id in $INFRA_RUN/NAME.pid.
+start_daemon() {
+    local name=$1 logfile=$2
+    shift 2
+    setsid "$@" </dev/null >"$logfile" 2>&1 &
+    echo $! >"$INFRA_RUN/$name.pid"
+}
+
+# daemon_running NAME: whether the process started as NAME is alive.
+daemon_running() {
+    local pidfile="$INFRA_RUN/$1.pid"
+    [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+# stop_daemon NAME: stops the process group started as NAME — politely, then after
+# 20 seconds by force — and waits until it is gone.
+stop_daemon() {
+    local name=$1 pidfile="$INFRA_RUN/$1.pid" pid
+    [ -f "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+        local deadline=$((SECONDS + 20))
+        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+            sleep 0.2
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "$name did not stop within 20s; killing it"
+            kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+            while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+        fi
+    fi
+    rm -f "$pidfile"
+}
+
+# random_secret: 32 hex characters for a generated password or key.
+random_secret() {
+    openssl rand -hex 16
+}
+
+# write_secret DIR KEY VALUE: a Secret's key as Kubernetes mounts it: a file named
+# KEY in the Secret's folder, holding exactly VALUE, readable by its owner only.
+write_secret() {
+    mkdir -p "$1"
+    (umask 077 && printf '%s' "$3" >"$1/$2")
+}
+
+# main_for_service USAGE "$@": dispatches the command line to the service script's
+# functions build, up, down, env and status.
+main_for_service() {
+    local usage=$1
+    shift
+    local command=${1:-}
+    case "$command" in
+        build | up | down | env | status) "service_$command" ;;
+        *)
+            echo "usage: $0 {build|up|down|env|status}" >&2
+            echo "$usage" >&2
+            return 2
+            ;;
+    esac
+}

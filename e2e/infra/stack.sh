@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Every service the integration and e2e tests run against: three Kafka clusters,
+# MinIO and a Kubernetes control plane (kafka.sh, minio.sh, kubernetes.sh).
+#
+#   e2e/infra/stack.sh build   build or download what is missing (cached)
+#   e2e/infra/stack.sh up      build, then start every service and wait until healthy
+#   e2e/infra/stack.sh env     the environment the tests read (export lines)
+#   e2e/infra/stack.sh down    stop every service
+#   e2e/infra/stack.sh status
+#
+# `up` prints how long each service took to build and to start, and writes the
+# environment to $STROM_CACHE/run/env.sh as well:  source ~/.cache/strom/run/env.sh
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+SERVICES=(kafka minio kubernetes)
+
+# The toolchains the builds need, which every machine of this kind has: Debian's Go
+# is too old for Kubernetes 1.34, so a missing one is reported, not installed.
+check_toolchains() {
+    local missing=0
+    command -v java >/dev/null || { log "java (JDK 17 or newer) is missing: Kafka runs on it"; missing=1; }
+    command -v mvn >/dev/null || { log "mvn is missing: it fetches Kafka's jars"; missing=1; }
+    command -v go >/dev/null || { log "go (1.24 or newer) is missing: it builds MinIO and Kubernetes"; missing=1; }
+    return $missing
+}
+
+# build: each service in turn (they compete for the same cores).
+stack_build() {
+    check_toolchains || return 1
+    local service
+    for service in "${SERVICES[@]}"; do
+        stage "build $service" "$INFRA_DIR/$service.sh" build || return 1
+    done
+}
+
+# up: builds, then starts the services side by side, each with its own log.
+stack_up() {
+    stack_build || return 1
+    local service pids=() start=$SECONDS
+    for service in "${SERVICES[@]}"; do
+        (
+            began=$SECONDS status=0
+            "$INFRA_DIR/$service.sh" up >"$INFRA_RUN/$service-up.log" 2>&1 || status=$?
+            echo "$((SECONDS - began))" >"$INFRA_RUN/$service-up.seconds"
+            exit $status
+        ) &
+        pids+=($!)
+    done
+    local failed=0 index
+    for index in "${!SERVICES[@]}"; do
+        service=${SERVICES[$index]}
+        if wait "${pids[$index]}"; then
+            printf '  %-12s up in %ss\n' "$service" "$(cat "$INFRA_RUN/$service-up.seconds")"
+        else
+            printf '  %-12s FAILED:\n' "$service"
+            sed 's/^/    /' "$INFRA_RUN/$service-up.log"
+            failed=1
+        fi
+    done
+    stack_env >"$INFRA_RUN/env.sh"
+    echo "all services started in $((SECONDS - start))s; environment in $INFRA_RUN/env.sh"
+    return $failed
+}
+
+stack_env() {
+    local service
+    for service in "${SERVICES[@]}"; do
+        "$INFRA_DIR/$service.sh" env
+    done
+}
+
+stack_down() {
+    local service
+    for service in "${SERVICES[@]}"; do
+        "$INFRA_DIR/$service.sh" down
+    done
+}
+
+stack_status() {
+    local service
+    for service in "${SERVICES[@]}"; do
+        "$INFRA_DIR/$service.sh" status
+    done
+}
+
+case "${1:-}" in
+    build) stack_build && print_stages ;;
+    up) stack_up ;;
+    env) stack_env ;;
+    down) stack_down ;;
+    status) stack_status ;;
+    *)
+        echo "usage: $0 {build|up|env|down|status}" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,154 @@
+//! The services of `e2e/infra/stack.sh`, as tests see them: addresses from the
+//! environment the scripts export, credentials from the files they wrote (laid out
+//! as Kubernetes mounts Secrets: a folder per Secret, a file per key).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::services::{ServiceError, service};
+
+/// The three Kafka clusters of `e2e/infra/kafka.sh`.
+#[derive(Debug, Clone)]
+pub struct KafkaClusters {
+    /// Bootstrap address of cluster A: PLAINTEXT, no authorization.
+    pub a: String,
+    /// Bootstrap address of cluster B: SASL_PLAINTEXT with SCRAM-SHA-512 users.
+    pub b: String,
+    /// Bootstrap address of cluster C: SSL with client certificates.
+    pub c: String,
+    /// The folder of mounted Secrets: `kafka-b-<user>/password`,
+    /// `kafka-c-<user>/{user.crt,user.key,ca.crt}`, `kafka-c-cluster-ca-cert/ca.crt`.
+    pub secrets: PathBuf,
+}
+
+impl KafkaClusters {
+    /// The clusters, or `None` outside CI when the scripts did not run.
+    pub fn from_env() -> Result<Option<Self>, ServiceError> {
+        let Some(a) = service("STROM_KAFKA_A_BOOTSTRAP", "Kafka cluster A")? else {
+            return Ok(None);
+        };
+        let Some(b) = service("STROM_KAFKA_B_BOOTSTRAP", "Kafka cluster B")? else {
+            return Ok(None);
+        };
+        let Some(c) = service("STROM_KAFKA_C_BOOTSTRAP", "Kafka cluster C")? else {
+            return Ok(None);
+        };
+        let Some(secrets) = service("STROM_KAFKA_SECRETS", "the Kafka users' Secrets")? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            a,
+            b,
+            c,
+            secrets: secrets.into(),
+        }))
+    }
+
+    /// Where the key `key` of the Secret `secret` is mounted.
+    pub fn secret_file(&self, secret: &str, key: &str) -> PathBuf {
+        self.secrets.join(secret).join(key)
+    }
+
+    /// The value of the key `key` of the Secret `secret`.
+    pub fn secret_value(&self, secret: &str, key: &str) -> Result<String, ServiceError> {
+        read(&self.secret_file(secret, key), "a Kafka user")
+    }
+}
+
+/// The S3-compatible server of `e2e/infra/minio.sh`.
+#[derive(Clone)]
+pub struct S3Server {
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// A bucket that exists and that these keys may use.
+    pub bucket: String,
+    /// The region requests are signed for.
+    pub region: String,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key (never printed: see the `Debug` impl).
+    pub secret_access_key: String,
+}
+
+impl S3Server {
+    /// The server, or `None` outside CI when the scripts did not run.
+    pub fn from_env() -> Result<Option<Self>, ServiceError> {
+        let what = "the S3 server";
+        let Some(endpoint) = service("STROM_S3_ENDPOINT", what)? else {
+            return Ok(None);
+        };
+        let Some(bucket) = service("STROM_S3_BUCKET", what)? else {
+            return Ok(None);
+        };
+        let Some(region) = service("STROM_S3_REGION", what)? else {
+            return Ok(None);
+        };
+        let Some(credentials) = service("STROM_S3_CREDENTIALS", what)? else {
+            return Ok(None);
+        };
+        let credentials = PathBuf::from(credentials);
+        Ok(Some(Self {
+            endpoint,
+            bucket,
+            region,
+            access_key_id: read(&credentials.join("AWS_ACCESS_KEY_ID"), what)?,
+            secret_access_key: read(&credentials.join("AWS_SECRET_ACCESS_KEY"), what)?,
+        }))
+    }
+}
+
+impl fmt::Debug for S3Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Server")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The Kubernetes control plane of `e2e/infra/kubernetes.sh`.
+#[derive(Debug, Clone)]
+pub struct ControlPlane {
+    /// A kubeconfig of a cluster administrator (`system:masters`).
+    pub kubeconfig: PathBuf,
+    /// The `kubectl` built with the control plane.
+    pub kubectl: PathBuf,
+}
+
+impl ControlPlane {
+    /// The control plane, or `None` outside CI when the scripts did not run.
+    pub fn from_env() -> Result<Option<Self>, ServiceError> {
+        let what = "the Kubernetes control plane";
+        let Some(kubeconfig) = service("STROM_KUBECONFIG", what)? else {
+            return Ok(None);
+        };
+        let Some(kubectl) = service("STROM_KUBECTL", what)? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            kubeconfig: kubeconfig.into(),
+            kubectl: kubectl.into(),
+        }))
+    }
+
+    /// A `kubectl` command against this control plane.
+    pub fn kubectl(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.kubectl);
+        command.arg("--kubeconfig").arg(&self.kubeconfig);
+        command
+    }
+}
+
+/// The content of a file the scripts wrote, without a trailing newline.
+fn read(path: &Path, what: &str) -> Result<String, ServiceError> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim_end().to_owned())
+        .map_err(|source| ServiceError::Unreadable {
+            path: path.to_owned(),
+            what: what.to_owned(),
+            source,
+        })
+}
