@@ -1,14 +1,10 @@
 //! The CRD YAML committed in the Helm chart is exactly what the Rust types generate.
 
-use std::path::Path;
-
 use strom_crds::crd::{CRD_YAML_PATH, stream_job_crd_yaml};
 
 #[test]
 fn committed_crd_matches_the_types() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(CRD_YAML_PATH);
+    let path = strom_e2e::workspace_root().join(CRD_YAML_PATH);
     let committed = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let generated = stream_job_crd_yaml();

@@ -16,9 +16,7 @@ use strom_crds::manifest::{
 };
 use strom_crds::{SecretKeyRef, StreamJob};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use strom_e2e::workspace_root;
 
 /// The YAML files of a folder, sorted by name.
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {

@@ -40,9 +40,10 @@ service_build() {
     mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
 }
 
-# kafka_java CLASS ARGS...: runs a class of the Kafka jars on the JDK.
+# kafka_java CLASS ARGS...: runs a tool of the Kafka jars on the JDK, tuned to start
+# fast (C1 only, serial GC): the tools run for seconds.
 kafka_java() {
-    java -Xmx256m -cp "$KAFKA_LIBS/*" \
+    java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "$KAFKA_LIBS/*" \
         -Dlog4j2.configurationFile="$KAFKA_RUN/log4j2-WARN.properties" "$@"
 }
 

@@ -10,4 +10,18 @@ pub mod services;
 pub mod stack;
 
 pub use services::{ServiceError, service};
+
+/// The workspace's root folder, for tests that read its files (examples, manifests).
+///
+/// Read at run time from the `CARGO_MANIFEST_DIR` that `cargo test` sets, not baked in
+/// with `env!`: test binaries live in a target folder shared by every clone, and a
+/// binary built in one clone must not read another clone's files.
+pub fn workspace_root() -> std::path::PathBuf {
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .expect("CARGO_MANIFEST_DIR is unset: run the tests with cargo test");
+    std::path::Path::new(&package)
+        .parent()
+        .expect("a package folder inside the workspace")
+        .to_owned()
+}
 pub use stack::{ControlPlane, KafkaClusters, S3Server};

@@ -8,13 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use strom_e2e::ControlPlane;
+use strom_e2e::{ControlPlane, workspace_root};
 
 const CRD: &str = "charts/strom-operator/crds/streamjobs.strom.dev.yaml";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The control plane with the StreamJob CRD installed and established (once per
 /// test binary).

@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use strom_runtime::pipelines::mix;
+mod common;
+
+use common::{assert_each_running_count_once, clicks_per_user_output, files_in};
 
 const SPLITS: u64 = 16;
 const PER_SPLIT: u64 = 1000;
@@ -119,65 +121,15 @@ spec:
         files_in(&self.dir.path().join("out").join("_staging"))
     }
 
-    /// Every (user, count) line of the visible output, and how often each appears.
-    fn output(&self) -> BTreeMap<(u64, u64), u32> {
-        let mut lines = BTreeMap::new();
-        for file in files_in(&self.dir.path().join("out")) {
-            let name = file.file_name().unwrap().to_string_lossy().into_owned();
-            if !name.starts_with("part-") {
-                continue;
-            }
-            for line in std::fs::read_to_string(&file).unwrap().lines() {
-                let rest = line.strip_prefix("user ").unwrap();
-                let (user, clicks) = rest.split_once(": ").unwrap();
-                let clicks = clicks.trim_end_matches(" clicks").parse().unwrap();
-                *lines.entry((user.parse().unwrap(), clicks)).or_insert(0) += 1;
-            }
-        }
-        lines
-    }
-
     /// Checks that the output holds every running count of every user exactly once.
     fn assert_exactly_once(&self) {
-        let mut expected = BTreeMap::new();
-        for split in 0..SPLITS {
-            for n in 0..PER_SPLIT {
-                *expected.entry(mix(SEED, split, n) % USERS).or_insert(0u64) += 1;
-            }
-        }
-        let output = self.output();
-        let twice: Vec<_> = output.iter().filter(|(_, times)| **times > 1).collect();
-        assert!(
-            twice.is_empty(),
-            "results written more than once: {twice:?}"
-        );
-        let mut per_user: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-        for (user, count) in output.keys() {
-            per_user.entry(*user).or_default().push(*count);
-        }
-        for (user, total) in &expected {
-            let counts = per_user.remove(user).unwrap_or_default();
-            assert_eq!(
-                counts,
-                (1..=*total).collect::<Vec<_>>(),
-                "user {user}: results missing"
-            );
-        }
-        assert!(
-            per_user.is_empty(),
-            "results for unknown users: {per_user:?}"
-        );
+        let output = self.dir.path().join("out");
+        assert_each_running_count_once(&output, SPLITS, PER_SPLIT, USERS, SEED);
         assert!(self.staged_files().is_empty(), "staged output left behind");
     }
-}
 
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|entry| entry.unwrap().path())
-            .filter(|p| p.is_file())
-            .collect(),
-        Err(_) => Vec::new(),
+    fn output(&self) -> BTreeMap<(u64, u64), u32> {
+        clicks_per_user_output(&self.dir.path().join("out"))
     }
 }
 

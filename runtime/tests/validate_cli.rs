@@ -1,6 +1,5 @@
 //! `strom validate` on the examples and on a broken manifest, through the binary.
 
-use std::path::Path;
 use std::process::Command;
 
 fn strom() -> Command {
@@ -8,11 +7,7 @@ fn strom() -> Command {
 }
 
 fn workspace_file(path: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(path)
-        .display()
-        .to_string()
+    strom_e2e::workspace_root().join(path).display().to_string()
 }
 
 #[test]

@@ -13,9 +13,12 @@ fn main() -> ExitCode {
         print!("{yaml}");
         return ExitCode::SUCCESS;
     }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(CRD_YAML_PATH);
+    // The clone cargo runs us from (not the one this binary was first built in).
+    let Some(package) = std::env::var_os("CARGO_MANIFEST_DIR") else {
+        eprintln!("run me with cargo run -p strom-crds --bin crdgen");
+        return ExitCode::FAILURE;
+    };
+    let path = PathBuf::from(package).join("..").join(CRD_YAML_PATH);
     match std::fs::write(&path, yaml) {
         Ok(()) => {
             println!("wrote {}", path.display());

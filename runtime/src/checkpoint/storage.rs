@@ -41,7 +41,7 @@ pub enum StorageError {
     ObjectStore {
         /// What was being done.
         operation: &'static str,
-        /// The object or prefix.
+        /// The object or prefix (its URL where the storage is known).
         path: String,
         /// The store's error.
         source: object_store::Error,
@@ -173,6 +173,20 @@ impl CheckpointStorage {
         format!("{}{path}", self.store_url)
     }
 
+    /// An error of `operation` on `path`, named by its full URL.
+    fn error(
+        &self,
+        operation: &'static str,
+        path: &Path,
+    ) -> impl FnOnce(object_store::Error) -> StorageError {
+        let path = self.url_of(path);
+        move |source| StorageError::ObjectStore {
+            operation,
+            path,
+            source,
+        }
+    }
+
     /// The object store.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
@@ -242,7 +256,7 @@ impl CheckpointStorage {
         self.store
             .put(&location, PutPayload::from(bytes))
             .await
-            .map_err(store_error("upload", &location))?;
+            .map_err(self.error("upload", &location))?;
         Ok(SnapshotFile {
             name: name.to_owned(),
             path,
@@ -264,7 +278,7 @@ impl CheckpointStorage {
         self.store
             .put(location, PutPayload::from(json))
             .await
-            .map_err(store_error("write manifest", location))?;
+            .map_err(self.error("write manifest", location))?;
         Ok(())
     }
 
@@ -282,7 +296,7 @@ impl CheckpointStorage {
             .store
             .list_with_delimiter(Some(&self.root))
             .await
-            .map_err(store_error("list", &self.root))?;
+            .map_err(self.error("list", &self.root))?;
         let mut epochs = Vec::new();
         for prefix in listing.common_prefixes {
             let Some(epoch) = prefix.filename().and_then(parse_checkpoint_dir_name) else {
@@ -291,7 +305,7 @@ impl CheckpointStorage {
             match self.store.head(&prefix.clone().join(MANIFEST_FILE)).await {
                 Ok(_) => epochs.push(epoch),
                 Err(object_store::Error::NotFound { .. }) => {}
-                Err(error) => return Err(store_error("read", &prefix)(error)),
+                Err(error) => return Err(self.error("read", &prefix)(error)),
             }
         }
         epochs.sort_unstable();
@@ -354,7 +368,7 @@ impl CheckpointStorage {
             .store
             .list_with_delimiter(Some(&self.root))
             .await
-            .map_err(store_error("list", &self.root))?;
+            .map_err(self.error("list", &self.root))?;
         let mut folders = Vec::new();
         for prefix in listing.common_prefixes {
             let name = prefix.filename().unwrap_or_default();
@@ -369,7 +383,7 @@ impl CheckpointStorage {
                 .list(Some(&folder))
                 .try_collect()
                 .await
-                .map_err(store_error("list", &folder))?;
+                .map_err(self.error("list", &folder))?;
             for file in files {
                 let relative = relative_path(&self.root, &file.location);
                 let is_live_manifest = file.location.filename() == Some(MANIFEST_FILE)
@@ -411,7 +425,7 @@ impl CheckpointStorage {
                     self.store
                         .copy(&from, &to)
                         .await
-                        .map_err(store_error("copy", &from))?;
+                        .map_err(self.error("copy", &from))?;
                     file.path = relative;
                 }
             }
@@ -427,7 +441,7 @@ impl CheckpointStorage {
     async fn delete_if_present(&self, location: &Path) -> Result<(), StorageError> {
         match self.store.delete(location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(error) => Err(store_error("delete", location)(error)),
+            Err(error) => Err(self.error("delete", location)(error)),
         }
     }
 }

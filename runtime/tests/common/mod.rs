@@ -1,7 +1,7 @@
 //! Helpers shared by the runtime's integration tests.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use strom_runtime::exec::{
     JobConfig, JobControl, JobReport, JobSettings, PipelineFn, Processes, RestoreFrom, run_job,
 };
+use strom_runtime::pipelines::mix;
 use strom_runtime::state::Partitioning;
 
 /// A job `name` run in this process at `parallelism` (128 key groups), state under
@@ -62,4 +63,77 @@ pub fn run_then_stop(config: JobConfig, pipeline: PipelineFn) -> JobReport {
         thread::sleep(Duration::from_millis(10));
     }
     job.join().unwrap().unwrap()
+}
+
+/// The files (not folders) directly in `dir`; none if it does not exist.
+#[allow(dead_code)] // Not every test file uses every helper.
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|entry| entry.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Every `user U: N clicks` line in the committed `part-*` files of the built-in
+/// `clicks-per-user` pipeline's output folder, and how often each appears.
+#[allow(dead_code)] // Not every test file uses every helper.
+pub fn clicks_per_user_output(dir: &Path) -> BTreeMap<(u64, u64), u32> {
+    let mut lines = BTreeMap::new();
+    for file in files_in(dir) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("part-") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&file).unwrap().lines() {
+            let rest = line.strip_prefix("user ").unwrap();
+            let (user, clicks) = rest.split_once(": ").unwrap();
+            let clicks = clicks.trim_end_matches(" clicks").parse().unwrap();
+            *lines.entry((user.parse().unwrap(), clicks)).or_insert(0) += 1;
+        }
+    }
+    lines
+}
+
+/// Checks that the `clicks-per-user` output in `dir` holds every running count of
+/// every user exactly once, for the input of `splits` x `per_split` clicks of
+/// `users` users generated with `seed`.
+#[allow(dead_code)] // Not every test file uses every helper.
+pub fn assert_each_running_count_once(
+    dir: &Path,
+    splits: u64,
+    per_split: u64,
+    users: u64,
+    seed: u64,
+) {
+    let mut expected = BTreeMap::new();
+    for split in 0..splits {
+        for n in 0..per_split {
+            *expected.entry(mix(seed, split, n) % users).or_insert(0u64) += 1;
+        }
+    }
+    let output = clicks_per_user_output(dir);
+    let twice: Vec<_> = output.iter().filter(|(_, times)| **times > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "results written more than once: {twice:?}"
+    );
+    let mut per_user: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for (user, count) in output.keys() {
+        per_user.entry(*user).or_default().push(*count);
+    }
+    for (user, total) in &expected {
+        let counts = per_user.remove(user).unwrap_or_default();
+        assert_eq!(
+            counts,
+            (1..=*total).collect::<Vec<_>>(),
+            "user {user}: results missing"
+        );
+    }
+    assert!(
+        per_user.is_empty(),
+        "results for unknown users: {per_user:?}"
+    );
 }
