@@ -33,8 +33,13 @@ service_build() {
     fi
     log "copying Kafka $KAFKA_VERSION and its runtime dependencies from Maven"
     rm -rf "$KAFKA_LIBS.tmp"
-    mvn -B -q -Dstyle.color=never -f "$INFRA_DIR/kafka/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.tmp"
+    mkdir -p "$INFRA_RUN"
+    if ! mvn -B -f "$INFRA_DIR/kafka/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.tmp" >"$INFRA_RUN/kafka-mvn.log" 2>&1; then
+        log "Maven could not fetch Kafka's jars; the end of $INFRA_RUN/kafka-mvn.log:"
+        tail -n 30 "$INFRA_RUN/kafka-mvn.log" >&2
+        return 1
+    fi
     touch "$KAFKA_LIBS.tmp/.complete"
     rm -rf "$KAFKA_LIBS"
     mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
@@ -265,7 +270,8 @@ broker_started() {
 service_up() {
     local cluster healthy=0
     for cluster in "${CLUSTERS[@]}"; do
-        daemon_running "kafka-$cluster" && broker_started "$cluster" && healthy=$((healthy + 1))
+        daemon_running "kafka-$cluster" && port_open "$(port_of "$cluster")" \
+            && broker_started "$cluster" && healthy=$((healthy + 1))
     done
     if [ $healthy -eq ${#CLUSTERS[@]} ]; then
         log "Kafka clusters already running"
@@ -273,6 +279,9 @@ service_up() {
     fi
     service_down
     service_build
+    for cluster in "${CLUSTERS[@]}"; do
+        require_free_ports "$(port_of "$cluster")" "$(($(port_of "$cluster") + 1))"
+    done
     local start=$SECONDS
     rm -rf "$KAFKA_RUN"
     mkdir -p "$KAFKA_RUN" "$SECRETS"

@@ -187,9 +187,13 @@ start_controllers() {
 }
 
 all_healthy() {
-    daemon_running etcd && daemon_running kube-apiserver \
-        && daemon_running kube-controller-manager && daemon_running kube-scheduler \
-        && apiserver_ready >/dev/null 2>&1
+    {
+        daemon_running etcd && etcd_healthy \
+            && daemon_running kube-apiserver && apiserver_ready \
+            && daemon_running kube-controller-manager \
+            && secure_port_healthy "$CONTROLLER_MANAGER_PORT" \
+            && daemon_running kube-scheduler && secure_port_healthy "$SCHEDULER_PORT"
+    } >/dev/null 2>&1
 }
 
 service_up() {
@@ -199,6 +203,8 @@ service_up() {
     fi
     service_down
     service_build
+    require_free_ports "$ETCD_PORT" "$((ETCD_PORT + 1))" "$APISERVER_PORT" \
+        "$CONTROLLER_MANAGER_PORT" "$SCHEDULER_PORT"
     local start=$SECONDS
     rm -rf "$K8S_RUN"
     mkdir -p "$K8S_RUN"

@@ -21,6 +21,19 @@ port_open() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# require_free_ports PORT...: fails, naming the port, if anything listens on one of
+# them — a process this script did not start (or lost track of) would otherwise
+# answer the health checks in place of the one it starts.
+require_free_ports() {
+    local port
+    for port in "$@"; do
+        if port_open "$port"; then
+            log "127.0.0.1:$port is already in use by another process; stop it first"
+            return 1
+        fi
+    done
+}
+
 # wait_until SECONDS WHAT LOGFILE COMMAND...: runs COMMAND every 0.2 s until it
 # succeeds. After SECONDS, says that WHAT did not come up, shows the end of LOGFILE
 # and fails.
@@ -39,39 +52,54 @@ wait_until() {
 }
 
 # start_daemon NAME LOGFILE COMMAND...: starts COMMAND in its own session, detached
-# from this shell, its output in LOGFILE and its process id in $INFRA_RUN/NAME.pid.
+# from this shell, its output in LOGFILE. $INFRA_RUN/NAME.pid holds its process id
+# and start time, so that a later run never mistakes a new process that got the
+# same id (after a reboot, or once the session that started it ended) for it.
 start_daemon() {
     local name=$1 logfile=$2
     shift 2
     setsid "$@" </dev/null >"$logfile" 2>&1 &
-    echo $! >"$INFRA_RUN/$name.pid"
+    local pid=$!
+    echo "$pid $(start_time_of "$pid")" >"$INFRA_RUN/$name.pid"
+}
+
+# start_time_of PID: when the process started, in clock ticks since boot.
+start_time_of() {
+    # Field 22 of /proc/PID/stat; the name in field 2 is cut off first, as it may
+    # hold spaces.
+    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
+}
+
+# daemon_pid NAME: the process id of the daemon NAME if that process still runs.
+daemon_pid() {
+    local pidfile="$INFRA_RUN/$1.pid" pid started
+    [ -f "$pidfile" ] || return 1
+    read -r pid started <"$pidfile"
+    [ -n "$pid" ] && [ "$(start_time_of "$pid")" = "$started" ] && echo "$pid"
 }
 
 # daemon_running NAME: whether the process started as NAME is alive.
 daemon_running() {
-    local pidfile="$INFRA_RUN/$1.pid"
-    [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+    daemon_pid "$1" >/dev/null
 }
 
 # stop_daemon NAME: stops the process group started as NAME — politely, then after
 # 20 seconds by force — and waits until it is gone.
 stop_daemon() {
-    local name=$1 pidfile="$INFRA_RUN/$1.pid" pid
-    [ -f "$pidfile" ] || return 0
-    pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
+    local name=$1 pid
+    if pid=$(daemon_pid "$name"); then
         kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
         local deadline=$((SECONDS + 20))
-        while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+        while daemon_running "$name" && [ $SECONDS -lt $deadline ]; do
             sleep 0.2
         done
-        if kill -0 "$pid" 2>/dev/null; then
+        if daemon_running "$name"; then
             log "$name did not stop within 20s; killing it"
             kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-            while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+            while daemon_running "$name"; do sleep 0.1; done
         fi
     fi
-    rm -f "$pidfile"
+    rm -f "$INFRA_RUN/$name.pid"
 }
 
 # random_secret: 32 hex characters for a generated password or key.

@@ -50,6 +50,7 @@ service_up() {
     fi
     service_down
     service_build
+    require_free_ports "$MINIO_PORT"
     local start=$SECONDS
     rm -rf "$MINIO_RUN"
     mkdir -p "$MINIO_RUN/data"
