@@ -98,6 +98,19 @@ fn expected_messages(manifest: &str) -> Vec<&str> {
         .collect()
 }
 
+/// `kubectl apply` of `manifest` as a server-side dry run, unknown fields refused
+/// (`fieldValidation=Strict`).
+fn dry_run(manifest: &Path) -> [&str; 6] {
+    [
+        "apply",
+        "--dry-run=server",
+        "--validate=strict",
+        "--namespace=default",
+        "-f",
+        str(manifest),
+    ]
+}
+
 #[test]
 fn server_side_dry_run_accepts_every_example() {
     let Some(control_plane) = control_plane() else {
@@ -106,17 +119,7 @@ fn server_side_dry_run_accepts_every_example() {
     let examples = yaml_files(&workspace_root().join("examples"));
     assert!(examples.len() >= 3, "examples: {examples:?}");
     for example in examples {
-        let out = succeed(
-            &control_plane,
-            &[
-                "apply",
-                "--dry-run=server",
-                "--validate=strict",
-                "--namespace=default",
-                "-f",
-                str(&example),
-            ],
-        );
+        let out = succeed(&control_plane, &dry_run(&example));
         assert!(
             out.contains("streamjob.strom.dev/"),
             "{}: {out}",
@@ -141,17 +144,7 @@ fn server_side_dry_run_rejects_every_invalid_manifest_with_its_message() {
             "{} names no message",
             manifest.display()
         );
-        let answer = fail(
-            &control_plane,
-            &[
-                "apply",
-                "--dry-run=server",
-                "--validate=strict",
-                "--namespace=default",
-                "-f",
-                str(manifest),
-            ],
-        );
+        let answer = fail(&control_plane, &dry_run(manifest));
         for message in expected {
             if !answer.contains(message) {
                 wrong.push(format!(

@@ -55,6 +55,17 @@ spec:
     )
 }
 
+/// The S3 server, and a folder holding `job.yaml`: the job with its state under a
+/// new prefix (returned) of the bucket and its output in `out/`.
+fn job_on_s3() -> Option<(S3Server, tempfile::TempDir, String)> {
+    let server = S3Server::from_env().expect("the S3 server")?;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("runtime-tests/{}", uuid::Uuid::new_v4().simple());
+    let manifest = manifest(&server, &prefix, &dir.path().join("out"));
+    std::fs::write(dir.path().join("job.yaml"), manifest).unwrap();
+    Some((server, dir, prefix))
+}
+
 /// `strom run` of the manifest with the server's keys in the environment, as the
 /// operator passes `state.storageSecret` to a pod.
 fn strom_run(server: &S3Server, dir: &Path, secret_access_key: &str, args: &[&str]) -> Output {
@@ -100,17 +111,10 @@ async fn objects(server: &S3Server, prefix: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_job_stopped_with_a_savepoint_on_s3_resumes_at_another_parallelism() {
-    let Some(server) = S3Server::from_env().expect("the S3 server") else {
+    let Some((server, dir, prefix)) = job_on_s3() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("runtime-tests/{}", uuid::Uuid::new_v4().simple());
     let out = dir.path().join("out");
-    std::fs::write(
-        dir.path().join("job.yaml"),
-        manifest(&server, &prefix, &out),
-    )
-    .unwrap();
     let work = |name: &str| dir.path().join(name).display().to_string();
 
     // 16 000 clicks at 6 000/s last under three seconds: the stop lands mid-run.
@@ -159,17 +163,9 @@ async fn a_job_stopped_with_a_savepoint_on_s3_resumes_at_another_parallelism() {
 
 #[test]
 fn a_wrong_secret_key_fails_the_job_with_a_clear_error_that_hides_it() {
-    let Some(server) = S3Server::from_env().expect("the S3 server") else {
+    let Some((server, dir, prefix)) = job_on_s3() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("runtime-tests/{}", uuid::Uuid::new_v4().simple());
-    let out = dir.path().join("out");
-    std::fs::write(
-        dir.path().join("job.yaml"),
-        manifest(&server, &prefix, &out),
-    )
-    .unwrap();
     let wrong = "wrong-secret-key-0123456789";
     let output = strom_run(
         &server,
