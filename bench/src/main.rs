@@ -121,6 +121,7 @@ fn windowed_count(events: u64) -> PipelineFn {
         let event_times = EventTimes {
             timestamp: Box::new(|event: &(u64, u64)| event.1),
             max_out_of_orderness: Duration::from_millis(50),
+            idle_timeout: None,
         };
         pipeline
             .source_with_event_times("events", generator, event_times)?

@@ -32,13 +32,15 @@ use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{Scope, Stream};
 
 use crate::checkpoint::{SnapshotAck, StorageError};
+use crate::connectors::kafka::sink::at_least_once_kafka_sink;
+use crate::connectors::kafka::{KafkaOutput, KafkaSinkConfig};
 use crate::exec::context::TaskContext;
 use crate::exec::coordinator::coordinator;
 use crate::exec::file_sink::exactly_once_file_sink;
 use crate::exec::function::{FunctionLogic, KeyedFunction};
 use crate::exec::item::{self, EventTime, Item, per_record};
 use crate::exec::keyed::{KeyedLogic, ValueProcess, encode_key, keyed_operator};
-use crate::exec::source::{EventTimes, SplitSource, split_source};
+use crate::exec::source::{EventTimes, SourceBuildError, SplitSource, split_source};
 use crate::exec::window::{Aggregation, WindowKind, WindowLogic, WindowResult};
 use crate::state::StateError;
 
@@ -65,13 +67,14 @@ pub enum BuildError {
         /// What failed.
         source: Box<StorageError>,
     },
-    /// A source's checkpointed positions could not be read.
-    #[error("source {operator}: unreadable positions in the restore point: {source}")]
-    Positions {
+    /// A source could not start: unreadable positions in the restore point, or
+    /// splits it could not list or open.
+    #[error("source {operator}: {source}")]
+    Source {
         /// The source.
         operator: String,
         /// What failed.
-        source: serde_json::Error,
+        source: SourceBuildError,
     },
 }
 
@@ -139,7 +142,7 @@ impl<'scope> Pipeline<'scope> {
         let progress = self.registry.borrow().progress.clone();
         let (stream, acks) =
             split_source(self.scope, &self.ctx, name, source, event_times, progress).map_err(
-                |source| BuildError::Positions {
+                |source| BuildError::Source {
                     operator: name.to_owned(),
                     source,
                 },
@@ -287,6 +290,21 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
                 source: Box::new(source),
             },
         )?;
+        self.registry.borrow_mut().acks.push(acks);
+        Ok(())
+    }
+
+    /// Writes `serialize(record)` to a Kafka topic, at least once: a checkpoint
+    /// completes only when every record before it has been delivered, so after a
+    /// failure the records since the restored checkpoint are written again.
+    pub fn sink_kafka(
+        self,
+        name: &str,
+        config: KafkaSinkConfig,
+        serialize: impl FnMut(&T) -> KafkaOutput + 'static,
+    ) -> Result<(), BuildError> {
+        register(&self.registry, name)?;
+        let acks = at_least_once_kafka_sink(self.observed(), &self.ctx, name, config, serialize);
         self.registry.borrow_mut().acks.push(acks);
         Ok(())
     }

@@ -3,10 +3,12 @@
 //! - [`api`]: the DataStream API pipelines are written in;
 //! - [`exec`]: execution on timely-dataflow, epochs, the checkpoint coordinator;
 //! - [`state`]: key groups and the RocksDB store of keyed state;
-//! - [`checkpoint`]: manifests, object storage, garbage collection, savepoints.
+//! - [`checkpoint`]: manifests, object storage, garbage collection, savepoints;
+//! - [`connectors`]: Kafka sources and sinks.
 
 pub mod api;
 pub mod checkpoint;
+pub mod connectors;
 pub mod control;
 pub mod exec;
 pub mod pipelines;

@@ -84,6 +84,7 @@ fn pipeline(per_split: u64, rate: Option<u64>, reports: Reports) -> PipelineFn {
         let event_times = EventTimes {
             timestamp: Box::new(|click: &(u64, u64)| click.1),
             max_out_of_orderness: Duration::from_millis(100),
+            idle_timeout: None,
         };
         let reports = Arc::clone(&reports);
         pipeline

@@ -54,6 +54,7 @@ fn pipeline(
         let event_times = EventTimes {
             timestamp: Box::new(|click: &(u64, u64)| click.1),
             max_out_of_orderness: Duration::from_millis(100),
+            idle_timeout: None,
         };
         let results = Arc::clone(&results);
         pipeline

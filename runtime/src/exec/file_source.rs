@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::source::{ReadStatus, SplitSource};
+use super::source::{ReadStatus, SourceError, SplitId, SplitSource};
 
 /// Why a file source could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -79,31 +79,34 @@ impl SplitSource for FileSource {
     type Record = String;
     type Position = u64;
 
-    fn splits(&self) -> u32 {
-        self.files.len() as u32
+    fn discover(&mut self) -> Result<Vec<SplitId>, SourceError> {
+        Ok((0..self.files.len() as u32)
+            .map(|file| SplitId::new("", file))
+            .collect())
     }
 
-    fn start(&self, _split: u32) -> u64 {
-        0
+    fn start(&mut self, _split: &SplitId, _discovered_later: bool) -> Result<u64, SourceError> {
+        Ok(0)
     }
 
     fn read(
         &mut self,
-        split: u32,
+        split: &SplitId,
         position: &mut u64,
         max: usize,
         out: &mut Vec<String>,
-    ) -> ReadStatus {
-        match self.read_lines(split, position, max, out) {
+    ) -> Result<ReadStatus, SourceError> {
+        Ok(match self.read_lines(split.index, position, max, out) {
             Ok(true) => ReadStatus::Ended,
             Ok(false) => ReadStatus::More,
             Err(error) => {
                 // A file that cannot be read now is retried; the error is logged,
                 // never turned into lost lines.
-                tracing::warn!(file = %self.files[split as usize].display(), %error, "cannot read");
+                let file = &self.files[split.index as usize];
+                tracing::warn!(file = %file.display(), %error, "cannot read");
                 ReadStatus::Idle
             }
-        }
+        })
     }
 }
 
@@ -117,30 +120,25 @@ mod tests {
         std::fs::write(dir.path().join("b.txt"), "three\nfour").unwrap();
         std::fs::write(dir.path().join("a.txt"), "one\ntwo\n").unwrap();
         let mut source = FileSource::new(dir.path()).unwrap();
-        assert_eq!(source.splits(), 2);
+        let splits = source.discover().unwrap();
+        assert_eq!(splits.len(), 2);
         let (mut position, mut lines) = (0, Vec::new());
         assert_eq!(
-            source.read(0, &mut position, 1, &mut lines),
-            ReadStatus::More
+            source.read(&splits[0], &mut position, 1, &mut lines),
+            Ok(ReadStatus::More)
         );
         assert_eq!(
-            source.read(0, &mut position, 5, &mut lines),
-            ReadStatus::Ended
+            source.read(&splits[0], &mut position, 5, &mut lines),
+            Ok(ReadStatus::Ended)
         );
         assert_eq!(lines, ["one", "two"]);
         let (mut position, mut lines) = (0, Vec::new());
-        assert_eq!(
-            source.read(1, &mut position, 1, &mut lines),
-            ReadStatus::More
-        );
-        assert_eq!(
-            source.read(1, &mut position, 1, &mut lines),
-            ReadStatus::More
-        );
-        assert_eq!(
-            source.read(1, &mut position, 1, &mut lines),
-            ReadStatus::Ended
-        );
+        for expected in [ReadStatus::More, ReadStatus::More, ReadStatus::Ended] {
+            assert_eq!(
+                source.read(&splits[1], &mut position, 1, &mut lines),
+                Ok(expected)
+            );
+        }
         assert_eq!(lines, ["three", "four"]);
         assert!(matches!(
             FileSource::new(&dir.path().join("missing")),

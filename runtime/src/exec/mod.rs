@@ -29,5 +29,5 @@ pub use file_source::{FileSource, FileSourceError};
 pub use function::{KeyState, KeyedFunction};
 pub use item::{EventTime, Item, Watermark};
 pub use job::{JobConfig, JobError, JobReport, PipelineFn, Processes, RestoreFrom, run_job};
-pub use source::{EventTimes, Generator, ReadStatus, SplitSource};
+pub use source::{EventTimes, Generator, ReadStatus, SourceError, SplitId, SplitSource};
 pub use window::{Aggregation, WindowKind, WindowResult};

@@ -1,20 +1,24 @@
-//! Sources: inputs divided into a fixed number of splits (Kafka partitions,
-//! generator streams), spread over subtasks, with positions kept in checkpoints.
+//! Sources: inputs divided into splits (Kafka partitions, files, generator streams),
+//! spread over subtasks, with positions kept in checkpoints.
 //!
 //! A source closes an epoch every checkpoint interval: it reports the positions of
 //! its splits at the end of the epoch and moves its capabilities to the next one.
 //! Positions are non-keyed state: on restore, each split's position goes to whichever
-//! subtask owns the split at the new parallelism.
+//! subtask owns the split at the new parallelism. Sources whose splits can grow (new
+//! Kafka partitions) are asked for their splits again every discovery interval; every
+//! subtask discovers on its own and takes the new splits it owns, so no coordination
+//! is needed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use timely::ExchangeData;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::{Scope, Stream};
+use xxhash_rust::xxh64::xxh64;
 
 use super::context::TaskContext;
 use super::item::{EventTime, Item, Watermark};
@@ -31,6 +35,51 @@ pub enum ReadStatus {
     Ended,
 }
 
+/// A split: its group (a topic, a folder; empty for a generator) and its index in
+/// the group (a partition, a file).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SplitId {
+    /// The group the split belongs to.
+    pub group: String,
+    /// The split's index in its group.
+    pub index: u32,
+}
+
+impl SplitId {
+    /// Split `index` of `group`.
+    pub fn new(group: impl Into<String>, index: u32) -> Self {
+        Self {
+            group: group.into(),
+            index,
+        }
+    }
+
+    /// The subtask that reads this split at `parallelism`. A group's splits go round
+    /// robin over the subtasks from a start that depends on the group's name, so each
+    /// group spreads evenly, several groups do not all start at subtask 0, and a split
+    /// added later never moves the others (Flink's Kafka source does the same).
+    pub fn owner(&self, parallelism: u32) -> u32 {
+        let parallelism = u64::from(parallelism.max(1));
+        let start = xxh64(self.group.as_bytes(), 0) % parallelism;
+        ((start + u64::from(self.index)) % parallelism) as u32
+    }
+}
+
+impl std::fmt::Display for SplitId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.group.is_empty() {
+            write!(f, "{}", self.index)
+        } else {
+            write!(f, "{}/{}", self.group, self.index)
+        }
+    }
+}
+
+/// Why a source cannot go on: the job fails with this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
+
 /// An input divided into splits that can be read independently from a position.
 pub trait SplitSource: 'static {
     /// The records it produces.
@@ -38,61 +87,106 @@ pub trait SplitSource: 'static {
     /// Where a split is read from next (e.g. an offset).
     type Position: Serialize + DeserializeOwned + Clone + 'static;
 
-    /// The number of splits; fixed for the life of the job.
-    fn splits(&self) -> u32;
+    /// Every split that exists now. Asked when the source starts and then every
+    /// [`discovery_interval`](Self::discovery_interval); splits are never removed.
+    fn discover(&mut self) -> Result<Vec<SplitId>, SourceError>;
 
-    /// The position of a split that has never been read.
-    fn start(&self, split: u32) -> Self::Position;
+    /// How often to look for new splits; `None` (the default): the splits are fixed.
+    fn discovery_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Where `split` is read from when no checkpoint holds a position for it.
+    /// `discovered_later` says the split appeared while the job ran (a new Kafka
+    /// partition), which is read from its beginning whatever the start setting.
+    fn start(
+        &mut self,
+        split: &SplitId,
+        discovered_later: bool,
+    ) -> Result<Self::Position, SourceError>;
+
+    /// This subtask reads `splits` from now on, from these positions, besides those
+    /// it already reads.
+    fn assign(&mut self, splits: &[(SplitId, Self::Position)]) -> Result<(), SourceError> {
+        let _ = splits;
+        Ok(())
+    }
 
     /// Reads at most `max` records of `split` from `position` into `out`, advancing
     /// `position` past them.
     fn read(
         &mut self,
-        split: u32,
+        split: &SplitId,
         position: &mut Self::Position,
         max: usize,
         out: &mut Vec<Self::Record>,
-    ) -> ReadStatus;
-}
+    ) -> Result<ReadStatus, SourceError>;
 
-/// The splits subtask `subtask` of `parallelism` reads: every split `s` with
-/// `s % parallelism == subtask`.
-pub fn splits_of(splits: u32, subtask: u32, parallelism: u32) -> impl Iterator<Item = u32> {
-    (subtask..splits).step_by(parallelism as usize)
+    /// A checkpoint that holds these positions of this subtask's splits completed
+    /// (a Kafka source may commit them to Kafka, for lag monitoring).
+    fn checkpoint_completed(&mut self, positions: &[(SplitId, Self::Position)]) {
+        let _ = positions;
+    }
 }
 
 /// How a source's records get event times, and its watermarks: per split, the
 /// largest event time read so far less `max_out_of_orderness`; per subtask, the
-/// least over its splits that have not ended.
+/// least over its splits that have not ended and are not idle.
 pub struct EventTimes<T> {
     /// The event time of a record, in milliseconds.
     pub timestamp: Box<dyn Fn(&T) -> EventTime>,
     /// How far behind the largest event time read a split's records may still come.
     pub max_out_of_orderness: Duration,
+    /// A split that has given no record for this long stops holding the subtask's
+    /// watermark back, until it gives one again. `None`: splits never count as idle.
+    /// While every split of a subtask is idle, its watermark stays where it is.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// One split a subtask reads.
 struct SplitState<P> {
-    split: u32,
+    id: SplitId,
     position: P,
     ended: bool,
     /// The largest event time read from the split.
     max_event_time: Option<EventTime>,
+    /// When the split last gave a record (or was assigned).
+    last_record_at: Instant,
 }
 
-/// The subtask's watermark: the least over its splits that have not ended (none
-/// read yet holds it at 0); past every time once all have ended.
-fn source_watermark<P>(splits: &[SplitState<P>], max_out_of_orderness: u64) -> EventTime {
-    splits
-        .iter()
-        .filter(|split| !split.ended)
+impl<P> SplitState<P> {
+    fn new(id: SplitId, position: P) -> Self {
+        Self {
+            id,
+            position,
+            ended: false,
+            max_event_time: None,
+            last_record_at: Instant::now(),
+        }
+    }
+}
+
+/// The subtask's watermark: the least over its splits that have not ended and are
+/// not idle (a split read from but not yet giving records holds it at 0); past every
+/// time once all have ended. `None` while every split that has not ended is idle.
+fn source_watermark<P>(
+    splits: &[SplitState<P>],
+    max_out_of_orderness: u64,
+    idle_timeout: Option<Duration>,
+    now: Instant,
+) -> Option<EventTime> {
+    let live: Vec<&SplitState<P>> = splits.iter().filter(|split| !split.ended).collect();
+    if live.is_empty() {
+        return Some(EventTime::MAX);
+    }
+    live.iter()
+        .filter(|split| idle_timeout.is_none_or(|idle| now - split.last_record_at < idle))
         .map(|split| {
             split
                 .max_event_time
                 .map_or(0, |time| time.saturating_sub(max_out_of_orderness))
         })
         .min()
-        .unwrap_or(EventTime::MAX)
 }
 
 /// How many epochs the rest of the dataflow may be behind a source before the
@@ -106,22 +200,76 @@ const RECORDS_PER_ACTIVATION: usize = 4096;
 /// which every source is drained to take its final checkpoint.
 const DRAINED_EPOCH_INTERVAL: Duration = Duration::from_millis(20);
 
+/// How often a source with positions awaiting a checkpoint looks whether it completed.
+const CHECKPOINT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The positions of a subtask's splits, as stored in a checkpoint.
-type Positions<P> = BTreeMap<u32, P>;
+type Positions<P> = Vec<(SplitId, P)>;
 
 /// The split positions recorded for `operator` in the restore point, from every old
 /// subtask, whatever the old parallelism was.
 fn restored_positions<P: DeserializeOwned>(
     ctx: &TaskContext,
     operator: &str,
-) -> Result<Positions<P>, serde_json::Error> {
-    let mut positions = Positions::new();
+) -> Result<BTreeMap<SplitId, P>, serde_json::Error> {
+    let mut positions = BTreeMap::new();
     if let Some(restore) = &ctx.restore {
         for state in restore.manifest.operator_states(operator) {
             positions.extend(serde_json::from_str::<Positions<P>>(state)?);
         }
     }
     Ok(positions)
+}
+
+/// Why a source could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceBuildError {
+    /// The positions in the restore point are not what this source stores.
+    #[error("unreadable positions in the restore point: {0}")]
+    Positions(#[from] serde_json::Error),
+    /// The source could not list or open its splits.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// The splits this subtask owns among `discovered` that it does not read yet, each
+/// from its restored position or its start.
+fn new_splits<S: SplitSource>(
+    source: &mut S,
+    discovered: Vec<SplitId>,
+    known: &mut BTreeSet<SplitId>,
+    restored: &BTreeMap<SplitId, S::Position>,
+    subtask: u32,
+    parallelism: u32,
+    discovered_later: bool,
+) -> Result<Vec<SplitState<S::Position>>, SourceError> {
+    let mut added = Vec::new();
+    for split in discovered {
+        if split.owner(parallelism) != subtask || !known.insert(split.clone()) {
+            continue;
+        }
+        let position = match restored.get(&split) {
+            Some(position) => position.clone(),
+            None => source.start(&split, discovered_later)?,
+        };
+        added.push(SplitState::new(split, position));
+    }
+    let assigned: Vec<(SplitId, S::Position)> = added
+        .iter()
+        .map(|split| (split.id.clone(), split.position.clone()))
+        .collect();
+    if !assigned.is_empty() {
+        source.assign(&assigned)?;
+    }
+    Ok(added)
+}
+
+/// Records that source `operator` failed and stops the worker: the job restarts from
+/// its latest checkpoint.
+fn fail_now(ctx: &TaskContext, operator: &str, error: &SourceError) -> ! {
+    let message = format!("source {operator}: {error}");
+    ctx.control.record_failure(message.clone());
+    panic!("{message}");
 }
 
 /// Builds the source operator `operator`, with watermarks when `event_times` is
@@ -141,22 +289,24 @@ pub fn split_source<'scope, S: SplitSource>(
         Stream<'scope, u64, Vec<Item<S::Record>>>,
         Stream<'scope, u64, Vec<SnapshotAck>>,
     ),
-    serde_json::Error,
+    SourceBuildError,
 > {
     let parallelism = ctx.partitioning().parallelism();
     let restored = restored_positions::<S::Position>(ctx, operator)?;
-    let mut splits: Vec<SplitState<S::Position>> =
-        splits_of(source.splits(), ctx.subtask, parallelism)
-            .map(|split| SplitState {
-                split,
-                position: restored
-                    .get(&split)
-                    .cloned()
-                    .unwrap_or_else(|| source.start(split)),
-                ended: false,
-                max_event_time: None,
-            })
-            .collect();
+    let mut known = BTreeSet::new();
+    let discovered = source.discover()?;
+    // Splits a restored checkpoint knows are not new, even if discovered late.
+    let mut splits = new_splits(
+        &mut source,
+        discovered,
+        &mut known,
+        &restored,
+        ctx.subtask,
+        parallelism,
+        false,
+    )?;
+    let discovery_interval = source.discovery_interval();
+    let mut next_discovery = discovery_interval.map(|interval| Instant::now() + interval);
 
     let mut builder = OperatorBuilder::new(format!("Source {operator}"), scope);
     let info = builder.operator_info();
@@ -183,6 +333,9 @@ pub fn split_source<'scope, S: SplitSource>(
         let mut batch = Vec::new();
         let mut watermark: EventTime = 0;
         let mut held_back_since: Option<Instant> = None;
+        // Positions of checkpoint epochs whose checkpoints have not completed yet.
+        let mut awaiting_checkpoint: BTreeMap<u64, Positions<S::Position>> = BTreeMap::new();
+        let mut next_checkpoint_poll = Instant::now();
         ctx.control.observe_epoch(epoch);
 
         move |_frontiers| {
@@ -191,12 +344,32 @@ pub fn split_source<'scope, S: SplitSource>(
                 caps = None;
                 return;
             }
-            let drained = ctx.control.stop_requested() || splits.iter().all(|split| split.ended);
+            let now = Instant::now();
+            if next_discovery.is_some_and(|at| now >= at) {
+                let found = source.discover().and_then(|discovered| {
+                    new_splits(
+                        &mut source,
+                        discovered,
+                        &mut known,
+                        &restored,
+                        ctx.subtask,
+                        parallelism,
+                        true,
+                    )
+                });
+                match found {
+                    Ok(added) => splits.extend(added),
+                    Err(error) => fail_now(&ctx, &operator, &error),
+                }
+                next_discovery = discovery_interval.map(|interval| now + interval);
+            }
+            let drained = ctx.control.stop_requested()
+                || (discovery_interval.is_none() && splits.iter().all(|split| split.ended));
             // Backpressure: no reading while the rest of the dataflow is more than a
             // few epochs behind this source.
             let held_back = progress.less_than(&epoch.saturating_sub(MAX_EPOCHS_IN_FLIGHT));
             match (held_back, held_back_since) {
-                (true, None) => held_back_since = Some(Instant::now()),
+                (true, None) => held_back_since = Some(now),
                 (false, Some(since)) => {
                     ctx.control.add_backpressure(&operator, since.elapsed());
                     held_back_since = None;
@@ -207,10 +380,16 @@ pub fn split_source<'scope, S: SplitSource>(
             if !drained && !held_back {
                 let share = RECORDS_PER_ACTIVATION / splits.len().max(1);
                 for split in splits.iter_mut().filter(|split| !split.ended) {
-                    match source.read(split.split, &mut split.position, share.max(1), &mut read) {
-                        ReadStatus::More => more = true,
-                        ReadStatus::Idle => {}
-                        ReadStatus::Ended => split.ended = true,
+                    let status =
+                        source.read(&split.id, &mut split.position, share.max(1), &mut read);
+                    match status {
+                        Ok(ReadStatus::More) => more = true,
+                        Ok(ReadStatus::Idle) => {}
+                        Ok(ReadStatus::Ended) => split.ended = true,
+                        Err(error) => fail_now(&ctx, &operator, &error),
+                    }
+                    if !read.is_empty() {
+                        split.last_record_at = now;
                     }
                     if let Some(times) = &event_times {
                         let newest = read.iter().map(|record| (times.timestamp)(record)).max();
@@ -224,9 +403,9 @@ pub fn split_source<'scope, S: SplitSource>(
             // ended, reports a watermark past every time.
             if let Some(times) = &event_times {
                 let delay = times.max_out_of_orderness.as_millis() as u64;
-                let now = source_watermark(&splits, delay);
-                if now > watermark {
-                    watermark = now;
+                let current = source_watermark(&splits, delay, times.idle_timeout, now);
+                if let Some(current) = current.filter(|&current| current > watermark) {
+                    watermark = current;
                     batch.push(Item::Watermark(Watermark {
                         from: ctx.subtask,
                         to: None,
@@ -239,7 +418,6 @@ pub fn split_source<'scope, S: SplitSource>(
                 batch.clear();
             }
 
-            let now = Instant::now();
             if drained {
                 // Nothing more to read: close epochs soon, whatever the interval, so
                 // the final checkpoint comes quickly.
@@ -249,7 +427,7 @@ pub fn split_source<'scope, S: SplitSource>(
                 // The positions at the end of a checkpoint epoch go into its checkpoint.
                 let positions: Positions<S::Position> = splits
                     .iter()
-                    .map(|split| (split.split, split.position.clone()))
+                    .map(|split| (split.id.clone(), split.position.clone()))
                     .collect();
                 let ack = SnapshotAck {
                     operator: operator.clone(),
@@ -264,6 +442,17 @@ pub fn split_source<'scope, S: SplitSource>(
                     drained: Some(drained),
                 };
                 ack_output.activate().give(&held[1], &mut vec![ack]);
+                awaiting_checkpoint.insert(epoch, positions);
+            }
+            if !awaiting_checkpoint.is_empty() && now >= next_checkpoint_poll {
+                next_checkpoint_poll = now + CHECKPOINT_POLL_INTERVAL;
+                if let Some(completed) = ctx.control.snapshots().last_checkpoint {
+                    let still_awaiting = awaiting_checkpoint.split_off(&(completed.epoch + 1));
+                    let done = std::mem::replace(&mut awaiting_checkpoint, still_awaiting);
+                    if let Some((_, positions)) = done.into_iter().next_back() {
+                        source.checkpoint_completed(&positions);
+                    }
+                }
             }
             if now >= epoch_ends_at {
                 // A drained source goes straight to the next checkpoint epoch: the
@@ -341,15 +530,24 @@ impl<T: ExchangeData + Clone> SplitSource for Generator<T> {
     type Record = T;
     type Position = u64;
 
-    fn splits(&self) -> u32 {
-        self.splits
+    fn discover(&mut self) -> Result<Vec<SplitId>, SourceError> {
+        Ok((0..self.splits)
+            .map(|split| SplitId::new("", split))
+            .collect())
     }
 
-    fn start(&self, _split: u32) -> u64 {
-        0
+    fn start(&mut self, _split: &SplitId, _discovered_later: bool) -> Result<u64, SourceError> {
+        Ok(0)
     }
 
-    fn read(&mut self, split: u32, position: &mut u64, max: usize, out: &mut Vec<T>) -> ReadStatus {
+    fn read(
+        &mut self,
+        split: &SplitId,
+        position: &mut u64,
+        max: usize,
+        out: &mut Vec<T>,
+    ) -> Result<ReadStatus, SourceError> {
+        let split = split.index;
         let mut end = *position + max as u64;
         let mut limited = false;
         if let Some(rate) = self.records_per_second_per_split {
@@ -370,11 +568,11 @@ impl<T: ExchangeData + Clone> SplitSource for Generator<T> {
             out.push((self.make)(split, *position));
             *position += 1;
         }
-        match self.records_per_split {
+        Ok(match self.records_per_split {
             Some(count) if *position >= count => ReadStatus::Ended,
             _ if limited => ReadStatus::Idle,
             _ => ReadStatus::More,
-        }
+        })
     }
 }
 
@@ -383,14 +581,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_split_is_read_by_exactly_one_subtask() {
-        for parallelism in 1..6 {
-            let mut seen: Vec<u32> = (0..parallelism)
-                .flat_map(|subtask| splits_of(16, subtask, parallelism))
-                .collect();
-            seen.sort_unstable();
-            assert_eq!(seen, (0..16).collect::<Vec<_>>());
+    fn every_split_is_read_by_exactly_one_subtask_and_groups_spread_evenly() {
+        for parallelism in 1..9 {
+            for group in ["", "orders", "clicks"] {
+                let mut load = vec![0; parallelism as usize];
+                for index in 0..24 {
+                    let owner = SplitId::new(group, index).owner(parallelism);
+                    load[owner as usize] += 1;
+                }
+                let (least, most) = (load.iter().min().unwrap(), load.iter().max().unwrap());
+                assert!(most - least <= 1, "{group} at {parallelism}: {load:?}");
+            }
         }
+        // A split added later leaves the owners of the others as they were.
+        let before: Vec<u32> = (0..3).map(|i| SplitId::new("t", i).owner(8)).collect();
+        let after: Vec<u32> = (0..4).map(|i| SplitId::new("t", i).owner(8)).collect();
+        assert_eq!(before[..], after[..3]);
+    }
+
+    #[test]
+    fn idle_splits_stop_holding_the_watermark_back() {
+        let now = Instant::now();
+        let mut active = SplitState::new(SplitId::new("t", 0), 0u64);
+        active.max_event_time = Some(10_000);
+        let mut idle = SplitState::new(SplitId::new("t", 1), 0u64);
+        idle.max_event_time = Some(2_000);
+        idle.last_record_at = now - Duration::from_secs(60);
+        let splits = [active, idle];
+        assert_eq!(source_watermark(&splits, 1_000, None, now), Some(1_000));
+        let timeout = Some(Duration::from_secs(30));
+        assert_eq!(source_watermark(&splits, 1_000, timeout, now), Some(9_000));
+        // Every split idle: the watermark stays where it was.
+        assert_eq!(source_watermark(&splits[1..], 1_000, timeout, now), None);
+        // Every split ended: past every time.
+        let mut ended = SplitState::new(SplitId::new("t", 2), 0u64);
+        ended.ended = true;
+        assert_eq!(
+            source_watermark(&[ended], 1_000, timeout, now),
+            Some(EventTime::MAX)
+        );
     }
 
     #[test]
@@ -398,13 +627,14 @@ mod tests {
         let mut generator = Generator::new(2, |split, n| (split, n)).bounded(5);
         let mut position = 0;
         let mut out = Vec::new();
+        let split = SplitId::new("", 1);
         assert_eq!(
-            generator.read(1, &mut position, 3, &mut out),
-            ReadStatus::More
+            generator.read(&split, &mut position, 3, &mut out),
+            Ok(ReadStatus::More)
         );
         assert_eq!(
-            generator.read(1, &mut position, 3, &mut out),
-            ReadStatus::Ended
+            generator.read(&split, &mut position, 3, &mut out),
+            Ok(ReadStatus::Ended)
         );
         assert_eq!(out, (0..5).map(|n| (1, n)).collect::<Vec<_>>());
         assert_eq!(position, 5);
