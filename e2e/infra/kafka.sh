@@ -321,10 +321,12 @@ service_up() {
 }
 
 service_down() {
-    local cluster
+    local cluster pids=()
     for cluster in "${CLUSTERS[@]}"; do
-        stop_daemon "kafka-$cluster"
+        stop_daemon "kafka-$cluster" &
+        pids+=($!)
     done
+    wait "${pids[@]}"
 }
 
 service_env() {

@@ -70,11 +70,18 @@ stack_env() {
     done
 }
 
+# down: stops the services side by side.
 stack_down() {
-    local service
+    local service pids=()
     for service in "${SERVICES[@]}"; do
-        "$INFRA_DIR/$service.sh" down
+        "$INFRA_DIR/$service.sh" down &
+        pids+=($!)
     done
+    local failed=0 pid
+    for pid in "${pids[@]}"; do
+        wait "$pid" || failed=1
+    done
+    return $failed
 }
 
 stack_status() {
