@@ -32,8 +32,9 @@ use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{Scope, Stream};
 
 use crate::checkpoint::{SnapshotAck, StorageError};
+use crate::connectors::kafka::exactly_once::exactly_once_kafka_sink;
 use crate::connectors::kafka::sink::at_least_once_kafka_sink;
-use crate::connectors::kafka::{KafkaOutput, KafkaSinkConfig};
+use crate::connectors::kafka::{Delivery, KafkaOutput, KafkaSinkConfig};
 use crate::exec::context::TaskContext;
 use crate::exec::coordinator::coordinator;
 use crate::exec::file_sink::exactly_once_file_sink;
@@ -294,9 +295,11 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
         Ok(())
     }
 
-    /// Writes `serialize(record)` to a Kafka topic, at least once: a checkpoint
+    /// Writes `serialize(record)` to a Kafka topic. At least once
+    /// ([`Delivery::AtLeastOnce`](crate::connectors::kafka::Delivery)): a checkpoint
     /// completes only when every record before it has been delivered, so after a
-    /// failure the records since the restored checkpoint are written again.
+    /// failure the records since the restored checkpoint are written again. Exactly
+    /// once: in transactions committed when their checkpoints complete.
     pub fn sink_kafka(
         self,
         name: &str,
@@ -304,7 +307,15 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
         serialize: impl FnMut(&T) -> KafkaOutput + 'static,
     ) -> Result<(), BuildError> {
         register(&self.registry, name)?;
-        let acks = at_least_once_kafka_sink(self.observed(), &self.ctx, name, config, serialize);
+        let stream = self.observed();
+        let acks = match config.delivery {
+            Delivery::AtLeastOnce => {
+                at_least_once_kafka_sink(stream, &self.ctx, name, config, serialize)
+            }
+            Delivery::ExactlyOnce => {
+                exactly_once_kafka_sink(stream, &self.ctx, name, config, serialize)
+            }
+        };
         self.registry.borrow_mut().acks.push(acks);
         Ok(())
     }

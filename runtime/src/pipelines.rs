@@ -4,7 +4,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use strom_crds::KafkaCluster;
+
 use crate::api::Pipeline;
+use crate::connectors::kafka::{
+    ClusterConnection, Delivery, KafkaOutput, KafkaSinkConfig, KafkaSource, KafkaSourceConfig,
+    SecretMounts, StartFrom,
+};
 use crate::exec::{Generator, PipelineFn};
 
 /// Why a pipeline name or its arguments were refused.
@@ -24,6 +30,29 @@ pub enum PipelineError {
         /// Its value.
         value: String,
     },
+    /// A required argument is missing.
+    #[error("pipeline {pipeline} needs the argument {name:?}: {what}")]
+    Missing {
+        /// The pipeline.
+        pipeline: String,
+        /// The argument.
+        name: String,
+        /// What it gives.
+        what: &'static str,
+    },
+    /// An argument has a value the pipeline cannot use.
+    #[error("pipeline argument {name}={value:?}: expected {expected}")]
+    Invalid {
+        /// The argument.
+        name: String,
+        /// Its value.
+        value: String,
+        /// What would do.
+        expected: &'static str,
+    },
+    /// A Kafka cluster the pipeline names cannot be connected to.
+    #[error("{0}")]
+    Kafka(String),
     /// An argument the pipeline does not take.
     #[error("pipeline {pipeline} takes no argument {name:?} (it takes: {})", known.join(", "))]
     UnknownArgument {
@@ -37,7 +66,16 @@ pub enum PipelineError {
 }
 
 /// The names of the built-in pipelines.
-pub const NAMES: &[&str] = &["clicks-per-user", "word-count"];
+pub const NAMES: &[&str] = &["clicks-per-user", "word-count", "kafka-copy"];
+
+/// What pipelines may use besides their arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct Environment<'a> {
+    /// The job's `spec.kafkaClusters`.
+    pub kafka_clusters: &'a [KafkaCluster],
+    /// Where the job's Secrets are mounted.
+    pub secrets: &'a SecretMounts,
+}
 
 /// Where a pipeline's output goes.
 pub type OutputFn = Arc<dyn Fn(String) + Send + Sync>;
@@ -79,6 +117,7 @@ impl Args<'_> {
 pub fn lookup(
     name: &str,
     args: &BTreeMap<String, String>,
+    environment: Environment<'_>,
     output: OutputFn,
 ) -> Result<PipelineFn, PipelineError> {
     let args = Args {
@@ -115,10 +154,110 @@ pub fn lookup(
             let seed = args.number("seed", 7)?;
             Ok(word_count(rate, seed, output))
         }
+        "kafka-copy" => kafka_copy(&args, environment),
         _ => Err(PipelineError::Unknown {
             name: name.to_owned(),
         }),
     }
+}
+
+/// `kafka-copy`: copies the records (key, value, headers) of `from`
+/// (`cluster/topic`, comma-separated) into `to` (`cluster/topic`), exactly once by
+/// default (`delivery: at-least-once` otherwise), starting from the `startFrom`
+/// offsets (`earliest` or `latest`); `bounded: "true"` stops at the offsets the
+/// topics end at when the job starts.
+fn kafka_copy(args: &Args<'_>, environment: Environment<'_>) -> Result<PipelineFn, PipelineError> {
+    args.check_known(&["from", "to", "delivery", "startFrom", "bounded"])?;
+    let required = |name: &str, what: &'static str| {
+        args.given
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PipelineError::Missing {
+                pipeline: args.pipeline.to_owned(),
+                name: name.to_owned(),
+                what,
+            })
+    };
+    let from = required(
+        "from",
+        "the topics to read, as cluster/topic, comma-separated",
+    )?;
+    let to = required("to", "the topic to write, as cluster/topic")?;
+    let delivery = match args.given.get("delivery").map(String::as_str) {
+        None | Some("exactly-once") => Delivery::ExactlyOnce,
+        Some("at-least-once") => Delivery::AtLeastOnce,
+        Some(other) => return Err(invalid("delivery", other, "exactly-once or at-least-once")),
+    };
+    let start = match args.given.get("startFrom").map(String::as_str) {
+        None | Some("earliest") => StartFrom::Earliest,
+        Some("latest") => StartFrom::Latest,
+        Some(other) => return Err(invalid("startFrom", other, "earliest or latest")),
+    };
+    let bounded = match args.given.get("bounded").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(invalid("bounded", other, "true or false")),
+    };
+    let connect = |cluster: &str| {
+        ClusterConnection::find(environment.kafka_clusters, cluster, environment.secrets)
+            .map_err(|error| PipelineError::Kafka(error.to_string()))
+    };
+    let mut sources = Vec::new();
+    for topic in from
+        .split(',')
+        .map(str::trim)
+        .filter(|topic| !topic.is_empty())
+    {
+        let (cluster, topic) = cluster_and_topic("from", topic)?;
+        sources.push((connect(cluster)?, topic.to_owned()));
+    }
+    let (cluster, topic) = cluster_and_topic("to", &to)?;
+    let mut sink = KafkaSinkConfig::new(connect(cluster)?, topic, "strom-kafka-copy");
+    sink.delivery = delivery;
+    Ok(Arc::new(move |pipeline: &mut Pipeline<'_>| {
+        let job = pipeline.context().settings.name.clone();
+        let mut copied = None;
+        for (connection, topic) in &sources {
+            let name = format!("from-{}-{topic}", connection.name);
+            let mut config = KafkaSourceConfig::new(
+                connection.clone(),
+                &[topic],
+                &format!("strom-{job}-{name}"),
+            );
+            config.start = start;
+            config.bounded = bounded;
+            let stream = pipeline.source(&name, KafkaSource::new(config))?;
+            copied = Some(match copied {
+                None => stream,
+                Some(all) => stream.union(all),
+            });
+        }
+        let copied = copied.expect("from names at least one topic");
+        let mut sink = sink.clone();
+        sink.client_id = format!("strom-{job}");
+        copied.sink_kafka("to", sink, |record| KafkaOutput {
+            key: record.key.clone(),
+            value: record.value.clone(),
+            headers: record.headers.clone(),
+            partition: None,
+        })
+    }))
+}
+
+fn invalid(name: &str, value: &str, expected: &'static str) -> PipelineError {
+    PipelineError::Invalid {
+        name: name.to_owned(),
+        value: value.to_owned(),
+        expected,
+    }
+}
+
+/// `cluster/topic` split in two.
+fn cluster_and_topic<'a>(name: &str, value: &'a str) -> Result<(&'a str, &'a str), PipelineError> {
+    value
+        .split_once('/')
+        .filter(|(cluster, topic)| !cluster.is_empty() && !topic.is_empty())
+        .ok_or_else(|| invalid(name, value, "cluster/topic"))
 }
 
 /// A reproducible pseudo-random number from a seed and two indices (SplitMix64).
@@ -228,17 +367,66 @@ mod tests {
         Arc::new(|_| {})
     }
 
+    fn no_environment() -> Environment<'static> {
+        static SECRETS: std::sync::LazyLock<SecretMounts> =
+            std::sync::LazyLock::new(|| SecretMounts::new("/nonexistent"));
+        Environment {
+            kafka_clusters: &[],
+            secrets: &SECRETS,
+        }
+    }
+
     #[test]
-    fn unknown_pipelines_and_arguments_are_refused_with_the_choices() {
-        let error = lookup("page-rank", &BTreeMap::new(), no_output())
+    fn kafka_copy_names_what_is_missing_or_wrong() {
+        let args: BTreeMap<String, String> = [("to".to_owned(), "c/out".to_owned())].into();
+        let error = lookup("kafka-copy", &args, no_environment(), no_output())
+            .err()
+            .unwrap();
+        assert!(
+            error.to_string().contains("needs the argument \"from\""),
+            "{error}"
+        );
+        let args: BTreeMap<String, String> = [
+            ("from".to_owned(), "in".to_owned()),
+            ("to".to_owned(), "c/out".to_owned()),
+        ]
+        .into();
+        let error = lookup("kafka-copy", &args, no_environment(), no_output())
             .err()
             .unwrap();
         assert_eq!(
             error.to_string(),
-            "unknown pipeline \"page-rank\"; this runtime has: clicks-per-user, word-count"
+            "pipeline argument from=\"in\": expected cluster/topic"
+        );
+        let args: BTreeMap<String, String> = [
+            ("from".to_owned(), "a/in".to_owned()),
+            ("to".to_owned(), "c/out".to_owned()),
+        ]
+        .into();
+        let error = lookup("kafka-copy", &args, no_environment(), no_output())
+            .err()
+            .unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("Kafka cluster \"a\" is not in spec.kafkaClusters"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_pipelines_and_arguments_are_refused_with_the_choices() {
+        let error = lookup("page-rank", &BTreeMap::new(), no_environment(), no_output())
+            .err()
+            .unwrap();
+        assert_eq!(
+            error.to_string(),
+            "unknown pipeline \"page-rank\"; this runtime has: clicks-per-user, word-count, kafka-copy"
         );
         let args = BTreeMap::from([("sentencesPerSec".to_owned(), "5".to_owned())]);
-        let error = lookup("word-count", &args, no_output()).err().unwrap();
+        let error = lookup("word-count", &args, no_environment(), no_output())
+            .err()
+            .unwrap();
         assert!(
             error
                 .to_string()
@@ -246,7 +434,9 @@ mod tests {
             "{error}"
         );
         let args = BTreeMap::from([("seed".to_owned(), "seven".to_owned())]);
-        let error = lookup("word-count", &args, no_output()).err().unwrap();
+        let error = lookup("word-count", &args, no_environment(), no_output())
+            .err()
+            .unwrap();
         assert_eq!(
             error,
             PipelineError::NotANumber {

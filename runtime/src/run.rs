@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use strom_crds::StreamJob;
 use strom_crds::manifest::parse_stream_job;
+use strom_runtime::connectors::kafka::{DEFAULT_SECRETS_ROOT, SecretMounts};
 use strom_runtime::exec::{
     JobConfig, JobControl, JobReport, JobSettings, Processes, RestoreFrom, run_job,
 };
@@ -185,6 +186,15 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Where the job's Secrets are mounted: `STROM_SECRETS_DIR`, by default where the
+/// operator mounts them.
+fn secret_mounts() -> SecretMounts {
+    SecretMounts::new(
+        std::env::var_os("STROM_SECRETS_DIR")
+            .map_or_else(|| DEFAULT_SECRETS_ROOT.into(), std::path::PathBuf::from),
+    )
+}
+
 /// Runs the job in `args.manifest` until it ends, is stopped by Ctrl-C, or
 /// `--stop-after` elapses; prints progress once a second.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -205,7 +215,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             println!("{line}");
         }
     });
-    let pipeline = pipelines::lookup(&pipeline_spec.name, &pipeline_spec.args, output)?;
+    let secrets = secret_mounts();
+    let environment = pipelines::Environment {
+        kafka_clusters: &job.spec.kafka_clusters,
+        secrets: &secrets,
+    };
+    let pipeline = pipelines::lookup(
+        &pipeline_spec.name,
+        &pipeline_spec.args,
+        environment,
+        output,
+    )?;
     let config = job_config(&job, &args)?;
     eprintln!(
         "running {} (pipeline {}) at parallelism {} of {} key groups; state in {}",

@@ -3,20 +3,11 @@
 //! independent of partition counts; a partition added mid-run; positions carried
 //! through a savepoint to another parallelism; a clear error for a wrong password.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
-use strom_crds::KafkaCluster;
 use strom_e2e::KafkaClusters;
 use strom_runtime::api::Pipeline;
 use strom_runtime::connectors::kafka::{
@@ -27,145 +18,11 @@ use strom_runtime::exec::{JobControl, PipelineFn, RestoreFrom, run_job};
 
 mod common;
 
+use common::kafka::{
+    add_partitions, clusters, connection, consume_all, counts, create_topic, job_clusters,
+    once_each, produce, unique, values,
+};
 use common::{local_config, run_then_stop};
-
-fn clusters() -> Option<KafkaClusters> {
-    KafkaClusters::from_env().expect("the Kafka clusters")
-}
-
-/// The `spec.kafkaClusters` entries of a job using the three test clusters as the
-/// user `app`, and where their Secrets are mounted.
-fn job_clusters(clusters: &KafkaClusters) -> (Vec<KafkaCluster>, SecretMounts) {
-    let yaml = format!(
-        r#"
-- name: a
-  bootstrapServers: "{a}"
-- name: b
-  bootstrapServers: "{b}"
-  authentication:
-    type: scram-sha-512
-    username: app
-    passwordSecret: {{secretName: kafka-b-app, password: password}}
-- name: c
-  bootstrapServers: "{c}"
-  tls:
-    trustedCertificates: [{{secretName: kafka-c-cluster-ca-cert, certificate: ca.crt}}]
-  authentication:
-    type: tls
-    certificateAndKey: {{secretName: kafka-c-app, certificate: user.crt, key: user.key}}
-"#,
-        a = clusters.a,
-        b = clusters.b,
-        c = clusters.c
-    );
-    (
-        serde_yaml_ng::from_str(&yaml).unwrap(),
-        SecretMounts::new(&clusters.secrets),
-    )
-}
-
-fn connection(clusters: &KafkaClusters, name: &str) -> ClusterConnection {
-    let (specs, mounts) = job_clusters(clusters);
-    ClusterConnection::find(&specs, name, &mounts).unwrap()
-}
-
-fn client(connection: &ClusterConnection) -> ClientConfig {
-    connection.client_config([])
-}
-
-fn unique(name: &str) -> String {
-    format!(
-        "{name}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
-fn create_topic(connection: &ClusterConnection, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = client(connection).create().unwrap();
-    let results = futures::executor::block_on(admin.create_topics(
-        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
-    ))
-    .unwrap();
-    for result in results {
-        result.unwrap_or_else(|(topic, code)| panic!("creating {topic}: {code}"));
-    }
-}
-
-fn add_partitions(connection: &ClusterConnection, topic: &str, total: usize) {
-    let admin: AdminClient<DefaultClientContext> = client(connection).create().unwrap();
-    let results = futures::executor::block_on(admin.create_partitions(
-        &[NewPartitions::new(topic, total)],
-        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
-    ))
-    .unwrap();
-    for result in results {
-        result.unwrap_or_else(|(topic, code)| panic!("adding partitions to {topic}: {code}"));
-    }
-}
-
-/// Writes `values` to `topic`, keyed by their position, to `partition` if given.
-fn produce(connection: &ClusterConnection, topic: &str, values: &[String], partition: Option<i32>) {
-    let producer: BaseProducer = client(connection).create().unwrap();
-    for (i, value) in values.iter().enumerate() {
-        let key = i.to_string();
-        loop {
-            let mut record = BaseRecord::to(topic).key(&key).payload(value);
-            if let Some(partition) = partition {
-                record = record.partition(partition);
-            }
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((error, _)) => {
-                    assert!(
-                        error.to_string().contains("Queue full"),
-                        "producing to {topic}: {error}"
-                    );
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-}
-
-/// Every value in the `partitions` partitions of `topic` (committed records only).
-fn consume_all(
-    connection: &ClusterConnection,
-    topic: &str,
-    partitions: i32,
-    expected: usize,
-) -> Vec<String> {
-    let consumer: BaseConsumer = client(connection)
-        .set("group.id", unique("reader"))
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions {
-        list.add_partition_offset(topic, partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).unwrap();
-    let mut values = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // Read until `expected` arrived, then a little longer to catch duplicates.
-    let mut quiet_until = None;
-    while Instant::now() < deadline && quiet_until.is_none_or(|until| Instant::now() < until) {
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.unwrap();
-            values.push(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
-        }
-        if values.len() >= expected && quiet_until.is_none() {
-            quiet_until = Some(Instant::now() + Duration::from_millis(500));
-        }
-    }
-    values
-}
-
-fn values(prefix: &str, count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("{prefix}-{i}")).collect()
-}
 
 fn bounded(connection: ClusterConnection, topic: &str) -> KafkaSource {
     let mut config = KafkaSourceConfig::new(connection, &[topic], &unique("strom-test"));
@@ -175,19 +32,6 @@ fn bounded(connection: ClusterConnection, topic: &str) -> KafkaSource {
 
 fn value_of(record: &KafkaRecord) -> String {
     String::from_utf8(record.value.clone().unwrap()).unwrap()
-}
-
-/// How often each value appears.
-fn counts(values: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for value in values {
-        *counts.entry(value).or_default() += 1;
-    }
-    counts
-}
-
-fn once_each(values: &[String]) -> BTreeMap<String, usize> {
-    counts(values.iter().cloned())
 }
 
 fn config(state: &Path, parallelism: u32, restore: RestoreFrom) -> strom_runtime::exec::JobConfig {

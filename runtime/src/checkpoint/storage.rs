@@ -282,6 +282,58 @@ impl CheckpointStorage {
         Ok(())
     }
 
+    /// Whether the checkpoint of `epoch` has completed (its manifest exists).
+    pub async fn is_checkpoint_complete(&self, epoch: u64) -> Result<bool, StorageError> {
+        let manifest = self.under(&checkpoint_dir_name(epoch)).join(MANIFEST_FILE);
+        match self.store.head(&manifest).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(error) => Err(self.error("look for", &manifest)(error)),
+        }
+    }
+
+    /// Writes `bytes` to `relative` (a path under the job's folder), for state that
+    /// operators keep beside checkpoints.
+    pub async fn put_object(&self, relative: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        let location = self.under(relative);
+        self.store
+            .put(&location, PutPayload::from(bytes))
+            .await
+            .map_err(self.error("write", &location))?;
+        Ok(())
+    }
+
+    /// The content of `relative` (a path under the job's folder).
+    pub async fn get_object(&self, relative: &str) -> Result<Bytes, StorageError> {
+        let location = self.under(relative);
+        let result = self
+            .store
+            .get(&location)
+            .await
+            .map_err(self.error("read", &location))?;
+        result.bytes().await.map_err(self.error("read", &location))
+    }
+
+    /// The names of the objects directly in the folder `relative`.
+    pub async fn list_folder(&self, relative: &str) -> Result<Vec<String>, StorageError> {
+        let folder = self.under(relative);
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&folder))
+            .await
+            .map_err(self.error("list", &folder))?;
+        Ok(listing
+            .objects
+            .iter()
+            .filter_map(|object| object.location.filename().map(str::to_owned))
+            .collect())
+    }
+
+    /// Deletes `relative` (a path under the job's folder), if it exists.
+    pub async fn delete_object(&self, relative: &str) -> Result<(), StorageError> {
+        self.delete_if_present(&self.under(relative)).await
+    }
+
     /// Reads the manifest of the checkpoint or savepoint in `location`.
     pub async fn read_manifest(
         &self,

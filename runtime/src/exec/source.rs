@@ -203,6 +203,29 @@ const DRAINED_EPOCH_INTERVAL: Duration = Duration::from_millis(20);
 /// How often a source with positions awaiting a checkpoint looks whether it completed.
 const CHECKPOINT_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// When a source's epochs end: one epoch length after another from the moment the
+/// source started, whatever delays its activations had.
+struct EpochClock {
+    started: Instant,
+    first_epoch: u64,
+    length: Duration,
+}
+
+impl EpochClock {
+    /// The epoch the clock is in at `now`.
+    fn due(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.started).as_nanos();
+        self.first_epoch + (elapsed / self.length.as_nanos().max(1)) as u64
+    }
+
+    /// When `epoch` ends by the clock.
+    fn end_of(&self, epoch: u64) -> Instant {
+        let epochs = epoch.saturating_sub(self.first_epoch) + 1;
+        let nanos = self.length.as_nanos().saturating_mul(u128::from(epochs));
+        self.started + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
 /// The positions of a subtask's splits, as stored in a checkpoint.
 type Positions<P> = Vec<(SplitId, P)>;
 
@@ -328,7 +351,12 @@ pub fn split_source<'scope, S: SplitSource>(
                 .collect::<Vec<_>>(),
         );
         let epoch_length = ctx.settings.epoch_length();
-        let mut epoch_ends_at = Instant::now() + epoch_length;
+        let clock = EpochClock {
+            started: Instant::now(),
+            first_epoch: epoch,
+            length: epoch_length,
+        };
+        let mut epoch_ends_at = clock.end_of(epoch);
         let mut read = Vec::new();
         let mut batch = Vec::new();
         let mut watermark: EventTime = 0;
@@ -456,22 +484,27 @@ pub fn split_source<'scope, S: SplitSource>(
             }
             if now >= epoch_ends_at {
                 // A drained source goes straight to the next checkpoint epoch: the
-                // final checkpoint comes soon, whatever the interval.
+                // final checkpoint comes soon, whatever the interval. Otherwise the
+                // epoch follows the clock, so that a source that ran late (its
+                // worker busy building or restoring) catches up with the sources of
+                // other workers instead of holding them back for good; it never
+                // skips a checkpoint epoch, which it must acknowledge.
                 epoch = if drained {
                     ctx.settings.next_checkpoint_epoch(epoch + 1)
                 } else {
-                    epoch + 1
+                    clock
+                        .due(now)
+                        .clamp(epoch + 1, ctx.settings.next_checkpoint_epoch(epoch + 1))
                 };
                 for cap in held.iter_mut() {
                     cap.downgrade(&epoch);
                 }
                 ctx.control.observe_epoch(epoch);
-                epoch_ends_at = now
-                    + if drained {
-                        DRAINED_EPOCH_INTERVAL
-                    } else {
-                        epoch_length
-                    };
+                epoch_ends_at = if drained {
+                    now + DRAINED_EPOCH_INTERVAL
+                } else {
+                    clock.end_of(epoch)
+                };
             }
             if more {
                 activator.activate();
@@ -597,6 +630,20 @@ mod tests {
         let before: Vec<u32> = (0..3).map(|i| SplitId::new("t", i).owner(8)).collect();
         let after: Vec<u32> = (0..4).map(|i| SplitId::new("t", i).owner(8)).collect();
         assert_eq!(before[..], after[..3]);
+    }
+
+    #[test]
+    fn a_late_source_catches_up_with_the_clock() {
+        let started = Instant::now();
+        let clock = EpochClock {
+            started,
+            first_epoch: 100,
+            length: Duration::from_millis(20),
+        };
+        assert_eq!(clock.due(started), 100);
+        assert_eq!(clock.due(started + Duration::from_millis(1_819)), 190);
+        assert_eq!(clock.end_of(100), started + Duration::from_millis(20));
+        assert_eq!(clock.end_of(190), started + Duration::from_millis(1_820));
     }
 
     #[test]

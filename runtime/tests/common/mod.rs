@@ -1,5 +1,7 @@
 //! Helpers shared by the runtime's integration tests.
 
+pub mod kafka;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,11 +1,12 @@
 //! Kafka: any number of named clusters per job, each with its own security
-//! ([`connection`]); sources that assign partitions themselves ([`source`]); sinks
-//! ([`sink`]).
+//! ([`connection`]); sources that assign partitions themselves ([`source`]); sinks,
+//! at least once ([`sink`]) or exactly once ([`exactly_once`]).
 
 pub mod connection;
+pub mod exactly_once;
 pub mod sink;
 pub mod source;
 
 pub use connection::{ClusterConnection, ConnectionError, DEFAULT_SECRETS_ROOT, SecretMounts};
-pub use sink::{KafkaOutput, KafkaSinkConfig};
+pub use sink::{Delivery, KafkaOutput, KafkaSinkConfig};
 pub use source::{KafkaRecord, KafkaSource, KafkaSourceConfig, StartFrom};

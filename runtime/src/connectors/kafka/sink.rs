@@ -10,6 +10,7 @@ use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -20,7 +21,7 @@ use crate::exec::context::TaskContext;
 use crate::exec::item::Item;
 
 /// A record to write to Kafka.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KafkaOutput {
     /// Its key; records with the same key go to the same partition.
     pub key: Option<Vec<u8>>,
@@ -45,17 +46,42 @@ pub struct KafkaSinkConfig {
     pub partitioner: String,
     /// The client id (the job and sink name).
     pub client_id: String,
+    /// At least once, or exactly once through transactions.
+    pub delivery: Delivery,
+    /// The prefix of the exactly-once sink's transactional ids (which also name
+    /// its marker groups); by default `strom-<job>-<sink>`. Two jobs writing to the
+    /// same cluster must not share one.
+    pub transactional_id_prefix: Option<String>,
+}
+
+/// What a sink guarantees after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every record is written; records after the restored checkpoint may be
+    /// written twice.
+    AtLeastOnce,
+    /// Every record is visible exactly once to `read_committed` consumers, when the
+    /// checkpoint covering it completes.
+    ExactlyOnce,
 }
 
 impl KafkaSinkConfig {
-    /// Writes to `topic` of `connection`.
+    /// Writes to `topic` of `connection`, at least once.
     pub fn new(connection: ClusterConnection, topic: &str, client_id: &str) -> Self {
         Self {
             connection,
             topic: topic.to_owned(),
             partitioner: "murmur2_random".to_owned(),
             client_id: client_id.to_owned(),
+            delivery: Delivery::AtLeastOnce,
+            transactional_id_prefix: None,
         }
+    }
+
+    /// The same sink, exactly once.
+    pub fn exactly_once(mut self) -> Self {
+        self.delivery = Delivery::ExactlyOnce;
+        self
     }
 }
 
@@ -63,7 +89,8 @@ impl KafkaSinkConfig {
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Keeps the first failed delivery: the job fails with it at the next flush.
-struct DeliveryErrors {
+#[derive(Default)]
+pub(crate) struct DeliveryErrors {
     first: Mutex<Option<String>>,
 }
 
@@ -95,7 +122,7 @@ impl DeliveryErrors {
             .get_or_insert(error);
     }
 
-    fn take(&self) -> Option<String> {
+    pub(crate) fn take(&self) -> Option<String> {
         self.first.lock().expect("not poisoned").take()
     }
 }
@@ -125,9 +152,7 @@ fn producer(
         ("linger.ms", "5".to_owned()),
     ]);
     client_config
-        .create_with_context(DeliveryErrors {
-            first: Mutex::new(None),
-        })
+        .create_with_context(DeliveryErrors::default())
         .unwrap_or_else(|error: KafkaError| {
             fail_now(
                 ctx,
@@ -219,7 +244,7 @@ pub fn at_least_once_kafka_sink<'scope, T: 'static>(
 }
 
 /// Hands `output` to the producer, waiting while its queue is full.
-fn send<C: ProducerContext<DeliveryOpaque = ()>>(
+pub(crate) fn send<C: ProducerContext<DeliveryOpaque = ()>>(
     producer: &BaseProducer<C>,
     topic: &str,
     output: &KafkaOutput,

@@ -1,0 +1,213 @@
+//! Helpers for tests against the Kafka clusters of `e2e/infra/kafka.sh`.
+#![allow(dead_code)] // Not every test file uses every helper.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use strom_crds::KafkaCluster;
+use strom_e2e::KafkaClusters;
+use strom_runtime::connectors::kafka::{ClusterConnection, SecretMounts};
+
+pub fn clusters() -> Option<KafkaClusters> {
+    KafkaClusters::from_env().expect("the Kafka clusters")
+}
+
+/// The `spec.kafkaClusters` entries of a job using the three test clusters as the
+/// user `app`, and where their Secrets are mounted.
+pub fn job_clusters(clusters: &KafkaClusters) -> (Vec<KafkaCluster>, SecretMounts) {
+    let yaml = format!(
+        r#"
+- name: a
+  bootstrapServers: "{a}"
+- name: b
+  bootstrapServers: "{b}"
+  authentication:
+    type: scram-sha-512
+    username: app
+    passwordSecret: {{secretName: kafka-b-app, password: password}}
+- name: c
+  bootstrapServers: "{c}"
+  tls:
+    trustedCertificates: [{{secretName: kafka-c-cluster-ca-cert, certificate: ca.crt}}]
+  authentication:
+    type: tls
+    certificateAndKey: {{secretName: kafka-c-app, certificate: user.crt, key: user.key}}
+"#,
+        a = clusters.a,
+        b = clusters.b,
+        c = clusters.c
+    );
+    (
+        serde_yaml_ng::from_str(&yaml).unwrap(),
+        SecretMounts::new(&clusters.secrets),
+    )
+}
+
+pub fn connection(clusters: &KafkaClusters, name: &str) -> ClusterConnection {
+    let (specs, mounts) = job_clusters(clusters);
+    ClusterConnection::find(&specs, name, &mounts).unwrap()
+}
+
+pub fn client(connection: &ClusterConnection) -> ClientConfig {
+    connection.client_config([])
+}
+
+pub fn unique(name: &str) -> String {
+    format!(
+        "{name}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+pub fn create_topic(connection: &ClusterConnection, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client(connection).create().unwrap();
+    let results = futures::executor::block_on(admin.create_topics(
+        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+    ))
+    .unwrap();
+    for result in results {
+        result.unwrap_or_else(|(topic, code)| panic!("creating {topic}: {code}"));
+    }
+}
+
+pub fn add_partitions(connection: &ClusterConnection, topic: &str, total: usize) {
+    let admin: AdminClient<DefaultClientContext> = client(connection).create().unwrap();
+    let results = futures::executor::block_on(admin.create_partitions(
+        &[NewPartitions::new(topic, total)],
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+    ))
+    .unwrap();
+    for result in results {
+        result.unwrap_or_else(|(topic, code)| panic!("adding partitions to {topic}: {code}"));
+    }
+}
+
+/// Writes `values` to `topic`, keyed by their position, to `partition` if given.
+pub fn produce(
+    connection: &ClusterConnection,
+    topic: &str,
+    values: &[String],
+    partition: Option<i32>,
+) {
+    let producer: BaseProducer = client(connection).create().unwrap();
+    produce_with(&producer, topic, values, partition);
+}
+
+/// Writes `values` to `topic` with `producer`, keyed by their position, to
+/// `partition` if given, and waits until they are delivered.
+pub fn produce_with(
+    producer: &BaseProducer,
+    topic: &str,
+    values: &[String],
+    partition: Option<i32>,
+) {
+    for (i, value) in values.iter().enumerate() {
+        let key = i.to_string();
+        loop {
+            let mut record = BaseRecord::to(topic).key(&key).payload(value);
+            if let Some(partition) = partition {
+                record = record.partition(partition);
+            }
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((error, _)) => {
+                    assert!(
+                        error.to_string().contains("Queue full"),
+                        "producing to {topic}: {error}"
+                    );
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Every value in the `partitions` partitions of `topic` (committed records only).
+pub fn consume_all(
+    connection: &ClusterConnection,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> Vec<String> {
+    let consumer: BaseConsumer = client(connection)
+        .set("group.id", unique("reader"))
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut values = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Read until `expected` arrived, then a little longer to catch duplicates.
+    let mut quiet_until = None;
+    while Instant::now() < deadline && quiet_until.is_none_or(|until| Instant::now() < until) {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            values.push(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
+        }
+        if values.len() >= expected && quiet_until.is_none() {
+            quiet_until = Some(Instant::now() + Duration::from_millis(500));
+        }
+    }
+    values
+}
+
+pub fn values(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// How often each value appears.
+pub fn counts(values: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for value in values {
+        *counts.entry(value).or_default() += 1;
+    }
+    counts
+}
+
+pub fn once_each(values: &[String]) -> BTreeMap<String, usize> {
+    counts(values.iter().cloned())
+}
+
+/// The committed values in the `partitions` partitions of `topic` now: read until
+/// nothing new comes for a second.
+pub fn consume_available(
+    connection: &ClusterConnection,
+    topic: &str,
+    partitions: i32,
+) -> Vec<String> {
+    let consumer: BaseConsumer = client(connection)
+        .set("group.id", unique("reader"))
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut values = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < Duration::from_secs(1) {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            values.push(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
+            last = Instant::now();
+        }
+    }
+    values
+}

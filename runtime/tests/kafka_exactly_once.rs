@@ -1,0 +1,361 @@
+//! Exactly-once from Kafka to Kafka through crashes and rescales, with the `strom`
+//! binary as a pod runs it: the built-in `kafka-copy` pipeline reads cluster A
+//! (plaintext) and B (SCRAM) and writes C (mTLS) in transactions. While input keeps
+//! arriving, the job is killed with SIGKILL, crashed by failpoints just before and
+//! just after a checkpoint completes, or rescaled 2 -> 5 -> 1 through savepoints;
+//! a `read_committed` consumer of C then sees every input record exactly once.
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use strom_e2e::KafkaClusters;
+use strom_runtime::connectors::kafka::ClusterConnection;
+
+mod common;
+
+use common::kafka::{
+    clusters, connection, consume_all, consume_available, counts, create_topic, once_each,
+    produce_with, unique, values,
+};
+use rdkafka::producer::BaseProducer;
+
+/// Input records per source cluster, written in batches while the job runs.
+const PER_CLUSTER: usize = 6000;
+const BATCH: usize = 300;
+
+/// A kafka-copy job and its topics.
+struct Job {
+    dir: tempfile::TempDir,
+    clusters: KafkaClusters,
+    a: ClusterConnection,
+    b: ClusterConnection,
+    c: ClusterConnection,
+    from_a: String,
+    from_b: String,
+    to_c: String,
+}
+
+impl Job {
+    fn new(clusters: KafkaClusters) -> Self {
+        let (a, b, c) = (
+            connection(&clusters, "a"),
+            connection(&clusters, "b"),
+            connection(&clusters, "c"),
+        );
+        let (from_a, from_b, to_c) = (unique("eo-a"), unique("eo-b"), unique("eo-c"));
+        create_topic(&a, &from_a, 3);
+        create_topic(&b, &from_b, 2);
+        create_topic(&c, &to_c, 4);
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = format!(
+            r#"apiVersion: strom.dev/v1alpha1
+kind: StreamJob
+metadata:
+  name: {name}
+spec:
+  parallelism: 2
+  kafkaClusters:
+    - name: a
+      bootstrapServers: "{a}"
+    - name: b
+      bootstrapServers: "{b}"
+      authentication:
+        type: scram-sha-512
+        username: app
+        passwordSecret: {{secretName: kafka-b-app, password: password}}
+    - name: c
+      bootstrapServers: "{c}"
+      tls:
+        trustedCertificates: [{{secretName: kafka-c-cluster-ca-cert, certificate: ca.crt}}]
+      authentication:
+        type: tls
+        certificateAndKey: {{secretName: kafka-c-app, certificate: user.crt, key: user.key}}
+  pipeline:
+    name: kafka-copy
+    args:
+      from: a/{from_a},b/{from_b}
+      to: c/{to_c}
+      delivery: exactly-once
+  state:
+    checkpointInterval: 200ms
+    retainedCheckpoints: 2
+    storage: file://{state}
+"#,
+            name = unique("copy"),
+            a = clusters.a,
+            b = clusters.b,
+            c = clusters.c,
+            state = dir.path().join("state").display(),
+        );
+        std::fs::write(dir.path().join("job.yaml"), manifest).unwrap();
+        Self {
+            dir,
+            clusters,
+            a,
+            b,
+            c,
+            from_a,
+            from_b,
+            to_c,
+        }
+    }
+
+    /// `strom run` of the job with `args`, its Secrets mounted where the test
+    /// clusters' are. Its output goes to `<log>.out` and `<log>.err` in the job's
+    /// folder (files, not pipes: a full pipe would stall a job nobody reads).
+    fn command(&self, args: &[&str], failpoints: Option<&str>, log: &str) -> Command {
+        let file = |suffix: &str| {
+            std::fs::File::create(self.dir.path().join(format!("{log}.{suffix}"))).unwrap()
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strom"));
+        command
+            .arg("run")
+            .arg(self.dir.path().join("job.yaml"))
+            .args(args)
+            .env("STROM_SECRETS_DIR", &self.clusters.secrets)
+            .env_remove("FAILPOINTS")
+            .stdout(file("out"))
+            .stderr(file("err"));
+        if let Some(failpoints) = failpoints {
+            command.env("FAILPOINTS", failpoints);
+        }
+        command
+    }
+
+    /// What the run logged as `log` wrote to its standard output and error.
+    fn logged(&self, log: &str) -> (String, String) {
+        let read = |suffix: &str| {
+            std::fs::read_to_string(self.dir.path().join(format!("{log}.{suffix}")))
+                .unwrap_or_default()
+        };
+        (read("out"), read("err"))
+    }
+
+    fn work_dir(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// Writes the input in batches on another thread, as a live stream would.
+    fn write_input(&self) -> thread::JoinHandle<()> {
+        let (a, b) = (self.a.clone(), self.b.clone());
+        let (from_a, from_b) = (self.from_a.clone(), self.from_b.clone());
+        thread::spawn(move || {
+            let to_a: BaseProducer = a.client_config([]).create().unwrap();
+            let to_b: BaseProducer = b.client_config([]).create().unwrap();
+            let (a_values, b_values) = (values("a", PER_CLUSTER), values("b", PER_CLUSTER));
+            for (a_batch, b_batch) in a_values.chunks(BATCH).zip(b_values.chunks(BATCH)) {
+                produce_with(&to_a, &from_a, a_batch, None);
+                produce_with(&to_b, &from_b, b_batch, None);
+                thread::sleep(Duration::from_millis(100));
+            }
+        })
+    }
+
+    fn checkpoints_dir(&self) -> PathBuf {
+        let manifest = std::fs::read_to_string(self.dir.path().join("job.yaml")).unwrap();
+        let name = manifest
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("name: copy-"))
+            .unwrap();
+        self.dir.path().join("state").join(format!("copy-{name}"))
+    }
+
+    /// The epochs of the completed checkpoints still kept.
+    fn completed_checkpoints(&self) -> Vec<u64> {
+        let Ok(entries) = std::fs::read_dir(self.checkpoints_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| {
+                let entry = entry.unwrap();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let epoch = name.strip_prefix("chk-")?.parse().ok()?;
+                entry.path().join("_manifest").exists().then_some(epoch)
+            })
+            .collect()
+    }
+
+    /// Waits until `count` checkpoints newer than any completed before completed.
+    fn wait_for_new_checkpoints(&self, child: &mut Child, count: usize) {
+        let before = self.completed_checkpoints().into_iter().max().unwrap_or(0);
+        let mut seen = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.len() < count {
+            assert!(Instant::now() < deadline, "no checkpoint within a minute");
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the job ended ({status}) before it was stopped");
+            }
+            seen.extend(
+                self.completed_checkpoints()
+                    .into_iter()
+                    .filter(|&epoch| epoch > before),
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Checks that C holds every input record exactly once.
+    fn assert_exactly_once(&self) {
+        let expected: Vec<String> = values("a", PER_CLUSTER)
+            .into_iter()
+            .chain(values("b", PER_CLUSTER))
+            .collect();
+        let written = consume_all(&self.c, &self.to_c, 4, expected.len());
+        assert_eq!(counts(written), once_each(&expected));
+    }
+
+    /// Runs the job with `args` until C holds all the input, then kills it.
+    fn run_until_complete(&self, args: &[&str]) {
+        let mut child = self.command(args, None, "last").spawn().unwrap();
+        let expected = 2 * PER_CLUSTER;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let written = consume_available(&self.c, &self.to_c, 4).len();
+            if written >= expected {
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the job ended ({status}): {}", self.logged("last").1);
+            }
+            if Instant::now() >= deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!(
+                    "C holds {written} of {expected} records; the job said:\n{}",
+                    self.logged("last").1
+                );
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Stops the run logged as `log` with a savepoint (SIGINT, as Ctrl-C) and
+    /// returns where the savepoint is.
+    fn stop_with_savepoint(&self, mut child: Child, log: &str) -> String {
+        let pid = child.id().to_string();
+        let status = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(status.success());
+        let status = child.wait().unwrap();
+        let (out, err) = self.logged(log);
+        assert!(status.success(), "the stop failed: {err}");
+        out.lines()
+            .find_map(|line| line.strip_prefix("savepoint: "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no savepoint in:\n{out}"))
+            .to_owned()
+    }
+}
+
+/// One at a time: each test runs a job of two workers and a producer, which is all
+/// two cores can take without the tests' time limits turning into load tests.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn job() -> Option<(Job, std::sync::MutexGuard<'static, ()>)> {
+    let turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    clusters().map(|clusters| (Job::new(clusters), turn))
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_writes_every_record_once() {
+    let Some((job, _turn)) = job() else { return };
+    let input = job.write_input();
+    let mut child = job
+        .command(
+            &["--resume", "--work-dir", &job.work_dir("w1")],
+            None,
+            "first",
+        )
+        .spawn()
+        .unwrap();
+    job.wait_for_new_checkpoints(&mut child, 3);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    input.join().unwrap();
+    job.run_until_complete(&["--resume", "--work-dir", &job.work_dir("w2")]);
+    job.assert_exactly_once();
+}
+
+/// Crashes the job at `failpoint` on its fourth checkpoint while input arrives,
+/// restarts it, and checks C.
+fn crash_at(failpoint: &str) {
+    let Some((job, _turn)) = job() else { return };
+    let input = job.write_input();
+    let crashed = job
+        .command(
+            &["--resume", "--work-dir", &job.work_dir("w1")],
+            Some(&format!("{failpoint}=3*off->return")),
+            "crashed",
+        )
+        .status()
+        .unwrap();
+    assert_eq!(
+        crashed.code(),
+        Some(137),
+        "the failpoint did not crash the job: {}",
+        job.logged("crashed").1
+    );
+    input.join().unwrap();
+    job.run_until_complete(&["--resume", "--work-dir", &job.work_dir("w2")]);
+    job.assert_exactly_once();
+}
+
+#[test]
+fn a_crash_just_before_a_checkpoint_completes_writes_every_record_once() {
+    crash_at("before-checkpoint-complete");
+}
+
+#[test]
+fn a_crash_after_a_checkpoint_completes_but_before_its_transactions_commit_writes_every_record_once()
+ {
+    crash_at("after-checkpoint-complete");
+}
+
+#[test]
+fn rescales_from_2_to_5_to_1_mid_stream_write_every_record_once() {
+    let Some((job, _turn)) = job() else { return };
+    let input = job.write_input();
+    let mut first = job
+        .command(
+            &["--parallelism", "2", "--work-dir", &job.work_dir("w2")],
+            None,
+            "at-2",
+        )
+        .spawn()
+        .unwrap();
+    job.wait_for_new_checkpoints(&mut first, 2);
+    let savepoint = job.stop_with_savepoint(first, "at-2");
+
+    let mut second = job
+        .command(
+            &[
+                "--from-savepoint",
+                &savepoint,
+                "--parallelism",
+                "5",
+                "--work-dir",
+                &job.work_dir("w5"),
+            ],
+            None,
+            "at-5",
+        )
+        .spawn()
+        .unwrap();
+    job.wait_for_new_checkpoints(&mut second, 2);
+    let savepoint = job.stop_with_savepoint(second, "at-5");
+
+    input.join().unwrap();
+    job.run_until_complete(&[
+        "--from-savepoint",
+        &savepoint,
+        "--parallelism",
+        "1",
+        "--work-dir",
+        &job.work_dir("w1"),
+    ]);
+    job.assert_exactly_once();
+}
