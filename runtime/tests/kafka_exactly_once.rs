@@ -196,6 +196,30 @@ spec:
         }
     }
 
+    /// How many prepared transactions the sink's state in the newest completed
+    /// checkpoint lists: those recovery must see committed.
+    fn prepared_in_newest_checkpoint(&self) -> usize {
+        let Some(newest) = self.completed_checkpoints().into_iter().max() else {
+            return 0;
+        };
+        let manifest = self
+            .checkpoints_dir()
+            .join(format!("chk-{newest:020}"))
+            .join("_manifest");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+        manifest["operators"]["to"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|subtask| {
+                let state: serde_json::Value =
+                    serde_json::from_str(subtask["operatorState"].as_str().unwrap()).unwrap();
+                state["prepared"].as_array().unwrap().len()
+            })
+            .sum()
+    }
+
     /// Checks that C holds every input record exactly once.
     fn assert_exactly_once(&self) {
         let expected: Vec<String> = values("a", PER_CLUSTER)
@@ -282,13 +306,14 @@ fn kill_9_mid_stream_then_restart_writes_every_record_once() {
 
 /// Crashes the job at `failpoint` on its fourth checkpoint while input arrives,
 /// restarts it, and checks C.
-fn crash_at(failpoint: &str) {
-    let Some((job, _turn)) = job() else { return };
+fn crash_at(failpoint: &str) -> Option<Job> {
+    let (job, _turn) = job()?;
     let input = job.write_input();
+    // The tenth checkpoint: about two seconds in, while records flow.
     let crashed = job
         .command(
             &["--resume", "--work-dir", &job.work_dir("w1")],
-            Some(&format!("{failpoint}=3*off->return")),
+            Some(&format!("{failpoint}=9*off->return")),
             "crashed",
         )
         .status()
@@ -299,9 +324,15 @@ fn crash_at(failpoint: &str) {
         "the failpoint did not crash the job: {}",
         job.logged("crashed").1
     );
+    let prepared = job.prepared_in_newest_checkpoint();
     input.join().unwrap();
     job.run_until_complete(&["--resume", "--work-dir", &job.work_dir("w2")]);
     job.assert_exactly_once();
+    assert!(
+        failpoint != "after-checkpoint-complete" || prepared > 0,
+        "the crash left no prepared transaction of a completed checkpoint to commit"
+    );
+    Some(job)
 }
 
 #[test]
