@@ -16,8 +16,8 @@ use strom_runtime::connectors::kafka::ClusterConnection;
 mod common;
 
 use common::kafka::{
-    clusters, connection, consume_all, consume_available, counts, create_topic, once_each,
-    produce_with, unique, values,
+    clusters, clusters_yaml, connection, consume_all, consume_available, counts, create_topic,
+    once_each, produce_with, unique, values,
 };
 use rdkafka::producer::BaseProducer;
 
@@ -57,22 +57,7 @@ metadata:
 spec:
   parallelism: 2
   kafkaClusters:
-    - name: a
-      bootstrapServers: "{a}"
-    - name: b
-      bootstrapServers: "{b}"
-      authentication:
-        type: scram-sha-512
-        username: app
-        passwordSecret: {{secretName: kafka-b-app, password: password}}
-    - name: c
-      bootstrapServers: "{c}"
-      tls:
-        trustedCertificates: [{{secretName: kafka-c-cluster-ca-cert, certificate: ca.crt}}]
-      authentication:
-        type: tls
-        certificateAndKey: {{secretName: kafka-c-app, certificate: user.crt, key: user.key}}
-  pipeline:
+{clusters}  pipeline:
     name: kafka-copy
     args:
       from: a/{from_a},b/{from_b}
@@ -84,9 +69,7 @@ spec:
     storage: file://{state}
 "#,
             name = unique("copy"),
-            a = clusters.a,
-            b = clusters.b,
-            c = clusters.c,
+            clusters = clusters_yaml(&clusters, 4),
             state = dir.path().join("state").display(),
         );
         std::fs::write(dir.path().join("job.yaml"), manifest).unwrap();

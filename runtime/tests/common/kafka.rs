@@ -19,12 +19,11 @@ pub fn clusters() -> Option<KafkaClusters> {
     KafkaClusters::from_env().expect("the Kafka clusters")
 }
 
-/// The `spec.kafkaClusters` entries of a job using the three test clusters as the
-/// user `app`, and where their Secrets are mounted.
-pub fn job_clusters(clusters: &KafkaClusters) -> (Vec<KafkaCluster>, SecretMounts) {
+/// The `spec.kafkaClusters` list (YAML) of a job using the three test clusters as
+/// the user `app`, each line indented by `indent` spaces.
+pub fn clusters_yaml(clusters: &KafkaClusters, indent: usize) -> String {
     let yaml = format!(
-        r#"
-- name: a
+        r#"- name: a
   bootstrapServers: "{a}"
 - name: b
   bootstrapServers: "{b}"
@@ -44,8 +43,17 @@ pub fn job_clusters(clusters: &KafkaClusters) -> (Vec<KafkaCluster>, SecretMount
         b = clusters.b,
         c = clusters.c
     );
+    let margin = " ".repeat(indent);
+    yaml.lines()
+        .map(|line| format!("{margin}{line}\n"))
+        .collect()
+}
+
+/// The `spec.kafkaClusters` entries of [`clusters_yaml`], and where their Secrets
+/// are mounted.
+pub fn job_clusters(clusters: &KafkaClusters) -> (Vec<KafkaCluster>, SecretMounts) {
     (
-        serde_yaml_ng::from_str(&yaml).unwrap(),
+        serde_yaml_ng::from_str(&clusters_yaml(clusters, 0)).unwrap(),
         SecretMounts::new(&clusters.secrets),
     )
 }
@@ -138,17 +146,7 @@ pub fn consume_all(
     partitions: i32,
     expected: usize,
 ) -> Vec<String> {
-    let consumer: BaseConsumer = client(connection)
-        .set("group.id", unique("reader"))
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions {
-        list.add_partition_offset(topic, partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).unwrap();
+    let consumer = committed_reader(connection, topic, partitions);
     let mut values = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     // Read until `expected` arrived, then a little longer to catch duplicates.
@@ -189,6 +187,22 @@ pub fn consume_available(
     topic: &str,
     partitions: i32,
 ) -> Vec<String> {
+    let consumer = committed_reader(connection, topic, partitions);
+    let mut values = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < Duration::from_secs(1) {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            values.push(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
+            last = Instant::now();
+        }
+    }
+    values
+}
+
+/// A consumer of the committed records of `partitions` partitions of `topic`, from
+/// their beginning.
+fn committed_reader(connection: &ClusterConnection, topic: &str, partitions: i32) -> BaseConsumer {
     let consumer: BaseConsumer = client(connection)
         .set("group.id", unique("reader"))
         .set("isolation.level", "read_committed")
@@ -200,14 +214,5 @@ pub fn consume_available(
             .unwrap();
     }
     consumer.assign(&list).unwrap();
-    let mut values = Vec::new();
-    let mut last = Instant::now();
-    while last.elapsed() < Duration::from_secs(1) {
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.unwrap();
-            values.push(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
-            last = Instant::now();
-        }
-    }
-    values
+    consumer
 }

@@ -30,7 +30,7 @@ use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
-use super::sink::{DeliveryErrors, KafkaOutput, KafkaSinkConfig, send};
+use super::sink::{DeliveryErrors, KafkaOutput, KafkaSinkConfig, fail_now, send};
 use crate::checkpoint::{SnapshotAck, SubtaskSnapshot};
 use crate::exec::context::TaskContext;
 use crate::exec::item::Item;
@@ -125,19 +125,6 @@ enum SlotState {
         records: Vec<KafkaOutput>,
     },
     Prepared(Prepared),
-}
-
-/// Fails the job: a sink that cannot keep its transactions must not go on.
-fn fail_now(ctx: &TaskContext, operator: &str, config: &KafkaSinkConfig, error: &str) -> ! {
-    let connection = &config.connection;
-    let message = format!(
-        "exactly-once sink {operator}: Kafka cluster {} ({}), topic {}: {error}",
-        connection.name,
-        connection.identity(),
-        config.topic
-    );
-    ctx.control.record_failure(message.clone());
-    panic!("{message}");
 }
 
 /// Talks to Kafka for one subtask of the sink.

@@ -127,8 +127,14 @@ impl DeliveryErrors {
     }
 }
 
-/// Fails the job: a sink that cannot deliver must not acknowledge a checkpoint.
-fn fail_now(ctx: &TaskContext, operator: &str, config: &KafkaSinkConfig, error: &str) -> ! {
+/// Fails the job: a sink that cannot deliver (or keep its transactions) must not
+/// acknowledge a checkpoint.
+pub(crate) fn fail_now(
+    ctx: &TaskContext,
+    operator: &str,
+    config: &KafkaSinkConfig,
+    error: &str,
+) -> ! {
     let connection = &config.connection;
     let message = format!(
         "sink {operator}: Kafka cluster {} ({}), topic {}: {error}",
