@@ -282,16 +282,6 @@ impl CheckpointStorage {
         Ok(())
     }
 
-    /// Whether the checkpoint of `epoch` has completed (its manifest exists).
-    pub async fn is_checkpoint_complete(&self, epoch: u64) -> Result<bool, StorageError> {
-        let manifest = self.under(&checkpoint_dir_name(epoch)).join(MANIFEST_FILE);
-        match self.store.head(&manifest).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(error) => Err(self.error("look for", &manifest)(error)),
-        }
-    }
-
     /// Writes `bytes` to `relative` (a path under the job's folder), for state that
     /// operators keep beside checkpoints.
     pub async fn put_object(&self, relative: &str, bytes: Vec<u8>) -> Result<(), StorageError> {

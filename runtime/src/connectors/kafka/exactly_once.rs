@@ -390,9 +390,9 @@ impl Transactions {
         self.delete_records(&prepared.records);
     }
 
-    /// The newest completed checkpoint at or after `oldest` (the oldest prepared
-    /// transaction's), as this process knows or the storage shows.
-    fn completed_up_to(&self, oldest: u64, newest: u64) -> Option<u64> {
+    /// The newest completed checkpoint, if it is at or after `oldest` (the oldest
+    /// prepared transaction's), as this process knows or the storage shows.
+    fn completed_up_to(&self, oldest: u64) -> Option<u64> {
         let known = self
             .ctx
             .control
@@ -402,18 +402,12 @@ impl Transactions {
         if known.is_some_and(|known| known >= oldest) {
             return known;
         }
-        // Another process's coordinator completed it: its manifest says so.
-        let complete = |epoch| {
-            self.run(self.ctx.storage.is_checkpoint_complete(epoch))
-                .unwrap_or_else(|error| self.fail(error))
-        };
-        if complete(newest) {
-            Some(newest)
-        } else if complete(oldest) {
-            Some(oldest)
-        } else {
-            None
-        }
+        // Another process's coordinator completed it: the newest manifest says so
+        // (older ones may already be collected).
+        let completed = self
+            .run(self.ctx.storage.completed_checkpoints())
+            .unwrap_or_else(|error| self.fail(error));
+        completed.last().copied().filter(|&newest| newest >= oldest)
     }
 }
 
@@ -572,11 +566,9 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
             // input has ended (the job's final checkpoint is complete), commit now.
             let prepared = prepared_of(&slots);
             let due = frontier.is_none() || last_poll.elapsed() >= COMPLETION_POLL;
-            if let (Some(oldest), Some(newest), true) =
-                (prepared.first(), prepared.last(), due)
-            {
+            if let (Some(oldest), true) = (prepared.first(), due) {
                 last_poll = Instant::now();
-                if let Some(completed) = kafka.completed_up_to(oldest.epoch, newest.epoch) {
+                if let Some(completed) = kafka.completed_up_to(oldest.epoch) {
                     let mut ready: Vec<&mut Slot> = slots
                         .iter_mut()
                         .filter(|slot| matches!(&slot.state, SlotState::Prepared(p) if p.epoch <= completed))
@@ -623,10 +615,10 @@ fn idle_slot(kafka: &Transactions, slots: &mut Vec<Slot>) -> usize {
             return slots.len() - 1;
         }
         let prepared = prepared_of(slots);
-        let (Some(oldest), Some(newest)) = (prepared.first(), prepared.last()) else {
+        let Some(oldest) = prepared.first() else {
             kafka.fail("every transaction slot is open: checkpoints are not completing");
         };
-        match kafka.completed_up_to(oldest.epoch, newest.epoch) {
+        match kafka.completed_up_to(oldest.epoch) {
             Some(completed) => {
                 for slot in slots.iter_mut() {
                     if matches!(&slot.state, SlotState::Prepared(p) if p.epoch <= completed) {
