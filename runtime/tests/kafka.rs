@@ -12,7 +12,7 @@ use strom_e2e::KafkaClusters;
 use strom_runtime::api::Pipeline;
 use strom_runtime::connectors::kafka::{
     ClusterConnection, KafkaOutput, KafkaRecord, KafkaSinkConfig, KafkaSource, KafkaSourceConfig,
-    SecretMounts,
+    SecretMounts, StartFrom,
 };
 use strom_runtime::exec::{JobControl, PipelineFn, RestoreFrom, run_job};
 
@@ -269,4 +269,94 @@ fn a_wrong_password_fails_the_job_naming_the_cluster_and_mechanism_not_the_secre
     );
     assert!(error.contains("Authentication failed"), "{error}");
     assert!(!error.contains(wrong), "{error}");
+}
+
+#[test]
+fn reading_can_start_at_a_timestamp() {
+    let Some(clusters) = clusters() else { return };
+    let a = connection(&clusters, "a");
+    let topic = unique("from-time");
+    create_topic(&a, &topic, 2);
+    let producer: rdkafka::producer::BaseProducer = a.client_config([]).create().unwrap();
+    for (prefix, time) in [("old", 1_000_000_000_000i64), ("new", 1_000_000_500_000)] {
+        for i in 0..100 {
+            let value = format!("{prefix}-{i}");
+            let record = rdkafka::producer::BaseRecord::<(), _>::to(&topic)
+                .payload(&value)
+                .partition(i % 2)
+                .timestamp(time + i64::from(i));
+            producer.send(record).map_err(|(error, _)| error).unwrap();
+        }
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).unwrap();
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let pipeline: PipelineFn = {
+        let (seen, topic) = (Arc::clone(&seen), topic.clone());
+        Arc::new(move |pipeline: &mut Pipeline<'_>| {
+            let seen = Arc::clone(&seen);
+            let mut config = KafkaSourceConfig::new(a.clone(), &[topic.as_str()], &unique("g"));
+            config.bounded = true;
+            config.start = StartFrom::Timestamp(1_000_000_500_000);
+            pipeline
+                .source("in", KafkaSource::new(config))?
+                .sink(move |_epoch, records| {
+                    seen.lock().unwrap().extend(records.iter().map(value_of))
+                });
+            Ok(())
+        })
+    };
+    let state = tempfile::tempdir().unwrap();
+    run_job(
+        config(state.path(), 2, RestoreFrom::Nothing),
+        pipeline,
+        Arc::default(),
+    )
+    .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(counts(seen), once_each(&values("new", 100)));
+}
+
+#[test]
+fn offsets_committed_on_checkpoints_are_where_a_new_job_of_the_group_starts() {
+    let Some(clusters) = clusters() else { return };
+    let a = connection(&clusters, "a");
+    let topic = unique("committed");
+    create_topic(&a, &topic, 3);
+    let group = unique("group");
+    let run = |start: StartFrom| -> Vec<String> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let pipeline: PipelineFn = {
+            let (seen, topic, group, a) =
+                (Arc::clone(&seen), topic.clone(), group.clone(), a.clone());
+            Arc::new(move |pipeline: &mut Pipeline<'_>| {
+                let seen = Arc::clone(&seen);
+                let mut config = KafkaSourceConfig::new(a.clone(), &[topic.as_str()], &group);
+                config.bounded = true;
+                config.commit_offsets = true;
+                config.start = start;
+                pipeline
+                    .source("in", KafkaSource::new(config))?
+                    .sink(move |_epoch, records| {
+                        seen.lock().unwrap().extend(records.iter().map(value_of))
+                    });
+                Ok(())
+            })
+        };
+        let state = tempfile::tempdir().unwrap();
+        run_job(
+            config(state.path(), 2, RestoreFrom::Nothing),
+            pipeline,
+            Arc::default(),
+        )
+        .unwrap();
+        seen.lock().unwrap().clone()
+    };
+    produce(&a, &topic, &values("first", 300), None);
+    let first = run(StartFrom::CommittedOffsets { or_earliest: true });
+    assert_eq!(counts(first), once_each(&values("first", 300)));
+    produce(&a, &topic, &values("second", 200), None);
+    // A new job (no checkpoint of its own) starts where the group's offsets are.
+    let second = run(StartFrom::CommittedOffsets { or_earliest: true });
+    assert_eq!(counts(second), once_each(&values("second", 200)));
 }

@@ -287,6 +287,25 @@ fn new_splits<S: SplitSource>(
     Ok(added)
 }
 
+/// Hands the positions of the newest completed checkpoint among `awaiting` to the
+/// source, and forgets those of every completed one.
+fn report_completed<S: SplitSource>(
+    ctx: &TaskContext,
+    source: &mut S,
+    awaiting: &mut BTreeMap<u64, Positions<S::Position>>,
+) {
+    if awaiting.is_empty() {
+        return;
+    }
+    if let Some(completed) = ctx.control.snapshots().last_checkpoint {
+        let still_awaiting = awaiting.split_off(&(completed.epoch + 1));
+        let done = std::mem::replace(awaiting, still_awaiting);
+        if let Some((_, positions)) = done.into_iter().next_back() {
+            source.checkpoint_completed(&positions);
+        }
+    }
+}
+
 /// Records that source `operator` failed and stops the worker: the job restarts from
 /// its latest checkpoint.
 fn fail_now(ctx: &TaskContext, operator: &str, error: &SourceError) -> ! {
@@ -369,6 +388,8 @@ pub fn split_source<'scope, S: SplitSource>(
         move |_frontiers| {
             let Some(held) = caps.as_mut() else { return };
             if ctx.control.is_shutting_down() {
+                // The job's last checkpoint has completed: report it before leaving.
+                report_completed(&ctx, &mut source, &mut awaiting_checkpoint);
                 caps = None;
                 return;
             }
@@ -474,13 +495,7 @@ pub fn split_source<'scope, S: SplitSource>(
             }
             if !awaiting_checkpoint.is_empty() && now >= next_checkpoint_poll {
                 next_checkpoint_poll = now + CHECKPOINT_POLL_INTERVAL;
-                if let Some(completed) = ctx.control.snapshots().last_checkpoint {
-                    let still_awaiting = awaiting_checkpoint.split_off(&(completed.epoch + 1));
-                    let done = std::mem::replace(&mut awaiting_checkpoint, still_awaiting);
-                    if let Some((_, positions)) = done.into_iter().next_back() {
-                        source.checkpoint_completed(&positions);
-                    }
-                }
+                report_completed(&ctx, &mut source, &mut awaiting_checkpoint);
             }
             if now >= epoch_ends_at {
                 // A drained source goes straight to the next checkpoint epoch: the

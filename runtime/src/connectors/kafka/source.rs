@@ -415,12 +415,12 @@ impl SplitSource for KafkaSource {
             }
         }
         for (split, _) in splits {
-            let queue = consumer
-                .split_partition_queue(&split.group, split.index as i32)
-                .ok_or_else(|| {
-                    self.error("cannot read", &format!("no queue for partition {split}"))
-                })?;
-            self.queues.insert(split.clone(), queue);
+            // A partition the consumer's metadata does not know yet (just added) has
+            // no queue of its own until it does; until then its records come
+            // through the consumer's queue (`stray`), and `read` tries again.
+            if let Some(queue) = consumer.split_partition_queue(&split.group, split.index as i32) {
+                self.queues.insert(split.clone(), queue);
+            }
         }
         Ok(())
     }
@@ -454,10 +454,22 @@ impl SplitSource for KafkaSource {
                 }
             }
         }
-        let queue = self
-            .queues
-            .get(split)
-            .ok_or_else(|| SourceError(format!("partition {split} is not assigned")))?;
+        if !self.queues.contains_key(split) {
+            match consumer.split_partition_queue(&split.group, split.index as i32) {
+                Some(queue) => {
+                    self.queues.insert(split.clone(), queue);
+                }
+                None => {
+                    self.serve_main_queue(&consumer)?;
+                    return Ok(if taken == max {
+                        ReadStatus::More
+                    } else {
+                        ReadStatus::Idle
+                    });
+                }
+            }
+        }
+        let queue = &self.queues[split];
         while taken < max {
             let Some(message) = queue.poll(Duration::ZERO) else {
                 break;
@@ -494,7 +506,9 @@ impl SplitSource for KafkaSource {
                 .expect("a valid offset");
         }
         // For monitoring only: a failed commit is retried with the next checkpoint.
-        if let Err(error) = consumer.commit(&list, CommitMode::Async) {
+        // Synchronous (one round trip per checkpoint), so the last one is not lost when
+        // the job ends right after.
+        if let Err(error) = consumer.commit(&list, CommitMode::Sync) {
             tracing::warn!(cluster = %self.config.connection.name, %error, "committing offsets failed");
         }
     }
