@@ -17,9 +17,8 @@ mod common;
 
 use common::kafka::{
     clusters, clusters_yaml, connection, consume_all, consume_available, counts, create_topic,
-    once_each, produce_with, unique, values,
+    once_each, produce_with, producer, unique, values,
 };
-use rdkafka::producer::BaseProducer;
 
 /// Input records per source cluster, written in batches while the job runs.
 const PER_CLUSTER: usize = 6000;
@@ -125,8 +124,7 @@ spec:
         let (a, b) = (self.a.clone(), self.b.clone());
         let (from_a, from_b) = (self.from_a.clone(), self.from_b.clone());
         thread::spawn(move || {
-            let to_a: BaseProducer = a.client_config([]).create().unwrap();
-            let to_b: BaseProducer = b.client_config([]).create().unwrap();
+            let (to_a, to_b) = (producer(&a), producer(&b));
             let (a_values, b_values) = (values("a", PER_CLUSTER), values("b", PER_CLUSTER));
             for (a_batch, b_batch) in a_values.chunks(BATCH).zip(b_values.chunks(BATCH)) {
                 produce_with(&to_a, &from_a, a_batch, None);

@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use strom_crds::KafkaCluster;
 use strom_e2e::KafkaClusters;
@@ -105,14 +106,37 @@ pub fn produce(
     values: &[String],
     partition: Option<i32>,
 ) {
-    let producer: BaseProducer = client(connection).create().unwrap();
-    produce_with(&producer, topic, values, partition);
+    produce_with(&producer(connection), topic, values, partition);
+}
+
+/// Keeps the failed deliveries of a test producer: `flush` succeeds even when a
+/// record was refused (a partition its metadata did not know yet, say).
+#[derive(Default)]
+pub struct Deliveries(std::sync::Mutex<Vec<String>>);
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+        if let Err((error, _)) = result {
+            self.0.lock().unwrap().push(error.to_string());
+        }
+    }
+}
+
+/// A producer for test input whose failed deliveries [`produce_with`] reports.
+pub fn producer(connection: &ClusterConnection) -> BaseProducer<Deliveries> {
+    client(connection)
+        .create_with_context(Deliveries::default())
+        .unwrap()
 }
 
 /// Writes `values` to `topic` with `producer`, keyed by their position, to
 /// `partition` if given, and waits until they are delivered.
 pub fn produce_with(
-    producer: &BaseProducer,
+    producer: &BaseProducer<Deliveries>,
     topic: &str,
     values: &[String],
     partition: Option<i32>,
@@ -137,6 +161,11 @@ pub fn produce_with(
         }
     }
     producer.flush(Duration::from_secs(30)).unwrap();
+    let failed = std::mem::take(&mut *producer.context().0.lock().unwrap());
+    assert!(
+        failed.is_empty(),
+        "records to {topic} were refused: {failed:?}"
+    );
 }
 
 /// Every value in the `partitions` partitions of `topic` (committed records only).
