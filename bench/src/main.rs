@@ -1,10 +1,17 @@
 //! `strom-bench`: throughput of the Strom runtime, with and without checkpoints, and
 //! the time of a savepoint and of a restore at a new parallelism, for state of a
-//! given size. Prints the tables and writes them to docs/benchmarks.md.
+//! given size (suite `runtime`); Kafka to Kafka against raw librdkafka (suite
+//! `kafka`, on the test services' cluster A). Prints the tables and writes each
+//! suite's part of docs/benchmarks.md, leaving the rest of it as it is.
 //!
 //! ```sh
 //! cargo run --release -p strom-bench -- --seconds 20 --state-mb 100,1000
+//! e2e/infra/stack.sh up && source ~/.cache/strom/run/env.sh
+//! cargo run --release -p strom-bench -- --suite kafka --kafka-events 2000000
 //! ```
+
+mod kafka;
+mod report;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use strom_runtime::api::Pipeline;
 use strom_runtime::exec::{
     EventTimes, Generator, JobConfig, JobControl, JobReport, JobSettings, PipelineFn, Processes,
@@ -23,9 +30,24 @@ use strom_runtime::exec::{
 use strom_runtime::pipelines::mix;
 use strom_runtime::state::Partitioning;
 
+/// Which benchmarks to run.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Suite {
+    /// Generated input: throughput, savepoint and restore.
+    Runtime,
+    /// Kafka to Kafka against raw librdkafka (needs the test services).
+    Kafka,
+}
+
 /// Benchmarks of the Strom runtime.
 #[derive(Parser, Debug)]
 struct Args {
+    /// The benchmarks to run; each rewrites only its own part of the report.
+    #[arg(long, value_enum, default_value = "runtime")]
+    suite: Suite,
+    /// Records of the Kafka benchmarks' input topic.
+    #[arg(long, default_value_t = 2_000_000)]
+    kafka_events: u64,
     /// How long each throughput run reads input.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
@@ -266,9 +288,36 @@ fn main() -> anyhow::Result<()> {
         .work_dir
         .clone()
         .unwrap_or_else(|| scratch.path().to_path_buf());
+    let (suite, section) = match args.suite {
+        Suite::Runtime => ("runtime", runtime_suite(&args, cores, &parallelisms, &dir)?),
+        Suite::Kafka => {
+            let runs = kafka::run(&dir, args.kafka_events, &parallelisms)?;
+            let section = kafka::report(&runs, args.kafka_events, cores)?;
+            println!("{section}");
+            ("kafka", section)
+        }
+    };
+    let old = std::fs::read_to_string(&args.report).unwrap_or_default();
+    if let Some(parent) = args.report.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.report, report::with_section(&old, suite, &section))
+        .with_context(|| format!("cannot write {}", args.report.display()))?;
+    println!("\nwritten to {}", args.report.display());
+    Ok(())
+}
 
+/// Throughput on generated input, and savepoint and restore times: the report's
+/// `runtime` part.
+fn runtime_suite(
+    args: &Args,
+    cores: u32,
+    parallelisms: &[u32],
+    dir: &Path,
+) -> anyhow::Result<String> {
+    let dir = dir.to_path_buf();
+    let parallelisms = parallelisms.to_vec();
     let mut report = String::new();
-    writeln!(report, "# Benchmarks\n")?;
     writeln!(
         report,
         "Written by `cargo run --release -p strom-bench -- --seconds {} --state-mb {}` on a machine with {cores} cores. \
@@ -375,11 +424,5 @@ fn main() -> anyhow::Result<()> {
         println!("{line}");
         writeln!(report, "{line}")?;
     }
-    if let Some(parent) = args.report.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.report, report)
-        .with_context(|| format!("cannot write {}", args.report.display()))?;
-    println!("\nwritten to {}", args.report.display());
-    Ok(())
+    Ok(report)
 }

@@ -41,8 +41,10 @@ use crate::exec::file_sink::exactly_once_file_sink;
 use crate::exec::function::{FunctionLogic, KeyedFunction};
 use crate::exec::item::{self, EventTime, Item, per_record};
 use crate::exec::keyed::{KeyedLogic, ValueProcess, encode_key, keyed_operator};
+use crate::exec::malformed::{InputRecord, OnMalformed, dead_letter, failure_message};
 use crate::exec::source::{EventTimes, SourceBuildError, SplitSource, split_source};
 use crate::exec::window::{Aggregation, WindowKind, WindowLogic, WindowResult};
+use crate::format::FormatError;
 use crate::state::StateError;
 
 /// Why a pipeline could not be built.
@@ -318,6 +320,55 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
         };
         self.registry.borrow_mut().acks.push(acks);
         Ok(())
+    }
+
+    /// Parses each record with `parse`, e.g.
+    /// `|record: &KafkaRecord| Format::Json.decode_present(record.value.as_deref())`;
+    /// a record that does not parse follows `on_malformed`. `name` names the step in
+    /// errors, metrics and dead-letter headers; a dead-letter topic is written by the
+    /// sink operator `<name>-dead-letters`, at least once.
+    pub fn parse<U: ExchangeData + Clone>(
+        self,
+        name: &str,
+        mut parse: impl FnMut(&T) -> Result<U, FormatError> + 'static,
+        on_malformed: OnMalformed,
+    ) -> Result<DataStream<'scope, U>, BuildError>
+    where
+        T: InputRecord,
+    {
+        let ctx = self.ctx.clone();
+        let operator = name.to_owned();
+        let policy = on_malformed.clone();
+        let parsed = per_record(
+            self.stream.clone(),
+            "Parse",
+            move |record: T, out| match parse(&record) {
+                Ok(value) => out.push(Item::Record(Ok::<U, KafkaOutput>(value))),
+                Err(error) => match &policy {
+                    OnMalformed::Fail => {
+                        let message = failure_message(&record, &operator, &error);
+                        ctx.control.record_failure(message.clone());
+                        panic!("{message}");
+                    }
+                    OnMalformed::Skip => ctx.control.add_malformed_record(&operator),
+                    OnMalformed::DeadLetter(_) => out.push(Item::Record(Err(dead_letter(
+                        &record,
+                        &operator,
+                        &error.to_string(),
+                    )))),
+                },
+            },
+        );
+        let parsed = self.with(parsed);
+        if let OnMalformed::DeadLetter(config) = on_malformed {
+            let refused = self.with(parsed.stream.clone());
+            refused.flat_map(Result::err).sink_kafka(
+                &format!("{name}-dead-letters"),
+                config,
+                Clone::clone,
+            )?;
+        }
+        Ok(parsed.flat_map(Result::ok))
     }
 
     /// The underlying timely stream (records and watermarks), for operators the API

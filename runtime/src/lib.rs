@@ -4,12 +4,14 @@
 //! - [`exec`]: execution on timely-dataflow, epochs, the checkpoint coordinator;
 //! - [`state`]: key groups and the RocksDB store of keyed state;
 //! - [`checkpoint`]: manifests, object storage, garbage collection, savepoints;
-//! - [`connectors`]: Kafka sources and sinks.
+//! - [`connectors`]: Kafka sources and sinks;
+//! - [`format`]: record formats (JSON, raw, text, Avro).
 
 pub mod api;
 pub mod checkpoint;
 pub mod connectors;
 pub mod control;
 pub mod exec;
+pub mod format;
 pub mod pipelines;
 pub mod state;

@@ -155,8 +155,6 @@ fn three_partitions_at_parallelism_8_and_twelve_at_2_are_read_completely() {
 }
 
 #[test]
-#[ignore = "on a freshly started cluster the added partition is sometimes never read \
-            (about 1 run in 3, no error); the cause is not found yet: see the issue 6 note"]
 fn a_partition_added_mid_run_is_consumed() {
     let Some(clusters) = clusters() else { return };
     let a = connection(&clusters, "a");

@@ -266,8 +266,6 @@ fn job() -> Option<(Job, std::sync::MutexGuard<'static, ()>)> {
 }
 
 #[test]
-#[ignore = "on a freshly started Kafka stack (as in CI) a restarted job sometimes stops \
-            reading some partitions; passes on a stack that has run a while; see the issue 6 note"]
 fn kill_9_mid_stream_then_restart_writes_every_record_once() {
     let Some((job, _turn)) = job() else { return };
     let input = job.write_input();
@@ -319,23 +317,17 @@ fn crash_at(failpoint: &str) -> Option<Job> {
 }
 
 #[test]
-#[ignore = "on a freshly started Kafka stack (as in CI) a restarted job sometimes stops \
-            reading some partitions; passes on a stack that has run a while; see the issue 6 note"]
 fn a_crash_just_before_a_checkpoint_completes_writes_every_record_once() {
     crash_at("before-checkpoint-complete");
 }
 
 #[test]
-#[ignore = "lost 1 836 of 12 000 records once in about ten runs (CI, 2026-11-26); the cause \
-            is not found yet: see the issue 6 note"]
 fn a_crash_after_a_checkpoint_completes_but_before_its_transactions_commit_writes_every_record_once()
  {
     crash_at("after-checkpoint-complete");
 }
 
 #[test]
-#[ignore = "on a freshly started Kafka stack (as in CI) a restarted job sometimes stops \
-            reading some partitions; passes on a stack that has run a while; see the issue 6 note"]
 fn rescales_from_2_to_5_to_1_mid_stream_write_every_record_once() {
     let Some((job, _turn)) = job() else { return };
     let input = job.write_input();

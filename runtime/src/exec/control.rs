@@ -98,6 +98,9 @@ pub struct Metrics {
     pub savepoints: Counter,
     /// Records dropped for arriving after their window's allowed lateness.
     pub late_records: Family<OperatorLabel, Counter>,
+    /// Records an operator could not parse and skipped (its malformed-record
+    /// policy being `Skip`).
+    pub malformed_records: Family<OperatorLabel, Counter>,
     /// Time each source spent not reading because the dataflow was behind it, in
     /// milliseconds.
     pub backpressure_ms: Family<OperatorLabel, Counter>,
@@ -164,6 +167,11 @@ impl Metrics {
             "late_records",
             "Records dropped for arriving after their window's allowed lateness",
             self.late_records.clone(),
+        );
+        registry.register(
+            "malformed_records",
+            "Records an operator could not parse and skipped",
+            self.malformed_records.clone(),
         );
         registry
     }
@@ -327,6 +335,22 @@ impl JobControl {
             operator: operator.to_owned(),
         };
         self.metrics.late_records.get_or_create(&label).inc();
+    }
+
+    /// Counts a record `operator` could not parse and skipped.
+    pub fn add_malformed_record(&self, operator: &str) {
+        let label = OperatorLabel {
+            operator: operator.to_owned(),
+        };
+        self.metrics.malformed_records.get_or_create(&label).inc();
+    }
+
+    /// How many records `operator` could not parse and skipped so far.
+    pub fn malformed_records(&self, operator: &str) -> u64 {
+        let label = OperatorLabel {
+            operator: operator.to_owned(),
+        };
+        self.metrics.malformed_records.get_or_create(&label).get()
     }
 
     /// Counts time the source `operator` spent held back.

@@ -17,6 +17,7 @@ pub mod function;
 pub mod item;
 pub mod job;
 pub mod keyed;
+pub mod malformed;
 pub mod snapshot;
 pub mod source;
 mod timers;

@@ -5,7 +5,7 @@
 //! added while the job runs are found by periodic discovery and read from their
 //! beginning.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::connection::ClusterConnection;
+use super::sink::KafkaOutput;
+use crate::exec::malformed::InputRecord;
 use crate::exec::source::{ReadStatus, SourceError, SplitId, SplitSource};
 
 /// A record read from Kafka.
@@ -103,7 +105,7 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one attempt to read metadata waits.
 const METADATA_ATTEMPT: Duration = Duration::from_secs(1);
 
-/// How often the consumer's own queue is served (errors, stray messages).
+/// How often the consumer's own queue is served (callbacks: errors, logs).
 const MAIN_QUEUE_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Collects the errors librdkafka reports; the first one that cannot be retried
@@ -146,10 +148,9 @@ pub(crate) fn is_fatal(error: &KafkaError) -> bool {
 pub struct KafkaSource {
     config: KafkaSourceConfig,
     consumer: Option<Arc<BaseConsumer<ErrorCollector>>>,
+    /// Each assigned partition's own queue, split off before the partition is
+    /// assigned, so that every record of it comes through this queue, in order.
     queues: HashMap<SplitId, PartitionQueue<ErrorCollector>>,
-    /// Records the consumer's own queue returned before their partition's queue
-    /// was split off.
-    stray: HashMap<SplitId, VecDeque<KafkaRecord>>,
     /// The end offsets of a bounded source.
     end_offsets: BTreeMap<SplitId, i64>,
     main_queue_served: Instant,
@@ -162,7 +163,6 @@ impl KafkaSource {
             config,
             consumer: None,
             queues: HashMap::new(),
-            stray: HashMap::new(),
             end_offsets: BTreeMap::new(),
             main_queue_served: Instant::now(),
         }
@@ -269,19 +269,21 @@ impl KafkaSource {
             })
     }
 
-    /// Serves the consumer's own queue: callbacks, and messages fetched for a
-    /// partition before its queue was split off.
+    /// Serves the consumer's own queue: the callbacks (errors, logs). No record
+    /// should come through it, as every partition's queue is split off before the
+    /// partition is assigned; one that does anyway fails the source (the job then
+    /// restarts from its checkpoint) rather than being read out of order.
     fn serve_main_queue(
         &mut self,
         consumer: &BaseConsumer<ErrorCollector>,
     ) -> Result<(), SourceError> {
-        while let Some(message) = consumer.poll(Duration::ZERO) {
+        if let Some(message) = consumer.poll(Duration::ZERO) {
             let message = message.map_err(|error| self.error("reading", &error))?;
             let split = SplitId::new(message.topic(), message.partition() as u32);
-            self.stray
-                .entry(split)
-                .or_default()
-                .push_back(record_of(&message));
+            return Err(self.error(
+                "reading",
+                &format!("a record of {split} came through the consumer's queue instead of the partition's own"),
+            ));
         }
         self.main_queue_served = Instant::now();
         Ok(())
@@ -310,6 +312,21 @@ fn record_of(message: &BorrowedMessage<'_>) -> KafkaRecord {
                     .collect()
             })
             .unwrap_or_default(),
+    }
+}
+
+impl InputRecord for KafkaRecord {
+    fn origin(&self) -> String {
+        format!("{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+
+    fn as_output(&self) -> KafkaOutput {
+        KafkaOutput {
+            key: self.key.clone(),
+            value: self.value.clone(),
+            headers: self.headers.clone(),
+            partition: None,
+        }
     }
 }
 
@@ -395,6 +412,17 @@ impl SplitSource for KafkaSource {
 
     fn assign(&mut self, splits: &[(SplitId, i64)]) -> Result<(), SourceError> {
         let consumer = self.consumer()?;
+        // Each partition gets its own queue before it is assigned: a queue split off
+        // later would leave the records fetched meanwhile on the consumer's queue,
+        // where they could be read after later ones of the same partition.
+        for (split, _) in splits {
+            let queue = consumer
+                .split_partition_queue(&split.group, split.index as i32)
+                .ok_or_else(|| {
+                    self.error("cannot assign partitions", &format!("no queue for {split}"))
+                })?;
+            self.queues.insert(split.clone(), queue);
+        }
         let mut list = TopicPartitionList::new();
         for (split, offset) in splits {
             list.add_partition_offset(&split.group, split.index as i32, Offset::Offset(*offset))
@@ -412,14 +440,6 @@ impl SplitSource for KafkaSource {
                         self.error(&format!("cannot read the end of {split}"), &error)
                     })?;
                 self.end_offsets.insert(split.clone(), high);
-            }
-        }
-        for (split, _) in splits {
-            // A partition the consumer's metadata does not know yet (just added) has
-            // no queue of its own until it does; until then its records come
-            // through the consumer's queue (`stray`), and `read` tries again.
-            if let Some(queue) = consumer.split_partition_queue(&split.group, split.index as i32) {
-                self.queues.insert(split.clone(), queue);
             }
         }
         Ok(())
@@ -442,34 +462,9 @@ impl SplitSource for KafkaSource {
             return Ok(ReadStatus::Ended);
         }
         let mut taken = 0;
-        if let Some(stray) = self.stray.get_mut(split) {
-            while taken < max {
-                let Some(record) = stray.pop_front() else {
-                    break;
-                };
-                if record.offset >= *position {
-                    *position = record.offset + 1;
-                    out.push(record);
-                    taken += 1;
-                }
-            }
-        }
-        if !self.queues.contains_key(split) {
-            match consumer.split_partition_queue(&split.group, split.index as i32) {
-                Some(queue) => {
-                    self.queues.insert(split.clone(), queue);
-                }
-                None => {
-                    self.serve_main_queue(&consumer)?;
-                    return Ok(if taken == max {
-                        ReadStatus::More
-                    } else {
-                        ReadStatus::Idle
-                    });
-                }
-            }
-        }
-        let queue = &self.queues[split];
+        let Some(queue) = self.queues.get(split) else {
+            return Err(self.error("reading", &format!("{split} is not assigned")));
+        };
         while taken < max {
             let Some(message) = queue.poll(Duration::ZERO) else {
                 break;

@@ -1,0 +1,363 @@
+//! Kafka benchmarks on a running cluster (`e2e/infra/stack.sh up`, cluster A):
+//! raw librdkafka produce, consume and consume-then-produce loops as the baseline,
+//! and Strom jobs on the same brokers — a passthrough (at least once and exactly
+//! once) and a keyed aggregation — as events/s and ratios to the baseline.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use strom_runtime::api::Pipeline;
+use strom_runtime::connectors::kafka::{
+    ClusterConnection, KafkaOutput, KafkaRecord, KafkaSinkConfig, KafkaSource, KafkaSourceConfig,
+};
+use strom_runtime::exec::{JobControl, PipelineFn, RestoreFrom, run_job};
+
+use crate::config;
+
+/// Partitions of the benchmark topics.
+const PARTITIONS: i32 = 8;
+/// Bytes of each record's value.
+const VALUE_BYTES: usize = 100;
+/// Distinct keys of the input.
+const KEYS: u64 = 10_000;
+/// Checkpoints (and so exactly-once commits) in the Strom runs.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One measured run.
+pub struct KafkaRun {
+    what: String,
+    parallelism: Option<u32>,
+    events: u64,
+    seconds: f64,
+    baseline: Option<f64>,
+}
+
+impl KafkaRun {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+}
+
+/// The benchmark's connection to cluster A, from `STROM_KAFKA_A_BOOTSTRAP`.
+fn cluster_a() -> anyhow::Result<ClusterConnection> {
+    let bootstrap = std::env::var("STROM_KAFKA_A_BOOTSTRAP").context(
+        "STROM_KAFKA_A_BOOTSTRAP is not set: start the test services \
+         (e2e/infra/stack.sh up) and source ~/.cache/strom/run/env.sh",
+    )?;
+    Ok(ClusterConnection::from_properties(
+        "a",
+        [("bootstrap.servers".to_owned(), bootstrap)],
+    ))
+}
+
+fn create_topic(a: &ClusterConnection, topic: &str) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = a.client_config([]).create()?;
+    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+    let results = futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new()))?;
+    for result in results {
+        result.map_err(|(topic, error)| anyhow::anyhow!("creating {topic}: {error}"))?;
+    }
+    Ok(())
+}
+
+/// A producer set as the Strom sinks set theirs (idempotent, 5 ms linger).
+fn producer(a: &ClusterConnection) -> anyhow::Result<BaseProducer> {
+    Ok(a.client_config([
+        ("enable.idempotence", "true".to_owned()),
+        ("linger.ms", "5".to_owned()),
+    ])
+    .create()?)
+}
+
+/// Sends a record, waiting while the producer's queue is full.
+fn send(producer: &BaseProducer, record: BaseRecord<'_, [u8], [u8]>) -> anyhow::Result<()> {
+    let mut record = record;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                producer.poll(Duration::from_millis(1));
+                record = returned;
+            }
+            Err((error, _)) => bail!("producing: {error}"),
+        }
+    }
+}
+
+/// A consumer of every partition of `topic` from its beginning, as the Strom
+/// source reads (assigned, no group membership).
+fn consumer(a: &ClusterConnection, topic: &str) -> anyhow::Result<BaseConsumer> {
+    let consumer: BaseConsumer = a
+        .client_config([
+            ("group.id", format!("bench-{topic}")),
+            ("enable.auto.commit", "false".to_owned()),
+        ])
+        .create()?;
+    let mut list = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        list.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&list)?;
+    Ok(consumer)
+}
+
+fn key_of(n: u64) -> String {
+    format!("key-{}", n % KEYS)
+}
+
+/// Writes `events` records to `topic` with a raw producer; the first baseline.
+fn raw_produce(a: &ClusterConnection, topic: &str, events: u64) -> anyhow::Result<KafkaRun> {
+    let producer = producer(a)?;
+    let value = vec![b'x'; VALUE_BYTES];
+    let started = Instant::now();
+    for n in 0..events {
+        let key = key_of(n);
+        send(
+            &producer,
+            BaseRecord::to(topic)
+                .key(key.as_bytes())
+                .payload(&value[..]),
+        )?;
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(KafkaRun {
+        what: "raw librdkafka produce".into(),
+        parallelism: None,
+        events,
+        seconds: started.elapsed().as_secs_f64(),
+        baseline: None,
+    })
+}
+
+/// Reads `events` records of `topic` with a raw consumer.
+fn raw_consume(a: &ClusterConnection, topic: &str, events: u64) -> anyhow::Result<KafkaRun> {
+    let consumer = consumer(a, topic)?;
+    let started = Instant::now();
+    let mut read = 0;
+    let mut bytes = 0;
+    while read < events {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            bytes += message?.payload().map_or(0, <[u8]>::len);
+            read += 1;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("read only {read} of {events} records in 5 minutes");
+        }
+    }
+    std::hint::black_box(bytes);
+    Ok(KafkaRun {
+        what: "raw librdkafka consume".into(),
+        parallelism: None,
+        events,
+        seconds: started.elapsed().as_secs_f64(),
+        baseline: None,
+    })
+}
+
+/// Copies `events` records of `from` to `to` in one loop of a raw consumer and
+/// producer: the baseline of the Strom passthrough.
+fn raw_copy(a: &ClusterConnection, from: &str, to: &str, events: u64) -> anyhow::Result<KafkaRun> {
+    let consumer = consumer(a, from)?;
+    let producer = producer(a)?;
+    let started = Instant::now();
+    let mut copied = 0;
+    while copied < events {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message?;
+            let mut record = BaseRecord::to(to);
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(value) = message.payload() {
+                record = record.payload(value);
+            }
+            send(&producer, record)?;
+            copied += 1;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("copied only {copied} of {events} records in 5 minutes");
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(KafkaRun {
+        what: "raw librdkafka consume + produce".into(),
+        parallelism: None,
+        events,
+        seconds: started.elapsed().as_secs_f64(),
+        baseline: None,
+    })
+}
+
+/// What a Strom job does with the input.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Job {
+    /// Copies every record, at least once.
+    Passthrough,
+    /// Copies every record, exactly once.
+    PassthroughExactlyOnce,
+    /// Counts records per key (RocksDB state) and writes each running count.
+    KeyedCount,
+}
+
+impl Job {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Passthrough => "Strom passthrough, at least once",
+            Self::PassthroughExactlyOnce => "Strom passthrough, exactly once",
+            Self::KeyedCount => "Strom keyed count, at least once",
+        }
+    }
+}
+
+/// Runs `job` over all of `from` (bounded) into `to` at `parallelism`; events/s
+/// from the moment its operators were built to its end, final checkpoint included.
+fn strom_run(
+    dir: &Path,
+    a: &ClusterConnection,
+    from: &str,
+    to: &str,
+    job: Job,
+    parallelism: u32,
+) -> anyhow::Result<KafkaRun> {
+    let (a, from_topic, to_topic) = (a.clone(), from.to_owned(), to.to_owned());
+    let pipeline: PipelineFn = Arc::new(move |pipeline: &mut Pipeline<'_>| {
+        let mut source = KafkaSourceConfig::new(a.clone(), &[from_topic.as_str()], "bench");
+        source.bounded = true;
+        let mut sink = KafkaSinkConfig::new(a.clone(), &to_topic, "bench");
+        if job == Job::PassthroughExactlyOnce {
+            sink = sink.exactly_once();
+        }
+        let records = pipeline.source("in", KafkaSource::new(source))?;
+        match job {
+            Job::Passthrough | Job::PassthroughExactlyOnce => {
+                records.sink_kafka("out", sink, |record: &KafkaRecord| KafkaOutput {
+                    key: record.key.clone(),
+                    value: record.value.clone(),
+                    ..KafkaOutput::default()
+                })?
+            }
+            Job::KeyedCount => records
+                .map(|record: KafkaRecord| record.key.unwrap_or_default())
+                .key_by(|key: &Vec<u8>| key.clone())
+                .count("count")?
+                .sink_kafka("out", sink, |(key, count): &(Vec<u8>, u64)| KafkaOutput {
+                    key: Some(key.clone()),
+                    value: Some(count.to_string().into_bytes()),
+                    ..KafkaOutput::default()
+                })?,
+        }
+        Ok(())
+    });
+    let name = format!("kafka-{to}");
+    let config = config(
+        dir,
+        &name,
+        parallelism,
+        CHECKPOINT_INTERVAL,
+        RestoreFrom::Nothing,
+    );
+    let control = Arc::new(JobControl::default());
+    let report = run_job(config, pipeline, Arc::clone(&control))?;
+    let running = control.running_since().context("the job never ran")?;
+    Ok(KafkaRun {
+        what: job.describe().into(),
+        parallelism: Some(parallelism),
+        events: report.records_in,
+        seconds: running.elapsed().as_secs_f64(),
+        baseline: None,
+    })
+}
+
+/// Runs the Kafka benchmarks over `events` records at each of `parallelisms`.
+pub fn run(dir: &Path, events: u64, parallelisms: &[u32]) -> anyhow::Result<Vec<KafkaRun>> {
+    let a = cluster_a()?;
+    let run_id = std::process::id();
+    let input = format!("bench-in-{run_id}");
+    create_topic(&a, &input)?;
+    let mut runs = Vec::new();
+    runs.push(raw_produce(&a, &input, events)?);
+    runs.push(raw_consume(&a, &input, events)?);
+    let copy = format!("bench-raw-copy-{run_id}");
+    create_topic(&a, &copy)?;
+    let raw_copy = raw_copy(&a, &input, &copy, events)?;
+    let raw_copy_rate = raw_copy.rate();
+    runs.push(raw_copy);
+    for &parallelism in parallelisms {
+        let mut at_least_once = None;
+        for job in [
+            Job::Passthrough,
+            Job::PassthroughExactlyOnce,
+            Job::KeyedCount,
+        ] {
+            let output = format!("bench-out-{run_id}-{parallelism}-{}", runs.len());
+            create_topic(&a, &output)?;
+            let mut run = strom_run(dir, &a, &input, &output, job, parallelism)?;
+            if run.events != events {
+                bail!("{} read {} of {events} records", job.describe(), run.events);
+            }
+            run.baseline = Some(match job {
+                Job::PassthroughExactlyOnce => at_least_once.unwrap_or(raw_copy_rate),
+                _ => raw_copy_rate,
+            });
+            if job == Job::Passthrough {
+                at_least_once = Some(run.rate());
+            }
+            println!("{} at {parallelism}: {:.0} events/s", run.what, run.rate());
+            runs.push(run);
+        }
+    }
+    Ok(runs)
+}
+
+/// The Markdown section of the Kafka runs.
+pub fn report(runs: &[KafkaRun], events: u64, cores: u32) -> anyhow::Result<String> {
+    let mut out = String::new();
+    writeln!(out, "## Kafka\n")?;
+    writeln!(
+        out,
+        "Written by `cargo run --release -p strom-bench -- --suite kafka --kafka-events {events}` \
+         on a machine with {cores} cores, against the plaintext test cluster of \
+         `e2e/infra` (one KRaft broker on the same machine). {events} records of \
+         {VALUE_BYTES} bytes with {KEYS} distinct keys in a topic of {PARTITIONS} \
+         partitions; Strom jobs read it bounded (to the end it had at start) and write \
+         another {PARTITIONS}-partition topic, checkpointing every \
+         {} s. Producers are idempotent with a 5 ms linger in every run.\n",
+        CHECKPOINT_INTERVAL.as_secs()
+    )?;
+    writeln!(
+        out,
+        "| run | parallelism | events | seconds | events/s | ratio | ratio to |"
+    )?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---|")?;
+    for run in runs {
+        let (ratio, to) = match (run.baseline, run.what.as_str()) {
+            (Some(base), what) if what.contains("exactly once") => {
+                (format!("{:.2}", run.rate() / base), "at least once")
+            }
+            (Some(base), _) => (format!("{:.2}", run.rate() / base), "raw consume + produce"),
+            (None, _) => (String::new(), ""),
+        };
+        writeln!(
+            out,
+            "| {} | {} | {} | {:.1} | {:.0} | {ratio} | {to} |",
+            run.what,
+            run.parallelism
+                .map_or("1 thread".to_owned(), |p| p.to_string()),
+            run.events,
+            run.seconds,
+            run.rate(),
+        )?;
+    }
+    writeln!(out)?;
+    Ok(out)
+}
