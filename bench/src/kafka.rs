@@ -118,7 +118,7 @@ fn key_of(n: u64) -> String {
 /// Writes `events` records to `topic` with a raw producer; the first baseline.
 fn raw_produce(a: &ClusterConnection, topic: &str, events: u64) -> anyhow::Result<KafkaRun> {
     let producer = producer(a)?;
-    let value = vec![b'x'; VALUE_BYTES];
+    let value = [b'x'; VALUE_BYTES];
     let started = Instant::now();
     for n in 0..events {
         let key = key_of(n);
