@@ -30,6 +30,9 @@ const PARTITIONS: i32 = 8;
 const VALUE_BYTES: usize = 100;
 /// Distinct keys of the input.
 const KEYS: u64 = 10_000;
+/// How many records the raw loops send between serving their producer's delivery
+/// reports (the Strom sink serves them once per batch of records).
+const SERVE_EVERY: u64 = 1000;
 /// Checkpoints (and so exactly-once commits) in the Strom runs.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -128,6 +131,9 @@ fn raw_produce(a: &ClusterConnection, topic: &str, events: u64) -> anyhow::Resul
                 .key(key.as_bytes())
                 .payload(&value[..]),
         )?;
+        if n % SERVE_EVERY == 0 {
+            producer.poll(Duration::ZERO);
+        }
     }
     producer.flush(Duration::from_secs(120))?;
     Ok(KafkaRun {
@@ -183,6 +189,9 @@ fn raw_copy(a: &ClusterConnection, from: &str, to: &str, events: u64) -> anyhow:
             }
             send(&producer, record)?;
             copied += 1;
+            if copied % SERVE_EVERY == 0 {
+                producer.poll(Duration::ZERO);
+            }
         }
         if started.elapsed() > Duration::from_secs(300) {
             bail!("copied only {copied} of {events} records in 5 minutes");
@@ -285,13 +294,14 @@ pub fn run(dir: &Path, events: u64, parallelisms: &[u32]) -> anyhow::Result<Vec<
     let input = format!("bench-in-{run_id}");
     create_topic(&a, &input)?;
     let mut runs = Vec::new();
-    runs.push(raw_produce(&a, &input, events)?);
-    runs.push(raw_consume(&a, &input, events)?);
+    let produce = raw_produce(&a, &input, events)?;
+    let consume = raw_consume(&a, &input, events)?;
+    // A passthrough can go no faster than the slower of its two halves.
+    let raw_ceiling = produce.rate().min(consume.rate());
+    runs.extend([produce, consume]);
     let copy = format!("bench-raw-copy-{run_id}");
     create_topic(&a, &copy)?;
-    let raw_copy = raw_copy(&a, &input, &copy, events)?;
-    let raw_copy_rate = raw_copy.rate();
-    runs.push(raw_copy);
+    runs.push(raw_copy(&a, &input, &copy, events)?);
     for &parallelism in parallelisms {
         let mut at_least_once = None;
         for job in [
@@ -306,8 +316,8 @@ pub fn run(dir: &Path, events: u64, parallelisms: &[u32]) -> anyhow::Result<Vec<
                 bail!("{} read {} of {events} records", job.describe(), run.events);
             }
             run.baseline = Some(match job {
-                Job::PassthroughExactlyOnce => at_least_once.unwrap_or(raw_copy_rate),
-                _ => raw_copy_rate,
+                Job::PassthroughExactlyOnce => at_least_once.unwrap_or(raw_ceiling),
+                _ => raw_ceiling,
             });
             if job == Job::Passthrough {
                 at_least_once = Some(run.rate());
@@ -344,7 +354,10 @@ pub fn report(runs: &[KafkaRun], events: u64, cores: u32) -> anyhow::Result<Stri
             (Some(base), what) if what.contains("exactly once") => {
                 (format!("{:.2}", run.rate() / base), "at least once")
             }
-            (Some(base), _) => (format!("{:.2}", run.rate() / base), "raw consume + produce"),
+            (Some(base), _) => (
+                format!("{:.2}", run.rate() / base),
+                "raw ceiling: the slower of raw produce and raw consume",
+            ),
             (None, _) => (String::new(), ""),
         };
         writeln!(
