@@ -280,10 +280,17 @@ impl KafkaSource {
         if let Some(message) = consumer.poll(Duration::ZERO) {
             let message = message.map_err(|error| self.error("reading", &error))?;
             let split = SplitId::new(message.topic(), message.partition() as u32);
-            return Err(self.error(
-                "reading",
-                &format!("a record of {split} came through the consumer's queue instead of the partition's own"),
-            ));
+            // Kept with the cluster's refusals, so the source fails with it whichever
+            // caller served the queue (a metadata look-up ignores what it serves).
+            consumer
+                .context()
+                .fatal
+                .lock()
+                .expect("not poisoned")
+                .get_or_insert_with(|| {
+                    format!("a record of {split} came through the consumer's queue instead of the partition's own")
+                });
+            return Err(self.error("reading", &"a record on the consumer's queue"));
         }
         self.main_queue_served = Instant::now();
         Ok(())
