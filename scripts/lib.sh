@@ -7,11 +7,13 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$STROM_CACHE/target}
 mkdir -p "$STROM_CACHE"
 
 # Debian packages the workspace needs to build (rocksdb; rdkafka with TLS, SASL and
-# libcurl), and the e2e scripts' certificates and signed S3 requests (openssl, curl).
+# libcurl), the e2e scripts' certificates and signed S3 requests (openssl, curl), and
+# the e2e node's container runtime and pod network (containerd, runc, CNI plugins).
 STROM_DEBIAN_PACKAGES=(
     build-essential cmake clang libclang-dev pkg-config
     libssl-dev libsasl2-dev zlib1g-dev libzstd-dev
     libcurl4-openssl-dev openssl curl
+    containerd runc containernetworking-plugins iproute2
 )
 
 STROM_STAGES=()

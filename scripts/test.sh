@@ -34,6 +34,13 @@ services_up() {
     source "$STROM_CACHE/run/env.sh"
 }
 
+# The runtime image the e2e node runs pods from: the `strom` binary the tests
+# use, imported into the node's containerd.
+runtime_image() {
+    cargo build -p strom-runtime --bin strom --locked || return 1
+    e2e/infra/node.sh image "$CARGO_TARGET_DIR/debug/strom"
+}
+
 failed=0
 stage "system packages" ensure_debian_packages || exit 1
 stage "rust toolchain" ensure_rust || exit 1
@@ -41,6 +48,7 @@ stage "format (cargo fmt --check)" cargo fmt --all -- --check || failed=1
 stage "lint (cargo clippy)" cargo clippy --workspace --all-targets --locked -- -D warnings || failed=1
 trap 'e2e/infra/stack.sh down' EXIT
 stage "services up (e2e/infra)" services_up || failed=1
+stage "runtime image (e2e node)" runtime_image || failed=1
 stage "tests (cargo test)" run_tests || failed=1
 stage "services down" e2e/infra/stack.sh down || failed=1
 trap - EXIT

@@ -19,5 +19,8 @@ pub use kafka::{
 };
 pub use pod_template::PodTemplate;
 pub use state::{SecretRef, StateSpec};
-pub use status::{ConditionType, JobPhase, SavepointInfo, SavepointReason, StreamJobStatus};
+pub use status::{
+    ChangeStatus, ConditionType, JobPhase, ManualSavepointStatus, SavepointInfo, SavepointReason,
+    StreamJobStatus,
+};
 pub use stream_job::{DesiredState, PipelineSpec, StreamJob, StreamJobSpec, UpgradeMode};

@@ -47,6 +47,72 @@ pub struct StreamJobStatus {
     /// against it to decide whether an upgrade or rescale is needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconciled_spec: Option<String>,
+
+    /// The rescale, upgrade, suspension or deletion under way: recorded before each
+    /// of its steps, so an operator that restarts resumes it where it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeStatus>,
+
+    /// The savepoint asked for through `savepointTriggerNonce`, while it is taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual_savepoint: Option<ManualSavepointStatus>,
+
+    /// The `savepointTriggerNonce` whose savepoint was last taken (or tried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_savepoint_nonce: Option<i64>,
+
+    /// How often the job restarted from its latest checkpoint after a runtime pod
+    /// failed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: i32,
+
+    /// The highest container restart count seen among the current runtime pods
+    /// (each job restart restarts every pod once): how restarts are counted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pod_restarts_seen: i32,
+}
+
+fn is_zero(value: &i32) -> bool {
+    *value == 0
+}
+
+/// A change of the running job carried out as savepoint -> tear down -> redeploy.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeStatus {
+    /// Why the job is changed.
+    pub reason: SavepointReason,
+    /// The upgrade mode the change started under (a later edit of `upgradeMode`
+    /// applies to the next change).
+    pub upgrade_mode: crate::UpgradeMode,
+    /// When the current step began (a savepoint's timeout counts from here).
+    pub step_started_at: Time,
+    /// Id of the stop-with-savepoint request made to the job's control API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_request: Option<i64>,
+    /// Where the new deployment restores from: the savepoint this change took, or
+    /// none (the latest checkpoint in `last-state` mode, nothing when `stateless`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<String>,
+    /// Savepoint attempts that failed or timed out so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_attempts: i32,
+    /// After a failed attempt: not before this time is the savepoint tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Time>,
+}
+
+/// A savepoint asked for through `savepointTriggerNonce`, not yet completed.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManualSavepointStatus {
+    /// The nonce it answers.
+    pub nonce: i64,
+    /// When it was asked for.
+    pub requested_at: Time,
+    /// Id of the request made to the job's control API, once made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<i64>,
 }
 
 /// Where a job is in its life cycle.

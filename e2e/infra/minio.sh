@@ -60,7 +60,7 @@ service_up() {
         MINIO_ROOT_PASSWORD=$(cat "$CREDENTIALS/AWS_SECRET_ACCESS_KEY") \
         MINIO_BROWSER=off MINIO_UPDATE=off MINIO_REGION=$MINIO_REGION \
         start_daemon minio "$MINIO_RUN/minio.log" \
-        "$MINIO_BIN/minio" server --quiet --address "127.0.0.1:$MINIO_PORT" "$MINIO_RUN/data"
+        "$MINIO_BIN/minio" server --quiet --address ":$MINIO_PORT" "$MINIO_RUN/data"
     wait_until 60 MinIO "$MINIO_RUN/minio.log" healthy
     s3_request PUT "/$MINIO_BUCKET" >/dev/null || { log "creating bucket $MINIO_BUCKET failed"; return 1; }
     log "MinIO up with bucket $MINIO_BUCKET in $((SECONDS - start))s"

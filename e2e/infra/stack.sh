@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every service the integration and e2e tests run against: three Kafka clusters,
-# MinIO and a Kubernetes control plane (kafka.sh, minio.sh, kubernetes.sh).
+# MinIO, a Kubernetes control plane and a node that runs its pods (kafka.sh,
+# minio.sh, kubernetes.sh, node.sh).
 #
 #   e2e/infra/stack.sh build   build or download what is missing (cached)
 #   e2e/infra/stack.sh up      build, then start every service and wait until healthy
@@ -13,7 +14,9 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
+# Started side by side; the node joins the control plane once it is up.
 SERVICES=(kafka minio kubernetes)
+NODE=node
 
 # The toolchains the builds need, which every machine of this kind has: Debian's Go
 # is too old for Kubernetes 1.34, so a missing one is reported, not installed.
@@ -29,7 +32,7 @@ check_toolchains() {
 stack_build() {
     check_toolchains || return 1
     local service
-    for service in "${SERVICES[@]}"; do
+    for service in "${SERVICES[@]}" "$NODE"; do
         stage "build $service" "$INFRA_DIR/$service.sh" build || return 1
     done
 }
@@ -58,6 +61,16 @@ stack_up() {
             failed=1
         fi
     done
+    if [ $failed -eq 0 ]; then
+        local began=$SECONDS
+        if "$INFRA_DIR/$NODE.sh" up >"$INFRA_RUN/$NODE-up.log" 2>&1; then
+            printf '  %-12s up in %ss\n' "$NODE" "$((SECONDS - began))"
+        else
+            printf '  %-12s FAILED:\n' "$NODE"
+            sed 's/^/    /' "$INFRA_RUN/$NODE-up.log"
+            failed=1
+        fi
+    fi
     stack_env >"$INFRA_RUN/env.sh"
     echo "all services started in $((SECONDS - start))s; environment in $INFRA_RUN/env.sh"
     return $failed
@@ -65,13 +78,14 @@ stack_up() {
 
 stack_env() {
     local service
-    for service in "${SERVICES[@]}"; do
+    for service in "${SERVICES[@]}" "$NODE"; do
         "$INFRA_DIR/$service.sh" env
     done
 }
 
-# down: stops the services side by side.
+# down: stops the node (its pods first), then the other services side by side.
 stack_down() {
+    "$INFRA_DIR/$NODE.sh" down || true
     local service pids=()
     for service in "${SERVICES[@]}"; do
         "$INFRA_DIR/$service.sh" down &
@@ -86,7 +100,7 @@ stack_down() {
 
 stack_status() {
     local service
-    for service in "${SERVICES[@]}"; do
+    for service in "${SERVICES[@]}" "$NODE"; do
         "$INFRA_DIR/$service.sh" status
     done
 }

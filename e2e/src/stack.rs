@@ -140,7 +140,44 @@ impl ControlPlane {
         command.arg("--kubeconfig").arg(&self.kubeconfig);
         command
     }
+
+    /// Runs kubectl with `args`; its standard output, or what it printed on failure.
+    pub fn run_kubectl(&self, args: &[&str]) -> Result<String, String> {
+        let output = self
+            .kubectl()
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.kubectl.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!(
+                "kubectl {} failed: {stdout}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
+    /// Installs the StreamJob CRD of the Helm chart (server-side apply) and waits
+    /// until the apiserver serves it.
+    pub fn install_stream_job_crd(&self) -> Result<(), String> {
+        let crd = crate::workspace_root().join(STREAM_JOB_CRD);
+        let crd = crd.to_string_lossy();
+        self.run_kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &crd])?;
+        self.run_kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/streamjobs.strom.dev",
+        ])?;
+        Ok(())
+    }
 }
+
+/// The StreamJob CRD in the Helm chart, relative to the workspace root.
+pub const STREAM_JOB_CRD: &str = "charts/strom-operator/crds/streamjobs.strom.dev.yaml";
 
 /// The content of a file the scripts wrote, without a trailing newline.
 fn read(path: &Path, what: &str) -> Result<String, ServiceError> {

@@ -10,8 +10,6 @@ use std::sync::OnceLock;
 
 use strom_e2e::{ControlPlane, workspace_root};
 
-const CRD: &str = "charts/strom-operator/crds/streamjobs.strom.dev.yaml";
-
 /// The control plane with the StreamJob CRD installed and established (once per
 /// test binary).
 fn control_plane() -> Option<ControlPlane> {
@@ -19,26 +17,9 @@ fn control_plane() -> Option<ControlPlane> {
     INSTALLED
         .get_or_init(|| {
             let control_plane = ControlPlane::from_env().expect("the control plane")?;
-            let crd = workspace_root().join(CRD);
-            succeed(
-                &control_plane,
-                &[
-                    "apply",
-                    "--server-side",
-                    "--force-conflicts",
-                    "-f",
-                    str(&crd),
-                ],
-            );
-            succeed(
-                &control_plane,
-                &[
-                    "wait",
-                    "--for=condition=Established",
-                    "--timeout=60s",
-                    "crd/streamjobs.strom.dev",
-                ],
-            );
+            control_plane
+                .install_stream_job_crd()
+                .expect("the CRD installs");
             Some(control_plane)
         })
         .clone()

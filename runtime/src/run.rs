@@ -50,6 +50,14 @@ pub struct RunArgs {
     /// (process 0 only), e.g. 127.0.0.1:8081.
     #[arg(long)]
     control_address: Option<std::net::SocketAddr>,
+    /// The job's run, set by `strom worker`: state lives under
+    /// `<storage>/<job>/<run>`, so a stateless redeploy starts empty.
+    #[arg(skip)]
+    job_id: Option<String>,
+    /// Set by `strom worker`: Secrets are mounted one folder per cluster, and a
+    /// job stopped with a savepoint waits to be terminated.
+    #[arg(skip)]
+    in_pod: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -75,13 +83,16 @@ fn job_config(job: &StreamJob, args: &RunArgs) -> anyhow::Result<JobConfig> {
     let parallelism = args.parallelism.unwrap_or(spec.parallelism as u32);
     let partitioning = Partitioning::new(parallelism, spec.max_parallelism as u32)
         .with_context(|| format!("parallelism {parallelism}"))?;
-    let storage_url = match &spec.state.storage {
+    let mut storage_url = match &spec.state.storage {
         Some(url) => url.trim_end_matches('/').to_owned() + "/" + &name,
         None => {
             let dir = std::path::absolute(".strom/state")?.join(&name);
             format!("file://{}", dir.display())
         }
     };
+    if let Some(job_id) = &args.job_id {
+        storage_url = format!("{storage_url}/{job_id}");
+    }
     let restore = match (&args.from_savepoint, args.resume) {
         (Some(path), true) => RestoreFrom::NewestOf(path.clone()),
         (Some(path), false) => RestoreFrom::Snapshot(path.clone()),
@@ -150,6 +161,10 @@ pub struct WorkerArgs {
     /// Local working folder for RocksDB.
     #[arg(long, env = "STROM_WORK_DIR", default_value = "/var/lib/strom")]
     work_dir: PathBuf,
+    /// The job's run (the operator's `status.jobId`): state lives under
+    /// `<storage>/<job>/<run>`.
+    #[arg(long, env = "STROM_JOB_ID")]
+    job_id: Option<String>,
 }
 
 /// The ordinal ending a StatefulSet pod's host name (`clicks-2` -> 2).
@@ -166,12 +181,40 @@ fn host_ordinal() -> anyhow::Result<usize> {
         })
 }
 
+/// How long a pod waits for its peers' names to resolve.
+const PEER_RESOLUTION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Waits until every peer's host name resolves: a StatefulSet's pods start
+/// together, and cluster DNS learns each one's address only once its pod has one.
+fn wait_for_peers(peers: &[String]) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs;
+    let started = Instant::now();
+    for peer in peers {
+        loop {
+            let failure = match peer.to_socket_addrs().map(|mut a| a.next()) {
+                Ok(Some(_)) => break,
+                Ok(None) => "no address".to_owned(),
+                Err(error) => error.to_string(),
+            };
+            if started.elapsed() >= PEER_RESOLUTION_TIMEOUT {
+                bail!(
+                    "peer {peer} did not resolve within {}s: {failure}",
+                    PEER_RESOLUTION_TIMEOUT.as_secs()
+                );
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+    Ok(())
+}
+
 /// Runs one process of a job in a pod.
 pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let process = match args.process {
         Some(index) => index,
         None => host_ordinal()?,
     };
+    wait_for_peers(&args.peers)?;
     run(RunArgs {
         manifest: args.manifest,
         from_savepoint: args.from_savepoint,
@@ -183,16 +226,22 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         process: Some(process),
         peers: args.peers,
         control_address: Some(args.control_address),
+        job_id: args.job_id,
+        in_pod: true,
     })
 }
 
 /// Where the job's Secrets are mounted: `STROM_SECRETS_DIR`, by default where the
-/// operator mounts them.
-fn secret_mounts() -> SecretMounts {
-    SecretMounts::new(
-        std::env::var_os("STROM_SECRETS_DIR")
-            .map_or_else(|| DEFAULT_SECRETS_ROOT.into(), std::path::PathBuf::from),
-    )
+/// operator mounts them; in a pod one folder per cluster, as the operator mounts
+/// them, else one folder per Secret.
+fn secret_mounts(in_pod: bool) -> SecretMounts {
+    let root = std::env::var_os("STROM_SECRETS_DIR")
+        .map_or_else(|| DEFAULT_SECRETS_ROOT.into(), std::path::PathBuf::from);
+    if in_pod {
+        SecretMounts::per_cluster(root)
+    } else {
+        SecretMounts::new(root)
+    }
 }
 
 /// Runs the job in `args.manifest` until it ends, is stopped by Ctrl-C, or
@@ -215,7 +264,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             println!("{line}");
         }
     });
-    let secrets = secret_mounts();
+    let secrets = secret_mounts(args.in_pod);
     let environment = pipelines::Environment {
         kafka_clusters: &job.spec.kafka_clusters,
         secrets: &secrets,
@@ -237,7 +286,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     );
 
     let control = Arc::new(JobControl::default());
-    stop_on_ctrl_c(Arc::clone(&control))?;
+    if args.in_pod {
+        control.serve_after_stop();
+    }
+    handle_signals(Arc::clone(&control))?;
     let finished = Arc::new(AtomicBool::new(false));
     let progress = show_progress(Arc::clone(&control), Arc::clone(&finished), args.stop_after);
     let result = run_job(config, pipeline, Arc::clone(&control));
@@ -251,19 +303,35 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn stop_on_ctrl_c(control: Arc<JobControl>) -> anyhow::Result<()> {
+/// Ctrl-C stops the job with a savepoint (a second one aborts). SIGTERM, which a pod
+/// gets when it is deleted, ends the process at once: the job resumes from its
+/// latest checkpoint, and a job stopped with a savepoint has nothing left to do. (As
+/// a container's first process, ignoring it would hold the pod for its whole grace
+/// period.)
+fn handle_signals(control: Arc<JobControl>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let mut terminate = runtime.block_on(async { signal(SignalKind::terminate()) })?;
     thread::Builder::new()
         .name("strom-signals".into())
         .spawn(move || {
             runtime.block_on(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("\nstopping with a savepoint (Ctrl-C again to abort)");
-                    control.request_stop();
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(130);
+                tokio::select! {
+                    interrupted = tokio::signal::ctrl_c() => {
+                        if interrupted.is_ok() {
+                            eprintln!("\nstopping with a savepoint (Ctrl-C again to abort)");
+                            control.request_stop();
+                            tokio::select! {
+                                _ = tokio::signal::ctrl_c() => std::process::exit(130),
+                                _ = terminate.recv() => std::process::exit(143),
+                            }
+                        }
+                    }
+                    _ = terminate.recv() => {
+                        eprintln!("terminated");
+                        std::process::exit(143);
                     }
                 }
             });

@@ -182,6 +182,7 @@ impl Metrics {
 pub struct JobControl {
     stop_requested: AtomicBool,
     shutdown: AtomicBool,
+    serve_after_stop: AtomicBool,
     /// The job's metrics.
     pub metrics: Metrics,
     records_in_total: AtomicU64,
@@ -203,6 +204,19 @@ impl JobControl {
         self.savepoint_requests
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes a job stopped with a savepoint keep its process, and so its control
+    /// API, up until the process is terminated, instead of returning: in a pod,
+    /// returning would restart the job, and the operator reads the savepoint's
+    /// location from the control API.
+    pub fn serve_after_stop(&self) {
+        self.serve_after_stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`JobControl::serve_after_stop`] was asked for.
+    pub fn serves_after_stop(&self) -> bool {
+        self.serve_after_stop.load(Ordering::SeqCst)
     }
 
     /// Asks the sources to stop reading; the job then completes a final checkpoint,

@@ -179,6 +179,11 @@ pub fn run_job(
             |error: String| JobError::Worker(control.snapshots().failure.unwrap_or(error));
         result.map_err(explain)?.map_err(explain)?;
     }
+    if control.serves_after_stop() && control.stop_requested() {
+        tracing::info!("stopped with a savepoint; serving the control API until terminated");
+        eprintln!("stopped with a savepoint; serving the control API until terminated");
+        io.block_on(std::future::pending::<()>());
+    }
     Ok(JobReport {
         snapshots: control.snapshots(),
         records_in: control.records_in(),

@@ -53,17 +53,36 @@ pub enum ConnectionError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretMounts {
     root: PathBuf,
+    per_cluster: bool,
 }
 
 impl SecretMounts {
-    /// Secrets mounted under `root`, one folder per Secret.
+    /// Secrets mounted under `root`, one folder per Secret: `<root>/<secret>/<key>`
+    /// (how a developer or a test lays them out).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            per_cluster: false,
+        }
     }
 
-    /// Where the key `key` of the Secret `secret` is mounted.
-    pub fn path(&self, secret: &str, key: &str) -> PathBuf {
-        self.root.join(secret).join(key)
+    /// Secrets mounted under `root` as the operator mounts them in a pod, one
+    /// folder per cluster: `<root>/<cluster>/<secret>/<key>`.
+    pub fn per_cluster(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            per_cluster: true,
+        }
+    }
+
+    /// Where the key `key` of the Secret `secret` is mounted for `cluster`.
+    pub fn path(&self, cluster: &str, secret: &str, key: &str) -> PathBuf {
+        let root = if self.per_cluster {
+            self.root.join(cluster)
+        } else {
+            self.root.clone()
+        };
+        root.join(secret).join(key)
     }
 
     /// The path of a key that must exist (a certificate or key file librdkafka reads
@@ -74,7 +93,7 @@ impl SecretMounts {
         secret: &str,
         key: &str,
     ) -> Result<PathBuf, ConnectionError> {
-        let path = self.path(secret, key);
+        let path = self.path(cluster, secret, key);
         std::fs::metadata(&path)
             .map(|_| path.clone())
             .map_err(|source| secret_error(cluster, secret, key, &path, source))
@@ -83,7 +102,7 @@ impl SecretMounts {
     /// The value of a key, less one trailing newline (which editors add to files
     /// written by hand).
     fn value(&self, cluster: &str, secret: &str, key: &str) -> Result<String, ConnectionError> {
-        let path = self.path(secret, key);
+        let path = self.path(cluster, secret, key);
         let text = std::fs::read_to_string(&path)
             .map_err(|source| secret_error(cluster, secret, key, &path, source))?;
         let text = text.strip_suffix('\n').unwrap_or(&text);
@@ -299,6 +318,20 @@ mod tests {
 
     fn property(connection: &ClusterConnection, key: &str) -> Option<String> {
         connection.client_config([]).get(key).map(ToOwned::to_owned)
+    }
+
+    #[test]
+    fn pods_find_each_clusters_keys_in_its_own_folder() {
+        let pod = SecretMounts::per_cluster("/etc/strom/secrets");
+        assert_eq!(
+            pod.path("us", "us-reader", "password"),
+            Path::new("/etc/strom/secrets/us/us-reader/password")
+        );
+        let local = SecretMounts::new("/secrets");
+        assert_eq!(
+            local.path("us", "us-reader", "password"),
+            Path::new("/secrets/us-reader/password")
+        );
     }
 
     #[test]

@@ -1,0 +1,229 @@
+//! The actor: records a decision's status, publishes its Events, and takes its
+//! action. The only writer of a StreamJob's status.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use strom_crds::{StreamJob, StreamJobStatus};
+
+use crate::Error;
+use crate::control_api::ControlClient;
+use crate::decide::{Action, Event, record_savepoint_request};
+use crate::labels::pod_selector;
+use crate::resources::{self, Names, ResourceSettings};
+
+/// The field manager of everything the operator applies.
+pub const FIELD_MANAGER: &str = "strom-operator";
+/// The operator's finalizer on StreamJobs.
+pub const FINALIZER: &str = "strom.dev/final-savepoint";
+
+/// What the actor needs.
+pub struct Actor<'a> {
+    /// The apiserver.
+    pub client: &'a Client,
+    /// Publishes Events.
+    pub recorder: &'a Recorder,
+    /// Calls control APIs.
+    pub control: &'a ControlClient,
+    /// Image and pull policy.
+    pub resources: &'a ResourceSettings,
+}
+
+impl Actor<'_> {
+    /// Writes `status` (when it differs from the job's) by server-side apply;
+    /// returns the job as the apiserver now holds it (a new resource version).
+    pub async fn record_status(
+        &self,
+        job: &StreamJob,
+        status: &StreamJobStatus,
+    ) -> Result<StreamJob, Error> {
+        if job.status.as_ref() == Some(status) {
+            return Ok(job.clone());
+        }
+        let names = Names::of(job);
+        let api: Api<StreamJob> = Api::namespaced(self.client.clone(), &names.namespace);
+        let patch = serde_json::json!({
+            "apiVersion": "strom.dev/v1alpha1",
+            "kind": "StreamJob",
+            "status": status,
+        });
+        api.patch_status(
+            &names.job,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::kubernetes(format!(
+            "writing the status of {}",
+            names.job
+        )))
+    }
+
+    /// Publishes `events` about `job`. A failure to publish is logged, not fatal.
+    pub async fn publish(&self, job: &StreamJob, events: &[Event]) {
+        let reference = job.object_ref(&());
+        for event in events {
+            let published = self
+                .recorder
+                .publish(
+                    &KubeEvent {
+                        type_: if event.warning {
+                            EventType::Warning
+                        } else {
+                            EventType::Normal
+                        },
+                        reason: event.reason.to_owned(),
+                        note: Some(event.note.clone()),
+                        action: event.reason.to_owned(),
+                        secondary: None,
+                    },
+                    &reference,
+                )
+                .await;
+            if let Err(error) = published {
+                tracing::warn!(%error, reason = event.reason, "cannot publish an Event");
+            }
+        }
+    }
+
+    /// Takes `action`; returns the status to record after it, when the action
+    /// produced something to record (a savepoint request's id).
+    pub async fn act(
+        &self,
+        job: &StreamJob,
+        status: &StreamJobStatus,
+        action: &Action,
+        control_url: Option<&str>,
+    ) -> Result<Option<StreamJobStatus>, Error> {
+        let names = Names::of(job);
+        match action {
+            Action::Nothing => {}
+            Action::AddFinalizer => self.set_finalizer(job, true).await?,
+            Action::RemoveFinalizer => self.set_finalizer(job, false).await?,
+            Action::Deploy(deployment) => {
+                let objects = resources::build(job, deployment, self.resources);
+                self.apply(&names, &objects.config_map).await?;
+                self.apply(&names, &objects.peers_service).await?;
+                self.apply(&names, &objects.api_service).await?;
+                self.apply(&names, &objects.stateful_set).await?;
+            }
+            Action::TearDown => {
+                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), &names.namespace);
+                let deleted = api
+                    .delete(&names.stateful_set(), &DeleteParams::foreground())
+                    .await;
+                ignore_not_found(deleted.map(|_| ())).map_err(Error::kubernetes(format!(
+                    "deleting StatefulSet {}",
+                    names.job
+                )))?;
+            }
+            Action::RestartPods => {
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), &names.namespace);
+                api.delete_collection(
+                    &DeleteParams::default(),
+                    &ListParams::default().labels(&pod_selector(&names.job)),
+                )
+                .await
+                .map_err(Error::kubernetes(format!(
+                    "restarting the pods of {}",
+                    names.job
+                )))?;
+            }
+            Action::StopWithSavepoint | Action::TriggerSavepoint => {
+                let Some(base) = control_url else {
+                    tracing::warn!(job = names.job, "no address of the control API yet");
+                    return Ok(None);
+                };
+                let requested = if *action == Action::StopWithSavepoint {
+                    self.control.stop_with_savepoint(base).await
+                } else {
+                    self.control.trigger_savepoint(base).await
+                };
+                // Not an error of the reconcile: the decision times the savepoint
+                // out and retries; the next look asks again.
+                match requested {
+                    Ok(id) => {
+                        return Ok(Some(record_savepoint_request(status.clone(), action, id)));
+                    }
+                    Err(message) => {
+                        tracing::warn!(job = names.job, %message, "savepoint request failed");
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn apply<K>(&self, names: &Names, object: &K) -> Result<(), Error>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + Serialize
+            + DeserializeOwned,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &names.namespace);
+        let name = object.meta().name.clone().unwrap_or_default();
+        let mut value = serde_json::to_value(object)
+            .unwrap_or_else(|e| unreachable!("objects always serialize: {e}"));
+        value["apiVersion"] = K::api_version(&()).into();
+        value["kind"] = K::kind(&()).into();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&value),
+        )
+        .await
+        .map_err(Error::kubernetes(format!(
+            "applying {} {name}",
+            K::kind(&())
+        )))?;
+        Ok(())
+    }
+
+    async fn set_finalizer(&self, job: &StreamJob, present: bool) -> Result<(), Error> {
+        let names = Names::of(job);
+        let api: Api<StreamJob> = Api::namespaced(self.client.clone(), &names.namespace);
+        let mut finalizers: Vec<String> = job
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        if present {
+            finalizers.push(FINALIZER.to_owned());
+        }
+        // The resource version makes this fail, rather than drop another's
+        // finalizer, if the list changed since it was read.
+        let patch = serde_json::json!({
+            "metadata": {
+                "finalizers": finalizers,
+                "resourceVersion": job.resource_version(),
+            }
+        });
+        let patched = api
+            .patch(&names.job, &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+        // Already gone: nothing left to finalize.
+        let patched = if present {
+            patched.map(|_| ())
+        } else {
+            ignore_not_found(patched.map(|_| ()))
+        };
+        patched.map_err(Error::kubernetes(format!(
+            "updating the finalizers of {}",
+            names.job
+        )))
+    }
+}
+
+fn ignore_not_found(result: Result<(), kube::Error>) -> Result<(), kube::Error> {
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => other,
+    }
+}

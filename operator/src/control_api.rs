@@ -1,0 +1,141 @@
+//! Client of a runtime job's control API (served by its pod 0): the job's state,
+//! its savepoint requests, stop with savepoint, trigger a savepoint.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::decide::{RuntimeReport, RuntimeState, SavepointOutcome, SavepointSeen};
+
+/// How long one call may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client of control APIs, shared by every job.
+#[derive(Clone, Debug)]
+pub struct ControlClient {
+    http: reqwest::Client,
+}
+
+impl Default for ControlClient {
+    fn default() -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .connect_timeout(TIMEOUT)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self { http }
+    }
+}
+
+/// `GET /v1/job`, the parts the operator reads.
+#[derive(Deserialize)]
+struct JobAnswer {
+    state: String,
+    #[serde(default)]
+    failure: Option<String>,
+}
+
+/// `GET /v1/savepoints`.
+#[derive(Deserialize)]
+struct SavepointsAnswer {
+    savepoints: Vec<SavepointAnswer>,
+}
+
+#[derive(Deserialize)]
+struct SavepointAnswer {
+    id: i64,
+    stop: bool,
+    status: String,
+    #[serde(default)]
+    savepoint: Option<SavepointLocation>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SavepointLocation {
+    location: String,
+}
+
+/// The answer of `POST /v1/stop` and `POST /v1/savepoints`.
+#[derive(Deserialize)]
+struct RequestAnswer {
+    id: i64,
+}
+
+impl ControlClient {
+    /// The job's state and savepoint requests, from the API at `base`
+    /// (`http://host:port`).
+    pub async fn report(&self, base: &str) -> Result<RuntimeReport, String> {
+        let job: JobAnswer = self.get(&format!("{base}/v1/job")).await?;
+        let list: SavepointsAnswer = self.get(&format!("{base}/v1/savepoints")).await?;
+        let state = match job.state.as_str() {
+            "running" => RuntimeState::Running,
+            "stopping" => RuntimeState::Stopping,
+            "finished" => RuntimeState::Finished,
+            _ => RuntimeState::Failed(job.failure.unwrap_or(job.state)),
+        };
+        let savepoints = list
+            .savepoints
+            .into_iter()
+            .map(|answer| SavepointSeen {
+                id: answer.id,
+                stop: answer.stop,
+                outcome: match (answer.status.as_str(), answer.savepoint) {
+                    ("completed", Some(savepoint)) => {
+                        SavepointOutcome::Completed(savepoint.location)
+                    }
+                    ("pending", _) => SavepointOutcome::Pending,
+                    _ => SavepointOutcome::Failed(
+                        answer.error.unwrap_or_else(|| answer.status.clone()),
+                    ),
+                },
+            })
+            .collect();
+        Ok(RuntimeReport { state, savepoints })
+    }
+
+    /// Asks the job to stop with a savepoint; the request's id. Asking again
+    /// answers the same id.
+    pub async fn stop_with_savepoint(&self, base: &str) -> Result<i64, String> {
+        self.post(&format!("{base}/v1/stop")).await
+    }
+
+    /// Asks the job for a savepoint without stopping; the request's id.
+    pub async fn trigger_savepoint(&self, base: &str) -> Result<i64, String> {
+        self.post(&format!("{base}/v1/savepoints")).await
+    }
+
+    async fn get<T: for<'de> Deserialize<'de>>(&self, url: &str) -> Result<T, String> {
+        let response = self.http.get(url).send().await.map_err(describe)?;
+        let response = response.error_for_status().map_err(describe)?;
+        response.json().await.map_err(describe)
+    }
+
+    async fn post(&self, url: &str) -> Result<i64, String> {
+        let response = self.http.post(url).send().await.map_err(describe)?;
+        let status = response.status();
+        let text = response.text().await.map_err(describe)?;
+        if !status.is_success() {
+            return Err(format!("{url}: {status}: {text}"));
+        }
+        serde_json::from_str::<RequestAnswer>(&text)
+            .map(|answer| answer.id)
+            .map_err(|e| format!("{url}: unexpected answer {text:?}: {e}"))
+    }
+}
+
+/// The error and its causes on one line (reqwest's own text omits them).
+fn describe(error: reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,237 @@
+//! The controller: watches StreamJobs, what they own (StatefulSets, Services,
+//! ConfigMaps), their pods and the Secrets they reference, and reconciles each job
+//! by observe -> decide -> act.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use strom_crds::StreamJob;
+use tracing::Instrument;
+
+use crate::Error;
+use crate::act::{Actor, FINALIZER};
+use crate::control_api::ControlClient;
+use crate::credentials::referenced_secrets;
+use crate::decide::{self, Input};
+use crate::labels::JOB_LABEL;
+use crate::metrics::Metrics;
+use crate::observe::{ControlAccess, observe};
+use crate::resources::ResourceSettings;
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Watch only this namespace; all namespaces when `None`.
+    pub namespace: Option<String>,
+    /// Timeouts, limits and intervals of the decisions.
+    pub decide: decide::Settings,
+    /// Image and pull policy of runtime pods.
+    pub resources: ResourceSettings,
+    /// How control APIs are reached.
+    pub control_access: ControlAccess,
+    /// Names this instance in Events.
+    pub instance: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            decide: decide::Settings::default(),
+            resources: ResourceSettings::default(),
+            control_access: ControlAccess::ServiceDns,
+            instance: "strom-operator".into(),
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The apiserver.
+    pub client: Client,
+    /// Names the operator in the Events it publishes.
+    pub reporter: Reporter,
+    /// Reconciles, failures, durations.
+    pub metrics: Arc<Metrics>,
+    /// Calls control APIs.
+    pub control: ControlClient,
+    /// The operator's configuration.
+    pub config: Config,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    config: Config,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let namespace = config.namespace.clone();
+    let namespace = namespace.as_deref();
+    let reporter = Reporter {
+        controller: "strom-operator".into(),
+        instance: Some(config.instance.clone()),
+    };
+    let context = Arc::new(Context {
+        reporter,
+        client: client.clone(),
+        metrics,
+        control: ControlClient::default(),
+        config,
+    });
+    let controller = Controller::new(
+        api::<StreamJob>(&client, namespace),
+        watcher::Config::default(),
+    );
+    let jobs = controller.store();
+    let owned = watcher::Config::default().labels(JOB_LABEL);
+    controller
+        .owns(api::<StatefulSet>(&client, namespace), owned.clone())
+        .owns(api::<Service>(&client, namespace), owned.clone())
+        .owns(api::<ConfigMap>(&client, namespace), owned.clone())
+        .watches(api::<Pod>(&client, namespace), owned, |pod| {
+            let job = pod.labels().get(JOB_LABEL)?.clone();
+            Some(ObjectRef::new(&job).within(&pod.namespace()?))
+        })
+        .watches(
+            api::<Secret>(&client, namespace),
+            watcher::Config::default(),
+            move |secret| jobs_referencing(&jobs, &secret),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+/// The jobs in `secret`'s namespace that reference it.
+fn jobs_referencing(jobs: &Store<StreamJob>, secret: &Secret) -> Vec<ObjectRef<StreamJob>> {
+    let name = secret.name_any();
+    let namespace = secret.namespace();
+    jobs.state()
+        .iter()
+        .filter(|job| job.namespace() == namespace && referenced_secrets(&job.spec).contains(&name))
+        .map(|job| ObjectRef::from_obj(job.as_ref()))
+        .collect()
+}
+
+/// One reconcile of one job: observe, decide, record the status, act.
+pub async fn reconcile(job: Arc<StreamJob>, context: Arc<Context>) -> Result<Requeue, Error> {
+    let name = job
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::MissingMetadata("a name"))?;
+    let namespace = job
+        .metadata
+        .namespace
+        .clone()
+        .ok_or(Error::MissingMetadata("a namespace"))?;
+    let span = tracing::info_span!("reconcile", job = %name, namespace = %namespace);
+    let started = Instant::now();
+    context.metrics.reconciles.inc();
+    let result = reconcile_job(&job, &context, &name).instrument(span).await;
+    context
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result<Requeue, Error> {
+    let config = &context.config;
+    let observed = observe(
+        &context.client,
+        job,
+        &context.control,
+        &config.control_access,
+    )
+    .await?;
+    let control_url = observed.control_url.clone();
+    let default_status = Default::default();
+    let status = job.status.as_ref().unwrap_or(&default_status);
+    let new_job_id = uuid::Uuid::new_v4().to_string();
+    let input = Input {
+        name,
+        generation: job.metadata.generation.unwrap_or_default(),
+        spec: &job.spec,
+        status,
+        deleting: job.metadata.deletion_timestamp.is_some(),
+        has_finalizer: job.finalizers().iter().any(|f| f == FINALIZER),
+        credentials: observed.credentials,
+        deployment: observed.deployment,
+        runtime: observed.runtime,
+        now: Timestamp::now(),
+        new_job_id: &new_job_id,
+    };
+    let decision = decide::decide(&input, &config.decide);
+    tracing::debug!(action = ?decision.action, phase = ?decision.status.phase, "decided");
+    let actor = Actor {
+        client: &context.client,
+        // A Recorder per reconcile: a long-lived one merges Events of the same
+        // reason into a series that keeps the first note for minutes, so "Running
+        // at parallelism 3" would read "... 2". The decisions publish only on
+        // transitions, so there is nothing to merge.
+        recorder: &Recorder::new(context.client.clone(), context.reporter.clone()),
+        control: &context.control,
+        resources: &config.resources,
+    };
+    // Status first (each step is recorded before it is taken); a job whose
+    // finalizer comes off is about to go and needs none. The finalizer update
+    // needs the resource version the status write left.
+    let job = if decision.action == decide::Action::RemoveFinalizer {
+        job.clone()
+    } else {
+        actor.record_status(job, &decision.status).await?
+    };
+    actor.publish(&job, &decision.events).await;
+    let after = actor
+        .act(
+            &job,
+            &decision.status,
+            &decision.action,
+            control_url.as_deref(),
+        )
+        .await?;
+    if let Some(after) = after {
+        actor.record_status(&job, &after).await?;
+    }
+    Ok(match decision.requeue {
+        decide::Requeue::After(wait) => Requeue::requeue(wait),
+        decide::Requeue::OnChange => Requeue::await_change(),
+    })
+}
+
+/// After a failed reconcile: counted, logged, and tried again after a while.
+pub fn error_policy(job: Arc<StreamJob>, error: &Error, context: Arc<Context>) -> Requeue {
+    context.metrics.failed(error);
+    tracing::warn!(job = %job.name_any(), %error, "reconcile failed");
+    Requeue::requeue(std::time::Duration::from_secs(5))
+}

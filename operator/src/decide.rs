@@ -1,0 +1,1212 @@
+//! The operator's decisions: from a StreamJob, its status and what the observer saw,
+//! to the status to record and the one action to take next. Pure: no client, no
+//! clock (the time is an input), so every phase against every observation is
+//! tested as a table, and a crash between any two steps is replayed in tests.
+//!
+//! The rescale and upgrade cycle, each step recorded in status before it is taken:
+//!
+//! ```text
+//! Running(p) --spec changes--> Savepointing (stop with savepoint, with a timeout)
+//!    completed --> Rescaling (tear down the pods of p; wait until gone)
+//!              --> Restoring (deploy the new target, restoring from the savepoint)
+//!              --> Running(q)
+//!    failed or timed out --> Running(p), Degraded, retried with backoff
+//! ```
+//!
+//! `last-state` and `stateless` skip the savepoint (restoring from the latest
+//! checkpoint, or starting empty under a new job id).
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use strom_crds::{
+    ChangeStatus, ConditionType, DesiredState, JobPhase, ManualSavepointStatus, SavepointInfo,
+    SavepointReason, StreamJobSpec, StreamJobStatus, UpgradeMode,
+};
+
+use crate::conditions;
+use crate::credentials::{MissingCredential, ResolvedCredentials, describe_missing};
+use crate::labels::pod_selector;
+use crate::target::Target;
+
+/// Timeouts, limits and polling intervals of the decisions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// How long a savepoint may take before it counts as failed.
+    pub savepoint_timeout: Duration,
+    /// Wait before the first retry of a failed savepoint; doubled each attempt.
+    pub retry_backoff: Duration,
+    /// The longest wait between retries.
+    pub max_retry_backoff: Duration,
+    /// Restarts of a crash-looping runtime container after which the job fails.
+    pub crash_loop_restarts: i32,
+    /// Savepoints kept in `status.savepointHistory`.
+    pub savepoint_history: usize,
+    /// How often a running job is looked at.
+    pub poll_interval: Duration,
+    /// How often a job in the middle of a step is looked at.
+    pub step_interval: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            savepoint_timeout: Duration::from_secs(300),
+            retry_backoff: Duration::from_secs(10),
+            max_retry_backoff: Duration::from_secs(600),
+            crash_loop_restarts: 5,
+            savepoint_history: 10,
+            poll_interval: Duration::from_secs(15),
+            step_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything a decision is made from.
+#[derive(Clone, Debug)]
+pub struct Input<'a> {
+    /// The job's name.
+    pub name: &'a str,
+    /// `metadata.generation` of the spec.
+    pub generation: i64,
+    /// The desired state.
+    pub spec: &'a StreamJobSpec,
+    /// The status as last recorded.
+    pub status: &'a StreamJobStatus,
+    /// Whether the job is being deleted.
+    pub deleting: bool,
+    /// Whether the operator's finalizer is on the job.
+    pub has_finalizer: bool,
+    /// The referenced Secrets: all there, or what is missing.
+    pub credentials: Result<ResolvedCredentials, Vec<MissingCredential>>,
+    /// The job's StatefulSet and pods.
+    pub deployment: DeploymentSeen,
+    /// What the job's control API said.
+    pub runtime: RuntimeSeen,
+    /// The time now.
+    pub now: Timestamp,
+    /// An id for the job's run, used only if it starts without state.
+    pub new_job_id: &'a str,
+}
+
+/// The job's StatefulSet and pods as seen.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeploymentSeen {
+    /// The StatefulSet, unless missing or being deleted.
+    pub stateful_set: Option<StatefulSetSeen>,
+    /// The job's runtime pods, terminating ones included.
+    pub pods: i32,
+    /// The highest container restart count among the pods.
+    pub max_restart_count: i32,
+    /// A runtime container waiting in `CrashLoopBackOff`.
+    pub crash_loop: Option<CrashLoop>,
+}
+
+/// The job's StatefulSet as seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatefulSetSeen {
+    /// The target revision it was made for (annotation).
+    pub revision: Option<String>,
+    /// Pods it should have.
+    pub replicas: i32,
+    /// Pods that are ready.
+    pub ready_replicas: i32,
+}
+
+/// A runtime container that keeps failing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrashLoop {
+    /// Its restart count.
+    pub restarts: i32,
+    /// Why it last ended (exit code and message).
+    pub reason: String,
+}
+
+/// What the job's control API said.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RuntimeSeen {
+    /// Not asked: no pod of the job is ready.
+    NotAsked,
+    /// Asked, without an answer.
+    Unreachable(String),
+    /// The job's answer.
+    Answered(RuntimeReport),
+}
+
+/// The job's own report, from its control API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuntimeReport {
+    /// Whether it runs, stops or has failed.
+    pub state: RuntimeState,
+    /// Savepoints asked of this run of the job.
+    pub savepoints: Vec<SavepointSeen>,
+}
+
+/// Where a job's run stands, as its control API says.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RuntimeState {
+    /// Reading and processing.
+    Running,
+    /// A stop was asked for; the final savepoint is being taken.
+    Stopping,
+    /// Stopped.
+    Finished,
+    /// Failed, with the reason.
+    Failed(String),
+}
+
+/// A savepoint request of the job's run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavepointSeen {
+    /// Its id.
+    pub id: i64,
+    /// Whether the job stops after it.
+    pub stop: bool,
+    /// Where it stands.
+    pub outcome: SavepointOutcome,
+}
+
+/// Where a savepoint request stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SavepointOutcome {
+    /// Not written yet.
+    Pending,
+    /// Written to this location.
+    Completed(String),
+    /// Could not be written.
+    Failed(String),
+}
+
+/// What to do next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Nothing but wait.
+    Nothing,
+    /// Put the operator's finalizer on the job.
+    AddFinalizer,
+    /// Apply the job's ConfigMap, Services and StatefulSet for this deployment.
+    Deploy(Box<Deployment>),
+    /// Ask the job to stop with a savepoint.
+    StopWithSavepoint,
+    /// Ask the job for a savepoint without stopping.
+    TriggerSavepoint,
+    /// Delete the job's pods so that they restart from the latest checkpoint.
+    RestartPods,
+    /// Delete the job's StatefulSet and wait until its pods are gone.
+    TearDown,
+    /// Take the operator's finalizer off: the job may go.
+    RemoveFinalizer,
+}
+
+/// One deployment of a job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deployment {
+    /// What it runs.
+    pub target: Target,
+    /// The job's run: its checkpoints live under this id.
+    pub job_id: String,
+    /// A savepoint to restore from when the run has no newer checkpoint.
+    pub restore_from: Option<String>,
+}
+
+/// When to look at the job again (besides when something it watches changes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requeue {
+    /// After this long.
+    After(Duration),
+    /// Only when the job or something it owns or references changes.
+    OnChange,
+}
+
+/// An Event to publish about the job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `Warning` rather than `Normal`.
+    pub warning: bool,
+    /// A PascalCase reason, e.g. `SavepointFailed`.
+    pub reason: &'static str,
+    /// What happened, for people.
+    pub note: String,
+}
+
+/// The outcome of [`decide`]: the status to record, then the action to take.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The status, recorded before the action is taken.
+    pub status: StreamJobStatus,
+    /// The action.
+    pub action: Action,
+    /// Events to publish.
+    pub events: Vec<Event>,
+    /// When to look again.
+    pub requeue: Requeue,
+}
+
+/// Decides the next step of a job.
+pub fn decide(input: &Input<'_>, settings: &Settings) -> Decision {
+    let mut next = Next::new(input, settings);
+    next.count_restarts();
+    if input.deleting {
+        next.deleting();
+    } else if !input.has_finalizer {
+        next.act(Action::AddFinalizer, Requeue::After(Duration::ZERO));
+    } else {
+        match input.status.phase {
+            None => next.new_job(),
+            Some(JobPhase::Deploying | JobPhase::Restoring) => next.deploying(),
+            Some(JobPhase::Running) => next.running(),
+            Some(JobPhase::Savepointing) => next.savepointing(),
+            Some(JobPhase::Rescaling) => next.tearing_down(),
+            Some(JobPhase::Suspended) => next.suspended(),
+            Some(JobPhase::Failed) => next.failed(),
+        }
+    }
+    next.finish()
+}
+
+/// Records the id the job's control API gave to the savepoint `action` asked for.
+pub fn record_savepoint_request(
+    mut status: StreamJobStatus,
+    action: &Action,
+    id: i64,
+) -> StreamJobStatus {
+    match action {
+        Action::StopWithSavepoint => {
+            if let Some(change) = &mut status.change {
+                change.savepoint_request = Some(id);
+            }
+        }
+        Action::TriggerSavepoint => {
+            if let Some(manual) = &mut status.manual_savepoint {
+                manual.request = Some(id);
+            }
+        }
+        _ => {}
+    }
+    status
+}
+
+/// A decision being made: the status so far, the events, the action.
+struct Next<'a, 'i> {
+    input: &'a Input<'i>,
+    settings: &'a Settings,
+    status: StreamJobStatus,
+    events: Vec<Event>,
+    action: Action,
+    requeue: Requeue,
+    /// The Ready condition's reason and message, when not Ready.
+    not_ready: Option<(&'static str, String)>,
+}
+
+impl<'a, 'i> Next<'a, 'i> {
+    fn new(input: &'a Input<'i>, settings: &'a Settings) -> Self {
+        Self {
+            input,
+            settings,
+            status: input.status.clone(),
+            events: Vec::new(),
+            action: Action::Nothing,
+            requeue: Requeue::After(settings.poll_interval),
+            not_ready: None,
+        }
+    }
+
+    // ---- The phases ----
+
+    /// A job seen for the first time.
+    fn new_job(&mut self) {
+        if self.input.spec.desired_state == DesiredState::Suspended {
+            self.enter(
+                JobPhase::Suspended,
+                "Suspended",
+                "created suspended: no pods".into(),
+            );
+            self.requeue = Requeue::OnChange;
+            return;
+        }
+        let Some(target) = self.target() else {
+            return self.wait_for_credentials();
+        };
+        let job_id = self.job_id_or_new();
+        self.deploy(JobPhase::Deploying, target, job_id, None);
+    }
+
+    /// Pods are being created; waits until all are ready and the job runs.
+    fn deploying(&mut self) {
+        if self.fail_on_crash_loop() {
+            return;
+        }
+        let Some(deployed) = self.deployed() else {
+            return self.new_job();
+        };
+        let restore_from = self
+            .status
+            .change
+            .as_ref()
+            .and_then(|c| c.restore_from.clone());
+        let suspend = self.input.spec.desired_state == DesiredState::Suspended;
+        let changed = self.target().is_some_and(|target| target != deployed);
+        if suspend || changed {
+            // The job does not run yet, so no savepoint can be taken: the new
+            // deployment restores from what this one was to restore from.
+            let reason = if suspend {
+                SavepointReason::Suspend
+            } else {
+                SavepointReason::Upgrade
+            };
+            let change = self.new_change(reason);
+            self.status.change = Some(ChangeStatus {
+                restore_from,
+                ..change
+            });
+            return self.tear_down();
+        }
+        let job_id = self.job_id_or_new();
+        let deployment = Deployment {
+            target: deployed.clone(),
+            job_id,
+            restore_from,
+        };
+        let revision = deployed.revision();
+        let seen = &self.input.deployment;
+        match &seen.stateful_set {
+            Some(set) if set.revision.as_deref() == Some(revision.as_str()) => {}
+            _ => {
+                // Recorded as deploying but not (or not this target) deployed: an
+                // operator stopped between the two. Applying again is harmless.
+                self.act(
+                    Action::Deploy(Box::new(deployment)),
+                    Requeue::After(self.settings.step_interval),
+                );
+                return;
+            }
+        }
+        if self.job_runs(&deployed) {
+            let parallelism = deployed.spec.parallelism;
+            let note = match (self.status.change.as_ref(), self.status.parallelism) {
+                (Some(change), Some(old)) if old != parallelism => format!(
+                    "running at parallelism {parallelism} (was {old}; {})",
+                    describe_restore(change.restore_from.as_deref())
+                ),
+                _ => format!("running at parallelism {parallelism}"),
+            };
+            self.status.change = None;
+            self.status.parallelism = Some(parallelism);
+            self.status.pod_restarts_seen = self.input.deployment.max_restart_count;
+            self.set_degraded(None);
+            self.enter(JobPhase::Running, "Running", note);
+            self.requeue = Requeue::After(self.settings.poll_interval);
+        } else {
+            let phase = self.status.phase.unwrap_or(JobPhase::Deploying);
+            self.not_ready(phase_reason(phase), self.waiting_for_pods(&deployed));
+            self.requeue = Requeue::After(self.settings.step_interval);
+        }
+    }
+
+    /// The job runs: starts a change when the spec asks for one, takes manual
+    /// savepoints, and watches its health.
+    fn running(&mut self) {
+        if self.fail_on_crash_loop() {
+            return;
+        }
+        let Some(deployed) = self.deployed() else {
+            return self.new_job();
+        };
+        if self.status.manual_savepoint.is_some() {
+            // A manual savepoint under way is finished first: it is quick, and a
+            // stop would leave it unanswered.
+            return self.manual_savepoint_progress();
+        }
+        let suspend = self.input.spec.desired_state == DesiredState::Suspended;
+        let target = self.target();
+        let changed = target.as_ref().is_some_and(|target| *target != deployed);
+        if !suspend && !changed {
+            if self.status.change.take().is_some() {
+                self.set_degraded(None);
+                self.event(
+                    false,
+                    "ChangeCancelled",
+                    "the spec is back to what runs: nothing to change".into(),
+                );
+            }
+            if self.wants_manual_savepoint() {
+                return self.start_manual_savepoint();
+            }
+            self.watch_health(&deployed);
+            return;
+        }
+        let reason = match (suspend, &target) {
+            (true, _) => SavepointReason::Suspend,
+            (false, Some(target)) if deployed.is_rescale_to(target) => SavepointReason::Rescale,
+            _ => SavepointReason::Upgrade,
+        };
+        if let Some(retry_at) = self.status.change.as_ref().and_then(|c| c.retry_at.clone())
+            && retry_at.0 > self.input.now
+        {
+            self.watch_health(&deployed);
+            self.requeue = Requeue::After(until(self.input.now, retry_at.0));
+            return;
+        }
+        let mut change = self.new_change(reason);
+        if let Some(previous) = &self.status.change {
+            change.failed_attempts = previous.failed_attempts;
+        }
+        let mode = change.upgrade_mode;
+        self.status.change = Some(change);
+        match mode {
+            UpgradeMode::Savepoint => {
+                let note = format!(
+                    "{}: stopping with a savepoint (timeout {}s)",
+                    describe_change(reason, &deployed, target.as_ref()),
+                    self.settings.savepoint_timeout.as_secs()
+                );
+                self.enter(JobPhase::Savepointing, "Savepointing", note);
+                self.act(
+                    Action::StopWithSavepoint,
+                    Requeue::After(self.settings.step_interval),
+                );
+            }
+            UpgradeMode::LastState | UpgradeMode::Stateless => {
+                self.tear_down();
+            }
+        }
+    }
+
+    /// A stop with savepoint was asked for (or is to be asked for again).
+    fn savepointing(&mut self) {
+        let Some(change) = self.status.change.clone() else {
+            // Savepointing with nothing to change: an older status. Carry on running.
+            self.enter(JobPhase::Running, "Running", "nothing to change".into());
+            return;
+        };
+        let Some(request) = change.savepoint_request else {
+            self.act(
+                Action::StopWithSavepoint,
+                Requeue::After(self.settings.step_interval),
+            );
+            return;
+        };
+        match self.savepoint_outcome(request, true) {
+            Some(SavepointOutcome::Completed(path)) => {
+                self.record_savepoint(&path, change.reason);
+                if let Some(change) = &mut self.status.change {
+                    change.restore_from = Some(path);
+                    change.savepoint_request = None;
+                }
+                if change.reason == SavepointReason::Delete {
+                    self.act(Action::RemoveFinalizer, Requeue::OnChange);
+                } else {
+                    self.tear_down();
+                }
+            }
+            Some(SavepointOutcome::Failed(error)) => self.savepoint_failed(&change, &error),
+            Some(SavepointOutcome::Pending) | None => {
+                let waited = self.input.now.duration_since(change.step_started_at.0);
+                if waited >= signed(self.settings.savepoint_timeout) {
+                    let detail = match &self.input.runtime {
+                        RuntimeSeen::Unreachable(error) => {
+                            format!("; the control API did not answer: {error}")
+                        }
+                        _ => String::new(),
+                    };
+                    let error = format!(
+                        "not completed within {}s{detail}",
+                        self.settings.savepoint_timeout.as_secs()
+                    );
+                    self.savepoint_failed(&change, &error);
+                } else {
+                    self.not_ready("Savepointing", "stopping with a savepoint".into());
+                    self.requeue = Requeue::After(self.settings.step_interval);
+                }
+            }
+        }
+    }
+
+    /// The old pods are being removed; once gone, deploys the new target (or
+    /// suspends).
+    fn tearing_down(&mut self) {
+        let seen = &self.input.deployment;
+        if seen.stateful_set.is_some() || seen.pods > 0 {
+            let note = format!("removing the job's pods ({} left)", seen.pods);
+            self.not_ready("Rescaling", note);
+            self.act(
+                Action::TearDown,
+                Requeue::After(self.settings.step_interval),
+            );
+            return;
+        }
+        let change = self.status.change.clone();
+        let reason = change.as_ref().map(|c| c.reason);
+        self.status.parallelism = Some(0);
+        if reason == Some(SavepointReason::Suspend) {
+            let note = describe_restore(change.as_ref().and_then(|c| c.restore_from.as_deref()));
+            self.enter(
+                JobPhase::Suspended,
+                "Suspended",
+                format!("no pods; resumes {note}"),
+            );
+            self.requeue = Requeue::OnChange;
+            return;
+        }
+        let Some(target) = self.target() else {
+            return self.wait_for_credentials();
+        };
+        self.redeploy(target, change);
+    }
+
+    /// No pods; waits for `desiredState: running`.
+    fn suspended(&mut self) {
+        self.status.parallelism = Some(0);
+        if self.input.spec.desired_state == DesiredState::Suspended {
+            self.not_ready("Suspended", "desiredState is suspended".into());
+            self.requeue = Requeue::OnChange;
+            return;
+        }
+        let Some(target) = self.target() else {
+            return self.wait_for_credentials();
+        };
+        if self.status.last_reconciled_spec.is_none() {
+            // Created suspended: this is its first deployment.
+            let job_id = self.job_id_or_new();
+            return self.deploy(JobPhase::Deploying, target, job_id, None);
+        }
+        let change = self.status.change.clone();
+        self.redeploy(target, change);
+    }
+
+    /// The job failed: pods are removed, and a new spec or `restartNonce` starts it
+    /// again from its latest checkpoint.
+    fn failed(&mut self) {
+        let seen = &self.input.deployment;
+        if seen.stateful_set.is_some() || seen.pods > 0 {
+            self.act(
+                Action::TearDown,
+                Requeue::After(self.settings.step_interval),
+            );
+            return;
+        }
+        self.status.parallelism = Some(0);
+        let deployed = self.deployed();
+        let target = self.target();
+        let retry = match (&target, &deployed) {
+            (Some(target), Some(deployed)) => target != deployed,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let Some(target) = target.filter(|_| retry) else {
+            self.requeue = Requeue::OnChange;
+            return;
+        };
+        let job_id = self.job_id_or_new();
+        let restore_from = match target.spec.upgrade_mode {
+            UpgradeMode::Stateless => None,
+            _ => self
+                .status
+                .change
+                .as_ref()
+                .and_then(|c| c.restore_from.clone()),
+        };
+        let job_id = if target.spec.upgrade_mode == UpgradeMode::Stateless {
+            self.input.new_job_id.to_owned()
+        } else {
+            job_id
+        };
+        self.deploy(JobPhase::Restoring, target, job_id, restore_from);
+    }
+
+    /// The job is being deleted: a final savepoint (bounded wait), then the
+    /// finalizer comes off and Kubernetes removes what the job owns.
+    fn deleting(&mut self) {
+        if !self.input.has_finalizer {
+            self.requeue = Requeue::OnChange;
+            return;
+        }
+        let running = matches!(
+            self.status.phase,
+            Some(JobPhase::Running | JobPhase::Savepointing)
+        ) && self.input.deployment.stateful_set.is_some();
+        let stateless = self.input.spec.upgrade_mode == UpgradeMode::Stateless;
+        if !running || stateless {
+            self.act(Action::RemoveFinalizer, Requeue::OnChange);
+            return;
+        }
+        match self.status.change.clone() {
+            Some(change) if change.reason == SavepointReason::Delete => self.savepointing(),
+            Some(change) if self.status.phase == Some(JobPhase::Savepointing) => {
+                // The stop asked for by another change serves as the final one.
+                self.status.change = Some(ChangeStatus {
+                    reason: SavepointReason::Delete,
+                    ..change
+                });
+                self.savepointing();
+            }
+            _ => {
+                self.status.change = Some(self.new_change(SavepointReason::Delete));
+                let note = format!(
+                    "deleted: taking a final savepoint (waiting at most {}s)",
+                    self.settings.savepoint_timeout.as_secs()
+                );
+                self.enter(JobPhase::Savepointing, "Savepointing", note);
+                self.act(
+                    Action::StopWithSavepoint,
+                    Requeue::After(self.settings.step_interval),
+                );
+            }
+        }
+    }
+
+    // ---- Steps shared by the phases ----
+
+    /// Records the new deployment, then applies it.
+    fn deploy(
+        &mut self,
+        phase: JobPhase,
+        target: Target,
+        job_id: String,
+        restore_from: Option<String>,
+    ) {
+        let parallelism = target.spec.parallelism;
+        let note = format!(
+            "deploying {} pod(s) at parallelism {parallelism}, {}",
+            target.spec.pods(),
+            describe_restore(restore_from.as_deref())
+        );
+        self.status.job_id = Some(job_id.clone());
+        self.status.last_reconciled_spec = Some(target.to_json());
+        self.status.selector = Some(pod_selector(self.input.name));
+        if let Some(change) = &mut self.status.change {
+            change.restore_from.clone_from(&restore_from);
+            change.step_started_at = Time(self.input.now);
+        }
+        self.enter(phase, phase_reason(phase), note.clone());
+        self.not_ready(phase_reason(phase), note);
+        self.act(
+            Action::Deploy(Box::new(Deployment {
+                target,
+                job_id,
+                restore_from,
+            })),
+            Requeue::After(self.settings.step_interval),
+        );
+    }
+
+    /// Deploys `target` after a change took the old deployment down.
+    fn redeploy(&mut self, target: Target, change: Option<ChangeStatus>) {
+        let mode = change
+            .as_ref()
+            .map_or(target.spec.upgrade_mode, |c| c.upgrade_mode);
+        let restore_from = change.and_then(|c| c.restore_from);
+        let (job_id, restore_from) = match mode {
+            UpgradeMode::Stateless => (self.input.new_job_id.to_owned(), None),
+            UpgradeMode::Savepoint | UpgradeMode::LastState => (self.job_id_or_new(), restore_from),
+        };
+        self.deploy(JobPhase::Restoring, target, job_id, restore_from);
+    }
+
+    /// Records the teardown of the running deployment, then takes it.
+    fn tear_down(&mut self) {
+        if let Some(change) = &mut self.status.change {
+            change.step_started_at = Time(self.input.now);
+        }
+        let note = "removing the old pods before deploying the new ones".to_owned();
+        self.enter(JobPhase::Rescaling, "Rescaling", note.clone());
+        self.not_ready("Rescaling", note);
+        self.act(
+            Action::TearDown,
+            Requeue::After(self.settings.step_interval),
+        );
+    }
+
+    /// A stop with savepoint failed or timed out: the job keeps running at its
+    /// parallelism; the change is retried after a backoff.
+    fn savepoint_failed(&mut self, change: &ChangeStatus, error: &str) {
+        let attempts = change.failed_attempts + 1;
+        if change.reason == SavepointReason::Delete {
+            self.event(
+                true,
+                "FinalSavepointFailed",
+                format!("the final savepoint failed ({error}); deleting the job without it"),
+            );
+            self.act(Action::RemoveFinalizer, Requeue::OnChange);
+            return;
+        }
+        let backoff = backoff(self.settings, attempts);
+        let retry_at = self
+            .input
+            .now
+            .saturating_add(signed(backoff))
+            .unwrap_or(self.input.now);
+        self.status.change = Some(ChangeStatus {
+            failed_attempts: attempts,
+            retry_at: Some(Time(retry_at)),
+            savepoint_request: None,
+            ..change.clone()
+        });
+        let parallelism = self.status.parallelism.unwrap_or_default();
+        let message = format!(
+            "savepoint for {} failed (attempt {attempts}): {error}; the job keeps running at \
+             parallelism {parallelism}; retrying in {}s",
+            reason_name(change.reason),
+            backoff.as_secs()
+        );
+        self.set_degraded(Some(("SavepointFailed", message.clone())));
+        self.event(true, "SavepointFailed", message);
+        self.enter(
+            JobPhase::Running,
+            "Running",
+            format!("back to running at parallelism {parallelism}"),
+        );
+        // A job that stopped reading for the savepoint reads again only when it
+        // restarts (from its latest checkpoint).
+        let stopped = matches!(
+            &self.input.runtime,
+            RuntimeSeen::Answered(RuntimeReport {
+                state: RuntimeState::Stopping | RuntimeState::Finished,
+                ..
+            })
+        );
+        let action = if stopped {
+            Action::RestartPods
+        } else {
+            Action::Nothing
+        };
+        self.act(action, Requeue::After(backoff));
+    }
+
+    /// Asks for the savepoint of a new `savepointTriggerNonce`.
+    fn start_manual_savepoint(&mut self) {
+        let nonce = self.input.spec.savepoint_trigger_nonce.unwrap_or_default();
+        self.status.manual_savepoint = Some(ManualSavepointStatus {
+            nonce,
+            requested_at: Time(self.input.now),
+            request: None,
+        });
+        self.event(
+            false,
+            "SavepointRequested",
+            format!("savepoint asked for by savepointTriggerNonce {nonce}"),
+        );
+        self.act(
+            Action::TriggerSavepoint,
+            Requeue::After(self.settings.step_interval),
+        );
+    }
+
+    /// Follows the manual savepoint under way.
+    fn manual_savepoint_progress(&mut self) {
+        let Some(manual) = self.status.manual_savepoint.clone() else {
+            return;
+        };
+        let Some(request) = manual.request else {
+            self.act(
+                Action::TriggerSavepoint,
+                Requeue::After(self.settings.step_interval),
+            );
+            return;
+        };
+        let outcome = self.savepoint_outcome(request, false);
+        let waited = self.input.now.duration_since(manual.requested_at.0);
+        let failure = match outcome {
+            Some(SavepointOutcome::Completed(path)) => {
+                self.record_savepoint(&path, SavepointReason::Manual);
+                None
+            }
+            Some(SavepointOutcome::Failed(error)) => Some(error),
+            _ if waited >= signed(self.settings.savepoint_timeout) => Some(format!(
+                "not completed within {}s",
+                self.settings.savepoint_timeout.as_secs()
+            )),
+            _ => {
+                self.requeue = Requeue::After(self.settings.step_interval);
+                return;
+            }
+        };
+        if let Some(error) = failure {
+            self.event(
+                true,
+                "SavepointFailed",
+                format!(
+                    "savepoint for savepointTriggerNonce {} failed: {error}",
+                    manual.nonce
+                ),
+            );
+        }
+        self.status.manual_savepoint = None;
+        self.status.handled_savepoint_nonce = Some(manual.nonce);
+        self.requeue = Requeue::After(Duration::ZERO);
+    }
+
+    /// Records a completed savepoint in `lastSavepoint` and the history.
+    fn record_savepoint(&mut self, path: &str, reason: SavepointReason) {
+        let info = SavepointInfo {
+            path: path.to_owned(),
+            completed_at: Time(self.input.now),
+            reason,
+        };
+        if self.status.savepoint_history.last().map(|s| &s.path) != Some(&info.path) {
+            self.status.savepoint_history.push(info.clone());
+        }
+        let excess = self
+            .status
+            .savepoint_history
+            .len()
+            .saturating_sub(self.settings.savepoint_history);
+        self.status.savepoint_history.drain(..excess);
+        self.status.last_savepoint = Some(info);
+        self.event(
+            false,
+            "SavepointCompleted",
+            format!("savepoint for {} at {path}", reason_name(reason)),
+        );
+    }
+
+    /// Whether a running job is healthy; sets Ready accordingly.
+    fn watch_health(&mut self, deployed: &Target) {
+        if !self.job_runs(deployed) {
+            let message = match &self.input.runtime {
+                RuntimeSeen::Answered(RuntimeReport {
+                    state: RuntimeState::Failed(reason),
+                    ..
+                }) => format!("the job failed and restarts from its latest checkpoint: {reason}"),
+                _ => self.waiting_for_pods(deployed),
+            };
+            self.not_ready("Restarting", message);
+            self.requeue = Requeue::After(self.settings.step_interval);
+        }
+    }
+
+    /// Counts restarts of the job from the pods' restart counts.
+    fn count_restarts(&mut self) {
+        let highest = self.input.deployment.max_restart_count;
+        let seen = self.status.pod_restarts_seen;
+        if highest > seen {
+            self.status.restarts += highest - seen;
+            let note = format!(
+                "a runtime pod failed; the job restarts from its latest checkpoint (restart {})",
+                self.status.restarts
+            );
+            self.event(true, "JobRestarted", note);
+        }
+        self.status.pod_restarts_seen = highest;
+    }
+
+    /// Moves to Failed when a runtime container keeps crashing.
+    fn fail_on_crash_loop(&mut self) -> bool {
+        let Some(crash) = &self.input.deployment.crash_loop else {
+            return false;
+        };
+        if crash.restarts < self.settings.crash_loop_restarts {
+            return false;
+        }
+        let note = format!(
+            "a runtime container crashed {} times in a row: {}",
+            crash.restarts, crash.reason
+        );
+        self.status.parallelism = Some(0);
+        self.enter(JobPhase::Failed, "Failed", note.clone());
+        self.not_ready("Failed", note);
+        self.act(
+            Action::TearDown,
+            Requeue::After(self.settings.step_interval),
+        );
+        true
+    }
+
+    /// Nothing can be deployed until every referenced Secret and key exists.
+    fn wait_for_credentials(&mut self) {
+        self.requeue = Requeue::OnChange;
+    }
+
+    // ---- Small helpers ----
+
+    fn target(&self) -> Option<Target> {
+        self.input
+            .credentials
+            .as_ref()
+            .ok()
+            .map(|resolved| Target::new(self.input.spec, &resolved.version))
+    }
+
+    fn deployed(&self) -> Option<Target> {
+        self.status
+            .last_reconciled_spec
+            .as_deref()
+            .and_then(Target::from_json)
+    }
+
+    fn job_id_or_new(&self) -> String {
+        self.status
+            .job_id
+            .clone()
+            .unwrap_or_else(|| self.input.new_job_id.to_owned())
+    }
+
+    fn new_change(&self, reason: SavepointReason) -> ChangeStatus {
+        ChangeStatus {
+            reason,
+            upgrade_mode: self.input.spec.upgrade_mode,
+            step_started_at: Time(self.input.now),
+            savepoint_request: None,
+            restore_from: None,
+            failed_attempts: 0,
+            retry_at: None,
+        }
+    }
+
+    fn wants_manual_savepoint(&self) -> bool {
+        let nonce = self.input.spec.savepoint_trigger_nonce;
+        nonce.is_some() && nonce != self.status.handled_savepoint_nonce
+    }
+
+    /// The outcome of savepoint request `id` (a stop or not), if the job knows it.
+    fn savepoint_outcome(&self, id: i64, stop: bool) -> Option<SavepointOutcome> {
+        let RuntimeSeen::Answered(report) = &self.input.runtime else {
+            return None;
+        };
+        report
+            .savepoints
+            .iter()
+            .find(|s| s.id == id && s.stop == stop)
+            .map(|s| s.outcome.clone())
+    }
+
+    /// Whether every pod of `deployed` is ready and the job says it runs.
+    fn job_runs(&self, deployed: &Target) -> bool {
+        let ready = self
+            .input
+            .deployment
+            .stateful_set
+            .as_ref()
+            .is_some_and(|set| set.ready_replicas >= deployed.spec.pods());
+        ready
+            && matches!(
+                &self.input.runtime,
+                RuntimeSeen::Answered(RuntimeReport {
+                    state: RuntimeState::Running,
+                    ..
+                })
+            )
+    }
+
+    fn waiting_for_pods(&self, deployed: &Target) -> String {
+        let ready = self
+            .input
+            .deployment
+            .stateful_set
+            .as_ref()
+            .map_or(0, |set| set.ready_replicas);
+        let mut message = format!("{ready} of {} pod(s) ready", deployed.spec.pods());
+        if let RuntimeSeen::Unreachable(error) = &self.input.runtime {
+            message.push_str(&format!("; control API: {error}"));
+        }
+        message
+    }
+
+    /// Moves to `phase`, with an Event when the phase changes.
+    fn enter(&mut self, phase: JobPhase, reason: &'static str, note: String) {
+        if self.status.phase != Some(phase) {
+            self.event(phase == JobPhase::Failed, reason, note);
+        }
+        self.status.phase = Some(phase);
+    }
+
+    fn event(&mut self, warning: bool, reason: &'static str, note: String) {
+        self.events.push(Event {
+            warning,
+            reason,
+            note,
+        });
+    }
+
+    fn act(&mut self, action: Action, requeue: Requeue) {
+        self.action = action;
+        self.requeue = requeue;
+    }
+
+    fn not_ready(&mut self, reason: &'static str, message: String) {
+        self.not_ready = Some((reason, message));
+    }
+
+    fn set_degraded(&mut self, degraded: Option<(&'static str, String)>) {
+        let (status, reason, message) = match degraded {
+            Some((reason, message)) => (true, reason, message),
+            None => (false, "AsExpected", String::new()),
+        };
+        let now = self.input.now;
+        let generation = self.input.generation;
+        conditions::set(
+            &mut self.status.conditions,
+            ConditionType::Degraded,
+            status,
+            reason,
+            message,
+            generation,
+            now,
+        );
+    }
+
+    /// The decision, with the conditions that follow from it.
+    fn finish(mut self) -> Decision {
+        let now = self.input.now;
+        let generation = self.input.generation;
+        self.status.observed_generation = Some(generation);
+        self.status.selector = Some(pod_selector(self.input.name));
+        let conditions = &mut self.status.conditions;
+        match &self.input.credentials {
+            Ok(_) => conditions::set(
+                conditions,
+                ConditionType::CredentialsResolved,
+                true,
+                "Resolved",
+                "every referenced Secret and key exists",
+                generation,
+                now,
+            ),
+            Err(missing) => {
+                let message = describe_missing(missing);
+                let was_resolved = conditions::get(conditions, ConditionType::CredentialsResolved)
+                    .is_none_or(|c| c.status == "True" || c.message != message);
+                conditions::set(
+                    conditions,
+                    ConditionType::CredentialsResolved,
+                    false,
+                    "SecretMissing",
+                    message.clone(),
+                    generation,
+                    now,
+                );
+                if was_resolved {
+                    self.events.push(Event {
+                        warning: true,
+                        reason: "CredentialsMissing",
+                        note: format!("nothing is deployed or changed until it exists: {message}"),
+                    });
+                }
+                if self.action == Action::Nothing && self.not_ready.is_none() {
+                    self.not_ready = Some(("CredentialsMissing", message));
+                }
+            }
+        }
+        let phase = self.status.phase;
+        let ready = phase == Some(JobPhase::Running) && self.not_ready.is_none();
+        let (reason, message) = match (&self.not_ready, phase) {
+            (Some((reason, message)), _) => (*reason, message.clone()),
+            (None, Some(JobPhase::Running)) => (
+                "Running",
+                format!(
+                    "running at parallelism {}",
+                    self.status.parallelism.unwrap_or_default()
+                ),
+            ),
+            (None, Some(phase)) => (phase_reason(phase), String::new()),
+            (None, None) => ("Pending", String::new()),
+        };
+        let conditions = &mut self.status.conditions;
+        conditions::set(
+            conditions,
+            ConditionType::Ready,
+            ready,
+            reason,
+            message,
+            generation,
+            now,
+        );
+        let progressing = matches!(
+            phase,
+            Some(
+                JobPhase::Deploying
+                    | JobPhase::Savepointing
+                    | JobPhase::Rescaling
+                    | JobPhase::Restoring
+            )
+        );
+        let reason = phase.map_or("Pending", phase_reason);
+        conditions::set(
+            conditions,
+            ConditionType::Progressing,
+            progressing,
+            reason,
+            String::new(),
+            generation,
+            now,
+        );
+        if conditions::get(conditions, ConditionType::Degraded).is_none() {
+            conditions::set(
+                conditions,
+                ConditionType::Degraded,
+                false,
+                "AsExpected",
+                String::new(),
+                generation,
+                now,
+            );
+        }
+        Decision {
+            status: self.status,
+            action: self.action,
+            events: self.events,
+            requeue: self.requeue,
+        }
+    }
+}
+
+/// The backoff before retry `attempt` (1, 2, ...): doubling, up to the maximum.
+fn backoff(settings: &Settings, attempt: i32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).clamp(0, 16) as u32);
+    settings
+        .retry_backoff
+        .saturating_mul(factor)
+        .min(settings.max_retry_backoff)
+}
+
+fn signed(duration: Duration) -> SignedDuration {
+    SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX)
+}
+
+fn until(now: Timestamp, then: Timestamp) -> Duration {
+    Duration::try_from(then.duration_since(now)).unwrap_or(Duration::ZERO)
+}
+
+fn phase_reason(phase: JobPhase) -> &'static str {
+    match phase {
+        JobPhase::Deploying => "Deploying",
+        JobPhase::Running => "Running",
+        JobPhase::Savepointing => "Savepointing",
+        JobPhase::Rescaling => "Rescaling",
+        JobPhase::Restoring => "Restoring",
+        JobPhase::Suspended => "Suspended",
+        JobPhase::Failed => "Failed",
+    }
+}
+
+fn reason_name(reason: SavepointReason) -> &'static str {
+    match reason {
+        SavepointReason::Rescale => "a rescale",
+        SavepointReason::Upgrade => "an upgrade",
+        SavepointReason::Manual => "savepointTriggerNonce",
+        SavepointReason::Suspend => "suspending",
+        SavepointReason::Delete => "deleting",
+    }
+}
+
+fn describe_change(reason: SavepointReason, deployed: &Target, target: Option<&Target>) -> String {
+    match (reason, target) {
+        (SavepointReason::Rescale, Some(target)) => format!(
+            "rescaling from parallelism {} to {}",
+            deployed.spec.parallelism, target.spec.parallelism
+        ),
+        (SavepointReason::Suspend, _) => "suspending".to_owned(),
+        _ => "upgrading to the new spec".to_owned(),
+    }
+}
+
+fn describe_restore(restore_from: Option<&str>) -> String {
+    match restore_from {
+        Some(path) => format!("restoring from savepoint {path}"),
+        None => "from the job's latest checkpoint, if any".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1116 @@
+//! Table tests of [`decide`]: every phase against the observations that move it,
+//! and a simulated cluster that replays the rescale cycle with the operator
+//! stopping between any two steps.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::credentials::{Purpose, resolve};
+
+const NOW: i64 = 1_800_000_000;
+
+fn at(second: i64) -> Timestamp {
+    Timestamp::from_second(NOW + second).unwrap()
+}
+
+fn spec(parallelism: i32, mode: UpgradeMode) -> StreamJobSpec {
+    let mut spec: StreamJobSpec = serde_json::from_value(serde_json::json!({
+        "parallelism": parallelism,
+        "pipeline": {"name": "word-count"},
+        "state": {"storage": "s3://bucket/jobs"},
+    }))
+    .unwrap();
+    spec.upgrade_mode = mode;
+    spec
+}
+
+fn credentials() -> Result<ResolvedCredentials, Vec<MissingCredential>> {
+    resolve(&spec(1, UpgradeMode::Savepoint), &BTreeMap::new())
+}
+
+fn missing() -> Result<ResolvedCredentials, Vec<MissingCredential>> {
+    Err(vec![MissingCredential {
+        secret: "b-app".into(),
+        key: Some("password".into()),
+        purpose: Purpose::KafkaCluster("b".into()),
+    }])
+}
+
+fn target(spec: &StreamJobSpec) -> Target {
+    Target::new(spec, "")
+}
+
+/// A StatefulSet of `target` with `ready` pods ready.
+fn deployed(target: &Target, ready: i32) -> DeploymentSeen {
+    DeploymentSeen {
+        stateful_set: Some(StatefulSetSeen {
+            revision: Some(target.revision()),
+            replicas: target.spec.pods(),
+            ready_replicas: ready,
+        }),
+        pods: target.spec.pods(),
+        max_restart_count: 0,
+        crash_loop: None,
+    }
+}
+
+fn answered(state: RuntimeState, savepoints: Vec<SavepointSeen>) -> RuntimeSeen {
+    RuntimeSeen::Answered(RuntimeReport { state, savepoints })
+}
+
+fn stop_savepoint(id: i64, outcome: SavepointOutcome) -> SavepointSeen {
+    SavepointSeen {
+        id,
+        stop: true,
+        outcome,
+    }
+}
+
+/// A job's situation; each test changes what it is about.
+struct Case {
+    spec: StreamJobSpec,
+    status: StreamJobStatus,
+    deleting: bool,
+    has_finalizer: bool,
+    credentials: Result<ResolvedCredentials, Vec<MissingCredential>>,
+    deployment: DeploymentSeen,
+    runtime: RuntimeSeen,
+    now: Timestamp,
+}
+
+impl Case {
+    /// A new job at parallelism 2 in savepoint mode, finalizer on.
+    fn new() -> Self {
+        Self {
+            spec: spec(2, UpgradeMode::Savepoint),
+            status: StreamJobStatus::default(),
+            deleting: false,
+            has_finalizer: true,
+            credentials: credentials(),
+            deployment: DeploymentSeen::default(),
+            runtime: RuntimeSeen::NotAsked,
+            now: at(0),
+        }
+    }
+
+    /// A job running `spec` at its parallelism, every pod ready.
+    fn running(spec: StreamJobSpec) -> Self {
+        let deployed_target = target(&spec);
+        let status = StreamJobStatus {
+            phase: Some(JobPhase::Running),
+            parallelism: Some(spec.parallelism),
+            job_id: Some("run-1".into()),
+            last_reconciled_spec: Some(deployed_target.to_json()),
+            ..Default::default()
+        };
+        Self {
+            deployment: deployed(&deployed_target, spec.pods()),
+            runtime: answered(RuntimeState::Running, vec![]),
+            status,
+            spec,
+            ..Self::new()
+        }
+    }
+
+    /// A job running at parallelism 2 whose spec now asks for `parallelism`,
+    /// in `phase` of the cycle, with the change recorded as `change`.
+    fn in_cycle(phase: JobPhase, parallelism: i32, change: ChangeStatus) -> Self {
+        let mut case = Self::running(spec(2, change.upgrade_mode));
+        case.spec.parallelism = parallelism;
+        case.status.phase = Some(phase);
+        case.status.change = Some(change);
+        case
+    }
+
+    fn decide(&self) -> Decision {
+        let input = Input {
+            name: "clicks",
+            generation: 3,
+            spec: &self.spec,
+            status: &self.status,
+            deleting: self.deleting,
+            has_finalizer: self.has_finalizer,
+            credentials: self.credentials.clone(),
+            deployment: self.deployment.clone(),
+            runtime: self.runtime.clone(),
+            now: self.now,
+            new_job_id: "run-2",
+        };
+        decide(&input, &Settings::default())
+    }
+}
+
+fn change(reason: SavepointReason, mode: UpgradeMode) -> ChangeStatus {
+    ChangeStatus {
+        reason,
+        upgrade_mode: mode,
+        step_started_at: Time(at(0)),
+        savepoint_request: None,
+        restore_from: None,
+        failed_attempts: 0,
+        retry_at: None,
+    }
+}
+
+fn condition(
+    decision: &Decision,
+    kind: ConditionType,
+) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    conditions::get(&decision.status.conditions, kind).expect("condition set")
+}
+
+fn deployment_of(decision: &Decision) -> &Deployment {
+    match &decision.action {
+        Action::Deploy(deployment) => deployment,
+        other => panic!("expected a deployment, got {other:?}"),
+    }
+}
+
+fn reasons(decision: &Decision) -> Vec<&'static str> {
+    decision.events.iter().map(|e| e.reason).collect()
+}
+
+// ---- A new job ----
+
+#[test]
+fn a_new_job_gets_the_finalizer_first() {
+    let case = Case {
+        has_finalizer: false,
+        ..Case::new()
+    };
+    assert_eq!(case.decide().action, Action::AddFinalizer);
+}
+
+#[test]
+fn a_new_job_is_deployed_without_state_under_a_new_run() {
+    let decision = Case::new().decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Deploying));
+    let deployment = deployment_of(&decision);
+    assert_eq!(deployment.job_id, "run-2");
+    assert_eq!(deployment.restore_from, None);
+    assert_eq!(deployment.target.spec.parallelism, 2);
+    assert_eq!(decision.status.job_id.as_deref(), Some("run-2"));
+    assert_eq!(
+        decision.status.last_reconciled_spec,
+        Some(deployment.target.to_json())
+    );
+    assert_eq!(
+        decision.status.selector.as_deref(),
+        Some("strom.dev/job=clicks,app.kubernetes.io/component=runtime")
+    );
+    assert_eq!(decision.status.observed_generation, Some(3));
+    assert!(conditions::is_true(
+        &decision.status.conditions,
+        ConditionType::Progressing
+    ));
+    assert!(!conditions::is_true(
+        &decision.status.conditions,
+        ConditionType::Ready
+    ));
+    assert_eq!(reasons(&decision), ["Deploying"]);
+}
+
+#[test]
+fn a_missing_secret_deploys_nothing_and_names_the_secret_and_key() {
+    let case = Case {
+        credentials: missing(),
+        ..Case::new()
+    };
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(decision.status.phase, None);
+    assert_eq!(decision.requeue, Requeue::OnChange);
+    let resolved = condition(&decision, ConditionType::CredentialsResolved);
+    assert_eq!(resolved.status, "False");
+    assert_eq!(
+        resolved.message,
+        "Secret \"b-app\" (Kafka cluster b) has no key \"password\""
+    );
+    assert_eq!(reasons(&decision), ["CredentialsMissing"]);
+    // The Event is published once, not at every look.
+    let again = Case {
+        status: decision.status.clone(),
+        credentials: missing(),
+        ..Case::new()
+    }
+    .decide();
+    assert!(reasons(&again).is_empty());
+}
+
+#[test]
+fn a_missing_secret_leaves_a_running_job_alone() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.parallelism = 4;
+    case.credentials = missing();
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(decision.status.phase, Some(JobPhase::Running));
+}
+
+#[test]
+fn a_job_created_suspended_deploys_nothing_until_it_is_set_running() {
+    let mut case = Case::new();
+    case.spec.desired_state = DesiredState::Suspended;
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Suspended));
+    assert_eq!(decision.action, Action::Nothing);
+    let mut case = Case {
+        status: decision.status,
+        ..Case::new()
+    };
+    case.spec.desired_state = DesiredState::Running;
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Deploying));
+    assert_eq!(deployment_of(&decision).restore_from, None);
+}
+
+// ---- Deploying and restoring ----
+
+#[test]
+fn deploying_applies_again_when_the_statefulset_is_missing() {
+    let first = Case::new().decide();
+    // The operator stopped after recording Deploying, before applying.
+    let case = Case {
+        status: first.status.clone(),
+        ..Case::new()
+    };
+    let decision = case.decide();
+    assert_eq!(decision.action, first.action);
+    assert_eq!(decision.status.phase, Some(JobPhase::Deploying));
+}
+
+#[test]
+fn deploying_waits_for_every_pod_and_the_job_to_run() {
+    let first = Case::new().decide();
+    let deployed_target = deployment_of(&first).target.clone();
+    let waiting = Case {
+        status: first.status.clone(),
+        deployment: deployed(&deployed_target, 1),
+        runtime: RuntimeSeen::NotAsked,
+        ..Case::new()
+    }
+    .decide();
+    assert_eq!(waiting.action, Action::Nothing);
+    assert_eq!(waiting.status.phase, Some(JobPhase::Deploying));
+    assert_eq!(
+        condition(&waiting, ConditionType::Ready).message,
+        "1 of 2 pod(s) ready"
+    );
+
+    let running = Case {
+        status: first.status.clone(),
+        deployment: deployed(&deployed_target, 2),
+        runtime: answered(RuntimeState::Running, vec![]),
+        ..Case::new()
+    }
+    .decide();
+    assert_eq!(running.status.phase, Some(JobPhase::Running));
+    assert_eq!(running.status.parallelism, Some(2));
+    assert!(conditions::is_true(
+        &running.status.conditions,
+        ConditionType::Ready
+    ));
+    assert!(!conditions::is_true(
+        &running.status.conditions,
+        ConditionType::Progressing
+    ));
+    assert_eq!(reasons(&running), ["Running"]);
+}
+
+#[test]
+fn a_spec_changed_while_deploying_redeploys_with_the_same_restore_point() {
+    let mut case = Case::in_cycle(
+        JobPhase::Restoring,
+        2,
+        ChangeStatus {
+            restore_from: Some("s3://bucket/jobs/clicks/run-1/sp-7".into()),
+            ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+        },
+    );
+    case.runtime = RuntimeSeen::NotAsked;
+    case.spec.parallelism = 3;
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Rescaling));
+    assert_eq!(decision.action, Action::TearDown);
+    let kept = decision.status.change.as_ref().unwrap();
+    assert_eq!(
+        kept.restore_from.as_deref(),
+        Some("s3://bucket/jobs/clicks/run-1/sp-7")
+    );
+}
+
+#[test]
+fn a_crash_loop_fails_the_job_with_the_reason_and_removes_its_pods() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.deployment.crash_loop = Some(CrashLoop {
+        restarts: 5,
+        reason: "exit code 1: Kafka cluster b: Authentication failed".into(),
+    });
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Failed));
+    assert_eq!(decision.action, Action::TearDown);
+    let ready = condition(&decision, ConditionType::Ready);
+    assert_eq!(ready.reason, "Failed");
+    assert!(
+        ready.message.contains("Authentication failed"),
+        "{}",
+        ready.message
+    );
+    assert!(decision.events[0].warning);
+
+    // Fewer restarts: not yet a crash loop.
+    case.deployment.crash_loop.as_mut().unwrap().restarts = 2;
+    assert_eq!(case.decide().status.phase, Some(JobPhase::Running));
+}
+
+// ---- Running ----
+
+#[test]
+fn a_running_job_with_nothing_to_change_is_polled() {
+    let decision = Case::running(spec(2, UpgradeMode::Savepoint)).decide();
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(
+        decision.requeue,
+        Requeue::After(Settings::default().poll_interval)
+    );
+    assert!(conditions::is_true(
+        &decision.status.conditions,
+        ConditionType::Ready
+    ));
+    assert!(decision.events.is_empty());
+}
+
+#[test]
+fn a_new_parallelism_starts_the_cycle_with_a_stop_with_savepoint() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.parallelism = 4;
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Savepointing));
+    assert_eq!(decision.action, Action::StopWithSavepoint);
+    let change = decision.status.change.as_ref().unwrap();
+    assert_eq!(change.reason, SavepointReason::Rescale);
+    assert_eq!(change.step_started_at, Time(at(0)));
+    // Still reported at the old parallelism until the new one runs.
+    assert_eq!(decision.status.parallelism, Some(2));
+    assert!(decision.events[0].note.contains("from parallelism 2 to 4"));
+}
+
+#[test]
+fn other_spec_changes_are_upgrades_through_the_same_cycle() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.image = Some("strom-runtime:0.2".into());
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::StopWithSavepoint);
+    assert_eq!(
+        decision.status.change.as_ref().unwrap().reason,
+        SavepointReason::Upgrade
+    );
+
+    // A rotated Secret is a new target too.
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.credentials = Ok(ResolvedCredentials {
+        version: "b-app=12".into(),
+    });
+    assert_eq!(case.decide().action, Action::StopWithSavepoint);
+
+    // So is a new restartNonce.
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.restart_nonce = Some(1);
+    assert_eq!(case.decide().action, Action::StopWithSavepoint);
+}
+
+#[test]
+fn last_state_and_stateless_modes_skip_the_savepoint() {
+    for mode in [UpgradeMode::LastState, UpgradeMode::Stateless] {
+        let mut case = Case::running(spec(2, mode));
+        case.spec.parallelism = 3;
+        let decision = case.decide();
+        assert_eq!(decision.status.phase, Some(JobPhase::Rescaling), "{mode:?}");
+        assert_eq!(decision.action, Action::TearDown, "{mode:?}");
+    }
+}
+
+#[test]
+fn savepoint_trigger_nonce_takes_a_savepoint_without_stopping() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.savepoint_trigger_nonce = Some(1);
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::TriggerSavepoint);
+    assert_eq!(decision.status.phase, Some(JobPhase::Running));
+    let status = record_savepoint_request(decision.status, &decision.action, 4);
+    assert_eq!(status.manual_savepoint.as_ref().unwrap().request, Some(4));
+
+    // Pending: wait.
+    case.status = status;
+    case.runtime = answered(
+        RuntimeState::Running,
+        vec![SavepointSeen {
+            id: 4,
+            stop: false,
+            outcome: SavepointOutcome::Pending,
+        }],
+    );
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::Nothing);
+    assert!(decision.status.manual_savepoint.is_some());
+
+    // Completed: recorded, the nonce handled.
+    case.runtime = answered(
+        RuntimeState::Running,
+        vec![SavepointSeen {
+            id: 4,
+            stop: false,
+            outcome: SavepointOutcome::Completed("s3://b/sp-4".into()),
+        }],
+    );
+    let decision = case.decide();
+    assert_eq!(decision.status.manual_savepoint, None);
+    assert_eq!(decision.status.handled_savepoint_nonce, Some(1));
+    let last = decision.status.last_savepoint.as_ref().unwrap();
+    assert_eq!(last.path, "s3://b/sp-4");
+    assert_eq!(last.reason, SavepointReason::Manual);
+    assert_eq!(reasons(&decision), ["SavepointCompleted"]);
+
+    // The same nonce again: nothing more.
+    case.status = decision.status;
+    assert_eq!(case.decide().action, Action::Nothing);
+}
+
+#[test]
+fn a_failed_manual_savepoint_is_reported_and_not_retried() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.savepoint_trigger_nonce = Some(5);
+    case.status.manual_savepoint = Some(ManualSavepointStatus {
+        nonce: 5,
+        requested_at: Time(at(0)),
+        request: Some(9),
+    });
+    case.runtime = answered(
+        RuntimeState::Running,
+        vec![SavepointSeen {
+            id: 9,
+            stop: false,
+            outcome: SavepointOutcome::Failed("storage refused".into()),
+        }],
+    );
+    let decision = case.decide();
+    assert_eq!(decision.status.handled_savepoint_nonce, Some(5));
+    assert!(decision.events[0].warning);
+    assert!(decision.events[0].note.contains("storage refused"));
+}
+
+#[test]
+fn the_savepoint_history_keeps_the_newest_up_to_its_limit() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    for nonce in 1..=12 {
+        case.spec.savepoint_trigger_nonce = Some(nonce);
+        case.status.manual_savepoint = Some(ManualSavepointStatus {
+            nonce,
+            requested_at: Time(at(0)),
+            request: Some(nonce),
+        });
+        case.runtime = answered(
+            RuntimeState::Running,
+            vec![SavepointSeen {
+                id: nonce,
+                stop: false,
+                outcome: SavepointOutcome::Completed(format!("s3://b/sp-{nonce}")),
+            }],
+        );
+        case.status = case.decide().status;
+    }
+    let history: Vec<&str> = case
+        .status
+        .savepoint_history
+        .iter()
+        .map(|s| s.path.as_str())
+        .collect();
+    assert_eq!(history.len(), Settings::default().savepoint_history);
+    assert_eq!(history.first(), Some(&"s3://b/sp-3"));
+    assert_eq!(history.last(), Some(&"s3://b/sp-12"));
+}
+
+#[test]
+fn pod_restarts_are_counted_once_each() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.deployment.max_restart_count = 2;
+    let decision = case.decide();
+    assert_eq!(decision.status.restarts, 2);
+    assert_eq!(reasons(&decision), ["JobRestarted"]);
+    case.status = decision.status;
+    let decision = case.decide();
+    assert_eq!(decision.status.restarts, 2);
+    assert!(decision.events.is_empty());
+    // New pods start counting from zero again.
+    case.status = decision.status;
+    case.deployment.max_restart_count = 0;
+    assert_eq!(case.decide().status.pod_restarts_seen, 0);
+}
+
+#[test]
+fn a_running_job_whose_pods_are_not_ready_is_not_ready() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.deployment
+        .stateful_set
+        .as_mut()
+        .unwrap()
+        .ready_replicas = 1;
+    case.runtime = RuntimeSeen::Unreachable("connection refused".into());
+    let decision = case.decide();
+    let ready = condition(&decision, ConditionType::Ready);
+    assert_eq!(ready.status, "False");
+    assert_eq!(
+        ready.message,
+        "1 of 2 pod(s) ready; control API: connection refused"
+    );
+    assert_eq!(decision.status.phase, Some(JobPhase::Running));
+}
+
+// ---- Savepointing ----
+
+#[test]
+fn savepointing_asks_again_when_the_request_was_not_recorded() {
+    let case = Case::in_cycle(
+        JobPhase::Savepointing,
+        4,
+        change(SavepointReason::Rescale, UpgradeMode::Savepoint),
+    );
+    assert_eq!(case.decide().action, Action::StopWithSavepoint);
+}
+
+#[test]
+fn a_completed_savepoint_tears_the_old_pods_down() {
+    let mut case = Case::in_cycle(
+        JobPhase::Savepointing,
+        4,
+        ChangeStatus {
+            savepoint_request: Some(1),
+            ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+        },
+    );
+    case.runtime = answered(
+        RuntimeState::Finished,
+        vec![stop_savepoint(
+            1,
+            SavepointOutcome::Completed("s3://b/sp-1".into()),
+        )],
+    );
+    case.now = at(30);
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Rescaling));
+    assert_eq!(decision.action, Action::TearDown);
+    let change = decision.status.change.as_ref().unwrap();
+    assert_eq!(change.restore_from.as_deref(), Some("s3://b/sp-1"));
+    assert_eq!(change.step_started_at, Time(at(30)));
+    assert_eq!(
+        decision.status.last_savepoint.as_ref().unwrap().reason,
+        SavepointReason::Rescale
+    );
+    assert_eq!(reasons(&decision), ["SavepointCompleted", "Rescaling"]);
+}
+
+#[test]
+fn a_pending_savepoint_is_waited_for_until_its_timeout() {
+    let mut case = Case::in_cycle(
+        JobPhase::Savepointing,
+        4,
+        ChangeStatus {
+            savepoint_request: Some(1),
+            ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+        },
+    );
+    case.runtime = answered(
+        RuntimeState::Stopping,
+        vec![stop_savepoint(1, SavepointOutcome::Pending)],
+    );
+    case.now = at(299);
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(decision.status.phase, Some(JobPhase::Savepointing));
+
+    // Timed out while the job is stopping: it is restarted at its old parallelism.
+    case.now = at(300);
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Running));
+    assert_eq!(decision.action, Action::RestartPods);
+    let degraded = condition(&decision, ConditionType::Degraded);
+    assert_eq!(degraded.status, "True");
+    assert!(
+        degraded.message.contains("not completed within 300s"),
+        "{}",
+        degraded.message
+    );
+    assert!(
+        degraded.message.contains("keeps running at parallelism 2"),
+        "{}",
+        degraded.message
+    );
+    let change = decision.status.change.as_ref().unwrap();
+    assert_eq!(change.failed_attempts, 1);
+    assert_eq!(change.retry_at, Some(Time(at(310))));
+    assert_eq!(change.savepoint_request, None);
+    assert!(reasons(&decision).contains(&"SavepointFailed"));
+}
+
+#[test]
+fn a_failed_savepoint_is_retried_with_a_growing_backoff_and_never_deploys_without_one() {
+    let mut case = Case::in_cycle(
+        JobPhase::Savepointing,
+        4,
+        ChangeStatus {
+            savepoint_request: Some(1),
+            failed_attempts: 2,
+            ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+        },
+    );
+    case.runtime = answered(
+        RuntimeState::Running,
+        vec![stop_savepoint(
+            1,
+            SavepointOutcome::Failed("disk full".into()),
+        )],
+    );
+    let decision = case.decide();
+    // The job still ran (the failure did not stop it): left alone.
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(decision.status.phase, Some(JobPhase::Running));
+    let change = decision.status.change.clone().unwrap();
+    assert_eq!(change.failed_attempts, 3);
+    assert_eq!(change.retry_at, Some(Time(at(40))));
+
+    // Before the retry time: the job runs on at parallelism 2, nothing deployed.
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.parallelism = 4;
+    case.status.change = Some(change.clone());
+    case.status.conditions = decision.status.conditions.clone();
+    case.now = at(39);
+    let waiting = case.decide();
+    assert_eq!(waiting.action, Action::Nothing);
+    assert_eq!(waiting.requeue, Requeue::After(Duration::from_secs(1)));
+    assert!(conditions::is_true(
+        &waiting.status.conditions,
+        ConditionType::Degraded
+    ));
+
+    // At the retry time: the stop is asked for again.
+    case.now = at(40);
+    let retry = case.decide();
+    assert_eq!(retry.action, Action::StopWithSavepoint);
+    assert_eq!(retry.status.change.as_ref().unwrap().failed_attempts, 3);
+}
+
+#[test]
+fn an_unreachable_control_api_times_out_like_a_slow_savepoint() {
+    let mut case = Case::in_cycle(
+        JobPhase::Savepointing,
+        4,
+        ChangeStatus {
+            savepoint_request: Some(1),
+            ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+        },
+    );
+    case.runtime = RuntimeSeen::Unreachable("connection refused".into());
+    case.now = at(301);
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Running));
+    assert_eq!(decision.action, Action::Nothing);
+    let degraded = condition(&decision, ConditionType::Degraded);
+    assert!(
+        degraded.message.contains("connection refused"),
+        "{}",
+        degraded.message
+    );
+}
+
+#[test]
+fn reverting_the_spec_during_a_backoff_cancels_the_change() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.status.change = Some(ChangeStatus {
+        failed_attempts: 1,
+        retry_at: Some(Time(at(100))),
+        ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+    });
+    let decision = case.decide();
+    assert_eq!(decision.status.change, None);
+    assert_eq!(reasons(&decision), ["ChangeCancelled"]);
+    assert!(!conditions::is_true(
+        &decision.status.conditions,
+        ConditionType::Degraded
+    ));
+}
+
+// ---- Rescaling (tearing down) ----
+
+#[test]
+fn tearing_down_waits_until_every_old_pod_is_gone() {
+    let mut case = Case::in_cycle(
+        JobPhase::Rescaling,
+        4,
+        ChangeStatus {
+            restore_from: Some("s3://b/sp-1".into()),
+            ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+        },
+    );
+    case.deployment.stateful_set = None;
+    case.deployment.pods = 1;
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::TearDown);
+    assert_eq!(decision.status.phase, Some(JobPhase::Rescaling));
+
+    case.deployment.pods = 0;
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Restoring));
+    let deployment = deployment_of(&decision);
+    assert_eq!(deployment.target.spec.parallelism, 4);
+    assert_eq!(deployment.restore_from.as_deref(), Some("s3://b/sp-1"));
+    assert_eq!(deployment.job_id, "run-1");
+}
+
+#[test]
+fn last_state_restores_from_the_latest_checkpoint_and_stateless_starts_empty() {
+    for (mode, job_id) in [
+        (UpgradeMode::LastState, "run-1"),
+        (UpgradeMode::Stateless, "run-2"),
+    ] {
+        let mut case = Case::in_cycle(
+            JobPhase::Rescaling,
+            4,
+            change(SavepointReason::Rescale, mode),
+        );
+        case.deployment = DeploymentSeen::default();
+        let decision = case.decide();
+        let deployment = deployment_of(&decision);
+        assert_eq!(deployment.restore_from, None, "{mode:?}");
+        assert_eq!(deployment.job_id, job_id, "{mode:?}");
+    }
+}
+
+#[test]
+fn a_secret_deleted_mid_cycle_holds_the_redeploy_until_it_is_back() {
+    let mut case = Case::in_cycle(
+        JobPhase::Rescaling,
+        4,
+        change(SavepointReason::Rescale, UpgradeMode::Savepoint),
+    );
+    case.deployment = DeploymentSeen::default();
+    case.credentials = missing();
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(decision.status.phase, Some(JobPhase::Rescaling));
+    assert_eq!(
+        condition(&decision, ConditionType::CredentialsResolved).status,
+        "False"
+    );
+}
+
+// ---- Suspension ----
+
+#[test]
+fn suspending_stops_with_a_savepoint_and_resuming_restores_from_it() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.desired_state = DesiredState::Suspended;
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::StopWithSavepoint);
+    assert_eq!(
+        decision.status.change.as_ref().unwrap().reason,
+        SavepointReason::Suspend
+    );
+
+    let mut case = Case::in_cycle(
+        JobPhase::Rescaling,
+        2,
+        ChangeStatus {
+            restore_from: Some("s3://b/sp-9".into()),
+            ..change(SavepointReason::Suspend, UpgradeMode::Savepoint)
+        },
+    );
+    case.spec.desired_state = DesiredState::Suspended;
+    case.deployment = DeploymentSeen::default();
+    let suspended = case.decide();
+    assert_eq!(suspended.status.phase, Some(JobPhase::Suspended));
+    assert_eq!(suspended.status.parallelism, Some(0));
+    assert_eq!(suspended.action, Action::Nothing);
+
+    case.status = suspended.status;
+    let still = case.decide();
+    assert_eq!(still.action, Action::Nothing);
+    case.spec.desired_state = DesiredState::Running;
+    let resumed = case.decide();
+    assert_eq!(resumed.status.phase, Some(JobPhase::Restoring));
+    assert_eq!(
+        deployment_of(&resumed).restore_from.as_deref(),
+        Some("s3://b/sp-9")
+    );
+}
+
+// ---- Failed ----
+
+#[test]
+fn a_failed_job_waits_for_a_new_spec_then_restarts_from_its_latest_checkpoint() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.status.phase = Some(JobPhase::Failed);
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::TearDown);
+
+    case.deployment = DeploymentSeen::default();
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(decision.requeue, Requeue::OnChange);
+
+    case.spec.restart_nonce = Some(1);
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Restoring));
+    let deployment = deployment_of(&decision);
+    assert_eq!(deployment.restore_from, None);
+    assert_eq!(deployment.job_id, "run-1");
+}
+
+// ---- Deletion ----
+
+#[test]
+fn deleting_a_running_job_takes_a_final_savepoint_then_removes_the_finalizer() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.deleting = true;
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::StopWithSavepoint);
+    assert_eq!(decision.status.phase, Some(JobPhase::Savepointing));
+    let status = record_savepoint_request(decision.status, &decision.action, 3);
+
+    case.status = status;
+    case.runtime = answered(
+        RuntimeState::Finished,
+        vec![stop_savepoint(
+            3,
+            SavepointOutcome::Completed("s3://b/sp-3".into()),
+        )],
+    );
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::RemoveFinalizer);
+    assert_eq!(
+        decision.status.last_savepoint.as_ref().unwrap().reason,
+        SavepointReason::Delete
+    );
+}
+
+#[test]
+fn a_final_savepoint_that_times_out_does_not_block_the_deletion() {
+    let mut case = Case::in_cycle(
+        JobPhase::Savepointing,
+        2,
+        ChangeStatus {
+            savepoint_request: Some(3),
+            ..change(SavepointReason::Delete, UpgradeMode::Savepoint)
+        },
+    );
+    case.deleting = true;
+    case.runtime = RuntimeSeen::Unreachable("connection refused".into());
+    case.now = at(300);
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::RemoveFinalizer);
+    assert_eq!(reasons(&decision), ["FinalSavepointFailed"]);
+}
+
+#[test]
+fn deleting_a_job_that_does_not_run_removes_the_finalizer_at_once() {
+    for phase in [
+        None,
+        Some(JobPhase::Deploying),
+        Some(JobPhase::Suspended),
+        Some(JobPhase::Failed),
+    ] {
+        let case = Case {
+            deleting: true,
+            status: StreamJobStatus {
+                phase,
+                ..Default::default()
+            },
+            ..Case::new()
+        };
+        assert_eq!(case.decide().action, Action::RemoveFinalizer, "{phase:?}");
+    }
+    let case = Case {
+        deleting: true,
+        has_finalizer: false,
+        ..Case::new()
+    };
+    assert_eq!(case.decide().action, Action::Nothing);
+}
+
+#[test]
+fn deleting_a_stateless_job_takes_no_savepoint() {
+    let mut case = Case::running(spec(2, UpgradeMode::Stateless));
+    case.deleting = true;
+    assert_eq!(case.decide().action, Action::RemoveFinalizer);
+}
+
+// ---- The whole cycle, with the operator stopping between any two steps ----
+
+/// A cluster and a job as the operator's actions leave them: a StatefulSet whose
+/// pods become ready, a job that stops with a savepoint when asked.
+#[derive(Clone, Debug, Default)]
+struct World {
+    /// The deployed StatefulSet: its deployment.
+    stateful_set: Option<Deployment>,
+    /// A stop was asked of the current run, with this id.
+    stop_requested: Option<i64>,
+    /// Every deployment made, in order.
+    deployments: Vec<Deployment>,
+    /// Savepoints written.
+    savepoints: Vec<String>,
+}
+
+impl World {
+    fn observe(&self) -> (DeploymentSeen, RuntimeSeen) {
+        let Some(deployment) = &self.stateful_set else {
+            return (DeploymentSeen::default(), RuntimeSeen::NotAsked);
+        };
+        let seen = deployed(&deployment.target, deployment.target.spec.pods());
+        let runtime = match self.stop_requested {
+            None => answered(RuntimeState::Running, vec![]),
+            Some(id) => answered(
+                RuntimeState::Finished,
+                vec![stop_savepoint(
+                    id,
+                    SavepointOutcome::Completed(format!("s3://b/sp-{id}")),
+                )],
+            ),
+        };
+        (seen, runtime)
+    }
+
+    /// Takes `action`; returns the savepoint request id it got, if any.
+    fn act(&mut self, action: &Action) -> Option<i64> {
+        match action {
+            Action::Deploy(deployment) => {
+                // A deployment always replaces what runs, never beside it.
+                assert!(
+                    self.stateful_set
+                        .as_ref()
+                        .is_none_or(|old| old.target == deployment.target),
+                    "deployed {deployment:?} while {:?} ran",
+                    self.stateful_set
+                );
+                if self.stateful_set.as_ref() != Some(deployment.as_ref()) {
+                    self.stop_requested = None;
+                }
+                self.stateful_set = Some(deployment.as_ref().clone());
+                self.deployments.push(deployment.as_ref().clone());
+                None
+            }
+            Action::StopWithSavepoint => {
+                let id = *self.stop_requested.get_or_insert(1);
+                let path = format!("s3://b/sp-{id}");
+                if !self.savepoints.contains(&path) {
+                    self.savepoints.push(path);
+                }
+                Some(id)
+            }
+            Action::TearDown => {
+                self.stateful_set = None;
+                self.stop_requested = None;
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Runs the operator against `world` from `status` until the job runs `spec`,
+/// stopping the operator (losing what it had not recorded) at look `crash_at`:
+/// either after it recorded the status but before it acted, or after it acted
+/// but before it recorded the savepoint request id.
+fn run_cycle(
+    spec: &StreamJobSpec,
+    mut status: StreamJobStatus,
+    world: &mut World,
+    crash_at: Option<(usize, bool)>,
+) -> StreamJobStatus {
+    for look in 0..40 {
+        let (deployment, runtime) = world.observe();
+        let input = Input {
+            name: "clicks",
+            generation: 2,
+            spec,
+            status: &status,
+            deleting: false,
+            has_finalizer: true,
+            credentials: credentials(),
+            deployment,
+            runtime,
+            now: at(look as i64),
+            new_job_id: "run-new",
+        };
+        let decision = decide(&input, &Settings::default());
+        status = decision.status.clone();
+        match crash_at {
+            Some((step, false)) if step == look => continue,
+            Some((step, true)) if step == look => {
+                world.act(&decision.action);
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(id) = world.act(&decision.action) {
+            status = record_savepoint_request(status, &decision.action, id);
+        }
+        if status.phase == Some(JobPhase::Running)
+            && status.change.is_none()
+            && decision.action == Action::Nothing
+            && status.parallelism == Some(spec.parallelism)
+        {
+            return status;
+        }
+    }
+    panic!("the cycle did not end: {status:#?}\n{world:#?}");
+}
+
+#[test]
+fn the_rescale_cycle_completes_whatever_step_the_operator_stops_at() {
+    let old = spec(2, UpgradeMode::Savepoint);
+    let new = spec(5, UpgradeMode::Savepoint);
+    let start = Case::running(old.clone());
+    for step in 0..8 {
+        for after_acting in [false, true] {
+            let mut world = World {
+                stateful_set: Some(Deployment {
+                    target: target(&old),
+                    job_id: "run-1".into(),
+                    restore_from: None,
+                }),
+                ..World::default()
+            };
+            let status = run_cycle(
+                &new,
+                start.status.clone(),
+                &mut world,
+                Some((step, after_acting)),
+            );
+            let last = world.deployments.last().expect("a deployment");
+            assert_eq!(last.target.spec.parallelism, 5);
+            assert_eq!(last.job_id, "run-1");
+            // Restored from the savepoint the stop took, never without one.
+            assert_eq!(last.restore_from.as_deref(), Some("s3://b/sp-1"));
+            assert_eq!(world.savepoints, ["s3://b/sp-1"]);
+            assert_eq!(status.last_savepoint.unwrap().path, "s3://b/sp-1");
+            assert_eq!(status.parallelism, Some(5));
+        }
+    }
+}
+
+#[test]
+fn a_new_job_reaches_running_whatever_step_the_operator_stops_at() {
+    let spec = spec(3, UpgradeMode::Savepoint);
+    for step in 0..4 {
+        for after_acting in [false, true] {
+            let mut world = World::default();
+            let status = run_cycle(
+                &spec,
+                StreamJobStatus::default(),
+                &mut world,
+                Some((step, after_acting)),
+            );
+            assert_eq!(status.phase, Some(JobPhase::Running));
+            assert_eq!(world.deployments.last().unwrap().restore_from, None);
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! What can go wrong in a reconcile.
+
+/// An error of one reconcile; the job is looked at again after a backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the apiserver failed.
+    #[error("{action}: {source}")]
+    Kubernetes {
+        /// What the operator was doing, e.g. "applying StatefulSet clicks".
+        action: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A StreamJob without a name or namespace (never from the apiserver).
+    #[error("StreamJob without {0}")]
+    MissingMetadata(&'static str),
+    /// Another operator replica took the leader Lease.
+    #[error("lost leadership: {0}")]
+    LostLeadership(String),
+}
+
+impl Error {
+    /// The `error` label of the failure metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Kubernetes { .. } => "kubernetes",
+            Self::MissingMetadata(_) => "invalid_object",
+            Self::LostLeadership(_) => "leadership",
+        }
+    }
+
+    /// Wraps a client error with what the operator was doing.
+    pub fn kubernetes(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let action = action.into();
+        move |source| Self::Kubernetes { action, source }
+    }
+}

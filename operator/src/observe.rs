@@ -1,0 +1,215 @@
+//! The observer: reads what a decision needs (the job's Secrets, StatefulSet, pods
+//! and control API) and changes nothing.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Client;
+use kube::api::{Api, ListParams};
+use strom_crds::StreamJob;
+
+use crate::Error;
+use crate::control_api::ControlClient;
+use crate::credentials::{self, MissingCredential, ResolvedCredentials, SecretSeen};
+use crate::decide::{CrashLoop, DeploymentSeen, RuntimeSeen, StatefulSetSeen};
+use crate::labels::pod_selector;
+use crate::resources::{CONTAINER, CONTROL_PORT, Names, REVISION_ANNOTATION};
+
+/// What was seen of one job.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    /// The referenced Secrets.
+    pub credentials: Result<ResolvedCredentials, Vec<MissingCredential>>,
+    /// Its StatefulSet and pods.
+    pub deployment: DeploymentSeen,
+    /// Its control API.
+    pub runtime: RuntimeSeen,
+    /// Where its control API is reached, if it can be now.
+    pub control_url: Option<String>,
+}
+
+/// How the operator reaches a job's control API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlAccess {
+    /// Through the API Service's cluster DNS name (the operator runs in the cluster).
+    ServiceDns,
+    /// At pod 0's IP address (an operator on a node, or anywhere pod IPs route;
+    /// needs neither cluster DNS nor kube-proxy).
+    PodIp,
+    /// Through this base URL for every job (a port-forward).
+    Fixed(String),
+}
+
+impl ControlAccess {
+    /// The control API's base URL for the job named by `names`, whose pod 0 has
+    /// `pod_ip`; `None` when pod 0 has no IP yet and that is how it is reached.
+    pub fn base_url(&self, names: &Names, pod_ip: Option<&str>) -> Option<String> {
+        match self {
+            Self::ServiceDns => Some(names.control_url()),
+            Self::PodIp => pod_ip.map(|ip| format!("http://{ip}:{CONTROL_PORT}")),
+            Self::Fixed(url) => Some(url.clone()),
+        }
+    }
+}
+
+/// Reads everything about `job` that a decision needs.
+pub async fn observe(
+    client: &Client,
+    job: &StreamJob,
+    control: &ControlClient,
+    access: &ControlAccess,
+) -> Result<Observed, Error> {
+    let names = Names::of(job);
+    let credentials = observe_credentials(client, job, &names).await?;
+    let (deployment, first_pod_ip) = observe_deployment(client, &names).await?;
+    let base_url = access.base_url(&names, first_pod_ip.as_deref());
+    let runtime = match (&deployment.stateful_set, base_url) {
+        (Some(set), Some(base_url)) if set.ready_replicas > 0 => {
+            match control.report(&base_url).await {
+                Ok(report) => RuntimeSeen::Answered(report),
+                Err(error) => RuntimeSeen::Unreachable(error),
+            }
+        }
+        _ => RuntimeSeen::NotAsked,
+    };
+    Ok(Observed {
+        credentials,
+        deployment,
+        runtime,
+        control_url: access.base_url(&names, first_pod_ip.as_deref()),
+    })
+}
+
+async fn observe_credentials(
+    client: &Client,
+    job: &StreamJob,
+    names: &Names,
+) -> Result<Result<ResolvedCredentials, Vec<MissingCredential>>, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
+    let mut seen = BTreeMap::new();
+    for name in credentials::referenced_secrets(&job.spec) {
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(Error::kubernetes(format!("reading Secret {name}")))?;
+        if let Some(secret) = secret {
+            // Only the key names and the version are kept; values are dropped here.
+            let keys = secret
+                .data
+                .iter()
+                .flat_map(|data| data.keys().cloned())
+                .chain(
+                    secret
+                        .string_data
+                        .iter()
+                        .flat_map(|data| data.keys().cloned()),
+                )
+                .collect();
+            let resource_version = secret.metadata.resource_version.unwrap_or_default();
+            seen.insert(
+                name,
+                SecretSeen {
+                    resource_version,
+                    keys,
+                },
+            );
+        }
+    }
+    Ok(credentials::resolve(&job.spec, &seen))
+}
+
+/// The job's StatefulSet and pods, and the IP of its pod 0.
+async fn observe_deployment(
+    client: &Client,
+    names: &Names,
+) -> Result<(DeploymentSeen, Option<String>), Error> {
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &names.namespace);
+    let set = sets
+        .get_opt(&names.stateful_set())
+        .await
+        .map_err(Error::kubernetes(format!(
+            "reading StatefulSet {}",
+            names.stateful_set()
+        )))?;
+    let stateful_set = set
+        .filter(|set| set.metadata.deletion_timestamp.is_none())
+        .map(|set| StatefulSetSeen {
+            revision: set
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REVISION_ANNOTATION).cloned()),
+            replicas: set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+            ready_replicas: set
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0),
+        });
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&pod_selector(&names.job)))
+        .await
+        .map_err(Error::kubernetes(format!(
+            "listing the pods of {}",
+            names.job
+        )))?;
+    let mut seen = DeploymentSeen {
+        stateful_set,
+        pods: list.items.len() as i32,
+        ..DeploymentSeen::default()
+    };
+    let first_pod = format!("{}-0", names.stateful_set());
+    let first_pod_ip = list
+        .items
+        .iter()
+        .find(|pod| pod.metadata.name.as_deref() == Some(first_pod.as_str()))
+        .and_then(|pod| pod.status.as_ref()?.pod_ip.clone());
+    for pod in &list.items {
+        let statuses = pod
+            .status
+            .iter()
+            .flat_map(|s| s.container_statuses.iter().flatten())
+            .filter(|c| c.name == CONTAINER);
+        for container in statuses {
+            seen.max_restart_count = seen.max_restart_count.max(container.restart_count);
+            let crash_looping = container
+                .state
+                .as_ref()
+                .and_then(|s| s.waiting.as_ref())
+                .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"));
+            if crash_looping {
+                let last = container
+                    .last_state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref());
+                let reason = match last {
+                    Some(ended) => format!(
+                        "exit code {}: {}",
+                        ended.exit_code,
+                        ended
+                            .message
+                            .as_deref()
+                            .or(ended.reason.as_deref())
+                            .unwrap_or("no message")
+                            .trim()
+                    ),
+                    None => "no termination message".to_owned(),
+                };
+                let crash = CrashLoop {
+                    restarts: container.restart_count,
+                    reason,
+                };
+                if seen
+                    .crash_loop
+                    .as_ref()
+                    .is_none_or(|c| c.restarts < crash.restarts)
+                {
+                    seen.crash_loop = Some(crash);
+                }
+            }
+        }
+    }
+    Ok((seen, first_pod_ip))
+}

@@ -1,0 +1,556 @@
+//! The objects a job's deployment consists of, built from the job and the
+//! deployment decided for it. Pure: snapshot-tested without an apiserver.
+//!
+//! Per job: a ConfigMap with the job's manifest (no secret values), a headless
+//! Service through which the runtime pods find each other (timely's TCP mesh), a
+//! Service for the control API of pod 0, and a StatefulSet of
+//! `parallelism / slotsPerPod` pods. Secrets are mounted, never copied.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, KeyToPath, PodSpec, PodTemplateSpec, ProjectedVolumeSource, SecretKeySelector,
+    SecretProjection, Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+use strom_crds::{StreamJob, StreamJobSpec};
+
+use crate::credentials::{STORAGE_KEYS, STORAGE_OPTIONAL_KEY};
+use crate::decide::Deployment;
+use crate::labels::{COMPONENT_LABEL, JOB_LABEL};
+
+/// Port of timely's TCP connections between the runtime pods.
+pub const DATAFLOW_PORT: i32 = 7000;
+/// Port of the control API (served by pod 0).
+pub const CONTROL_PORT: i32 = 8081;
+/// Annotation naming the target revision a StatefulSet was made for.
+pub const REVISION_ANNOTATION: &str = "strom.dev/revision";
+/// Where the job's manifest is mounted in the runtime container.
+pub const MANIFEST_DIR: &str = "/etc/strom/job";
+/// Under which folder each Kafka cluster's Secret keys are mounted, one folder per
+/// cluster: `<dir>/<cluster>/<secret>/<key>`.
+pub const SECRETS_DIR: &str = "/etc/strom/secrets";
+/// The runtime's local working folder (RocksDB).
+pub const WORK_DIR: &str = "/var/lib/strom";
+/// The runtime container's name.
+pub const CONTAINER: &str = "runtime";
+
+/// Names of the objects of one job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// The job's name (and its StatefulSet's).
+    pub job: String,
+    /// The job's namespace.
+    pub namespace: String,
+}
+
+impl Names {
+    /// The names of `job`'s objects.
+    pub fn of(job: &StreamJob) -> Self {
+        Self {
+            job: job.metadata.name.clone().unwrap_or_default(),
+            namespace: job.metadata.namespace.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The StatefulSet.
+    pub fn stateful_set(&self) -> String {
+        self.job.clone()
+    }
+
+    /// The headless Service through which pods find each other.
+    pub fn peers_service(&self) -> String {
+        format!("{}-peers", self.job)
+    }
+
+    /// The Service of the control API.
+    pub fn api_service(&self) -> String {
+        format!("{}-api", self.job)
+    }
+
+    /// The ConfigMap with the job's manifest.
+    pub fn config_map(&self) -> String {
+        format!("{}-config", self.job)
+    }
+
+    /// The host:port of pod `index`'s dataflow port, by the StatefulSet's DNS names.
+    pub fn peer(&self, index: i32) -> String {
+        format!(
+            "{}-{index}.{}.{}.svc:{DATAFLOW_PORT}",
+            self.job,
+            self.peers_service(),
+            self.namespace
+        )
+    }
+
+    /// The control API's base URL inside the cluster.
+    pub fn control_url(&self) -> String {
+        format!(
+            "http://{}.{}.svc:{CONTROL_PORT}",
+            self.api_service(),
+            self.namespace
+        )
+    }
+}
+
+/// Operator-wide settings the objects depend on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceSettings {
+    /// Runtime image of jobs that do not name one.
+    pub default_image: String,
+    /// Pull policy of the runtime image.
+    pub image_pull_policy: String,
+}
+
+impl Default for ResourceSettings {
+    fn default() -> Self {
+        Self {
+            default_image: format!("strom-runtime:{}", env!("CARGO_PKG_VERSION")),
+            image_pull_policy: "IfNotPresent".into(),
+        }
+    }
+}
+
+/// Every object of `deployment`, in the order they are applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobObjects {
+    /// The job's manifest.
+    pub config_map: ConfigMap,
+    /// Peer discovery.
+    pub peers_service: Service,
+    /// The control API.
+    pub api_service: Service,
+    /// The runtime pods.
+    pub stateful_set: StatefulSet,
+}
+
+/// Builds the objects of `deployment` of `job`.
+pub fn build(job: &StreamJob, deployment: &Deployment, settings: &ResourceSettings) -> JobObjects {
+    let names = Names::of(job);
+    JobObjects {
+        config_map: config_map(job, &names, &deployment.target.spec),
+        peers_service: peers_service(job, &names),
+        api_service: api_service(job, &names),
+        stateful_set: stateful_set(job, &names, deployment, settings),
+    }
+}
+
+/// Labels every object of the job carries; the pods' selector.
+pub fn selector_labels(names: &Names) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (JOB_LABEL.to_owned(), names.job.clone()),
+        (COMPONENT_LABEL.to_owned(), "runtime".to_owned()),
+    ])
+}
+
+fn labels(names: &Names) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(names);
+    labels.insert("app.kubernetes.io/name".into(), "strom".into());
+    labels.insert(
+        "app.kubernetes.io/managed-by".into(),
+        "strom-operator".into(),
+    );
+    labels
+}
+
+fn metadata(job: &StreamJob, names: &Names, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(names.namespace.clone()),
+        labels: Some(labels(names)),
+        owner_references: job.controller_owner_ref(&()).map(|owner| vec![owner]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The owner reference objects of `job` carry.
+pub fn owner_reference(job: &StreamJob) -> Option<OwnerReference> {
+    job.controller_owner_ref(&())
+}
+
+fn config_map(job: &StreamJob, names: &Names, spec: &StreamJobSpec) -> ConfigMap {
+    let manifest = serde_json::json!({
+        "apiVersion": "strom.dev/v1alpha1",
+        "kind": "StreamJob",
+        "metadata": {"name": names.job, "namespace": names.namespace},
+        "spec": spec,
+    });
+    let yaml = serde_yaml_ng::to_string(&manifest)
+        .unwrap_or_else(|e| unreachable!("a manifest always serializes: {e}"));
+    ConfigMap {
+        metadata: metadata(job, names, names.config_map()),
+        data: Some(BTreeMap::from([("job.yaml".to_owned(), yaml)])),
+        ..ConfigMap::default()
+    }
+}
+
+fn peers_service(job: &StreamJob, names: &Names) -> Service {
+    Service {
+        metadata: metadata(job, names, names.peers_service()),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            // Every process must resolve every other before any is ready.
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector_labels(names)),
+            ports: Some(vec![port("dataflow", DATAFLOW_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn api_service(job: &StreamJob, names: &Names) -> Service {
+    let mut selector = selector_labels(names);
+    selector.insert(
+        "statefulset.kubernetes.io/pod-name".into(),
+        format!("{}-0", names.stateful_set()),
+    );
+    Service {
+        metadata: metadata(job, names, names.api_service()),
+        spec: Some(ServiceSpec {
+            selector: Some(selector),
+            ports: Some(vec![port("control", CONTROL_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn secret_env(name: &str, secret: &str, optional: bool) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: name.into(),
+                optional: optional.then_some(true),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+/// One projected volume per Kafka cluster with Secret keys, mounted at
+/// `SECRETS_DIR/<cluster>`, holding `<secret>/<key>` files.
+fn kafka_secret_volumes(spec: &StreamJobSpec) -> Vec<(Volume, VolumeMount)> {
+    spec.kafka_clusters
+        .iter()
+        .filter_map(|cluster| {
+            let mut by_secret: BTreeMap<String, Vec<KeyToPath>> = BTreeMap::new();
+            for key in cluster.secret_keys() {
+                let items = by_secret.entry(key.secret_name.clone()).or_default();
+                let path = format!("{}/{}", key.secret_name, key.key);
+                if !items.iter().any(|item| item.path == path) {
+                    items.push(KeyToPath {
+                        key: key.key,
+                        path,
+                        mode: None,
+                    });
+                }
+            }
+            if by_secret.is_empty() {
+                return None;
+            }
+            let name = format!("kafka-{}", cluster.name);
+            let sources = by_secret
+                .into_iter()
+                .map(|(secret, items)| VolumeProjection {
+                    secret: Some(SecretProjection {
+                        name: secret,
+                        items: Some(items),
+                        optional: None,
+                    }),
+                    ..VolumeProjection::default()
+                })
+                .collect();
+            let volume = Volume {
+                name: name.clone(),
+                projected: Some(ProjectedVolumeSource {
+                    sources: Some(sources),
+                    default_mode: Some(0o440),
+                }),
+                ..Volume::default()
+            };
+            let mount = VolumeMount {
+                name,
+                mount_path: format!("{SECRETS_DIR}/{}", cluster.name),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            };
+            Some((volume, mount))
+        })
+        .collect()
+}
+
+fn stateful_set(
+    job: &StreamJob,
+    names: &Names,
+    deployment: &Deployment,
+    settings: &ResourceSettings,
+) -> StatefulSet {
+    let spec = &deployment.target.spec;
+    let template = spec.pod_template.clone().unwrap_or_default();
+    let pods = spec.pods();
+    let peers: Vec<String> = (0..pods).map(|i| names.peer(i)).collect();
+
+    let mut env_vars = vec![
+        env("STROM_MANIFEST", format!("{MANIFEST_DIR}/job.yaml")),
+        env("STROM_PEERS", peers.join(",")),
+        env("STROM_JOB_ID", deployment.job_id.clone()),
+        env("STROM_SECRETS_DIR", SECRETS_DIR),
+        env("STROM_WORK_DIR", WORK_DIR),
+        env("STROM_CONTROL_ADDRESS", format!("0.0.0.0:{CONTROL_PORT}")),
+    ];
+    if let Some(path) = &deployment.restore_from {
+        env_vars.push(env("STROM_RESTORE_FROM", path.clone()));
+    }
+    if let Some(secret) = &spec.state.storage_secret {
+        for key in STORAGE_KEYS {
+            env_vars.push(secret_env(key, &secret.name, false));
+        }
+        env_vars.push(secret_env(STORAGE_OPTIONAL_KEY, &secret.name, true));
+    }
+    env_vars.extend(template.env.iter().cloned());
+
+    let mut volumes = vec![
+        Volume {
+            name: "job".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: names.config_map(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "work".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    let mut mounts = vec![
+        VolumeMount {
+            name: "job".into(),
+            mount_path: MANIFEST_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "work".into(),
+            mount_path: WORK_DIR.into(),
+            ..VolumeMount::default()
+        },
+    ];
+    for (volume, mount) in kafka_secret_volumes(spec) {
+        volumes.push(volume);
+        mounts.push(mount);
+    }
+
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| settings.default_image.clone()),
+        ),
+        image_pull_policy: Some(settings.image_pull_policy.clone()),
+        args: Some(vec!["worker".into()]),
+        env: Some(env_vars),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("dataflow".into()),
+                container_port: DATAFLOW_PORT,
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("control".into()),
+                container_port: CONTROL_PORT,
+                ..ContainerPort::default()
+            },
+        ]),
+        resources: template.resources.clone(),
+        volume_mounts: Some(mounts),
+        // The runtime's last error is what `kubectl describe` and the operator show.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    };
+
+    let mut pod_labels = template.labels.clone();
+    pod_labels.extend(labels(names));
+    let mut annotations = template.annotations.clone();
+    let revision = deployment.target.revision();
+    annotations.insert(REVISION_ANNOTATION.into(), revision.clone());
+    let non_empty = |map: BTreeMap<String, String>| (!map.is_empty()).then_some(map);
+
+    let mut meta = metadata(job, names, names.stateful_set());
+    meta.annotations = Some(BTreeMap::from([(REVISION_ANNOTATION.to_owned(), revision)]));
+    StatefulSet {
+        metadata: meta,
+        spec: Some(StatefulSetSpec {
+            replicas: Some(pods),
+            service_name: Some(names.peers_service()),
+            // Every process must be up before the dataflow starts.
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(names)),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    node_selector: non_empty(template.node_selector.clone()),
+                    tolerations: (!template.tolerations.is_empty())
+                        .then(|| template.tolerations.clone()),
+                    service_account_name: template.service_account_name.clone(),
+                    image_pull_secrets: (!template.image_pull_secrets.is_empty())
+                        .then(|| template.image_pull_secrets.clone()),
+                    ..PodSpec::default()
+                }),
+            },
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::Target;
+    use strom_crds::manifest::parse_stream_job;
+
+    /// The first StreamJob of an example manifest, as the apiserver would hold it.
+    fn example(file: &str) -> StreamJob {
+        let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut job = parse_stream_job(&text).unwrap();
+        job.metadata.namespace = Some("analytics".into());
+        job.metadata.uid = Some("0b5e3c1e-0000-4000-8000-000000000001".into());
+        job
+    }
+
+    fn deployment(job: &StreamJob, restore_from: Option<&str>) -> Deployment {
+        Deployment {
+            target: Target::new(&job.spec, "s3-creds=7"),
+            job_id: "run-1".into(),
+            restore_from: restore_from.map(str::to_owned),
+        }
+    }
+
+    fn snapshot(file: &str, restore_from: Option<&str>) -> String {
+        let job = example(file);
+        let objects = build(
+            &job,
+            &deployment(&job, restore_from),
+            &ResourceSettings::default(),
+        );
+        [
+            serde_yaml_ng::to_string(&objects.config_map).unwrap(),
+            serde_yaml_ng::to_string(&objects.peers_service).unwrap(),
+            serde_yaml_ng::to_string(&objects.api_service).unwrap(),
+            serde_yaml_ng::to_string(&objects.stateful_set).unwrap(),
+        ]
+        .join("---\n")
+    }
+
+    #[test]
+    fn objects_of_every_example_match_their_snapshots() {
+        for file in [
+            "local-pipeline.yaml",
+            "local-clicks.yaml",
+            "pipeline-word-count.yaml",
+            "multi-cluster.yaml",
+            "kafka-sql.yaml",
+        ] {
+            let name = file.trim_end_matches(".yaml");
+            insta::assert_snapshot!(name, snapshot(file, Some("s3://strom/jobs/sp-1")));
+        }
+    }
+
+    #[test]
+    fn the_mounted_manifest_reads_back_as_the_deployed_spec() {
+        for file in ["multi-cluster.yaml", "pipeline-word-count.yaml"] {
+            let job = example(file);
+            let deployment = deployment(&job, None);
+            let objects = build(&job, &deployment, &ResourceSettings::default());
+            let text = &objects.config_map.data.unwrap()["job.yaml"];
+            let mounted = parse_stream_job(text).unwrap();
+            assert_eq!(mounted.spec, deployment.target.spec, "{file}");
+            assert_eq!(mounted.metadata.name, job.metadata.name);
+        }
+    }
+
+    #[test]
+    fn no_object_holds_a_secret_value() {
+        let text = snapshot("multi-cluster.yaml", None);
+        for value in ["change-me-please", "BEGIN CERTIFICATE", "BEGIN PRIVATE KEY"] {
+            assert!(!text.contains(value), "{value} found in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn each_cluster_gets_its_own_folder_of_secret_keys() {
+        let job = example("multi-cluster.yaml");
+        let objects = build(&job, &deployment(&job, None), &ResourceSettings::default());
+        let pod = objects.stateful_set.spec.unwrap().template.spec.unwrap();
+        let mounts: Vec<String> = pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.mount_path.clone())
+            .collect();
+        assert!(mounts.contains(&"/etc/strom/secrets/us".to_owned()));
+        assert!(mounts.contains(&"/etc/strom/secrets/analytics".to_owned()));
+        // The plaintext cluster has nothing to mount.
+        assert!(!mounts.contains(&"/etc/strom/secrets/eu".to_owned()));
+    }
+
+    #[test]
+    fn pods_are_parallelism_over_slots_and_peers_are_named_in_ordinal_order() {
+        let job = example("pipeline-word-count.yaml");
+        let objects = build(&job, &deployment(&job, None), &ResourceSettings::default());
+        let spec = objects.stateful_set.spec.unwrap();
+        assert_eq!(spec.replicas, Some(2));
+        let env = spec.template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let peers = env.iter().find(|e| e.name == "STROM_PEERS").unwrap();
+        assert_eq!(
+            peers.value.as_deref(),
+            Some(
+                "word-count-0.word-count-peers.analytics.svc:7000,\
+                 word-count-1.word-count-peers.analytics.svc:7000"
+            )
+        );
+        assert!(!env.iter().any(|e| e.name == "STROM_RESTORE_FROM"));
+    }
+}

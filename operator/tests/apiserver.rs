@@ -1,0 +1,402 @@
+//! The operator against the real apiserver of `e2e/infra/kubernetes.sh`: each test
+//! runs a controller watching a namespace of its own and drives it as a user would,
+//! with manifests and `kubectl`. That control plane has no node, so runtime pods are
+//! created but never run: these tests cover what the operator writes and how it
+//! reacts, up to the point where a job would start (`cycle.rs` runs pods on a node).
+
+mod common;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde_json::Value;
+use strom_crds::manifest::parse_stream_job;
+use strom_crds::{JobPhase, StreamJob};
+use strom_e2e::workspace_root;
+use strom_operator::act::FINALIZER;
+use strom_operator::leader::{LeaderElection, Leadership};
+use strom_operator::resources::{self, ResourceSettings};
+use strom_operator::target::Target;
+
+use common::*;
+
+/// Whether every field of `expected` is in `actual` with the same value (the
+/// apiserver adds defaults, so `actual` may hold more).
+fn contains(actual: &Value, expected: &Value) -> Result<(), String> {
+    match (expected, actual) {
+        (Value::Object(expected), Value::Object(actual)) => {
+            for (key, value) in expected {
+                let found = actual.get(key).ok_or(format!("{key} missing"))?;
+                contains(found, value).map_err(|e| format!("{key}.{e}"))?;
+            }
+            Ok(())
+        }
+        (Value::Array(expected), Value::Array(actual)) if expected.len() == actual.len() => {
+            for (i, (e, a)) in expected.iter().zip(actual).enumerate() {
+                contains(a, e).map_err(|error| format!("[{i}].{error}"))?;
+            }
+            Ok(())
+        }
+        _ if expected == actual => Ok(()),
+        _ => Err(format!(": expected {expected}, found {actual}")),
+    }
+}
+
+async fn assert_on_server<K>(client: &Client, namespace: &str, built: &K)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + serde::de::DeserializeOwned,
+{
+    let name = built.meta().name.clone().unwrap();
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let found = eventually(&format!("{} {name}", K::kind(&())), || {
+        let api = api.clone();
+        let name = name.clone();
+        async move { api.get_opt(&name).await.unwrap() }
+    })
+    .await;
+    let mut expected = serde_json::to_value(built).unwrap();
+    // Server-filled: the namespace is the test's, owner UIDs are checked apart.
+    expected["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ownerReferences");
+    let found = serde_json::to_value(&found).unwrap();
+    if let Err(difference) = contains(&found, &expected) {
+        panic!(
+            "{} {name} differs from what the operator builds: {difference}",
+            K::kind(&())
+        );
+    }
+}
+
+#[tokio::test]
+async fn objects_of_every_example_are_created_with_the_expected_shape_and_status() {
+    let Some((control_plane, client, namespace)) = cluster("shape").await else {
+        return;
+    };
+    let _operator = start_operator(&client, test_config(&namespace));
+    for file in [
+        "pipeline-word-count.yaml",
+        "multi-cluster.yaml",
+        "kafka-sql.yaml",
+        "local-pipeline.yaml",
+        "local-clicks.yaml",
+    ] {
+        let path = workspace_root().join("examples").join(file);
+        apply_file(&control_plane, &namespace, &path);
+        let local = parse_stream_job(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let name = local.name_any();
+
+        // Status first: it is recorded before the objects are applied.
+        let deployed = eventually(&format!("{name} deploying"), || async {
+            let job = job(&client, &namespace, &name).await?;
+            (job.status.as_ref()?.phase == Some(JobPhase::Deploying)
+                && job.status.as_ref()?.job_id.is_some())
+            .then_some(job)
+        })
+        .await;
+        let status = deployed.status.clone().unwrap();
+        assert!(
+            deployed.finalizers().contains(&FINALIZER.to_owned()),
+            "{file}"
+        );
+        assert_eq!(status.observed_generation, deployed.metadata.generation);
+        assert_eq!(
+            status.selector.as_deref(),
+            Some(format!("strom.dev/job={name},app.kubernetes.io/component=runtime").as_str())
+        );
+        for (kind, value) in [
+            ("Progressing", "True"),
+            ("Ready", "False"),
+            ("Degraded", "False"),
+            ("CredentialsResolved", "True"),
+        ] {
+            let found = condition(&deployed, kind).unwrap_or_else(|| panic!("{file}: {kind}"));
+            assert_eq!(found.status, value, "{file}: {kind}: {found:?}");
+        }
+
+        // The objects are what the builders make from the recorded target.
+        let target = Target::from_json(status.last_reconciled_spec.as_deref().unwrap()).unwrap();
+        let deployment = strom_operator::decide::Deployment {
+            target,
+            job_id: status.job_id.clone().unwrap(),
+            restore_from: None,
+        };
+        let settings = ResourceSettings {
+            default_image: "strom-runtime:test".into(),
+            ..ResourceSettings::default()
+        };
+        let built = resources::build(&deployed, &deployment, &settings);
+        assert_on_server(&client, &namespace, &built.config_map).await;
+        assert_on_server(&client, &namespace, &built.peers_service).await;
+        assert_on_server(&client, &namespace, &built.api_service).await;
+        assert_on_server(&client, &namespace, &built.stateful_set).await;
+        let set = Api::<StatefulSet>::namespaced(client.clone(), &namespace)
+            .get(&name)
+            .await
+            .unwrap();
+        let owner = &set.owner_references()[0];
+        assert_eq!(owner.uid, deployed.uid().unwrap(), "{file}");
+        assert_eq!(owner.controller, Some(true));
+
+        // No Secret value is copied anywhere the operator writes.
+        let config_map = Api::<ConfigMap>::namespaced(client.clone(), &namespace)
+            .get(&format!("{name}-config"))
+            .await
+            .unwrap();
+        let written = serde_json::to_string(&(&config_map, &set, &deployed.status)).unwrap();
+        assert!(!written.contains("change-me-please"), "{file}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_secret_gives_the_condition_and_no_statefulset_until_it_appears() {
+    let Some((control_plane, client, namespace)) = cluster("secret").await else {
+        return;
+    };
+    let _operator = start_operator(&client, test_config(&namespace));
+    apply_text(
+        &control_plane,
+        &namespace,
+        r#"
+apiVersion: strom.dev/v1alpha1
+kind: StreamJob
+metadata: {name: orders}
+spec:
+  parallelism: 2
+  pipeline: {name: kafka-copy}
+  kafkaClusters:
+    - name: us
+      bootstrapServers: kafka-us:9093
+      authentication:
+        type: scram-sha-512
+        username: reader
+        passwordSecret: {secretName: us-reader, password: password}
+"#,
+    );
+    let waiting = eventually("CredentialsResolved=False", || async {
+        let job = job(&client, &namespace, "orders").await?;
+        condition(&job, "CredentialsResolved")
+            .filter(|c| c.status == "False")
+            .cloned()
+    })
+    .await;
+    assert_eq!(
+        waiting.message,
+        "Secret \"us-reader\" (Kafka cluster us) not found"
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    let missing = eventually("a CredentialsMissing Event", || async {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("CredentialsMissing"))
+    })
+    .await;
+    assert_eq!(missing.type_.as_deref(), Some("Warning"));
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(sets.get_opt("orders").await.unwrap().is_none());
+
+    // A Secret without the key: named too.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let mut secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("us-reader".into()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some([("user".to_owned(), "reader".to_owned())].into()),
+        ..Secret::default()
+    };
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    eventually("the missing key named", || async {
+        let job = job(&client, &namespace, "orders").await?;
+        condition(&job, "CredentialsResolved")
+            .filter(|c| {
+                c.message == "Secret \"us-reader\" (Kafka cluster us) has no key \"password\""
+            })
+            .cloned()
+    })
+    .await;
+    assert!(sets.get_opt("orders").await.unwrap().is_none());
+
+    // The key appears: the job deploys, with no secret value in what was written.
+    secret = secrets.get("us-reader").await.unwrap();
+    secret.string_data = Some([("password".to_owned(), "s3cr3t-value".to_owned())].into());
+    secrets
+        .replace("us-reader", &PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let set = eventually("the StatefulSet", || async {
+        sets.get_opt("orders").await.unwrap()
+    })
+    .await;
+    let job = job(&client, &namespace, "orders").await.unwrap();
+    assert_eq!(
+        condition(&job, "CredentialsResolved").unwrap().status,
+        "True"
+    );
+    let written = serde_json::to_string(&(&set, &job)).unwrap();
+    assert!(!written.contains("s3cr3t-value"));
+
+    // A rotated Secret rolls the job: a new target, a new StatefulSet revision.
+    let revision = |set: &StatefulSet| set.annotations()[resources::REVISION_ANNOTATION].clone();
+    let first = revision(&set);
+    let mut secret = secrets.get("us-reader").await.unwrap();
+    secret.string_data = Some([("password".to_owned(), "rotated".to_owned())].into());
+    secrets
+        .replace("us-reader", &PostParams::default(), &secret)
+        .await
+        .unwrap();
+    eventually("a new revision after the rotation", || async {
+        let set = sets.get_opt("orders").await.unwrap()?;
+        (revision(&set) != first).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kubectl_scale_starts_the_cycle_and_redeploys_at_the_new_parallelism() {
+    let Some((control_plane, client, namespace)) = cluster("scale").await else {
+        return;
+    };
+    let _operator = start_operator(&client, test_config(&namespace));
+    let path = workspace_root().join("examples/pipeline-word-count.yaml");
+    apply_file(&control_plane, &namespace, &path);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    let replicas = |set: &StatefulSet| set.spec.as_ref().and_then(|s| s.replicas);
+    let set = eventually("the StatefulSet", || async {
+        sets.get_opt("word-count").await.unwrap()
+    })
+    .await;
+    assert_eq!(replicas(&set), Some(2)); // parallelism 4, 2 slots per pod
+    let first_uid = set.uid();
+
+    control_plane
+        .run_kubectl(&[
+            "scale",
+            "-n",
+            &namespace,
+            "streamjob/word-count",
+            "--replicas=8",
+        ])
+        .unwrap();
+    // The pods never ran (no node), so no savepoint can be taken: the old
+    // deployment is torn down and the new one restores from the latest checkpoint.
+    let set = eventually("a new StatefulSet at parallelism 8", || async {
+        let set = sets.get_opt("word-count").await.unwrap()?;
+        (set.uid() != first_uid && replicas(&set) == Some(4)).then_some(set)
+    })
+    .await;
+    let env = &set.spec.unwrap().template.spec.unwrap().containers[0].env;
+    let peers = env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "STROM_PEERS")
+        .and_then(|e| e.value.clone())
+        .unwrap();
+    assert_eq!(peers.split(',').count(), 4);
+    let job = job(&client, &namespace, "word-count").await.unwrap();
+    let status = job.status.unwrap();
+    assert_eq!(status.phase, Some(JobPhase::Restoring));
+    let target = Target::from_json(status.last_reconciled_spec.as_deref().unwrap()).unwrap();
+    assert_eq!(target.spec.parallelism, 8);
+    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for reason in ["Deploying", "Rescaling", "Restoring"] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "{reason} in {reasons:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_job_runs_the_finalizer_and_removes_what_it_owns() {
+    let Some((control_plane, client, namespace)) = cluster("delete").await else {
+        return;
+    };
+    let _operator = start_operator(&client, test_config(&namespace));
+    let path = workspace_root().join("examples/pipeline-word-count.yaml");
+    apply_file(&control_plane, &namespace, &path);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    eventually("the StatefulSet", || async {
+        sets.get_opt("word-count").await.unwrap()
+    })
+    .await;
+    let before = job(&client, &namespace, "word-count").await.unwrap();
+    assert!(before.finalizers().contains(&FINALIZER.to_owned()));
+
+    let jobs: Api<StreamJob> = Api::namespaced(client.clone(), &namespace);
+    jobs.delete("word-count", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the job gone", || async {
+        job(&client, &namespace, "word-count")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    eventually("owned objects collected", || async {
+        let set = sets.get_opt("word-count").await.unwrap();
+        let api = services.get_opt("word-count-api").await.unwrap();
+        (set.is_none() && api.is_none()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_of_two_candidates_leads_and_the_other_takes_over_an_expired_lease() {
+    let Some((_control_plane, client, namespace)) = cluster("lease").await else {
+        return;
+    };
+    let duration = Duration::from_secs(2);
+    let first = LeaderElection::new(
+        client.clone(),
+        &namespace,
+        "strom-operator-leader",
+        "first",
+        duration,
+    );
+    let second = LeaderElection::new(
+        client.clone(),
+        &namespace,
+        "strom-operator-leader",
+        "second",
+        duration,
+    );
+    assert_eq!(first.try_acquire().await.unwrap(), Leadership::Leading);
+    assert_eq!(
+        second.try_acquire().await.unwrap(),
+        Leadership::Following("first".into())
+    );
+    // Renewing keeps it.
+    assert_eq!(first.try_acquire().await.unwrap(), Leadership::Leading);
+    // Not renewed for longer than its duration: the other takes it over.
+    tokio::time::sleep(duration + Duration::from_millis(1500)).await;
+    assert_eq!(second.try_acquire().await.unwrap(), Leadership::Leading);
+    assert_eq!(
+        first.try_acquire().await.unwrap(),
+        Leadership::Following("second".into())
+    );
+}
