@@ -77,7 +77,7 @@ impl Actor<'_> {
                             EventType::Normal
                         },
                         reason: event.reason.to_owned(),
-                        note: Some(event.note.clone()),
+                        note: Some(truncate(&event.note, MAX_NOTE_BYTES)),
                         action: event.reason.to_owned(),
                         secondary: None,
                     },
@@ -185,10 +185,25 @@ impl Actor<'_> {
         Ok(())
     }
 
+    /// Puts the finalizer on the job or takes it off. Reads the job afresh first:
+    /// the controller's cache may lag behind the last write, and a patch built
+    /// from a stale copy would be refused (or drop another's finalizer).
     async fn set_finalizer(&self, job: &StreamJob, present: bool) -> Result<(), Error> {
         let names = Names::of(job);
+        let action = format!("updating the finalizers of {}", names.job);
         let api: Api<StreamJob> = Api::namespaced(self.client.clone(), &names.namespace);
-        let mut finalizers: Vec<String> = job
+        let Some(current) = api
+            .get_opt(&names.job)
+            .await
+            .map_err(Error::kubernetes(action.clone()))?
+        else {
+            return Ok(()); // Gone: nothing left to finalize.
+        };
+        let has = current.finalizers().iter().any(|f| f == FINALIZER);
+        if has == present {
+            return Ok(());
+        }
+        let mut finalizers: Vec<String> = current
             .finalizers()
             .iter()
             .filter(|f| *f != FINALIZER)
@@ -202,28 +217,50 @@ impl Actor<'_> {
         let patch = serde_json::json!({
             "metadata": {
                 "finalizers": finalizers,
-                "resourceVersion": job.resource_version(),
+                "resourceVersion": current.resource_version(),
             }
         });
         let patched = api
             .patch(&names.job, &PatchParams::default(), &Patch::Merge(&patch))
-            .await;
-        // Already gone: nothing left to finalize.
-        let patched = if present {
-            patched.map(|_| ())
-        } else {
-            ignore_not_found(patched.map(|_| ()))
-        };
-        patched.map_err(Error::kubernetes(format!(
-            "updating the finalizers of {}",
-            names.job
-        )))
+            .await
+            .map(|_| ());
+        ignore_not_found(patched).map_err(Error::kubernetes(action))
     }
+}
+
+/// The longest note an Event may carry.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// `text` cut to at most `limit` bytes (at a character boundary), marked with `…`
+/// when cut.
+fn truncate(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let mut end = limit - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 fn ignore_not_found(result: Result<(), kube::Error>) -> Result<(), kube::Error> {
     match result {
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_notes_are_cut_to_the_events_limit_at_a_character_boundary() {
+        assert_eq!(truncate("short", 10), "short");
+        let long = "é".repeat(600);
+        let cut = truncate(&long, MAX_NOTE_BYTES);
+        assert!(cut.len() <= MAX_NOTE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with('…'));
     }
 }

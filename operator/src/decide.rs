@@ -384,12 +384,18 @@ impl<'a, 'i> Next<'a, 'i> {
         }
         if self.job_runs(&deployed) {
             let parallelism = deployed.spec.parallelism;
-            let note = match (self.status.change.as_ref(), self.status.parallelism) {
-                (Some(change), Some(old)) if old != parallelism => format!(
-                    "running at parallelism {parallelism} (was {old}; {})",
-                    describe_restore(change.restore_from.as_deref())
-                ),
-                _ => format!("running at parallelism {parallelism}"),
+            let note = match self
+                .status
+                .change
+                .as_ref()
+                .and_then(|c| c.restore_from.as_ref())
+            {
+                Some(savepoint) => {
+                    format!(
+                        "running at parallelism {parallelism}, restored from savepoint {savepoint}"
+                    )
+                }
+                None => format!("running at parallelism {parallelism}"),
             };
             self.status.change = None;
             self.status.parallelism = Some(parallelism);
@@ -578,6 +584,11 @@ impl<'a, 'i> Next<'a, 'i> {
     /// The job failed: pods are removed, and a new spec or `restartNonce` starts it
     /// again from its latest checkpoint.
     fn failed(&mut self) {
+        // Why it failed stays in the Ready condition until it runs again.
+        let reason = conditions::get(&self.status.conditions, ConditionType::Ready)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        self.not_ready("Failed", reason);
         let seen = &self.input.deployment;
         if seen.stateful_set.is_some() || seen.pods > 0 {
             self.act(

@@ -1,7 +1,8 @@
-//! The whole life of a job with running pods, on the node of `e2e/infra/node.sh`
-//! (containerd, kubelet, CoreDNS) and state on MinIO: deploy, run, `kubectl scale`
-//! through stop-with-savepoint -> teardown -> restore at the new parallelism, then
-//! delete with a final savepoint.
+//! Jobs with running pods, on the node of `e2e/infra/node.sh` (containerd, kubelet,
+//! CoreDNS) with their state on MinIO: the whole life of a job (deploy, manual
+//! savepoint, `kubectl scale` through stop-with-savepoint -> teardown -> restore,
+//! suspend and resume, a final savepoint on delete), a savepoint that fails, and a
+//! job that crash-loops.
 
 mod common;
 
@@ -10,126 +11,87 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use strom_crds::{JobPhase, SavepointReason, StreamJob};
-use strom_e2e::{S3Server, service};
+use strom_e2e::{ControlPlane, S3Server, service};
+use strom_operator::controller::Config;
 
 use common::*;
 
-/// How long a job may take to deploy or to go through a rescale.
-const CYCLE_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a job may take to deploy or to go through one step of its life.
+const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Waits until `check` holds for the job, recording every phase it passes through.
-async fn wait_for_job(
-    client: &Client,
-    namespace: &str,
-    what: &str,
-    phases: &mut BTreeSet<String>,
-    check: impl Fn(&StreamJob) -> bool,
-) -> StreamJob {
-    let deadline = tokio::time::Instant::now() + CYCLE_TIMEOUT;
-    loop {
-        if let Some(job) = job(client, namespace, "counts").await {
-            // Each phase once, as first seen, to explain a failure.
-            if let Some(phase) = job.status.as_ref().and_then(|s| s.phase)
-                && phases.insert(format!("{phase:?}"))
-            {
-                eprintln!("{what}: {phase:?}");
-            }
-            if check(&job) {
-                return job;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let pods = describe_pods(client, namespace).await;
-                panic!(
-                    "timed out waiting for {what}; status: {:#?}\npods: {pods}",
-                    job.status
-                );
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+/// A namespace on the cluster with a node, the runtime image, and MinIO.
+struct NodeCluster {
+    control_plane: ControlPlane,
+    client: Client,
+    namespace: String,
+    s3: S3Server,
+    node_ip: String,
+    image: String,
 }
 
-/// The pods' phases and container states, to explain a timeout.
-async fn describe_pods(client: &Client, namespace: &str) -> String {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = pods.list(&ListParams::default()).await.unwrap();
-    list.items
-        .iter()
-        .map(|pod| {
-            let status = pod.status.clone().unwrap_or_default();
-            format!(
-                "{} {:?} {:?}",
-                pod.name_any(),
-                status.phase,
-                status.container_statuses
-            )
+impl NodeCluster {
+    /// The cluster with a Secret `s3-creds` holding `secret_access_key` (MinIO's
+    /// own when `None`); `None` outside CI when the services are not running.
+    async fn new(test: &str, secret_access_key: Option<&str>) -> Option<Self> {
+        let (control_plane, client, namespace) = cluster(test).await?;
+        let node_ip = service("STROM_NODE_HOST_IP", "the e2e node").unwrap()?;
+        let image = service("STROM_RUNTIME_IMAGE", "the runtime image on the e2e node").unwrap()?;
+        let s3 = S3Server::from_env().unwrap()?;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let key = secret_access_key
+            .unwrap_or(&s3.secret_access_key)
+            .to_owned();
+        let credentials = Secret {
+            metadata: ObjectMeta {
+                name: Some("s3-creds".into()),
+                ..ObjectMeta::default()
+            },
+            string_data: Some(
+                [
+                    ("AWS_ACCESS_KEY_ID".to_owned(), s3.access_key_id.clone()),
+                    ("AWS_SECRET_ACCESS_KEY".to_owned(), key),
+                ]
+                .into(),
+            ),
+            ..Secret::default()
+        };
+        secrets
+            .create(&PostParams::default(), &credentials)
+            .await
+            .unwrap();
+        Some(Self {
+            control_plane,
+            client,
+            namespace,
+            s3,
+            node_ip,
+            image,
         })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+    }
 
-fn running_at(job: &StreamJob, parallelism: i32) -> bool {
-    let status = job.status.as_ref();
-    status.and_then(|s| s.phase) == Some(JobPhase::Running)
-        && status.and_then(|s| s.parallelism) == Some(parallelism)
-        && condition(job, "Ready").is_some_and(|c| c.status == "True")
-}
+    /// The operator's configuration for jobs on the node.
+    fn config(&self) -> Config {
+        let mut config = test_config(&self.namespace);
+        config.resources.default_image = self.image.clone();
+        config.resources.image_pull_policy = "Never".into();
+        config.decide.savepoint_timeout = Duration::from_secs(60);
+        config
+    }
 
-#[tokio::test]
-async fn a_job_runs_rescales_through_a_savepoint_and_takes_a_final_one_on_delete() {
-    let Some((control_plane, client, namespace)) = cluster("cycle").await else {
-        return;
-    };
-    let node_ip = service("STROM_NODE_HOST_IP", "the e2e node").unwrap();
-    let image = service("STROM_RUNTIME_IMAGE", "the runtime image on the e2e node").unwrap();
-    let s3 = S3Server::from_env().unwrap();
-    let (Some(node_ip), Some(image), Some(s3)) = (node_ip, image, s3) else {
-        return;
-    };
-
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let credentials = Secret {
-        metadata: ObjectMeta {
-            name: Some("s3-creds".into()),
-            ..ObjectMeta::default()
-        },
-        string_data: Some(
-            [
-                ("AWS_ACCESS_KEY_ID".to_owned(), s3.access_key_id.clone()),
-                (
-                    "AWS_SECRET_ACCESS_KEY".to_owned(),
-                    s3.secret_access_key.clone(),
-                ),
-            ]
-            .into(),
-        ),
-        ..Secret::default()
-    };
-    secrets
-        .create(&PostParams::default(), &credentials)
-        .await
-        .unwrap();
-
-    let mut config = test_config(&namespace);
-    config.resources.default_image = image;
-    config.resources.image_pull_policy = "Never".into();
-    config.decide.savepoint_timeout = Duration::from_secs(60);
-    let _operator = start_operator(&client, config);
-
-    let port = s3.endpoint.rsplit(':').next().unwrap().to_owned();
-    apply_text(
-        &control_plane,
-        &namespace,
-        &format!(
+    /// Applies a word-count job `name` at `parallelism`, state on MinIO, with
+    /// `extra` spec lines.
+    fn apply_job(&self, name: &str, parallelism: i32, extra: &str) {
+        let port = self.s3.endpoint.rsplit(':').next().unwrap();
+        let manifest = format!(
             r#"
 apiVersion: strom.dev/v1alpha1
 kind: StreamJob
-metadata: {{name: counts}}
+metadata: {{name: {name}}}
 spec:
-  parallelism: 2
+  parallelism: {parallelism}
   pipeline:
     name: word-count
     args: {{sentencesPerSecond: "200", seed: "3"}}
@@ -141,52 +103,209 @@ spec:
       endpoint: http://{node_ip}:{port}
       region: {region}
       allow_http: "true"
-"#,
-            bucket = s3.bucket,
-            region = s3.region,
-        ),
-    );
+{extra}"#,
+            bucket = self.s3.bucket,
+            namespace = self.namespace,
+            node_ip = self.node_ip,
+            region = self.s3.region,
+        );
+        apply_text(&self.control_plane, &self.namespace, &manifest);
+    }
 
+    /// Merge-patches the job's spec, as `kubectl patch --type merge` does.
+    async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
+        let jobs: Api<StreamJob> = Api::namespaced(self.client.clone(), &self.namespace);
+        jobs.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "spec": spec })),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Waits until `check` holds for job `name`, recording every phase it passes
+    /// through in `phases`.
+    async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        phases: &mut BTreeSet<String>,
+        check: impl Fn(&StreamJob) -> bool,
+    ) -> StreamJob {
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        loop {
+            if let Some(job) = job(&self.client, &self.namespace, name).await {
+                if let Some(phase) = job.status.as_ref().and_then(|s| s.phase)
+                    && phases.insert(format!("{phase:?}"))
+                {
+                    eprintln!("{name} ({what}): {phase:?}");
+                }
+                if check(&job) {
+                    return job;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    panic!(
+                        "timed out waiting for {what}; status: {:#?}\npods: {}",
+                        job.status,
+                        self.describe_pods().await
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The pods' phases and container states, to explain a timeout.
+    async fn describe_pods(&self) -> String {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let list = pods.list(&ListParams::default()).await.unwrap();
+        list.items
+            .iter()
+            .map(|pod| {
+                let status = pod.status.clone().unwrap_or_default();
+                format!(
+                    "{} {:?} {:?}",
+                    pod.name_any(),
+                    status.phase,
+                    status.container_statuses
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The job's Events, as (reason, message).
+    async fn events(&self) -> Vec<(String, String)> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.kind.as_deref() == Some("StreamJob"))
+            .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Replicas of the job's StatefulSet, if it has one.
+    async fn replicas(&self, name: &str) -> Option<i32> {
+        let sets: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.namespace);
+        sets.get_opt(name).await.unwrap()?.spec?.replicas
+    }
+
+    /// The number of the job's pods.
+    async fn pods(&self, name: &str) -> usize {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let selector = format!("strom.dev/job={name}");
+        pods.list(&ListParams::default().labels(&selector))
+            .await
+            .unwrap()
+            .items
+            .len()
+    }
+}
+
+fn phase(job: &StreamJob) -> Option<JobPhase> {
+    job.status.as_ref()?.phase
+}
+
+fn running_at(job: &StreamJob, parallelism: i32) -> bool {
+    let status = job.status.as_ref();
+    phase(job) == Some(JobPhase::Running)
+        && status.and_then(|s| s.parallelism) == Some(parallelism)
+        && condition(job, "Ready").is_some_and(|c| c.status == "True")
+}
+
+#[tokio::test]
+async fn a_job_runs_rescales_suspends_resumes_and_takes_a_final_savepoint_on_delete() {
+    let Some(cluster) = NodeCluster::new("cycle", None).await else {
+        return;
+    };
+    let _operator = start_operator(&cluster.client, cluster.config());
+    cluster.apply_job("counts", 2, "");
     let mut phases = BTreeSet::new();
-    let running = wait_for_job(&client, &namespace, "running at 2", &mut phases, |job| {
-        running_at(job, 2)
-    })
-    .await;
+    let running = cluster
+        .wait_for("counts", "running at 2", &mut phases, |job| {
+            running_at(job, 2)
+        })
+        .await;
     let job_id = running.status.unwrap().job_id.unwrap();
 
-    control_plane
+    // A manual savepoint, without stopping.
+    cluster
+        .patch_spec("counts", serde_json::json!({"savepointTriggerNonce": 1}))
+        .await;
+    let saved = cluster
+        .wait_for("counts", "a manual savepoint", &mut phases, |job| {
+            job.status
+                .as_ref()
+                .is_some_and(|s| s.handled_savepoint_nonce == Some(1))
+        })
+        .await;
+    let status = saved.status.unwrap();
+    let manual = status.last_savepoint.expect("the manual savepoint");
+    assert_eq!(manual.reason, SavepointReason::Manual);
+    assert_eq!(status.savepoint_history.len(), 1);
+    assert_eq!(status.phase, Some(JobPhase::Running));
+
+    // kubectl scale: stop with savepoint, old pods removed, new ones restore.
+    cluster
+        .control_plane
         .run_kubectl(&[
             "scale",
             "-n",
-            &namespace,
+            &cluster.namespace,
             "streamjob/counts",
             "--replicas=3",
         ])
         .unwrap();
     phases.clear();
-    let rescaled = wait_for_job(&client, &namespace, "running at 3", &mut phases, |job| {
-        running_at(job, 3)
-    })
-    .await;
+    let rescaled = cluster
+        .wait_for("counts", "running at 3", &mut phases, |job| {
+            running_at(job, 3)
+        })
+        .await;
     let status = rescaled.status.clone().unwrap();
-    for phase in ["Savepointing", "Restoring", "Running"] {
-        assert!(phases.contains(phase), "{phase} not seen in {phases:?}");
+    // Each step is an Event (a step may pass between two looks at the status).
+    let events = cluster.events().await;
+    for (reason, note) in [
+        ("Savepointing", "rescaling from parallelism 2 to 3"),
+        ("Rescaling", "removing the old pods"),
+        (
+            "Restoring",
+            "deploying 3 pod(s) at parallelism 3, restoring from savepoint",
+        ),
+        (
+            "Running",
+            "running at parallelism 3, restored from savepoint",
+        ),
+    ] {
+        assert!(
+            events
+                .iter()
+                .any(|(r, n)| r == reason && n.starts_with(note)),
+            "{reason} {note:?} in {events:#?}"
+        );
     }
     assert_eq!(status.job_id.as_deref(), Some(job_id.as_str()));
     assert_eq!(status.change, None);
     let savepoint = status.last_savepoint.clone().expect("a savepoint");
     assert_eq!(savepoint.reason, SavepointReason::Rescale);
-    let storage = format!("s3://{}/{namespace}/counts/{job_id}/", s3.bucket);
+    let storage = format!(
+        "s3://{}/{}/counts/{job_id}/",
+        cluster.s3.bucket, cluster.namespace
+    );
     assert!(
         savepoint.path.starts_with(&storage),
         "{} is not under {storage}",
         savepoint.path
     );
-
-    // The new pods restore from that savepoint.
-    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    assert_eq!(status.savepoint_history.len(), 2);
+    assert_eq!(cluster.replicas("counts").await, Some(3));
+    let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let set = sets.get("counts").await.unwrap();
-    assert_eq!(set.spec.as_ref().unwrap().replicas, Some(3));
     let env = set.spec.unwrap().template.spec.unwrap().containers[0]
         .env
         .clone()
@@ -194,43 +313,174 @@ spec:
     let restore = env.iter().find(|e| e.name == "STROM_RESTORE_FROM").unwrap();
     assert_eq!(restore.value.as_deref(), Some(savepoint.path.as_str()));
 
+    // Suspended: a savepoint, no pods. Running again: restored from it.
+    cluster
+        .patch_spec("counts", serde_json::json!({"desiredState": "suspended"}))
+        .await;
+    let suspended = cluster
+        .wait_for("counts", "suspended", &mut phases, |job| {
+            phase(job) == Some(JobPhase::Suspended)
+        })
+        .await;
+    let suspend_savepoint = suspended.status.unwrap().last_savepoint.unwrap();
+    assert_eq!(suspend_savepoint.reason, SavepointReason::Suspend);
+    assert_eq!(cluster.pods("counts").await, 0);
+    assert_eq!(cluster.replicas("counts").await, None);
+    cluster
+        .patch_spec("counts", serde_json::json!({"desiredState": "running"}))
+        .await;
+    cluster
+        .wait_for("counts", "running again at 3", &mut phases, |job| {
+            running_at(job, 3)
+        })
+        .await;
+    let set = sets.get("counts").await.unwrap();
+    let env = set.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let restore = env.iter().find(|e| e.name == "STROM_RESTORE_FROM").unwrap();
+    assert_eq!(
+        restore.value.as_deref(),
+        Some(suspend_savepoint.path.as_str())
+    );
+
     // Deleting it takes a final savepoint, then the job and its pods go.
-    let jobs: Api<StreamJob> = Api::namespaced(client.clone(), &namespace);
+    let jobs: Api<StreamJob> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     jobs.delete("counts", &DeleteParams::default())
         .await
         .unwrap();
     eventually("the job gone", || async {
-        job(&client, &namespace, "counts")
+        job(&cluster.client, &cluster.namespace, "counts")
             .await
             .is_none()
             .then_some(())
     })
     .await;
-    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-    let all: Vec<(String, String)> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.involved_object.kind.as_deref() == Some("StreamJob"))
-        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
-        .collect();
-    let notes: Vec<&String> = all
-        .iter()
-        .filter(|(reason, _)| reason == "SavepointCompleted")
-        .map(|(_, note)| note)
-        .collect();
+    let events = cluster.events().await;
+    for prefix in [
+        "savepoint for savepointTriggerNonce",
+        "savepoint for a rescale",
+        "savepoint for suspending",
+        "savepoint for deleting",
+    ] {
+        assert!(
+            events
+                .iter()
+                .any(|(reason, note)| reason == "SavepointCompleted" && note.starts_with(prefix)),
+            "{prefix}: {events:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failing_savepoint_keeps_the_job_at_its_parallelism_degraded_and_retried() {
+    let Some(cluster) = NodeCluster::new("failing-savepoint", None).await else {
+        return;
+    };
+    let mut config = cluster.config();
+    config.decide.savepoint_timeout = Duration::from_secs(6);
+    config.decide.retry_backoff = Duration::from_secs(2);
+    let _operator = start_operator(&cluster.client, config);
+    // Every savepoint of this job fails (a failpoint in the runtime).
+    cluster.apply_job(
+        "stuck",
+        2,
+        "  podTemplate:\n    env: [{name: FAILPOINTS, value: savepoint-write=return}]\n",
+    );
+    let mut phases = BTreeSet::new();
+    cluster
+        .wait_for("stuck", "running at 2", &mut phases, |job| {
+            running_at(job, 2)
+        })
+        .await;
+
+    cluster
+        .patch_spec("stuck", serde_json::json!({"parallelism": 4}))
+        .await;
+    let degraded = cluster
+        .wait_for(
+            "stuck",
+            "degraded after a failed savepoint",
+            &mut phases,
+            |job| condition(job, "Degraded").is_some_and(|c| c.status == "True"),
+        )
+        .await;
+    let message = condition(&degraded, "Degraded").unwrap().message.clone();
     assert!(
-        notes
-            .iter()
-            .any(|n| n.starts_with("savepoint for a rescale")),
-        "{notes:?}"
+        message.starts_with("savepoint for a rescale failed (attempt 1): not completed within 6s"),
+        "{message}"
     );
     assert!(
-        notes
-            .iter()
-            .any(|n| n.starts_with("savepoint for deleting")),
-        "{all:#?}"
+        message.contains("keeps running at parallelism 2"),
+        "{message}"
     );
+
+    // The job runs again at 2 (restarted from its latest checkpoint), never at 4,
+    // and the savepoint is tried again.
+    cluster
+        .wait_for("stuck", "a second attempt", &mut phases, |job| {
+            job.status
+                .as_ref()
+                .and_then(|s| s.change.as_ref())
+                .is_some_and(|c| c.failed_attempts >= 2)
+        })
+        .await;
+    assert_eq!(cluster.replicas("stuck").await, Some(2));
+    assert!(
+        cluster
+            .events()
+            .await
+            .iter()
+            .any(|(reason, _)| reason == "SavepointFailed")
+    );
+
+    // Asking for the old parallelism again cancels the change.
+    cluster
+        .patch_spec("stuck", serde_json::json!({"parallelism": 2}))
+        .await;
+    let settled = cluster
+        .wait_for("stuck", "the change cancelled", &mut phases, |job| {
+            running_at(job, 2)
+                && job.status.as_ref().is_some_and(|s| s.change.is_none())
+                && condition(job, "Degraded").is_some_and(|c| c.status == "False")
+        })
+        .await;
+    assert_eq!(settled.status.unwrap().parallelism, Some(2));
+    assert_eq!(cluster.replicas("stuck").await, Some(2));
+}
+
+#[tokio::test]
+async fn a_crash_looping_job_fails_with_the_runtime_error_and_loses_its_pods() {
+    let Some(cluster) = NodeCluster::new("crash-loop", Some("not-the-key")).await else {
+        return;
+    };
+    let mut config = cluster.config();
+    config.decide.crash_loop_restarts = 2;
+    let _operator = start_operator(&cluster.client, config);
+    // The storage Secret holds a wrong key: the runtime fails at start, every time.
+    cluster.apply_job("wrong-key", 1, "");
+    let mut phases = BTreeSet::new();
+    let failed = cluster
+        .wait_for("wrong-key", "failed", &mut phases, |job| {
+            phase(job) == Some(JobPhase::Failed)
+        })
+        .await;
+    let ready = condition(&failed, "Ready").unwrap().clone();
+    assert_eq!(ready.reason, "Failed");
+    assert!(
+        ready.message.contains("crashed") && ready.message.contains("s3://"),
+        "{}",
+        ready.message
+    );
+    assert!(
+        !ready.message.contains("not-the-key"),
+        "the key leaked: {}",
+        ready.message
+    );
+    assert!(failed.status.as_ref().unwrap().restarts >= 1);
+    eventually("the pods removed", || async {
+        (cluster.pods("wrong-key").await == 0).then_some(())
+    })
+    .await;
 }

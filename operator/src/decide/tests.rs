@@ -358,8 +358,31 @@ fn a_crash_loop_fails_the_job_with_the_reason_and_removes_its_pods() {
     );
     assert!(decision.events[0].warning);
 
+    // Later looks keep the reason while the pods go.
+    case.status = decision.status.clone();
+    let later = case.decide();
+    assert_eq!(later.action, Action::TearDown);
+    assert_eq!(
+        condition(&later, ConditionType::Ready).message,
+        ready.message
+    );
+    case.deployment = DeploymentSeen::default();
+    let gone = case.decide();
+    assert_eq!(
+        condition(&gone, ConditionType::Ready).message,
+        ready.message
+    );
+    case.status = StreamJobStatus {
+        phase: Some(JobPhase::Running),
+        ..case.status
+    };
+    case.deployment = deployed(&target(&case.spec), 2);
+
     // Fewer restarts: not yet a crash loop.
-    case.deployment.crash_loop.as_mut().unwrap().restarts = 2;
+    case.deployment.crash_loop = Some(CrashLoop {
+        restarts: 2,
+        reason: "exit code 1".into(),
+    });
     assert_eq!(case.decide().status.phase, Some(JobPhase::Running));
 }
 

@@ -196,10 +196,10 @@ async fn complete_checkpoints(
         let stopping = all_drained && control.stop_requested();
         if control.savepoint_pending() || stopping {
             let copy_started = Instant::now();
-            let result = match storage.write_savepoint(&manifest).await {
-                Ok(savepoint) => Ok(CompletedSnapshot {
+            let result = match write_savepoint(&storage, &manifest).await {
+                Ok(location) => Ok(CompletedSnapshot {
                     epoch,
-                    location: storage.url_of(&savepoint.dir),
+                    location,
                     state_bytes: manifest.state_size(),
                     duration_ms: copy_started.elapsed().as_millis() as u64,
                 }),
@@ -220,6 +220,22 @@ async fn complete_checkpoints(
             break;
         }
     }
+}
+
+/// Writes the savepoint of `manifest`; its URL. The failpoint `savepoint-write`
+/// makes it fail (tests of what follows a failed savepoint).
+async fn write_savepoint(
+    storage: &CheckpointStorage,
+    manifest: &Manifest,
+) -> Result<String, String> {
+    fail::fail_point!("savepoint-write", |_| Err(
+        "failpoint savepoint-write".to_owned()
+    ));
+    let savepoint = storage
+        .write_savepoint(manifest)
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(storage.url_of(&savepoint.dir))
 }
 
 /// Ends the process at once, as a crash would (failpoints in tests).
