@@ -58,13 +58,7 @@ service_build() {
 # issue CN ORGANIZATION EXTENSIONS NAME: a key and a certificate signed by the
 # cluster CA, $PKI/NAME.key and $PKI/NAME.crt.
 issue() {
-    local subject="/CN=$1"
-    [ -n "$2" ] && subject="/O=$2$subject"
-    openssl req -newkey rsa:2048 -nodes -keyout "$PKI/$4.key" -out "$PKI/$4.csr" \
-        -subj "$subject" 2>/dev/null
-    openssl x509 -req -in "$PKI/$4.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
-        -CAcreateserial -days 30 -extfile <(printf '%s\n' "$3") -out "$PKI/$4.crt" 2>/dev/null
-    rm -f "$PKI/$4.csr"
+    issue_certificate "$PKI" "$PKI" "$@"
 }
 
 make_certificates() {

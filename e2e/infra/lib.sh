@@ -102,6 +102,19 @@ stop_daemon() {
     rm -f "$INFRA_RUN/$name.pid"
 }
 
+# issue_certificate CA_DIR OUT_DIR CN ORGANIZATION EXTENSIONS NAME: a key and a
+# certificate signed by the CA in CA_DIR (ca.crt, ca.key), as OUT_DIR/NAME.key and
+# OUT_DIR/NAME.crt. ORGANIZATION may be empty; EXTENSIONS are openssl's lines.
+issue_certificate() {
+    local ca=$1 out=$2 subject="/CN=$3"
+    [ -n "$4" ] && subject="/O=$4$subject"
+    openssl req -newkey rsa:2048 -nodes -keyout "$out/$6.key" -out "$out/$6.csr" \
+        -subj "$subject" 2>/dev/null
+    openssl x509 -req -in "$out/$6.csr" -CA "$ca/ca.crt" -CAkey "$ca/ca.key" \
+        -CAcreateserial -days 30 -extfile <(printf '%s\n' "$5") -out "$out/$6.crt" 2>/dev/null
+    rm -f "$out/$6.csr"
+}
+
 # random_secret: 32 hex characters for a generated password or key.
 random_secret() {
     openssl rand -hex 16

@@ -110,15 +110,10 @@ runtime_image() {
     log "imported $RUNTIME_IMAGE ($(du -sh "$binary" | cut -f1) binary)"
 }
 
-# issue CN ORGANIZATION EXTENSIONS NAME: a key and certificate signed by the cluster CA.
+# issue CN ORGANIZATION EXTENSIONS NAME: a key and certificate signed by the
+# cluster's CA, in the node's folder.
 issue() {
-    local subject="/CN=$1"
-    [ -n "$2" ] && subject="/O=$2$subject"
-    openssl req -newkey rsa:2048 -nodes -keyout "$NODE_RUN/$4.key" -out "$NODE_RUN/$4.csr" \
-        -subj "$subject" 2>/dev/null
-    openssl x509 -req -in "$NODE_RUN/$4.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
-        -CAcreateserial -days 30 -extfile <(printf '%s\n' "$3") -out "$NODE_RUN/$4.crt" 2>/dev/null
-    rm -f "$NODE_RUN/$4.csr"
+    issue_certificate "$PKI" "$NODE_RUN" "$@"
 }
 
 write_config() {

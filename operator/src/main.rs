@@ -37,6 +37,10 @@ struct Args {
     /// This replica's identity in the Lease (its pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// How long the leader Lease holds without renewal, in seconds: how long the
+    /// other replica waits after the leader dies.
+    #[arg(long, env = "STROM_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration: u64,
     /// How long a savepoint may take, in seconds.
     #[arg(long, env = "STROM_SAVEPOINT_TIMEOUT_SECONDS", default_value_t = 300)]
     savepoint_timeout: u64,
@@ -72,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         &args.lease_namespace,
         "strom-operator-leader",
         &identity,
-        Duration::from_secs(15),
+        Duration::from_secs(args.lease_duration.max(1)),
     );
     leader.acquire().await?;
     tracing::info!(%identity, "leading: reconciling StreamJobs");

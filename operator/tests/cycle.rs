@@ -195,6 +195,19 @@ spec:
         sets.get_opt(name).await.unwrap()?.spec?.replicas
     }
 
+    /// The savepoint the job's pods restore from (`STROM_RESTORE_FROM`).
+    async fn restore_from(&self, name: &str) -> Option<String> {
+        let sets: Api<StatefulSet> = Api::namespaced(self.client.clone(), &self.namespace);
+        let pod = sets.get(name).await.unwrap().spec?.template.spec?;
+        pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "STROM_RESTORE_FROM")?
+            .value
+            .clone()
+    }
+
     /// The number of the job's pods.
     async fn pods(&self, name: &str) -> usize {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
@@ -304,14 +317,10 @@ async fn a_job_runs_rescales_suspends_resumes_and_takes_a_final_savepoint_on_del
     );
     assert_eq!(status.savepoint_history.len(), 2);
     assert_eq!(cluster.replicas("counts").await, Some(3));
-    let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let set = sets.get("counts").await.unwrap();
-    let env = set.spec.unwrap().template.spec.unwrap().containers[0]
-        .env
-        .clone()
-        .unwrap();
-    let restore = env.iter().find(|e| e.name == "STROM_RESTORE_FROM").unwrap();
-    assert_eq!(restore.value.as_deref(), Some(savepoint.path.as_str()));
+    assert_eq!(
+        cluster.restore_from("counts").await.as_deref(),
+        Some(savepoint.path.as_str())
+    );
 
     // Suspended: a savepoint, no pods. Running again: restored from it.
     cluster
@@ -334,14 +343,8 @@ async fn a_job_runs_rescales_suspends_resumes_and_takes_a_final_savepoint_on_del
             running_at(job, 3)
         })
         .await;
-    let set = sets.get("counts").await.unwrap();
-    let env = set.spec.unwrap().template.spec.unwrap().containers[0]
-        .env
-        .clone()
-        .unwrap();
-    let restore = env.iter().find(|e| e.name == "STROM_RESTORE_FROM").unwrap();
     assert_eq!(
-        restore.value.as_deref(),
+        cluster.restore_from("counts").await.as_deref(),
         Some(suspend_savepoint.path.as_str())
     );
 
