@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every service the integration and e2e tests run against: three Kafka clusters,
 # MinIO, a Kubernetes control plane and a node that runs its pods (kafka.sh,
-# minio.sh, kubernetes.sh, node.sh).
+# minio.sh, kubernetes.sh, node.sh), and Helm to check the chart (helm.sh).
 #
 #   e2e/infra/stack.sh build   build or download what is missing (cached)
 #   e2e/infra/stack.sh up      build, then start every service and wait until healthy
@@ -14,8 +14,9 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-# Started side by side; the node joins the control plane once it is up.
-SERVICES=(kafka minio kubernetes)
+# Started side by side (helm is a tool: only built); the node joins the control
+# plane once it is up.
+SERVICES=(kafka minio kubernetes helm)
 NODE=node
 
 # The toolchains the builds need, which every machine of this kind has: Debian's Go
