@@ -41,11 +41,28 @@ runtime_image() {
     e2e/infra/node.sh image "$CARGO_TARGET_DIR/debug/strom"
 }
 
+# The services' builds (Go and Maven; cached after the first run) go on beside the
+# Rust stages; `services built` waits for them and shows their own stage table.
+stack_build_log="$STROM_CACHE/stack-build.log"
+start_stack_build() {
+    e2e/infra/stack.sh build >"$stack_build_log" 2>&1 &
+    stack_build_pid=$!
+}
+wait_for_stack_build() {
+    local status=0
+    wait "$stack_build_pid" || status=$?
+    sed -n '/^stage /,$p' "$stack_build_log"
+    [ $status -eq 0 ] || tail -n 40 "$stack_build_log"
+    return $status
+}
+
 failed=0
 stage "system packages" ensure_debian_packages || exit 1
 stage "rust toolchain" ensure_rust || exit 1
+start_stack_build
 stage "format (cargo fmt --check)" cargo fmt --all -- --check || failed=1
 stage "lint (cargo clippy)" cargo clippy --workspace --all-targets --locked -- -D warnings || failed=1
+stage "services built (beside the above)" wait_for_stack_build || failed=1
 trap 'e2e/infra/stack.sh down' EXIT
 stage "services up (e2e/infra)" services_up || failed=1
 stage "runtime image (e2e node)" runtime_image || failed=1
