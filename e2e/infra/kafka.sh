@@ -156,9 +156,9 @@ EOF
     case $cluster in
         a)
             cat >>"$dir/server.properties" <<EOF
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller,PODS://0.0.0.0:$((port + 2))
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,PODS://$NODE_HOST_IP:$((port + 2))
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PODS:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 EOF
             ;;
@@ -280,7 +280,8 @@ service_up() {
     service_down
     service_build
     for cluster in "${CLUSTERS[@]}"; do
-        require_free_ports "$(port_of "$cluster")" "$(($(port_of "$cluster") + 1))"
+        require_free_ports "$(port_of "$cluster")" "$(($(port_of "$cluster") + 1))" \
+            "$(($(port_of "$cluster") + 2))"
     done
     local start=$SECONDS
     rm -rf "$KAFKA_RUN"
@@ -331,6 +332,8 @@ service_down() {
 
 service_env() {
     echo "export STROM_KAFKA_A_BOOTSTRAP=127.0.0.1:$(port_of a)"
+    # Cluster A as pods on the e2e node reach it.
+    echo "export STROM_KAFKA_A_POD_BOOTSTRAP=$NODE_HOST_IP:$(($(port_of a) + 2))"
     echo "export STROM_KAFKA_B_BOOTSTRAP=127.0.0.1:$(port_of b)"
     echo "export STROM_KAFKA_C_BOOTSTRAP=127.0.0.1:$(port_of c)"
     echo "export STROM_KAFKA_SECRETS=$SECRETS"

@@ -141,6 +141,7 @@ start_apiserver() {
         --endpoint-reconciler-type none \
         --client-ca-file "$PKI/ca.crt" \
         --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+        --kubelet-preferred-address-types InternalIP \
         --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
         --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
         --service-account-issuer https://kubernetes.default.svc.cluster.local \

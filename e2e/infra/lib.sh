@@ -11,6 +11,10 @@ INFRA_BIN=$STROM_CACHE/bin
 INFRA_RUN=${STROM_INFRA_RUN:-$STROM_CACHE/run}
 mkdir -p "$INFRA_BIN" "$INFRA_RUN"
 
+# Where pods on the e2e node reach the host (node.sh puts it on an interface of its
+# own): services that pods use listen there too.
+NODE_HOST_IP=10.99.0.1
+
 # log MESSAGE...: a line on stderr, prefixed with the script's name.
 log() {
     printf '[%s] %s\n' "$(basename "$0" .sh)" "$*" >&2

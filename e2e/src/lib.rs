@@ -6,6 +6,7 @@
 //! missing service skips the test with a note; in CI (`CI=true`) it fails the test,
 //! so a broken script can never turn into a green run of skipped tests.
 
+pub mod kafka;
 pub mod services;
 pub mod stack;
 

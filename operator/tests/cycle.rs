@@ -1,8 +1,8 @@
 //! Jobs with running pods, on the node of `e2e/infra/node.sh` (containerd, kubelet,
 //! CoreDNS) with their state on MinIO: the whole life of a job (deploy, manual
 //! savepoint, `kubectl scale` through stop-with-savepoint -> teardown -> restore,
-//! suspend and resume, a final savepoint on delete), a savepoint that fails, and a
-//! job that crash-loops.
+//! suspend and resume, a final savepoint on delete), Kafka records copied exactly
+//! once through a rescale, a savepoint that fails, and a job that crash-loops.
 
 mod common;
 
@@ -14,10 +14,14 @@ use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use strom_crds::{JobPhase, SavepointReason, StreamJob};
+use strom_e2e::kafka::{create_topic, once_each, produce_with, producer, values};
 use strom_e2e::{ControlPlane, S3Server, service};
 use strom_operator::controller::Config;
 
 use common::*;
+
+/// The generated-data pipeline most tests run.
+const WORD_COUNT: &str = r#"{name: word-count, args: {sentencesPerSecond: "200", seed: "3"}}"#;
 
 /// How long a job may take to deploy or to go through one step of its life.
 const STEP_TIMEOUT: Duration = Duration::from_secs(180);
@@ -81,9 +85,9 @@ impl NodeCluster {
         config
     }
 
-    /// Applies a word-count job `name` at `parallelism`, state on MinIO, with
-    /// `extra` spec lines.
-    fn apply_job(&self, name: &str, parallelism: i32, extra: &str) {
+    /// Applies job `name` running `pipeline` (a flow-style YAML object) at
+    /// `parallelism`, state on MinIO, with `extra` spec lines.
+    fn apply_job(&self, name: &str, parallelism: i32, pipeline: &str, extra: &str) {
         let port = self.s3.endpoint.rsplit(':').next().unwrap();
         let manifest = format!(
             r#"
@@ -92,9 +96,7 @@ kind: StreamJob
 metadata: {{name: {name}}}
 spec:
   parallelism: {parallelism}
-  pipeline:
-    name: word-count
-    args: {{sentencesPerSecond: "200", seed: "3"}}
+  pipeline: {pipeline}
   state:
     checkpointInterval: 1s
     storage: s3://{bucket}/{namespace}
@@ -237,7 +239,7 @@ async fn a_job_runs_rescales_suspends_resumes_and_takes_a_final_savepoint_on_del
         return;
     };
     let _operator = start_operator(&cluster.client, cluster.config());
-    cluster.apply_job("counts", 2, "");
+    cluster.apply_job("counts", 2, WORD_COUNT, "");
     let mut phases = BTreeSet::new();
     let running = cluster
         .wait_for("counts", "running at 2", &mut phases, |job| {
@@ -389,6 +391,7 @@ async fn a_failing_savepoint_keeps_the_job_at_its_parallelism_degraded_and_retri
     cluster.apply_job(
         "stuck",
         2,
+        WORD_COUNT,
         "  podTemplate:\n    env: [{name: FAILPOINTS, value: savepoint-write=return}]\n",
     );
     let mut phases = BTreeSet::new();
@@ -462,7 +465,7 @@ async fn a_crash_looping_job_fails_with_the_runtime_error_and_loses_its_pods() {
     config.decide.crash_loop_restarts = 2;
     let _operator = start_operator(&cluster.client, config);
     // The storage Secret holds a wrong key: the runtime fails at start, every time.
-    cluster.apply_job("wrong-key", 1, "");
+    cluster.apply_job("wrong-key", 1, WORD_COUNT, "");
     let mut phases = BTreeSet::new();
     let failed = cluster
         .wait_for("wrong-key", "failed", &mut phases, |job| {
@@ -486,4 +489,109 @@ async fn a_crash_looping_job_fails_with_the_runtime_error_and_loses_its_pods() {
         (cluster.pods("wrong-key").await == 0).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+#[ignore = "known bug, to fix next: after the rescale to 3 pods, one or two runtime processes \
+            often read nothing from their partitions (3 of 4 runs; the same job run as local \
+            processes reads everything)"]
+async fn kafka_records_are_copied_exactly_once_through_a_rescale_by_the_operator() {
+    let Some(cluster) = NodeCluster::new("kafka-rescale", None).await else {
+        return;
+    };
+    let bootstrap = service("STROM_KAFKA_A_BOOTSTRAP", "Kafka cluster A").unwrap();
+    let pod_bootstrap = service("STROM_KAFKA_A_POD_BOOTSTRAP", "Kafka cluster A for pods").unwrap();
+    let (Some(bootstrap), Some(pod_bootstrap)) = (bootstrap, pod_bootstrap) else {
+        return;
+    };
+    let mut client = rdkafka::ClientConfig::new();
+    client.set("bootstrap.servers", &bootstrap);
+    let (input, output) = (
+        format!("{}-in", cluster.namespace),
+        format!("{}-out", cluster.namespace),
+    );
+    create_topic(&client, &input, 4);
+    create_topic(&client, &output, 2);
+    let _operator = start_operator(&cluster.client, cluster.config());
+    cluster.apply_job(
+        "copy",
+        2,
+        &format!("{{name: kafka-copy, args: {{from: a/{input}, to: a/{output}}}}}"),
+        &format!("  kafkaClusters: [{{name: a, bootstrapServers: \"{pod_bootstrap}\"}}]\n"),
+    );
+    let mut phases = BTreeSet::new();
+    let to_input = producer(&client);
+    let batches: Vec<Vec<String>> = (0..3).map(|b| values(&format!("batch{b}"), 3000)).collect();
+    produce_with(&to_input, &input, &batches[0], None);
+    cluster
+        .wait_for("copy", "running at 2", &mut phases, |job| {
+            running_at(job, 2)
+        })
+        .await;
+
+    // Records keep coming while the job rescales.
+    let writer = {
+        let (to_input, input, batch) = (producer(&client), input.clone(), batches[1].clone());
+        std::thread::spawn(move || {
+            for chunk in batch.chunks(300) {
+                produce_with(&to_input, &input, chunk, None);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    cluster
+        .control_plane
+        .run_kubectl(&[
+            "scale",
+            "-n",
+            &cluster.namespace,
+            "streamjob/copy",
+            "--replicas=3",
+        ])
+        .unwrap();
+    cluster
+        .wait_for("copy", "running at 3", &mut phases, |job| {
+            running_at(job, 3)
+        })
+        .await;
+    writer.join().unwrap();
+    produce_with(&to_input, &input, &batches[2], None);
+
+    // Every record once in what readers of committed data see.
+    let expected: Vec<String> = batches.concat();
+    let copied = tokio::task::spawn_blocking({
+        let (client, output, count) = (client.clone(), output.clone(), expected.len());
+        move || {
+            let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+            loop {
+                let copied = strom_e2e::kafka::consume_available(&client, &output, 2);
+                if copied.len() >= count || std::time::Instant::now() >= deadline {
+                    return copied;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let counts = once_each(&copied);
+    let missing = expected.iter().filter(|v| !counts.contains_key(*v)).count();
+    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} records missing",
+        expected.len()
+    );
+    assert!(doubled.is_empty(), "written more than once: {doubled:?}");
+    assert_eq!(copied.len(), expected.len());
+    let status = job(&cluster.client, &cluster.namespace, "copy")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(
+        status.last_savepoint.map(|s| s.reason),
+        Some(SavepointReason::Rescale)
+    );
 }

@@ -291,7 +291,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     handle_signals(Arc::clone(&control))?;
     let finished = Arc::new(AtomicBool::new(false));
-    let progress = show_progress(Arc::clone(&control), Arc::clone(&finished), args.stop_after);
+    let style = if args.in_pod {
+        ProgressStyle::LogLines
+    } else {
+        ProgressStyle::Terminal
+    };
+    let progress = show_progress(
+        Arc::clone(&control),
+        Arc::clone(&finished),
+        args.stop_after,
+        style,
+    );
     let result = run_job(config, pipeline, Arc::clone(&control));
     finished.store(true, Ordering::SeqCst);
     let _ = progress.join();
@@ -339,11 +349,24 @@ fn handle_signals(control: Arc<JobControl>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How progress is shown: rewriting one line on a terminal every second, or (in a
+/// pod, whose log keeps whole lines) one line every ten seconds.
+#[derive(Clone, Copy)]
+enum ProgressStyle {
+    Terminal,
+    LogLines,
+}
+
 fn show_progress(
     control: Arc<JobControl>,
     finished: Arc<AtomicBool>,
     stop_after: Option<Duration>,
+    style: ProgressStyle,
 ) -> thread::JoinHandle<()> {
+    let (every, start, end) = match style {
+        ProgressStyle::Terminal => (Duration::from_secs(1), "\r", ""),
+        ProgressStyle::LogLines => (Duration::from_secs(10), "", "\n"),
+    };
     thread::spawn(move || {
         let started = Instant::now();
         let mut last = (Instant::now(), 0);
@@ -355,7 +378,7 @@ fn show_progress(
                 eprintln!("\n--stop-after reached: stopping with a savepoint");
                 control.request_stop();
             }
-            if last.0.elapsed() < Duration::from_secs(1) {
+            if last.0.elapsed() < every {
                 continue;
             }
             let records = control.records_in();
@@ -374,7 +397,7 @@ fn show_progress(
                         )
                     });
             eprint!(
-                "\r{:>6.0}s  {:>10.0} records/s  {:>12} records  epoch {:>5}  last checkpoint {checkpoint}   ",
+                "{start}{:>6.0}s  {:>10.0} records/s  {:>12} records  epoch {:>5}  last checkpoint {checkpoint}   {end}",
                 started.elapsed().as_secs_f64(),
                 rate,
                 records,
