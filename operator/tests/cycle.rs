@@ -492,9 +492,6 @@ async fn a_crash_looping_job_fails_with_the_runtime_error_and_loses_its_pods() {
 }
 
 #[tokio::test]
-#[ignore = "known bug, to fix next: after the rescale to 3 pods, one or two runtime processes \
-            often read nothing from their partitions (3 of 4 runs; the same job run as local \
-            processes reads everything)"]
 async fn kafka_records_are_copied_exactly_once_through_a_rescale_by_the_operator() {
     let Some(cluster) = NodeCluster::new("kafka-rescale", None).await else {
         return;

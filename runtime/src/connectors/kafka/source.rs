@@ -115,6 +115,12 @@ struct ErrorCollector {
 }
 
 impl ClientContext for ErrorCollector {
+    /// librdkafka's own log lines (warnings, and what the cluster's `debug`
+    /// property asks for) go to stderr: the runtime has no logger they could reach.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        eprintln!("librdkafka {level:?} {fac}: {log_message}");
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if is_fatal(&error) {
             self.fatal
@@ -438,6 +444,15 @@ impl SplitSource for KafkaSource {
         consumer
             .incremental_assign(&list)
             .map_err(|error| self.error("cannot assign partitions", &error))?;
+        let assigned: Vec<String> = splits
+            .iter()
+            .map(|(split, offset)| format!("{split}@{offset}"))
+            .collect();
+        eprintln!(
+            "Kafka cluster {}: reading {}",
+            self.config.connection.name,
+            assigned.join(", ")
+        );
         if self.config.bounded {
             // A bounded source reads up to the end each partition has now.
             for (split, _) in splits {
