@@ -609,21 +609,8 @@ impl<'a, 'i> Next<'a, 'i> {
             self.requeue = Requeue::OnChange;
             return;
         };
-        let job_id = self.job_id_or_new();
-        let restore_from = match target.spec.upgrade_mode {
-            UpgradeMode::Stateless => None,
-            _ => self
-                .status
-                .change
-                .as_ref()
-                .and_then(|c| c.restore_from.clone()),
-        };
-        let job_id = if target.spec.upgrade_mode == UpgradeMode::Stateless {
-            self.input.new_job_id.to_owned()
-        } else {
-            job_id
-        };
-        self.deploy(JobPhase::Restoring, target, job_id, restore_from);
+        let change = self.status.change.clone();
+        self.redeploy(target, change);
     }
 
     /// The job is being deleted: a final savepoint (bounded wait), then the

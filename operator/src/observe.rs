@@ -63,10 +63,10 @@ pub async fn observe(
     let names = Names::of(job);
     let credentials = observe_credentials(client, job, &names).await?;
     let (deployment, first_pod_ip) = observe_deployment(client, &names).await?;
-    let base_url = access.base_url(&names, first_pod_ip.as_deref());
-    let runtime = match (&deployment.stateful_set, base_url) {
+    let control_url = access.base_url(&names, first_pod_ip.as_deref());
+    let runtime = match (&deployment.stateful_set, &control_url) {
         (Some(set), Some(base_url)) if set.ready_replicas > 0 => {
-            match control.report(&base_url).await {
+            match control.report(base_url).await {
                 Ok(report) => RuntimeSeen::Answered(report),
                 Err(error) => RuntimeSeen::Unreachable(error),
             }
@@ -77,7 +77,7 @@ pub async fn observe(
         credentials,
         deployment,
         runtime,
-        control_url: access.base_url(&names, first_pod_ip.as_deref()),
+        control_url,
     })
 }
 

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
     EnvVarSource, KeyToPath, PodSpec, PodTemplateSpec, ProjectedVolumeSource, SecretKeySelector,
     SecretProjection, Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use strom_crds::{StreamJob, StreamJobSpec};
@@ -165,11 +165,6 @@ fn metadata(job: &StreamJob, names: &Names, name: String) -> ObjectMeta {
         owner_references: job.controller_owner_ref(&()).map(|owner| vec![owner]),
         ..ObjectMeta::default()
     }
-}
-
-/// The owner reference objects of `job` carry.
-pub fn owner_reference(job: &StreamJob) -> Option<OwnerReference> {
-    job.controller_owner_ref(&())
 }
 
 fn config_map(job: &StreamJob, names: &Names, spec: &StreamJobSpec) -> ConfigMap {

@@ -472,6 +472,20 @@ pub fn split_source<'scope, S: SplitSource>(
                 // the final checkpoint comes quickly.
                 epoch_ends_at = epoch_ends_at.min(now + DRAINED_EPOCH_INTERVAL);
             }
+            if now >= epoch_ends_at && held_back && !drained {
+                // A source held back does not end (nor acknowledge) its epoch
+                // either, and takes up the clock again from here once released.
+                // Each process's clock starts when its dataflow is built, so a source
+                // that started earlier than the others runs ahead of them; without
+                // this it stayed more than MAX_EPOCHS_IN_FLIGHT ahead of the frontier
+                // they hold, and so held back, for good, reading nothing.
+                clock = EpochClock {
+                    started: now,
+                    first_epoch: epoch,
+                    length: epoch_length,
+                };
+                epoch_ends_at = clock.end_of(epoch);
+            }
             if now >= epoch_ends_at && ctx.settings.is_checkpoint_epoch(epoch) {
                 // The positions at the end of a checkpoint epoch go into its checkpoint.
                 let positions: Positions<S::Position> = splits
@@ -497,20 +511,7 @@ pub fn split_source<'scope, S: SplitSource>(
                 next_checkpoint_poll = now + CHECKPOINT_POLL_INTERVAL;
                 report_completed(&ctx, &mut source, &mut awaiting_checkpoint);
             }
-            if now >= epoch_ends_at && held_back && !drained {
-                // A source held back does not close epochs either, and takes up the
-                // clock again from here once released. Each process's clock starts
-                // when its dataflow is built, so a source that started earlier than
-                // the others runs ahead of them; without this it stayed more than
-                // MAX_EPOCHS_IN_FLIGHT ahead of the frontier they hold, and so held
-                // back, for good, reading nothing.
-                clock = EpochClock {
-                    started: now,
-                    first_epoch: epoch,
-                    length: epoch_length,
-                };
-                epoch_ends_at = clock.end_of(epoch);
-            } else if now >= epoch_ends_at {
+            if now >= epoch_ends_at {
                 // A drained source goes straight to the next checkpoint epoch: the
                 // final checkpoint comes soon, whatever the interval. Otherwise the
                 // epoch follows the clock, so that a source that ran late (its
