@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret, Service};
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::Value;
+use strom_crds::JobPhase;
 use strom_crds::manifest::parse_stream_job;
-use strom_crds::{JobPhase, StreamJob};
 use strom_e2e::workspace_root;
 use strom_operator::act::FINALIZER;
 use strom_operator::leader::{LeaderElection, Leadership};
@@ -345,17 +345,7 @@ async fn deleting_a_job_runs_the_finalizer_and_removes_what_it_owns() {
     let before = job(&client, &namespace, "word-count").await.unwrap();
     assert!(before.finalizers().contains(&FINALIZER.to_owned()));
 
-    let jobs: Api<StreamJob> = Api::namespaced(client.clone(), &namespace);
-    jobs.delete("word-count", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("the job gone", || async {
-        job(&client, &namespace, "word-count")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_job(&client, &namespace, "word-count").await;
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
     eventually("owned objects collected", || async {
         let set = sets.get_opt("word-count").await.unwrap();

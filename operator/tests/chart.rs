@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Event, Secret};
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
-use strom_crds::{JobPhase, StreamJob};
+use strom_crds::JobPhase;
 use strom_e2e::{ControlPlane, service, workspace_root};
 use strom_operator::act::FINALIZER;
 use strom_operator::leader::{LeaderElection, Leadership};
@@ -182,17 +182,7 @@ async fn the_operator_runs_with_the_rights_the_chart_grants_and_no_more() {
     );
 
     // Deletion: the finalizer comes off.
-    let jobs: Api<StreamJob> = Api::namespaced(admin.clone(), &namespace);
-    jobs.delete("global-orders", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("the job gone", || async {
-        job(&admin, &namespace, "global-orders")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_job(&admin, &namespace, "global-orders").await;
 
     // And no more: the ServiceAccount reads no Secret outside its namespace.
     let elsewhere: Api<Secret> = Api::namespaced(client.clone(), "default");

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use strom_crds::{JobPhase, SavepointReason, StreamJob};
 use strom_e2e::kafka::{create_topic, once_each, produce_with, producer, values};
@@ -112,6 +112,19 @@ spec:
             region = self.s3.region,
         );
         apply_text(&self.control_plane, &self.namespace, &manifest);
+    }
+
+    /// `kubectl scale streamjob/<name> --replicas=<replicas>`.
+    fn scale(&self, name: &str, replicas: i32) {
+        self.control_plane
+            .run_kubectl(&[
+                "scale",
+                "-n",
+                &self.namespace,
+                &format!("streamjob/{name}"),
+                &format!("--replicas={replicas}"),
+            ])
+            .unwrap();
     }
 
     /// Merge-patches the job's spec, as `kubectl patch --type merge` does.
@@ -266,16 +279,7 @@ async fn a_job_runs_rescales_suspends_resumes_and_takes_a_final_savepoint_on_del
     assert_eq!(status.phase, Some(JobPhase::Running));
 
     // kubectl scale: stop with savepoint, old pods removed, new ones restore.
-    cluster
-        .control_plane
-        .run_kubectl(&[
-            "scale",
-            "-n",
-            &cluster.namespace,
-            "streamjob/counts",
-            "--replicas=3",
-        ])
-        .unwrap();
+    cluster.scale("counts", 3);
     phases.clear();
     let rescaled = cluster
         .wait_for("counts", "running at 3", &mut phases, |job| {
@@ -351,17 +355,7 @@ async fn a_job_runs_rescales_suspends_resumes_and_takes_a_final_savepoint_on_del
     );
 
     // Deleting it takes a final savepoint, then the job and its pods go.
-    let jobs: Api<StreamJob> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    jobs.delete("counts", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("the job gone", || async {
-        job(&cluster.client, &cluster.namespace, "counts")
-            .await
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_job(&cluster.client, &cluster.namespace, "counts").await;
     let events = cluster.events().await;
     for prefix in [
         "savepoint for savepointTriggerNonce",
@@ -536,16 +530,7 @@ async fn kafka_records_are_copied_exactly_once_through_a_rescale_by_the_operator
             }
         })
     };
-    cluster
-        .control_plane
-        .run_kubectl(&[
-            "scale",
-            "-n",
-            &cluster.namespace,
-            "streamjob/copy",
-            "--replicas=3",
-        ])
-        .unwrap();
+    cluster.scale("copy", 3);
     cluster
         .wait_for("copy", "running at 3", &mut phases, |job| {
             running_at(job, 3)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Client;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use strom_crds::StreamJob;
 use strom_e2e::ControlPlane;
@@ -128,4 +128,14 @@ pub fn condition<'a>(job: &'a StreamJob, kind: &str) -> Option<&'a Condition> {
         .conditions
         .iter()
         .find(|c| c.type_ == kind)
+}
+
+/// Deletes job `name` and waits until it is gone (its finalizer taken off).
+pub async fn delete_job(client: &Client, namespace: &str, name: &str) {
+    let jobs: Api<StreamJob> = Api::namespaced(client.clone(), namespace);
+    jobs.delete(name, &DeleteParams::default()).await.unwrap();
+    eventually("the job gone", || async {
+        job(client, namespace, name).await.is_none().then_some(())
+    })
+    .await;
 }
