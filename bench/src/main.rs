@@ -84,6 +84,7 @@ fn config(
     JobConfig {
         settings: JobSettings {
             name: name.to_owned(),
+            namespace: None,
             partitioning: Partitioning::new(parallelism, 128).expect("valid parallelism"),
             checkpoint_interval: interval,
             retained_checkpoints: 2,

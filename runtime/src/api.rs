@@ -314,8 +314,12 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
             Delivery::AtLeastOnce => {
                 at_least_once_kafka_sink(stream, &self.ctx, name, config, serialize)
             }
+            // Its acknowledgements hold back while its records wait for a
+            // transaction slot (checkpoints completing slowly): observed, so the
+            // sources hold back too rather than fill its memory.
             Delivery::ExactlyOnce => {
                 exactly_once_kafka_sink(stream, &self.ctx, name, config, serialize)
+                    .probe_with(&self.registry.borrow().progress)
             }
         };
         self.registry.borrow_mut().acks.push(acks);

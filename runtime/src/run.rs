@@ -123,6 +123,7 @@ fn job_config(job: &StreamJob, args: &RunArgs) -> anyhow::Result<JobConfig> {
     Ok(JobConfig {
         settings: JobSettings {
             name,
+            namespace: job.metadata.namespace.clone(),
             partitioning,
             checkpoint_interval: spec.state.checkpoint_interval.into(),
             retained_checkpoints: spec.state.retained_checkpoints.max(1) as usize,

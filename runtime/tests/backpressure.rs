@@ -53,6 +53,7 @@ fn a_source_waits_for_a_slow_operator_on_another_worker() {
     let config = JobConfig {
         settings: JobSettings {
             name: "backpressure".into(),
+            namespace: None,
             partitioning: Partitioning::new(2, 128).unwrap(),
             checkpoint_interval: Duration::from_secs(1),
             retained_checkpoints: 1,

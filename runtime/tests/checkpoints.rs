@@ -218,9 +218,9 @@ fn garbage_collection_keeps_what_retained_checkpoints_and_savepoints_need() {
             "retention keeps one checkpoint: {completed:?}"
         );
         let mut referenced = BTreeSet::new();
-        for epoch in completed {
+        for id in completed {
             let manifest = storage
-                .read_manifest(&storage.checkpoint_location(epoch))
+                .read_manifest(&storage.checkpoint_location(&id))
                 .await
                 .unwrap();
             referenced.extend(manifest.file_paths().map(str::to_owned));
@@ -344,4 +344,72 @@ fn a_restarting_pod_prefers_the_newer_of_its_checkpoint_and_its_savepoint() {
         final_counts(&output.lock().unwrap()),
         expected_counts(per_split)
     );
+}
+
+/// Issue 14, point 2: restoring an older savepoint into the job's own storage folder,
+/// which holds newer checkpoints of the abandoned run. The new run's checkpoints
+/// must be kept (not ranked below the abandoned run's higher epochs and collected at
+/// once), its stop with a savepoint must complete, and a restart from the latest
+/// checkpoint must go on from the new run, not from the abandoned one.
+#[test]
+fn restoring_an_older_savepoint_into_the_same_folder_goes_on_from_the_new_run() {
+    let per_split = 3000;
+    let total = per_split * u64::from(SPLITS);
+    let state = tempfile::tempdir().unwrap();
+    let rate = Some(20_000);
+
+    // The first run stops early with a savepoint; a second run restores it and
+    // reads everything, leaving checkpoints of high epochs behind.
+    let early = run_then_stop(
+        config(state.path(), 2, RestoreFrom::Nothing, 2),
+        clicks_per_user(per_split, rate, Output::default()),
+    );
+    let savepoint = early
+        .snapshots
+        .savepoints
+        .last()
+        .expect("a savepoint")
+        .clone();
+    let abandoned = run_job(
+        config(
+            state.path(),
+            2,
+            RestoreFrom::Snapshot(savepoint.location.clone()),
+            2,
+        ),
+        clicks_per_user(per_split, rate, Output::default()),
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(early.records_in + abandoned.records_in, total);
+
+    // The user goes back to the early savepoint, in the same folder.
+    let output = Output::default();
+    let restored = run_then_stop(
+        config(
+            state.path(),
+            2,
+            RestoreFrom::Snapshot(savepoint.location.clone()),
+            2,
+        ),
+        clicks_per_user(per_split, rate, Arc::clone(&output)),
+    );
+    assert!(
+        !restored.snapshots.savepoints.is_empty(),
+        "the stop of the restored run took no savepoint"
+    );
+    let resumed = run_job(
+        config(state.path(), 2, RestoreFrom::LatestCheckpoint, 2),
+        clicks_per_user(per_split, None, Arc::clone(&output)),
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        early.records_in + restored.records_in + resumed.records_in,
+        total,
+        "the restart did not go on from the restored run's latest checkpoint"
+    );
+    // The counts after the savepoint continue where it left them.
+    let counts = final_counts_from(&output.lock().unwrap());
+    assert_eq!(counts, expected_counts(per_split));
 }

@@ -69,6 +69,7 @@ fn the_control_api_reports_takes_savepoints_and_stops_the_job() {
     let config = JobConfig {
         settings: JobSettings {
             name: "api".into(),
+            namespace: None,
             partitioning: Partitioning::new(2, 128).unwrap(),
             checkpoint_interval: Duration::from_millis(100),
             retained_checkpoints: 2,

@@ -63,6 +63,24 @@ spec:
         self.command_in("work", failpoints)
     }
 
+    /// `strom run` of the job from empty state (no `--resume`), into the same
+    /// storage and output folders.
+    fn command_fresh(&self, failpoints: Option<&str>) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strom"));
+        command
+            .arg("run")
+            .arg(self.dir.path().join("job.yaml"))
+            .arg("--work-dir")
+            .arg(self.dir.path().join("work-fresh"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command.env_remove("FAILPOINTS");
+        if let Some(failpoints) = failpoints {
+            command.env("FAILPOINTS", failpoints);
+        }
+        command
+    }
+
     /// `strom run --resume` of the job with RocksDB's working folder `work_dir`.
     fn command_in(&self, work_dir: &str, failpoints: Option<&str>) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_strom"));
@@ -102,19 +120,21 @@ spec:
         self.dir.path().join("state").join("clicks")
     }
 
-    /// The completed checkpoints' epochs.
-    fn completed_checkpoints(&self) -> Vec<u64> {
+    /// The completed checkpoints' folders (`chk-<run>-<epoch>`), oldest first.
+    fn completed_checkpoints(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.checkpoints_dir()) else {
             return Vec::new();
         };
-        entries
+        let mut completed: Vec<String> = entries
             .filter_map(|entry| {
                 let entry = entry.unwrap();
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let epoch = name.strip_prefix("chk-")?.parse().ok()?;
-                entry.path().join("_manifest").exists().then_some(epoch)
+                let complete = name.starts_with("chk-") && entry.path().join("_manifest").exists();
+                complete.then_some(name)
             })
-            .collect()
+            .collect();
+        completed.sort();
+        completed
     }
 
     fn staged_files(&self) -> Vec<PathBuf> {
@@ -200,13 +220,9 @@ fn a_crash_after_a_checkpoint_completes_but_before_its_commit_commits_on_recover
     );
     // The newest checkpoint completed, and its output is still staged: the commit
     // window the recovery must close.
-    let newest = *job.completed_checkpoints().iter().max().unwrap();
-    let manifest = std::fs::read_to_string(
-        job.checkpoints_dir()
-            .join(format!("chk-{newest:020}"))
-            .join("_manifest"),
-    )
-    .unwrap();
+    let newest = job.completed_checkpoints().pop().unwrap();
+    let manifest =
+        std::fs::read_to_string(job.checkpoints_dir().join(newest).join("_manifest")).unwrap();
     let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
     let pending: Vec<String> = manifest["operators"]["results"]
         .as_array()
@@ -283,5 +299,100 @@ fn kill_9_of_one_of_two_processes_then_restart_of_the_job_resumes_with_each_resu
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    job.assert_exactly_once();
+}
+
+/// Issue 14, point 3: two runs of the job into the same output folder (a stateless
+/// restart: no restore) both keep their output. Part names carry the run, so the
+/// second run's parts never replace the first's.
+#[test]
+fn a_second_run_into_the_same_output_folder_keeps_the_first_runs_output() {
+    let job = Job::new();
+    job.run_to_end();
+    job.assert_exactly_once();
+    let first = job.output();
+
+    let fresh = job.command_fresh(None).output().unwrap();
+    assert!(
+        fresh.status.success(),
+        "the second run failed: {}",
+        String::from_utf8_lossy(&fresh.stderr)
+    );
+    let both = job.output();
+    let not_twice: Vec<_> = both
+        .iter()
+        .filter(|(_, times)| **times != 2)
+        .take(5)
+        .collect();
+    assert!(
+        not_twice.is_empty(),
+        "after two runs, results not there exactly twice (e.g. {not_twice:?})"
+    );
+    assert_eq!(both.len(), first.len());
+}
+
+/// Runs the job once with `failpoints` set (it must end by itself) and checks that
+/// every result is committed exactly once and nothing stays staged.
+fn run_with_storage_errors(failpoints: &str) {
+    let job = Job::new();
+    let output = job.command(Some(failpoints)).output().unwrap();
+    assert!(
+        output.status.success(),
+        "the job failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    job.assert_exactly_once();
+}
+
+/// Issue 14, point 4: a commit of staged output that fails (a storage error) is
+/// retried, not dropped.
+#[test]
+fn output_whose_commit_failed_is_committed_by_a_retry() {
+    run_with_storage_errors("checkpoint-commit=2*off->2*return");
+}
+
+/// Issue 14, point 4: when the manifest of a checkpoint cannot be written, that
+/// checkpoint does not exist, and its staged output is committed with the next one.
+#[test]
+fn output_of_a_checkpoint_whose_manifest_write_failed_is_committed_with_the_next() {
+    run_with_storage_errors("checkpoint-write=2*off->1*return");
+}
+
+/// Issue 14, point 8: the processes of one job restore one point. Started with
+/// different restore settings (process 0 resuming the latest checkpoint, process 1
+/// from empty state), the job fails loudly instead of running on mixed state.
+#[test]
+fn processes_that_would_restore_different_points_fail_loudly() {
+    let job = Job::with_slots_per_pod(1);
+    job.run_to_end();
+    let peers: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let mut resuming = job.process_command(0, &peers);
+    let mut fresh = job.command_fresh(None);
+    fresh.args(["--process", "1", "--peers", &peers.join(",")]);
+    let children = [resuming.spawn().unwrap(), fresh.spawn().unwrap()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut outputs = Vec::new();
+    for mut child in children {
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("a process neither ran nor failed within a minute");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        outputs.push(child.wait_with_output().unwrap());
+    }
+    assert!(
+        outputs.iter().all(|output| !output.status.success()),
+        "the job ran with processes restoring different points"
+    );
+    let stderr = String::from_utf8_lossy(&outputs[1].stderr);
+    assert!(
+        stderr.contains("every process must restore the same point"),
+        "process 1 did not say why: {stderr}"
+    );
+    // Nothing was written twice.
     job.assert_exactly_once();
 }

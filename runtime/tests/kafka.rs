@@ -337,3 +337,52 @@ fn offsets_committed_on_checkpoints_are_where_a_new_job_of_the_group_starts() {
     let second = run(StartFrom::CommittedOffsets { or_earliest: true });
     assert_eq!(counts(second), once_each(&values("second", 200)));
 }
+
+/// Issue 14, point 6: a partition added while the job was down has no position in
+/// the restored savepoint; it is read from its earliest offset (as Flink does),
+/// whatever the start setting — with `latest`, its records used to be skipped.
+#[test]
+fn a_partition_added_while_the_job_was_down_is_read_from_its_start() {
+    let Some(clusters) = clusters() else { return };
+    let a = connection(&clusters, "a");
+    let topic = unique("added-while-down");
+    create_topic(&a, &topic, 2);
+    let seen = Seen::default();
+    let pipeline = |bounded: bool| -> PipelineFn {
+        let (topic, a) = (topic.clone(), a.clone());
+        collect_into(&seen, move || {
+            let mut config = KafkaSourceConfig::new(a.clone(), &[topic.as_str()], &unique("g"));
+            config.start = StartFrom::Latest;
+            config.bounded = bounded;
+            config
+        })
+    };
+    let state = tempfile::tempdir().unwrap();
+    let stopped = run_then_stop(
+        config(state.path(), 2, RestoreFrom::Nothing),
+        pipeline(false),
+    );
+    let savepoint = stopped
+        .snapshots
+        .savepoints
+        .last()
+        .expect("a savepoint")
+        .clone();
+
+    // While the job is down: a third partition, with records, and more records in
+    // the first two.
+    add_partitions(&a, &topic, 3);
+    let added = values("added", 50);
+    produce(&a, &topic, &added, Some(2));
+    let after = values("after", 40);
+    produce(&a, &topic, &after, Some(0));
+
+    run_job(
+        config(state.path(), 3, RestoreFrom::Snapshot(savepoint.location)),
+        pipeline(true),
+        Arc::default(),
+    )
+    .unwrap();
+    let expected: Vec<String> = added.into_iter().chain(after).collect();
+    assert_eq!(counts(seen.lock().unwrap().clone()), once_each(&expected));
+}

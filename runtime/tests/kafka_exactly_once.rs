@@ -136,31 +136,55 @@ spec:
 
     fn checkpoints_dir(&self) -> PathBuf {
         let manifest = std::fs::read_to_string(self.dir.path().join("job.yaml")).unwrap();
-        let name = manifest
-            .lines()
-            .find_map(|line| line.trim().strip_prefix("name: copy-"))
-            .unwrap();
-        self.dir.path().join("state").join(format!("copy-{name}"))
+        let field = |name: &str| {
+            manifest
+                .lines()
+                .find_map(|line| line.trim().strip_prefix(name))
+                .unwrap()
+                .to_owned()
+        };
+        let storage = field("storage: file://");
+        PathBuf::from(storage).join(field("name: "))
     }
 
-    /// The epochs of the completed checkpoints still kept.
-    fn completed_checkpoints(&self) -> Vec<u64> {
+    /// Moves the job's state to a new, empty folder: as a stateless redeploy (a new
+    /// job id) does, the job's next run starts from nothing, at epoch 1, under the
+    /// same name (and so the same transactional ids).
+    fn use_new_state_folder(&self, folder: &str) {
+        let path = self.dir.path().join("job.yaml");
+        let manifest = std::fs::read_to_string(&path).unwrap();
+        let state = self.dir.path().join(folder);
+        let manifest: String = manifest
+            .lines()
+            .map(|line| match line.trim().strip_prefix("storage: ") {
+                Some(_) => format!("    storage: file://{}\n", state.display()),
+                None => format!("{line}\n"),
+            })
+            .collect();
+        std::fs::write(path, manifest).unwrap();
+    }
+
+    /// The folders (`chk-<run>-<epoch>`) of the completed checkpoints still kept,
+    /// oldest first.
+    fn completed_checkpoints(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.checkpoints_dir()) else {
             return Vec::new();
         };
-        entries
+        let mut completed: Vec<String> = entries
             .filter_map(|entry| {
                 let entry = entry.unwrap();
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let epoch = name.strip_prefix("chk-")?.parse().ok()?;
-                entry.path().join("_manifest").exists().then_some(epoch)
+                let complete = name.starts_with("chk-") && entry.path().join("_manifest").exists();
+                complete.then_some(name)
             })
-            .collect()
+            .collect();
+        completed.sort();
+        completed
     }
 
     /// Waits until `count` checkpoints newer than any completed before completed.
     fn wait_for_new_checkpoints(&self, child: &mut Child, count: usize) {
-        let before = self.completed_checkpoints().into_iter().max().unwrap_or(0);
+        let before = self.completed_checkpoints().pop().unwrap_or_default();
         let mut seen = std::collections::BTreeSet::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while seen.len() < count {
@@ -171,7 +195,7 @@ spec:
             seen.extend(
                 self.completed_checkpoints()
                     .into_iter()
-                    .filter(|&epoch| epoch > before),
+                    .filter(|checkpoint| *checkpoint > before),
             );
             thread::sleep(Duration::from_millis(20));
         }
@@ -180,13 +204,10 @@ spec:
     /// How many prepared transactions the sink's state in the newest completed
     /// checkpoint lists: those recovery must see committed.
     fn prepared_in_newest_checkpoint(&self) -> usize {
-        let Some(newest) = self.completed_checkpoints().into_iter().max() else {
+        let Some(newest) = self.completed_checkpoints().pop() else {
             return 0;
         };
-        let manifest = self
-            .checkpoints_dir()
-            .join(format!("chk-{newest:020}"))
-            .join("_manifest");
+        let manifest = self.checkpoints_dir().join(newest).join("_manifest");
         let manifest: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
         manifest["operators"]["to"]
@@ -213,8 +234,12 @@ spec:
 
     /// Runs the job with `args` until C holds all the input, then kills it.
     fn run_until_complete(&self, args: &[&str]) {
+        self.run_until_c_holds(args, 2 * PER_CLUSTER);
+    }
+
+    /// Runs the job with `args` until C holds `expected` records, then kills it.
+    fn run_until_c_holds(&self, args: &[&str], expected: usize) {
         let mut child = self.command(args, None, "last").spawn().unwrap();
-        let expected = 2 * PER_CLUSTER;
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let written = consume_available(&self.c, &self.to_c, 4).len();
@@ -285,16 +310,16 @@ fn kill_9_mid_stream_then_restart_writes_every_record_once() {
     job.assert_exactly_once();
 }
 
-/// Crashes the job at `failpoint` on its fourth checkpoint while input arrives,
-/// restarts it, and checks C.
+/// Crashes the job at `failpoint` on its fourth checkpoint that holds output while
+/// input arrives, restarts it, and checks C. The failpoints count only checkpoints
+/// with output awaiting commit, so the crash lands in its window by construction.
 fn crash_at(failpoint: &str) -> Option<Job> {
     let (job, _turn) = job()?;
     let input = job.write_input();
-    // The tenth checkpoint: about two seconds in, while records flow.
     let crashed = job
         .command(
             &["--resume", "--work-dir", &job.work_dir("w1")],
-            Some(&format!("{failpoint}=9*off->return")),
+            Some(&format!("{failpoint}=3*off->return")),
             "crashed",
         )
         .status()
@@ -370,4 +395,59 @@ fn rescales_from_2_to_5_to_1_mid_stream_write_every_record_once() {
         &job.work_dir("w1"),
     ]);
     job.assert_exactly_once();
+}
+
+/// Issue 14, point 1: the marker that tells recovery whether a prepared transaction
+/// committed belongs to the run that prepared it. A first lineage of the job runs
+/// to high epochs and stops; a stateless redeploy of it (new state, epochs from 1,
+/// same transactional ids) crashes right after its first checkpoint with output
+/// completes, before committing: its transactions are the first of their slots, so
+/// each slot's marker is still the first lineage's, at a higher epoch. Recovery
+/// must still commit them.
+#[test]
+fn a_redeployed_job_recovers_its_first_transactions_whatever_an_earlier_lineage_left() {
+    let Some((job, _turn)) = job() else { return };
+    let input = job.write_input();
+    let mut first = job
+        .command(&["--work-dir", &job.work_dir("first")], None, "first")
+        .spawn()
+        .unwrap();
+    input.join().unwrap();
+    job.wait_for_new_checkpoints(&mut first, 3);
+    job.stop_with_savepoint(first, "first");
+    // The first lineage copied everything once.
+    job.assert_exactly_once();
+
+    job.use_new_state_folder("state-redeployed");
+    let crashed = job
+        .command(
+            &["--resume", "--work-dir", &job.work_dir("second")],
+            Some("after-checkpoint-complete=return"),
+            "second",
+        )
+        .status()
+        .unwrap();
+    assert_eq!(
+        crashed.code(),
+        Some(137),
+        "the failpoint did not crash the job: {}",
+        job.logged("second").1
+    );
+    assert!(
+        job.prepared_in_newest_checkpoint() > 0,
+        "the crash left no prepared transaction of a completed checkpoint"
+    );
+    job.run_until_c_holds(
+        &["--resume", "--work-dir", &job.work_dir("recovered")],
+        4 * PER_CLUSTER,
+    );
+    // Both lineages copied everything: each record twice, none lost.
+    let expected: Vec<String> = values("a", PER_CLUSTER)
+        .into_iter()
+        .chain(values("b", PER_CLUSTER))
+        .collect();
+    let written = consume_all(&job.c, &job.to_c, 4, 2 * expected.len());
+    let twice: std::collections::BTreeMap<String, usize> =
+        expected.into_iter().map(|value| (value, 2)).collect();
+    assert_eq!(counts(written), twice);
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::run::{RunId, SnapshotId};
 use crate::state::KeyGroupRange;
 
 /// The name of the file that completes a checkpoint or savepoint: written last, and a
@@ -52,6 +53,10 @@ pub struct SubtaskSnapshot {
     pub operator_state: Option<String>,
     /// Output staged by a sink that becomes visible once this checkpoint completes.
     pub pending_commits: Vec<PendingCommit>,
+    /// Whether the subtask holds output of this checkpoint that only its completion
+    /// makes visible, besides `pending_commits` (a prepared Kafka transaction).
+    #[serde(default)]
+    pub awaits_commit: bool,
 }
 
 /// A sink's staged output and where it goes when its checkpoint completes. The
@@ -80,14 +85,32 @@ pub struct SnapshotAck {
     pub drained: Option<bool>,
 }
 
+/// The manifest format this runtime writes. Version 1 had no run identity (its
+/// manifests read as run [`RunId::LEGACY`]); version 2 added `run` and `ancestry`.
+/// A manifest of a newer version is refused, not half-read.
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+
+fn format_version_1() -> u32 {
+    1
+}
+
 /// The manifest of a completed checkpoint or savepoint.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
+    /// The manifest's format ([`MANIFEST_FORMAT_VERSION`] when written now).
+    #[serde(default = "format_version_1")]
+    pub format_version: u32,
     /// Checkpoint or savepoint.
     pub kind: SnapshotKind,
     /// The job's name.
     pub job: String,
+    /// The run that took it.
+    #[serde(default)]
+    pub run: RunId,
+    /// The points the run's lineage restored from, oldest first.
+    #[serde(default)]
+    pub ancestry: Vec<SnapshotId>,
     /// The epoch covered: the state after every epoch up to and including it.
     pub epoch: u64,
     /// The parallelism the job ran at.
@@ -101,6 +124,20 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The point in the job's history it holds.
+    pub fn id(&self) -> SnapshotId {
+        SnapshotId {
+            run: self.run,
+            epoch: self.epoch,
+        }
+    }
+
+    /// Whether it was taken by a run whose lineage restored `point`: a run that
+    /// restored it, or a later run going on from such a run's checkpoints.
+    pub fn restored_through(&self, point: &SnapshotId) -> bool {
+        self.ancestry.contains(point)
+    }
+
     /// Every stored file the manifest refers to.
     pub fn file_paths(&self) -> impl Iterator<Item = &str> {
         self.operators
@@ -117,6 +154,15 @@ impl Manifest {
             .flat_map(|subtask| &subtask.files)
             .map(|file| file.size)
             .sum()
+    }
+
+    /// Whether some output becomes visible only once this checkpoint completes: the
+    /// window in which a crash must lead to a commit on recovery.
+    pub fn holds_uncommitted_output(&self) -> bool {
+        self.operators
+            .values()
+            .flatten()
+            .any(|subtask| subtask.awaits_commit || !subtask.pending_commits.is_empty())
     }
 
     /// Every sink commit the manifest decides.
@@ -145,15 +191,17 @@ impl Manifest {
 /// What garbage collection deletes after a checkpoint completes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CollectionPlan {
-    /// The epochs of the checkpoints to remove: their manifests go first, so a
-    /// half-collected checkpoint never looks complete.
-    pub checkpoints: Vec<u64>,
+    /// The checkpoints to remove: their manifests go first, so a half-collected
+    /// checkpoint never looks complete.
+    pub checkpoints: Vec<SnapshotId>,
     /// Files (relative to the job's root) that a removed checkpoint refers to and no
     /// retained one does.
     pub files: BTreeSet<String>,
 }
 
-/// Decides what to delete so that only the newest `retained` checkpoints remain.
+/// Decides what to delete so that only the newest `retained` checkpoints remain,
+/// newest by run, then epoch: a run restored from an older point into the same
+/// folder keeps its own checkpoints, whatever epochs an abandoned run reached.
 ///
 /// A file is deleted only when a removed checkpoint refers to it and no retained
 /// one does. Checkpoints share files — table files under `shared/`, and an epoch
@@ -162,9 +210,9 @@ pub struct CollectionPlan {
 /// Files of checkpoints still being written are never in the plan, and savepoints
 /// never refer to a checkpoint's files.
 pub fn plan_collection(completed: &[Manifest], retained: usize) -> CollectionPlan {
-    let mut by_epoch: Vec<&Manifest> = completed.iter().collect();
-    by_epoch.sort_by_key(|manifest| std::cmp::Reverse(manifest.epoch));
-    let (kept, removed) = by_epoch.split_at(retained.min(by_epoch.len()));
+    let mut newest_first: Vec<&Manifest> = completed.iter().collect();
+    newest_first.sort_by_key(|manifest| std::cmp::Reverse(manifest.id()));
+    let (kept, removed) = newest_first.split_at(retained.min(newest_first.len()));
     let referenced: BTreeSet<&str> = kept.iter().flat_map(|m| m.file_paths()).collect();
     let files = removed
         .iter()
@@ -172,7 +220,7 @@ pub fn plan_collection(completed: &[Manifest], retained: usize) -> CollectionPla
         .filter(|path| !referenced.contains(path))
         .map(str::to_owned)
         .collect();
-    let mut checkpoints: Vec<u64> = removed.iter().map(|m| m.epoch).collect();
+    let mut checkpoints: Vec<SnapshotId> = removed.iter().map(|m| m.id()).collect();
     checkpoints.sort_unstable();
     CollectionPlan { checkpoints, files }
 }
@@ -180,24 +228,50 @@ pub fn plan_collection(completed: &[Manifest], retained: usize) -> CollectionPla
 /// The folder, relative to the job's root, of table files shared between checkpoints.
 pub const SHARED_DIR: &str = "shared";
 
-/// The folder name of the checkpoint of `epoch` (zero-padded so names sort by epoch).
-pub fn checkpoint_dir_name(epoch: u64) -> String {
-    format!("chk-{epoch:020}")
+/// The folder name of checkpoint `id`: `chk-<run>-<epoch>`, zero-padded so that
+/// names sort by run, then epoch (`chk-<epoch>` for the legacy run).
+pub fn checkpoint_dir_name(id: &SnapshotId) -> String {
+    if id.run == RunId::LEGACY {
+        format!("chk-{:020}", id.epoch)
+    } else {
+        format!("chk-{}-{:020}", id.run, id.epoch)
+    }
 }
 
-/// The epoch of a checkpoint folder name, if it is one.
-pub fn parse_checkpoint_dir_name(name: &str) -> Option<u64> {
-    name.strip_prefix("chk-")?.parse().ok()
+/// The checkpoint a folder name is of, if it is one.
+pub fn parse_checkpoint_dir_name(name: &str) -> Option<SnapshotId> {
+    let rest = name.strip_prefix("chk-")?;
+    match rest.rsplit_once('-') {
+        Some((run, epoch)) => Some(SnapshotId {
+            run: run.parse().ok()?,
+            epoch: epoch.parse().ok()?,
+        }),
+        None => Some(SnapshotId {
+            run: RunId::LEGACY,
+            epoch: rest.parse().ok()?,
+        }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn run(sequence: u32) -> RunId {
+        RunId { sequence, nonce: 7 }
+    }
+
     fn manifest(epoch: u64, files: &[&str]) -> Manifest {
+        manifest_of(run(1), epoch, files)
+    }
+
+    fn manifest_of(run: RunId, epoch: u64, files: &[&str]) -> Manifest {
         Manifest {
+            format_version: MANIFEST_FORMAT_VERSION,
             kind: SnapshotKind::Checkpoint,
             job: "job".into(),
+            run,
+            ancestry: Vec::new(),
             epoch,
             parallelism: 1,
             max_parallelism: 128,
@@ -217,6 +291,7 @@ mod tests {
                         .collect(),
                     operator_state: None,
                     pending_commits: Vec::new(),
+                    awaits_commit: false,
                 }],
             )]),
         }
@@ -245,22 +320,28 @@ mod tests {
         ];
         let files = |paths: &[&str]| paths.iter().map(|p| p.to_string()).collect::<BTreeSet<_>>();
 
+        let ids = |epochs: &[u64]| -> Vec<SnapshotId> {
+            epochs
+                .iter()
+                .map(|&epoch| SnapshotId { run: run(1), epoch })
+                .collect()
+        };
         let plan = plan_collection(&completed, 3);
-        assert_eq!(plan.checkpoints, vec![1]);
+        assert_eq!(plan.checkpoints, ids(&[1]));
         assert_eq!(
             plan.files,
             files(&["chk-1/count/0/CURRENT", "shared/b.sst"])
         );
 
         let plan = plan_collection(&completed, 2);
-        assert_eq!(plan.checkpoints, vec![1, 2]);
+        assert_eq!(plan.checkpoints, ids(&[1, 2]));
         assert_eq!(
             plan.files,
             files(&["chk-1/count/0/CURRENT", "shared/b.sst"])
         );
 
         let plan = plan_collection(&completed, 1);
-        assert_eq!(plan.checkpoints, vec![1, 2, 3]);
+        assert_eq!(plan.checkpoints, ids(&[1, 2, 3]));
         assert_eq!(
             plan.files,
             files(&[
@@ -279,13 +360,89 @@ mod tests {
         assert_eq!(plan_collection(&[], 3), CollectionPlan::default());
     }
 
+    /// Issue 14, point 2: retention ranks by run, then epoch.
     #[test]
-    fn checkpoint_folder_names_sort_by_epoch() {
-        let names: Vec<String> = [9, 10, 100].map(checkpoint_dir_name).to_vec();
+    fn collection_keeps_the_newest_runs_checkpoints_whatever_their_epochs() {
+        let completed = [
+            manifest_of(run(1), 400, &["shared/old-400.sst"]),
+            manifest_of(run(1), 500, &["shared/old-500.sst"]),
+            manifest_of(run(2), 20, &["shared/new-20.sst"]),
+            manifest_of(run(2), 30, &["shared/new-30.sst"]),
+        ];
+        let plan = plan_collection(&completed, 2);
+        assert_eq!(
+            plan.checkpoints,
+            vec![
+                SnapshotId {
+                    run: run(1),
+                    epoch: 400
+                },
+                SnapshotId {
+                    run: run(1),
+                    epoch: 500
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn checkpoint_folder_names_sort_by_run_then_epoch_and_read_back() {
+        let ids = [
+            SnapshotId {
+                run: RunId::LEGACY,
+                epoch: 900,
+            },
+            SnapshotId {
+                run: run(1),
+                epoch: 9,
+            },
+            SnapshotId {
+                run: run(1),
+                epoch: 10,
+            },
+            SnapshotId {
+                run: run(2),
+                epoch: 1,
+            },
+            SnapshotId {
+                run: run(10),
+                epoch: 1,
+            },
+        ];
+        let names: Vec<String> = ids.iter().map(checkpoint_dir_name).collect();
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
-        assert_eq!(parse_checkpoint_dir_name(&names[1]), Some(10));
+        for (id, name) in ids.iter().zip(&names) {
+            assert_eq!(parse_checkpoint_dir_name(name).as_ref(), Some(id));
+        }
+        // Folders of format 1 are still found.
+        assert_eq!(
+            parse_checkpoint_dir_name("chk-00000000000000000042"),
+            Some(SnapshotId {
+                run: RunId::LEGACY,
+                epoch: 42
+            })
+        );
         assert_eq!(parse_checkpoint_dir_name("savepoints"), None);
+        assert_eq!(parse_checkpoint_dir_name("chk-x-12"), None);
+    }
+
+    #[test]
+    fn a_manifest_of_format_1_reads_as_the_legacy_run() {
+        let mut json = serde_json::to_value(manifest(5, &[])).unwrap();
+        let object = json.as_object_mut().unwrap();
+        for field in ["formatVersion", "run", "ancestry"] {
+            object.remove(field);
+        }
+        let read: Manifest = serde_json::from_value(json).unwrap();
+        assert_eq!(read.format_version, 1);
+        assert_eq!(
+            read.id(),
+            SnapshotId {
+                run: RunId::LEGACY,
+                epoch: 5
+            }
+        );
     }
 }

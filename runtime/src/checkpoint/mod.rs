@@ -3,13 +3,15 @@
 
 pub mod commit;
 pub mod manifest;
+pub mod run;
 pub mod storage;
 
 pub use commit::finish_commits;
 pub use manifest::{
-    CollectionPlan, MANIFEST_FILE, Manifest, PendingCommit, SnapshotAck, SnapshotFile,
-    SnapshotKind, SubtaskSnapshot, plan_collection,
+    CollectionPlan, MANIFEST_FILE, MANIFEST_FORMAT_VERSION, Manifest, PendingCommit, SnapshotAck,
+    SnapshotFile, SnapshotKind, SubtaskSnapshot, plan_collection,
 };
+pub use run::{RunId, RunInfo, SnapshotId};
 pub use storage::{
     CheckpointStorage, SnapshotLocation, StorageError, download_files, locate_snapshot, open_store,
     read_manifest,

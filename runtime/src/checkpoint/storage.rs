@@ -3,11 +3,16 @@
 //! Layout under a job's root (`state.storage` of the StreamJob):
 //!
 //! ```text
-//! shared/<store>-<file>.sst           table files, uploaded once, shared by checkpoints
-//! chk-<epoch>/<operator>/<subtask>/…  the small private RocksDB files of one snapshot
-//! chk-<epoch>/_manifest               written last: the checkpoint exists once it does
-//! savepoints/sp-<epoch>-<id>/…        self-contained copies, never collected
+//! runs/<run>                                one object per run that started here
+//! shared/<store>-<file>.sst                 table files, uploaded once, shared by checkpoints
+//! chk-<run>-<epoch>/<operator>/<subtask>/…  the small private RocksDB files of one snapshot
+//! chk-<run>-<epoch>/_manifest               written last: the checkpoint exists once it does
+//! savepoints/sp-<epoch>-<id>/…              self-contained copies, never collected
 //! ```
+//!
+//! Checkpoints are named by run and epoch (see [`super::run`]): epochs restart with
+//! every run, so several runs' checkpoints can share the folder, and the newest is
+//! the newest of the newest run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path as LocalPath;
@@ -19,10 +24,12 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
 
+use super::commit::finish_commits;
 use super::manifest::{
-    MANIFEST_FILE, Manifest, SHARED_DIR, SnapshotFile, SnapshotKind, checkpoint_dir_name,
-    parse_checkpoint_dir_name, plan_collection,
+    MANIFEST_FILE, MANIFEST_FORMAT_VERSION, Manifest, SHARED_DIR, SnapshotFile, SnapshotKind,
+    checkpoint_dir_name, parse_checkpoint_dir_name, plan_collection,
 };
+use super::run::{RunId, RunInfo, SnapshotId};
 use crate::state::LocalSnapshot;
 
 /// Why checkpoint storage could not be reached, read or written.
@@ -64,7 +71,20 @@ pub enum StorageError {
         /// The parser's error.
         source: serde_json::Error,
     },
+    /// A manifest was written by a newer Strom, in a format this one cannot read.
+    #[error(
+        "manifest {path} has format version {version}; this Strom reads up to {MANIFEST_FORMAT_VERSION}: restore it with a newer Strom"
+    )]
+    NewerFormat {
+        /// Where the manifest is stored.
+        path: String,
+        /// Its format version.
+        version: u32,
+    },
 }
+
+/// The folder, relative to a job's root, with one object per run started there.
+const RUNS_DIR: &str = "runs";
 
 fn store_error(
     operation: &'static str,
@@ -149,6 +169,8 @@ pub struct CheckpointStorage {
     root: Path,
     /// The URL of the store's root (`file:///`, `s3://bucket/`), to name locations.
     store_url: String,
+    /// The object_store options it was opened with (also for sinks' commits).
+    options: BTreeMap<String, String>,
 }
 
 impl CheckpointStorage {
@@ -165,6 +187,7 @@ impl CheckpointStorage {
             store,
             root,
             store_url,
+            options: options.clone(),
         })
     }
 
@@ -187,6 +210,11 @@ impl CheckpointStorage {
         }
     }
 
+    /// The object_store options it was opened with.
+    pub fn options(&self) -> &BTreeMap<String, String> {
+        &self.options
+    }
+
     /// The object store.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
@@ -204,7 +232,7 @@ impl CheckpointStorage {
             .fold(self.root.clone(), |path, part| path.join(part))
     }
 
-    /// Uploads the files of one subtask's local snapshot for checkpoint `epoch`.
+    /// Uploads the files of one subtask's local snapshot for `checkpoint`.
     /// Table files are immutable: one already in `uploaded` (this store's earlier
     /// checkpoints) is referred to again, not sent again. `store_id` names the
     /// RocksDB instance, so its table file names never collide with another's.
@@ -213,7 +241,7 @@ impl CheckpointStorage {
         snapshot: &LocalSnapshot,
         operator: &str,
         subtask: u32,
-        epoch: u64,
+        checkpoint: &SnapshotId,
         store_id: &str,
         uploaded: &mut BTreeMap<String, SnapshotFile>,
     ) -> Result<Vec<SnapshotFile>, StorageError> {
@@ -231,7 +259,7 @@ impl CheckpointStorage {
             files.push(file);
         }
         uploaded.retain(|name, _| snapshot.table_files.contains(name));
-        let private = format!("{}/{operator}/{subtask}", checkpoint_dir_name(epoch));
+        let private = format!("{}/{operator}/{subtask}", checkpoint_dir_name(checkpoint));
         for name in &snapshot.meta_files {
             let path = format!("{private}/{name}");
             files.push(
@@ -264,13 +292,52 @@ impl CheckpointStorage {
         })
     }
 
-    /// Writes the manifest that completes a checkpoint (in `chk-<epoch>/`).
+    /// Writes the manifest that completes a checkpoint (in `chk-<run>-<epoch>/`).
     pub async fn complete_checkpoint(&self, manifest: &Manifest) -> Result<(), StorageError> {
         let location = self
-            .under(&checkpoint_dir_name(manifest.epoch))
-            .clone()
+            .under(&checkpoint_dir_name(&manifest.id()))
             .join(MANIFEST_FILE);
         self.put_manifest(&location, manifest).await
+    }
+
+    /// Records that `run` starts here, before it writes anything: its staged sink
+    /// output can then be told from that of jobs this storage knows nothing of.
+    pub async fn record_run(&self, run: &RunInfo) -> Result<(), StorageError> {
+        let json = serde_json::to_vec_pretty(run).expect("a run serializes to JSON");
+        self.put_object(&format!("{RUNS_DIR}/{}", run.id), json)
+            .await
+    }
+
+    /// Every run this storage knows of: those recorded as started here, and those
+    /// whose checkpoint folders it holds (completed or not).
+    pub async fn known_runs(&self) -> Result<BTreeSet<RunId>, StorageError> {
+        let mut runs: BTreeSet<RunId> = self
+            .list_folder(RUNS_DIR)
+            .await?
+            .iter()
+            .filter_map(|name| name.parse().ok())
+            .collect();
+        for folder in self.checkpoint_folders().await? {
+            runs.insert(folder.0.run);
+        }
+        Ok(runs)
+    }
+
+    /// The checkpoint folders at the job's root, with their ids.
+    async fn checkpoint_folders(&self) -> Result<Vec<(SnapshotId, Path)>, StorageError> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.root))
+            .await
+            .map_err(self.error("list", &self.root))?;
+        Ok(listing
+            .common_prefixes
+            .into_iter()
+            .filter_map(|prefix| {
+                let id = prefix.filename().and_then(parse_checkpoint_dir_name)?;
+                Some((id, prefix))
+            })
+            .collect())
     }
 
     async fn put_manifest(&self, location: &Path, manifest: &Manifest) -> Result<(), StorageError> {
@@ -332,56 +399,83 @@ impl CheckpointStorage {
         read_manifest(&self.store, location).await
     }
 
-    /// The epochs of the completed checkpoints (those with a manifest), ascending.
-    pub async fn completed_checkpoints(&self) -> Result<Vec<u64>, StorageError> {
-        let listing = self
-            .store
-            .list_with_delimiter(Some(&self.root))
-            .await
-            .map_err(self.error("list", &self.root))?;
-        let mut epochs = Vec::new();
-        for prefix in listing.common_prefixes {
-            let Some(epoch) = prefix.filename().and_then(parse_checkpoint_dir_name) else {
-                continue;
-            };
-            match self.store.head(&prefix.clone().join(MANIFEST_FILE)).await {
-                Ok(_) => epochs.push(epoch),
+    /// The completed checkpoints (those with a manifest), oldest first: by run, then
+    /// epoch.
+    pub async fn completed_checkpoints(&self) -> Result<Vec<SnapshotId>, StorageError> {
+        let mut completed = Vec::new();
+        for (id, folder) in self.checkpoint_folders().await? {
+            match self.store.head(&folder.clone().join(MANIFEST_FILE)).await {
+                Ok(_) => completed.push(id),
                 Err(object_store::Error::NotFound { .. }) => {}
-                Err(error) => return Err(self.error("read", &prefix)(error)),
+                Err(error) => return Err(self.error("read", &folder)(error)),
             }
         }
-        epochs.sort_unstable();
-        Ok(epochs)
+        completed.sort_unstable();
+        Ok(completed)
     }
 
-    /// The location of the checkpoint of `epoch`.
-    pub fn checkpoint_location(&self, epoch: u64) -> SnapshotLocation {
+    /// The location of checkpoint `id`.
+    pub fn checkpoint_location(&self, id: &SnapshotId) -> SnapshotLocation {
         SnapshotLocation {
-            dir: self.under(&checkpoint_dir_name(epoch)),
+            dir: self.under(&checkpoint_dir_name(id)),
             base: self.root.clone(),
         }
     }
 
-    /// The newest completed checkpoint, if any.
+    /// The newest completed checkpoint (of the newest run), if any.
     pub async fn latest_checkpoint(
         &self,
     ) -> Result<Option<(SnapshotLocation, Manifest)>, StorageError> {
-        let Some(&epoch) = self.completed_checkpoints().await?.last() else {
+        let Some(id) = self.completed_checkpoints().await?.pop() else {
             return Ok(None);
         };
-        let location = self.checkpoint_location(epoch);
+        let location = self.checkpoint_location(&id);
         let manifest = self.read_manifest(&location).await?;
         Ok(Some((location, manifest)))
     }
 
+    /// The newest completed checkpoint of a run whose lineage restored `point`, if
+    /// any.
+    pub async fn latest_checkpoint_restored_through(
+        &self,
+        point: &SnapshotId,
+    ) -> Result<Option<(SnapshotLocation, Manifest)>, StorageError> {
+        for id in self.completed_checkpoints().await?.into_iter().rev() {
+            let location = self.checkpoint_location(&id);
+            let manifest = self.read_manifest(&location).await?;
+            if manifest.restored_through(point) {
+                return Ok(Some((location, manifest)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Finishes the sink commits of every completed checkpoint here. Each manifest
+    /// is a commit decision, also one of a run that was abandoned; commits are
+    /// idempotent. Returns the number of objects moved now.
+    pub async fn finish_all_commits(&self) -> Result<usize, StorageError> {
+        let mut moved = 0;
+        for manifest in self.completed_manifests().await? {
+            moved += finish_commits(&manifest, &self.options).await?;
+        }
+        Ok(moved)
+    }
+
     /// Keeps the newest `retained` checkpoints and deletes the others with every
-    /// file that only they referred to. Returns the number of objects deleted.
+    /// file that only they referred to. A checkpoint's sink commits are finished
+    /// before its manifest goes. Returns the number of objects deleted.
     pub async fn collect_garbage(&self, retained: usize) -> Result<usize, StorageError> {
         let manifests = self.completed_manifests().await?;
         let plan = plan_collection(&manifests, retained);
-        for &epoch in &plan.checkpoints {
+        for manifest in manifests
+            .iter()
+            .filter(|manifest| plan.checkpoints.contains(&manifest.id()))
+        {
+            finish_commits(manifest, &self.options).await?;
+        }
+        for id in &plan.checkpoints {
             // The manifest goes first: a half-deleted checkpoint must not look complete.
-            let manifest = self.under(&checkpoint_dir_name(epoch)).join(MANIFEST_FILE);
+            let manifest = self.under(&checkpoint_dir_name(id)).join(MANIFEST_FILE);
             self.delete_if_present(&manifest).await?;
         }
         for path in &plan.files {
@@ -392,8 +486,8 @@ impl CheckpointStorage {
 
     async fn completed_manifests(&self) -> Result<Vec<Manifest>, StorageError> {
         let mut manifests = Vec::new();
-        for epoch in self.completed_checkpoints().await? {
-            manifests.push(self.read_manifest(&self.checkpoint_location(epoch)).await?);
+        for id in self.completed_checkpoints().await? {
+            manifests.push(self.read_manifest(&self.checkpoint_location(&id)).await?);
         }
         Ok(manifests)
     }
@@ -404,7 +498,7 @@ impl CheckpointStorage {
     /// first epoch).
     pub async fn remove_orphans(&self) -> Result<usize, StorageError> {
         let manifests = self.completed_manifests().await?;
-        let completed: BTreeSet<u64> = manifests.iter().map(|m| m.epoch).collect();
+        let completed: BTreeSet<SnapshotId> = manifests.iter().map(Manifest::id).collect();
         let referenced: BTreeSet<&str> = manifests.iter().flat_map(|m| m.file_paths()).collect();
         let listing = self
             .store
@@ -432,7 +526,7 @@ impl CheckpointStorage {
                     && folder
                         .filename()
                         .and_then(parse_checkpoint_dir_name)
-                        .is_some_and(|e| completed.contains(&e));
+                        .is_some_and(|id| completed.contains(&id));
                 if !is_live_manifest && !referenced.contains(relative.as_str()) {
                     self.delete_if_present(&file.location).await?;
                     deleted += 1;
@@ -506,10 +600,33 @@ pub async fn read_manifest(
 ) -> Result<Manifest, StorageError> {
     let path = location.dir.clone().join(MANIFEST_FILE);
     let bytes = get_bytes(store, &path).await?;
-    serde_json::from_slice(&bytes).map_err(|source| StorageError::Manifest {
-        path: path.to_string(),
+    parse_manifest(&bytes, path.as_ref())
+}
+
+/// A manifest from its JSON text; `path` names it in errors. The format version is
+/// read first, so a newer manifest is refused as such, whatever its shape.
+pub fn parse_manifest(json: &[u8], path: &str) -> Result<Manifest, StorageError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Version {
+        #[serde(default)]
+        format_version: Option<u32>,
+    }
+    let unreadable = |source| StorageError::Manifest {
+        path: path.to_owned(),
         source,
-    })
+    };
+    let version = serde_json::from_slice::<Version>(json)
+        .map_err(unreadable)?
+        .format_version
+        .unwrap_or(1);
+    if version > MANIFEST_FORMAT_VERSION {
+        return Err(StorageError::NewerFormat {
+            path: path.to_owned(),
+            version,
+        });
+    }
+    serde_json::from_slice(json).map_err(unreadable)
 }
 
 async fn get_bytes(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Bytes, StorageError> {
@@ -566,4 +683,24 @@ pub fn locate_snapshot(
         dir.clone()
     };
     Ok((store, SnapshotLocation { dir, base }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_of_a_newer_format_is_refused_as_such() {
+        let newer = br#"{"formatVersion": 3, "somethingNew": {"shape": "unknown"}}"#;
+        let error = parse_manifest(newer, "s3://b/job/chk-1/_manifest").unwrap_err();
+        assert!(matches!(
+            error,
+            StorageError::NewerFormat { version: 3, .. }
+        ));
+        assert!(error.to_string().contains("newer Strom"), "{error}");
+        assert!(matches!(
+            parse_manifest(b"{}", "p"),
+            Err(StorageError::Manifest { .. })
+        ));
+    }
 }

@@ -152,19 +152,20 @@ async fn list_checkpoints(
         ApiError(StatusCode::BAD_GATEWAY, error.to_string())
     };
     let mut checkpoints = Vec::new();
-    for epoch in state
+    for id in state
         .storage
         .completed_checkpoints()
         .await
         .map_err(unavailable)?
     {
-        let location = state.storage.checkpoint_location(epoch);
+        let location = state.storage.checkpoint_location(&id);
         // Collected between the listing and the read: no longer retained.
         let Ok(manifest) = state.storage.read_manifest(&location).await else {
             continue;
         };
         checkpoints.push(json!({
-            "epoch": epoch,
+            "epoch": id.epoch,
+            "run": id.run.to_string(),
             "location": state.storage.url_of(&location.dir),
             "stateBytes": manifest.state_size(),
             "completedAtMs": manifest.completed_at_ms,

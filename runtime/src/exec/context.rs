@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use object_store::ObjectStore;
 
-use crate::checkpoint::{CheckpointStorage, Manifest, SnapshotLocation};
+use crate::checkpoint::{CheckpointStorage, Manifest, RunInfo, SnapshotLocation};
 use crate::exec::control::JobControl;
 use crate::state::Partitioning;
 
@@ -17,6 +17,10 @@ use crate::state::Partitioning;
 pub struct JobSettings {
     /// The job's name (the StreamJob's metadata.name).
     pub name: String,
+    /// The job's namespace (the StreamJob's metadata.namespace), where it has one:
+    /// names that must differ between same-named jobs of two namespaces (Kafka
+    /// transactional ids) include it.
+    pub namespace: Option<String>,
     /// Parallelism and number of key groups.
     pub partitioning: Partitioning,
     /// How often a checkpoint is taken.
@@ -83,6 +87,8 @@ pub struct TaskContext {
     pub restore: Option<Arc<RestorePoint>>,
     /// The first epoch of this run (one past the restored epoch).
     pub start_epoch: u64,
+    /// This run and its lineage, as process 0 decided them.
+    pub run: Arc<RunInfo>,
     /// Stop and shutdown requests and progress counters of this process.
     pub control: Arc<JobControl>,
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
@@ -15,8 +15,8 @@ use timely::dataflow::operators::generic::Operator;
 use super::context::{JobSettings, TaskContext};
 use super::control::{CompletedSnapshot, JobControl};
 use crate::checkpoint::{
-    CheckpointStorage, Manifest, PendingCommit, SnapshotAck, SnapshotKind, SubtaskSnapshot,
-    finish_commits,
+    CheckpointStorage, MANIFEST_FORMAT_VERSION, Manifest, PendingCommit, RunInfo, SnapshotAck,
+    SnapshotKind, StorageError, SubtaskSnapshot, finish_commits,
 };
 
 /// A consistent checkpoint ready to be written.
@@ -34,6 +34,7 @@ pub fn coordinator(
     operators: Vec<String>,
 ) {
     let settings = ctx.settings.clone();
+    let run = Arc::clone(&ctx.run);
     let is_coordinator = ctx.subtask == 0;
     let (sender, completions) = tokio::sync::mpsc::unbounded_channel::<Completion>();
     if is_coordinator {
@@ -81,7 +82,7 @@ pub fn coordinator(
                     }
                 }
                 let all_drained = acks.iter().all(|ack| ack.drained != Some(false));
-                match checkpoint_manifest(&settings, &operators, epoch, acks) {
+                match checkpoint_manifest(&settings, &run, &operators, epoch, acks) {
                     Ok(manifest) => {
                         let _ = sender.send(Completion {
                             manifest,
@@ -113,6 +114,7 @@ pub fn coordinator(
 /// acknowledgements back when an operator's subtask is missing.
 fn checkpoint_manifest(
     settings: &JobSettings,
+    run: &RunInfo,
     operators: &[String],
     epoch: u64,
     acks: Vec<SnapshotAck>,
@@ -136,8 +138,11 @@ fn checkpoint_manifest(
         subtasks.sort_by_key(|snapshot| snapshot.subtask);
     }
     Ok(Manifest {
+        format_version: MANIFEST_FORMAT_VERSION,
         kind: SnapshotKind::Checkpoint,
         job: settings.name.clone(),
+        run: run.id,
+        ancestry: run.ancestry.clone(),
         epoch,
         parallelism: settings.partitioning.parallelism(),
         max_parallelism: settings.partitioning.max_parallelism(),
@@ -148,9 +153,17 @@ fn checkpoint_manifest(
     })
 }
 
+/// How long the end of a job retries sink commits that failed before it gives up
+/// (the job then fails; a restart finishes them, as the manifests decided them).
+const FINAL_COMMIT_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Completes the checkpoints the coordinator sends, in order: manifest, sink
-/// commits, garbage collection, requested savepoints, and the end of the job once
+/// commits, requested savepoints, garbage collection, and the end of the job once
 /// every source has drained.
+///
+/// Storage errors lose nothing: a checkpoint whose manifest cannot be written does
+/// not exist, and its staged output is committed with the next checkpoint; a commit
+/// that fails is retried after every later checkpoint and at the end of the job.
 async fn complete_checkpoints(
     storage: CheckpointStorage,
     control: Arc<JobControl>,
@@ -158,42 +171,47 @@ async fn complete_checkpoints(
     options: BTreeMap<String, String>,
     mut completions: tokio::sync::mpsc::UnboundedReceiver<Completion>,
 ) {
+    let mut carried = CarriedCommits::default();
+    // Completed checkpoints whose commits have not all been finished.
+    let mut uncommitted: Vec<Manifest> = Vec::new();
     while let Some(Completion {
-        manifest,
+        mut manifest,
         all_drained,
         started,
     }) = completions.recv().await
     {
         let epoch = manifest.epoch;
-        fail::fail_point!("before-checkpoint-complete", |_| crash(
+        carried.add_to(&mut manifest);
+        // The crash windows of two-phase commit, for tests: only checkpoints that
+        // hold output awaiting their completion count, so a test armed on the n-th
+        // reaches its window by construction, not by timing.
+        let holds_output = manifest.holds_uncommitted_output();
+        fail::fail_point!("before-checkpoint-complete", holds_output, |_| crash(
             "before-checkpoint-complete"
         ));
-        if let Err(error) = storage.complete_checkpoint(&manifest).await {
+        if let Err(error) = write_manifest(&storage, &manifest).await {
             control.record_checkpoint_failure(format!("checkpoint {epoch}: {error}"));
+            carried.take_from(manifest);
             continue;
         }
-        fail::fail_point!("after-checkpoint-complete", |_| crash(
+        fail::fail_point!("after-checkpoint-complete", holds_output, |_| crash(
             "after-checkpoint-complete"
         ));
         // The manifest is the commit decision; recovery finishes these if this
         // process dies first.
-        if let Err(error) = finish_commits(&manifest, &options).await {
-            control.record_failure(format!(
-                "committing the output of checkpoint {epoch}: {error}"
-            ));
-        }
+        uncommitted.push(manifest.clone());
+        commit_in_order(&mut uncommitted, &options, &control).await;
         control.record_checkpoint(CompletedSnapshot {
             epoch,
-            location: storage.url_of(&storage.checkpoint_location(epoch).dir),
+            location: storage.url_of(&storage.checkpoint_location(&manifest.id()).dir),
             state_bytes: manifest.state_size(),
             duration_ms: started.elapsed().as_millis() as u64,
         });
         tracing::info!(epoch, bytes = manifest.state_size(), "checkpoint completed");
-        if let Err(error) = storage.collect_garbage(retained).await {
-            tracing::warn!(%error, "garbage collection failed; retried after the next checkpoint");
-        }
 
+        // The savepoint is copied before garbage collection may remove anything.
         let stopping = all_drained && control.stop_requested();
+        let mut savepoint_failed = false;
         if control.savepoint_pending() || stopping {
             let copy_started = Instant::now();
             let result = match write_savepoint(&storage, &manifest).await {
@@ -208,17 +226,126 @@ async fn complete_checkpoints(
                     Err(format!("savepoint at epoch {epoch}: {error}"))
                 }
             };
-            let failed = result.is_err();
+            savepoint_failed = result.is_err();
             control.settle_savepoints(all_drained, result);
-            if failed && stopping {
-                // The sources stay drained and close more epochs: the next retries.
-                continue;
-            }
+        }
+        if let Err(error) = storage.collect_garbage(retained).await {
+            tracing::warn!(%error, "garbage collection failed; retried after the next checkpoint");
+        }
+        if savepoint_failed && stopping {
+            // The sources stay drained and close more epochs: the next retries.
+            continue;
         }
         if all_drained {
+            finish_before_the_end(&mut uncommitted, &options, &control).await;
             control.shut_down();
             break;
         }
+    }
+}
+
+/// Sink commits of checkpoints whose manifest could not be written, kept per
+/// operator subtask for the next checkpoint's manifest.
+#[derive(Default)]
+struct CarriedCommits(BTreeMap<(String, u32), Vec<PendingCommit>>);
+
+impl CarriedCommits {
+    /// Keeps the commits of `manifest`, which was not written.
+    fn take_from(&mut self, manifest: Manifest) {
+        for (operator, subtasks) in manifest.operators {
+            for subtask in subtasks {
+                if !subtask.pending_commits.is_empty() {
+                    self.0
+                        .entry((operator.clone(), subtask.subtask))
+                        .or_default()
+                        .extend(subtask.pending_commits);
+                }
+            }
+        }
+    }
+
+    /// Moves the kept commits into `manifest`, ahead of its own.
+    fn add_to(&mut self, manifest: &mut Manifest) {
+        for (operator, subtasks) in &mut manifest.operators {
+            for subtask in subtasks {
+                if let Some(mut commits) = self.0.remove(&(operator.clone(), subtask.subtask)) {
+                    commits.append(&mut subtask.pending_commits);
+                    subtask.pending_commits = commits;
+                }
+            }
+        }
+    }
+}
+
+/// Finishes the commits of `uncommitted` checkpoints, oldest first, up to the first
+/// that fails (kept, with the ones after it, for the next try).
+async fn commit_in_order(
+    uncommitted: &mut Vec<Manifest>,
+    options: &BTreeMap<String, String>,
+    control: &JobControl,
+) -> bool {
+    while let Some(manifest) = uncommitted.first() {
+        if let Err(error) = commit_output(manifest, options).await {
+            control.record_checkpoint_failure(format!(
+                "committing the output of checkpoint {}: {error} (retried)",
+                manifest.epoch
+            ));
+            return false;
+        }
+        uncommitted.remove(0);
+    }
+    true
+}
+
+/// At the end of the job: retries the commits still unfinished, with backoff, up to
+/// [`FINAL_COMMIT_DEADLINE`]; then the job fails, naming the error.
+async fn finish_before_the_end(
+    uncommitted: &mut Vec<Manifest>,
+    options: &BTreeMap<String, String>,
+    control: &JobControl,
+) {
+    let deadline = Instant::now() + FINAL_COMMIT_DEADLINE;
+    let mut pause = Duration::from_millis(100);
+    while !commit_in_order(uncommitted, options, control).await {
+        if Instant::now() + pause > deadline {
+            let epoch = uncommitted.first().map_or(0, |manifest| manifest.epoch);
+            control.record_failure(format!(
+                "the output of checkpoint {epoch} could not be committed within {}s; a restart commits it",
+                FINAL_COMMIT_DEADLINE.as_secs()
+            ));
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Writes the manifest that completes the checkpoint. The failpoint
+/// `checkpoint-write` makes it fail as a storage error would.
+async fn write_manifest(
+    storage: &CheckpointStorage,
+    manifest: &Manifest,
+) -> Result<(), StorageError> {
+    fail::fail_point!("checkpoint-write", |_| Err(injected("checkpoint-write")));
+    storage.complete_checkpoint(manifest).await
+}
+
+/// Finishes the sink commits `manifest` decides. The failpoint `checkpoint-commit`
+/// makes it fail as a storage error would.
+async fn commit_output(
+    manifest: &Manifest,
+    options: &BTreeMap<String, String>,
+) -> Result<usize, StorageError> {
+    fail::fail_point!("checkpoint-commit", |_| Err(injected("checkpoint-commit")));
+    finish_commits(manifest, options).await
+}
+
+/// The storage error a failpoint stands for.
+fn injected(failpoint: &str) -> StorageError {
+    StorageError::Io {
+        operation: "failpoint",
+        path: failpoint.to_owned(),
+        source: std::io::Error::other("injected storage error"),
     }
 }
 

@@ -3,10 +3,14 @@
 //! once the checkpoint that covers the epoch has completed. Output of epochs whose
 //! checkpoint never completed is removed on restart and produced again.
 //!
-//! Layout under the sink's folder: `part-<epoch>-<subtask>.txt` (visible output)
-//! and `_staging/<epoch>-<subtask>.part` (written, not yet committed).
+//! Layout under the sink's folder: `part-<run>-<epoch>-<subtask>.txt` (visible
+//! output) and `_staging/<run>-<epoch>-<subtask>.part` (written, not yet committed).
+//! Names carry the run (see [`crate::checkpoint::run`]): epochs restart with every
+//! run, so a later run into the same folder — a stateless restart, a restore of an
+//! older savepoint — adds its parts beside the earlier runs' instead of replacing
+//! them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -18,26 +22,41 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use super::context::TaskContext;
 use super::item::Item;
-use crate::checkpoint::{PendingCommit, SnapshotAck, StorageError, SubtaskSnapshot, open_store};
+use crate::checkpoint::{
+    PendingCommit, RunId, SnapshotAck, SnapshotId, StorageError, SubtaskSnapshot, open_store,
+};
 
 /// The folder of staged output under a sink's folder.
 const STAGING_DIR: &str = "_staging";
 
-fn staged_name(epoch: u64, subtask: u32) -> String {
-    format!("{epoch:020}-{subtask}.part")
+/// The name of a subtask's output of the checkpoint `id`, without its extension.
+fn output_name(id: &SnapshotId, subtask: u32) -> String {
+    format!("{}-{:020}-{subtask}", id.run, id.epoch)
 }
 
-/// The epoch of a staged object's name.
-fn staged_epoch(name: &str) -> Option<u64> {
-    name.split('-').next()?.parse().ok()
+/// The checkpoint a staged object's name is of.
+fn staged_checkpoint(name: &str) -> Option<SnapshotId> {
+    let stem = name.strip_suffix(".part")?;
+    let (checkpoint, _subtask) = stem.rsplit_once('-')?;
+    let (run, epoch) = checkpoint.rsplit_once('-')?;
+    Some(SnapshotId {
+        run: run.parse().ok()?,
+        epoch: epoch.parse().ok()?,
+    })
 }
 
-/// Removes staged output of epochs from `first_epoch` on: a previous run staged it
-/// for checkpoints that never completed, and this run produces it again.
+/// Removes staged output that no completed checkpoint will commit: staged by a run
+/// of this job (`job_runs`, other than `current`) for a checkpoint that is not
+/// among `completed`. Called once the commits of every completed checkpoint have
+/// been finished, so what remains of those runs was never committed. Staged output
+/// of runs this job does not know (another job writing the same folder) is left
+/// alone.
 async fn abort_staged(
     store: &dyn ObjectStore,
     dir: &Path,
-    first_epoch: u64,
+    job_runs: &BTreeSet<RunId>,
+    completed: &BTreeSet<SnapshotId>,
+    current: RunId,
 ) -> Result<usize, StorageError> {
     let staging = dir.clone().join(STAGING_DIR);
     let staged: Vec<_> = store
@@ -51,21 +70,34 @@ async fn abort_staged(
         })?;
     let mut removed = 0;
     for object in staged {
-        let epoch = object.location.filename().and_then(staged_epoch);
-        if epoch.is_some_and(|epoch| epoch >= first_epoch) {
-            match store.delete(&object.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
-                Err(source) => {
-                    return Err(StorageError::ObjectStore {
-                        operation: "remove staged output",
-                        path: object.location.to_string(),
-                        source,
-                    });
-                }
+        let Some(id) = object.location.filename().and_then(staged_checkpoint) else {
+            continue;
+        };
+        if id.run == current || !job_runs.contains(&id.run) || completed.contains(&id) {
+            continue;
+        }
+        match store.delete(&object.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
+            Err(source) => {
+                return Err(StorageError::ObjectStore {
+                    operation: "remove staged output",
+                    path: object.location.to_string(),
+                    source,
+                });
             }
         }
     }
     Ok(removed)
+}
+
+/// What this job's storage says of earlier runs: which runs are its own, and
+/// which of their checkpoints completed.
+async fn earlier_runs(
+    ctx: &TaskContext,
+) -> Result<(BTreeSet<RunId>, BTreeSet<SnapshotId>), StorageError> {
+    let runs = ctx.storage.known_runs().await?;
+    let completed = ctx.storage.completed_checkpoints().await?;
+    Ok((runs, completed.into_iter().collect()))
 }
 
 /// Builds the exactly-once file sink `operator` writing `format(record)` lines
@@ -81,9 +113,14 @@ pub fn exactly_once_file_sink<'scope, T: 'static>(
     let url = url.trim_end_matches('/').to_owned();
     let (store, dir) = open_store(&url, &ctx.settings.storage_options)?;
     if ctx.subtask == 0 {
-        let removed = ctx
-            .io
-            .block_on(abort_staged(store.as_ref(), &dir, ctx.start_epoch))?;
+        let (runs, completed) = ctx.io.block_on(earlier_runs(ctx))?;
+        let removed = ctx.io.block_on(abort_staged(
+            store.as_ref(),
+            &dir,
+            &runs,
+            &completed,
+            ctx.run.id,
+        ))?;
         if removed > 0 {
             tracing::info!(
                 removed,
@@ -118,8 +155,12 @@ pub fn exactly_once_file_sink<'scope, T: 'static>(
                 url.clone(),
             );
             move |epoch: u64, text: String| -> PendingCommit {
-                let name = staged_name(epoch, ctx.subtask);
-                let staged = dir.clone().join(STAGING_DIR).join(name.as_str());
+                let id = SnapshotId {
+                    run: ctx.run.id,
+                    epoch,
+                };
+                let name = output_name(&id, ctx.subtask);
+                let staged = dir.clone().join(STAGING_DIR).join(format!("{name}.part"));
                 let put = ctx
                     .io
                     .block_on(store.put(&staged, PutPayload::from(text.into_bytes())));
@@ -129,8 +170,8 @@ pub fn exactly_once_file_sink<'scope, T: 'static>(
                     panic!("{message}");
                 }
                 PendingCommit {
-                    staged: format!("{url}/{STAGING_DIR}/{name}"),
-                    target: format!("{url}/part-{epoch:020}-{}.txt", ctx.subtask),
+                    staged: format!("{url}/{STAGING_DIR}/{name}.part"),
+                    target: format!("{url}/part-{name}.txt"),
                 }
             }
         };
@@ -203,8 +244,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn staged_names_carry_their_epoch() {
-        assert_eq!(staged_epoch(&staged_name(42, 3)), Some(42));
-        assert_eq!(staged_epoch("notes.txt"), None);
+    fn staged_names_carry_their_run_and_epoch() {
+        let id = SnapshotId {
+            run: RunId {
+                sequence: 3,
+                nonce: 0xabc,
+            },
+            epoch: 42,
+        };
+        let name = format!("{}.part", output_name(&id, 7));
+        assert_eq!(name, "000003-00000abc-00000000000000000042-7.part");
+        assert_eq!(staged_checkpoint(&name), Some(id));
+        assert_eq!(staged_checkpoint("00000000000000000042-7.part"), None);
+        assert_eq!(staged_checkpoint("notes.txt"), None);
+    }
+
+    /// Issue 14, point 3: only what this job's runs staged for checkpoints that never
+    /// completed is removed; the current run's, completed checkpoints', and unknown
+    /// runs' staged output stay.
+    #[tokio::test]
+    async fn only_staged_output_of_this_jobs_unfinished_checkpoints_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let run = |sequence| RunId { sequence, nonce: 1 };
+        let other_job = RunId {
+            sequence: 1,
+            nonce: 2,
+        };
+        let id = |run, epoch| SnapshotId { run, epoch };
+        let names = [
+            (id(run(1), 10), false), // completed checkpoint: kept
+            (id(run(1), 20), true),  // never completed: removed
+            (id(run(2), 5), false),  // the current run: kept
+            (id(other_job, 20), false),
+        ];
+        for (checkpoint, _) in &names {
+            let path = Path::from(format!("{STAGING_DIR}/{}.part", output_name(checkpoint, 0)));
+            store.put(&path, PutPayload::from("x")).await.unwrap();
+        }
+        let runs = BTreeSet::from([run(1), run(2)]);
+        let completed = BTreeSet::from([id(run(1), 10)]);
+        let removed = abort_staged(&store, &Path::from(""), &runs, &completed, run(2))
+            .await
+            .unwrap();
+        assert_eq!(removed, 1);
+        for (checkpoint, gone) in &names {
+            let path = dir
+                .path()
+                .join(STAGING_DIR)
+                .join(format!("{}.part", output_name(checkpoint, 0)));
+            assert_eq!(!path.exists(), *gone, "{checkpoint}");
+        }
     }
 }

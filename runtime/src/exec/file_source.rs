@@ -1,5 +1,6 @@
-//! A source reading the lines of files: one split per file, the position a byte
-//! offset, so a restored job goes on from the exact line it had reached.
+//! A source reading the lines of files: one split per file, named by the file, the
+//! position a byte offset, so a restored job goes on from the exact line it had
+//! reached, and a file added between runs is read from its start.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -23,11 +24,14 @@ pub enum FileSourceError {
     Empty(PathBuf),
 }
 
-/// The lines of every file in a folder (not its subfolders), each file a split, in
-/// name order. The files must not change while the job runs.
+/// The lines of every file in a folder (not its subfolders), each file a split
+/// named by the file's name. Files must be UTF-8; they must not change while the
+/// job runs, but files may be added between runs.
 #[derive(Debug)]
 pub struct FileSource {
-    files: Vec<PathBuf>,
+    dir: PathBuf,
+    /// The files' names, in name order.
+    names: Vec<String>,
 }
 
 impl FileSource {
@@ -37,41 +41,61 @@ impl FileSource {
             path: dir.to_path_buf(),
             source,
         };
-        let mut files = Vec::new();
+        let mut names = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(list_error)? {
-            let path = entry.map_err(list_error)?.path();
-            if path.is_file() {
-                files.push(path);
+            let entry = entry.map_err(list_error)?;
+            if entry.path().is_file() {
+                // A name that is not UTF-8 cannot name a split in a checkpoint.
+                names.push(entry.file_name().to_string_lossy().into_owned());
             }
         }
-        if files.is_empty() {
+        if names.is_empty() {
             return Err(FileSourceError::Empty(dir.to_path_buf()));
         }
-        files.sort();
-        Ok(Self { files })
+        names.sort();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            names,
+        })
     }
 
+    /// Reads up to `max` lines of `file` from `offset`; whether the file ended.
     fn read_lines(
         &self,
-        split: u32,
+        file: &Path,
         offset: &mut u64,
         max: usize,
         out: &mut Vec<String>,
-    ) -> std::io::Result<bool> {
-        let mut file = File::open(&self.files[split as usize])?;
-        file.seek(SeekFrom::Start(*offset))?;
-        let mut reader = BufReader::new(file);
-        let mut line = String::new();
+    ) -> Result<bool, ReadError> {
+        let mut opened = File::open(file)?;
+        opened.seek(SeekFrom::Start(*offset))?;
+        let mut reader = BufReader::new(opened);
+        let mut line = Vec::new();
         for _ in 0..max {
             line.clear();
-            let read = reader.read_line(&mut line)?;
+            let read = reader.read_until(b'\n', &mut line)?;
             if read == 0 {
                 return Ok(true);
             }
+            let text = std::str::from_utf8(&line).map_err(|_| ReadError::NotUtf8)?;
+            out.push(text.trim_end_matches(['\n', '\r']).to_owned());
             *offset += read as u64;
-            out.push(line.trim_end_matches(['\n', '\r']).to_owned());
         }
         Ok(false)
+    }
+}
+
+/// Why lines could not be read.
+enum ReadError {
+    /// The file could not be read now (retried).
+    Io(std::io::Error),
+    /// The line at the offset is not UTF-8 (the job fails: it would never be).
+    NotUtf8,
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(error: std::io::Error) -> Self {
+        ReadError::Io(error)
     }
 }
 
@@ -80,8 +104,10 @@ impl SplitSource for FileSource {
     type Position = u64;
 
     fn discover(&mut self) -> Result<Vec<SplitId>, SourceError> {
-        Ok((0..self.files.len() as u32)
-            .map(|file| SplitId::new("", file))
+        Ok(self
+            .names
+            .iter()
+            .map(|name| SplitId::new(name, 0))
             .collect())
     }
 
@@ -96,17 +122,21 @@ impl SplitSource for FileSource {
         max: usize,
         out: &mut Vec<String>,
     ) -> Result<ReadStatus, SourceError> {
-        Ok(match self.read_lines(split.index, position, max, out) {
-            Ok(true) => ReadStatus::Ended,
-            Ok(false) => ReadStatus::More,
-            Err(error) => {
+        let file = self.dir.join(&split.group);
+        match self.read_lines(&file, position, max, out) {
+            Ok(true) => Ok(ReadStatus::Ended),
+            Ok(false) => Ok(ReadStatus::More),
+            Err(ReadError::Io(error)) => {
                 // A file that cannot be read now is retried; the error is logged,
                 // never turned into lost lines.
-                let file = &self.files[split.index as usize];
                 tracing::warn!(file = %file.display(), %error, "cannot read");
-                ReadStatus::Idle
+                Ok(ReadStatus::Idle)
             }
-        })
+            Err(ReadError::NotUtf8) => Err(SourceError(format!(
+                "{}: the line at byte {position} is not UTF-8; fix or remove it (the job goes on from this line when restarted)",
+                file.display()
+            ))),
+        }
     }
 }
 
@@ -144,5 +174,24 @@ mod tests {
             FileSource::new(&dir.path().join("missing")),
             Err(FileSourceError::List { .. })
         ));
+    }
+
+    /// Issue 14, point 11: a line that is not UTF-8 fails the job, naming the file
+    /// and the line's byte offset, instead of being retried forever.
+    #[test]
+    fn a_line_that_is_not_utf8_is_an_error_naming_the_file_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), b"good\nbad \xff\xfe\nlater\n").unwrap();
+        let mut source = FileSource::new(dir.path()).unwrap();
+        let splits = source.discover().unwrap();
+        let (mut position, mut lines) = (0, Vec::new());
+        let error = source
+            .read(&splits[0], &mut position, 10, &mut lines)
+            .expect_err("invalid UTF-8 is an error");
+        assert_eq!(lines, ["good"]);
+        assert_eq!(position, 5, "the position stays at the bad line");
+        assert!(error.0.contains("a.txt"), "{error}");
+        assert!(error.0.contains("byte 5"), "{error}");
+        assert!(error.0.contains("UTF-8"), "{error}");
     }
 }

@@ -2,8 +2,10 @@
 //! process, or processes connected over TCP), build the pipeline on each, and run
 //! until the job ends or is stopped.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::InputHandle;
@@ -16,7 +18,8 @@ use super::context::{JobSettings, RestorePoint, TaskContext};
 use super::control::{JobControl, Snapshots};
 use crate::api::{BuildError, Pipeline};
 use crate::checkpoint::{
-    CheckpointStorage, StorageError, finish_commits, locate_snapshot, read_manifest,
+    CheckpointStorage, RunInfo, SnapshotId, StorageError, finish_commits, locate_snapshot,
+    read_manifest,
 };
 use crate::control::{ControlState, router};
 
@@ -153,24 +156,31 @@ pub fn run_job(
     }
     let is_first_process =
         !matches!(config.processes, Processes::Cluster { index, .. } if index != 0);
-    if is_first_process {
-        io.block_on(recover_storage(&config, &storage, restore.as_ref()))?;
+    // Process 0 starts the run; the others learn it (and check that they restore
+    // the same point) once the workers are connected.
+    let run = if is_first_process {
+        let run = io.block_on(start_run(&storage, restore.as_ref()))?;
+        io.block_on(recover_storage(&storage, restore.as_ref()))?;
         if let Some(address) = config.control_address {
             serve_control_api(&io, address, &config.settings, &control, &storage)?;
         }
-    }
+        Some(run)
+    } else {
+        None
+    };
     let context = TaskContext {
         settings: Arc::new(config.settings.clone()),
         subtask: 0,
         storage,
         io: io.handle().clone(),
         start_epoch: restore.as_ref().map_or(1, |r| r.manifest.epoch + 1),
+        run: Arc::new(run.clone().unwrap_or_default()),
         restore: restore.map(Arc::new),
         control: Arc::clone(&control),
     };
     let threads = threads_per_process(&config);
     let guards = timely::execute(timely_config(&config), move |worker| {
-        run_worker(worker, &context, &pipeline, threads)
+        run_worker(worker, &context, run.as_ref(), &pipeline, threads)
     })
     .map_err(JobError::Start)?;
     for result in guards.join() {
@@ -191,22 +201,44 @@ pub fn run_job(
     })
 }
 
+/// Starts a run on process 0: its id comes after every run the job's storage
+/// knows of (and the restored point's), and is recorded before anything is written.
+async fn start_run(
+    storage: &CheckpointStorage,
+    restore: Option<&RestorePoint>,
+) -> Result<RunInfo, JobError> {
+    let known = storage.known_runs().await?;
+    let restored = restore.map(|r| (r.manifest.id(), r.manifest.ancestry.as_slice()));
+    let run = RunInfo::start(restored, &known);
+    storage.record_run(&run).await?;
+    match restore {
+        Some(restore) => {
+            tracing::info!(run = %run.id, restored = %restore.manifest.id(), "run started")
+        }
+        None => tracing::info!(run = %run.id, "run started from empty state"),
+    }
+    Ok(run)
+}
+
 /// Before the workers start (nothing is being written): finishes the output
-/// commits the restored checkpoint decided, which a crash may have cut short, and
-/// removes what unfinished checkpoints left behind.
+/// commits that completed checkpoints decided — the restored one's and those of any
+/// other run in this storage, which a crash may have cut short — and removes what
+/// unfinished checkpoints left behind.
 async fn recover_storage(
-    config: &JobConfig,
     storage: &CheckpointStorage,
     restore: Option<&RestorePoint>,
 ) -> Result<(), JobError> {
+    let mut finished = 0;
     if let Some(restore) = restore {
-        let finished = finish_commits(&restore.manifest, &config.settings.storage_options).await?;
-        if finished > 0 {
-            tracing::info!(
-                finished,
-                "finished the output commits of the restored checkpoint"
-            );
-        }
+        // A savepoint or a checkpoint of another folder.
+        finished += finish_commits(&restore.manifest, storage.options()).await?;
+    }
+    finished += storage.finish_all_commits().await?;
+    if finished > 0 {
+        tracing::info!(
+            finished,
+            "finished the output commits of completed checkpoints"
+        );
     }
     let removed = storage.remove_orphans().await?;
     if removed > 0 {
@@ -258,17 +290,97 @@ fn timely_config(config: &JobConfig) -> timely::Config {
     }
 }
 
+/// How long a worker waits for process 0 to tell it the run, once connected.
+const RUN_START_DEADLINE: Duration = Duration::from_secs(120);
+
+/// What process 0 tells every worker before the job's dataflow is built.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct RunStart {
+    /// The run.
+    run: RunInfo,
+    /// The point it restores, if any.
+    restored: Option<SnapshotId>,
+}
+
+/// Learns the run from worker 0 (which sends `start`, on process 0): a small
+/// dataflow of its own, stepped until the message arrives. A process that resolved
+/// another restore point than process 0 fails loudly rather than mixing two states.
+fn agree_on_run(
+    worker: &mut timely::worker::Worker,
+    start: Option<&RunStart>,
+    restored: Option<SnapshotId>,
+) -> Result<RunInfo, String> {
+    let received: Rc<RefCell<Option<RunStart>>> = Rc::default();
+    let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<RunStart>>>::new();
+    worker.dataflow::<u64, _, _>(|scope| {
+        let received = Rc::clone(&received);
+        scope
+            .input_from(&mut input)
+            .broadcast()
+            .sink(Local, "Run start", move |(data, _)| {
+                data.for_each(|_, batch| {
+                    if let Some(start) = batch.drain(..).next() {
+                        *received.borrow_mut() = Some(start);
+                    }
+                });
+            });
+    });
+    if worker.index() == 0 {
+        let start = start.ok_or("worker 0 runs outside process 0")?;
+        input.send(start.clone());
+    }
+    input.close();
+    let deadline = Instant::now() + RUN_START_DEADLINE;
+    while received.borrow().is_none() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "process 0 did not say which run starts within {}s",
+                RUN_START_DEADLINE.as_secs()
+            ));
+        }
+        worker.step_or_park(Some(Duration::from_millis(5)));
+    }
+    let start = received.borrow_mut().take().expect("checked above");
+    if start.restored != restored {
+        let name =
+            |point: Option<SnapshotId>| point.map_or("nothing".to_owned(), |p| p.to_string());
+        return Err(format!(
+            "process 0 restores {} but worker {} found {}: every process must restore the same point (are they started with the same storage and --from-savepoint?)",
+            name(start.restored),
+            worker.index(),
+            name(restored)
+        ));
+    }
+    Ok(start.run)
+}
+
 /// One worker: the command dataflow, the job's dataflow, and the loop that steps
 /// them until the job's dataflow ends. Worker 0 forwards this process's stop and
 /// shutdown requests to every worker of every process.
 fn run_worker(
     worker: &mut timely::worker::Worker,
     context: &TaskContext,
+    run: Option<&RunInfo>,
     pipeline: &PipelineFn,
     threads: usize,
 ) -> Result<(), String> {
+    let restored = context.restore.as_ref().map(|r| r.manifest.id());
+    let start = run.map(|run| RunStart {
+        run: run.clone(),
+        restored,
+    });
+    let run = match agree_on_run(worker, start.as_ref(), restored) {
+        Ok(run) => run,
+        Err(error) => {
+            // Returning would leave timely stepping the command dataflow, which
+            // the other processes keep open: end this worker (and the process) now.
+            context.control.record_failure(error.clone());
+            panic!("{error}");
+        }
+    };
     let ctx = TaskContext {
         subtask: worker.index() as u32,
+        run: Arc::new(run),
         ..context.clone()
     };
     let control = Arc::clone(&ctx.control);
@@ -347,16 +459,21 @@ async fn resolve_restore(
                 }))
         }
         RestoreFrom::NewestOf(path) => {
+            // The job's own checkpoints count only if their lineage restored the
+            // snapshot (a pod restarting after the run that restored it); those of
+            // other runs do not, whatever their epochs — not even later ones of the
+            // run the snapshot was taken from.
             let snapshot = read_snapshot(config, path).await?;
-            match storage.latest_checkpoint().await? {
-                Some((location, manifest)) if manifest.epoch >= snapshot.manifest.epoch => {
-                    Ok(Some(RestorePoint {
-                        store: Arc::clone(storage.store()),
-                        location,
-                        manifest,
-                    }))
-                }
-                _ => Ok(Some(snapshot)),
+            match storage
+                .latest_checkpoint_restored_through(&snapshot.manifest.id())
+                .await?
+            {
+                Some((location, manifest)) => Ok(Some(RestorePoint {
+                    store: Arc::clone(storage.store()),
+                    location,
+                    manifest,
+                })),
+                None => Ok(Some(snapshot)),
             }
         }
         RestoreFrom::Snapshot(path) => read_snapshot(config, path).await.map(Some),

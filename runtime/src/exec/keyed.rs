@@ -386,8 +386,8 @@ where
     let uploader = Uploader::start(
         &ctx.io,
         ctx.storage.clone(),
-        operator.clone(),
-        ctx.subtask,
+        (operator.clone(), ctx.subtask),
+        ctx.run.id,
         activator,
     );
     let snapshot_root = ctx.operator_dir(&operator).join("snapshots");

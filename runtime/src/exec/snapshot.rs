@@ -6,7 +6,7 @@ use std::sync::mpsc;
 
 use timely::scheduling::SyncActivator;
 
-use crate::checkpoint::{CheckpointStorage, SnapshotFile, StorageError};
+use crate::checkpoint::{CheckpointStorage, RunId, SnapshotFile, SnapshotId, StorageError};
 use crate::state::LocalSnapshot;
 
 /// An upload that finished: the epoch and the stored files, or why it failed.
@@ -19,13 +19,13 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    /// Starts the upload task of `operator`'s subtask `subtask` on `io`. `activator`
-    /// wakes the operator when an upload finishes.
+    /// Starts the upload task of `operator`'s subtask `subtask` of `run` on `io`.
+    /// `activator` wakes the operator when an upload finishes.
     pub fn start(
         io: &tokio::runtime::Handle,
         storage: CheckpointStorage,
-        operator: String,
-        subtask: u32,
+        (operator, subtask): (String, u32),
+        run: RunId,
         activator: SyncActivator,
     ) -> Self {
         let (requests, mut incoming) =
@@ -37,12 +37,14 @@ impl Uploader {
         io.spawn(async move {
             let mut uploaded = BTreeMap::new();
             while let Some((epoch, snapshot)) = incoming.recv().await {
+                // Tests slow uploads down with it (`snapshot-upload=delay(ms)`).
+                fail::fail_point!("snapshot-upload");
                 let result = storage
                     .upload_snapshot(
                         &snapshot,
                         &operator,
                         subtask,
-                        epoch,
+                        &SnapshotId { run, epoch },
                         &store_id,
                         &mut uploaded,
                     )

@@ -97,8 +97,9 @@ pub trait SplitSource: 'static {
     }
 
     /// Where `split` is read from when no checkpoint holds a position for it.
-    /// `discovered_later` says the split appeared while the job ran (a new Kafka
-    /// partition), which is read from its beginning whatever the start setting.
+    /// `discovered_later` says the split appeared after the job's first run started
+    /// (a Kafka partition added while it ran, or while it was down before a
+    /// restore), which is read from its beginning whatever the start setting.
     fn start(
         &mut self,
         split: &SplitId,
@@ -337,7 +338,14 @@ pub fn split_source<'scope, S: SplitSource>(
     let restored = restored_positions::<S::Position>(ctx, operator)?;
     let mut known = BTreeSet::new();
     let discovered = source.discover()?;
-    // Splits a restored checkpoint knows are not new, even if discovered late.
+    // Splits a restored checkpoint knows are not new, even if discovered late. When
+    // the restored point holds this source's positions, a split it has no position
+    // for appeared while the job was down: it is read from its start, as one
+    // discovered while running is (the start setting only applies to a first run).
+    let restored_this_source = ctx
+        .restore
+        .as_ref()
+        .is_some_and(|restore| restore.manifest.operators.contains_key(operator));
     let mut splits = new_splits(
         &mut source,
         discovered,
@@ -345,7 +353,7 @@ pub fn split_source<'scope, S: SplitSource>(
         &restored,
         ctx.subtask,
         parallelism,
-        false,
+        restored_this_source,
     )?;
     let discovery_interval = source.discovery_interval();
     let mut next_discovery = discovery_interval.map(|interval| Instant::now() + interval);

@@ -51,10 +51,9 @@ impl Timer {
 pub(crate) struct TimerIndex {
     table: TableId,
     loaded: bool,
+    /// How many timers are set at each time: the earliest tells where a scan for due
+    /// timers starts (a timer set at or below the watermark is due at the next one).
     due: BTreeMap<EventTime, u64>,
-    /// Every timer at or below this time has been taken; new timers are always
-    /// later (a window's end is past the watermark when its timer is set).
-    taken_up_to: Option<EventTime>,
 }
 
 impl TimerIndex {
@@ -63,7 +62,6 @@ impl TimerIndex {
             table,
             loaded: false,
             due: BTreeMap::new(),
-            taken_up_to: None,
         }
     }
 
@@ -113,23 +111,20 @@ impl TimerIndex {
         Ok(())
     }
 
-    /// The timers due at `watermark`, removed.
+    /// The timers due at `watermark`, removed: every timer at or below it, also one
+    /// set at a time the watermark had already passed.
     pub(crate) fn take_due(
         &mut self,
         state: &mut KeyedState,
         watermark: EventTime,
     ) -> Result<Vec<Timer>, StateError> {
-        if self
-            .due
-            .first_key_value()
-            .is_none_or(|(&first, _)| first > watermark)
-        {
+        let Some((&first, _)) = self.due.first_key_value() else {
+            return Ok(Vec::new());
+        };
+        if first > watermark {
             return Ok(Vec::new());
         }
-        let from = self
-            .taken_up_to
-            .map_or(0, |time| time.saturating_add(1))
-            .to_be_bytes();
+        let from = first.to_be_bytes();
         let to = watermark.saturating_add(1).to_be_bytes();
         let mut taken = Vec::new();
         for (group, stored, _) in state.scan_between(self.table, &from, &to)? {
@@ -140,7 +135,6 @@ impl TimerIndex {
             }
         }
         self.due.retain(|&time, _| time > watermark);
-        self.taken_up_to = Some(watermark);
         Ok(taken)
     }
 }

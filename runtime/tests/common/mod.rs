@@ -28,6 +28,7 @@ pub fn local_config(
     JobConfig {
         settings: JobSettings {
             name: name.into(),
+            namespace: None,
             partitioning: Partitioning::new(parallelism, 128).unwrap(),
             checkpoint_interval,
             retained_checkpoints,

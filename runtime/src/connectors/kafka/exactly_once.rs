@@ -2,9 +2,13 @@
 //!
 //! The records of the epochs up to checkpoint epoch `C` go into one Kafka
 //! transaction, which also commits the marker offset `C` for a group named after
-//! its transactional id. When the input passes `C` the transaction is *prepared*:
-//! flushed, its records kept in a file beside the checkpoints, and listed in the
-//! sink's snapshot of `C`. Once checkpoint `C` completes, it is committed.
+//! its transactional id and the run that opened it (`<id>.<run>`: epochs restart
+//! with every run, so a marker of another run — an earlier lineage of a redeployed
+//! job, or the abandoned future of a restored older savepoint — says nothing about
+//! this run's transactions). When the input passes `C` the transaction is
+//! *prepared*: flushed, its records kept in a file beside the checkpoints, and
+//! listed in the sink's snapshot of `C`. Once checkpoint `C` completes, it is
+//! committed.
 //!
 //! librdkafka cannot resume a transaction another producer opened, so recovery does
 //! not finish a prepared transaction: it fences the transactional id (which aborts
@@ -14,7 +18,12 @@
 //! are aborted by the fencing and never re-sent.
 //!
 //! Transactional ids are `<prefix>-<subtask>-<slot>`, a few slots per subtask so
-//! that records of the next checkpoint flow while the last one awaits its commit.
+//! that records of the next checkpoint flow while the last one awaits its commit;
+//! the prefix names the job by namespace and name, so same-named jobs of two
+//! namespaces never fence each other. When every slot waits for its checkpoint
+//! (checkpoints completing slowly), records of the next checkpoint are held in
+//! memory and its acknowledgement with them; the worker thread never waits, since
+//! the checkpoint it would wait for may need another operator of the same thread.
 //! Every parallelism the sink ever ran at is recorded beside the checkpoints, so a
 //! restore at any parallelism fences every id that may hold an open transaction.
 
@@ -31,7 +40,7 @@ use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use super::sink::{DeliveryErrors, KafkaOutput, KafkaSinkConfig, fail_now, send};
-use crate::checkpoint::{SnapshotAck, SubtaskSnapshot};
+use crate::checkpoint::{RunId, SnapshotAck, SnapshotId, SubtaskSnapshot};
 use crate::exec::context::TaskContext;
 use crate::exec::item::Item;
 
@@ -54,8 +63,12 @@ const COMPLETION_POLL: Duration = Duration::from_millis(50);
 /// A prepared transaction, as the sink's snapshot records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Prepared {
-    /// Its transactional id (also the marker group).
+    /// Its transactional id.
     transactional_id: String,
+    /// The run that opened it, which names its marker group with the id (the
+    /// legacy run for state written before runs existed).
+    #[serde(default)]
+    run: RunId,
     /// The checkpoint epoch it belongs to (the marker offset).
     epoch: u64,
     /// Where its records are kept, under the job's folder.
@@ -74,6 +87,25 @@ struct SinkState {
 /// The transactional id of `slot` of `subtask`.
 fn transactional_id(prefix: &str, subtask: u32, slot: u32) -> String {
     format!("{prefix}-{subtask}-{slot}")
+}
+
+/// The default prefix of the sink's transactional ids: the job by namespace (where
+/// it has one) and name, and the sink.
+fn default_prefix(namespace: Option<&str>, job: &str, operator: &str) -> String {
+    match namespace {
+        Some(namespace) => format!("strom-{namespace}.{job}-{operator}"),
+        None => format!("strom-{job}-{operator}"),
+    }
+}
+
+/// The consumer group whose committed offset marks the newest committed checkpoint
+/// of transactions `run` opened under `transactional_id`.
+fn marker_group(transactional_id: &str, run: RunId) -> String {
+    if run == RunId::LEGACY {
+        transactional_id.to_owned()
+    } else {
+        format!("{transactional_id}.{run}")
+    }
 }
 
 /// The folder under the job's folder that holds a sink's kept records and the
@@ -168,15 +200,15 @@ impl Transactions {
         producer
     }
 
-    /// A consumer of the marker group `id` (never joined).
-    fn marker_consumer(&self, id: &str) -> BaseConsumer {
+    /// A consumer of the marker group `group` (never joined).
+    fn marker_consumer(&self, group: &str) -> BaseConsumer {
         self.config
             .connection
             .client_config([
-                ("group.id", id.to_owned()),
+                ("group.id", group.to_owned()),
                 (
                     "client.id",
-                    format!("{}-{id}-marker", self.config.client_id),
+                    format!("{}-{group}-marker", self.config.client_id),
                 ),
                 ("enable.auto.commit", "false".to_owned()),
             ])
@@ -194,12 +226,12 @@ impl Transactions {
         list
     }
 
-    /// The newest checkpoint epoch whose transaction committed under `id`.
-    fn committed_epoch(&self, id: &str) -> Option<u64> {
-        let consumer = self.marker_consumer(id);
+    /// The newest checkpoint epoch whose transaction committed with marker `group`.
+    fn committed_epoch(&self, group: &str) -> Option<u64> {
+        let consumer = self.marker_consumer(group);
         let committed = consumer
             .committed_offsets(self.marker_partition(None), CALL_TIMEOUT)
-            .unwrap_or_else(|error| self.fail(format!("cannot read the marker of {id}: {error}")));
+            .unwrap_or_else(|error| self.fail(format!("cannot read the marker {group}: {error}")));
         committed
             .find_partition(&self.config.topic, 0)
             .and_then(|element| match element.offset() {
@@ -229,8 +261,9 @@ impl Transactions {
     /// Finishes what the restored checkpoint left, for the old subtasks this subtask
     /// takes over: prepared transactions of completed checkpoints are committed
     /// (their records sent again if they never were), every other transaction any
-    /// earlier run may have left open is aborted.
-    fn recover(&self, restored: &[SinkState], restored_epoch: Option<u64>) {
+    /// earlier run may have left open is aborted. Subtask 0 then removes the kept
+    /// records no checkpoint will commit.
+    fn recover(&self, restored: &[SinkState]) {
         let parallelism = self.ctx.partitioning().parallelism();
         let subtask = self.ctx.subtask;
         let parallelisms = self.record_parallelism();
@@ -252,7 +285,9 @@ impl Transactions {
                     drop(self.producer(&id));
                 }
             }
-            self.remove_unfinished_records(old, restored_epoch);
+        }
+        if subtask == 0 {
+            self.remove_unfinished_records(restored);
         }
     }
 
@@ -260,8 +295,9 @@ impl Transactions {
     /// sends its kept records again with the marker in a new transaction.
     fn finish(&self, prepared: &Prepared) {
         let producer = self.producer(&prepared.transactional_id);
+        let marker = marker_group(&prepared.transactional_id, prepared.run);
         if self
-            .committed_epoch(&prepared.transactional_id)
+            .committed_epoch(&marker)
             .is_some_and(|committed| committed >= prepared.epoch)
         {
             tracing::info!(id = %prepared.transactional_id, epoch = prepared.epoch, "transaction already committed");
@@ -286,7 +322,7 @@ impl Transactions {
                     .unwrap_or_else(|error| self.fail(error));
             }
             let group = self
-                .marker_consumer(&prepared.transactional_id)
+                .marker_consumer(&marker)
                 .group_metadata()
                 .expect("a consumer with a group id has group metadata");
             producer
@@ -303,19 +339,40 @@ impl Transactions {
         self.delete_records(&prepared.records);
     }
 
-    /// Deletes the kept records of `old`'s transactions of checkpoints after the
-    /// restored one: those checkpoints never completed.
-    fn remove_unfinished_records(&self, old: u32, restored_epoch: Option<u64>) {
+    /// Deletes the kept records that no checkpoint will commit: those of this job's
+    /// earlier runs (other runs writing here are not this job's to judge) for
+    /// checkpoints that never completed. Records the restored point lists, and
+    /// those of any completed checkpoint, stay.
+    fn remove_unfinished_records(&self, restored: &[SinkState]) {
+        let storage = &self.ctx.storage;
         let folder = sink_folder(&self.operator);
         let names = self
-            .run(self.ctx.storage.list_folder(&folder))
+            .run(storage.list_folder(&folder))
             .unwrap_or_else(|error| self.fail(error));
+        let runs = self
+            .run(storage.known_runs())
+            .unwrap_or_else(|error| self.fail(error));
+        let completed: BTreeSet<SnapshotId> = self
+            .run(storage.completed_checkpoints())
+            .unwrap_or_else(|error| self.fail(error))
+            .into_iter()
+            .collect();
+        let needed: BTreeSet<&str> = restored
+            .iter()
+            .flat_map(|state| &state.prepared)
+            .map(|prepared| prepared.records.as_str())
+            .collect();
         for name in names {
-            let Some((epoch, subtask)) = records_file_owner(&name) else {
+            let Some(checkpoint) = records_file_checkpoint(&name) else {
                 continue;
             };
-            if subtask == old && restored_epoch.is_none_or(|restored| epoch > restored) {
-                self.delete_records(&format!("{folder}/{name}"));
+            let path = format!("{folder}/{name}");
+            let unfinished = checkpoint.run != self.ctx.run.id
+                && runs.contains(&checkpoint.run)
+                && !completed.contains(&checkpoint)
+                && !needed.contains(path.as_str());
+            if unfinished {
+                self.delete_records(&path);
             }
         }
     }
@@ -330,7 +387,7 @@ impl Transactions {
         let id = transactional_id(&self.prefix, self.ctx.subtask, slot);
         let producer = self.producer(&id);
         let group = self
-            .marker_consumer(&id)
+            .marker_consumer(&marker_group(&id, self.ctx.run.id))
             .group_metadata()
             .expect("a consumer with a group id has group metadata");
         Slot {
@@ -362,16 +419,21 @@ impl Transactions {
         if let Some(error) = slot.producer.context().take() {
             self.fail(error);
         }
+        let checkpoint = SnapshotId {
+            run: self.ctx.run.id,
+            epoch,
+        };
         let file = format!(
             "{}/{}",
             sink_folder(&self.operator),
-            records_file_name(epoch, self.ctx.subtask, &slot.transactional_id)
+            records_file_name(&checkpoint, self.ctx.subtask, &slot.transactional_id)
         );
         let bytes = bincode::serialize(&records).expect("records serialize");
         self.run(self.ctx.storage.put_object(&file, bytes))
             .unwrap_or_else(|error| self.fail(error));
         slot.state = SlotState::Prepared(Prepared {
             transactional_id: slot.transactional_id.clone(),
+            run: self.ctx.run.id,
             epoch,
             records: file,
         });
@@ -402,31 +464,48 @@ impl Transactions {
         if known.is_some_and(|known| known >= oldest) {
             return known;
         }
-        // Another process's coordinator completed it: the newest manifest says so
-        // (older ones may already be collected).
+        // Another process's coordinator completed it: the newest manifest of this
+        // run says so (older ones may already be collected; other runs' epochs
+        // count for nothing here).
         let completed = self
             .run(self.ctx.storage.completed_checkpoints())
             .unwrap_or_else(|error| self.fail(error));
-        completed.last().copied().filter(|&newest| newest >= oldest)
+        completed
+            .iter()
+            .filter(|checkpoint| checkpoint.run == self.ctx.run.id)
+            .map(|checkpoint| checkpoint.epoch)
+            .next_back()
+            .filter(|&newest| newest >= oldest)
     }
 }
 
-/// The name of the file keeping the records of the transaction `id` of checkpoint
-/// `epoch` of `subtask`.
-fn records_file_name(epoch: u64, subtask: u32, id: &str) -> String {
+/// The name of the file keeping the records of the transaction `id` of
+/// `checkpoint` of `subtask`: `<run>-<epoch>-<subtask>-<slot>.records`.
+fn records_file_name(checkpoint: &SnapshotId, subtask: u32, id: &str) -> String {
     format!(
-        "{epoch:020}-{subtask}-{}.records",
+        "{}-{:020}-{subtask}-{}.records",
+        checkpoint.run,
+        checkpoint.epoch,
         id.rsplit('-').next().unwrap_or("0")
     )
 }
 
-/// The checkpoint epoch and subtask of a kept-records file.
-fn records_file_owner(name: &str) -> Option<(u64, u32)> {
+/// The checkpoint a kept-records file belongs to; files named before runs existed
+/// (`<epoch>-<subtask>-<slot>.records`) belong to the legacy run.
+fn records_file_checkpoint(name: &str) -> Option<SnapshotId> {
     let stem = name.strip_suffix(".records")?;
-    let mut parts = stem.split('-');
-    let epoch = parts.next()?.parse().ok()?;
-    let subtask = parts.next()?.parse().ok()?;
-    Some((epoch, subtask))
+    let parts: Vec<&str> = stem.split('-').collect();
+    match parts.as_slice() {
+        [sequence, nonce, epoch, _subtask, _slot] => Some(SnapshotId {
+            run: format!("{sequence}-{nonce}").parse().ok()?,
+            epoch: epoch.parse().ok()?,
+        }),
+        [epoch, _subtask, _slot] => Some(SnapshotId {
+            run: RunId::LEGACY,
+            epoch: epoch.parse().ok()?,
+        }),
+        _ => None,
+    }
 }
 
 /// Builds the exactly-once Kafka sink `operator`. Returns its snapshot
@@ -452,23 +531,28 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
                 &format!("unreadable state in the restore point: {error}"),
             )
         });
-    let restored_epoch = ctx.restore.as_ref().map(|restore| restore.manifest.epoch);
-    let prefix = config
-        .transactional_id_prefix
-        .clone()
-        .unwrap_or_else(|| format!("strom-{}-{operator}", ctx.settings.name));
+    let prefix = config.transactional_id_prefix.clone().unwrap_or_else(|| {
+        default_prefix(
+            ctx.settings.namespace.as_deref(),
+            &ctx.settings.name,
+            operator,
+        )
+    });
     let kafka = Transactions {
         ctx: ctx.clone(),
         operator: operator.to_owned(),
         config,
         prefix,
     };
-    kafka.recover(&restored, restored_epoch);
+    kafka.recover(&restored);
 
     let mut builder = OperatorBuilder::new(
         format!("Kafka exactly-once sink {operator}"),
         stream.scope(),
     );
+    let activator = stream
+        .scope()
+        .activator_for(builder.operator_info().address);
     let mut input = builder.new_input(stream, Local);
     let (mut ack_output, acks) = builder.new_output::<Vec<SnapshotAck>>();
     let ctx = ctx.clone();
@@ -482,6 +566,8 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
         let mut slots: Vec<Slot> = Vec::new();
         // The slot holding the open transaction of each checkpoint epoch.
         let mut open: BTreeMap<u64, usize> = BTreeMap::new();
+        // Records of checkpoint epochs for which no slot was free, oldest first.
+        let mut waiting: BTreeMap<u64, Vec<KafkaOutput>> = BTreeMap::new();
         let mut next_epoch = ctx.start_epoch;
         let mut last_poll = Instant::now();
 
@@ -489,35 +575,26 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
             input.for_each(|stamp, batch| {
                 let epoch = *stamp.least().expect("epochs are totally ordered");
                 let checkpoint = ctx.settings.next_checkpoint_epoch(epoch);
-                let index = match open.get(&checkpoint) {
-                    Some(&index) => index,
-                    None => {
-                        let index = idle_slot(&kafka, &mut slots);
-                        let slot = &mut slots[index];
-                        slot.producer
-                            .begin_transaction()
-                            .unwrap_or_else(|error| kafka.fail(format!("begin: {error}")));
-                        slot.state = SlotState::Open {
-                            epoch: checkpoint,
-                            records: Vec::new(),
-                        };
-                        open.insert(checkpoint, index);
-                        index
-                    }
-                };
-                let slot = &mut slots[index];
-                let SlotState::Open { records, .. } = &mut slot.state else {
-                    unreachable!("an open slot")
-                };
-                let mut written = 0;
+                let mut outputs = Vec::new();
                 for item in batch.drain(..) {
-                    let Item::Record(record) = item else { continue };
-                    let output = serialize(&record);
-                    send(&slot.producer, &kafka.config.topic, &output).unwrap_or_else(|error| kafka.fail(error));
-                    records.push(output);
-                    written += 1;
+                    if let Item::Record(record) = item {
+                        outputs.push(serialize(&record));
+                    }
                 }
-                ctx.control.add_records_out(&operator, written);
+                ctx.control.add_records_out(&operator, outputs.len() as u64);
+                let slot = match open.get(&checkpoint) {
+                    Some(&index) => Some(index),
+                    // Records of a later checkpoint never pass those waiting.
+                    None if waiting.is_empty() => open_transaction(&kafka, &mut slots, checkpoint)
+                        .inspect(|&index| {
+                            open.insert(checkpoint, index);
+                        }),
+                    None => None,
+                };
+                match slot {
+                    Some(index) => kafka.send_all(&mut slots[index], outputs),
+                    None => waiting.entry(checkpoint).or_default().extend(outputs),
+                }
             });
             for slot in &slots {
                 slot.producer.poll(Duration::ZERO);
@@ -526,16 +603,37 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
                 }
             }
             let frontier = frontiers[0].frontier().first().copied();
-            // Checkpoint epochs the input has passed: prepare and acknowledge them.
-            // Once the input has ended the job is shutting down: its last checkpoint
-            // is acknowledged already, and there is nothing more to acknowledge.
+            // Prepared transactions of completed checkpoints: commit them. When the
+            // input has ended (the job's final checkpoint is complete), commit now.
+            let due = frontier.is_none() || last_poll.elapsed() >= COMPLETION_POLL;
+            if due {
+                last_poll = Instant::now();
+                commit_completed(&kafka, &mut slots);
+            }
+            // Records that waited for a slot, oldest checkpoint first, as slots free.
+            while let Some(entry) = waiting.first_entry() {
+                let checkpoint = *entry.key();
+                let Some(index) = open_transaction(&kafka, &mut slots, checkpoint) else {
+                    break;
+                };
+                open.insert(checkpoint, index);
+                kafka.send_all(&mut slots[index], entry.remove());
+            }
+            // Checkpoint epochs the input has passed: prepare and acknowledge them,
+            // up to the first whose records still wait for a slot. Once the input has
+            // ended the job is shutting down: its last checkpoint is acknowledged
+            // already, and there is nothing more to acknowledge.
             if frontier.is_none() {
                 ack_cap = None;
             }
             if let (Some(cap), Some(until)) = (ack_cap.as_mut(), frontier) {
-                while next_epoch < until {
+                let held = waiting
+                    .keys()
+                    .next()
+                    .map_or(until, |&first| first.min(until));
+                while next_epoch < held {
                     let epoch = ctx.settings.next_checkpoint_epoch(next_epoch);
-                    if epoch >= until {
+                    if epoch >= held {
                         break;
                     }
                     if let Some(index) = open.remove(&epoch) {
@@ -545,46 +643,54 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
                         subtask: ctx.subtask,
                         prepared: prepared_of(&slots),
                     };
+                    let awaits_commit = state.prepared.iter().any(|p| p.epoch == epoch);
                     let ack = SnapshotAck {
                         operator: operator.clone(),
                         epoch,
                         snapshot: SubtaskSnapshot {
                             subtask: ctx.subtask,
-                            operator_state: Some(serde_json::to_string(&state).expect("state serializes")),
+                            operator_state: Some(
+                                serde_json::to_string(&state).expect("state serializes"),
+                            ),
+                            awaits_commit,
                             ..SubtaskSnapshot::default()
                         },
                         drained: None,
                     };
-                    ack_output.activate().give(&cap.delayed(&epoch), &mut vec![ack]);
+                    ack_output
+                        .activate()
+                        .give(&cap.delayed(&epoch), &mut vec![ack]);
                     next_epoch = epoch + 1;
                 }
-                if until > *cap.time() {
-                    cap.downgrade(&until);
+                if held > *cap.time() {
+                    cap.downgrade(&held);
                 }
             }
-            // Prepared transactions of completed checkpoints: commit them. When the
-            // input has ended (the job's final checkpoint is complete), commit now.
-            let prepared = prepared_of(&slots);
-            let due = frontier.is_none() || last_poll.elapsed() >= COMPLETION_POLL;
-            if let (Some(oldest), true) = (prepared.first(), due) {
-                last_poll = Instant::now();
-                if let Some(completed) = kafka.completed_up_to(oldest.epoch) {
-                    let mut ready: Vec<&mut Slot> = slots
-                        .iter_mut()
-                        .filter(|slot| matches!(&slot.state, SlotState::Prepared(p) if p.epoch <= completed))
-                        .collect();
-                    ready.sort_by_key(|slot| match &slot.state {
-                        SlotState::Prepared(p) => p.epoch,
-                        _ => 0,
-                    });
-                    for slot in ready {
-                        kafka.commit(slot);
-                    }
-                }
+            // Waiting for checkpoints to complete: look again soon, whether or not
+            // input arrives (sources are held back while this sink holds back).
+            let prepared_pending = slots
+                .iter()
+                .any(|slot| matches!(slot.state, SlotState::Prepared(_)));
+            if prepared_pending || !waiting.is_empty() {
+                activator.activate_after(COMPLETION_POLL);
             }
         }
     });
     acks
+}
+
+impl Transactions {
+    /// Sends `records` in the open transaction of `slot`.
+    fn send_all(&self, slot: &mut Slot, records: Vec<KafkaOutput>) {
+        let SlotState::Open { records: kept, .. } = &mut slot.state else {
+            unreachable!("records go to an open slot")
+        };
+        for record in records {
+            send(&slot.producer, &self.config.topic, &record)
+                .unwrap_or_else(|error| self.fail(error));
+            kept.push(record);
+        }
+    }
 }
 
 /// The prepared transactions of `slots`, oldest first.
@@ -600,35 +706,52 @@ fn prepared_of(slots: &[Slot]) -> Vec<Prepared> {
     prepared
 }
 
-/// An idle slot, made if there are fewer than the pool's size; otherwise waits for a
-/// prepared transaction to commit.
-fn idle_slot(kafka: &Transactions, slots: &mut Vec<Slot>) -> usize {
-    loop {
-        if let Some(index) = slots
-            .iter()
-            .position(|slot| matches!(slot.state, SlotState::Idle))
-        {
-            return index;
-        }
-        if (slots.len() as u32) < SLOTS_PER_SUBTASK {
-            slots.push(kafka.new_slot(slots.len() as u32));
-            return slots.len() - 1;
-        }
-        let prepared = prepared_of(slots);
-        let Some(oldest) = prepared.first() else {
-            kafka.fail("every transaction slot is open: checkpoints are not completing");
-        };
-        match kafka.completed_up_to(oldest.epoch) {
-            Some(completed) => {
-                for slot in slots.iter_mut() {
-                    if matches!(&slot.state, SlotState::Prepared(p) if p.epoch <= completed) {
-                        kafka.commit(slot);
-                    }
-                }
-            }
-            None => std::thread::sleep(COMPLETION_POLL),
-        }
+/// Commits the prepared transactions whose checkpoints have completed, oldest first.
+fn commit_completed(kafka: &Transactions, slots: &mut [Slot]) {
+    let prepared = prepared_of(slots);
+    let Some(oldest) = prepared.first() else {
+        return;
+    };
+    let Some(completed) = kafka.completed_up_to(oldest.epoch) else {
+        return;
+    };
+    let mut ready: Vec<&mut Slot> = slots
+        .iter_mut()
+        .filter(|slot| matches!(&slot.state, SlotState::Prepared(p) if p.epoch <= completed))
+        .collect();
+    ready.sort_by_key(|slot| match &slot.state {
+        SlotState::Prepared(p) => p.epoch,
+        _ => 0,
+    });
+    for slot in ready {
+        kafka.commit(slot);
     }
+}
+
+/// Begins the transaction of `checkpoint` on an idle slot (made if the pool is not
+/// full) and returns the slot; `None` when every slot holds a transaction (the
+/// records wait: this never blocks the worker thread).
+fn open_transaction(kafka: &Transactions, slots: &mut Vec<Slot>, checkpoint: u64) -> Option<usize> {
+    let index = match slots
+        .iter()
+        .position(|slot| matches!(slot.state, SlotState::Idle))
+    {
+        Some(index) => index,
+        None if (slots.len() as u32) < SLOTS_PER_SUBTASK => {
+            slots.push(kafka.new_slot(slots.len() as u32));
+            slots.len() - 1
+        }
+        None => return None,
+    };
+    let slot = &mut slots[index];
+    slot.producer
+        .begin_transaction()
+        .unwrap_or_else(|error| kafka.fail(format!("begin: {error}")));
+    slot.state = SlotState::Open {
+        epoch: checkpoint,
+        records: Vec::new(),
+    };
+    Some(index)
 }
 
 #[cfg(test)]
@@ -650,13 +773,50 @@ mod tests {
 
     #[test]
     fn parallelisms_and_record_files_are_read_back_from_their_names() {
+        let checkpoint = SnapshotId {
+            run: RunId {
+                sequence: 4,
+                nonce: 0xbeef,
+            },
+            epoch: 40,
+        };
         let names = vec![
             "parallelism-2".to_owned(),
             "parallelism-5".to_owned(),
-            records_file_name(40, 3, "strom-job-out-3-1"),
+            records_file_name(&checkpoint, 3, "strom-job-out-3-1"),
         ];
         assert_eq!(recorded_parallelisms(&names), [2, 5].into());
-        assert_eq!(records_file_owner(&names[2]), Some((40, 3)));
-        assert_eq!(records_file_owner("parallelism-2"), None);
+        assert_eq!(names[2], "000004-0000beef-00000000000000000040-3-1.records");
+        assert_eq!(records_file_checkpoint(&names[2]), Some(checkpoint));
+        assert_eq!(
+            records_file_checkpoint("00000000000000000040-3-1.records"),
+            Some(SnapshotId {
+                run: RunId::LEGACY,
+                epoch: 40
+            })
+        );
+        assert_eq!(records_file_checkpoint("parallelism-2"), None);
+    }
+
+    /// Issue 14, point 1: markers are per run; transactional ids per namespace.
+    #[test]
+    fn markers_name_the_run_and_ids_the_namespace() {
+        let run = RunId {
+            sequence: 2,
+            nonce: 0xa,
+        };
+        assert_eq!(
+            marker_group("strom-j-out-0-1", run),
+            "strom-j-out-0-1.000002-0000000a"
+        );
+        assert_eq!(
+            marker_group("strom-j-out-0-1", RunId::LEGACY),
+            "strom-j-out-0-1"
+        );
+        assert_ne!(
+            default_prefix(Some("team-a"), "clicks", "out"),
+            default_prefix(Some("team-b"), "clicks", "out")
+        );
+        assert_eq!(default_prefix(None, "clicks", "out"), "strom-clicks-out");
     }
 }
