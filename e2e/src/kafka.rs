@@ -47,6 +47,61 @@ pub fn add_partitions(client: &ClientConfig, topic: &str, total: usize) {
     }
 }
 
+/// Deletes the records of `topic`'s `partition` before `offset` (as retention
+/// would); returns the partition's new start.
+pub fn delete_records_before(
+    client: &ClientConfig,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> i64 {
+    let admin: AdminClient<DefaultClientContext> = client.create().unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset))
+        .unwrap();
+    let result = futures::executor::block_on(admin.delete_records(
+        &list,
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+    ))
+    .unwrap();
+    let element = result.find_partition(topic, partition).unwrap();
+    element.error().unwrap();
+    match element.offset() {
+        rdkafka::Offset::Offset(low) => low,
+        other => panic!("deleting records of {topic}/{partition}: {other:?}"),
+    }
+}
+
+/// Writes `values` to `partition` of `topic` in one committed transaction (so the
+/// partition's last offset is the transaction's commit marker).
+pub fn produce_transactionally(
+    client: &ClientConfig,
+    topic: &str,
+    partition: i32,
+    values: &[String],
+) {
+    let producer: rdkafka::producer::BaseProducer = client
+        .clone()
+        .set("transactional.id", unique("test-tx"))
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(30);
+    producer.init_transactions(timeout).unwrap();
+    producer.begin_transaction().unwrap();
+    for value in values {
+        producer
+            .send(
+                rdkafka::producer::BaseRecord::<str, str>::to(topic)
+                    .partition(partition)
+                    .key(value)
+                    .payload(value),
+            )
+            .map_err(|(error, _)| error)
+            .unwrap();
+    }
+    producer.commit_transaction(timeout).unwrap();
+}
+
 /// Keeps the failed deliveries of a test producer: `flush` succeeds even when a
 /// record was refused (a partition its metadata did not know yet, say).
 #[derive(Default)]

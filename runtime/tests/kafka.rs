@@ -19,8 +19,8 @@ use strom_runtime::exec::{JobControl, PipelineFn, RestoreFrom, run_job};
 mod common;
 
 use common::kafka::{
-    add_partitions, clusters, connection, consume_all, counts, create_topic, job_clusters,
-    once_each, produce, unique, values,
+    add_partitions, clusters, connection, consume_all, counts, create_topic, delete_records_before,
+    job_clusters, once_each, produce, produce_transactionally, unique, values,
 };
 use common::{local_config, run_then_stop};
 
@@ -385,4 +385,183 @@ fn a_partition_added_while_the_job_was_down_is_read_from_its_start() {
     .unwrap();
     let expected: Vec<String> = added.into_iter().chain(after).collect();
     assert_eq!(counts(seen.lock().unwrap().clone()), once_each(&expected));
+}
+
+/// Runs `pipeline` from scratch on another thread; whether it ended within 60 s.
+fn ends_within_a_minute(pipeline: PipelineFn) -> bool {
+    let state = tempfile::tempdir().unwrap();
+    let config = config(state.path(), 1, RestoreFrom::Nothing);
+    let control = Arc::new(JobControl::default());
+    let job = {
+        let control = Arc::clone(&control);
+        thread::spawn(move || run_job(config, pipeline, control))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !job.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    if job.is_finished() {
+        job.join().unwrap().unwrap();
+        return true;
+    }
+    // Let the stuck job go: a stop drains the sources.
+    control.request_stop();
+    false
+}
+
+/// Issue 14, point 9: a bounded read of a topic written in transactions ends. The
+/// last offset of such a partition is a commit marker, which no reader ever gets.
+#[test]
+fn a_bounded_read_of_a_transactional_topic_ends() {
+    let Some(clusters) = clusters() else { return };
+    let a = connection(&clusters, "a");
+    let topic = unique("transactional");
+    create_topic(&a, &topic, 2);
+    let (first, second) = (values("p0", 300), values("p1", 200));
+    produce_transactionally(&a, &topic, 0, &first);
+    produce_transactionally(&a, &topic, 1, &second);
+    let seen = Seen::default();
+    let pipeline = {
+        let (topic, a) = (topic.clone(), a.clone());
+        collect_into(&seen, move || bounded_config(a.clone(), &topic))
+    };
+    assert!(
+        ends_within_a_minute(pipeline),
+        "the bounded read never ended ({} records read)",
+        seen.lock().unwrap().len()
+    );
+    let expected: Vec<String> = first.into_iter().chain(second).collect();
+    assert_eq!(counts(seen.lock().unwrap().clone()), once_each(&expected));
+}
+
+/// Issue 14, point 9: a restored position that retention removed meanwhile fails
+/// the job, naming the partition, the position and where the partition starts now,
+/// instead of silently jumping to the end (and skipping what is left).
+#[test]
+fn a_restored_position_removed_by_retention_fails_the_job_naming_it() {
+    let Some(clusters) = clusters() else { return };
+    let a = connection(&clusters, "a");
+    let topic = unique("retention");
+    create_topic(&a, &topic, 1);
+    produce(&a, &topic, &values("early", 100), None);
+    let seen = Seen::default();
+    let pipeline = |bounded: bool| -> PipelineFn {
+        let (topic, a) = (topic.clone(), a.clone());
+        collect_into(&seen, move || {
+            let mut config = KafkaSourceConfig::new(a.clone(), &[topic.as_str()], &unique("g"));
+            config.bounded = bounded;
+            config
+        })
+    };
+    let state = tempfile::tempdir().unwrap();
+    // Stopped once the 100 records are read: the savepoint's position is 100.
+    let stopped = {
+        let (config, pipeline) = (
+            config(state.path(), 1, RestoreFrom::Nothing),
+            pipeline(false),
+        );
+        let control = Arc::new(JobControl::default());
+        let handle = {
+            let control = Arc::clone(&control);
+            thread::spawn(move || run_job(config, pipeline, control))
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.lock().unwrap().len() < 100 {
+            assert!(Instant::now() < deadline, "the first run read too little");
+            thread::sleep(Duration::from_millis(20));
+        }
+        control.request_stop();
+        handle.join().unwrap().unwrap()
+    };
+    let savepoint = stopped
+        .snapshots
+        .savepoints
+        .last()
+        .expect("a savepoint")
+        .clone();
+
+    // More records, then retention removes everything before offset 150.
+    let later = values("later", 100);
+    produce(&a, &topic, &later, None);
+    assert_eq!(delete_records_before(&a, &topic, 0, 150), 150);
+
+    let restored = config(state.path(), 1, RestoreFrom::Snapshot(savepoint.location));
+    let job = {
+        let pipeline = pipeline(true);
+        thread::spawn(move || run_job(restored, pipeline, Arc::default()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !job.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the restored job neither read nor failed within a minute"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let error = job
+        .join()
+        .unwrap()
+        .expect_err("the job went on past removed records")
+        .to_string();
+    for needed in [format!("{topic}/0"), "100".to_owned(), "150".to_owned()] {
+        assert!(
+            error.contains(&needed),
+            "the error does not name {needed}: {error}"
+        );
+    }
+}
+
+/// Issue 14, point 10: retriable broker errors are retried with backoff, not turned
+/// into a failed job at once. A job started before its input topic exists (or just
+/// after it was created, while its partitions have no leader yet) reads it once it
+/// is there.
+#[test]
+fn a_job_started_before_its_topic_exists_reads_it_once_created() {
+    let Some(clusters) = clusters() else { return };
+    let a = connection(&clusters, "a");
+    let topic = unique("not-yet");
+    let seen = Seen::default();
+    let pipeline = {
+        let (topic, a) = (topic.clone(), a.clone());
+        collect_into(&seen, move || {
+            KafkaSourceConfig::new(a.clone(), &[topic.as_str()], &unique("g"))
+        })
+    };
+    let control = Arc::new(JobControl::default());
+    let state = tempfile::tempdir().unwrap();
+    let job = {
+        let (control, config) = (
+            Arc::clone(&control),
+            config(state.path(), 2, RestoreFrom::Nothing),
+        );
+        thread::spawn(move || run_job(config, pipeline, control))
+    };
+    thread::sleep(Duration::from_secs(2));
+    assert!(
+        !job.is_finished(),
+        "the job ended before its topic existed: {:?}",
+        control.snapshots().failure
+    );
+    create_topic(&a, &topic, 3);
+    let sent = values("late", 300);
+    produce(&a, &topic, &sent, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().len() < sent.len() {
+        assert!(
+            Instant::now() < deadline && !job.is_finished(),
+            "{} of {} records read; the job's failure: {:?}",
+            seen.lock().unwrap().len(),
+            sent.len(),
+            control.snapshots().failure
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    control.request_stop();
+    job.join().unwrap().unwrap();
+    assert_eq!(counts(seen.lock().unwrap().clone()), once_each(&sent));
+    let metrics = control.metrics_text();
+    assert!(
+        metrics.contains("strom_kafka_retries_total"),
+        "retries are not counted: {metrics}"
+    );
 }

@@ -114,6 +114,11 @@ impl Metrics {
     pub fn registry(&self) -> Registry {
         let mut registry = Registry::with_prefix("strom");
         registry.register(
+            "kafka_retries",
+            "Kafka calls retried after an error that goes away by itself (no leader yet, a coordinator loading), per cluster",
+            crate::connectors::kafka::retry::KAFKA_RETRIES.clone(),
+        );
+        registry.register(
             "records_in",
             "Records read by each source",
             self.records_in.clone(),
@@ -412,6 +417,14 @@ impl JobControl {
     /// The newest epoch a source of this process has started.
     pub fn epoch(&self) -> u64 {
         self.metrics.epoch.get().max(0) as u64
+    }
+
+    /// The job's metrics in Prometheus' text format, as `/metrics` serves them.
+    pub fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.metrics.registry())
+            .expect("metrics encode to a String");
+        text
     }
 
     /// The checkpoints and savepoints completed so far.

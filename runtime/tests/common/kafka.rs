@@ -70,6 +70,26 @@ pub fn add_partitions(connection: &ClusterConnection, topic: &str, total: usize)
     strom_e2e::kafka::add_partitions(&client(connection), topic, total);
 }
 
+/// Deletes the records of `topic`'s `partition` before `offset`, as retention would.
+pub fn delete_records_before(
+    connection: &ClusterConnection,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> i64 {
+    strom_e2e::kafka::delete_records_before(&client(connection), topic, partition, offset)
+}
+
+/// Writes `values` to `partition` of `topic` in one committed transaction.
+pub fn produce_transactionally(
+    connection: &ClusterConnection,
+    topic: &str,
+    partition: i32,
+    values: &[String],
+) {
+    strom_e2e::kafka::produce_transactionally(&client(connection), topic, partition, values);
+}
+
 /// Writes `values` to `topic`, keyed by their position, to `partition` if given.
 pub fn produce(
     connection: &ClusterConnection,

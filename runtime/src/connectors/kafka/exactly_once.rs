@@ -24,13 +24,15 @@
 //! (checkpoints completing slowly), records of the next checkpoint are held in
 //! memory and its acknowledgement with them; the worker thread never waits, since
 //! the checkpoint it would wait for may need another operator of the same thread.
-//! Every parallelism the sink ever ran at is recorded beside the checkpoints, so a
-//! restore at any parallelism fences every id that may hold an open transaction.
+//! Every parallelism the sink ever ran at is recorded beside the checkpoints, and
+//! the highest in Kafka (a group's offset, with the transactional ids), so a
+//! restore at any parallelism, and a redeploy with new state, fences every id that
+//! may hold an open transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -96,6 +98,12 @@ fn default_prefix(namespace: Option<&str>, job: &str, operator: &str) -> String 
         Some(namespace) => format!("strom-{namespace}.{job}-{operator}"),
         None => format!("strom-{job}-{operator}"),
     }
+}
+
+/// The consumer group whose committed offset (on the output's partition 0) is the
+/// highest parallelism the sink ran at under `prefix`.
+fn parallelism_group(prefix: &str) -> String {
+    format!("{prefix}.parallelism")
 }
 
 /// The consumer group whose committed offset marks the newest committed checkpoint
@@ -245,7 +253,10 @@ impl Transactions {
     }
 
     /// Records that this sink runs at the job's parallelism, before any of its
-    /// transactions opens, and returns every parallelism recorded so far.
+    /// transactions opens, and returns every parallelism recorded so far: beside the
+    /// checkpoints, and in Kafka with the transactional ids (the highest one), so a
+    /// redeploy with new state — a new job id, a stateless upgrade — still fences
+    /// every id an earlier deployment may have left a transaction open under.
     fn record_parallelism(&self) -> BTreeSet<u32> {
         let folder = sink_folder(&self.operator);
         let parallelism = self.ctx.partitioning().parallelism();
@@ -255,7 +266,34 @@ impl Transactions {
         let names = self
             .run(self.ctx.storage.list_folder(&folder))
             .unwrap_or_else(|error| self.fail(error));
-        recorded_parallelisms(&names)
+        let mut recorded = recorded_parallelisms(&names);
+        recorded.insert(self.record_parallelism_in_kafka(parallelism));
+        recorded
+    }
+
+    /// Raises the highest parallelism recorded in Kafka under the prefix to at least
+    /// `parallelism` (committing it again, so it never expires while the job runs
+    /// now and then) and returns it.
+    fn record_parallelism_in_kafka(&self, parallelism: u32) -> u32 {
+        let group = parallelism_group(&self.prefix);
+        let consumer = self.marker_consumer(&group);
+        let recorded = consumer
+            .committed_offsets(self.marker_partition(None), CALL_TIMEOUT)
+            .unwrap_or_else(|error| self.fail(format!("cannot read {group}: {error}")))
+            .find_partition(&self.config.topic, 0)
+            .and_then(|element| match element.offset() {
+                Offset::Offset(offset) if offset > 0 => u32::try_from(offset).ok(),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let highest = recorded.max(parallelism);
+        consumer
+            .commit(
+                &self.marker_partition(Some(u64::from(highest))),
+                CommitMode::Sync,
+            )
+            .unwrap_or_else(|error| self.fail(format!("cannot record {group}: {error}")));
+        highest
     }
 
     /// Finishes what the restored checkpoint left, for the old subtasks this subtask

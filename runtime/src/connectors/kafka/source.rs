@@ -18,6 +18,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::connection::ClusterConnection;
+use super::retry::with_retries_unless;
 use super::sink::KafkaOutput;
 use crate::exec::malformed::InputRecord;
 use crate::exec::source::{ReadStatus, SourceError, SplitId, SplitSource};
@@ -150,6 +151,24 @@ pub(crate) fn is_fatal(error: &KafkaError) -> bool {
     )
 }
 
+/// Whether the cluster has refused `consumer` for good (a wrong password, say).
+fn is_refused(consumer: &BaseConsumer<ErrorCollector>) -> bool {
+    consumer
+        .context()
+        .fatal
+        .lock()
+        .expect("not poisoned")
+        .is_some()
+}
+
+/// Whether `error` says that the position asked for is not in the partition.
+fn is_out_of_range(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange)
+    )
+}
+
 /// The partitions of some topics of one Kafka cluster, as a split source.
 pub struct KafkaSource {
     config: KafkaSourceConfig,
@@ -183,7 +202,12 @@ impl KafkaSource {
             ("client.id", self.config.client_id.clone()),
             ("enable.auto.commit", "false".to_owned()),
             ("enable.auto.offset.store", "false".to_owned()),
-            ("enable.partition.eof", "false".to_owned()),
+            // A bounded read ends at the end of each partition even when the last
+            // offsets are transaction markers, which no reader ever gets.
+            ("enable.partition.eof", "true".to_owned()),
+            // A position that no longer exists (retention removed it) is an error,
+            // never a silent jump over what is left.
+            ("auto.offset.reset", "error".to_owned()),
         ]);
         let consumer: BaseConsumer<ErrorCollector> = config
             .create_with_context(ErrorCollector {
@@ -230,18 +254,40 @@ impl KafkaSource {
                 Err(error) => {
                     // Serves the error callbacks; `error` then reports the refusal.
                     let _ = self.serve_main_queue(consumer);
-                    let refused = consumer
-                        .context()
-                        .fatal
-                        .lock()
-                        .expect("not poisoned")
-                        .is_some();
-                    if refused || Instant::now() >= deadline {
+                    if is_refused(consumer) || Instant::now() >= deadline {
                         return Err(error);
                     }
                 }
             }
         }
+    }
+
+    /// Runs a Kafka call, retrying what goes away by itself (see [`super::retry`])
+    /// unless the cluster has refused the client.
+    fn retried<T>(
+        &self,
+        consumer: &BaseConsumer<ErrorCollector>,
+        call: impl FnMut() -> Result<T, KafkaError>,
+    ) -> Result<T, KafkaError> {
+        with_retries_unless(&self.config.connection.name, || is_refused(consumer), call)
+    }
+
+    /// The error of a position that the partition no longer holds.
+    fn position_gone(
+        &self,
+        consumer: &BaseConsumer<ErrorCollector>,
+        split: &SplitId,
+        position: i64,
+    ) -> SourceError {
+        let start = consumer
+            .fetch_watermarks(&split.group, split.index as i32, LOOKUP_TIMEOUT)
+            .map_or_else(|_| "unknown".to_owned(), |(low, _)| low.to_string());
+        self.error(
+            &format!("reading {split}"),
+            &format!(
+                "offset {position} is no longer in the partition, which now starts at offset {start} (retention removed records the job had not read, or the topic was recreated): restore a newer savepoint or checkpoint, or start the job without state"
+            ),
+        )
     }
 
     fn check_fatal(&self) -> Result<(), SourceError> {
@@ -284,7 +330,14 @@ impl KafkaSource {
         consumer: &BaseConsumer<ErrorCollector>,
     ) -> Result<(), SourceError> {
         if let Some(message) = consumer.poll(Duration::ZERO) {
-            let message = message.map_err(|error| self.error("reading", &error))?;
+            let message = match message {
+                // The end of a partition, reported before its queue was split off.
+                Err(KafkaError::PartitionEOF(_)) => {
+                    self.main_queue_served = Instant::now();
+                    return Ok(());
+                }
+                other => other.map_err(|error| self.error("reading", &error))?,
+            };
             let split = SplitId::new(message.topic(), message.partition() as u32);
             // Kept with the cluster's refusals, so the source fails with it whichever
             // caller served the queue (a metadata look-up ignores what it serves).
@@ -352,24 +405,46 @@ impl SplitSource for KafkaSource {
         let consumer = self.consumer()?;
         let mut splits = Vec::new();
         for topic in self.config.topics.clone() {
-            let metadata = self.fetch_metadata(&consumer, &topic).map_err(|error| {
+            // A topic not created yet, or whose partitions have no leader yet, is
+            // looked up again until the retry deadline.
+            let cluster = self.config.connection.name.clone();
+            let partitions = with_retries_unless(
+                &cluster,
+                || is_refused(&consumer),
+                || {
+                    let metadata = self.fetch_metadata(&consumer, &topic)?;
+                    let Some(found) = metadata.topics().iter().find(|found| found.name() == topic)
+                    else {
+                        return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopic));
+                    };
+                    if let Some(error) = found.error() {
+                        return Err(KafkaError::MetadataFetch(error.into()));
+                    }
+                    let leaderless = found.partitions().iter().find_map(|partition| {
+                        partition
+                            .error()
+                            .map(|error| KafkaError::MetadataFetch(error.into()))
+                    });
+                    match leaderless {
+                        Some(error) => Err(error),
+                        None => Ok(found
+                            .partitions()
+                            .iter()
+                            .map(|p| p.id())
+                            .collect::<Vec<_>>()),
+                    }
+                },
+            )
+            .map_err(|error| {
                 self.error(
                     &format!("cannot read the metadata of topic {topic}"),
                     &error,
                 )
             })?;
-            let Some(found) = metadata.topics().iter().find(|found| found.name() == topic) else {
-                return Err(self.error("no metadata", &format!("topic {topic} is missing")));
-            };
-            if let Some(error) = found.error() {
-                let error = KafkaError::MetadataFetch(error.into());
-                return Err(self.error(&format!("topic {topic}"), &error));
-            }
             splits.extend(
-                found
-                    .partitions()
-                    .iter()
-                    .map(|partition| SplitId::new(topic.as_str(), partition.id() as u32)),
+                partitions
+                    .into_iter()
+                    .map(|partition| SplitId::new(topic.as_str(), partition as u32)),
             );
         }
         Ok(splits)
@@ -385,8 +460,10 @@ impl SplitSource for KafkaSource {
 
     fn start(&mut self, split: &SplitId, discovered_later: bool) -> Result<i64, SourceError> {
         let consumer = self.consumer()?;
-        let (low, high) = consumer
-            .fetch_watermarks(&split.group, split.index as i32, LOOKUP_TIMEOUT)
+        let (low, high) = self
+            .retried(&consumer, || {
+                consumer.fetch_watermarks(&split.group, split.index as i32, LOOKUP_TIMEOUT)
+            })
             .map_err(|error| self.error(&format!("cannot read the offsets of {split}"), &error))?;
         if discovered_later {
             return Ok(low);
@@ -395,19 +472,26 @@ impl SplitSource for KafkaSource {
             StartFrom::Earliest => low,
             StartFrom::Latest => high,
             StartFrom::Timestamp(time) => {
-                let found = consumer
-                    .offsets_for_times(
-                        Self::partition_list(split, Offset::Offset(time)),
-                        LOOKUP_TIMEOUT,
-                    )
+                let found = self
+                    .retried(&consumer, || {
+                        consumer.offsets_for_times(
+                            Self::partition_list(split, Offset::Offset(time)),
+                            LOOKUP_TIMEOUT,
+                        )
+                    })
                     .map_err(|error| {
                         self.error(&format!("cannot look up {split} by time"), &error)
                     })?;
                 Self::offset_in(&found, split).unwrap_or(high)
             }
             StartFrom::CommittedOffsets { or_earliest } => {
-                let committed = consumer
-                    .committed_offsets(Self::partition_list(split, Offset::Invalid), LOOKUP_TIMEOUT)
+                let committed = self
+                    .retried(&consumer, || {
+                        consumer.committed_offsets(
+                            Self::partition_list(split, Offset::Invalid),
+                            LOOKUP_TIMEOUT,
+                        )
+                    })
                     .map_err(|error| {
                         self.error(
                             &format!("cannot read the committed offset of {split}"),
@@ -456,8 +540,10 @@ impl SplitSource for KafkaSource {
         if self.config.bounded {
             // A bounded source reads up to the end each partition has now.
             for (split, _) in splits {
-                let (_, high) = consumer
-                    .fetch_watermarks(&split.group, split.index as i32, LOOKUP_TIMEOUT)
+                let (_, high) = self
+                    .retried(&consumer, || {
+                        consumer.fetch_watermarks(&split.group, split.index as i32, LOOKUP_TIMEOUT)
+                    })
                     .map_err(|error| {
                         self.error(&format!("cannot read the end of {split}"), &error)
                     })?;
@@ -491,8 +577,17 @@ impl SplitSource for KafkaSource {
             let Some(message) = queue.poll(Duration::ZERO) else {
                 break;
             };
-            let message =
-                message.map_err(|error| self.error(&format!("reading {split}"), &error))?;
+            let message = match message {
+                Ok(message) => message,
+                // Everything up to the partition's end now has been read; for a
+                // bounded source that passes the end it started with.
+                Err(KafkaError::PartitionEOF(_)) if end.is_some() => return Ok(ReadStatus::Ended),
+                Err(KafkaError::PartitionEOF(_)) => continue,
+                Err(error) if is_out_of_range(&error) => {
+                    return Err(self.position_gone(&consumer, split, *position));
+                }
+                Err(error) => return Err(self.error(&format!("reading {split}"), &error)),
+            };
             if message.offset() < *position {
                 continue;
             }
