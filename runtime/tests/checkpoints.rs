@@ -413,3 +413,69 @@ fn restoring_an_older_savepoint_into_the_same_folder_goes_on_from_the_new_run() 
     let counts = final_counts_from(&output.lock().unwrap());
     assert_eq!(counts, expected_counts(per_split));
 }
+
+/// Review of issue 14, point 2: a run restored from an older savepoint that fails
+/// before its first checkpoint leaves `--resume` going on from that savepoint (where
+/// the newest run started), not from the abandoned run's later checkpoints.
+#[test]
+fn resuming_after_a_restored_run_failed_before_its_first_checkpoint_goes_back_to_its_savepoint() {
+    let per_split = 3000;
+    let total = per_split * u64::from(SPLITS);
+    let state = tempfile::tempdir().unwrap();
+    let rate = Some(20_000);
+    let early = run_then_stop(
+        config(state.path(), 2, RestoreFrom::Nothing, 2),
+        clicks_per_user(per_split, rate, Output::default()),
+    );
+    let savepoint = early
+        .snapshots
+        .savepoints
+        .last()
+        .expect("a savepoint")
+        .clone();
+    run_job(
+        config(
+            state.path(),
+            2,
+            RestoreFrom::Snapshot(savepoint.location.clone()),
+            2,
+        ),
+        clicks_per_user(per_split, None, Output::default()),
+        Arc::default(),
+    )
+    .unwrap();
+
+    // Restoring the early savepoint again fails at once (the pipeline cannot be
+    // built), before any checkpoint.
+    let broken: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
+        let generator = || Generator::new(SPLITS, click).bounded(1);
+        pipeline.source("clicks", generator())?;
+        pipeline.source("clicks", generator())?;
+        Ok(())
+    });
+    assert!(
+        run_job(
+            config(
+                state.path(),
+                2,
+                RestoreFrom::Snapshot(savepoint.location.clone()),
+                2
+            ),
+            broken,
+            Arc::default(),
+        )
+        .is_err()
+    );
+
+    let resumed = run_job(
+        config(state.path(), 2, RestoreFrom::LatestCheckpoint, 2),
+        clicks_per_user(per_split, None, Output::default()),
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        early.records_in + resumed.records_in,
+        total,
+        "the resume did not go on from the savepoint the newest run started from"
+    );
+}

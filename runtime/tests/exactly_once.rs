@@ -30,6 +30,11 @@ impl Job {
 
     /// The same job in 2 / `slots_per_pod` processes.
     fn with_slots_per_pod(slots_per_pod: u32) -> Self {
+        Self::with(slots_per_pod, 2)
+    }
+
+    /// The same job in 2 / `slots_per_pod` processes, keeping `retained` checkpoints.
+    fn with(slots_per_pod: u32, retained: u32) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let manifest = format!(
             r#"apiVersion: strom.dev/v1alpha1
@@ -49,7 +54,7 @@ spec:
       outputPath: file://{out}
   state:
     checkpointInterval: 100ms
-    retainedCheckpoints: 2
+    retainedCheckpoints: {retained}
     storage: file://{state}
 "#,
             out = dir.path().join("out").display(),
@@ -332,9 +337,11 @@ fn a_second_run_into_the_same_output_folder_keeps_the_first_runs_output() {
 }
 
 /// Runs the job once with `failpoints` set (it must end by itself) and checks that
-/// every result is committed exactly once and nothing stays staged.
+/// every result is committed exactly once and nothing stays staged. Every
+/// checkpoint is retained, so garbage collection (which commits what it removes)
+/// cannot make up for a commit the coordinator dropped.
 fn run_with_storage_errors(failpoints: &str) {
-    let job = Job::new();
+    let job = Job::with(2, 1000);
     let output = job.command(Some(failpoints)).output().unwrap();
     assert!(
         output.status.success(),

@@ -14,7 +14,7 @@ use strom_runtime::connectors::kafka::{
     ClusterConnection, KafkaOutput, KafkaRecord, KafkaSinkConfig, KafkaSource, KafkaSourceConfig,
     SecretMounts, StartFrom,
 };
-use strom_runtime::exec::{JobControl, PipelineFn, RestoreFrom, run_job};
+use strom_runtime::exec::{JobControl, PipelineFn, Processes, RestoreFrom, run_job};
 
 mod common;
 
@@ -563,5 +563,74 @@ fn a_job_started_before_its_topic_exists_reads_it_once_created() {
     assert!(
         metrics.contains("strom_kafka_retries_total"),
         "retries are not counted: {metrics}"
+    );
+}
+
+/// Runs `pipeline` at parallelism 2 as two processes (one worker each) connected
+/// over loopback TCP, from scratch, until its sources end.
+fn run_to_end_in_two_processes(pipeline: PipelineFn) {
+    let state = tempfile::tempdir().unwrap();
+    let addresses: Vec<String> = (0..2)
+        .map(|_| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            format!("127.0.0.1:{port}")
+        })
+        .collect();
+    let processes: Vec<_> = (0..2)
+        .map(|index| {
+            let mut config = config(state.path(), 2, RestoreFrom::Nothing);
+            config.settings.local_dir = state.path().join(format!("local-{index}"));
+            config.processes = Processes::Cluster {
+                index,
+                addresses: addresses.clone(),
+            };
+            let pipeline = Arc::clone(&pipeline);
+            thread::spawn(move || run_job(config, pipeline, Arc::default()))
+        })
+        .collect();
+    for process in processes {
+        process.join().unwrap().unwrap();
+    }
+}
+
+/// Issue 14, point 13: every process learns that checkpoints completed (the
+/// coordinator runs in process 0 only), so the sources of every process commit
+/// their partitions' offsets, and none keeps positions awaiting completion forever.
+#[test]
+fn every_process_commits_the_offsets_of_its_partitions() {
+    let Some(clusters) = clusters() else { return };
+    let a = connection(&clusters, "a");
+    let topic = unique("committed-everywhere");
+    create_topic(&a, &topic, 4);
+    let group = unique("group");
+    let pipeline = |seen: &Seen| {
+        let (topic, group, a) = (topic.clone(), group.clone(), a.clone());
+        collect_into(seen, move || {
+            let mut config = KafkaSourceConfig::new(a.clone(), &[topic.as_str()], &group);
+            config.bounded = true;
+            config.commit_offsets = true;
+            config.start = StartFrom::CommittedOffsets { or_earliest: true };
+            config
+        })
+    };
+    let first = values("first", 400);
+    produce(&a, &topic, &first, None);
+    let seen = Seen::default();
+    run_to_end_in_two_processes(pipeline(&seen));
+    assert_eq!(counts(seen.lock().unwrap().clone()), once_each(&first));
+
+    // A new job of the group starts where the offsets of all four partitions are.
+    let second = values("second", 200);
+    produce(&a, &topic, &second, None);
+    let seen = Seen::default();
+    run_to_end(pipeline(&seen), 2);
+    assert_eq!(
+        counts(seen.lock().unwrap().clone()),
+        once_each(&second),
+        "partitions read by process 1 were not committed"
     );
 }

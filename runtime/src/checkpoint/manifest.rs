@@ -57,6 +57,13 @@ pub struct SubtaskSnapshot {
     /// makes visible, besides `pending_commits` (a prepared Kafka transaction).
     #[serde(default)]
     pub awaits_commit: bool,
+    /// Objects the operator state refers to (a Kafka sink's kept records), by path
+    /// relative to the snapshot's base: the job's root for a checkpoint; a
+    /// savepoint holds its own copies, so it stays restorable whatever happens to
+    /// the job's folder. An object gone when the savepoint is copied was used up
+    /// (the transaction it kept committed), and is not copied.
+    #[serde(default)]
+    pub objects: Vec<String>,
 }
 
 /// A sink's staged output and where it goes when its checkpoint completes. The
@@ -292,6 +299,7 @@ mod tests {
                     operator_state: None,
                     pending_commits: Vec::new(),
                     awaits_commit: false,
+                    objects: Vec::new(),
                 }],
             )]),
         }

@@ -11,8 +11,8 @@ pub use manifest::{
     CollectionPlan, MANIFEST_FILE, MANIFEST_FORMAT_VERSION, Manifest, PendingCommit, SnapshotAck,
     SnapshotFile, SnapshotKind, SubtaskSnapshot, plan_collection,
 };
-pub use run::{RunId, RunInfo, SnapshotId};
+pub use run::{Restored, RunId, RunInfo, RunRecord, SnapshotId};
 pub use storage::{
-    CheckpointStorage, SnapshotLocation, StorageError, download_files, locate_snapshot, open_store,
-    read_manifest,
+    CheckpointStorage, ResumePoint, SnapshotLocation, StorageError, download_files,
+    locate_snapshot, open_store, read_manifest, read_object_at,
 };

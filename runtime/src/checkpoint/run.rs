@@ -116,30 +116,57 @@ impl fmt::Display for SnapshotId {
 pub struct RunInfo {
     /// This run.
     pub id: RunId,
-    /// The points this run's lineage restored from, oldest first; the last is the
-    /// point this run restored (empty for a run from nothing).
+    /// The points this run's lineage was explicitly restored from (savepoints,
+    /// checkpoints given by path), oldest first. A run that resumes the job's own
+    /// latest checkpoint inherits the ancestry of the run it goes on from, so the
+    /// list grows with restores the user (or the operator) asked for, not with
+    /// every restart.
     pub ancestry: Vec<SnapshotId>,
 }
 
+/// The point a run restores, as [`RunInfo::start`] takes it.
+#[derive(Clone, Copy, Debug)]
+pub struct Restored<'a> {
+    /// The point.
+    pub point: SnapshotId,
+    /// The ancestry of the run that took it.
+    pub ancestry: &'a [SnapshotId],
+    /// Whether it was named explicitly (recorded in the new run's ancestry) rather
+    /// than found as the job's latest checkpoint (a resume).
+    pub explicit: bool,
+}
+
 impl RunInfo {
-    /// A run restoring `restored` (whose own ancestry is `restored_ancestry`), or
-    /// starting from nothing, ordered after every run in `existing`.
+    /// A run restoring `restored`, or starting from nothing, ordered after every
+    /// run in `existing` and the restored point's.
     pub fn start<'a>(
-        restored: Option<(SnapshotId, &[SnapshotId])>,
+        restored: Option<Restored<'_>>,
         existing: impl IntoIterator<Item = &'a RunId>,
     ) -> RunInfo {
         let mut ancestry = Vec::new();
         let mut runs: Vec<RunId> = existing.into_iter().copied().collect();
-        if let Some((point, earlier)) = restored {
-            ancestry.extend_from_slice(earlier);
-            ancestry.push(point);
-            runs.push(point.run);
+        if let Some(restored) = restored {
+            ancestry.extend_from_slice(restored.ancestry);
+            if restored.explicit {
+                ancestry.push(restored.point);
+            }
+            runs.push(restored.point.run);
         }
         RunInfo {
             id: RunId::after(&runs),
             ancestry,
         }
     }
+}
+
+/// What the job's storage records of a run when it starts (`runs/<run>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// The run.
+    pub run: RunInfo,
+    /// The URL of the point it restored, if any.
+    pub restored_from: Option<String>,
 }
 
 #[cfg(test)]
@@ -177,16 +204,15 @@ mod tests {
             10
         );
         // Restoring a point of another folder with a higher sequence.
-        let started = RunInfo::start(
-            Some((
-                SnapshotId {
-                    run: run(12, 0),
-                    epoch: 40,
-                },
-                &[],
-            )),
-            &[run(3, 1)],
-        );
+        let restored = Restored {
+            point: SnapshotId {
+                run: run(12, 0),
+                epoch: 40,
+            },
+            ancestry: &[],
+            explicit: true,
+        };
+        let started = RunInfo::start(Some(restored), &[run(3, 1)]);
         assert_eq!(started.id.sequence, 13);
         // Points of one folder order by run first: a new run's early epochs come
         // after an abandoned run's late ones.
@@ -199,5 +225,36 @@ mod tests {
             epoch: 20,
         };
         assert!(abandoned < restored);
+    }
+
+    #[test]
+    fn only_explicit_restores_grow_the_ancestry() {
+        let savepoint = SnapshotId {
+            run: run(1, 1),
+            epoch: 30,
+        };
+        let rescaled = RunInfo::start(
+            Some(Restored {
+                point: savepoint,
+                ancestry: &[],
+                explicit: true,
+            }),
+            &[],
+        );
+        assert_eq!(rescaled.ancestry, vec![savepoint]);
+        // A pod restarting resumes the rescaled run's checkpoint: same ancestry.
+        let resumed = RunInfo::start(
+            Some(Restored {
+                point: SnapshotId {
+                    run: rescaled.id,
+                    epoch: 90,
+                },
+                ancestry: &rescaled.ancestry,
+                explicit: false,
+            }),
+            &[rescaled.id],
+        );
+        assert_eq!(resumed.ancestry, vec![savepoint]);
+        assert!(resumed.id > rescaled.id);
     }
 }

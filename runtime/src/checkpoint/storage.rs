@@ -29,7 +29,7 @@ use super::manifest::{
     MANIFEST_FILE, MANIFEST_FORMAT_VERSION, Manifest, SHARED_DIR, SnapshotFile, SnapshotKind,
     checkpoint_dir_name, parse_checkpoint_dir_name, plan_collection,
 };
-use super::run::{RunId, RunInfo, SnapshotId};
+use super::run::{RunId, RunRecord, SnapshotId};
 use crate::state::LocalSnapshot;
 
 /// Why checkpoint storage could not be reached, read or written.
@@ -81,6 +81,16 @@ pub enum StorageError {
         /// Its format version.
         version: u32,
     },
+}
+
+/// Where a job resuming from its storage goes on.
+#[derive(Debug, Clone)]
+pub enum ResumePoint {
+    /// The newest checkpoint of the newest run.
+    Checkpoint(SnapshotLocation, Manifest),
+    /// The newest run completed no checkpoint: where it started (the URL of the
+    /// point it restored, or nothing).
+    StartOf(Option<String>),
 }
 
 /// The folder, relative to a job's root, with one object per run started there.
@@ -300,12 +310,46 @@ impl CheckpointStorage {
         self.put_manifest(&location, manifest).await
     }
 
-    /// Records that `run` starts here, before it writes anything: its staged sink
-    /// output can then be told from that of jobs this storage knows nothing of.
-    pub async fn record_run(&self, run: &RunInfo) -> Result<(), StorageError> {
-        let json = serde_json::to_vec_pretty(run).expect("a run serializes to JSON");
-        self.put_object(&format!("{RUNS_DIR}/{}", run.id), json)
+    /// Records that a run starts here, before it writes anything: its staged sink
+    /// output can then be told from that of jobs this storage knows nothing of, and
+    /// a later `--resume` knows where it started.
+    pub async fn record_run(&self, record: &RunRecord) -> Result<(), StorageError> {
+        let json = serde_json::to_vec_pretty(record).expect("a run serializes to JSON");
+        self.put_object(&format!("{RUNS_DIR}/{}", record.run.id), json)
             .await
+    }
+
+    /// Where a job resuming from this storage goes on: the newest checkpoint of the
+    /// newest run, or, when the newest run completed none, the point that run
+    /// started from. Storage written before runs were recorded: the newest
+    /// checkpoint.
+    pub async fn resume_point(&self) -> Result<ResumePoint, StorageError> {
+        let completed = self.completed_checkpoints().await?;
+        let newest_run = self
+            .list_folder(RUNS_DIR)
+            .await?
+            .iter()
+            .filter_map(|name| name.parse::<RunId>().ok())
+            .max();
+        let newest_checkpoint = completed.last().copied();
+        match (newest_run, newest_checkpoint) {
+            (Some(run), checkpoint) if checkpoint.is_none_or(|c| c.run < run) => {
+                let relative = format!("{RUNS_DIR}/{run}");
+                let json = self.get_object(&relative).await?;
+                let record: RunRecord =
+                    serde_json::from_slice(&json).map_err(|source| StorageError::Manifest {
+                        path: self.url_of(&self.under(&relative)),
+                        source,
+                    })?;
+                Ok(ResumePoint::StartOf(record.restored_from))
+            }
+            (_, Some(checkpoint)) => {
+                let location = self.checkpoint_location(&checkpoint);
+                let manifest = self.read_manifest(&location).await?;
+                Ok(ResumePoint::Checkpoint(location, manifest))
+            }
+            (_, None) => Ok(ResumePoint::StartOf(None)),
+        }
     }
 
     /// Every run this storage knows of: those recorded as started here, and those
@@ -484,7 +528,8 @@ impl CheckpointStorage {
         Ok(plan.checkpoints.len() + plan.files.len())
     }
 
-    async fn completed_manifests(&self) -> Result<Vec<Manifest>, StorageError> {
+    /// The manifests of every completed checkpoint, oldest first.
+    pub async fn completed_manifests(&self) -> Result<Vec<Manifest>, StorageError> {
         let mut manifests = Vec::new();
         for id in self.completed_checkpoints().await? {
             manifests.push(self.read_manifest(&self.checkpoint_location(&id)).await?);
@@ -551,6 +596,19 @@ impl CheckpointStorage {
         let mut savepoint = manifest.clone();
         savepoint.kind = SnapshotKind::Savepoint;
         for (operator, subtasks) in &mut savepoint.operators {
+            for subtask in subtasks.iter() {
+                for object in &subtask.objects {
+                    let from = self.under(object);
+                    let to = object
+                        .split('/')
+                        .fold(dir.clone(), |path, part| path.join(part));
+                    match self.store.copy(&from, &to).await {
+                        // Used up meanwhile (see `SubtaskSnapshot::objects`).
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(error) => return Err(self.error("copy", &from)(error)),
+                    }
+                }
+            }
             for subtask in subtasks {
                 for file in &mut subtask.files {
                     let relative = format!("{operator}/{}/{}", subtask.subtask, file.name);
@@ -627,6 +685,27 @@ pub fn parse_manifest(json: &[u8], path: &str) -> Result<Manifest, StorageError>
         });
     }
     serde_json::from_slice(json).map_err(unreadable)
+}
+
+/// The content of `relative` (a path under `base`) in `store`; `None` if there is
+/// no such object.
+pub async fn read_object_at(
+    store: &Arc<dyn ObjectStore>,
+    base: &Path,
+    relative: &str,
+) -> Result<Option<Bytes>, StorageError> {
+    let path = relative
+        .split('/')
+        .filter(|part| !part.is_empty())
+        .fold(base.clone(), |path, part| path.join(part));
+    match get_bytes(store, &path).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(StorageError::ObjectStore {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 async fn get_bytes(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Bytes, StorageError> {

@@ -70,6 +70,12 @@ pub struct RestorePoint {
     pub location: SnapshotLocation,
     /// Its manifest.
     pub manifest: Manifest,
+    /// Its URL (what `strom run --from-savepoint` takes).
+    pub url: String,
+    /// Whether it was named explicitly (a savepoint, or a checkpoint given by
+    /// path), rather than found as the job's own latest checkpoint: an explicit
+    /// restore is recorded in the new run's ancestry, a resume is not.
+    pub explicit: bool,
 }
 
 /// One worker's view of the job.

@@ -196,6 +196,12 @@ pub struct JobControl {
     savepoint_requests: Mutex<Vec<SavepointRequest>>,
     built_workers: AtomicU64,
     running_since: Mutex<Option<std::time::Instant>>,
+    /// The epoch of the newest checkpoint this process's coordinator completed
+    /// (process 0 only; 0: none yet).
+    completed_here: AtomicU64,
+    /// The epoch of the newest checkpoint of this run known complete in this
+    /// process, as the coordinator's broadcast told it (0: none yet).
+    completed_known: AtomicU64,
 }
 
 impl JobControl {
@@ -440,7 +446,32 @@ impl JobControl {
         self.metrics
             .checkpoint_size_bytes
             .set(i64::try_from(checkpoint.state_bytes).unwrap_or(i64::MAX));
+        // This process knows at once; worker 0 tells the others (before it tells
+        // them to shut down, so a sink never ends without knowing).
+        self.completed_here
+            .fetch_max(checkpoint.epoch, Ordering::SeqCst);
+        self.learn_completed(checkpoint.epoch);
         self.lock_snapshots().last_checkpoint = Some(checkpoint);
+    }
+
+    /// The epoch of the newest checkpoint this process's coordinator completed (its
+    /// manifest written and its sink commits done), if any: what worker 0 tells
+    /// every worker.
+    pub(crate) fn completed_here(&self) -> Option<u64> {
+        Some(self.completed_here.load(Ordering::SeqCst)).filter(|&epoch| epoch > 0)
+    }
+
+    /// Notes that the checkpoint of `epoch` (and every earlier one) completed, as the
+    /// coordinator's broadcast says.
+    pub(crate) fn learn_completed(&self, epoch: u64) {
+        self.completed_known.fetch_max(epoch, Ordering::SeqCst);
+    }
+
+    /// The epoch of the newest checkpoint of this run known complete in this
+    /// process, if any. Sinks commit and sources report positions on it, in every
+    /// process (the coordinator runs in process 0 only).
+    pub fn completed_checkpoint(&self) -> Option<u64> {
+        Some(self.completed_known.load(Ordering::SeqCst)).filter(|&epoch| epoch > 0)
     }
 
     pub(crate) fn record_checkpoint_failure(&self, error: String) {

@@ -153,6 +153,10 @@ fn checkpoint_manifest(
     })
 }
 
+/// How many checkpoints may wait for their output commits (retried after each
+/// later checkpoint) before the job fails.
+const MAX_UNCOMMITTED: usize = 100;
+
 /// How long the end of a job retries sink commits that failed before it gives up
 /// (the job then fails; a restart finishes them, as the manifests decided them).
 const FINAL_COMMIT_DEADLINE: Duration = Duration::from_secs(60);
@@ -200,7 +204,18 @@ async fn complete_checkpoints(
         // The manifest is the commit decision; recovery finishes these if this
         // process dies first.
         uncommitted.push(manifest.clone());
-        commit_in_order(&mut uncommitted, &options, &control).await;
+        if !commit_in_order(&mut uncommitted, &options, &control).await
+            && uncommitted.len() > MAX_UNCOMMITTED
+        {
+            // Storage keeps refusing: end the job (a restart commits what the
+            // manifests decided) rather than hold ever more checkpoints in memory.
+            control.record_failure(format!(
+                "the output of {} checkpoints could not be committed; the last error is in lastError",
+                uncommitted.len()
+            ));
+            control.shut_down();
+            break;
+        }
         control.record_checkpoint(CompletedSnapshot {
             epoch,
             location: storage.url_of(&storage.checkpoint_location(&manifest.id()).dir),

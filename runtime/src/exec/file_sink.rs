@@ -34,15 +34,21 @@ fn output_name(id: &SnapshotId, subtask: u32) -> String {
     format!("{}-{:020}-{subtask}", id.run, id.epoch)
 }
 
-/// The checkpoint a staged object's name is of.
+/// The checkpoint a staged object's name is of; names from before runs existed
+/// (`<epoch>-<subtask>.part`) are of the legacy run.
 fn staged_checkpoint(name: &str) -> Option<SnapshotId> {
     let stem = name.strip_suffix(".part")?;
     let (checkpoint, _subtask) = stem.rsplit_once('-')?;
-    let (run, epoch) = checkpoint.rsplit_once('-')?;
-    Some(SnapshotId {
-        run: run.parse().ok()?,
-        epoch: epoch.parse().ok()?,
-    })
+    match checkpoint.rsplit_once('-') {
+        Some((run, epoch)) => Some(SnapshotId {
+            run: run.parse().ok()?,
+            epoch: epoch.parse().ok()?,
+        }),
+        None => Some(SnapshotId {
+            run: RunId::LEGACY,
+            epoch: checkpoint.parse().ok()?,
+        }),
+    }
 }
 
 /// Removes staged output that no completed checkpoint will commit: staged by a run
@@ -255,7 +261,13 @@ mod tests {
         let name = format!("{}.part", output_name(&id, 7));
         assert_eq!(name, "000003-00000abc-00000000000000000042-7.part");
         assert_eq!(staged_checkpoint(&name), Some(id));
-        assert_eq!(staged_checkpoint("00000000000000000042-7.part"), None);
+        assert_eq!(
+            staged_checkpoint("00000000000000000042-7.part"),
+            Some(SnapshotId {
+                run: RunId::LEGACY,
+                epoch: 42
+            })
+        );
         assert_eq!(staged_checkpoint("notes.txt"), None);
     }
 

@@ -111,6 +111,15 @@ impl SplitSource for FileSource {
             .collect())
     }
 
+    /// Checkpoints of format 1 named a file by its index in the sorted listing
+    /// (group ""); the files must be the same as then.
+    fn restored_split(&self, split: SplitId) -> SplitId {
+        match self.names.get(split.index as usize) {
+            Some(name) if split.group.is_empty() => SplitId::new(name, 0),
+            _ => split,
+        }
+    }
+
     fn start(&mut self, _split: &SplitId, _discovered_later: bool) -> Result<u64, SourceError> {
         Ok(0)
     }
@@ -174,6 +183,20 @@ mod tests {
             FileSource::new(&dir.path().join("missing")),
             Err(FileSourceError::List { .. })
         ));
+    }
+
+    #[test]
+    fn splits_named_by_index_before_are_mapped_to_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.txt"), "x\n").unwrap();
+        std::fs::write(dir.path().join("a.txt"), "y\n").unwrap();
+        let source = FileSource::new(dir.path()).unwrap();
+        assert_eq!(
+            source.restored_split(SplitId::new("", 1)),
+            SplitId::new("b.txt", 0)
+        );
+        let named = SplitId::new("a.txt", 0);
+        assert_eq!(source.restored_split(named.clone()), named);
     }
 
     /// Issue 14, point 11: a line that is not UTF-8 fails the job, naming the file

@@ -18,8 +18,8 @@ use super::context::{JobSettings, RestorePoint, TaskContext};
 use super::control::{JobControl, Snapshots};
 use crate::api::{BuildError, Pipeline};
 use crate::checkpoint::{
-    CheckpointStorage, RunInfo, SnapshotId, StorageError, finish_commits, locate_snapshot,
-    read_manifest,
+    CheckpointStorage, Manifest, Restored, ResumePoint, RunInfo, RunRecord, SnapshotId,
+    SnapshotLocation, StorageError, finish_commits, locate_snapshot, read_manifest,
 };
 use crate::control::{ControlState, router};
 
@@ -128,6 +128,9 @@ pub type PipelineFn =
 enum Command {
     Stop,
     ShutDown,
+    /// The checkpoint of this epoch (and every earlier one) completed: its
+    /// manifest is written and its file-sink commits are done.
+    CheckpointCompleted(u64),
 }
 
 /// Runs the job until its sources end (bounded input) or `control.request_stop()`
@@ -208,9 +211,18 @@ async fn start_run(
     restore: Option<&RestorePoint>,
 ) -> Result<RunInfo, JobError> {
     let known = storage.known_runs().await?;
-    let restored = restore.map(|r| (r.manifest.id(), r.manifest.ancestry.as_slice()));
+    let restored = restore.map(|r| Restored {
+        point: r.manifest.id(),
+        ancestry: &r.manifest.ancestry,
+        explicit: r.explicit,
+    });
     let run = RunInfo::start(restored, &known);
-    storage.record_run(&run).await?;
+    storage
+        .record_run(&RunRecord {
+            run: run.clone(),
+            restored_from: restore.map(|r| r.url.clone()),
+        })
+        .await?;
     match restore {
         Some(restore) => {
             tracing::info!(run = %run.id, restored = %restore.manifest.id(), "run started")
@@ -398,6 +410,7 @@ fn run_worker(
                                 apply.request_stop();
                             }
                             Command::ShutDown => apply.shut_down(),
+                            Command::CheckpointCompleted(epoch) => apply.learn_completed(epoch),
                         }
                     }
                 });
@@ -417,8 +430,15 @@ fn run_worker(
         control.shut_down();
     }
     let (mut sent_stop, mut sent_shutdown) = (false, false);
+    let mut sent_completed = 0;
     while worker.installed_dataflows().contains(&main) {
         if worker.index() == 0 {
+            // Completions reach every process through the dataflow, not by each
+            // looking at storage.
+            if let Some(epoch) = control.completed_here().filter(|&e| e > sent_completed) {
+                commands.send(Command::CheckpointCompleted(epoch));
+                sent_completed = epoch;
+            }
             if !sent_stop && control.stop_requested() {
                 commands.send(Command::Stop);
                 sent_stop = true;
@@ -446,17 +466,31 @@ async fn resolve_restore(
     config: &JobConfig,
     storage: &CheckpointStorage,
 ) -> Result<Option<RestorePoint>, JobError> {
+    let own_checkpoint = |(location, manifest): (SnapshotLocation, Manifest)| RestorePoint {
+        store: Arc::clone(storage.store()),
+        url: storage.url_of(&location.dir),
+        location,
+        manifest,
+        explicit: false,
+    };
     match &config.restore {
         RestoreFrom::Nothing => Ok(None),
         RestoreFrom::LatestCheckpoint => {
-            Ok(storage
-                .latest_checkpoint()
-                .await?
-                .map(|(location, manifest)| RestorePoint {
-                    store: Arc::clone(storage.store()),
-                    location,
-                    manifest,
-                }))
+            // Where the newest run of the job's storage was: its newest checkpoint,
+            // or, if it completed none, what it started from itself (a run that
+            // restored an older savepoint and crashed at once goes on from that
+            // savepoint, not from the abandoned run's checkpoints).
+            match storage.resume_point().await? {
+                ResumePoint::Checkpoint(location, manifest) => {
+                    Ok(Some(own_checkpoint((location, manifest))))
+                }
+                ResumePoint::StartOf(Some(url)) => {
+                    let mut point = read_snapshot(config, &url).await?;
+                    point.explicit = false;
+                    Ok(Some(point))
+                }
+                ResumePoint::StartOf(None) => Ok(None),
+            }
         }
         RestoreFrom::NewestOf(path) => {
             // The job's own checkpoints count only if their lineage restored the
@@ -464,17 +498,12 @@ async fn resolve_restore(
             // other runs do not, whatever their epochs — not even later ones of the
             // run the snapshot was taken from.
             let snapshot = read_snapshot(config, path).await?;
-            match storage
-                .latest_checkpoint_restored_through(&snapshot.manifest.id())
-                .await?
-            {
-                Some((location, manifest)) => Ok(Some(RestorePoint {
-                    store: Arc::clone(storage.store()),
-                    location,
-                    manifest,
-                })),
-                None => Ok(Some(snapshot)),
-            }
+            Ok(Some(
+                storage
+                    .latest_checkpoint_restored_through(&snapshot.manifest.id())
+                    .await?
+                    .map_or(snapshot, own_checkpoint),
+            ))
         }
         RestoreFrom::Snapshot(path) => read_snapshot(config, path).await.map(Some),
     }
@@ -494,5 +523,7 @@ async fn read_snapshot(config: &JobConfig, path: &str) -> Result<RestorePoint, J
         store,
         location,
         manifest,
+        url: path.to_owned(),
+        explicit: true,
     })
 }

@@ -123,6 +123,13 @@ pub trait SplitSource: 'static {
         out: &mut Vec<Self::Record>,
     ) -> Result<ReadStatus, SourceError>;
 
+    /// The split a restored checkpoint names `split`, as this source names it now
+    /// (a source whose split names changed maps the old names); by default the
+    /// same.
+    fn restored_split(&self, split: SplitId) -> SplitId {
+        split
+    }
+
     /// A checkpoint that holds these positions of this subtask's splits completed
     /// (a Kafka source may commit them to Kafka, for lag monitoring).
     fn checkpoint_completed(&mut self, positions: &[(SplitId, Self::Position)]) {
@@ -298,8 +305,8 @@ fn report_completed<S: SplitSource>(
     if awaiting.is_empty() {
         return;
     }
-    if let Some(completed) = ctx.control.snapshots().last_checkpoint {
-        let still_awaiting = awaiting.split_off(&(completed.epoch + 1));
+    if let Some(completed) = ctx.control.completed_checkpoint() {
+        let still_awaiting = awaiting.split_off(&(completed + 1));
         let done = std::mem::replace(awaiting, still_awaiting);
         if let Some((_, positions)) = done.into_iter().next_back() {
             source.checkpoint_completed(&positions);
@@ -335,7 +342,11 @@ pub fn split_source<'scope, S: SplitSource>(
     SourceBuildError,
 > {
     let parallelism = ctx.partitioning().parallelism();
-    let restored = restored_positions::<S::Position>(ctx, operator)?;
+    let restored: BTreeMap<SplitId, S::Position> =
+        restored_positions::<S::Position>(ctx, operator)?
+            .into_iter()
+            .map(|(split, position)| (source.restored_split(split), position))
+            .collect();
     let mut known = BTreeSet::new();
     let discovered = source.discover()?;
     // Splits a restored checkpoint knows are not new, even if discovered late. When

@@ -42,7 +42,14 @@ use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use super::sink::{DeliveryErrors, KafkaOutput, KafkaSinkConfig, fail_now, send};
-use crate::checkpoint::{RunId, SnapshotAck, SnapshotId, SubtaskSnapshot};
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::path::Path as ObjectPath;
+
+use crate::checkpoint::{
+    Manifest, RunId, SnapshotAck, SnapshotId, SnapshotKind, SubtaskSnapshot, read_object_at,
+};
 use crate::exec::context::TaskContext;
 use crate::exec::item::Item;
 
@@ -149,6 +156,75 @@ fn subtasks_to_fence(
         .collect()
 }
 
+/// A prepared transaction found in a completed checkpoint or savepoint, for
+/// recovery.
+struct Found {
+    prepared: Prepared,
+    /// The old subtask that prepared it.
+    subtask: u32,
+    /// Where its kept records are: the snapshot's store, and the folder its paths
+    /// are relative to (the job's root, or a savepoint's own folder).
+    store: Arc<dyn ObjectStore>,
+    base: ObjectPath,
+    /// Whether the records are the job's own (deleted once finished), not a
+    /// savepoint's copy (kept, so the savepoint stays restorable).
+    own: bool,
+}
+
+/// The prepared transactions of `operator` recovery must finish: those of every
+/// completed checkpoint of the job's storage and of the restored point, each once
+/// (the job's own copy of its kept records preferred), oldest first.
+fn transactions_to_finish(ctx: &TaskContext, operator: &str) -> Result<Vec<Found>, String> {
+    let mut found: BTreeMap<String, Found> = BTreeMap::new();
+    let mut add = |manifest: &Manifest,
+                   store: &Arc<dyn ObjectStore>,
+                   base: &ObjectPath,
+                   own: bool|
+     -> Result<(), String> {
+        for state in manifest.operator_states(operator) {
+            let state: SinkState = serde_json::from_str(state).map_err(|error| {
+                format!("unreadable state in checkpoint {}: {error}", manifest.id())
+            })?;
+            for prepared in state.prepared {
+                found
+                    .entry(prepared.records.clone())
+                    .or_insert_with(|| Found {
+                        prepared,
+                        subtask: state.subtask,
+                        store: Arc::clone(store),
+                        base: base.clone(),
+                        own,
+                    });
+            }
+        }
+        Ok(())
+    };
+    let storage = &ctx.storage;
+    let completed = ctx
+        .io
+        .block_on(storage.completed_manifests())
+        .map_err(|error| error.to_string())?;
+    for manifest in &completed {
+        add(manifest, storage.store(), storage.root(), true)?;
+    }
+    if let Some(restore) = &ctx.restore {
+        // A checkpoint of the job's own storage resolves against its root; a
+        // savepoint, or a checkpoint of another job's storage, against its own.
+        let own = restore.manifest.kind == SnapshotKind::Checkpoint
+            && restore.location.base == *storage.root()
+            && restore.url.starts_with(&storage.url_of(storage.root()));
+        add(
+            &restore.manifest,
+            &restore.store,
+            &restore.location.base,
+            own,
+        )?;
+    }
+    let mut found: Vec<Found> = found.into_values().collect();
+    found.sort_by_key(|found| (found.prepared.run, found.prepared.epoch));
+    Ok(found)
+}
+
 /// One producer of the pool, with the transaction it holds.
 struct Slot {
     transactional_id: String,
@@ -173,6 +249,9 @@ struct Transactions {
     operator: String,
     config: KafkaSinkConfig,
     prefix: String,
+    /// The prefix a job restored from state of format 1 used when it differs (ids
+    /// did not name the namespace then): fenced too, once.
+    earlier_prefix: Option<String>,
 }
 
 impl Transactions {
@@ -296,53 +375,66 @@ impl Transactions {
         highest
     }
 
-    /// Finishes what the restored checkpoint left, for the old subtasks this subtask
-    /// takes over: prepared transactions of completed checkpoints are committed
-    /// (their records sent again if they never were), every other transaction any
-    /// earlier run may have left open is aborted. Subtask 0 then removes the kept
-    /// records no checkpoint will commit.
-    fn recover(&self, restored: &[SinkState]) {
+    /// Finishes what earlier runs left, for the old subtasks this subtask takes
+    /// over: the prepared transactions of completed checkpoints (`found`: the
+    /// restored point's and those of every completed checkpoint of the job's
+    /// storage, also an abandoned run's — each manifest is a commit decision) are
+    /// committed, their records sent again if they never were; every other
+    /// transaction any earlier run may have left open is aborted. Subtask 0 then
+    /// removes the kept records no checkpoint will commit.
+    fn recover(&self, found: &[Found]) {
         let parallelism = self.ctx.partitioning().parallelism();
         let subtask = self.ctx.subtask;
         let parallelisms = self.record_parallelism();
-        let mine: Vec<&SinkState> = restored
-            .iter()
-            .filter(|state| state.subtask % parallelism == subtask)
-            .collect();
         let mut finished = BTreeSet::new();
-        for state in &mine {
-            for prepared in &state.prepared {
-                self.finish(prepared);
-                finished.insert(prepared.transactional_id.clone());
-            }
+        for found in found
+            .iter()
+            .filter(|found| found.subtask % parallelism == subtask)
+        {
+            self.finish(found);
+            finished.insert(found.prepared.transactional_id.clone());
         }
         for old in subtasks_to_fence(&parallelisms, subtask, parallelism) {
             for slot in 0..SLOTS_PER_SUBTASK {
-                let id = transactional_id(&self.prefix, old, slot);
-                if !finished.contains(&id) {
-                    drop(self.producer(&id));
+                for prefix in std::iter::once(&self.prefix).chain(&self.earlier_prefix) {
+                    let id = transactional_id(prefix, old, slot);
+                    if !finished.contains(&id) {
+                        drop(self.producer(&id));
+                    }
                 }
             }
         }
         if subtask == 0 {
-            self.remove_unfinished_records(restored);
+            self.remove_unfinished_records(found);
         }
     }
 
-    /// Commits `prepared` unless its marker shows it committed: fences its id, then
-    /// sends its kept records again with the marker in a new transaction.
-    fn finish(&self, prepared: &Prepared) {
+    /// Commits `found`'s transaction unless its marker shows it committed: fences
+    /// its id, then sends its kept records again with the marker in a new
+    /// transaction. Kept records that are gone while the marker is too (markers
+    /// expire with the brokers' offset retention) mean it committed long ago:
+    /// records are only deleted once their transaction committed.
+    fn finish(&self, found: &Found) {
+        let prepared = &found.prepared;
         let producer = self.producer(&prepared.transactional_id);
         let marker = marker_group(&prepared.transactional_id, prepared.run);
-        if self
-            .committed_epoch(&marker)
-            .is_some_and(|committed| committed >= prepared.epoch)
-        {
+        let committed = self.committed_epoch(&marker);
+        if committed.is_some_and(|committed| committed >= prepared.epoch) {
             tracing::info!(id = %prepared.transactional_id, epoch = prepared.epoch, "transaction already committed");
         } else {
-            let bytes = self
-                .run(self.ctx.storage.get_object(&prepared.records))
+            let kept = self
+                .run(read_object_at(&found.store, &found.base, &prepared.records))
                 .unwrap_or_else(|error| self.fail(error));
+            let Some(bytes) = kept else {
+                if committed.is_none() {
+                    tracing::info!(id = %prepared.transactional_id, epoch = prepared.epoch, "no marker and no kept records: committed before its marker expired");
+                    return;
+                }
+                self.fail(format!(
+                    "the kept records {} of checkpoint {} are missing, and the transaction {} did not commit",
+                    prepared.records, prepared.epoch, prepared.transactional_id
+                ));
+            };
             let records: Vec<KafkaOutput> = bincode::deserialize(&bytes).unwrap_or_else(|error| {
                 self.fail(format!("kept records {}: {error}", prepared.records))
             });
@@ -374,14 +466,16 @@ impl Transactions {
                 .commit_transaction(CALL_TIMEOUT)
                 .unwrap_or_else(|error| self.fail(format!("commit: {error}")));
         }
-        self.delete_records(&prepared.records);
+        if found.own {
+            self.delete_records(&prepared.records);
+        }
     }
 
     /// Deletes the kept records that no checkpoint will commit: those of this job's
     /// earlier runs (other runs writing here are not this job's to judge) for
     /// checkpoints that never completed. Records the restored point lists, and
     /// those of any completed checkpoint, stay.
-    fn remove_unfinished_records(&self, restored: &[SinkState]) {
+    fn remove_unfinished_records(&self, found: &[Found]) {
         let storage = &self.ctx.storage;
         let folder = sink_folder(&self.operator);
         let names = self
@@ -395,10 +489,9 @@ impl Transactions {
             .unwrap_or_else(|error| self.fail(error))
             .into_iter()
             .collect();
-        let needed: BTreeSet<&str> = restored
+        let needed: BTreeSet<&str> = found
             .iter()
-            .flat_map(|state| &state.prepared)
-            .map(|prepared| prepared.records.as_str())
+            .map(|found| found.prepared.records.as_str())
             .collect();
         for name in names {
             let Some(checkpoint) = records_file_checkpoint(&name) else {
@@ -490,30 +583,14 @@ impl Transactions {
         self.delete_records(&prepared.records);
     }
 
-    /// The newest completed checkpoint, if it is at or after `oldest` (the oldest
-    /// prepared transaction's), as this process knows or the storage shows.
+    /// The newest completed checkpoint of this run, if it is at or after `oldest`
+    /// (the oldest prepared transaction's), as the coordinator's broadcast told
+    /// this process.
     fn completed_up_to(&self, oldest: u64) -> Option<u64> {
-        let known = self
-            .ctx
+        self.ctx
             .control
-            .snapshots()
-            .last_checkpoint
-            .map(|checkpoint| checkpoint.epoch);
-        if known.is_some_and(|known| known >= oldest) {
-            return known;
-        }
-        // Another process's coordinator completed it: the newest manifest of this
-        // run says so (older ones may already be collected; other runs' epochs
-        // count for nothing here).
-        let completed = self
-            .run(self.ctx.storage.completed_checkpoints())
-            .unwrap_or_else(|error| self.fail(error));
-        completed
-            .iter()
-            .filter(|checkpoint| checkpoint.run == self.ctx.run.id)
-            .map(|checkpoint| checkpoint.epoch)
-            .next_back()
-            .filter(|&newest| newest >= oldest)
+            .completed_checkpoint()
+            .filter(|&completed| completed >= oldest)
     }
 }
 
@@ -555,20 +632,8 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
     config: KafkaSinkConfig,
     mut serialize: impl FnMut(&T) -> KafkaOutput + 'static,
 ) -> Stream<'scope, u64, Vec<SnapshotAck>> {
-    let restored: Vec<SinkState> = ctx
-        .restore
-        .iter()
-        .flat_map(|restore| restore.manifest.operator_states(operator))
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()
-        .unwrap_or_else(|error| {
-            fail_now(
-                ctx,
-                operator,
-                &config,
-                &format!("unreadable state in the restore point: {error}"),
-            )
-        });
+    let found = transactions_to_finish(ctx, operator)
+        .unwrap_or_else(|error| fail_now(ctx, operator, &config, &error));
     let prefix = config.transactional_id_prefix.clone().unwrap_or_else(|| {
         default_prefix(
             ctx.settings.namespace.as_deref(),
@@ -576,13 +641,21 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
             operator,
         )
     });
+    let restored_format_1 = ctx
+        .restore
+        .as_ref()
+        .is_some_and(|restore| restore.manifest.format_version == 1);
+    let earlier_prefix = (restored_format_1 && config.transactional_id_prefix.is_none())
+        .then(|| default_prefix(None, &ctx.settings.name, operator))
+        .filter(|earlier| *earlier != prefix);
     let kafka = Transactions {
         ctx: ctx.clone(),
         operator: operator.to_owned(),
         config,
         prefix,
+        earlier_prefix,
     };
-    kafka.recover(&restored);
+    kafka.recover(&found);
 
     let mut builder = OperatorBuilder::new(
         format!("Kafka exactly-once sink {operator}"),
@@ -691,6 +764,7 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
                                 serde_json::to_string(&state).expect("state serializes"),
                             ),
                             awaits_commit,
+                            objects: state.prepared.iter().map(|p| p.records.clone()).collect(),
                             ..SubtaskSnapshot::default()
                         },
                         drained: None,
