@@ -186,6 +186,18 @@ pub struct DataStream<'scope, T> {
     registry: Rc<RefCell<Registry<'scope>>>,
 }
 
+/// The same stream, for one more consumer (another sink, say): every consumer
+/// gets every record.
+impl<'scope, T: Clone + 'static> Clone for DataStream<'scope, T> {
+    fn clone(&self) -> Self {
+        DataStream {
+            stream: self.stream.clone(),
+            ctx: self.ctx.clone(),
+            registry: Rc::clone(&self.registry),
+        }
+    }
+}
+
 impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
     fn with<U>(&self, stream: Stream<'scope, u64, Vec<Item<U>>>) -> DataStream<'scope, U> {
         DataStream {

@@ -133,7 +133,23 @@ pub fn lookup(
                 "splits",
                 "clicksPerSplit",
                 "outputPath",
+                "kafkaOutput",
             ])?;
+            let kafka_output = match args.given.get("kafkaOutput") {
+                Some(value) => {
+                    let (cluster, topic) = cluster_and_topic("kafkaOutput", value)?;
+                    let connection = ClusterConnection::find(
+                        environment.kafka_clusters,
+                        cluster,
+                        environment.secrets,
+                    )
+                    .map_err(|error| PipelineError::Kafka(error.to_string()))?;
+                    let mut sink = KafkaSinkConfig::new(connection, topic, "strom-clicks");
+                    sink.delivery = Delivery::ExactlyOnce;
+                    Some(sink)
+                }
+                None => None,
+            };
             let settings = ClickSettings {
                 rate: args.number("clicksPerSecond", 10_000)?,
                 users: args.number("users", 1000)?.max(1),
@@ -145,6 +161,7 @@ pub fn lookup(
                     .map(|_| args.number("clicksPerSplit", 0))
                     .transpose()?,
                 output_path: args.given.get("outputPath").cloned(),
+                kafka_output,
             };
             Ok(clicks_per_user(settings, output))
         }
@@ -277,6 +294,9 @@ struct ClickSettings {
     per_split: Option<u64>,
     /// A folder URL: results go there, exactly once, instead of to the output.
     output_path: Option<String>,
+    /// A Kafka topic the results also go to, exactly once (`kafkaOutput`:
+    /// `cluster/topic`), one record per result with the result line as value.
+    kafka_output: Option<KafkaSinkConfig>,
 }
 
 fn clicks_per_user(settings: ClickSettings, output: OutputFn) -> PipelineFn {
@@ -293,6 +313,17 @@ fn clicks_per_user(settings: ClickSettings, output: OutputFn) -> PipelineFn {
             .source("clicks", generator)?
             .key_by(|user: &u64| *user)
             .count("clicks-per-user")?;
+        if let Some(sink) = &settings.kafka_output {
+            counts
+                .clone()
+                .sink_kafka("results-kafka", sink.clone(), |(user, clicks)| {
+                    KafkaOutput {
+                        key: Some(user.to_string().into_bytes()),
+                        value: Some(format!("user {user}: {clicks} clicks").into_bytes()),
+                        ..KafkaOutput::default()
+                    }
+                })?;
+        }
         match &settings.output_path {
             Some(path) => counts.sink_files("results", path, |(user, clicks), line| {
                 line.push_str(&format!("user {user}: {clicks} clicks"));

@@ -1,8 +1,9 @@
 //! Issue 14, acceptance: one job driven through random sequences of runs — from
 //! nothing, resumed from its latest checkpoint, restored from a savepoint (older
 //! ones too), at random parallelisms — each ended by kill -9, by a stop with a
-//! savepoint, or by the end of its input, with the exactly-once file sink. After
-//! every step the committed output is what the runs imply, and after a last run to
+//! savepoint, or by the end of its input, writing to the exactly-once file sink and
+//! (with the test Kafka clusters, as in CI) the exactly-once Kafka sink. After every
+//! step the committed output of both is what the runs imply, and after a last run to
 //! the end, exactly that:
 //!
 //! every run R adds the lines of the counts between its restored point P_R (nothing
@@ -12,7 +13,9 @@
 //! before it.
 //!
 //! `STROM_LINEAGE_SEQUENCES` sets how many sequences run (50 by default; the soak
-//! command in docs/testing.md runs 1000), `STROM_LINEAGE_SEED` the first seed.
+//! command in docs/testing.md runs 1000), `STROM_LINEAGE_SEED` the first seed, and
+//! `STROM_LINEAGE_KAFKA_EVERY` how often a sequence also writes to Kafka (every 5th
+//! by default: such a sequence takes about 18 s instead of 4).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,10 +26,13 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::clicks_per_user_output;
+use common::kafka::{clusters, clusters_yaml, connection, consume_available, create_topic, unique};
+use strom_e2e::KafkaClusters;
+use strom_runtime::connectors::kafka::ClusterConnection;
 use strom_runtime::pipelines::mix;
 
 const SPLITS: u64 = 16;
-const PER_SPLIT: u64 = 600;
+const PER_SPLIT: u64 = 400;
 const USERS: u64 = 40;
 const SEED: u64 = 7;
 
@@ -91,6 +97,8 @@ enum End {
 /// The job's folder: manifest, state, output, logs.
 struct Job {
     dir: tempfile::TempDir,
+    /// The test clusters and the Kafka topic the results also go to.
+    kafka: Option<(KafkaClusters, ClusterConnection, String)>,
     /// Lines of each run so far: (restored counts, last completed counts).
     runs: Vec<(Counts, Counts)>,
     /// The savepoints taken so far.
@@ -98,8 +106,21 @@ struct Job {
 }
 
 impl Job {
-    fn new() -> Self {
+    fn new(kafka: Option<&KafkaClusters>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let kafka = kafka.map(|clusters| {
+            let a = connection(clusters, "a");
+            let topic = unique("lineage");
+            create_topic(&a, &topic, 2);
+            (clusters.clone(), a, topic)
+        });
+        let (clusters_spec, kafka_output) = match &kafka {
+            Some((clusters, _, topic)) => (
+                format!("  kafkaClusters:\n{}", clusters_yaml(clusters, 4)),
+                format!("      kafkaOutput: a/{topic}\n"),
+            ),
+            None => (String::new(), String::new()),
+        };
         let manifest = format!(
             r#"apiVersion: strom.dev/v1alpha1
 kind: StreamJob
@@ -107,7 +128,7 @@ metadata:
   name: lineage
 spec:
   parallelism: 2
-  pipeline:
+{clusters_spec}  pipeline:
     name: clicks-per-user
     args:
       clicksPerSecond: "5000"
@@ -115,7 +136,7 @@ spec:
       users: "{USERS}"
       seed: "{SEED}"
       outputPath: file://{out}
-  state:
+{kafka_output}  state:
     checkpointInterval: 100ms
     retainedCheckpoints: 2
     storage: file://{state}
@@ -126,6 +147,7 @@ spec:
         std::fs::write(dir.path().join("job.yaml"), manifest).unwrap();
         Self {
             dir,
+            kafka,
             runs: Vec::new(),
             savepoints: Vec::new(),
         }
@@ -189,6 +211,13 @@ spec:
             .arg("--work-dir")
             .arg(self.dir.path().join(format!("work-{step}")))
             .env_remove("FAILPOINTS")
+            .env(
+                "STROM_SECRETS_DIR",
+                self.kafka
+                    .as_ref()
+                    .map(|(clusters, ..)| clusters.secrets.clone())
+                    .unwrap_or_default(),
+            )
             .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
             .stderr(std::fs::File::create(log.with_extension("err")).unwrap());
         match start {
@@ -280,6 +309,20 @@ spec:
     fn committed(&self) -> BTreeMap<(u64, u64), u32> {
         clicks_per_user_output(&self.dir.path().join("out"))
     }
+
+    /// The result lines in the Kafka topic for `read_committed` readers, if the job
+    /// writes one.
+    fn committed_in_kafka(&self) -> Option<BTreeMap<(u64, u64), u32>> {
+        let (_, a, topic) = self.kafka.as_ref()?;
+        let mut lines = BTreeMap::new();
+        for value in consume_available(a, topic, 2) {
+            let rest = value.strip_prefix("user ").unwrap();
+            let (user, clicks) = rest.split_once(": ").unwrap();
+            let clicks = clicks.trim_end_matches(" clicks").parse().unwrap();
+            *lines.entry((user.parse().unwrap(), clicks)).or_insert(0) += 1;
+        }
+        Some(lines)
+    }
 }
 
 fn wait(child: &mut Child) -> std::process::ExitStatus {
@@ -329,9 +372,9 @@ fn differences(
 
 /// One random sequence of runs, then a run to the end; panics with the steps taken
 /// when the output is not what they imply.
-fn sequence(seed: u64) {
+fn sequence(seed: u64, kafka: Option<&KafkaClusters>) {
     let mut random = Random(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let mut job = Job::new();
+    let mut job = Job::new(kafka);
     let mut steps = Vec::new();
     let count = 2 + random.below(4) as usize;
     for step in 0..=count {
@@ -358,12 +401,21 @@ fn sequence(seed: u64) {
         job.run(&start, end, parallelism, step);
         // A killed run's last checkpoint may be committed only when the next run
         // starts: until the end, nothing may be there more often than implied.
-        let wrong = differences(&job.committed(), &job.expected(), last);
+        let expected = job.expected();
+        let wrong = differences(&job.committed(), &expected, last);
         assert!(
             wrong.is_empty(),
-            "seed {seed}, after step {step} of {steps:#?}:\n{}",
+            "seed {seed}, file sink, after step {step} of {steps:#?}:\n{}",
             wrong.join("\n")
         );
+        if let Some(in_kafka) = job.committed_in_kafka() {
+            let wrong = differences(&in_kafka, &expected, last);
+            assert!(
+                wrong.is_empty(),
+                "seed {seed}, Kafka sink, after step {step} of {steps:#?}:\n{}",
+                wrong.join("\n")
+            );
+        }
     }
     // The last run read everything: its lineage counted every click once.
     let everything: Positions = (0..SPLITS).map(|split| (split, PER_SPLIT)).collect();
@@ -385,7 +437,16 @@ fn committed_output_is_what_the_restored_points_imply_across_random_sequences() 
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(1);
+    // The Kafka sink's runs take seconds more each (transactional ids fenced,
+    // producers started): it joins every `STROM_LINEAGE_KAFKA_EVERY`-th sequence.
+    let kafka_every: u64 = std::env::var("STROM_LINEAGE_KAFKA_EVERY")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let kafka = clusters();
     for seed in first..first + sequences {
-        sequence(seed);
+        let with_kafka = kafka.as_ref().filter(|_| seed % kafka_every == 0);
+        sequence(seed, with_kafka);
     }
 }

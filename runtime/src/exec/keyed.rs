@@ -530,3 +530,40 @@ fn fail_now(ctx: &TaskContext, operator: &str, error: &dyn std::fmt::Display) ->
     ctx.control.record_failure(message.clone());
     panic!("{message}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::KeyGroup;
+
+    /// Issue 14, point 14: saved state is placed by the key group of the exact
+    /// bytes `key_by` keys are encoded to; a change of the encoding (a serializer
+    /// upgrade, another format) would silently put restored keys in other key
+    /// groups. These bytes and groups are pinned: a change here is a migration.
+    #[test]
+    fn keys_encode_to_pinned_bytes_and_key_groups() {
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let cases: [(Vec<u8>, &str, u32); 4] = [
+            (encode_key(&42u64), "2a00000000000000", 75),
+            (
+                encode_key(&"user-7".to_owned()),
+                "0600000000000000757365722d37",
+                9,
+            ),
+            (
+                encode_key(&(3u32, "eu".to_owned())),
+                "0300000002000000000000006575",
+                68,
+            ),
+            (encode_key(&-1i64), "ffffffffffffffff", 125),
+        ];
+        for (bytes, pinned_hex, pinned_group) in cases {
+            assert_eq!(hex(&bytes), pinned_hex);
+            assert_eq!(
+                KeyGroup::of_key(&bytes, 128).index(),
+                pinned_group,
+                "{pinned_hex}"
+            );
+        }
+    }
+}
