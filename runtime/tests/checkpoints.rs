@@ -479,3 +479,61 @@ fn resuming_after_a_restored_run_failed_before_its_first_checkpoint_goes_back_to
         "the resume did not go on from the savepoint the newest run started from"
     );
 }
+
+/// Review of issue 14: a run that resumes where a failed restore of savepoint S
+/// started keeps S in its lineage, so a pod restarting with `--resume
+/// --from-savepoint S` goes on from that run's checkpoints instead of going back
+/// to S (and writing everything since S again).
+#[test]
+fn a_resume_of_a_failed_restore_keeps_the_savepoint_in_its_lineage() {
+    let per_split = 3000;
+    let total = per_split * u64::from(SPLITS);
+    let state = tempfile::tempdir().unwrap();
+    let rate = Some(20_000);
+    let early = run_then_stop(
+        config(state.path(), 2, RestoreFrom::Nothing, 2),
+        clicks_per_user(per_split, rate, Output::default()),
+    );
+    let savepoint = early
+        .snapshots
+        .savepoints
+        .last()
+        .expect("a savepoint")
+        .clone();
+    let broken: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
+        let generator = || Generator::new(SPLITS, click).bounded(1);
+        pipeline.source("clicks", generator())?;
+        pipeline.source("clicks", generator())?;
+        Ok(())
+    });
+    let restore_savepoint = RestoreFrom::Snapshot(savepoint.location.clone());
+    assert!(
+        run_job(
+            config(state.path(), 2, restore_savepoint, 2),
+            broken,
+            Arc::default()
+        )
+        .is_err()
+    );
+    let resumed = run_then_stop(
+        config(state.path(), 2, RestoreFrom::LatestCheckpoint, 2),
+        clicks_per_user(per_split, rate, Output::default()),
+    );
+    assert!(resumed.records_in > 0);
+    let pod = run_job(
+        config(
+            state.path(),
+            2,
+            RestoreFrom::NewestOf(savepoint.location.clone()),
+            2,
+        ),
+        clicks_per_user(per_split, None, Output::default()),
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        early.records_in + resumed.records_in + pod.records_in,
+        total,
+        "the restarting pod went back to the savepoint"
+    );
+}

@@ -634,3 +634,34 @@ fn every_process_commits_the_offsets_of_its_partitions() {
         "partitions read by process 1 were not committed"
     );
 }
+
+/// Review of issue 14: an exactly-once Kafka sink in every process of a bounded job
+/// commits its last transactions before the job ends: every process learns that
+/// the final checkpoint completed before it is told to shut down.
+#[test]
+fn a_bounded_job_in_two_processes_commits_every_transaction_before_it_ends() {
+    let Some(clusters) = clusters() else { return };
+    let a = connection(&clusters, "a");
+    let (from, to) = (unique("two-in"), unique("two-out"));
+    create_topic(&a, &from, 4);
+    create_topic(&a, &to, 2);
+    let sent = values("v", 2000);
+    produce(&a, &from, &sent, None);
+    let pipeline: PipelineFn = {
+        let (a, from, to) = (a.clone(), from.clone(), to.clone());
+        Arc::new(move |pipeline: &mut Pipeline<'_>| {
+            let mut sink = KafkaSinkConfig::new(a.clone(), &to, "two-processes");
+            sink.delivery = strom_runtime::connectors::kafka::Delivery::ExactlyOnce;
+            pipeline
+                .source("in", bounded(a.clone(), &from))?
+                .map(|record| value_of(&record))
+                .sink_kafka("out", sink, |value: &String| KafkaOutput {
+                    value: Some(value.as_bytes().to_vec()),
+                    ..KafkaOutput::default()
+                })
+        })
+    };
+    run_to_end_in_two_processes(pipeline);
+    let written = consume_all(&a, &to, 2, sent.len());
+    assert_eq!(counts(written), once_each(&sent));
+}

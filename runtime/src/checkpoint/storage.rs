@@ -88,9 +88,10 @@ pub enum StorageError {
 pub enum ResumePoint {
     /// The newest checkpoint of the newest run.
     Checkpoint(SnapshotLocation, Manifest),
-    /// The newest run completed no checkpoint: where it started (the URL of the
-    /// point it restored, or nothing).
-    StartOf(Option<String>),
+    /// The newest run completed no checkpoint: where it started (its record, with
+    /// the URL of the point it restored and its lineage; nothing if it started
+    /// from empty state).
+    StartOf(Option<RunRecord>),
 }
 
 /// The folder, relative to a job's root, with one object per run started there.
@@ -341,7 +342,10 @@ impl CheckpointStorage {
                         path: self.url_of(&self.under(&relative)),
                         source,
                     })?;
-                Ok(ResumePoint::StartOf(record.restored_from))
+                Ok(match record.restored_from {
+                    Some(_) => ResumePoint::StartOf(Some(record)),
+                    None => ResumePoint::StartOf(None),
+                })
             }
             (_, Some(checkpoint)) => {
                 let location = self.checkpoint_location(&checkpoint);

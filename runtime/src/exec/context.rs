@@ -72,6 +72,9 @@ pub struct RestorePoint {
     pub manifest: Manifest,
     /// Its URL (what `strom run --from-savepoint` takes).
     pub url: String,
+    /// The ancestry the new run inherits: the manifest's, or, for a resume of a run
+    /// that completed no checkpoint, that run's.
+    pub ancestry: Vec<crate::checkpoint::SnapshotId>,
     /// Whether it was named explicitly (a savepoint, or a checkpoint given by
     /// path), rather than found as the job's own latest checkpoint: an explicit
     /// restore is recorded in the new run's ancestry, a resume is not.

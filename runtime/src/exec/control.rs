@@ -461,6 +461,12 @@ impl JobControl {
         Some(self.completed_here.load(Ordering::SeqCst)).filter(|&epoch| epoch > 0)
     }
 
+    /// Forgets the completions of an earlier run (a control used for another run).
+    pub(crate) fn forget_completions(&self) {
+        self.completed_here.store(0, Ordering::SeqCst);
+        self.completed_known.store(0, Ordering::SeqCst);
+    }
+
     /// Notes that the checkpoint of `epoch` (and every earlier one) completed, as the
     /// coordinator's broadcast says.
     pub(crate) fn learn_completed(&self, epoch: u64) {

@@ -146,6 +146,8 @@ pub fn run_job(
         .thread_name("strom-io")
         .build()
         .map_err(JobError::Io)?;
+    // Completions are per run: a control reused from an earlier run forgets its.
+    control.forget_completions();
     let storage = CheckpointStorage::open(&config.storage_url, &config.settings.storage_options)?;
     let restore = io.block_on(resolve_restore(&config, &storage))?;
     if let Some(restore) = &restore {
@@ -213,7 +215,7 @@ async fn start_run(
     let known = storage.known_runs().await?;
     let restored = restore.map(|r| Restored {
         point: r.manifest.id(),
-        ancestry: &r.manifest.ancestry,
+        ancestry: &r.ancestry,
         explicit: r.explicit,
     });
     let run = RunInfo::start(restored, &known);
@@ -433,17 +435,21 @@ fn run_worker(
     let mut sent_completed = 0;
     while worker.installed_dataflows().contains(&main) {
         if worker.index() == 0 {
-            // Completions reach every process through the dataflow, not by each
-            // looking at storage.
+            // Read before the completion: the coordinator records a completion
+            // before it shuts the job down, so a shutdown seen here has its final
+            // checkpoint's completion seen below, and sent first. Completions reach
+            // every process through the dataflow, not by each looking at storage.
+            let stop = control.stop_requested();
+            let shutdown = control.is_shutting_down();
             if let Some(epoch) = control.completed_here().filter(|&e| e > sent_completed) {
                 commands.send(Command::CheckpointCompleted(epoch));
                 sent_completed = epoch;
             }
-            if !sent_stop && control.stop_requested() {
+            if !sent_stop && stop {
                 commands.send(Command::Stop);
                 sent_stop = true;
             }
-            if !sent_shutdown && control.is_shutting_down() {
+            if !sent_shutdown && shutdown {
                 commands.send(Command::ShutDown);
                 sent_shutdown = true;
             }
@@ -470,6 +476,7 @@ async fn resolve_restore(
         store: Arc::clone(storage.store()),
         url: storage.url_of(&location.dir),
         location,
+        ancestry: manifest.ancestry.clone(),
         manifest,
         explicit: false,
     };
@@ -484,12 +491,16 @@ async fn resolve_restore(
                 ResumePoint::Checkpoint(location, manifest) => {
                     Ok(Some(own_checkpoint((location, manifest))))
                 }
-                ResumePoint::StartOf(Some(url)) => {
-                    let mut point = read_snapshot(config, &url).await?;
+                ResumePoint::StartOf(Some(record)) => {
+                    // Going on from where that run started, with its lineage: a
+                    // run that restored savepoint S keeps S in its ancestry.
+                    let url = record.restored_from.as_deref().expect("a restored run");
+                    let mut point = read_snapshot(config, url).await?;
                     point.explicit = false;
+                    point.ancestry = record.run.ancestry;
                     Ok(Some(point))
                 }
-                ResumePoint::StartOf(None) => Ok(None),
+                ResumePoint::StartOf(_) => Ok(None),
             }
         }
         RestoreFrom::NewestOf(path) => {
@@ -519,11 +530,23 @@ async fn read_snapshot(config: &JobConfig, path: &str) -> Result<RestorePoint, J
         }) => return Err(JobError::NoSnapshot(path.to_owned())),
         Err(error) => return Err(error.into()),
     };
+    let url = if path.contains("://") {
+        path.trim_end_matches('/').to_owned()
+    } else {
+        // A local folder: recorded absolute, so a resume from elsewhere finds it.
+        let absolute = std::path::absolute(path).map_err(|source| StorageError::Io {
+            operation: "resolve",
+            path: path.to_owned(),
+            source,
+        })?;
+        format!("file://{}", absolute.display())
+    };
     Ok(RestorePoint {
         store,
         location,
+        ancestry: manifest.ancestry.clone(),
         manifest,
-        url: path.to_owned(),
+        url,
         explicit: true,
     })
 }

@@ -721,6 +721,17 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
                 last_poll = Instant::now();
                 commit_completed(&kafka, &mut slots);
             }
+            if frontier.is_none() {
+                // The job ends after its final checkpoint completed, which every
+                // process learns before it is told to shut down: nothing prepared
+                // may be left. Should it be, say so (a restart commits it).
+                let left: Vec<u64> = prepared_of(&slots).iter().map(|p| p.epoch).collect();
+                if !left.is_empty() {
+                    ctx.control.record_failure(format!(
+                        "sink {operator}: the transactions of checkpoints {left:?} were not committed by the end of the job; a restart from the latest checkpoint commits them"
+                    ));
+                }
+            }
             // Records that waited for a slot, oldest checkpoint first, as slots free.
             while let Some(entry) = waiting.first_entry() {
                 let checkpoint = *entry.key();
