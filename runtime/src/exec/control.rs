@@ -202,6 +202,10 @@ pub struct JobControl {
     /// The epoch of the newest checkpoint of this run known complete in this
     /// process, as the coordinator's broadcast told it (0: none yet).
     completed_known: AtomicU64,
+    /// Whether drained sources close epochs at the job's pace rather than at once:
+    /// set when a checkpoint of drained sources did not end the job (its savepoint
+    /// or its manifest failed), so retries come at the checkpoint interval.
+    drained_paced: AtomicBool,
 }
 
 impl JobControl {
@@ -465,6 +469,17 @@ impl JobControl {
     pub(crate) fn forget_completions(&self) {
         self.completed_here.store(0, Ordering::SeqCst);
         self.completed_known.store(0, Ordering::SeqCst);
+        self.drained_paced.store(false, Ordering::SeqCst);
+    }
+
+    /// Makes drained sources close epochs at the job's pace (see `drained_paced`).
+    pub(crate) fn pace_drained_sources(&self) {
+        self.drained_paced.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether drained sources close epochs at the job's pace.
+    pub(crate) fn drained_sources_paced(&self) -> bool {
+        self.drained_paced.load(Ordering::SeqCst)
     }
 
     /// Notes that the checkpoint of `epoch` (and every earlier one) completed, as the

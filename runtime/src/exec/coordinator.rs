@@ -196,6 +196,10 @@ async fn complete_checkpoints(
         if let Err(error) = write_manifest(&storage, &manifest).await {
             control.record_checkpoint_failure(format!("checkpoint {epoch}: {error}"));
             carried.take_from(manifest);
+            if all_drained {
+                // The next try comes at the checkpoint interval, not at once.
+                control.pace_drained_sources();
+            }
             continue;
         }
         fail::fail_point!("after-checkpoint-complete", holds_output, |_| crash(
@@ -248,7 +252,9 @@ async fn complete_checkpoints(
             tracing::warn!(%error, "garbage collection failed; retried after the next checkpoint");
         }
         if savepoint_failed && stopping {
-            // The sources stay drained and close more epochs: the next retries.
+            // The sources stay drained and close more epochs, now at the
+            // checkpoint interval: the next retries.
+            control.pace_drained_sources();
             continue;
         }
         if all_drained {

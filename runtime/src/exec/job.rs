@@ -131,6 +131,8 @@ enum Command {
     /// The checkpoint of this epoch (and every earlier one) completed: its
     /// manifest is written and its file-sink commits are done.
     CheckpointCompleted(u64),
+    /// Drained sources close epochs at the job's pace from now on.
+    PaceDrainedSources,
 }
 
 /// Runs the job until its sources end (bounded input) or `control.request_stop()`
@@ -413,6 +415,7 @@ fn run_worker(
                             }
                             Command::ShutDown => apply.shut_down(),
                             Command::CheckpointCompleted(epoch) => apply.learn_completed(epoch),
+                            Command::PaceDrainedSources => apply.pace_drained_sources(),
                         }
                     }
                 });
@@ -433,6 +436,7 @@ fn run_worker(
     }
     let (mut sent_stop, mut sent_shutdown) = (false, false);
     let mut sent_completed = 0;
+    let mut sent_pace = false;
     while worker.installed_dataflows().contains(&main) {
         if worker.index() == 0 {
             // Read before the completion: the coordinator records a completion
@@ -444,6 +448,10 @@ fn run_worker(
             if let Some(epoch) = control.completed_here().filter(|&e| e > sent_completed) {
                 commands.send(Command::CheckpointCompleted(epoch));
                 sent_completed = epoch;
+            }
+            if !sent_pace && control.drained_sources_paced() {
+                commands.send(Command::PaceDrainedSources);
+                sent_pace = true;
             }
             if !sent_stop && stop {
                 commands.send(Command::Stop);

@@ -486,9 +486,12 @@ pub fn split_source<'scope, S: SplitSource>(
                 batch.clear();
             }
 
-            if drained {
-                // Nothing more to read: close epochs soon, whatever the interval, so
-                // the final checkpoint comes quickly.
+            // Nothing more to read: close epochs soon, whatever the interval, so the
+            // final checkpoint comes quickly; at the job's pace once a checkpoint of
+            // drained sources did not end the job (its retries would otherwise
+            // write a checkpoint every few milliseconds).
+            let hurry = drained && !ctx.control.drained_sources_paced();
+            if hurry {
                 epoch_ends_at = epoch_ends_at.min(now + DRAINED_EPOCH_INTERVAL);
             }
             if now >= epoch_ends_at && held_back && !drained {
@@ -537,7 +540,7 @@ pub fn split_source<'scope, S: SplitSource>(
                 // worker busy building or restoring) catches up with the sources of
                 // other workers instead of holding them back for good; it never
                 // skips a checkpoint epoch, which it must acknowledge.
-                epoch = if drained {
+                epoch = if hurry {
                     ctx.settings.next_checkpoint_epoch(epoch + 1)
                 } else {
                     clock

@@ -1,0 +1,82 @@
+//! Issue 14, point 14: drained sources (a stop whose savepoint keeps failing, say)
+//! take one quick final checkpoint, then checkpoint at the job's interval again:
+//! they used to close a checkpoint epoch every 20 ms, so each retry of the failing
+//! savepoint wrote a checkpoint and a savepoint attempt 50 times a second.
+//!
+//! A test binary of its own: the failpoint is process-wide.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::local_config;
+use strom_runtime::api::Pipeline;
+use strom_runtime::exec::{Generator, JobControl, PipelineFn, RestoreFrom, run_job};
+
+#[test]
+fn a_stop_whose_savepoint_keeps_failing_retries_at_the_checkpoint_interval() {
+    let state = tempfile::tempdir().unwrap();
+    let pipeline: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
+        pipeline
+            .source(
+                "numbers",
+                Generator::new(4, |split, n| u64::from(split) + n).rate(2000),
+            )?
+            .key_by(|n: &u64| n % 10)
+            .count("counts")?
+            .sink(|_, _| {});
+        Ok(())
+    });
+    let config = local_config(
+        state.path(),
+        "retries",
+        2,
+        Duration::from_millis(200),
+        2,
+        RestoreFrom::Nothing,
+    );
+    let control = Arc::new(JobControl::default());
+    let job = {
+        let control = Arc::clone(&control);
+        thread::spawn(move || run_job(config, pipeline, control))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while control.snapshots().last_checkpoint.is_none() {
+        assert!(Instant::now() < deadline, "no checkpoint within a minute");
+        thread::sleep(Duration::from_millis(10));
+    }
+    fail::cfg("savepoint-write", "return").unwrap();
+    control.request_stop();
+    thread::sleep(Duration::from_millis(500));
+    let checkpoints = |control: &JobControl| {
+        let text = control.metrics_text();
+        text.lines()
+            .find_map(|line| line.strip_prefix("strom_checkpoints_total "))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = checkpoints(&control);
+    thread::sleep(Duration::from_secs(2));
+    let during = checkpoints(&control) - before;
+    fail::cfg("savepoint-write", "off").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !job.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the stop did not end once savepoints worked"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let report = job.join().unwrap().unwrap();
+    assert!(
+        !report.snapshots.savepoints.is_empty(),
+        "no savepoint at the end"
+    );
+    // 2 s at a 200 ms interval: about 10, not 100.
+    assert!(
+        during <= 15,
+        "{during} checkpoints in 2 s while the stop's savepoint kept failing"
+    );
+}
