@@ -247,17 +247,7 @@ pub fn checkpoint_dir_name(id: &SnapshotId) -> String {
 
 /// The checkpoint a folder name is of, if it is one.
 pub fn parse_checkpoint_dir_name(name: &str) -> Option<SnapshotId> {
-    let rest = name.strip_prefix("chk-")?;
-    match rest.rsplit_once('-') {
-        Some((run, epoch)) => Some(SnapshotId {
-            run: run.parse().ok()?,
-            epoch: epoch.parse().ok()?,
-        }),
-        None => Some(SnapshotId {
-            run: RunId::LEGACY,
-            epoch: rest.parse().ok()?,
-        }),
-    }
+    SnapshotId::parse_name(name.strip_prefix("chk-")?)
 }
 
 #[cfg(test)]

@@ -105,6 +105,24 @@ pub struct SnapshotId {
     pub epoch: u64,
 }
 
+impl SnapshotId {
+    /// The point a name part `<run>-<epoch>` stands for; a bare `<epoch>` (names
+    /// written before runs existed) is of the legacy run. Checkpoint folders,
+    /// staged sink output and kept Kafka records are named so.
+    pub fn parse_name(text: &str) -> Option<SnapshotId> {
+        match text.rsplit_once('-') {
+            Some((run, epoch)) => Some(SnapshotId {
+                run: run.parse().ok()?,
+                epoch: epoch.parse().ok()?,
+            }),
+            None => Some(SnapshotId {
+                run: RunId::LEGACY,
+                epoch: text.parse().ok()?,
+            }),
+        }
+    }
+}
+
 impl fmt::Display for SnapshotId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "run {} epoch {}", self.run, self.epoch)

@@ -39,16 +39,7 @@ fn output_name(id: &SnapshotId, subtask: u32) -> String {
 fn staged_checkpoint(name: &str) -> Option<SnapshotId> {
     let stem = name.strip_suffix(".part")?;
     let (checkpoint, _subtask) = stem.rsplit_once('-')?;
-    match checkpoint.rsplit_once('-') {
-        Some((run, epoch)) => Some(SnapshotId {
-            run: run.parse().ok()?,
-            epoch: epoch.parse().ok()?,
-        }),
-        None => Some(SnapshotId {
-            run: RunId::LEGACY,
-            epoch: checkpoint.parse().ok()?,
-        }),
-    }
+    SnapshotId::parse_name(checkpoint)
 }
 
 /// Removes staged output that no completed checkpoint will commit: staged by a run

@@ -609,18 +609,9 @@ fn records_file_name(checkpoint: &SnapshotId, subtask: u32, id: &str) -> String 
 /// (`<epoch>-<subtask>-<slot>.records`) belong to the legacy run.
 fn records_file_checkpoint(name: &str) -> Option<SnapshotId> {
     let stem = name.strip_suffix(".records")?;
-    let parts: Vec<&str> = stem.split('-').collect();
-    match parts.as_slice() {
-        [sequence, nonce, epoch, _subtask, _slot] => Some(SnapshotId {
-            run: format!("{sequence}-{nonce}").parse().ok()?,
-            epoch: epoch.parse().ok()?,
-        }),
-        [epoch, _subtask, _slot] => Some(SnapshotId {
-            run: RunId::LEGACY,
-            epoch: epoch.parse().ok()?,
-        }),
-        _ => None,
-    }
+    let (rest, _slot) = stem.rsplit_once('-')?;
+    let (checkpoint, _subtask) = rest.rsplit_once('-')?;
+    SnapshotId::parse_name(checkpoint)
 }
 
 /// Builds the exactly-once Kafka sink `operator`. Returns its snapshot
