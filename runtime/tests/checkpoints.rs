@@ -11,7 +11,9 @@ mod common;
 use common::{local_config, run_then_stop};
 use strom_runtime::api::Pipeline;
 use strom_runtime::checkpoint::CheckpointStorage;
-use strom_runtime::exec::{Generator, JobConfig, PipelineFn, RestoreFrom, run_job};
+use strom_runtime::exec::{
+    CompletedSnapshot, Generator, JobConfig, JobReport, PipelineFn, RestoreFrom, run_job,
+};
 
 const SPLITS: u32 = 16;
 const USERS: u64 = 500;
@@ -360,16 +362,7 @@ fn restoring_an_older_savepoint_into_the_same_folder_goes_on_from_the_new_run() 
 
     // The first run stops early with a savepoint; a second run restores it and
     // reads everything, leaving checkpoints of high epochs behind.
-    let early = run_then_stop(
-        config(state.path(), 2, RestoreFrom::Nothing, 2),
-        clicks_per_user(per_split, rate, Output::default()),
-    );
-    let savepoint = early
-        .snapshots
-        .savepoints
-        .last()
-        .expect("a savepoint")
-        .clone();
+    let (early, savepoint) = stop_early(state.path(), per_split);
     let abandoned = run_job(
         config(
             state.path(),
@@ -422,17 +415,7 @@ fn resuming_after_a_restored_run_failed_before_its_first_checkpoint_goes_back_to
     let per_split = 3000;
     let total = per_split * u64::from(SPLITS);
     let state = tempfile::tempdir().unwrap();
-    let rate = Some(20_000);
-    let early = run_then_stop(
-        config(state.path(), 2, RestoreFrom::Nothing, 2),
-        clicks_per_user(per_split, rate, Output::default()),
-    );
-    let savepoint = early
-        .snapshots
-        .savepoints
-        .last()
-        .expect("a savepoint")
-        .clone();
+    let (early, savepoint) = stop_early(state.path(), per_split);
     run_job(
         config(
             state.path(),
@@ -447,12 +430,7 @@ fn resuming_after_a_restored_run_failed_before_its_first_checkpoint_goes_back_to
 
     // Restoring the early savepoint again fails at once (the pipeline cannot be
     // built), before any checkpoint.
-    let broken: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
-        let generator = || Generator::new(SPLITS, click).bounded(1);
-        pipeline.source("clicks", generator())?;
-        pipeline.source("clicks", generator())?;
-        Ok(())
-    });
+    let broken = unbuildable_pipeline();
     assert!(
         run_job(
             config(
@@ -490,22 +468,8 @@ fn a_resume_of_a_failed_restore_keeps_the_savepoint_in_its_lineage() {
     let total = per_split * u64::from(SPLITS);
     let state = tempfile::tempdir().unwrap();
     let rate = Some(20_000);
-    let early = run_then_stop(
-        config(state.path(), 2, RestoreFrom::Nothing, 2),
-        clicks_per_user(per_split, rate, Output::default()),
-    );
-    let savepoint = early
-        .snapshots
-        .savepoints
-        .last()
-        .expect("a savepoint")
-        .clone();
-    let broken: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
-        let generator = || Generator::new(SPLITS, click).bounded(1);
-        pipeline.source("clicks", generator())?;
-        pipeline.source("clicks", generator())?;
-        Ok(())
-    });
+    let (early, savepoint) = stop_early(state.path(), per_split);
+    let broken = unbuildable_pipeline();
     let restore_savepoint = RestoreFrom::Snapshot(savepoint.location.clone());
     assert!(
         run_job(
@@ -536,4 +500,32 @@ fn a_resume_of_a_failed_restore_keeps_the_savepoint_in_its_lineage() {
         total,
         "the restarting pod went back to the savepoint"
     );
+}
+
+/// Runs the clicks job at parallelism 2 from nothing (20k records/s, 2 retained
+/// checkpoints) and stops it with a savepoint after its first checkpoint; the run
+/// and its savepoint.
+fn stop_early(state: &Path, per_split: u64) -> (JobReport, CompletedSnapshot) {
+    let early = run_then_stop(
+        config(state, 2, RestoreFrom::Nothing, 2),
+        clicks_per_user(per_split, Some(20_000), Output::default()),
+    );
+    let savepoint = early
+        .snapshots
+        .savepoints
+        .last()
+        .expect("a savepoint")
+        .clone();
+    (early, savepoint)
+}
+
+/// A pipeline that cannot be built (an operator name used twice): its run fails
+/// after starting, before any checkpoint.
+fn unbuildable_pipeline() -> PipelineFn {
+    Arc::new(|pipeline: &mut Pipeline<'_>| {
+        let generator = || Generator::new(SPLITS, click).bounded(1);
+        pipeline.source("clicks", generator())?;
+        pipeline.source("clicks", generator())?;
+        Ok(())
+    })
 }
