@@ -14,12 +14,12 @@ use strom_runtime::api::Pipeline;
 use strom_runtime::connectors::kafka::{
     Delivery, KafkaOutput, KafkaSinkConfig, KafkaSource, KafkaSourceConfig,
 };
-use strom_runtime::exec::{JobControl, PipelineFn, RestoreFrom, run_job};
+use strom_runtime::exec::{PipelineFn, RestoreFrom};
 
 mod common;
 
 use common::kafka::{clusters, connection, consume_all, create_topic, produce, unique, values};
-use common::local_config;
+use common::{local_config, start};
 
 #[test]
 fn slow_checkpoints_hold_the_exactly_once_sink_back_without_hanging_the_job() {
@@ -77,11 +77,7 @@ fn slow_checkpoints_hold_the_exactly_once_sink_back_without_hanging_the_job() {
         2,
         RestoreFrom::Nothing,
     );
-    let control = Arc::new(JobControl::default());
-    let job = {
-        let control = Arc::clone(&control);
-        thread::spawn(move || run_job(config, pipeline, control))
-    };
+    let (control, job) = start(config, pipeline);
     producing.join().unwrap();
 
     // Every count reaches the sink's topic (read_committed), then the job stops.

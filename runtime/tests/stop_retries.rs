@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::local_config;
+use common::{local_config, start, wait_for_a_checkpoint};
 use strom_runtime::api::Pipeline;
-use strom_runtime::exec::{Generator, JobControl, PipelineFn, RestoreFrom, run_job};
+use strom_runtime::exec::{Generator, JobControl, PipelineFn, RestoreFrom};
 
 #[test]
 fn a_stop_whose_savepoint_keeps_failing_retries_at_the_checkpoint_interval() {
@@ -37,16 +37,8 @@ fn a_stop_whose_savepoint_keeps_failing_retries_at_the_checkpoint_interval() {
         2,
         RestoreFrom::Nothing,
     );
-    let control = Arc::new(JobControl::default());
-    let job = {
-        let control = Arc::clone(&control);
-        thread::spawn(move || run_job(config, pipeline, control))
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while control.snapshots().last_checkpoint.is_none() {
-        assert!(Instant::now() < deadline, "no checkpoint within a minute");
-        thread::sleep(Duration::from_millis(10));
-    }
+    let (control, job) = start(config, pipeline);
+    wait_for_a_checkpoint(&control);
     fail::cfg("savepoint-write", "return").unwrap();
     control.request_stop();
     thread::sleep(Duration::from_millis(500));

@@ -42,19 +42,38 @@ pub fn local_config(
     }
 }
 
-/// Runs until the first checkpoint has completed, then stops with a savepoint.
+/// The job run on a thread of its own, and its control.
+pub type RunningJob = (
+    Arc<JobControl>,
+    thread::JoinHandle<Result<JobReport, strom_runtime::exec::JobError>>,
+);
+
+/// Starts the job on a thread of its own.
 #[allow(dead_code)] // Not every test file uses every helper.
-pub fn run_then_stop(config: JobConfig, pipeline: PipelineFn) -> JobReport {
+pub fn start(config: JobConfig, pipeline: PipelineFn) -> RunningJob {
     let control = Arc::new(JobControl::default());
     let job = {
         let control = Arc::clone(&control);
         thread::spawn(move || run_job(config, pipeline, control))
     };
+    (control, job)
+}
+
+/// Waits (a minute at most) until the job's first checkpoint has completed.
+#[allow(dead_code)] // Not every test file uses every helper.
+pub fn wait_for_a_checkpoint(control: &JobControl) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while control.snapshots().last_checkpoint.is_none() {
         assert!(Instant::now() < deadline, "no checkpoint within a minute");
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Runs until the first checkpoint has completed, then stops with a savepoint.
+#[allow(dead_code)] // Not every test file uses every helper.
+pub fn run_then_stop(config: JobConfig, pipeline: PipelineFn) -> JobReport {
+    let (control, job) = start(config, pipeline);
+    wait_for_a_checkpoint(&control);
     control.request_stop();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !job.is_finished() {
