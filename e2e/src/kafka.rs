@@ -72,6 +72,34 @@ pub fn delete_records_before(
     }
 }
 
+/// Deletes every consumer group whose name starts with `prefix` (as the brokers'
+/// offset retention does to groups without members); returns how many there were.
+pub fn delete_groups_starting_with(client: &ClientConfig, prefix: &str) -> usize {
+    let consumer: BaseConsumer = client.create().unwrap();
+    let list = consumer
+        .fetch_group_list(None, Duration::from_secs(20))
+        .unwrap();
+    let groups: Vec<&str> = list
+        .groups()
+        .iter()
+        .map(|group| group.name())
+        .filter(|name| name.starts_with(prefix))
+        .collect();
+    if groups.is_empty() {
+        return 0;
+    }
+    let admin: AdminClient<DefaultClientContext> = client.create().unwrap();
+    let results = futures::executor::block_on(admin.delete_groups(
+        &groups,
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+    ))
+    .unwrap();
+    for result in results {
+        result.unwrap_or_else(|(group, code)| panic!("deleting group {group}: {code}"));
+    }
+    groups.len()
+}
+
 /// Writes `values` to `partition` of `topic` in one committed transaction (so the
 /// partition's last offset is the transaction's commit marker).
 pub fn produce_transactionally(

@@ -17,7 +17,7 @@ mod common;
 
 use common::kafka::{
     clusters, clusters_yaml, connection, consume_all, consume_available, counts, create_topic,
-    once_each, produce_with, producer, unique, values,
+    delete_groups_starting_with, once_each, produce_with, producer, unique, values,
 };
 
 /// Input records per source cluster, written in batches while the job runs.
@@ -134,17 +134,18 @@ spec:
         })
     }
 
-    fn checkpoints_dir(&self) -> PathBuf {
+    /// The first value of `field` (`name: `, say) in the job's manifest.
+    fn manifest_field(&self, field: &str) -> String {
         let manifest = std::fs::read_to_string(self.dir.path().join("job.yaml")).unwrap();
-        let field = |name: &str| {
-            manifest
-                .lines()
-                .find_map(|line| line.trim().strip_prefix(name))
-                .unwrap()
-                .to_owned()
-        };
-        let storage = field("storage: file://");
-        PathBuf::from(storage).join(field("name: "))
+        manifest
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(field))
+            .unwrap()
+            .to_owned()
+    }
+
+    fn checkpoints_dir(&self) -> PathBuf {
+        PathBuf::from(self.manifest_field("storage: file://")).join(self.manifest_field("name: "))
     }
 
     /// Moves the job's state to a new, empty folder: as a stateless redeploy (a new
@@ -500,4 +501,56 @@ fn a_stateless_redeploy_at_lower_parallelism_fences_the_old_higher_subtasks() {
     let written = counts(consume_available(&job.c, &job.to_c, 4));
     assert_eq!(written.len(), expected.len());
     assert!(written.values().all(|&times| times <= 2));
+}
+
+/// A savepoint restored after the brokers expired its transactions' markers (their
+/// offset retention, 7 days by default) did not send the records of transactions
+/// that had committed again: the savepoint keeps its own copy of their records, and
+/// with neither marker nor a sign of the commit, recovery took them as never
+/// committed. The job's own copy, deleted only once its transaction committed, is
+/// that sign for a savepoint of the job's own storage.
+#[test]
+fn a_savepoint_restored_after_its_markers_expired_sends_nothing_twice() {
+    let Some((job, _turn)) = job() else { return };
+    // Commits held back 2 s each, and the stop comes while input flows: the
+    // transaction of the stop's final checkpoint holds records and is prepared
+    // when the savepoint is copied, so the savepoint keeps a copy of its records;
+    // the job then commits it and deletes its own copy.
+    let mut first = job
+        .command(
+            &["--work-dir", &job.work_dir("first")],
+            Some("kafka-sink-commit=sleep(2000)"),
+            "first",
+        )
+        .spawn()
+        .unwrap();
+    job.wait_for_new_checkpoints(&mut first, 1);
+    let input = job.write_input();
+    thread::sleep(Duration::from_millis(800));
+    let savepoint = job.stop_with_savepoint(first, "first");
+    input.join().unwrap();
+    let savepoint_dir = PathBuf::from(savepoint.trim_start_matches("file://"));
+    let kept = common::files_in(&savepoint_dir.join("kafka-transactions").join("to"));
+    assert!(
+        kept.iter()
+            .any(|file| file.extension().is_some_and(|e| e == "records")),
+        "the savepoint kept no records of the transactions it had prepared: {}",
+        std::fs::read_to_string(savepoint_dir.join("_manifest")).unwrap_or_default()
+    );
+
+    // Later runs went on and retention removed the checkpoints the savepoint was
+    // taken with; the brokers expired the markers.
+    for checkpoint in job.completed_checkpoints() {
+        std::fs::remove_dir_all(job.checkpoints_dir().join(checkpoint)).unwrap();
+    }
+    let prefix = format!("strom-{}-to-", job.manifest_field("name: "));
+    let expired = delete_groups_starting_with(&job.c, &prefix);
+    assert!(expired > 0, "no marker group of {prefix}* to expire");
+    job.run_until_complete(&[
+        "--from-savepoint",
+        &savepoint,
+        "--work-dir",
+        &job.work_dir("restored"),
+    ]);
+    job.assert_exactly_once();
 }

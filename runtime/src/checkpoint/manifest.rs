@@ -64,6 +64,12 @@ pub struct SubtaskSnapshot {
     /// (the transaction it kept committed), and is not copied.
     #[serde(default)]
     pub objects: Vec<String>,
+    /// A keyed operator's input watermark when the snapshot was taken (ms since
+    /// the Unix epoch; short of the end of input), so a restore goes on from it
+    /// instead of taking records it had passed as on time. `None` for other
+    /// operators and in snapshots written before it was recorded.
+    #[serde(default)]
+    pub watermark: Option<u64>,
 }
 
 /// A sink's staged output and where it goes when its checkpoint completes. The
@@ -108,6 +114,12 @@ pub struct Manifest {
     /// The manifest's format ([`MANIFEST_FORMAT_VERSION`] when written now).
     #[serde(default = "format_version_1")]
     pub format_version: u32,
+    /// The encoding of the state's keys and values and of kept records
+    /// ([`crate::state::codec::STATE_FORMAT`] when written now; 1 where absent). A new encoding raises
+    /// it and `formatVersion` together, so a runtime that cannot read the state
+    /// refuses the manifest rather than misreading it, and a newer one migrates.
+    #[serde(default = "format_version_1")]
+    pub state_format: u32,
     /// Checkpoint or savepoint.
     pub kind: SnapshotKind,
     /// The job's name.
@@ -193,6 +205,19 @@ impl Manifest {
             })
             .unwrap_or_default()
     }
+
+    /// The input watermark `operator` goes on from when restored from this
+    /// snapshot: the least its subtasks recorded (they all saw the same watermarks
+    /// by the epoch's end), 0 where one recorded none.
+    pub fn watermark_of(&self, operator: &str) -> u64 {
+        self.operators
+            .get(operator)
+            .into_iter()
+            .flatten()
+            .map(|subtask| subtask.watermark.unwrap_or(0))
+            .min()
+            .unwrap_or(0)
+    }
 }
 
 /// What garbage collection deletes after a checkpoint completes.
@@ -253,6 +278,7 @@ pub fn parse_checkpoint_dir_name(name: &str) -> Option<SnapshotId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::codec::STATE_FORMAT;
 
     fn run(sequence: u32) -> RunId {
         RunId { sequence, nonce: 7 }
@@ -265,6 +291,7 @@ mod tests {
     fn manifest_of(run: RunId, epoch: u64, files: &[&str]) -> Manifest {
         Manifest {
             format_version: MANIFEST_FORMAT_VERSION,
+            state_format: STATE_FORMAT,
             kind: SnapshotKind::Checkpoint,
             job: "job".into(),
             run,
@@ -290,6 +317,7 @@ mod tests {
                     pending_commits: Vec::new(),
                     awaits_commit: false,
                     objects: Vec::new(),
+                    watermark: None,
                 }],
             )]),
         }
@@ -441,6 +469,30 @@ mod tests {
                 run: RunId::LEGACY,
                 epoch: 5
             }
+        );
+    }
+
+    #[test]
+    fn a_restored_operator_goes_on_from_the_least_watermark_its_subtasks_recorded() {
+        let mut manifest = manifest(3, &[]);
+        assert_eq!(manifest.watermark_of("count"), 0, "none recorded");
+        let subtasks = manifest.operators.get_mut("count").unwrap();
+        subtasks[0].watermark = Some(5_000);
+        let mut second = subtasks[0].clone();
+        second.subtask = 1;
+        second.watermark = Some(4_000);
+        subtasks.push(second);
+        assert_eq!(manifest.watermark_of("count"), 4_000);
+        assert_eq!(
+            manifest.watermark_of("other"),
+            0,
+            "operator not in the snapshot"
+        );
+        manifest.operators.get_mut("count").unwrap()[1].watermark = None;
+        assert_eq!(
+            manifest.watermark_of("count"),
+            0,
+            "one subtask recorded none"
         );
     }
 }

@@ -31,6 +31,7 @@ use super::manifest::{
 };
 use super::run::{RunId, RunRecord, SnapshotId};
 use crate::state::LocalSnapshot;
+use crate::state::codec::STATE_FORMAT;
 
 /// Why checkpoint storage could not be reached, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,16 @@ pub enum StorageError {
         path: String,
         /// Its format version.
         version: u32,
+    },
+    /// The snapshot's state is encoded in a format newer than this runtime reads.
+    #[error(
+        "manifest {path} holds state in format {state_format}; this Strom reads up to {STATE_FORMAT}: restore it with a newer Strom"
+    )]
+    NewerStateFormat {
+        /// Where the manifest is stored.
+        path: String,
+        /// The state format of its snapshot.
+        state_format: u32,
     },
 }
 
@@ -419,6 +430,16 @@ impl CheckpointStorage {
         result.bytes().await.map_err(self.error("read", &location))
     }
 
+    /// Whether `relative` (a path under the job's folder) exists.
+    pub async fn object_exists(&self, relative: &str) -> Result<bool, StorageError> {
+        let location = self.under(relative);
+        match self.store.head(&location).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(error) => Err(self.error("check", &location)(error)),
+        }
+    }
+
     /// The names of the objects directly in the folder `relative`.
     pub async fn list_folder(&self, relative: &str) -> Result<Vec<String>, StorageError> {
         let folder = self.under(relative);
@@ -673,19 +694,26 @@ pub fn parse_manifest(json: &[u8], path: &str) -> Result<Manifest, StorageError>
     struct Version {
         #[serde(default)]
         format_version: Option<u32>,
+        #[serde(default)]
+        state_format: Option<u32>,
     }
     let unreadable = |source| StorageError::Manifest {
         path: path.to_owned(),
         source,
     };
-    let version = serde_json::from_slice::<Version>(json)
-        .map_err(unreadable)?
-        .format_version
-        .unwrap_or(1);
+    let versions = serde_json::from_slice::<Version>(json).map_err(unreadable)?;
+    let version = versions.format_version.unwrap_or(1);
     if version > MANIFEST_FORMAT_VERSION {
         return Err(StorageError::NewerFormat {
             path: path.to_owned(),
             version,
+        });
+    }
+    let state_format = versions.state_format.unwrap_or(1);
+    if state_format > STATE_FORMAT {
+        return Err(StorageError::NewerStateFormat {
+            path: path.to_owned(),
+            state_format,
         });
     }
     serde_json::from_slice(json).map_err(unreadable)
@@ -771,6 +799,20 @@ pub fn locate_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_of_a_newer_state_format_is_refused_as_such() {
+        let newer = br#"{"formatVersion": 2, "stateFormat": 2, "kind": "checkpoint"}"#;
+        let error = parse_manifest(newer, "s3://b/job/chk-1/_manifest").unwrap_err();
+        assert!(matches!(
+            error,
+            StorageError::NewerStateFormat {
+                state_format: 2,
+                ..
+            }
+        ));
+        assert!(error.to_string().contains("state in format 2"), "{error}");
+    }
 
     #[test]
     fn a_manifest_of_a_newer_format_is_refused_as_such() {

@@ -277,14 +277,21 @@ impl JobControl {
             .any(|request| !request.stop && request.status == SavepointStatus::Pending)
     }
 
-    /// Settles the waiting requests (those that stop the job only when `final_checkpoint`).
+    /// The id of the latest savepoint request (0 when none was made).
+    pub(crate) fn last_savepoint_request(&self) -> u64 {
+        self.lock_requests().last().map_or(0, |request| request.id)
+    }
+
+    /// Settles the waiting requests up to id `through` (those that stop the job
+    /// only when `final_checkpoint`).
     pub(crate) fn settle_savepoints(
         &self,
         final_checkpoint: bool,
+        through: u64,
         result: Result<CompletedSnapshot, String>,
     ) {
         let mut requests = self.lock_requests();
-        for request in requests.iter_mut() {
+        for request in requests.iter_mut().filter(|request| request.id <= through) {
             if request.status == SavepointStatus::Pending && (final_checkpoint || !request.stop) {
                 request.status = match &result {
                     Ok(savepoint) => SavepointStatus::Completed {

@@ -18,6 +18,7 @@ use crate::checkpoint::{
     CheckpointStorage, MANIFEST_FORMAT_VERSION, Manifest, PendingCommit, RunInfo, SnapshotAck,
     SnapshotKind, StorageError, SubtaskSnapshot, finish_commits,
 };
+use crate::state::codec::STATE_FORMAT;
 
 /// A consistent checkpoint ready to be written.
 struct Completion {
@@ -139,6 +140,7 @@ fn checkpoint_manifest(
     }
     Ok(Manifest {
         format_version: MANIFEST_FORMAT_VERSION,
+        state_format: STATE_FORMAT,
         kind: SnapshotKind::Checkpoint,
         job: settings.name.clone(),
         run: run.id,
@@ -178,12 +180,28 @@ async fn complete_checkpoints(
     let mut carried = CarriedCommits::default();
     // Completed checkpoints whose commits have not all been finished.
     let mut uncommitted: Vec<Manifest> = Vec::new();
-    while let Some(Completion {
-        mut manifest,
-        all_drained,
-        started,
-    }) = completions.recv().await
-    {
+    // The savepoint being copied beside the checkpoints that follow it.
+    let mut copying: Option<SavepointCopy> = None;
+    loop {
+        let completion = tokio::select! {
+            // A copy that finishes settles the requests it was started for.
+            finished = async { (&mut copying.as_mut().expect("checked").task).await },
+                if copying.is_some() =>
+            {
+                let copy = copying.take().expect("checked");
+                control.settle_savepoints(false, copy.requests_through, joined(finished));
+                continue;
+            }
+            completion = completions.recv() => completion,
+        };
+        let Some(Completion {
+            mut manifest,
+            all_drained,
+            started,
+        }) = completion
+        else {
+            break;
+        };
         let epoch = manifest.epoch;
         carried.add_to(&mut manifest);
         // The crash windows of two-phase commit, for tests: only checkpoints that
@@ -228,27 +246,24 @@ async fn complete_checkpoints(
         });
         tracing::info!(epoch, bytes = manifest.state_size(), "checkpoint completed");
 
-        // The savepoint is copied before garbage collection may remove anything.
+        // A stop's savepoint is copied before the job ends; a requested one beside
+        // the checkpoints that follow (one copy at a time). Either way before
+        // garbage collection may remove a file the copy reads.
         let stopping = all_drained && control.stop_requested();
         let mut savepoint_failed = false;
-        if control.savepoint_pending() || stopping {
-            let copy_started = Instant::now();
-            let result = match write_savepoint(&storage, &manifest).await {
-                Ok(location) => Ok(CompletedSnapshot {
-                    epoch,
-                    location,
-                    state_bytes: manifest.state_size(),
-                    duration_ms: copy_started.elapsed().as_millis() as u64,
-                }),
-                Err(error) => {
-                    tracing::warn!(epoch, %error, "savepoint failed");
-                    Err(format!("savepoint at epoch {epoch}: {error}"))
-                }
-            };
+        if stopping {
+            let result = copy_savepoint(storage.clone(), manifest.clone()).await;
             savepoint_failed = result.is_err();
-            control.settle_savepoints(all_drained, result);
+            control.settle_savepoints(true, u64::MAX, result);
+        } else if copying.is_none() && control.savepoint_pending() {
+            copying = Some(SavepointCopy {
+                requests_through: control.last_savepoint_request(),
+                task: tokio::spawn(copy_savepoint(storage.clone(), manifest.clone())),
+            });
         }
-        if let Err(error) = storage.collect_garbage(retained).await {
+        if copying.is_none()
+            && let Err(error) = storage.collect_garbage(retained).await
+        {
             tracing::warn!(%error, "garbage collection failed; retried after the next checkpoint");
         }
         if savepoint_failed && stopping {
@@ -259,8 +274,46 @@ async fn complete_checkpoints(
         }
         if all_drained {
             finish_before_the_end(&mut uncommitted, &options, &control).await;
+            if let Some(copy) = copying.take() {
+                control.settle_savepoints(false, copy.requests_through, joined(copy.task.await));
+            }
             control.shut_down();
             break;
+        }
+    }
+}
+
+/// A savepoint copied in the background: the task, and the last savepoint request
+/// made before it started (later ones wait for the next copy).
+struct SavepointCopy {
+    requests_through: u64,
+    task: tokio::task::JoinHandle<Result<CompletedSnapshot, String>>,
+}
+
+/// The result of a finished copy task (a panic in it is a failed savepoint).
+fn joined(
+    result: Result<Result<CompletedSnapshot, String>, tokio::task::JoinError>,
+) -> Result<CompletedSnapshot, String> {
+    result.unwrap_or_else(|error| Err(format!("the savepoint copy stopped: {error}")))
+}
+
+/// Copies the checkpoint `manifest` completed into a savepoint.
+async fn copy_savepoint(
+    storage: CheckpointStorage,
+    manifest: Manifest,
+) -> Result<CompletedSnapshot, String> {
+    let started = Instant::now();
+    let epoch = manifest.epoch;
+    match write_savepoint(&storage, &manifest).await {
+        Ok(location) => Ok(CompletedSnapshot {
+            epoch,
+            location,
+            state_bytes: manifest.state_size(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        }),
+        Err(error) => {
+            tracing::warn!(epoch, %error, "savepoint failed");
+            Err(format!("savepoint at epoch {epoch}: {error}"))
         }
     }
 }
@@ -379,6 +432,15 @@ async fn write_savepoint(
     fail::fail_point!("savepoint-write", |_| Err(
         "failpoint savepoint-write".to_owned()
     ));
+    // Tests slow the copy down with `savepoint-copy-delay=return(<ms>)`.
+    let delay_ms = (|| {
+        fail::fail_point!("savepoint-copy-delay", |ms| ms
+            .and_then(|ms| ms.parse().ok()));
+        None::<u64>
+    })();
+    if let Some(ms) = delay_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let savepoint = storage
         .write_savepoint(manifest)
         .await

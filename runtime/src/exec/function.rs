@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::item::EventTime;
 use super::keyed::{KeyedLogic, KeyedState, encode_key};
 use super::timers::{Timer, TimerIndex};
-use crate::state::{KeyGroup, StateError, TableId};
+use crate::state::{KeyGroup, StateError, TableId, codec};
 
 /// The value state of process functions.
 const VALUES: TableId = TableId(10);
@@ -66,11 +66,12 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn encode<V: Serialize>(value: &V) -> Vec<u8> {
-    bincode::serialize(value).expect("state keys and values serialize")
+    codec::to_bytes(value)
+        .expect("state keys and values encode: sequences and maps in them know their length")
 }
 
 fn decode<V: DeserializeOwned>(table: TableId, bytes: &[u8]) -> Result<V, StateError> {
-    bincode::deserialize(bytes).map_err(|source| StateError::Decode { table, source })
+    codec::from_bytes(bytes).map_err(|source| StateError::Decode { table, source })
 }
 
 impl KeyState<'_> {
@@ -222,6 +223,10 @@ where
             watermark: self.watermark,
         };
         self.function.process(&key, record, &mut key_state, out)
+    }
+
+    fn resume_from_watermark(&mut self, watermark: EventTime) {
+        self.watermark = watermark;
     }
 
     fn on_watermark(

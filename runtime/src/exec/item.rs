@@ -49,9 +49,14 @@ pub struct WatermarkTracker {
 impl WatermarkTracker {
     /// A tracker for an input fed by `senders` (each starts below every time).
     pub fn new(senders: impl IntoIterator<Item = u32>) -> Self {
+        Self::starting_at(senders, 0)
+    }
+
+    /// A tracker whose senders all start at `at` (a restored operator's watermark).
+    pub fn starting_at(senders: impl IntoIterator<Item = u32>, at: EventTime) -> Self {
         Self {
-            latest: senders.into_iter().map(|sender| (sender, 0)).collect(),
-            current: 0,
+            latest: senders.into_iter().map(|sender| (sender, at)).collect(),
+            current: at,
         }
     }
 

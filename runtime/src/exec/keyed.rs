@@ -27,7 +27,7 @@ use super::snapshot::Uploader;
 use crate::checkpoint::{SnapshotAck, SnapshotFile, SubtaskSnapshot, download_files};
 use crate::state::store::Entry;
 use crate::state::{
-    KeyGroup, KeyGroupRange, KeyedStore, RestoreSource, StateError, TableId, store_key,
+    KeyGroup, KeyGroupRange, KeyedStore, RestoreSource, StateError, TableId, codec, store_key,
 };
 
 /// The table holding each key's value state (of `process`, `count`, `reduce`).
@@ -35,7 +35,7 @@ pub const VALUE_TABLE: TableId = TableId(0);
 
 /// Encodes a key to the stable bytes that are hashed to its key group and stored.
 pub fn encode_key<K: Serialize>(key: &K) -> Vec<u8> {
-    bincode::serialize(key).expect("keys serialize with bincode")
+    codec::to_bytes(key).expect("keys encode: sequences and maps in keys know their length")
 }
 
 /// Opens the operator's store: restored from the job's restore point when it has
@@ -140,7 +140,7 @@ impl KeyedState {
         key: &[u8],
     ) -> Result<Option<V>, StateError> {
         match self.get(table, group, key)? {
-            Some(bytes) => bincode::deserialize(&bytes)
+            Some(bytes) => codec::from_bytes(&bytes)
                 .map(Some)
                 .map_err(|source| StateError::Decode { table, source }),
             None => Ok(None),
@@ -155,7 +155,8 @@ impl KeyedState {
         key: &[u8],
         value: &V,
     ) {
-        let bytes = bincode::serialize(value).expect("state values serialize");
+        let bytes = codec::to_bytes(value)
+            .expect("state values encode: sequences and maps in them know their length");
         self.put(table, group, key, bytes);
     }
 
@@ -243,6 +244,11 @@ pub trait KeyedLogic<T, O>: 'static {
     ) -> Result<(), StateError> {
         Ok(())
     }
+
+    /// Takes up the input watermark a restored snapshot was taken at, before any
+    /// record: timers at or below it have fired already, and records below it are
+    /// late as they were before the restore.
+    fn resume_from_watermark(&mut self, _watermark: EventTime) {}
 }
 
 /// The logic of `process` (and `count`, `reduce`): a user function per record with
@@ -297,6 +303,14 @@ const MAX_TOUCHED_KEYS: usize = 100_000;
 enum PendingAck {
     Uploading,
     Ready(Vec<SnapshotFile>),
+}
+
+/// A snapshot taken, not yet acknowledged: its epoch, the input watermark it was
+/// taken at, and its upload.
+struct PendingSnapshot {
+    epoch: u64,
+    watermark: EventTime,
+    ack: PendingAck,
 }
 
 /// Applies `items` in order: records to `logic`, watermarks to `tracker` (and to
@@ -372,7 +386,13 @@ where
     let key_groups = state.store.key_groups();
     let scope = stream.scope();
     let worker = scope.index() as u32;
-    let mut tracker = WatermarkTracker::new(0..scope.peers() as u32);
+    // A restore goes on from the watermark its snapshot was taken at.
+    let mut watermark = ctx
+        .restore
+        .as_ref()
+        .map_or(0, |restore| restore.manifest.watermark_of(operator));
+    let mut tracker = WatermarkTracker::starting_at(0..scope.peers() as u32, watermark);
+    logic.resume_from_watermark(watermark);
     let stream = fan_out_watermarks(stream);
     let mut builder = OperatorBuilder::new(format!("Keyed {operator}"), scope);
     let info = builder.operator_info();
@@ -405,7 +425,7 @@ where
         let mut next_epoch = ctx.start_epoch;
         let mut stash: BTreeMap<u64, Vec<Item<T>>> = BTreeMap::new();
         let mut last_files: Vec<SnapshotFile> = Vec::new();
-        let mut pending: VecDeque<(u64, PendingAck)> = VecDeque::new();
+        let mut pending: VecDeque<PendingSnapshot> = VecDeque::new();
 
         move |frontiers| {
             // In arrival order (not `for_each_stamp`, whose sort by stamp is not
@@ -416,6 +436,7 @@ where
             });
             let Some(held) = caps.as_mut() else { return };
             let frontier = frontiers[0].frontier().first().copied();
+            // Applies an epoch's items; returns the watermark the input advanced to.
             let mut apply = |items: Vec<Item<T>>, state: &mut KeyedState, epoch: u64| {
                 let (mut outputs, advanced) =
                     apply_items(items, &mut logic, state, &mut tracker, worker)
@@ -428,6 +449,7 @@ where
                         .activate()
                         .give(&held[0].delayed(&epoch), &mut outputs);
                 }
+                advanced
             };
 
             // Epochs the frontier has passed: apply what is left of each, in order,
@@ -439,7 +461,9 @@ where
                 if frontier.is_none() && items.is_empty() && stash.is_empty() {
                     break;
                 }
-                apply(items, &mut state, epoch);
+                if let Some(advanced) = apply(items, &mut state, epoch) {
+                    watermark = advanced;
+                }
                 if frontier.is_some() && ctx.settings.is_checkpoint_epoch(epoch) {
                     state
                         .flush()
@@ -450,10 +474,18 @@ where
                             .snapshot(&snapshot_root.join(epoch.to_string()))
                             .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
                         uploader.upload(epoch, local);
-                        pending.push_back((epoch, PendingAck::Uploading));
+                        pending.push_back(PendingSnapshot {
+                            epoch,
+                            watermark,
+                            ack: PendingAck::Uploading,
+                        });
                         state.changed_since_snapshot = false;
                     } else {
-                        pending.push_back((epoch, PendingAck::Ready(Vec::new())));
+                        pending.push_back(PendingSnapshot {
+                            epoch,
+                            watermark,
+                            ack: PendingAck::Ready(Vec::new()),
+                        });
                     }
                 }
                 // Skip the epochs with nothing to apply and no checkpoint.
@@ -466,7 +498,9 @@ where
             if let Some(current) = frontier
                 && let Some(items) = stash.remove(&current)
             {
-                apply(items, &mut state, current);
+                if let Some(advanced) = apply(items, &mut state, current) {
+                    watermark = advanced;
+                }
                 if state.touched.len() >= MAX_TOUCHED_KEYS {
                     state
                         .flush()
@@ -477,12 +511,21 @@ where
             // Acknowledge finished snapshots in epoch order.
             for (epoch, result) in uploader.finished() {
                 let files = result.unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
-                if let Some(entry) = pending.iter_mut().find(|(e, _)| *e == epoch) {
-                    entry.1 = PendingAck::Ready(files);
+                if let Some(entry) = pending.iter_mut().find(|entry| entry.epoch == epoch) {
+                    entry.ack = PendingAck::Ready(files);
                 }
             }
-            while matches!(pending.front(), Some((_, PendingAck::Ready(_)))) {
-                let Some((epoch, PendingAck::Ready(files))) = pending.pop_front() else {
+            while let Some(PendingSnapshot {
+                ack: PendingAck::Ready(_),
+                ..
+            }) = pending.front()
+            {
+                let Some(PendingSnapshot {
+                    epoch,
+                    watermark,
+                    ack: PendingAck::Ready(files),
+                }) = pending.pop_front()
+                else {
                     unreachable!("the front was checked to be ready")
                 };
                 // An epoch without changes reuses the previous snapshot's files.
@@ -496,6 +539,7 @@ where
                         subtask: ctx.subtask,
                         key_groups: Some(key_groups),
                         files: last_files.clone(),
+                        watermark: Some(watermark),
                         ..SubtaskSnapshot::default()
                     },
                     drained: None,
@@ -511,7 +555,7 @@ where
                     // is below it.
                     let data_time = frontier.max(*held[0].time());
                     held[0].downgrade(&data_time);
-                    let oldest_pending = pending.front().map_or(frontier, |(epoch, _)| *epoch);
+                    let oldest_pending = pending.front().map_or(frontier, |entry| entry.epoch);
                     let ack_time = oldest_pending.min(frontier).max(*held[1].time());
                     held[1].downgrade(&ack_time);
                 }

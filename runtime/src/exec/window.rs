@@ -20,7 +20,7 @@ use super::control::JobControl;
 use super::item::EventTime;
 use super::keyed::{KeyedLogic, KeyedState, encode_key};
 use super::timers::{Timer, TimerIndex};
-use crate::state::{KeyGroup, StateError, TableId};
+use crate::state::{KeyGroup, StateError, TableId, codec};
 
 /// The accumulators of tumbling and hopping windows: key, start, end.
 const WINDOWS: TableId = TableId(1);
@@ -183,7 +183,7 @@ where
         end: EventTime,
         value: A,
     ) -> Result<WindowResult<K, A>, StateError> {
-        let key = bincode::deserialize(encoded).map_err(|source| StateError::Decode {
+        let key = codec::from_bytes(encoded).map_err(|source| StateError::Decode {
             table: WINDOWS,
             source,
         })?;
@@ -289,6 +289,10 @@ where
             self.add_to_window(&record, state, group, &encoded, window, out)?;
         }
         Ok(())
+    }
+
+    fn resume_from_watermark(&mut self, watermark: EventTime) {
+        self.watermark = watermark;
     }
 
     fn on_watermark(

@@ -1,6 +1,8 @@
-//! Keyed state: how it is partitioned among subtasks ([`key_groups`]) and the RocksDB
-//! store that holds one operator's state on one subtask ([`store`]).
+//! Keyed state: how it is partitioned among subtasks ([`key_groups`]), the RocksDB
+//! store that holds one operator's state on one subtask ([`store`]), and the
+//! versioned encoding of keys and values ([`codec`]).
 
+pub mod codec;
 pub mod key_groups;
 pub mod store;
 

@@ -52,7 +52,7 @@ pub enum StateError {
         /// The table holding the value.
         table: TableId,
         /// The decoder's error.
-        source: bincode::Error,
+        source: super::codec::CodecError,
     },
 }
 

@@ -80,6 +80,12 @@ pub fn delete_records_before(
     strom_e2e::kafka::delete_records_before(&client(connection), topic, partition, offset)
 }
 
+/// Deletes the consumer groups whose names start with `prefix`, as the brokers'
+/// offset retention would; how many there were.
+pub fn delete_groups_starting_with(connection: &ClusterConnection, prefix: &str) -> usize {
+    strom_e2e::kafka::delete_groups_starting_with(&client(connection), prefix)
+}
+
 /// Writes `values` to `partition` of `topic` in one committed transaction.
 pub fn produce_transactionally(
     connection: &ClusterConnection,

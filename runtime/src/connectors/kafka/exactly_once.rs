@@ -52,6 +52,7 @@ use crate::checkpoint::{
 };
 use crate::exec::context::TaskContext;
 use crate::exec::item::Item;
+use crate::state::codec;
 
 /// Transactions one subtask may have open or prepared at once.
 pub const SLOTS_PER_SUBTASK: u32 = 4;
@@ -169,6 +170,10 @@ struct Found {
     /// Whether the records are the job's own (deleted once finished), not a
     /// savepoint's copy (kept, so the savepoint stays restorable).
     own: bool,
+    /// For a savepoint's copy: whether the savepoint is this job's (stored under
+    /// its root), so the job's own copy of the records — deleted only once the
+    /// transaction committed — says whether it committed after its marker expired.
+    job_copy_decides: bool,
 }
 
 /// The prepared transactions of `operator` recovery must finish: those of every
@@ -179,7 +184,7 @@ fn transactions_to_finish(ctx: &TaskContext, operator: &str) -> Result<Vec<Found
     let mut add = |manifest: &Manifest,
                    store: &Arc<dyn ObjectStore>,
                    base: &ObjectPath,
-                   own: bool|
+                   (own, job_copy_decides): (bool, bool)|
      -> Result<(), String> {
         for state in manifest.operator_states(operator) {
             let state: SinkState = serde_json::from_str(state).map_err(|error| {
@@ -194,6 +199,7 @@ fn transactions_to_finish(ctx: &TaskContext, operator: &str) -> Result<Vec<Found
                         store: Arc::clone(store),
                         base: base.clone(),
                         own,
+                        job_copy_decides,
                     });
             }
         }
@@ -205,19 +211,20 @@ fn transactions_to_finish(ctx: &TaskContext, operator: &str) -> Result<Vec<Found
         .block_on(storage.completed_manifests())
         .map_err(|error| error.to_string())?;
     for manifest in &completed {
-        add(manifest, storage.store(), storage.root(), true)?;
+        add(manifest, storage.store(), storage.root(), (true, false))?;
     }
     if let Some(restore) = &ctx.restore {
         // A checkpoint of the job's own storage resolves against its root; a
         // savepoint, or a checkpoint of another job's storage, against its own.
+        let this_jobs = restore.url.starts_with(&storage.url_of(storage.root()));
         let own = restore.manifest.kind == SnapshotKind::Checkpoint
             && restore.location.base == *storage.root()
-            && restore.url.starts_with(&storage.url_of(storage.root()));
+            && this_jobs;
         add(
             &restore.manifest,
             &restore.store,
             &restore.location.base,
-            own,
+            (own, !own && this_jobs),
         )?;
     }
     let mut found: Vec<Found> = found.into_values().collect();
@@ -421,6 +428,8 @@ impl Transactions {
         let committed = self.committed_epoch(&marker);
         if committed.is_some_and(|committed| committed >= prepared.epoch) {
             tracing::info!(id = %prepared.transactional_id, epoch = prepared.epoch, "transaction already committed");
+        } else if committed.is_none() && found.job_copy_decides && !self.job_copy_exists(prepared) {
+            tracing::info!(id = %prepared.transactional_id, epoch = prepared.epoch, "no marker, and the job deleted its copy of the kept records: committed before its marker expired");
         } else {
             let kept = self
                 .run(read_object_at(&found.store, &found.base, &prepared.records))
@@ -435,7 +444,7 @@ impl Transactions {
                     prepared.records, prepared.epoch, prepared.transactional_id
                 ));
             };
-            let records: Vec<KafkaOutput> = bincode::deserialize(&bytes).unwrap_or_else(|error| {
+            let records: Vec<KafkaOutput> = codec::from_bytes(&bytes).unwrap_or_else(|error| {
                 self.fail(format!("kept records {}: {error}", prepared.records))
             });
             tracing::info!(
@@ -508,6 +517,13 @@ impl Transactions {
         }
     }
 
+    /// Whether the job's own copy of `prepared`'s kept records is still in its
+    /// storage (the job deletes it only once the transaction committed).
+    fn job_copy_exists(&self, prepared: &Prepared) -> bool {
+        self.run(self.ctx.storage.object_exists(&prepared.records))
+            .unwrap_or_else(|error| self.fail(error))
+    }
+
     fn delete_records(&self, relative: &str) {
         if let Err(error) = self.run(self.ctx.storage.delete_object(relative)) {
             tracing::warn!(%error, "cannot delete kept records; they stay behind");
@@ -559,7 +575,8 @@ impl Transactions {
             sink_folder(&self.operator),
             records_file_name(&checkpoint, self.ctx.subtask, &slot.transactional_id)
         );
-        let bytes = bincode::serialize(&records).expect("records serialize");
+        let bytes =
+            codec::to_bytes(&records).expect("records encode: their fields know their length");
         self.run(self.ctx.storage.put_object(&file, bytes))
             .unwrap_or_else(|error| self.fail(error));
         slot.state = SlotState::Prepared(Prepared {
@@ -575,6 +592,8 @@ impl Transactions {
         else {
             return;
         };
+        // Tests hold commits back with it (`kafka-sink-commit=sleep(ms)`).
+        fail::fail_point!("kafka-sink-commit");
         slot.producer
             .commit_transaction(CALL_TIMEOUT)
             .unwrap_or_else(|error| {

@@ -1,0 +1,99 @@
+//! Issue 14, point 14: the copy of a savepoint does not hold up the checkpoints
+//! after it. The coordinator copied each savepoint before it completed the next
+//! checkpoint, so a slow copy (large state, slow object storage) stopped the job's
+//! checkpoints — and the sink commits and Kafka transactions waiting on them —
+//! for as long as it took. Garbage collection must still keep the files the copy
+//! reads, however many checkpoints complete meanwhile.
+//!
+//! A test binary of its own: the failpoint is process-wide.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{local_config, start, wait_for_a_checkpoint};
+use strom_runtime::api::Pipeline;
+use strom_runtime::exec::control::SavepointStatus;
+use strom_runtime::exec::{Generator, JobControl, PipelineFn, RestoreFrom, run_job};
+
+fn pipeline(per_split: Option<u64>) -> PipelineFn {
+    Arc::new(move |pipeline: &mut Pipeline<'_>| {
+        let mut numbers = Generator::new(4, |split, n| u64::from(split) * 1_000_000 + n);
+        numbers = match per_split {
+            Some(count) => numbers.bounded(count),
+            None => numbers.rate(4000),
+        };
+        pipeline
+            .source("numbers", numbers)?
+            .key_by(|n: &u64| n % 100)
+            .count("counts")?
+            .sink(|_, _| {});
+        Ok(())
+    })
+}
+
+fn checkpoints(control: &JobControl) -> u64 {
+    control
+        .metrics_text()
+        .lines()
+        .find_map(|line| line.strip_prefix("strom_checkpoints_total "))
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn checkpoints_go_on_while_a_savepoint_is_copied_and_the_copy_keeps_its_files() {
+    let state = tempfile::tempdir().unwrap();
+    // One retained checkpoint: collecting as usual during the copy would delete
+    // the files of the checkpoint being copied.
+    let config = local_config(
+        state.path(),
+        "slow-savepoint",
+        2,
+        Duration::from_millis(100),
+        1,
+        RestoreFrom::Nothing,
+    );
+    let (control, job) = start(config.clone(), pipeline(None));
+    wait_for_a_checkpoint(&control);
+    fail::cfg("savepoint-copy-delay", "return(3000)").unwrap();
+    let request = control.request_savepoint();
+    // The copy starts with the next checkpoint.
+    thread::sleep(Duration::from_millis(500));
+    let before = checkpoints(&control);
+    thread::sleep(Duration::from_secs(2));
+    let during = checkpoints(&control) - before;
+    fail::cfg("savepoint-copy-delay", "off").unwrap();
+    eprintln!("{during} checkpoints completed in 2 s while the savepoint was copied");
+    assert!(
+        during >= 5,
+        "{during} checkpoints in 2 s at a 100 ms interval while a savepoint was copied"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let savepoint = loop {
+        let status = control
+            .savepoint_requests()
+            .into_iter()
+            .find(|r| r.id == request)
+            .unwrap()
+            .status;
+        match status {
+            SavepointStatus::Completed { savepoint } => break savepoint,
+            SavepointStatus::Failed { error } => panic!("the savepoint failed: {error}"),
+            SavepointStatus::Pending => {
+                assert!(Instant::now() < deadline, "no savepoint within 30 s");
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    control.request_stop();
+    job.join().unwrap().unwrap();
+
+    // The savepoint is whole: a job restores from it and runs to its end.
+    let mut restore = config;
+    restore.restore = RestoreFrom::Snapshot(savepoint.location);
+    run_job(restore, pipeline(Some(10)), Arc::default()).unwrap();
+}
