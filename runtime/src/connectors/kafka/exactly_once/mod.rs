@@ -28,11 +28,17 @@
 //! the highest in Kafka (a group's offset, with the transactional ids), so a
 //! restore at any parallelism, and a redeploy with new state, fences every id that
 //! may hold an open transaction.
+//!
+//! This module is the sink operator and its transactions; `names` names what it
+//! keeps (ids, groups, files), `recovery` finishes what earlier runs left.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod names;
+mod recovery;
+
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -41,15 +47,10 @@ use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
+use self::names::{default_prefix, marker_group, records_file_name, sink_folder, transactional_id};
+use self::recovery::transactions_to_finish;
 use super::sink::{DeliveryErrors, KafkaOutput, KafkaSinkConfig, fail_now, send};
-use std::sync::Arc;
-
-use object_store::ObjectStore;
-use object_store::path::Path as ObjectPath;
-
-use crate::checkpoint::{
-    Manifest, RunId, SnapshotAck, SnapshotId, SnapshotKind, SubtaskSnapshot, read_object_at,
-};
+use crate::checkpoint::{RunId, SnapshotAck, SnapshotId, SubtaskSnapshot};
 use crate::exec::context::TaskContext;
 use crate::exec::item::Item;
 use crate::state::codec;
@@ -92,144 +93,6 @@ struct SinkState {
     subtask: u32,
     /// Prepared transactions not yet known to be committed, oldest first.
     prepared: Vec<Prepared>,
-}
-
-/// The transactional id of `slot` of `subtask`.
-fn transactional_id(prefix: &str, subtask: u32, slot: u32) -> String {
-    format!("{prefix}-{subtask}-{slot}")
-}
-
-/// The default prefix of the sink's transactional ids: the job by namespace (where
-/// it has one) and name, and the sink.
-fn default_prefix(namespace: Option<&str>, job: &str, operator: &str) -> String {
-    match namespace {
-        Some(namespace) => format!("strom-{namespace}.{job}-{operator}"),
-        None => format!("strom-{job}-{operator}"),
-    }
-}
-
-/// The consumer group whose committed offset (on the output's partition 0) is the
-/// highest parallelism the sink ran at under `prefix`.
-fn parallelism_group(prefix: &str) -> String {
-    format!("{prefix}.parallelism")
-}
-
-/// The consumer group whose committed offset marks the newest committed checkpoint
-/// of transactions `run` opened under `transactional_id`.
-fn marker_group(transactional_id: &str, run: RunId) -> String {
-    if run == RunId::LEGACY {
-        transactional_id.to_owned()
-    } else {
-        format!("{transactional_id}.{run}")
-    }
-}
-
-/// The folder under the job's folder that holds a sink's kept records and the
-/// parallelisms it ran at.
-fn sink_folder(operator: &str) -> String {
-    format!("kafka-transactions/{operator}")
-}
-
-/// The parallelisms recorded in a sink folder's listing.
-fn recorded_parallelisms(names: &[String]) -> BTreeSet<u32> {
-    names
-        .iter()
-        .filter_map(|name| name.strip_prefix("parallelism-")?.parse().ok())
-        .collect()
-}
-
-/// The old subtasks (of every parallelism in `parallelisms`) whose transactional ids
-/// `subtask` of `parallelism` fences at start: each old subtask goes to exactly one
-/// new one.
-fn subtasks_to_fence(
-    parallelisms: &BTreeSet<u32>,
-    subtask: u32,
-    parallelism: u32,
-) -> BTreeSet<u32> {
-    let most = parallelisms
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(0)
-        .max(parallelism);
-    (0..most)
-        .filter(|old| old % parallelism == subtask)
-        .collect()
-}
-
-/// A prepared transaction found in a completed checkpoint or savepoint, for
-/// recovery.
-struct Found {
-    prepared: Prepared,
-    /// The old subtask that prepared it.
-    subtask: u32,
-    /// Where its kept records are: the snapshot's store, and the folder its paths
-    /// are relative to (the job's root, or a savepoint's own folder).
-    store: Arc<dyn ObjectStore>,
-    base: ObjectPath,
-    /// Whether the records are the job's own (deleted once finished), not a
-    /// savepoint's copy (kept, so the savepoint stays restorable).
-    own: bool,
-    /// For a savepoint's copy: whether the savepoint is this job's (stored under
-    /// its root), so the job's own copy of the records — deleted only once the
-    /// transaction committed — says whether it committed after its marker expired.
-    job_copy_decides: bool,
-}
-
-/// The prepared transactions of `operator` recovery must finish: those of every
-/// completed checkpoint of the job's storage and of the restored point, each once
-/// (the job's own copy of its kept records preferred), oldest first.
-fn transactions_to_finish(ctx: &TaskContext, operator: &str) -> Result<Vec<Found>, String> {
-    let mut found: BTreeMap<String, Found> = BTreeMap::new();
-    let mut add = |manifest: &Manifest,
-                   store: &Arc<dyn ObjectStore>,
-                   base: &ObjectPath,
-                   (own, job_copy_decides): (bool, bool)|
-     -> Result<(), String> {
-        for state in manifest.operator_states(operator) {
-            let state: SinkState = serde_json::from_str(state).map_err(|error| {
-                format!("unreadable state in checkpoint {}: {error}", manifest.id())
-            })?;
-            for prepared in state.prepared {
-                found
-                    .entry(prepared.records.clone())
-                    .or_insert_with(|| Found {
-                        prepared,
-                        subtask: state.subtask,
-                        store: Arc::clone(store),
-                        base: base.clone(),
-                        own,
-                        job_copy_decides,
-                    });
-            }
-        }
-        Ok(())
-    };
-    let storage = &ctx.storage;
-    let completed = ctx
-        .io
-        .block_on(storage.completed_manifests())
-        .map_err(|error| error.to_string())?;
-    for manifest in &completed {
-        add(manifest, storage.store(), storage.root(), (true, false))?;
-    }
-    if let Some(restore) = &ctx.restore {
-        // A checkpoint of the job's own storage resolves against its root; a
-        // savepoint, or a checkpoint of another job's storage, against its own.
-        let this_jobs = restore.url.starts_with(&storage.url_of(storage.root()));
-        let own = restore.manifest.kind == SnapshotKind::Checkpoint
-            && restore.location.base == *storage.root()
-            && this_jobs;
-        add(
-            &restore.manifest,
-            &restore.store,
-            &restore.location.base,
-            (own, !own && this_jobs),
-        )?;
-    }
-    let mut found: Vec<Found> = found.into_values().collect();
-    found.sort_by_key(|found| (found.prepared.run, found.prepared.epoch));
-    Ok(found)
 }
 
 /// One producer of the pool, with the transaction it holds.
@@ -338,192 +201,6 @@ impl Transactions {
         self.ctx.io.block_on(future)
     }
 
-    /// Records that this sink runs at the job's parallelism, before any of its
-    /// transactions opens, and returns every parallelism recorded so far: beside the
-    /// checkpoints, and in Kafka with the transactional ids (the highest one), so a
-    /// redeploy with new state — a new job id, a stateless upgrade — still fences
-    /// every id an earlier deployment may have left a transaction open under.
-    fn record_parallelism(&self) -> BTreeSet<u32> {
-        let folder = sink_folder(&self.operator);
-        let parallelism = self.ctx.partitioning().parallelism();
-        let marker = format!("{folder}/parallelism-{parallelism}");
-        self.run(self.ctx.storage.put_object(&marker, Vec::new()))
-            .unwrap_or_else(|error| self.fail(error));
-        let names = self
-            .run(self.ctx.storage.list_folder(&folder))
-            .unwrap_or_else(|error| self.fail(error));
-        let mut recorded = recorded_parallelisms(&names);
-        recorded.insert(self.record_parallelism_in_kafka(parallelism));
-        recorded
-    }
-
-    /// Raises the highest parallelism recorded in Kafka under the prefix to at least
-    /// `parallelism` (committing it again, so it never expires while the job runs
-    /// now and then) and returns it.
-    fn record_parallelism_in_kafka(&self, parallelism: u32) -> u32 {
-        let group = parallelism_group(&self.prefix);
-        let consumer = self.marker_consumer(&group);
-        let recorded = consumer
-            .committed_offsets(self.marker_partition(None), CALL_TIMEOUT)
-            .unwrap_or_else(|error| self.fail(format!("cannot read {group}: {error}")))
-            .find_partition(&self.config.topic, 0)
-            .and_then(|element| match element.offset() {
-                Offset::Offset(offset) if offset > 0 => u32::try_from(offset).ok(),
-                _ => None,
-            })
-            .unwrap_or(0);
-        let highest = recorded.max(parallelism);
-        consumer
-            .commit(
-                &self.marker_partition(Some(u64::from(highest))),
-                CommitMode::Sync,
-            )
-            .unwrap_or_else(|error| self.fail(format!("cannot record {group}: {error}")));
-        highest
-    }
-
-    /// Finishes what earlier runs left, for the old subtasks this subtask takes
-    /// over: the prepared transactions of completed checkpoints (`found`: the
-    /// restored point's and those of every completed checkpoint of the job's
-    /// storage, also an abandoned run's — each manifest is a commit decision) are
-    /// committed, their records sent again if they never were; every other
-    /// transaction any earlier run may have left open is aborted. Subtask 0 then
-    /// removes the kept records no checkpoint will commit.
-    fn recover(&self, found: &[Found]) {
-        let parallelism = self.ctx.partitioning().parallelism();
-        let subtask = self.ctx.subtask;
-        let parallelisms = self.record_parallelism();
-        let mut finished = BTreeSet::new();
-        for found in found
-            .iter()
-            .filter(|found| found.subtask % parallelism == subtask)
-        {
-            self.finish(found);
-            finished.insert(found.prepared.transactional_id.clone());
-        }
-        for old in subtasks_to_fence(&parallelisms, subtask, parallelism) {
-            for slot in 0..SLOTS_PER_SUBTASK {
-                for prefix in std::iter::once(&self.prefix).chain(&self.earlier_prefix) {
-                    let id = transactional_id(prefix, old, slot);
-                    if !finished.contains(&id) {
-                        drop(self.producer(&id));
-                    }
-                }
-            }
-        }
-        if subtask == 0 {
-            self.remove_unfinished_records(found);
-        }
-    }
-
-    /// Commits `found`'s transaction unless its marker shows it committed: fences
-    /// its id, then sends its kept records again with the marker in a new
-    /// transaction. Kept records that are gone while the marker is too (markers
-    /// expire with the brokers' offset retention) mean it committed long ago:
-    /// records are only deleted once their transaction committed.
-    fn finish(&self, found: &Found) {
-        let prepared = &found.prepared;
-        let producer = self.producer(&prepared.transactional_id);
-        let marker = marker_group(&prepared.transactional_id, prepared.run);
-        let committed = self.committed_epoch(&marker);
-        if committed.is_some_and(|committed| committed >= prepared.epoch) {
-            tracing::info!(id = %prepared.transactional_id, epoch = prepared.epoch, "transaction already committed");
-        } else if committed.is_none() && found.job_copy_decides && !self.job_copy_exists(prepared) {
-            tracing::info!(id = %prepared.transactional_id, epoch = prepared.epoch, "no marker, and the job deleted its copy of the kept records: committed before its marker expired");
-        } else {
-            let kept = self
-                .run(read_object_at(&found.store, &found.base, &prepared.records))
-                .unwrap_or_else(|error| self.fail(error));
-            let Some(bytes) = kept else {
-                if committed.is_none() {
-                    tracing::info!(id = %prepared.transactional_id, epoch = prepared.epoch, "no marker and no kept records: committed before its marker expired");
-                    return;
-                }
-                self.fail(format!(
-                    "the kept records {} of checkpoint {} are missing, and the transaction {} did not commit",
-                    prepared.records, prepared.epoch, prepared.transactional_id
-                ));
-            };
-            let records: Vec<KafkaOutput> = codec::from_bytes(&bytes).unwrap_or_else(|error| {
-                self.fail(format!("kept records {}: {error}", prepared.records))
-            });
-            tracing::info!(
-                id = %prepared.transactional_id,
-                epoch = prepared.epoch,
-                records = records.len(),
-                "re-sending the records of a completed checkpoint"
-            );
-            producer
-                .begin_transaction()
-                .unwrap_or_else(|error| self.fail(format!("begin: {error}")));
-            for record in &records {
-                send(&producer, &self.config.topic, record)
-                    .unwrap_or_else(|error| self.fail(error));
-            }
-            let group = self
-                .marker_consumer(&marker)
-                .group_metadata()
-                .expect("a consumer with a group id has group metadata");
-            producer
-                .send_offsets_to_transaction(
-                    &self.marker_partition(Some(prepared.epoch)),
-                    &group,
-                    CALL_TIMEOUT,
-                )
-                .unwrap_or_else(|error| self.fail(format!("marker: {error}")));
-            producer
-                .commit_transaction(CALL_TIMEOUT)
-                .unwrap_or_else(|error| self.fail(format!("commit: {error}")));
-        }
-        if found.own {
-            self.delete_records(&prepared.records);
-        }
-    }
-
-    /// Deletes the kept records that no checkpoint will commit: those of this job's
-    /// earlier runs (other runs writing here are not this job's to judge) for
-    /// checkpoints that never completed. Records the restored point lists, and
-    /// those of any completed checkpoint, stay.
-    fn remove_unfinished_records(&self, found: &[Found]) {
-        let storage = &self.ctx.storage;
-        let folder = sink_folder(&self.operator);
-        let names = self
-            .run(storage.list_folder(&folder))
-            .unwrap_or_else(|error| self.fail(error));
-        let runs = self
-            .run(storage.known_runs())
-            .unwrap_or_else(|error| self.fail(error));
-        let completed: BTreeSet<SnapshotId> = self
-            .run(storage.completed_checkpoints())
-            .unwrap_or_else(|error| self.fail(error))
-            .into_iter()
-            .collect();
-        let needed: BTreeSet<&str> = found
-            .iter()
-            .map(|found| found.prepared.records.as_str())
-            .collect();
-        for name in names {
-            let Some(checkpoint) = records_file_checkpoint(&name) else {
-                continue;
-            };
-            let path = format!("{folder}/{name}");
-            let unfinished = checkpoint.run != self.ctx.run.id
-                && runs.contains(&checkpoint.run)
-                && !completed.contains(&checkpoint)
-                && !needed.contains(path.as_str());
-            if unfinished {
-                self.delete_records(&path);
-            }
-        }
-    }
-
-    /// Whether the job's own copy of `prepared`'s kept records is still in its
-    /// storage (the job deletes it only once the transaction committed).
-    fn job_copy_exists(&self, prepared: &Prepared) -> bool {
-        self.run(self.ctx.storage.object_exists(&prepared.records))
-            .unwrap_or_else(|error| self.fail(error))
-    }
-
     fn delete_records(&self, relative: &str) {
         if let Err(error) = self.run(self.ctx.storage.delete_object(relative)) {
             tracing::warn!(%error, "cannot delete kept records; they stay behind");
@@ -611,26 +288,6 @@ impl Transactions {
             .completed_checkpoint()
             .filter(|&completed| completed >= oldest)
     }
-}
-
-/// The name of the file keeping the records of the transaction `id` of
-/// `checkpoint` of `subtask`: `<run>-<epoch>-<subtask>-<slot>.records`.
-fn records_file_name(checkpoint: &SnapshotId, subtask: u32, id: &str) -> String {
-    format!(
-        "{}-{:020}-{subtask}-{}.records",
-        checkpoint.run,
-        checkpoint.epoch,
-        id.rsplit('-').next().unwrap_or("0")
-    )
-}
-
-/// The checkpoint a kept-records file belongs to; files named before runs existed
-/// (`<epoch>-<subtask>-<slot>.records`) belong to the legacy run.
-fn records_file_checkpoint(name: &str) -> Option<SnapshotId> {
-    let stem = name.strip_suffix(".records")?;
-    let (rest, _slot) = stem.rsplit_once('-')?;
-    let (checkpoint, _subtask) = rest.rsplit_once('-')?;
-    SnapshotId::parse_name(checkpoint)
 }
 
 /// Builds the exactly-once Kafka sink `operator`. Returns its snapshot
@@ -885,71 +542,4 @@ fn open_transaction(kafka: &Transactions, slots: &mut Vec<Slot>, checkpoint: u64
         records: Vec::new(),
     };
     Some(index)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_old_subtask_is_fenced_by_exactly_one_new_one() {
-        let recorded: BTreeSet<u32> = [2, 5, 1].into();
-        for parallelism in 1..7 {
-            let mut fenced: Vec<u32> = (0..parallelism)
-                .flat_map(|subtask| subtasks_to_fence(&recorded, subtask, parallelism))
-                .collect();
-            fenced.sort_unstable();
-            let most = parallelism.max(5);
-            assert_eq!(fenced, (0..most).collect::<Vec<_>>(), "at {parallelism}");
-        }
-    }
-
-    #[test]
-    fn parallelisms_and_record_files_are_read_back_from_their_names() {
-        let checkpoint = SnapshotId {
-            run: RunId {
-                sequence: 4,
-                nonce: 0xbeef,
-            },
-            epoch: 40,
-        };
-        let names = vec![
-            "parallelism-2".to_owned(),
-            "parallelism-5".to_owned(),
-            records_file_name(&checkpoint, 3, "strom-job-out-3-1"),
-        ];
-        assert_eq!(recorded_parallelisms(&names), [2, 5].into());
-        assert_eq!(names[2], "000004-0000beef-00000000000000000040-3-1.records");
-        assert_eq!(records_file_checkpoint(&names[2]), Some(checkpoint));
-        assert_eq!(
-            records_file_checkpoint("00000000000000000040-3-1.records"),
-            Some(SnapshotId {
-                run: RunId::LEGACY,
-                epoch: 40
-            })
-        );
-        assert_eq!(records_file_checkpoint("parallelism-2"), None);
-    }
-
-    /// Issue 14, point 1: markers are per run; transactional ids per namespace.
-    #[test]
-    fn markers_name_the_run_and_ids_the_namespace() {
-        let run = RunId {
-            sequence: 2,
-            nonce: 0xa,
-        };
-        assert_eq!(
-            marker_group("strom-j-out-0-1", run),
-            "strom-j-out-0-1.000002-0000000a"
-        );
-        assert_eq!(
-            marker_group("strom-j-out-0-1", RunId::LEGACY),
-            "strom-j-out-0-1"
-        );
-        assert_ne!(
-            default_prefix(Some("team-a"), "clicks", "out"),
-            default_prefix(Some("team-b"), "clicks", "out")
-        );
-        assert_eq!(default_prefix(None, "clicks", "out"), "strom-clicks-out");
-    }
 }
