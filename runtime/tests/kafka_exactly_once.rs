@@ -554,3 +554,65 @@ fn a_savepoint_restored_after_its_markers_expired_sends_nothing_twice() {
     ]);
     job.assert_exactly_once();
 }
+
+/// The other side of the rule above: a savepoint's transaction that never
+/// committed (the job crashed between the stop's savepoint and its commits) is sent
+/// from the savepoint's copy when restored after the markers expired, since the
+/// job's own copy of its records is still there.
+#[test]
+fn a_savepoint_restored_after_its_markers_expired_sends_what_never_committed() {
+    let Some((job, _turn)) = job() else { return };
+    let mut first = job
+        .command(
+            &["--work-dir", &job.work_dir("first")],
+            Some("kafka-sink-commit=sleep(2000);after-stop-savepoint=return"),
+            "first",
+        )
+        .spawn()
+        .unwrap();
+    job.wait_for_new_checkpoints(&mut first, 1);
+    let input = job.write_input();
+    thread::sleep(Duration::from_millis(800));
+    let pid = first.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = first.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(137),
+        "the failpoint did not crash the job after its savepoint: {}",
+        job.logged("first").1
+    );
+    input.join().unwrap();
+    let savepoints: Vec<PathBuf> = std::fs::read_dir(job.checkpoints_dir().join("savepoints"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.join("_manifest").exists())
+        .collect();
+    assert_eq!(savepoints.len(), 1, "one savepoint: {savepoints:?}");
+    let savepoint_dir = &savepoints[0];
+    let kept = common::files_in(&savepoint_dir.join("kafka-transactions").join("to"));
+    assert!(
+        kept.iter()
+            .any(|file| file.extension().is_some_and(|e| e == "records")),
+        "the savepoint kept no records of the transactions it had prepared"
+    );
+
+    for checkpoint in job.completed_checkpoints() {
+        std::fs::remove_dir_all(job.checkpoints_dir().join(checkpoint)).unwrap();
+    }
+    let prefix = format!("strom-{}-to-", job.manifest_field("name: "));
+    delete_groups_starting_with(&job.c, &prefix);
+    job.run_until_complete(&[
+        "--from-savepoint",
+        &savepoint_dir.display().to_string(),
+        "--work-dir",
+        &job.work_dir("restored"),
+    ]);
+    job.assert_exactly_once();
+}

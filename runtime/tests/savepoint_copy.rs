@@ -1,5 +1,5 @@
 //! Issue 14, point 14: the copy of a savepoint does not hold up the checkpoints
-//! after it. The coordinator copied each savepoint before it completed the next
+//! after it, and a stop during a copy leaves each request its own savepoint. The coordinator copied each savepoint before it completed the next
 //! checkpoint, so a slow copy (large state, slow object storage) stopped the job's
 //! checkpoints — and the sink commits and Kafka transactions waiting on them —
 //! for as long as it took. Garbage collection must still keep the files the copy
@@ -89,11 +89,48 @@ fn checkpoints_go_on_while_a_savepoint_is_copied_and_the_copy_keeps_its_files() 
             }
         }
     };
-    control.request_stop();
-    job.join().unwrap().unwrap();
 
-    // The savepoint is whole: a job restores from it and runs to its end.
-    let mut restore = config;
-    restore.restore = RestoreFrom::Snapshot(savepoint.location);
-    run_job(restore, pipeline(Some(10)), Arc::default()).unwrap();
+    // A stop while a savepoint is copied: the stop waits for the copy, which
+    // settles its own request, and then takes its own savepoint.
+    fail::cfg("savepoint-copy-delay", "return(1000)").unwrap();
+    let copied = control.request_savepoint();
+    // Past the next checkpoint (100 ms): the copy has started, and takes 1 s.
+    thread::sleep(Duration::from_millis(300));
+    let stop = control.request_stop();
+    let report = job.join().unwrap().unwrap();
+    fail::cfg("savepoint-copy-delay", "off").unwrap();
+    let statuses: Vec<_> = control
+        .savepoint_requests()
+        .into_iter()
+        .filter(|r| r.id == copied || r.id == stop)
+        .map(|r| r.status)
+        .collect();
+    let [
+        SavepointStatus::Completed { savepoint: of_copy },
+        SavepointStatus::Completed { savepoint: of_stop },
+    ] = statuses.as_slice()
+    else {
+        panic!("both savepoints complete: {statuses:?}");
+    };
+    assert!(
+        of_copy.epoch < of_stop.epoch && of_copy.location != of_stop.location,
+        "the copy's request got the stop's savepoint: {of_copy:?}, {of_stop:?}"
+    );
+    let epochs: Vec<u64> = report
+        .snapshots
+        .savepoints
+        .iter()
+        .map(|s| s.epoch)
+        .collect();
+    assert!(
+        epochs.is_sorted() && report.snapshots.savepoints.last() == Some(of_stop),
+        "savepoints out of order: {epochs:?}"
+    );
+
+    // The savepoints are whole: a job restores from each and runs to its end.
+    for location in [savepoint.location, of_copy.location.clone()] {
+        let mut restore = config.clone();
+        restore.restore = RestoreFrom::Snapshot(location);
+        run_job(restore, pipeline(Some(10)), Arc::default()).unwrap();
+    }
 }

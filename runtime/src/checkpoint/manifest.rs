@@ -240,12 +240,21 @@ pub struct CollectionPlan {
 /// without changes refers to the previous snapshot's files, private ones included —
 /// so a removed checkpoint's folder may still hold files a retained one needs.
 /// Files of checkpoints still being written are never in the plan, and savepoints
-/// never refer to a checkpoint's files.
-pub fn plan_collection(completed: &[Manifest], retained: usize) -> CollectionPlan {
+/// never refer to a checkpoint's files. The `pinned` checkpoint (one being copied
+/// into a savepoint) is kept whatever its age.
+pub fn plan_collection(
+    completed: &[Manifest],
+    retained: usize,
+    pinned: Option<SnapshotId>,
+) -> CollectionPlan {
     let mut newest_first: Vec<&Manifest> = completed.iter().collect();
     newest_first.sort_by_key(|manifest| std::cmp::Reverse(manifest.id()));
-    let (kept, removed) = newest_first.split_at(retained.min(newest_first.len()));
-    let referenced: BTreeSet<&str> = kept.iter().flat_map(|m| m.file_paths()).collect();
+    let (newest, older) = newest_first.split_at(retained.min(newest_first.len()));
+    let (older_pinned, removed): (Vec<&Manifest>, Vec<&Manifest>) = older
+        .iter()
+        .partition(|manifest| Some(manifest.id()) == pinned);
+    let kept = newest.iter().chain(&older_pinned);
+    let referenced: BTreeSet<&str> = kept.flat_map(|m| m.file_paths()).collect();
     let files = removed
         .iter()
         .flat_map(|m| m.file_paths())
@@ -352,21 +361,21 @@ mod tests {
                 .map(|&epoch| SnapshotId { run: run(1), epoch })
                 .collect()
         };
-        let plan = plan_collection(&completed, 3);
+        let plan = plan_collection(&completed, 3, None);
         assert_eq!(plan.checkpoints, ids(&[1]));
         assert_eq!(
             plan.files,
             files(&["chk-1/count/0/CURRENT", "shared/b.sst"])
         );
 
-        let plan = plan_collection(&completed, 2);
+        let plan = plan_collection(&completed, 2, None);
         assert_eq!(plan.checkpoints, ids(&[1, 2]));
         assert_eq!(
             plan.files,
             files(&["chk-1/count/0/CURRENT", "shared/b.sst"])
         );
 
-        let plan = plan_collection(&completed, 1);
+        let plan = plan_collection(&completed, 1, None);
         assert_eq!(plan.checkpoints, ids(&[1, 2, 3]));
         assert_eq!(
             plan.files,
@@ -379,11 +388,54 @@ mod tests {
         );
     }
 
+    /// Issue 14, point 14: a checkpoint being copied into a savepoint keeps its
+    /// files while newer checkpoints complete and collection goes on.
+    #[test]
+    fn collection_keeps_a_pinned_checkpoint_and_its_files() {
+        let completed = [
+            manifest(1, &["shared/a.sst", "chk-1/count/0/CURRENT"]),
+            manifest(2, &["shared/b.sst"]),
+            manifest(3, &["shared/c.sst"]),
+        ];
+        let pinned = SnapshotId {
+            run: run(1),
+            epoch: 1,
+        };
+        let plan = plan_collection(&completed, 1, Some(pinned));
+        assert_eq!(
+            plan.checkpoints,
+            vec![SnapshotId {
+                run: run(1),
+                epoch: 2
+            }]
+        );
+        assert_eq!(plan.files, ["shared/b.sst".to_owned()].into());
+    }
+
+    #[test]
+    fn state_of_a_newer_format_is_refused_as_such() {
+        use crate::checkpoint::storage::{StorageError, check_state_format};
+        let mut manifest = manifest(1, &[]);
+        check_state_format(&manifest, "s3://b/job/chk-1").unwrap();
+        manifest.state_format = STATE_FORMAT + 1;
+        let error = check_state_format(&manifest, "s3://b/job/chk-1").unwrap_err();
+        assert!(matches!(error, StorageError::NewerStateFormat { .. }));
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("state in format {}", STATE_FORMAT + 1)),
+            "{error}"
+        );
+    }
+
     #[test]
     fn collection_with_fewer_checkpoints_than_retained_deletes_nothing() {
         let completed = [manifest(7, &["shared/a.sst"])];
-        assert_eq!(plan_collection(&completed, 3), CollectionPlan::default());
-        assert_eq!(plan_collection(&[], 3), CollectionPlan::default());
+        assert_eq!(
+            plan_collection(&completed, 3, None),
+            CollectionPlan::default()
+        );
+        assert_eq!(plan_collection(&[], 3, None), CollectionPlan::default());
     }
 
     /// Issue 14, point 2: retention ranks by run, then epoch.
@@ -395,7 +447,7 @@ mod tests {
             manifest_of(run(2), 20, &["shared/new-20.sst"]),
             manifest_of(run(2), 30, &["shared/new-30.sst"]),
         ];
-        let plan = plan_collection(&completed, 2);
+        let plan = plan_collection(&completed, 2, None);
         assert_eq!(
             plan.checkpoints,
             vec![

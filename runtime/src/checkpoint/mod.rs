@@ -13,6 +13,6 @@ pub use manifest::{
 };
 pub use run::{Restored, RunId, RunInfo, RunRecord, SnapshotId};
 pub use storage::{
-    CheckpointStorage, ResumePoint, SnapshotLocation, StorageError, download_files,
-    locate_snapshot, open_store, read_manifest, read_object_at,
+    CheckpointStorage, ResumePoint, SnapshotLocation, StorageError, check_state_format,
+    download_files, locate_snapshot, open_store, read_manifest, read_object_at,
 };

@@ -530,12 +530,17 @@ impl CheckpointStorage {
         Ok(moved)
     }
 
-    /// Keeps the newest `retained` checkpoints and deletes the others with every
-    /// file that only they referred to. A checkpoint's sink commits are finished
-    /// before its manifest goes. Returns the number of objects deleted.
-    pub async fn collect_garbage(&self, retained: usize) -> Result<usize, StorageError> {
+    /// Keeps the newest `retained` checkpoints, and `pinned` (one being copied into
+    /// a savepoint), and deletes the others with every file that only they referred
+    /// to. A checkpoint's sink commits are finished before its manifest goes.
+    /// Returns the number of objects deleted.
+    pub async fn collect_garbage(
+        &self,
+        retained: usize,
+        pinned: Option<SnapshotId>,
+    ) -> Result<usize, StorageError> {
         let manifests = self.completed_manifests().await?;
-        let plan = plan_collection(&manifests, retained);
+        let plan = plan_collection(&manifests, retained, pinned);
         for manifest in manifests
             .iter()
             .filter(|manifest| plan.checkpoints.contains(&manifest.id()))
@@ -618,6 +623,35 @@ impl CheckpointStorage {
             uuid::Uuid::new_v4().simple()
         );
         let dir = self.under("savepoints").clone().join(name);
+        let result = self.copy_into_savepoint(manifest, &dir).await;
+        if result.is_err()
+            && let Err(error) = self.delete_folder(&dir).await
+        {
+            tracing::warn!(%error, savepoint = %dir, "cannot remove the failed savepoint's files");
+        }
+        result
+    }
+
+    /// Deletes every object under `dir`.
+    async fn delete_folder(&self, dir: &Path) -> Result<(), StorageError> {
+        let objects: Vec<_> = self
+            .store
+            .list(Some(dir))
+            .try_collect()
+            .await
+            .map_err(self.error("list", dir))?;
+        for object in objects {
+            self.delete_if_present(&object.location).await?;
+        }
+        Ok(())
+    }
+
+    /// The copy of [`Self::write_savepoint`], into `dir`.
+    async fn copy_into_savepoint(
+        &self,
+        manifest: &Manifest,
+        dir: &Path,
+    ) -> Result<SnapshotLocation, StorageError> {
         let mut savepoint = manifest.clone();
         savepoint.kind = SnapshotKind::Savepoint;
         for (operator, subtasks) in &mut savepoint.operators {
@@ -653,7 +687,7 @@ impl CheckpointStorage {
             .await?;
         Ok(SnapshotLocation {
             base: dir.clone(),
-            dir,
+            dir: dir.clone(),
         })
     }
 
@@ -694,29 +728,36 @@ pub fn parse_manifest(json: &[u8], path: &str) -> Result<Manifest, StorageError>
     struct Version {
         #[serde(default)]
         format_version: Option<u32>,
-        #[serde(default)]
-        state_format: Option<u32>,
     }
     let unreadable = |source| StorageError::Manifest {
         path: path.to_owned(),
         source,
     };
-    let versions = serde_json::from_slice::<Version>(json).map_err(unreadable)?;
-    let version = versions.format_version.unwrap_or(1);
+    let version = serde_json::from_slice::<Version>(json)
+        .map_err(unreadable)?
+        .format_version
+        .unwrap_or(1);
     if version > MANIFEST_FORMAT_VERSION {
         return Err(StorageError::NewerFormat {
             path: path.to_owned(),
             version,
         });
     }
-    let state_format = versions.state_format.unwrap_or(1);
-    if state_format > STATE_FORMAT {
+    serde_json::from_slice(json).map_err(unreadable)
+}
+
+/// Refuses to restore the state of `manifest` (stored at `path`) when it is
+/// encoded in a format newer than this runtime reads. Checked where state is
+/// restored only: commits, recovery and garbage collection read the manifests of
+/// any state format.
+pub fn check_state_format(manifest: &Manifest, path: &str) -> Result<(), StorageError> {
+    if manifest.state_format > STATE_FORMAT {
         return Err(StorageError::NewerStateFormat {
             path: path.to_owned(),
-            state_format,
+            state_format: manifest.state_format,
         });
     }
-    serde_json::from_slice(json).map_err(unreadable)
+    Ok(())
 }
 
 /// The content of `relative` (a path under `base`) in `store`; `None` if there is
@@ -799,20 +840,6 @@ pub fn locate_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_manifest_of_a_newer_state_format_is_refused_as_such() {
-        let newer = br#"{"formatVersion": 2, "stateFormat": 2, "kind": "checkpoint"}"#;
-        let error = parse_manifest(newer, "s3://b/job/chk-1/_manifest").unwrap_err();
-        assert!(matches!(
-            error,
-            StorageError::NewerStateFormat {
-                state_format: 2,
-                ..
-            }
-        ));
-        assert!(error.to_string().contains("state in format 2"), "{error}");
-    }
 
     #[test]
     fn a_manifest_of_a_newer_format_is_refused_as_such() {

@@ -270,11 +270,12 @@ impl JobControl {
         self.lock_requests().clone()
     }
 
-    /// Whether a savepoint that does not stop the job is waiting.
-    pub(crate) fn savepoint_pending(&self) -> bool {
-        self.lock_requests()
-            .iter()
-            .any(|request| !request.stop && request.status == SavepointStatus::Pending)
+    /// Whether a savepoint that does not stop the job, requested with an id up to
+    /// `through`, is waiting.
+    pub(crate) fn savepoint_pending(&self, through: u64) -> bool {
+        self.lock_requests().iter().any(|request| {
+            request.id <= through && !request.stop && request.status == SavepointStatus::Pending
+        })
     }
 
     /// The id of the latest savepoint request (0 when none was made).

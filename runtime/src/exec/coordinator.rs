@@ -16,7 +16,7 @@ use super::context::{JobSettings, TaskContext};
 use super::control::{CompletedSnapshot, JobControl};
 use crate::checkpoint::{
     CheckpointStorage, MANIFEST_FORMAT_VERSION, Manifest, PendingCommit, RunInfo, SnapshotAck,
-    SnapshotKind, StorageError, SubtaskSnapshot, finish_commits,
+    SnapshotId, SnapshotKind, StorageError, SubtaskSnapshot, finish_commits,
 };
 use crate::state::codec::STATE_FORMAT;
 
@@ -184,7 +184,9 @@ async fn complete_checkpoints(
     let mut copying: Option<SavepointCopy> = None;
     loop {
         let completion = tokio::select! {
-            // A copy that finishes settles the requests it was started for.
+            // A copy that finishes settles the requests it was started for (first,
+            // so that its result is never lost to the end of the completions).
+            biased;
             finished = async { (&mut copying.as_mut().expect("checked").task).await },
                 if copying.is_some() =>
             {
@@ -203,6 +205,9 @@ async fn complete_checkpoints(
             break;
         };
         let epoch = manifest.epoch;
+        // A savepoint of this checkpoint serves the requests made before it
+        // completes, not those made after.
+        let requests_through = control.last_savepoint_request();
         carried.add_to(&mut manifest);
         // The crash windows of two-phase commit, for tests: only checkpoints that
         // hold output awaiting their completion count, so a test armed on the n-th
@@ -235,6 +240,7 @@ async fn complete_checkpoints(
                 "the output of {} checkpoints could not be committed; the last error is in lastError",
                 uncommitted.len()
             ));
+            settle_copy(&mut copying, &control).await;
             control.shut_down();
             break;
         }
@@ -246,24 +252,30 @@ async fn complete_checkpoints(
         });
         tracing::info!(epoch, bytes = manifest.state_size(), "checkpoint completed");
 
-        // A stop's savepoint is copied before the job ends; a requested one beside
-        // the checkpoints that follow (one copy at a time). Either way before
-        // garbage collection may remove a file the copy reads.
+        // A stop's savepoint is copied before the job ends, once a copy under way
+        // has settled its own requests; a requested one beside the checkpoints that
+        // follow (one copy at a time), its checkpoint kept from garbage collection
+        // until it is done.
         let stopping = all_drained && control.stop_requested();
         let mut savepoint_failed = false;
         if stopping {
+            settle_copy(&mut copying, &control).await;
             let result = copy_savepoint(storage.clone(), manifest.clone()).await;
             savepoint_failed = result.is_err();
+            // A crash between the stop's savepoint and the sinks' commits (tests).
+            fail::fail_point!("after-stop-savepoint", !savepoint_failed, |_| crash(
+                "after-stop-savepoint"
+            ));
             control.settle_savepoints(true, u64::MAX, result);
-        } else if copying.is_none() && control.savepoint_pending() {
+        } else if copying.is_none() && control.savepoint_pending(requests_through) {
             copying = Some(SavepointCopy {
-                requests_through: control.last_savepoint_request(),
+                requests_through,
+                checkpoint: manifest.id(),
                 task: tokio::spawn(copy_savepoint(storage.clone(), manifest.clone())),
             });
         }
-        if copying.is_none()
-            && let Err(error) = storage.collect_garbage(retained).await
-        {
+        let pinned = copying.as_ref().map(|copy| copy.checkpoint);
+        if let Err(error) = storage.collect_garbage(retained, pinned).await {
             tracing::warn!(%error, "garbage collection failed; retried after the next checkpoint");
         }
         if savepoint_failed && stopping {
@@ -274,20 +286,30 @@ async fn complete_checkpoints(
         }
         if all_drained {
             finish_before_the_end(&mut uncommitted, &options, &control).await;
-            if let Some(copy) = copying.take() {
-                control.settle_savepoints(false, copy.requests_through, joined(copy.task.await));
-            }
+            settle_copy(&mut copying, &control).await;
             control.shut_down();
             break;
         }
     }
+    // The completions ended (the job is going away): a copy under way still
+    // settles its requests.
+    settle_copy(&mut copying, &control).await;
 }
 
-/// A savepoint copied in the background: the task, and the last savepoint request
-/// made before it started (later ones wait for the next copy).
+/// A savepoint copied in the background: the checkpoint it copies, the task, and
+/// the last savepoint request made before that checkpoint completed (later ones
+/// wait for the next copy).
 struct SavepointCopy {
     requests_through: u64,
+    checkpoint: SnapshotId,
     task: tokio::task::JoinHandle<Result<CompletedSnapshot, String>>,
+}
+
+/// Waits for the copy under way, if any, and settles its requests.
+async fn settle_copy(copying: &mut Option<SavepointCopy>, control: &JobControl) {
+    if let Some(copy) = copying.take() {
+        control.settle_savepoints(false, copy.requests_through, joined(copy.task.await));
+    }
 }
 
 /// The result of a finished copy task (a panic in it is a failed savepoint).

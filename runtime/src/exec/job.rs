@@ -19,7 +19,8 @@ use super::control::{JobControl, Snapshots};
 use crate::api::{BuildError, Pipeline};
 use crate::checkpoint::{
     CheckpointStorage, Manifest, Restored, ResumePoint, RunInfo, RunRecord, SnapshotId,
-    SnapshotLocation, StorageError, finish_commits, locate_snapshot, read_manifest,
+    SnapshotLocation, StorageError, check_state_format, finish_commits, locate_snapshot,
+    read_manifest,
 };
 use crate::control::{ControlState, router};
 
@@ -477,6 +478,18 @@ fn threads_per_process(config: &JobConfig) -> usize {
 }
 
 async fn resolve_restore(
+    config: &JobConfig,
+    storage: &CheckpointStorage,
+) -> Result<Option<RestorePoint>, JobError> {
+    let point = find_restore(config, storage).await?;
+    if let Some(point) = &point {
+        check_state_format(&point.manifest, &point.url)?;
+    }
+    Ok(point)
+}
+
+/// The point the job restores from, as `config` asks.
+async fn find_restore(
     config: &JobConfig,
     storage: &CheckpointStorage,
 ) -> Result<Option<RestorePoint>, JobError> {

@@ -85,7 +85,11 @@ pub(super) fn transactions_to_finish(
     if let Some(restore) = &ctx.restore {
         // A checkpoint of the job's own storage resolves against its root; a
         // savepoint, or a checkpoint of another job's storage, against its own.
-        let this_jobs = restore.url.starts_with(&storage.url_of(storage.root()));
+        // Under the job's root (a path boundary: `…/clicks-eu` is not `…/clicks`).
+        let this_jobs = restore
+            .url
+            .strip_prefix(&storage.url_of(storage.root()))
+            .is_some_and(|rest| rest.starts_with('/'));
         let own = restore.manifest.kind == SnapshotKind::Checkpoint
             && restore.location.base == *storage.root()
             && this_jobs;
@@ -239,7 +243,9 @@ impl Transactions {
                 .commit_transaction(CALL_TIMEOUT)
                 .unwrap_or_else(|error| self.fail(format!("commit: {error}")));
         }
-        if found.own {
+        // The job's own copy goes once the transaction is committed: its absence
+        // is what says so once the marker has expired.
+        if found.own || found.job_copy_decides {
             self.delete_records(&prepared.records);
         }
     }
