@@ -93,9 +93,14 @@ fn checkpoints_go_on_while_a_savepoint_is_copied_and_the_copy_keeps_its_files() 
     // A stop while a savepoint is copied: the stop waits for the copy, which
     // settles its own request, and then takes its own savepoint.
     fail::cfg("savepoint-copy-delay", "return(1000)").unwrap();
+    let requested_at = checkpoints(&control);
     let copied = control.request_savepoint();
-    // Past the next checkpoint (100 ms): the copy has started, and takes 1 s.
-    thread::sleep(Duration::from_millis(300));
+    // Two checkpoints later the copy has started (it takes 1 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while checkpoints(&control) < requested_at + 2 {
+        assert!(Instant::now() < deadline, "no checkpoint within 30 s");
+        thread::sleep(Duration::from_millis(5));
+    }
     let stop = control.request_stop();
     let report = job.join().unwrap().unwrap();
     fail::cfg("savepoint-copy-delay", "off").unwrap();

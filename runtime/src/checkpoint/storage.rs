@@ -632,8 +632,11 @@ impl CheckpointStorage {
         result
     }
 
-    /// Deletes every object under `dir`.
+    /// Deletes every object under `dir`, its manifest first (a half-deleted
+    /// snapshot must not look complete).
     async fn delete_folder(&self, dir: &Path) -> Result<(), StorageError> {
+        self.delete_if_present(&dir.clone().join(MANIFEST_FILE))
+            .await?;
         let objects: Vec<_> = self
             .store
             .list(Some(dir))

@@ -278,6 +278,18 @@ impl JobControl {
         })
     }
 
+    /// Fails every request still waiting, with `reason` (the job ends: no
+    /// checkpoint will take them).
+    pub(crate) fn fail_unsettled_savepoints(&self, reason: &str) {
+        for request in self.lock_requests().iter_mut() {
+            if request.status == SavepointStatus::Pending {
+                request.status = SavepointStatus::Failed {
+                    error: reason.to_owned(),
+                };
+            }
+        }
+    }
+
     /// The id of the latest savepoint request (0 when none was made).
     pub(crate) fn last_savepoint_request(&self) -> u64 {
         self.lock_requests().last().map_or(0, |request| request.id)

@@ -240,8 +240,6 @@ async fn complete_checkpoints(
                 "the output of {} checkpoints could not be committed; the last error is in lastError",
                 uncommitted.len()
             ));
-            settle_copy(&mut copying, &control).await;
-            control.shut_down();
             break;
         }
         control.record_checkpoint(CompletedSnapshot {
@@ -259,8 +257,9 @@ async fn complete_checkpoints(
         let stopping = all_drained && control.stop_requested();
         let mut savepoint_failed = false;
         if stopping {
+            let stop_copy = tokio::spawn(copy_savepoint(storage.clone(), manifest.clone()));
             settle_copy(&mut copying, &control).await;
-            let result = copy_savepoint(storage.clone(), manifest.clone()).await;
+            let result = joined(stop_copy.await);
             savepoint_failed = result.is_err();
             // A crash between the stop's savepoint and the sinks' commits (tests).
             fail::fail_point!("after-stop-savepoint", !savepoint_failed, |_| crash(
@@ -286,14 +285,15 @@ async fn complete_checkpoints(
         }
         if all_drained {
             finish_before_the_end(&mut uncommitted, &options, &control).await;
-            settle_copy(&mut copying, &control).await;
-            control.shut_down();
             break;
         }
     }
     // The completions ended (the job is going away): a copy under way still
-    // settles its requests.
+    // settles its requests, and no request is left waiting for a checkpoint that
+    // will not come.
     settle_copy(&mut copying, &control).await;
+    control.fail_unsettled_savepoints("the job ended before a checkpoint could take it");
+    control.shut_down();
 }
 
 /// A savepoint copied in the background: the checkpoint it copies, the task, and

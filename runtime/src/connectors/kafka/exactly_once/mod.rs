@@ -201,22 +201,13 @@ impl Transactions {
         self.ctx.io.block_on(future)
     }
 
-    /// Deletes the job's copy of committed records, retried a few times: once the
-    /// transaction's marker has expired, a copy left behind reads as a transaction
-    /// that never committed, and a restore of a savepoint would send it again.
+    /// Deletes the job's copy of committed records (the object store retries
+    /// transient errors). Once the transaction's marker has expired, a copy left
+    /// behind reads as a transaction that never committed, and a restore of a
+    /// savepoint would send it again; recovery deletes it at the next start.
     fn delete_records(&self, relative: &str) {
-        let mut pause = Duration::from_millis(100);
-        for attempt in 1..=4 {
-            match self.run(self.ctx.storage.delete_object(relative)) {
-                Ok(()) => return,
-                Err(error) if attempt == 4 => {
-                    tracing::warn!(%error, records = relative, "cannot delete kept records of a committed transaction; they stay behind");
-                }
-                Err(_) => {
-                    std::thread::sleep(pause);
-                    pause *= 2;
-                }
-            }
+        if let Err(error) = self.run(self.ctx.storage.delete_object(relative)) {
+            tracing::warn!(%error, records = relative, "cannot delete kept records of a committed transaction; they stay behind");
         }
     }
 

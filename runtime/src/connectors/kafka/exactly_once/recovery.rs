@@ -18,7 +18,7 @@ use super::names::{
     subtasks_to_fence, transactional_id,
 };
 use super::{CALL_TIMEOUT, Prepared, SLOTS_PER_SUBTASK, SinkState, Transactions};
-use crate::checkpoint::{Manifest, SnapshotId, SnapshotKind, read_object_at};
+use crate::checkpoint::{Manifest, SnapshotId, SnapshotKind, check_state_format, read_object_at};
 use crate::connectors::kafka::sink::{KafkaOutput, send};
 use crate::exec::context::TaskContext;
 use crate::state::codec;
@@ -55,6 +55,11 @@ pub(super) fn transactions_to_finish(
                    base: &ObjectPath,
                    (own, job_copy_decides): (bool, bool)|
      -> Result<(), String> {
+        // Kept records are decoded in this runtime's state format.
+        if !manifest.operator_states(operator).is_empty() {
+            check_state_format(manifest, &manifest.id().to_string())
+                .map_err(|error| error.to_string())?;
+        }
         for state in manifest.operator_states(operator) {
             let state: SinkState = serde_json::from_str(state).map_err(|error| {
                 format!("unreadable state in checkpoint {}: {error}", manifest.id())
@@ -85,11 +90,7 @@ pub(super) fn transactions_to_finish(
     if let Some(restore) = &ctx.restore {
         // A checkpoint of the job's own storage resolves against its root; a
         // savepoint, or a checkpoint of another job's storage, against its own.
-        // Under the job's root (a path boundary: `…/clicks-eu` is not `…/clicks`).
-        let this_jobs = restore
-            .url
-            .strip_prefix(&storage.url_of(storage.root()))
-            .is_some_and(|rest| rest.starts_with('/'));
+        let this_jobs = is_under(&restore.url, &storage.url_of(storage.root()));
         let own = restore.manifest.kind == SnapshotKind::Checkpoint
             && restore.location.base == *storage.root()
             && this_jobs;
@@ -103,6 +104,13 @@ pub(super) fn transactions_to_finish(
     let mut found: Vec<Found> = found.into_values().collect();
     found.sort_by_key(|found| (found.prepared.run, found.prepared.epoch));
     Ok(found)
+}
+
+/// Whether the snapshot at `url` lies under the job's root `root_url`, on a path
+/// boundary (`…/clicks-eu` is not under `…/clicks`).
+fn is_under(url: &str, root_url: &str) -> bool {
+    url.strip_prefix(root_url.trim_end_matches('/'))
+        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
 }
 
 impl Transactions {
@@ -292,5 +300,26 @@ impl Transactions {
     fn job_copy_exists(&self, prepared: &Prepared) -> bool {
         self.run(self.ctx.storage.object_exists(&prepared.records))
             .unwrap_or_else(|error| self.fail(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_under;
+
+    #[test]
+    fn a_snapshot_is_the_jobs_own_only_under_its_root() {
+        let root = "s3://bucket/state/clicks";
+        assert!(is_under("s3://bucket/state/clicks/savepoints/sp-1", root));
+        assert!(is_under(
+            "s3://bucket/state/clicks/savepoints/sp-1",
+            "s3://bucket/state/clicks/"
+        ));
+        assert!(!is_under(
+            "s3://bucket/state/clicks-eu/savepoints/sp-1",
+            root
+        ));
+        assert!(!is_under("s3://other/state/clicks/savepoints/sp-1", root));
+        assert!(!is_under(root, root));
     }
 }
