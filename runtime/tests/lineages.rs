@@ -103,11 +103,15 @@ struct Job {
     runs: Vec<(Counts, Counts)>,
     /// The savepoints taken so far.
     savepoints: Vec<String>,
+    /// The job's name: its own, so that soaks running side by side never share
+    /// transactional ids (which would fence each other).
+    name: String,
 }
 
 impl Job {
     fn new(kafka: Option<&KafkaClusters>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let name = unique("lineage");
         let kafka = kafka.map(|clusters| {
             let a = connection(clusters, "a");
             let topic = unique("lineage");
@@ -125,7 +129,7 @@ impl Job {
             r#"apiVersion: strom.dev/v1alpha1
 kind: StreamJob
 metadata:
-  name: lineage
+  name: {name}
 spec:
   parallelism: 2
 {clusters_spec}  pipeline:
@@ -150,11 +154,12 @@ spec:
             kafka,
             runs: Vec::new(),
             savepoints: Vec::new(),
+            name,
         }
     }
 
     fn storage(&self) -> PathBuf {
-        self.dir.path().join("state").join("lineage")
+        self.dir.path().join("state").join(&self.name)
     }
 
     /// The runs recorded in the job's storage, oldest first.
@@ -448,5 +453,14 @@ fn committed_output_is_what_the_restored_points_imply_across_random_sequences() 
     for seed in first..first + sequences {
         let with_kafka = kafka.as_ref().filter(|_| seed % kafka_every == 0);
         sequence(seed, with_kafka);
+        // Progress for the soak (`--nocapture`).
+        eprintln!(
+            "lineage sequence {seed} passed{}",
+            if with_kafka.is_some() {
+                " (with Kafka)"
+            } else {
+                ""
+            }
+        );
     }
 }
