@@ -503,6 +503,74 @@ fn a_stateless_redeploy_at_lower_parallelism_fences_the_old_higher_subtasks() {
     assert!(written.values().all(|&times| times <= 2));
 }
 
+/// Runs a fresh job while its input flows and stops it with a savepoint (with
+/// `failpoints`; `crashes`: the failpoints end it with exit code 137 after the
+/// savepoint) until the savepoint holds kept records of prepared transactions,
+/// at most 5 times: a stop that came when no records had been read since the last
+/// commit leaves nothing prepared to keep. Returns the job (its input all written)
+/// and the savepoint's folder.
+fn job_with_a_savepoint_keeping_records(failpoints: &str, crashes: bool) -> Option<(Job, PathBuf)> {
+    let clusters = clusters()?;
+    for attempt in 1..=5 {
+        let job = Job::new(clusters.clone());
+        let mut first = job
+            .command(
+                &["--work-dir", &job.work_dir("first")],
+                Some(failpoints),
+                "first",
+            )
+            .spawn()
+            .unwrap();
+        job.wait_for_new_checkpoints(&mut first, 1);
+        let input = job.write_input();
+        thread::sleep(Duration::from_millis(800));
+        let pid = first.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = first.wait().unwrap();
+        input.join().unwrap();
+        let expected = if crashes { Some(137) } else { Some(0) };
+        assert_eq!(
+            status.code(),
+            expected,
+            "the first run: {}",
+            job.logged("first").1
+        );
+        let savepoints: Vec<PathBuf> = std::fs::read_dir(job.checkpoints_dir().join("savepoints"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.join("_manifest").exists())
+            .collect();
+        assert_eq!(savepoints.len(), 1, "one savepoint: {savepoints:?}");
+        let kept = common::files_in(&savepoints[0].join("kafka-transactions").join("to"));
+        if kept
+            .iter()
+            .any(|file| file.extension().is_some_and(|e| e == "records"))
+        {
+            return Some((job, savepoints[0].clone()));
+        }
+        eprintln!("attempt {attempt}: the stop came with nothing prepared; again");
+    }
+    panic!("5 stops in a row came with nothing prepared to keep");
+}
+
+/// Removes what a savepoint of `job` may not rely on after a while: the
+/// checkpoints it was taken with (later runs went on and retention removed them),
+/// and the transactions' markers (the brokers' offset retention expired them).
+fn let_markers_and_checkpoints_expire(job: &Job) {
+    for checkpoint in job.completed_checkpoints() {
+        std::fs::remove_dir_all(job.checkpoints_dir().join(checkpoint)).unwrap();
+    }
+    let prefix = format!("strom-{}-to-", job.manifest_field("name: "));
+    let expired = delete_groups_starting_with(&job.c, &prefix);
+    assert!(expired > 0, "no marker group of {prefix}* to expire");
+}
+
 /// A savepoint restored after the brokers expired its transactions' markers (their
 /// offset retention, 7 days by default) did not send the records of transactions
 /// that had committed again: the savepoint keeps its own copy of their records, and
@@ -511,44 +579,21 @@ fn a_stateless_redeploy_at_lower_parallelism_fences_the_old_higher_subtasks() {
 /// that sign for a savepoint of the job's own storage.
 #[test]
 fn a_savepoint_restored_after_its_markers_expired_sends_nothing_twice() {
-    let Some((job, _turn)) = job() else { return };
-    // Commits held back 2 s each, and the stop comes while input flows: the
-    // transaction of the stop's final checkpoint holds records and is prepared
-    // when the savepoint is copied, so the savepoint keeps a copy of its records;
-    // the job then commits it and deletes its own copy.
-    let mut first = job
-        .command(
-            &["--work-dir", &job.work_dir("first")],
-            Some("kafka-sink-commit=sleep(2000)"),
-            "first",
-        )
-        .spawn()
-        .unwrap();
-    job.wait_for_new_checkpoints(&mut first, 1);
-    let input = job.write_input();
-    thread::sleep(Duration::from_millis(800));
-    let savepoint = job.stop_with_savepoint(first, "first");
-    input.join().unwrap();
-    let savepoint_dir = PathBuf::from(savepoint.trim_start_matches("file://"));
-    let kept = common::files_in(&savepoint_dir.join("kafka-transactions").join("to"));
-    assert!(
-        kept.iter()
-            .any(|file| file.extension().is_some_and(|e| e == "records")),
-        "the savepoint kept no records of the transactions it had prepared: {}",
-        std::fs::read_to_string(savepoint_dir.join("_manifest")).unwrap_or_default()
-    );
-
-    // Later runs went on and retention removed the checkpoints the savepoint was
-    // taken with; the brokers expired the markers.
-    for checkpoint in job.completed_checkpoints() {
-        std::fs::remove_dir_all(job.checkpoints_dir().join(checkpoint)).unwrap();
-    }
-    let prefix = format!("strom-{}-to-", job.manifest_field("name: "));
-    let expired = delete_groups_starting_with(&job.c, &prefix);
-    assert!(expired > 0, "no marker group of {prefix}* to expire");
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Commits after the stop request held back 2 s each: the transactions of the
+    // stop's final checkpoint are still prepared when its savepoint is copied; the
+    // job then commits them and deletes its own copy of their records.
+    let Some((job, savepoint)) =
+        job_with_a_savepoint_keeping_records("kafka-sink-commit-after-stop=sleep(2000)", false)
+    else {
+        return;
+    };
+    let_markers_and_checkpoints_expire(&job);
     job.run_until_complete(&[
         "--from-savepoint",
-        &savepoint,
+        &savepoint.display().to_string(),
         "--work-dir",
         &job.work_dir("restored"),
     ]);
@@ -561,56 +606,19 @@ fn a_savepoint_restored_after_its_markers_expired_sends_nothing_twice() {
 /// job's own copy of its records is still there.
 #[test]
 fn a_savepoint_restored_after_its_markers_expired_sends_what_never_committed() {
-    let Some((job, _turn)) = job() else { return };
-    let mut first = job
-        .command(
-            &["--work-dir", &job.work_dir("first")],
-            Some("kafka-sink-commit=sleep(2000);after-stop-savepoint=return"),
-            "first",
-        )
-        .spawn()
-        .unwrap();
-    job.wait_for_new_checkpoints(&mut first, 1);
-    let input = job.write_input();
-    thread::sleep(Duration::from_millis(800));
-    let pid = first.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = first.wait().unwrap();
-    assert_eq!(
-        status.code(),
-        Some(137),
-        "the failpoint did not crash the job after its savepoint: {}",
-        job.logged("first").1
-    );
-    input.join().unwrap();
-    let savepoints: Vec<PathBuf> = std::fs::read_dir(job.checkpoints_dir().join("savepoints"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.join("_manifest").exists())
-        .collect();
-    assert_eq!(savepoints.len(), 1, "one savepoint: {savepoints:?}");
-    let savepoint_dir = &savepoints[0];
-    let kept = common::files_in(&savepoint_dir.join("kafka-transactions").join("to"));
-    assert!(
-        kept.iter()
-            .any(|file| file.extension().is_some_and(|e| e == "records")),
-        "the savepoint kept no records of the transactions it had prepared"
-    );
-
-    for checkpoint in job.completed_checkpoints() {
-        std::fs::remove_dir_all(job.checkpoints_dir().join(checkpoint)).unwrap();
-    }
-    let prefix = format!("strom-{}-to-", job.manifest_field("name: "));
-    delete_groups_starting_with(&job.c, &prefix);
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some((job, savepoint)) = job_with_a_savepoint_keeping_records(
+        "kafka-sink-commit-after-stop=sleep(2000);after-stop-savepoint=return",
+        true,
+    ) else {
+        return;
+    };
+    let_markers_and_checkpoints_expire(&job);
     job.run_until_complete(&[
         "--from-savepoint",
-        &savepoint_dir.display().to_string(),
+        &savepoint.display().to_string(),
         "--work-dir",
         &job.work_dir("restored"),
     ]);

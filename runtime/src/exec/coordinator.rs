@@ -250,10 +250,10 @@ async fn complete_checkpoints(
         });
         tracing::info!(epoch, bytes = manifest.state_size(), "checkpoint completed");
 
-        // A stop's savepoint is copied before the job ends, once a copy under way
-        // has settled its own requests; a requested one beside the checkpoints that
-        // follow (one copy at a time), its checkpoint kept from garbage collection
-        // until it is done.
+        // A stop's savepoint is copied before the job ends, beside a copy under way
+        // (which settles its own requests first); a requested one beside the
+        // checkpoints that follow (one copy at a time), its checkpoint kept from
+        // garbage collection until it is done.
         let stopping = all_drained && control.stop_requested();
         let mut savepoint_failed = false;
         if stopping {
@@ -288,9 +288,9 @@ async fn complete_checkpoints(
             break;
         }
     }
-    // The completions ended (the job is going away): a copy under way still
-    // settles its requests, and no request is left waiting for a checkpoint that
-    // will not come.
+    // However the loop ends (the job's end, a failure, the dataflow gone): a copy
+    // under way still settles its requests, and no request is left waiting for a
+    // checkpoint that will not come.
     settle_copy(&mut copying, &control).await;
     control.fail_unsettled_savepoints("the job ended before a checkpoint could take it");
     control.shut_down();

@@ -273,8 +273,14 @@ impl Transactions {
         else {
             return;
         };
-        // Tests hold commits back with it (`kafka-sink-commit=sleep(ms)`).
-        fail::fail_point!("kafka-sink-commit");
+        // Tests hold back the commits that follow a stop request with it
+        // (`kafka-sink-commit-after-stop=sleep(ms)`), so the stop's savepoint is
+        // copied before the job commits its last transactions.
+        fail::fail_point!(
+            "kafka-sink-commit-after-stop",
+            self.ctx.control.stop_requested(),
+            |_| {}
+        );
         slot.producer
             .commit_transaction(CALL_TIMEOUT)
             .unwrap_or_else(|error| {
