@@ -293,10 +293,15 @@ spec:
 /// two cores can take without the tests' time limits turning into load tests.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn job() -> Option<(Job, std::sync::MutexGuard<'static, ()>)> {
-    let turn = ONE_AT_A_TIME
+/// This test's turn (see [`ONE_AT_A_TIME`]).
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn job() -> Option<(Job, std::sync::MutexGuard<'static, ()>)> {
+    let turn = turn();
     clusters().map(|clusters| (Job::new(clusters), turn))
 }
 
@@ -559,16 +564,25 @@ fn job_with_a_savepoint_keeping_records(failpoints: &str, crashes: bool) -> Opti
     panic!("5 stops in a row came with nothing prepared to keep");
 }
 
-/// Removes what a savepoint of `job` may not rely on after a while: the
+/// Removes what `savepoint` of `job` may not rely on after a while — the
 /// checkpoints it was taken with (later runs went on and retention removed them),
-/// and the transactions' markers (the brokers' offset retention expired them).
-fn let_markers_and_checkpoints_expire(job: &Job) {
+/// and the transactions' markers (the brokers' offset retention expired them) —
+/// then restores it, runs to the end of the input and checks every record is in C
+/// once.
+fn restore_after_the_markers_expired(job: &Job, savepoint: &std::path::Path) {
     for checkpoint in job.completed_checkpoints() {
         std::fs::remove_dir_all(job.checkpoints_dir().join(checkpoint)).unwrap();
     }
     let prefix = format!("strom-{}-to-", job.manifest_field("name: "));
     let expired = delete_groups_starting_with(&job.c, &prefix);
     assert!(expired > 0, "no marker group of {prefix}* to expire");
+    job.run_until_complete(&[
+        "--from-savepoint",
+        &savepoint.display().to_string(),
+        "--work-dir",
+        &job.work_dir("restored"),
+    ]);
+    job.assert_exactly_once();
 }
 
 /// A savepoint restored after the brokers expired its transactions' markers (their
@@ -579,9 +593,7 @@ fn let_markers_and_checkpoints_expire(job: &Job) {
 /// that sign for a savepoint of the job's own storage.
 #[test]
 fn a_savepoint_restored_after_its_markers_expired_sends_nothing_twice() {
-    let _turn = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _turn = turn();
     // Commits after the stop request held back 2 s each: the transactions of the
     // stop's final checkpoint are still prepared when its savepoint is copied; the
     // job then commits them and deletes its own copy of their records.
@@ -590,14 +602,7 @@ fn a_savepoint_restored_after_its_markers_expired_sends_nothing_twice() {
     else {
         return;
     };
-    let_markers_and_checkpoints_expire(&job);
-    job.run_until_complete(&[
-        "--from-savepoint",
-        &savepoint.display().to_string(),
-        "--work-dir",
-        &job.work_dir("restored"),
-    ]);
-    job.assert_exactly_once();
+    restore_after_the_markers_expired(&job, &savepoint);
 }
 
 /// The other side of the rule above: a savepoint's transaction that never
@@ -606,21 +611,12 @@ fn a_savepoint_restored_after_its_markers_expired_sends_nothing_twice() {
 /// job's own copy of its records is still there.
 #[test]
 fn a_savepoint_restored_after_its_markers_expired_sends_what_never_committed() {
-    let _turn = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _turn = turn();
     let Some((job, savepoint)) = job_with_a_savepoint_keeping_records(
         "kafka-sink-commit-after-stop=sleep(2000);after-stop-savepoint=return",
         true,
     ) else {
         return;
     };
-    let_markers_and_checkpoints_expire(&job);
-    job.run_until_complete(&[
-        "--from-savepoint",
-        &savepoint.display().to_string(),
-        "--work-dir",
-        &job.work_dir("restored"),
-    ]);
-    job.assert_exactly_once();
+    restore_after_the_markers_expired(&job, &savepoint);
 }

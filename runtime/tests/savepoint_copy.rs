@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{local_config, start, wait_for_a_checkpoint};
+use common::{checkpoints_completed, local_config, start, wait_for_a_checkpoint};
 use strom_runtime::api::Pipeline;
 use strom_runtime::exec::control::SavepointStatus;
-use strom_runtime::exec::{Generator, JobControl, PipelineFn, RestoreFrom, run_job};
+use strom_runtime::exec::{Generator, PipelineFn, RestoreFrom, run_job};
 
 fn pipeline(per_split: Option<u64>) -> PipelineFn {
     Arc::new(move |pipeline: &mut Pipeline<'_>| {
@@ -32,15 +32,6 @@ fn pipeline(per_split: Option<u64>) -> PipelineFn {
             .sink(|_, _| {});
         Ok(())
     })
-}
-
-fn checkpoints(control: &JobControl) -> u64 {
-    control
-        .metrics_text()
-        .lines()
-        .find_map(|line| line.strip_prefix("strom_checkpoints_total "))
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -62,9 +53,9 @@ fn checkpoints_go_on_while_a_savepoint_is_copied_and_the_copy_keeps_its_files() 
     let request = control.request_savepoint();
     // The copy starts with the next checkpoint.
     thread::sleep(Duration::from_millis(500));
-    let before = checkpoints(&control);
+    let before = checkpoints_completed(&control);
     thread::sleep(Duration::from_secs(2));
-    let during = checkpoints(&control) - before;
+    let during = checkpoints_completed(&control) - before;
     fail::cfg("savepoint-copy-delay", "off").unwrap();
     eprintln!("{during} checkpoints completed in 2 s while the savepoint was copied");
     assert!(
@@ -93,11 +84,11 @@ fn checkpoints_go_on_while_a_savepoint_is_copied_and_the_copy_keeps_its_files() 
     // A stop while a savepoint is copied: the stop waits for the copy, which
     // settles its own request, and then takes its own savepoint.
     fail::cfg("savepoint-copy-delay", "return(1000)").unwrap();
-    let requested_at = checkpoints(&control);
+    let requested_at = checkpoints_completed(&control);
     let copied = control.request_savepoint();
     // Two checkpoints later the copy has started (it takes 1 s).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while checkpoints(&control) < requested_at + 2 {
+    while checkpoints_completed(&control) < requested_at + 2 {
         assert!(Instant::now() < deadline, "no checkpoint within 30 s");
         thread::sleep(Duration::from_millis(5));
     }

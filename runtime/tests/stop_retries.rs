@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{local_config, start, wait_for_a_checkpoint};
+use common::{checkpoints_completed, local_config, start, wait_for_a_checkpoint};
 use strom_runtime::api::Pipeline;
-use strom_runtime::exec::{Generator, JobControl, PipelineFn, RestoreFrom};
+use strom_runtime::exec::{Generator, PipelineFn, RestoreFrom};
 
 #[test]
 fn a_stop_whose_savepoint_keeps_failing_retries_at_the_checkpoint_interval() {
@@ -42,16 +42,9 @@ fn a_stop_whose_savepoint_keeps_failing_retries_at_the_checkpoint_interval() {
     fail::cfg("savepoint-write", "return").unwrap();
     control.request_stop();
     thread::sleep(Duration::from_millis(500));
-    let checkpoints = |control: &JobControl| {
-        let text = control.metrics_text();
-        text.lines()
-            .find_map(|line| line.strip_prefix("strom_checkpoints_total "))
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let before = checkpoints(&control);
+    let before = checkpoints_completed(&control);
     thread::sleep(Duration::from_secs(2));
-    let during = checkpoints(&control) - before;
+    let during = checkpoints_completed(&control) - before;
     fail::cfg("savepoint-write", "off").unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !job.is_finished() {

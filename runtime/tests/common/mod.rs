@@ -69,6 +69,17 @@ pub fn wait_for_a_checkpoint(control: &JobControl) {
     }
 }
 
+/// How many checkpoints the job has completed (its `strom_checkpoints_total`).
+#[allow(dead_code)] // Not every test file uses every helper.
+pub fn checkpoints_completed(control: &JobControl) -> u64 {
+    control
+        .metrics_text()
+        .lines()
+        .find_map(|line| line.strip_prefix("strom_checkpoints_total "))
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
 /// Runs until the first checkpoint has completed, then stops with a savepoint.
 #[allow(dead_code)] // Not every test file uses every helper.
 pub fn run_then_stop(config: JobConfig, pipeline: PipelineFn) -> JobReport {
