@@ -387,6 +387,11 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
         Ok(parsed.flat_map(Result::ok))
     }
 
+    /// The worker's view of the job (subtask, settings, control).
+    pub fn context(&self) -> &TaskContext {
+        &self.ctx
+    }
+
     /// The underlying timely stream (records and watermarks), for operators the API
     /// does not offer yet.
     pub fn timely(&self) -> &Stream<'scope, u64, Vec<Item<T>>> {
@@ -406,12 +411,34 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
         O: ExchangeData + Clone,
         L: KeyedLogic<T, O>,
     {
+        let partitioning = self.ctx.partitioning();
+        self.keyed_by_subtask(
+            name,
+            move |record: &T| partitioning.subtask_of_key(&route(record)),
+            logic,
+        )
+    }
+
+    /// Adds the keyed operator `name` running `logic`, each record sent to subtask
+    /// `subtask_of(record)`, which must own the key groups of its keys.
+    pub(crate) fn keyed_by_subtask<O, L>(
+        self,
+        name: &str,
+        subtask_of: impl Fn(&T) -> u32 + 'static,
+        logic: L,
+    ) -> Result<DataStream<'scope, O>, BuildError>
+    where
+        O: ExchangeData + Clone,
+        L: KeyedLogic<T, O>,
+    {
         register(&self.registry, name)?;
-        let (stream, acks) = keyed_operator(self.stream.clone(), &self.ctx, name, route, logic)
-            .map_err(|source| BuildError::State {
-                operator: name.to_owned(),
-                source,
-            })?;
+        let (stream, acks) =
+            keyed_operator(self.stream.clone(), &self.ctx, name, subtask_of, logic).map_err(
+                |source| BuildError::State {
+                    operator: name.to_owned(),
+                    source,
+                },
+            )?;
         self.registry.borrow_mut().acks.push(acks);
         let stream = {
             let progress = &self.registry.borrow().progress;

@@ -5,7 +5,8 @@
 //! - [`state`]: key groups and the RocksDB store of keyed state;
 //! - [`checkpoint`]: manifests, object storage, garbage collection, savepoints;
 //! - [`connectors`]: Kafka sources and sinks;
-//! - [`format`]: record formats (JSON, raw, text, Avro).
+//! - [`format`]: record formats (JSON, raw, text, Avro);
+//! - [`sql`]: Flink SQL planned by DataFusion, run on Arrow batches.
 
 pub mod api;
 pub mod checkpoint;
@@ -14,4 +15,5 @@ pub mod control;
 pub mod exec;
 pub mod format;
 pub mod pipelines;
+pub mod sql;
 pub mod state;

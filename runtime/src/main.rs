@@ -33,6 +33,12 @@ enum Command {
     /// Run a StreamJob: all of it in this process by default, with state under
     /// spec.state.storage (default: a local folder). Ctrl-C stops it with a savepoint.
     Run(run::RunArgs),
+    /// Print the streaming plan of a SQL job (a manifest with spec.sql, or a `.sql`
+    /// script): its operators, keys, exchanges and state.
+    Explain {
+        /// The manifest or script.
+        file: PathBuf,
+    },
     /// Run one process of a job in a pod (the operator's entrypoint): restarts from
     /// the job's latest checkpoint, or from --from-savepoint when that is newer.
     Worker(run::WorkerArgs),
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
         Command::Validate { manifests } => validate(&manifests),
         Command::Run(args) => exit_code("strom run", run::run(args)),
         Command::Worker(args) => exit_code("strom worker", run::worker(args)),
+        Command::Explain { file } => exit_code("strom explain", explain(&file)),
     }
 }
 
@@ -73,6 +80,20 @@ fn describe(error: &anyhow::Error) -> String {
     text
 }
 
+fn explain(path: &Path) -> anyhow::Result<()> {
+    let job = run::load_job(path)?;
+    let Some(sql) = &job.spec.sql else {
+        anyhow::bail!(
+            "{}: not a SQL job (spec.pipeline names a compiled pipeline)",
+            path.display()
+        );
+    };
+    let compiled = strom_runtime::sql::compile(sql)
+        .map_err(|error| anyhow::anyhow!("{}: spec.sql: {error}", path.display()))?;
+    print!("{}", compiled.plan);
+    Ok(())
+}
+
 fn validate(paths: &[PathBuf]) -> ExitCode {
     let mut failed = 0;
     for path in paths {
@@ -98,6 +119,8 @@ enum ValidateError {
     Read(#[from] std::io::Error),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error("spec.sql: {0}")]
+    Sql(#[from] strom_runtime::sql::SqlError),
 }
 
 /// A one-line description of the valid job in `path`.
@@ -105,7 +128,8 @@ fn validate_file(path: &Path) -> Result<String, ValidateError> {
     let text = std::fs::read_to_string(path)?;
     let job = parse_stream_job(&text)?;
     let spec = &job.spec;
-    let program = if spec.sql.is_some() {
+    let program = if let Some(sql) = &spec.sql {
+        strom_runtime::sql::compile(sql)?;
         "sql".to_owned()
     } else {
         spec.pipeline

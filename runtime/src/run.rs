@@ -20,7 +20,8 @@ use strom_runtime::state::Partitioning;
 /// Arguments of `strom run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// The StreamJob manifest (YAML).
+    /// The StreamJob manifest (YAML), or a SQL script (`.sql`) run as a job of
+    /// its own with the defaults (parallelism 1, state in a local folder).
     manifest: PathBuf,
     /// Restore from this savepoint or retained checkpoint (a folder or URL).
     #[arg(long, conflicts_with = "resume")]
@@ -248,39 +249,46 @@ fn secret_mounts(in_pod: bool) -> SecretMounts {
 /// Runs the job in `args.manifest` until it ends, is stopped by Ctrl-C, or
 /// `--stop-after` elapses; prints progress once a second.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.manifest)
-        .with_context(|| format!("cannot read {}", args.manifest.display()))?;
-    let job = parse_stream_job(&text).with_context(|| args.manifest.display().to_string())?;
-    let Some(pipeline_spec) = &job.spec.pipeline else {
-        bail!(
-            "{}: SQL jobs need the SQL front end, which this runtime does not have yet; \
-             use spec.pipeline with one of: {}",
-            args.manifest.display(),
-            pipelines::NAMES.join(", ")
-        );
-    };
-    let print_output = args.print_output;
-    let output: OutputFn = Arc::new(move |line| {
-        if print_output {
-            println!("{line}");
+    let job = load_job(&args.manifest)?;
+    let (pipeline, program) = match (&job.spec.sql, &job.spec.pipeline) {
+        (Some(sql), _) => {
+            let compiled = strom_runtime::sql::compile(sql)
+                .and_then(|compiled| compiled.check_runnable().map(|()| compiled))
+                .with_context(|| format!("{}: spec.sql", args.manifest.display()))?;
+            // A SQL job's printed rows are its output: the print connector is
+            // what the script asked for.
+            let output: OutputFn = Arc::new(|line| println!("{line}"));
+            (compiled.pipeline(output), "sql".to_owned())
         }
-    });
-    let secrets = secret_mounts(args.in_pod);
-    let environment = pipelines::Environment {
-        kafka_clusters: &job.spec.kafka_clusters,
-        secrets: &secrets,
+        (None, Some(pipeline_spec)) => {
+            let print_output = args.print_output;
+            let output: OutputFn = Arc::new(move |line| {
+                if print_output {
+                    println!("{line}");
+                }
+            });
+            let secrets = secret_mounts(args.in_pod);
+            let environment = pipelines::Environment {
+                kafka_clusters: &job.spec.kafka_clusters,
+                secrets: &secrets,
+            };
+            let pipeline = pipelines::lookup(
+                &pipeline_spec.name,
+                &pipeline_spec.args,
+                environment,
+                output,
+            )?;
+            (pipeline, format!("pipeline {}", pipeline_spec.name))
+        }
+        (None, None) => bail!(
+            "{}: the job has neither spec.sql nor spec.pipeline",
+            args.manifest.display()
+        ),
     };
-    let pipeline = pipelines::lookup(
-        &pipeline_spec.name,
-        &pipeline_spec.args,
-        environment,
-        output,
-    )?;
     let config = job_config(&job, &args)?;
     eprintln!(
-        "running {} (pipeline {}) at parallelism {} of {} key groups; state in {}",
+        "running {} ({program}) at parallelism {} of {} key groups; state in {}",
         config.settings.name,
-        pipeline_spec.name,
         config.settings.partitioning.parallelism(),
         config.settings.partitioning.max_parallelism(),
         config.storage_url
@@ -312,6 +320,38 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         bail!("the job reported a failure: {failure}");
     }
     Ok(())
+}
+
+/// The job in `path`: a StreamJob manifest, or a SQL script (`.sql`) as a job
+/// named after the file, with the defaults of a manifest that gives only its SQL.
+pub fn load_job(path: &std::path::Path) -> anyhow::Result<StreamJob> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let is_sql = path
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("sql"));
+    if !is_sql {
+        return parse_stream_job(&text).with_context(|| path.display().to_string());
+    }
+    let stem = path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let mut name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    name = name.trim_matches('-').to_owned();
+    if name.is_empty() {
+        name = "sql".to_owned();
+    }
+    let manifest = serde_json::json!({
+        "apiVersion": "strom.dev/v1alpha1",
+        "kind": "StreamJob",
+        "metadata": {"name": name},
+        "spec": {"parallelism": 1, "sql": text},
+    });
+    parse_stream_job(&manifest.to_string()).with_context(|| path.display().to_string())
 }
 
 /// Ctrl-C stops the job with a savepoint (a second one aborts). SIGTERM, which a pod

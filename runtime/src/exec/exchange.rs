@@ -27,6 +27,19 @@ where
     })
 }
 
+/// A timely exchange that sends each record to the worker of subtask
+/// `subtask_of(record)`, and each watermark copy to the worker it is addressed to;
+/// for records whose owner is known already (a batch of rows split by key
+/// group, say).
+pub fn by_subtask<D: 'static>(
+    subtask_of: impl Fn(&D) -> u32 + 'static,
+) -> Exchange<Item<D>, impl FnMut(&Item<D>) -> u64 + 'static> {
+    Exchange::new(move |item: &Item<D>| match item {
+        Item::Record(record) => u64::from(subtask_of(record)),
+        Item::Watermark(watermark) => u64::from(watermark.to.unwrap_or(watermark.from)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

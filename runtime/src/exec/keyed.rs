@@ -21,7 +21,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use super::context::TaskContext;
-use super::exchange::by_key_group;
+use super::exchange::by_subtask;
 use super::item::{EventTime, Item, Watermark, WatermarkTracker, fan_out_watermarks};
 use super::snapshot::Uploader;
 use crate::checkpoint::{SnapshotAck, SnapshotFile, SubtaskSnapshot, download_files};
@@ -249,6 +249,18 @@ pub trait KeyedLogic<T, O>: 'static {
     /// record: timers at or below it have fired already, and records below it are
     /// late as they were before the restore.
     fn resume_from_watermark(&mut self, _watermark: EventTime) {}
+
+    /// Loads what the operator keeps in memory from its restored state, once,
+    /// before any record (after [`resume_from_watermark`](Self::resume_from_watermark)).
+    fn restore(&mut self, _state: &mut KeyedState) -> Result<(), StateError> {
+        Ok(())
+    }
+
+    /// Writes what the operator keeps in memory into its state, before the state
+    /// is snapshotted for a checkpoint.
+    fn before_snapshot(&mut self, _state: &mut KeyedState) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 /// The logic of `process` (and `count`, `reduce`): a user function per record with
@@ -352,9 +364,9 @@ fn apply_items<T, O, L: KeyedLogic<T, O>>(
     Ok((out, advanced))
 }
 
-/// Builds the keyed operator `operator` on `stream`: records go to the subtask
-/// owning the key group of `route(record)` (the key's stable encoding), watermarks
-/// to every subtask, and `logic` handles them, epoch by epoch, with the subtask's
+/// Builds the keyed operator `operator` on `stream`: records go to subtask
+/// `subtask_of(record)` (the owner of the key group of the record's key),
+/// watermarks to every subtask, and `logic` handles them, epoch by epoch, with the subtask's
 /// keyed state. Returns the output stream and the stream of snapshot
 /// acknowledgements for the checkpoint coordinator.
 #[allow(clippy::type_complexity)]
@@ -362,7 +374,7 @@ pub fn keyed_operator<'scope, T, O, L>(
     stream: Stream<'scope, u64, Vec<Item<T>>>,
     ctx: &TaskContext,
     operator: &str,
-    route: impl Fn(&T) -> Vec<u8> + 'static,
+    subtask_of: impl Fn(&T) -> u32 + 'static,
     mut logic: L,
 ) -> Result<
     (
@@ -393,10 +405,11 @@ where
         .map_or(0, |restore| restore.manifest.watermark_of(operator));
     let mut tracker = WatermarkTracker::starting_at(0..scope.peers() as u32, watermark);
     logic.resume_from_watermark(watermark);
+    logic.restore(&mut state)?;
     let stream = fan_out_watermarks(stream);
     let mut builder = OperatorBuilder::new(format!("Keyed {operator}"), scope);
     let info = builder.operator_info();
-    let mut input = builder.new_input(stream, by_key_group(partitioning, route));
+    let mut input = builder.new_input(stream, by_subtask(subtask_of));
     let (mut data_output, data_stream) = builder.new_output::<Vec<Item<O>>>();
     let (mut ack_output, ack_stream) = builder.new_output::<Vec<SnapshotAck>>();
 
@@ -437,20 +450,21 @@ where
             let Some(held) = caps.as_mut() else { return };
             let frontier = frontiers[0].frontier().first().copied();
             // Applies an epoch's items; returns the watermark the input advanced to.
-            let mut apply = |items: Vec<Item<T>>, state: &mut KeyedState, epoch: u64| {
-                let (mut outputs, advanced) =
-                    apply_items(items, &mut logic, state, &mut tracker, worker)
-                        .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
-                if let Some(watermark) = advanced {
-                    ctx.control.observe_watermark(&operator, watermark);
-                }
-                if !outputs.is_empty() {
-                    data_output
-                        .activate()
-                        .give(&held[0].delayed(&epoch), &mut outputs);
-                }
-                advanced
-            };
+            let mut apply =
+                |items: Vec<Item<T>>, logic: &mut L, state: &mut KeyedState, epoch: u64| {
+                    let (mut outputs, advanced) =
+                        apply_items(items, logic, state, &mut tracker, worker)
+                            .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
+                    if let Some(watermark) = advanced {
+                        ctx.control.observe_watermark(&operator, watermark);
+                    }
+                    if !outputs.is_empty() {
+                        data_output
+                            .activate()
+                            .give(&held[0].delayed(&epoch), &mut outputs);
+                    }
+                    advanced
+                };
 
             // Epochs the frontier has passed: apply what is left of each, in order,
             // and snapshot it.
@@ -461,10 +475,13 @@ where
                 if frontier.is_none() && items.is_empty() && stash.is_empty() {
                     break;
                 }
-                if let Some(advanced) = apply(items, &mut state, epoch) {
+                if let Some(advanced) = apply(items, &mut logic, &mut state, epoch) {
                     watermark = advanced;
                 }
                 if frontier.is_some() && ctx.settings.is_checkpoint_epoch(epoch) {
+                    logic
+                        .before_snapshot(&mut state)
+                        .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
                     state
                         .flush()
                         .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
@@ -498,7 +515,7 @@ where
             if let Some(current) = frontier
                 && let Some(items) = stash.remove(&current)
             {
-                if let Some(advanced) = apply(items, &mut state, current) {
+                if let Some(advanced) = apply(items, &mut logic, &mut state, current) {
                     watermark = advanced;
                 }
                 if state.touched.len() >= MAX_TOUCHED_KEYS {

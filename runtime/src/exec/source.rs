@@ -130,6 +130,12 @@ pub trait SplitSource: 'static {
         split
     }
 
+    /// How many records `record` counts as in metrics (a batch of rows: its rows).
+    fn count(record: &Self::Record) -> u64 {
+        let _ = record;
+        1
+    }
+
     /// A checkpoint that holds these positions of this subtask's splits completed
     /// (a Kafka source may commit them to Kafka, for lag monitoring).
     fn checkpoint_completed(&mut self, positions: &[(SplitId, Self::Position)]) {
@@ -465,7 +471,14 @@ pub fn split_source<'scope, S: SplitSource>(
                     }
                     batch.extend(read.drain(..).map(Item::Record));
                 }
-                ctx.control.add_records_in(&operator, batch.len() as u64);
+                let records = batch
+                    .iter()
+                    .map(|item| match item {
+                        Item::Record(record) => S::count(record),
+                        Item::Watermark(_) => 0,
+                    })
+                    .sum();
+                ctx.control.add_records_in(&operator, records);
             }
             // Also when drained: a subtask without splits, or whose splits all
             // ended, reports a watermark past every time.

@@ -1,0 +1,110 @@
+//! [`SqlBatch`]: the Arrow record batches SQL operators exchange. Between threads
+//! of a process a batch moves as it is; between processes it travels as Arrow IPC.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A batch of rows of one schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlBatch(pub RecordBatch);
+
+impl SqlBatch {
+    /// The number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.0.num_rows()
+    }
+
+    /// The batch's schema.
+    pub fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn take(&self, indices: &[u32]) -> SqlBatch {
+        let indices = UInt32Array::from(indices.to_vec());
+        SqlBatch(take_record_batch(&self.0, &indices).expect("indices are rows of the batch"))
+    }
+}
+
+impl Serialize for SqlBatch {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut bytes = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut bytes, &self.0.schema())
+            .map_err(serde::ser::Error::custom)?;
+        writer.write(&self.0).map_err(serde::ser::Error::custom)?;
+        writer.finish().map_err(serde::ser::Error::custom)?;
+        drop(writer);
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for SqlBatch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = Vec::<u8>::deserialize(deserializer)?;
+        let mut reader =
+            StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(D::Error::custom)?;
+        let batch = reader
+            .next()
+            .ok_or_else(|| D::Error::custom("an Arrow IPC stream without a batch"))?
+            .map_err(D::Error::custom)?;
+        Ok(SqlBatch(batch))
+    }
+}
+
+/// The values of a timestamp column in milliseconds since the epoch (whatever its
+/// unit), as an array of milliseconds.
+pub fn timestamps_ms(column: &ArrayRef) -> TimestampMillisecondArray {
+    let target = DataType::Timestamp(TimeUnit::Millisecond, None);
+    let cast = arrow::compute::cast(column, &target).expect("timestamps cast to milliseconds");
+    cast.as_any()
+        .downcast_ref::<TimestampMillisecondArray>()
+        .expect("cast to milliseconds")
+        .clone()
+}
+
+/// The largest event time (milliseconds) in `column`, if any row has one.
+pub fn max_event_time(column: &ArrayRef) -> Option<i64> {
+    arrow::compute::max(&timestamps_ms(column))
+}
+
+/// An empty batch of `schema`.
+pub fn empty(schema: &SchemaRef) -> SqlBatch {
+    SqlBatch(RecordBatch::new_empty(Arc::clone(schema)))
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn batches_travel_as_arrow_ipc() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Utf8, true),
+        ]));
+        let batch = SqlBatch(
+            RecordBatch::try_new(
+                schema,
+                vec![
+                    Arc::new(Int64Array::from(vec![1, 2, 3])),
+                    Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])),
+                ],
+            )
+            .unwrap(),
+        );
+        let bytes = bincode::serialize(&batch).unwrap();
+        let back: SqlBatch = bincode::deserialize(&bytes).unwrap();
+        assert_eq!(back, batch);
+        assert_eq!(batch.take(&[2, 0]).num_rows(), 2);
+    }
+}

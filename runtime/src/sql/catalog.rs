@@ -1,0 +1,443 @@
+//! The tables and views of a script, and planning queries over them with
+//! DataFusion's SQL planner into logical plans.
+//!
+//! A table is a scan of all its columns, computed ones included (its source
+//! computes them from the stored columns); a view is its query's plan, inlined
+//! where a query names it. So a logical plan's leaves are scans of tables, by
+//! table name.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::common::{DFSchema, DataFusionError, TableReference};
+use datafusion::config::ConfigOptions;
+use datafusion::execution::SessionState;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::builder::LogicalTableSource;
+use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner, RelationPlanner};
+use datafusion::logical_expr::{
+    AggregateUDF, HigherOrderUDF, LogicalPlan, LogicalPlanBuilder, ScalarUDF, TableSource,
+    WindowUDF,
+};
+use datafusion::optimizer::analyzer::Analyzer;
+use datafusion::sql::planner::{ParserOptions, PlannerContext, SqlToRel};
+use sqlparser::ast::{self, Query};
+
+use super::connectors::TableConnector;
+use super::error::{Position, SqlError, SqlResult};
+use super::functions;
+use super::script::{ColumnDefinition, Statement, TableDefinition};
+use super::window_tvf::WindowTableFunctions;
+
+/// A table of the script: its definition, schema and connector.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// The `CREATE TABLE` statement.
+    pub definition: TableDefinition,
+    /// The columns the connector reads or writes (physical and metadata ones), in
+    /// declared order.
+    pub stored_schema: SchemaRef,
+    /// Every column (computed ones too), in declared order: what queries see.
+    pub schema: SchemaRef,
+    /// How the source computes `schema` from the stored columns: the projection
+    /// adding the computed columns, when there are any.
+    pub read_plan: Option<LogicalPlan>,
+    /// Where rows come from or go to.
+    pub connector: TableConnector,
+}
+
+/// What a script asks to run: its INSERTs and queries, in order.
+#[derive(Debug, Clone)]
+pub enum Job {
+    /// `INSERT INTO table query`.
+    Insert {
+        /// The table written.
+        table: String,
+        /// The columns written, when listed.
+        columns: Vec<String>,
+        /// The query.
+        query: Box<Query>,
+        /// Where the statement starts.
+        at: Option<Position>,
+    },
+    /// A query whose rows are printed.
+    Print {
+        /// The query.
+        query: Box<Query>,
+        /// Where it starts.
+        at: Option<Position>,
+    },
+}
+
+/// The tables, views and settings of a script.
+pub struct Catalog {
+    tables: BTreeMap<String, Table>,
+    views: BTreeMap<String, LogicalPlan>,
+    /// The `SET` options.
+    pub settings: BTreeMap<String, String>,
+    state: SessionState,
+    relation_planners: Vec<Arc<dyn RelationPlanner>>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("tables", &self.tables.keys().collect::<Vec<_>>())
+            .field("views", &self.views.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Catalog {
+    /// Builds the catalog of `statements` and returns what they ask to run.
+    pub fn build(statements: Vec<Statement>) -> SqlResult<(Self, Vec<Job>)> {
+        let mut state = SessionStateBuilder::new().with_default_features().build();
+        functions::register(&mut state);
+        let mut catalog = Self {
+            tables: BTreeMap::new(),
+            views: BTreeMap::new(),
+            settings: BTreeMap::new(),
+            state,
+            relation_planners: vec![Arc::new(WindowTableFunctions)],
+        };
+        let mut jobs = Vec::new();
+        for statement in statements {
+            match statement {
+                Statement::CreateTable(definition) => catalog.add_table(*definition)?,
+                Statement::CreateView {
+                    name,
+                    columns,
+                    query,
+                    at,
+                } => {
+                    catalog.check_new_name(&name, at)?;
+                    let mut plan = catalog.plan_query(&query, at)?;
+                    if !columns.is_empty() {
+                        plan = rename_columns(plan, &columns, &name, at)?;
+                    }
+                    catalog.views.insert(name, plan);
+                }
+                Statement::Insert {
+                    table,
+                    columns,
+                    query,
+                    at,
+                } => jobs.push(Job::Insert {
+                    table,
+                    columns,
+                    query,
+                    at,
+                }),
+                Statement::Set { key, value } => {
+                    catalog.settings.insert(key, value);
+                }
+                Statement::Query { query, at } => jobs.push(Job::Print { query, at }),
+            }
+        }
+        Ok((catalog, jobs))
+    }
+
+    /// The table `name`, if the script creates one.
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.get(name)
+    }
+
+    /// DataFusion's execution properties, for building physical expressions.
+    pub fn state(&self) -> &SessionState {
+        &self.state
+    }
+
+    fn check_new_name(&self, name: &str, at: Option<Position>) -> SqlResult<()> {
+        if self.tables.contains_key(name) || self.views.contains_key(name) {
+            return Err(SqlError::new(
+                format!("{name} is already a table or view of this script"),
+                at,
+            ));
+        }
+        Ok(())
+    }
+
+    fn add_table(&mut self, definition: TableDefinition) -> SqlResult<()> {
+        self.check_new_name(&definition.name, definition.at)?;
+        let mut stored = Vec::new();
+        for column in &definition.columns {
+            match column {
+                ColumnDefinition::Physical {
+                    name, column_type, ..
+                }
+                | ColumnDefinition::Metadata {
+                    name, column_type, ..
+                } => stored.push(Field::new(
+                    name,
+                    column_type.data_type.clone(),
+                    column_type.nullable,
+                )),
+                ColumnDefinition::Computed { .. } => {}
+            }
+        }
+        let stored_schema = Arc::new(Schema::new(stored));
+        let connector = TableConnector::from_definition(&definition, &stored_schema)?;
+        let scan = self.table_plan(&definition, &stored_schema)?;
+        let schema = Arc::new(scan.schema().as_arrow().clone());
+        let read_plan = matches!(scan, LogicalPlan::Projection(_)).then_some(scan);
+        if let Some(watermark) = &definition.watermark {
+            super::connectors::check_watermark(&definition, watermark, &schema)?;
+        }
+        self.tables.insert(
+            definition.name.clone(),
+            Table {
+                definition,
+                stored_schema,
+                schema,
+                read_plan,
+                connector,
+            },
+        );
+        Ok(())
+    }
+
+    /// The plan a query sees for the table: a scan of its stored columns and a
+    /// projection adding the computed ones in declared order.
+    fn table_plan(
+        &self,
+        definition: &TableDefinition,
+        stored_schema: &SchemaRef,
+    ) -> SqlResult<LogicalPlan> {
+        let source = Arc::new(LogicalTableSource::new(Arc::clone(stored_schema)));
+        let scan = LogicalPlanBuilder::scan(definition.name.as_str(), source, None)
+            .and_then(LogicalPlanBuilder::build)
+            .map_err(|error| planning_error(error, definition.at))?;
+        if definition
+            .columns
+            .iter()
+            .all(|column| !matches!(column, ColumnDefinition::Computed { .. }))
+        {
+            return Ok(scan);
+        }
+        let provider = Planning { catalog: self };
+        let planner = SqlToRel::new_with_options(&provider, parser_options());
+        let input_schema: &DFSchema = scan.schema();
+        let mut exprs = Vec::new();
+        for column in &definition.columns {
+            let expr = match column {
+                ColumnDefinition::Computed { name, expr, at } => planner
+                    .sql_to_expr((**expr).clone(), input_schema, &mut PlannerContext::new())
+                    .map_err(|error| planning_error(error, *at))?
+                    .alias(name),
+                other => datafusion::logical_expr::col(datafusion::common::Column::new(
+                    Some(definition.name.as_str()),
+                    other.name(),
+                )),
+            };
+            exprs.push(expr);
+        }
+        LogicalPlanBuilder::from(scan)
+            .project(exprs)
+            .and_then(LogicalPlanBuilder::build)
+            .map_err(|error| planning_error(error, definition.at))
+    }
+
+    /// Plans `query` into an analyzed logical plan (types coerced), with tables
+    /// and views inlined.
+    pub fn plan_query(&self, query: &Query, at: Option<Position>) -> SqlResult<LogicalPlan> {
+        let provider = Planning { catalog: self };
+        let planner = SqlToRel::new_with_options(&provider, parser_options());
+        let statement = ast::Statement::Query(Box::new(query.clone()));
+        let plan = planner
+            .sql_statement_to_plan(statement)
+            .map_err(|error| planning_error(error, at))?;
+        let analyzer = Analyzer::new();
+        analyzer
+            .execute_and_check(plan, self.state.config_options(), |_, _| {})
+            .map_err(|error| planning_error(error, at))
+    }
+}
+
+/// Names the columns of a view as its `CREATE VIEW v (a, b)` lists them.
+fn rename_columns(
+    plan: LogicalPlan,
+    columns: &[String],
+    view: &str,
+    at: Option<Position>,
+) -> SqlResult<LogicalPlan> {
+    if columns.len() != plan.schema().fields().len() {
+        return Err(SqlError::new(
+            format!(
+                "view {view} names {} columns, but its query has {}",
+                columns.len(),
+                plan.schema().fields().len()
+            ),
+            at,
+        ));
+    }
+    let exprs: Vec<_> = plan
+        .schema()
+        .columns()
+        .into_iter()
+        .zip(columns)
+        .map(|(column, name)| datafusion::logical_expr::col(column).alias(name))
+        .collect();
+    LogicalPlanBuilder::from(plan)
+        .project(exprs)
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(|error| planning_error(error, at))
+}
+
+/// How DataFusion's planner reads identifiers: as written (Flink's identifiers are
+/// case-sensitive), strings as Utf8.
+fn parser_options() -> ParserOptions {
+    ParserOptions {
+        enable_ident_normalization: false,
+        map_string_types_to_utf8view: false,
+        collect_spans: true,
+        ..ParserOptions::new()
+    }
+}
+
+/// A planning error, placed where DataFusion's diagnostic says, else at the
+/// statement.
+pub fn planning_error(error: DataFusionError, at: Option<Position>) -> SqlError {
+    let place = error
+        .diagnostic()
+        .and_then(|diagnostic| diagnostic.span)
+        .filter(|span| span.start.line > 0)
+        .map(|span| Position {
+            line: span.start.line,
+            column: span.start.column,
+        });
+    let message = error.strip_backtrace();
+    let message = message
+        .strip_prefix("Error during planning: ")
+        .or_else(|| message.strip_prefix("Schema error: "))
+        .or_else(|| message.strip_prefix("This feature is not implemented: "))
+        .unwrap_or(&message)
+        .to_owned();
+    SqlError::new(message, place.or(at))
+}
+
+/// A view's plan, inlined where a query names it.
+#[derive(Debug)]
+struct PlanSource(LogicalPlan);
+
+impl TableSource for PlanSource {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(self.0.schema().as_arrow().clone())
+    }
+
+    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
+        Some(Cow::Borrowed(&self.0))
+    }
+}
+
+/// What DataFusion's SQL planner asks the catalog.
+struct Planning<'a> {
+    catalog: &'a Catalog,
+}
+
+impl ContextProvider for Planning<'_> {
+    fn get_table_source(
+        &self,
+        name: TableReference,
+    ) -> datafusion::common::Result<Arc<dyn TableSource>> {
+        let key = name.table();
+        if let Some(table) = self.catalog.tables.get(key) {
+            // The source computes the computed columns: queries see them all.
+            return Ok(Arc::new(LogicalTableSource::new(Arc::clone(&table.schema))));
+        }
+        if let Some(plan) = self.catalog.views.get(key) {
+            return Ok(Arc::new(PlanSource(plan.clone())));
+        }
+        let known: Vec<&String> = self
+            .catalog
+            .tables
+            .keys()
+            .chain(self.catalog.views.keys())
+            .collect();
+        Err(DataFusionError::Plan(format!(
+            "no table or view named {name}; the script creates: {}",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known
+                    .iter()
+                    .map(|name| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )))
+    }
+
+    fn get_expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        self.catalog.state.expr_planners()
+    }
+
+    fn get_relation_planners(&self) -> &[Arc<dyn RelationPlanner>] {
+        &self.catalog.relation_planners
+    }
+
+    fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.catalog.state.scalar_functions().get(name).cloned()
+    }
+
+    fn get_higher_order_meta(&self, name: &str) -> Option<Arc<HigherOrderUDF>> {
+        self.catalog
+            .state
+            .higher_order_functions()
+            .get(name)
+            .cloned()
+    }
+
+    fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
+        self.catalog.state.aggregate_functions().get(name).cloned()
+    }
+
+    fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
+        self.catalog.state.window_functions().get(name).cloned()
+    }
+
+    fn get_variable_type(&self, _variable_names: &[String]) -> Option<arrow::datatypes::DataType> {
+        None
+    }
+
+    fn options(&self) -> &ConfigOptions {
+        self.catalog.state.config_options()
+    }
+
+    fn udf_names(&self) -> Vec<String> {
+        self.catalog
+            .state
+            .scalar_functions()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn higher_order_function_names(&self) -> Vec<String> {
+        self.catalog
+            .state
+            .higher_order_functions()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn udaf_names(&self) -> Vec<String> {
+        self.catalog
+            .state
+            .aggregate_functions()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn udwf_names(&self) -> Vec<String> {
+        self.catalog
+            .state
+            .window_functions()
+            .keys()
+            .cloned()
+            .collect()
+    }
+}

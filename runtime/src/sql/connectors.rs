@@ -1,0 +1,594 @@
+//! Tables' connectors, configured by Flink's `WITH` options: what a table reads
+//! from or writes to, checked when the script is planned.
+//!
+//! - `datagen`: generated rows (`rows-per-second`, `number-of-rows`,
+//!   `fields.<f>.kind` = `random` / `sequence`, `.min`, `.max`, `.length`,
+//!   `.start`, `.end`, `.max-past`, `.null-rate`);
+//! - `filesystem`: the JSON-lines or CSV files of a folder (`path`, `format`),
+//!   bounded, as a source; the same formats, exactly once, as a sink;
+//! - `print`: rows printed with their change kind (`+I[...]`);
+//! - `blackhole`: rows dropped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use sqlparser::ast::{BinaryOperator, Expr, Value};
+
+use super::error::{SqlError, SqlResult};
+use super::script::{TableDefinition, WatermarkDefinition};
+
+/// A file format of the `filesystem` connector (and, later, Kafka's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFormat {
+    /// One JSON object per line, fields by column name.
+    Json,
+    /// Comma-separated values, columns in order, no header.
+    Csv,
+}
+
+/// What to do with a record that does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseErrors {
+    /// The job fails, naming the record.
+    Fail,
+    /// The record is skipped and counted.
+    Skip,
+}
+
+/// How `datagen` makes a column's values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldGenerator {
+    /// Uniformly random values (numbers in `min..=max`, strings of `length`
+    /// characters, timestamps up to `max_past` before now).
+    Random {
+        /// The least number.
+        min: Option<f64>,
+        /// The largest number.
+        max: Option<f64>,
+        /// A string's length.
+        length: usize,
+        /// How far in the past a timestamp may be.
+        max_past: Duration,
+        /// The share of nulls, 0 to 1.
+        null_rate: f64,
+    },
+    /// `start`, `start + 1`, ..., `end`: the table ends after `end`.
+    Sequence {
+        /// The first value.
+        start: i64,
+        /// The last value.
+        end: i64,
+    },
+}
+
+/// The `datagen` connector's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatagenOptions {
+    /// Rows per second over the whole table; `None`: as fast as it goes.
+    pub rows_per_second: Option<u64>,
+    /// The number of rows, when bounded.
+    pub number_of_rows: Option<u64>,
+    /// How each stored column is made, in schema order.
+    pub fields: Vec<FieldGenerator>,
+}
+
+/// Where a table's rows come from or go to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TableConnector {
+    /// Generated rows.
+    Datagen(DatagenOptions),
+    /// The files of a folder.
+    Filesystem {
+        /// The folder (a path or a `file://` URL; `s3://` for the sink).
+        path: String,
+        /// Their format.
+        format: TextFormat,
+        /// Records that do not parse.
+        parse_errors: ParseErrors,
+    },
+    /// Printed rows.
+    Print {
+        /// Printed before each row (`print-identifier`).
+        identifier: Option<String>,
+    },
+    /// Dropped rows.
+    Blackhole,
+    /// A Kafka topic of one of the job's clusters (validated; run by a later
+    /// change).
+    Kafka(KafkaOptions),
+}
+
+/// Where a `kafka` table starts reading (`scan.startup.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupMode {
+    /// `earliest-offset`.
+    Earliest,
+    /// `latest-offset`.
+    Latest,
+    /// `group-offsets`.
+    GroupOffsets,
+    /// `timestamp` (with `scan.startup.timestamp-millis`).
+    Timestamp(i64),
+}
+
+/// The `kafka` connector's settings, Flink's option names; `cluster` names one
+/// of the job's `spec.kafkaClusters` instead of bootstrap servers and credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaOptions {
+    /// The cluster, by its name in `spec.kafkaClusters`.
+    pub cluster: String,
+    /// The topics (`topic`, semicolon-separated as in Flink).
+    pub topics: Vec<String>,
+    /// The value format (`format` or `value.format`).
+    pub format: String,
+    /// Records that do not parse.
+    pub parse_errors: ParseErrors,
+    /// Where reading starts.
+    pub startup: StartupMode,
+    /// `sink.delivery-guarantee`: exactly once when true.
+    pub exactly_once: bool,
+    /// `sink.transactional-id-prefix`.
+    pub transactional_id_prefix: Option<String>,
+    /// `properties.*`: client settings passed through.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl TableConnector {
+    /// The connector the options of `definition` describe, for a table whose
+    /// stored columns are `schema`.
+    pub fn from_definition(definition: &TableDefinition, schema: &SchemaRef) -> SqlResult<Self> {
+        let mut options = Options {
+            table: &definition.name,
+            given: &definition.options,
+            used: BTreeSet::new(),
+            at: definition.at,
+        };
+        let connector = options.required("connector")?;
+        let connector = match connector.as_str() {
+            "datagen" => Self::Datagen(datagen(&mut options, schema)?),
+            "filesystem" => {
+                let path = options.required("path")?;
+                let format = match options.required("format")?.as_str() {
+                    "json" => TextFormat::Json,
+                    "csv" => TextFormat::Csv,
+                    other => {
+                        return Err(options.invalid("format", other, "json or csv"));
+                    }
+                };
+                let ignore = match format {
+                    TextFormat::Json => options.flag("json.ignore-parse-errors")?,
+                    TextFormat::Csv => options.flag("csv.ignore-parse-errors")?,
+                };
+                Self::Filesystem {
+                    path,
+                    format,
+                    parse_errors: if ignore {
+                        ParseErrors::Skip
+                    } else {
+                        ParseErrors::Fail
+                    },
+                }
+            }
+            "print" => {
+                options.optional("standard-error");
+                Self::Print {
+                    identifier: options.optional("print-identifier"),
+                }
+            }
+            "blackhole" => Self::Blackhole,
+            "kafka" => Self::Kafka(kafka(&mut options)?),
+            other => {
+                return Err(SqlError::new(
+                    format!(
+                        "table {}: unknown connector '{other}'; Strom has: kafka, datagen, filesystem, print, blackhole",
+                        definition.name
+                    ),
+                    definition.at,
+                ));
+            }
+        };
+        options.check_all_used(&connector_name(&connector))?;
+        Ok(connector)
+    }
+
+    /// Whether the connector can be read.
+    pub fn is_source(&self) -> bool {
+        matches!(
+            self,
+            Self::Datagen(_) | Self::Filesystem { .. } | Self::Kafka(_)
+        )
+    }
+
+    /// Whether the connector can be written.
+    pub fn is_sink(&self) -> bool {
+        matches!(
+            self,
+            Self::Filesystem { .. } | Self::Print { .. } | Self::Blackhole | Self::Kafka(_)
+        )
+    }
+}
+
+/// The connector's name as the `connector` option gives it.
+pub fn connector_name(connector: &TableConnector) -> String {
+    match connector {
+        TableConnector::Datagen(_) => "datagen",
+        TableConnector::Filesystem { .. } => "filesystem",
+        TableConnector::Print { .. } => "print",
+        TableConnector::Blackhole => "blackhole",
+        TableConnector::Kafka(_) => "kafka",
+    }
+    .to_owned()
+}
+
+/// A table's options, with the ones read so far (the others are refused).
+struct Options<'a> {
+    table: &'a str,
+    given: &'a BTreeMap<String, String>,
+    used: BTreeSet<String>,
+    at: Option<super::error::Position>,
+}
+
+impl Options<'_> {
+    fn optional(&mut self, key: &str) -> Option<String> {
+        self.used.insert(key.to_owned());
+        self.given.get(key).cloned()
+    }
+
+    fn required(&mut self, key: &str) -> SqlResult<String> {
+        self.optional(key).ok_or_else(|| {
+            SqlError::new(
+                format!("table {}: the option '{key}' is required", self.table),
+                self.at,
+            )
+        })
+    }
+
+    fn invalid(&self, key: &str, value: &str, expected: &str) -> SqlError {
+        SqlError::new(
+            format!(
+                "table {}: option '{key}' = '{value}': expected {expected}",
+                self.table
+            ),
+            self.at,
+        )
+    }
+
+    fn flag(&mut self, key: &str) -> SqlResult<bool> {
+        match self.optional(key).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(self.invalid(key, other, "true or false")),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(&mut self, key: &str) -> SqlResult<Option<T>> {
+        match self.optional(key) {
+            None => Ok(None),
+            Some(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| self.invalid(key, &text, "a number")),
+        }
+    }
+
+    fn check_all_used(&self, connector: &str) -> SqlResult<()> {
+        let unknown: Vec<&String> = self
+            .given
+            .keys()
+            .filter(|key| !self.used.contains(*key))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let mut known: Vec<&String> = self.used.iter().collect();
+        known.sort();
+        Err(SqlError::new(
+            format!(
+                "table {}: unsupported options for connector '{connector}': {}; it takes: {}",
+                self.table,
+                unknown
+                    .iter()
+                    .map(|key| format!("'{key}'"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                known
+                    .iter()
+                    .filter(|key| !key.contains('#'))
+                    .map(|key| format!("'{key}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            self.at,
+        ))
+    }
+}
+
+fn kafka(options: &mut Options<'_>) -> SqlResult<KafkaOptions> {
+    if options.given.contains_key("properties.bootstrap.servers") {
+        return Err(SqlError::new(
+            format!(
+                "table {}: 'properties.bootstrap.servers' is not taken: name one of the job's spec.kafkaClusters with 'cluster' (its servers and credentials come from there)",
+                options.table
+            ),
+            options.at,
+        ));
+    }
+    let cluster = options.required("cluster")?;
+    let topics: Vec<String> = options
+        .required("topic")?
+        .split(';')
+        .map(str::trim)
+        .filter(|topic| !topic.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let format = match (options.optional("format"), options.optional("value.format")) {
+        (Some(format), None) | (None, Some(format)) => format,
+        (Some(_), Some(_)) => {
+            return Err(options.invalid(
+                "value.format",
+                "…",
+                "either 'format' or 'value.format', not both",
+            ));
+        }
+        (None, None) => return Err(options.required("format").unwrap_err()),
+    };
+    let known_formats = ["json", "csv", "raw", "avro", "avro-confluent"];
+    if !known_formats.contains(&format.as_str()) {
+        return Err(options.invalid("format", &format, "json, csv, raw, avro or avro-confluent"));
+    }
+    let ignore = options.flag(&format!("{format}.ignore-parse-errors"))?;
+    let startup = match options.optional("scan.startup.mode").as_deref() {
+        None | Some("group-offsets") => StartupMode::GroupOffsets,
+        Some("earliest-offset") => StartupMode::Earliest,
+        Some("latest-offset") => StartupMode::Latest,
+        Some("timestamp") => StartupMode::Timestamp(
+            options
+                .number("scan.startup.timestamp-millis")?
+                .ok_or_else(|| {
+                    options.invalid(
+                        "scan.startup.mode",
+                        "timestamp",
+                        "'scan.startup.timestamp-millis' with it",
+                    )
+                })?,
+        ),
+        Some(other) => {
+            return Err(options.invalid(
+                "scan.startup.mode",
+                other,
+                "earliest-offset, latest-offset, group-offsets or timestamp",
+            ));
+        }
+    };
+    let exactly_once = match options.optional("sink.delivery-guarantee").as_deref() {
+        None | Some("at-least-once") | Some("none") => false,
+        Some("exactly-once") => true,
+        Some(other) => {
+            return Err(options.invalid(
+                "sink.delivery-guarantee",
+                other,
+                "exactly-once, at-least-once or none",
+            ));
+        }
+    };
+    let transactional_id_prefix = options.optional("sink.transactional-id-prefix");
+    let _ = options.optional("properties.group.id");
+    let properties = options
+        .given
+        .iter()
+        .filter(|(key, _)| key.starts_with("properties."))
+        .map(|(key, value)| (key["properties.".len()..].to_owned(), value.clone()))
+        .collect::<BTreeMap<_, _>>();
+    for key in properties.keys() {
+        options.used.insert(format!("properties.{key}"));
+    }
+    Ok(KafkaOptions {
+        cluster,
+        topics,
+        format,
+        parse_errors: if ignore {
+            ParseErrors::Skip
+        } else {
+            ParseErrors::Fail
+        },
+        startup,
+        exactly_once,
+        transactional_id_prefix,
+        properties,
+    })
+}
+
+fn datagen(options: &mut Options<'_>, schema: &SchemaRef) -> SqlResult<DatagenOptions> {
+    let rows_per_second = options.number::<u64>("rows-per-second")?.or(Some(10_000));
+    let rows_per_second = rows_per_second.filter(|rate| *rate > 0);
+    let mut number_of_rows = options.number::<u64>("number-of-rows")?;
+    let mut fields = Vec::new();
+    for field in schema.fields() {
+        let key = |suffix: &str| format!("fields.{}.{suffix}", field.name());
+        let kind = options
+            .optional(&key("kind"))
+            .unwrap_or_else(|| "random".to_owned());
+        let generator = match kind.as_str() {
+            "random" => FieldGenerator::Random {
+                min: options.number(&key("min"))?,
+                max: options.number(&key("max"))?,
+                length: options.number(&key("length"))?.unwrap_or(100),
+                max_past: Duration::from_millis(options.number(&key("max-past"))?.unwrap_or(0)),
+                null_rate: options.number(&key("null-rate"))?.unwrap_or(0.0),
+            },
+            "sequence" => {
+                if !matches!(
+                    field.data_type(),
+                    DataType::Int8
+                        | DataType::Int16
+                        | DataType::Int32
+                        | DataType::Int64
+                        | DataType::Utf8
+                ) {
+                    return Err(options.invalid(
+                        &key("kind"),
+                        "sequence",
+                        "random (a sequence makes whole numbers or strings)",
+                    ));
+                }
+                let start = options.number(&key("start"))?.unwrap_or(0);
+                let end = options.number::<i64>(&key("end"))?.ok_or_else(|| {
+                    SqlError::new(
+                        format!("table {}: a sequence needs '{}'", options.table, key("end")),
+                        options.at,
+                    )
+                })?;
+                let count = (end - start + 1).max(0) as u64;
+                number_of_rows = Some(number_of_rows.map_or(count, |n| n.min(count)));
+                FieldGenerator::Sequence { start, end }
+            }
+            other => return Err(options.invalid(&key("kind"), other, "random or sequence")),
+        };
+        fields.push(generator);
+    }
+    Ok(DatagenOptions {
+        rows_per_second,
+        number_of_rows,
+        fields,
+    })
+}
+
+/// Checks a table's `WATERMARK FOR c AS c [- INTERVAL ...]`, returning how far
+/// behind the largest event time the watermark stays.
+pub fn check_watermark(
+    definition: &TableDefinition,
+    watermark: &WatermarkDefinition,
+    schema: &SchemaRef,
+) -> SqlResult<Duration> {
+    let field = schema
+        .field_with_name(&watermark.column)
+        .map_err(|_| SqlError::new("no such column", watermark.at))?;
+    if !matches!(field.data_type(), DataType::Timestamp(_, _)) {
+        return Err(SqlError::new(
+            format!(
+                "table {}: WATERMARK FOR {}: the column is {}, but an event-time column is a TIMESTAMP(3) or TIMESTAMP_LTZ(3)",
+                definition.name,
+                watermark.column,
+                field.data_type()
+            ),
+            watermark.at,
+        ));
+    }
+    watermark_delay(watermark).ok_or_else(|| {
+        SqlError::new(
+            format!(
+                "table {}: WATERMARK FOR {} AS {}: Strom takes `{0}` or `{0} - INTERVAL '<n>' <unit>` (a bounded out-of-orderness)",
+                definition.name, watermark.column, watermark.expr
+            ),
+            watermark.at,
+        )
+    })
+}
+
+/// The delay of `c` (none) or `c - INTERVAL 'n' UNIT`.
+pub fn watermark_delay(watermark: &WatermarkDefinition) -> Option<Duration> {
+    let is_column = |expr: &Expr| match expr {
+        Expr::Identifier(ident) => ident.value == watermark.column,
+        Expr::Nested(inner) => {
+            matches!(&**inner, Expr::Identifier(ident) if ident.value == watermark.column)
+        }
+        _ => false,
+    };
+    match &watermark.expr {
+        expr if is_column(expr) => Some(Duration::ZERO),
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Minus,
+            right,
+        } if is_column(left) => interval(right),
+        _ => None,
+    }
+}
+
+/// An `INTERVAL 'n' UNIT` literal.
+fn interval(expr: &Expr) -> Option<Duration> {
+    let Expr::Interval(interval) = expr else {
+        return None;
+    };
+    let Expr::Value(value) = &*interval.value else {
+        return None;
+    };
+    let text = match &value.value {
+        Value::SingleQuotedString(text) | Value::Number(text, _) => text.trim(),
+        _ => return None,
+    };
+    let amount: f64 = text.parse().ok()?;
+    let unit = interval
+        .leading_field
+        .as_ref()
+        .map(|field| field.to_string().to_ascii_uppercase())
+        .unwrap_or_else(|| "SECOND".to_owned());
+    let ms = match unit.trim_end_matches('S') {
+        "MILLISECOND" => 1.0,
+        "SECOND" => 1_000.0,
+        "MINUTE" => 60_000.0,
+        "HOUR" => 3_600_000.0,
+        "DAY" => 86_400_000.0,
+        _ => return None,
+    };
+    (amount >= 0.0).then(|| Duration::from_millis((amount * ms) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::script::{Statement, parse_script};
+
+    fn table(sql: &str) -> TableDefinition {
+        match parse_script(sql).unwrap().remove(0) {
+            Statement::CreateTable(table) => *table,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn watermark_delays_are_read_from_the_interval() {
+        let t = table(
+            "CREATE TABLE t (ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '4' SECOND) WITH ()",
+        );
+        assert_eq!(
+            watermark_delay(t.watermark.as_ref().unwrap()),
+            Some(Duration::from_secs(4))
+        );
+        let t = table("CREATE TABLE t (ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH ()");
+        assert_eq!(
+            watermark_delay(t.watermark.as_ref().unwrap()),
+            Some(Duration::ZERO)
+        );
+        let t = table(
+            "CREATE TABLE t (ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '0.5' MINUTE) WITH ()",
+        );
+        assert_eq!(
+            watermark_delay(t.watermark.as_ref().unwrap()),
+            Some(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn unknown_options_are_refused_with_the_known_ones() {
+        let t = table(
+            "CREATE TABLE t (a BIGINT) WITH ('connector' = 'filesystem', 'path' = '/x', 'format' = 'json', 'sink.rolling' = '1')",
+        );
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::empty());
+        let error = TableConnector::from_definition(&t, &schema).unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("unsupported options for connector 'filesystem': 'sink.rolling'"),
+            "{error}"
+        );
+        let t = table("CREATE TABLE t (a BIGINT) WITH ('connector' = 'jdbc')");
+        let error = TableConnector::from_definition(&t, &schema).unwrap_err();
+        assert!(
+            error.message.contains("unknown connector 'jdbc'"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,477 @@
+//! Building a SQL script's streaming plan on each worker with the DataStream API:
+//! streams of [`SqlBatch`]es, sources with watermarks, calcs, window aggregates
+//! keyed by key group, and sinks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::common::DFSchema;
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::physical_expr::create_physical_expr;
+
+use super::batch::{SqlBatch, max_event_time};
+use super::catalog::{Catalog, Table};
+use super::connectors::{TableConnector, TextFormat, watermark_delay};
+use super::error::{SqlError, SqlResult};
+use super::lower::{Computed, StreamNode, StreamPlan};
+use super::sources::{DatagenSource, FileTableSource, ReadProjection};
+use super::window_aggregate::{KeyEncoder, Routed, WindowAggregateLogic};
+use crate::api::{BuildError, DataStream, Pipeline};
+use crate::exec::{EventTime, EventTimes, FileSource, PipelineFn};
+use crate::pipelines::OutputFn;
+
+/// How many splits a `datagen` table has, whatever the parallelism (so its rows
+/// are the same at every parallelism).
+const DATAGEN_SPLITS: u32 = 16;
+
+/// A table as a source or sink needs it at run time.
+#[derive(Clone)]
+struct TableRuntime {
+    name: String,
+    connector: TableConnector,
+    stored: arrow::datatypes::SchemaRef,
+    projection: Option<ReadProjection>,
+    /// The event-time column and the watermark's delay.
+    watermark: Option<(usize, std::time::Duration)>,
+}
+
+/// A compiled script: the plan and what its tables need at run time.
+#[derive(Clone)]
+pub struct SqlJob {
+    /// The streaming operators.
+    pub plan: StreamPlan,
+    tables: HashMap<String, TableRuntime>,
+    idle_timeout: Option<std::time::Duration>,
+}
+
+impl SqlJob {
+    /// Checks that the job can run in this version: Kafka tables are planned and
+    /// validated, but not run yet.
+    pub fn check_runnable(&self) -> SqlResult<()> {
+        match self
+            .tables
+            .values()
+            .find(|table| matches!(table.connector, TableConnector::Kafka(_)))
+        {
+            Some(table) => Err(SqlError::new(
+                format!(
+                    "table {}: connector 'kafka' is validated but cannot run in SQL jobs of this version yet; use the kafka-copy pipeline or a filesystem/datagen table",
+                    table.name
+                ),
+                None,
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Prepares what the plan's tables need at run time.
+    pub fn new(catalog: &Catalog, plan: StreamPlan) -> SqlResult<Self> {
+        let mut tables = HashMap::new();
+        for node in &plan.nodes {
+            let name = match node {
+                StreamNode::Source { table, .. } => table,
+                StreamNode::Sink {
+                    table: Some(table), ..
+                } => table,
+                _ => continue,
+            };
+            let table = catalog
+                .table(name)
+                .ok_or_else(|| SqlError::new(format!("no table {name}"), None))?;
+            tables.insert(name.clone(), table_runtime(catalog, table)?);
+        }
+        let idle_timeout = match catalog.settings.get("table.exec.source.idle-timeout") {
+            None => None,
+            Some(text) => Some(parse_duration(text).ok_or_else(|| {
+                SqlError::new(
+                    format!("SET 'table.exec.source.idle-timeout' = '{text}': expected a duration such as '5 s' or '500 ms'"),
+                    None,
+                )
+            })?)
+            .filter(|timeout| !timeout.is_zero()),
+        };
+        Ok(Self {
+            plan,
+            tables,
+            idle_timeout,
+        })
+    }
+
+    /// The pipeline that runs the plan on each worker, sending printed rows to
+    /// `output`.
+    pub fn pipeline(self, output: OutputFn) -> PipelineFn {
+        let job = Arc::new(self);
+        Arc::new(move |pipeline: &mut Pipeline<'_>| job.build(pipeline, &output))
+    }
+
+    fn build<'scope>(
+        &self,
+        pipeline: &mut Pipeline<'scope>,
+        output: &OutputFn,
+    ) -> Result<(), BuildError> {
+        let mut streams: Vec<Option<DataStream<'scope, SqlBatch>>> = Vec::new();
+        for (id, node) in self.plan.nodes.iter().enumerate() {
+            let input = |index: usize| -> DataStream<'scope, SqlBatch> {
+                streams[index]
+                    .clone()
+                    .expect("inputs come before their operators")
+            };
+            let stream = match node {
+                StreamNode::Source { table, .. } => {
+                    Some(self.source(pipeline, &self.tables[table])?)
+                }
+                StreamNode::Calc {
+                    input: from,
+                    filter,
+                    columns,
+                    schema,
+                } => {
+                    let stream = input(*from);
+                    let control = stream.context().control.clone();
+                    let filter = filter.clone();
+                    let columns = columns.clone();
+                    let schema = Arc::clone(schema);
+                    Some(stream.flat_map(move |SqlBatch(batch)| {
+                        match calc(&batch, filter.as_ref(), &columns, &schema) {
+                            Ok(batch) => (batch.num_rows() > 0).then_some(SqlBatch(batch)),
+                            Err(message) => {
+                                control.record_failure(message.clone());
+                                panic!("{message}");
+                            }
+                        }
+                    }))
+                }
+                StreamNode::Union { inputs, .. } => {
+                    let mut all = input(inputs[0]);
+                    for other in &inputs[1..] {
+                        all = all.union(input(*other));
+                    }
+                    Some(all)
+                }
+                StreamNode::WindowAggregate(aggregate) => {
+                    let stream = input(aggregate.input);
+                    let input_schema = self.plan.schema(aggregate.input);
+                    let aggregate = Arc::new(aggregate.clone());
+                    let encoder = KeyEncoder::new(&aggregate, &input_schema);
+                    let partitioning = stream.context().partitioning();
+                    let routed = stream.flat_map(move |batch: SqlBatch| {
+                        split_by_subtask(&batch, &encoder, |key| partitioning.subtask_of_key(key))
+                    });
+                    let control = routed.context().control.clone();
+                    let logic =
+                        WindowAggregateLogic::new(Arc::clone(&aggregate), &input_schema, control);
+                    Some(routed.keyed_by_subtask(
+                        &aggregate.name,
+                        |routed: &Routed| routed.subtask,
+                        logic,
+                    )?)
+                }
+                StreamNode::Sink {
+                    input: from,
+                    table,
+                    name,
+                } => {
+                    let stream = input(*from);
+                    match table {
+                        None => print_sink(stream, None, output),
+                        Some(table) => self.sink(stream, &self.tables[table], name, output)?,
+                    }
+                    None
+                }
+            };
+            debug_assert_eq!(streams.len(), id);
+            streams.push(stream);
+        }
+        Ok(())
+    }
+
+    fn source<'scope>(
+        &self,
+        pipeline: &mut Pipeline<'scope>,
+        table: &TableRuntime,
+    ) -> Result<DataStream<'scope, SqlBatch>, BuildError> {
+        let name = format!("source-{}", table.name);
+        let event_times = table.watermark.map(|(column, delay)| EventTimes {
+            timestamp: Box::new(move |batch: &SqlBatch| -> EventTime {
+                max_event_time(batch.0.column(column)).map_or(0, |time| time.max(0) as u64)
+            }),
+            max_out_of_orderness: delay,
+            idle_timeout: self.idle_timeout,
+        });
+        match &table.connector {
+            TableConnector::Datagen(options) => {
+                let source = DatagenSource::new(
+                    options.clone(),
+                    Arc::clone(&table.stored),
+                    table.projection.clone(),
+                    DATAGEN_SPLITS,
+                );
+                match event_times {
+                    Some(times) => pipeline.source_with_event_times(&name, source, times),
+                    None => pipeline.source(&name, source),
+                }
+            }
+            TableConnector::Filesystem {
+                path,
+                format,
+                parse_errors,
+            } => {
+                let dir = path.strip_prefix("file://").unwrap_or(path);
+                let files = FileSource::new(std::path::Path::new(dir)).map_err(|error| {
+                    BuildError::Source {
+                        operator: name.clone(),
+                        source: crate::exec::source::SourceBuildError::Source(
+                            crate::exec::SourceError(error.to_string()),
+                        ),
+                    }
+                })?;
+                let source = FileTableSource::new(
+                    files,
+                    *format,
+                    *parse_errors,
+                    Arc::clone(&table.stored),
+                    table.projection.clone(),
+                    &table.name,
+                );
+                match event_times {
+                    Some(times) => pipeline.source_with_event_times(&name, source, times),
+                    None => pipeline.source(&name, source),
+                }
+            }
+            other => Err(not_runnable(&name, other)),
+        }
+    }
+
+    fn sink(
+        &self,
+        stream: DataStream<'_, SqlBatch>,
+        table: &TableRuntime,
+        name: &str,
+        output: &OutputFn,
+    ) -> Result<(), BuildError> {
+        match &table.connector {
+            TableConnector::Print { identifier } => {
+                print_sink(stream, identifier.as_deref(), output);
+                Ok(())
+            }
+            TableConnector::Blackhole => {
+                stream.sink(|_, _| {});
+                Ok(())
+            }
+            TableConnector::Filesystem { path, format, .. } => {
+                let url = if path.contains("://") {
+                    path.clone()
+                } else {
+                    format!(
+                        "file://{}",
+                        std::path::absolute(path)
+                            .unwrap_or_else(|_| path.into())
+                            .display()
+                    )
+                };
+                let format = *format;
+                stream.sink_files(name, &url, move |SqlBatch(batch), text| {
+                    encode_lines(format, batch, text);
+                })
+            }
+            other => Err(not_runnable(name, other)),
+        }
+    }
+}
+
+/// The error of a table this version plans but cannot run (see
+/// [`SqlJob::check_runnable`]).
+fn not_runnable(operator: &str, connector: &TableConnector) -> BuildError {
+    BuildError::Source {
+        operator: operator.to_owned(),
+        source: crate::exec::source::SourceBuildError::Source(crate::exec::SourceError(format!(
+            "connector '{}' cannot run in SQL jobs of this version yet",
+            super::connectors::connector_name(connector)
+        ))),
+    }
+}
+
+fn table_runtime(catalog: &Catalog, table: &Table) -> SqlResult<TableRuntime> {
+    let projection = match &table.read_plan {
+        None => None,
+        Some(datafusion::logical_expr::LogicalPlan::Projection(projection)) => {
+            let props = ExecutionProps::new();
+            let input: &DFSchema = projection.input.schema();
+            let columns = projection
+                .expr
+                .iter()
+                .map(|expr| {
+                    create_physical_expr(expr, input, &props, &PhysicalPlanningContext::default())
+                        .map(|physical| Computed {
+                            expr: physical,
+                            text: expr.to_string(),
+                        })
+                        .map_err(|error| super::catalog::planning_error(error, table.definition.at))
+                })
+                .collect::<SqlResult<Vec<_>>>()?;
+            Some(ReadProjection {
+                columns,
+                schema: Arc::clone(&table.schema),
+            })
+        }
+        Some(_) => None,
+    };
+    let _ = catalog;
+    let watermark = match &table.definition.watermark {
+        Some(watermark) => {
+            let column = table.schema.index_of(&watermark.column).map_err(|_| {
+                SqlError::new(format!("no column {}", watermark.column), watermark.at)
+            })?;
+            let delay = watermark_delay(watermark).unwrap_or_default();
+            Some((column, delay))
+        }
+        None => None,
+    };
+    Ok(TableRuntime {
+        name: table.definition.name.clone(),
+        connector: table.connector.clone(),
+        stored: Arc::clone(&table.stored_schema),
+        projection,
+        watermark,
+    })
+}
+
+/// Filters `batch` and computes its output columns.
+fn calc(
+    batch: &RecordBatch,
+    filter: Option<&Computed>,
+    columns: &[Computed],
+    schema: &arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch, String> {
+    let filtered;
+    let batch = match filter {
+        Some(filter) => {
+            let mask = filter
+                .expr
+                .evaluate(batch)
+                .and_then(|value| value.into_array(batch.num_rows()))
+                .map_err(|error| format!("evaluating {}: {error}", filter.text))?;
+            let mask = mask
+                .as_any()
+                .downcast_ref::<arrow::array::BooleanArray>()
+                .ok_or_else(|| format!("{} is not a condition", filter.text))?;
+            filtered = arrow::compute::filter_record_batch(batch, mask)
+                .map_err(|error| error.to_string())?;
+            &filtered
+        }
+        None => batch,
+    };
+    if batch.num_rows() == 0 {
+        return Ok(RecordBatch::new_empty(Arc::clone(schema)));
+    }
+    let values = columns
+        .iter()
+        .map(|column| {
+            column
+                .expr
+                .evaluate(batch)
+                .and_then(|value| value.into_array(batch.num_rows()))
+                .map_err(|error| format!("evaluating {}: {error}", column.text))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), values).map_err(|error| error.to_string())
+}
+
+/// Splits `batch` into one batch per subtask owning its rows' keys.
+fn split_by_subtask(
+    batch: &SqlBatch,
+    encoder: &KeyEncoder,
+    subtask_of: impl Fn(&[u8]) -> u32,
+) -> Vec<Routed> {
+    let keys = encoder.encode(&batch.0);
+    let mut rows: std::collections::BTreeMap<u32, Vec<u32>> = std::collections::BTreeMap::new();
+    for (row, key) in keys.iter().enumerate() {
+        rows.entry(subtask_of(key)).or_default().push(row as u32);
+    }
+    if rows.len() == 1 {
+        let subtask = *rows.keys().next().expect("one entry");
+        return vec![Routed {
+            subtask,
+            batch: batch.clone(),
+        }];
+    }
+    rows.into_iter()
+        .map(|(subtask, indices)| Routed {
+            subtask,
+            batch: batch.take(&indices),
+        })
+        .collect()
+}
+
+/// Prints every row as Flink's print connector does: `+I[v1, v2]`, after
+/// `identifier> ` when given.
+fn print_sink(stream: DataStream<'_, SqlBatch>, identifier: Option<&str>, output: &OutputFn) {
+    let output = Arc::clone(output);
+    let prefix = identifier.map(|id| format!("{id}> ")).unwrap_or_default();
+    stream.sink(move |_epoch, batches| {
+        for SqlBatch(batch) in batches {
+            for line in format_rows(&batch, "+I") {
+                output(format!("{prefix}{line}"));
+            }
+        }
+    });
+}
+
+/// The rows of `batch` as `kind[v1, v2, ...]`.
+pub fn format_rows(batch: &RecordBatch, kind: &str) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let formatters: Vec<ArrayFormatter<'_>> = batch
+        .columns()
+        .iter()
+        .map(|column| ArrayFormatter::try_new(column.as_ref(), &options).expect("columns format"))
+        .collect();
+    (0..batch.num_rows())
+        .map(|row| {
+            let values: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
+            format!("{kind}[{}]", values.join(", "))
+        })
+        .collect()
+}
+
+/// Appends the rows of `batch` to `text` as JSON lines or CSV (no final newline).
+fn encode_lines(format: TextFormat, batch: &RecordBatch, text: &mut String) {
+    let mut bytes = Vec::new();
+    match format {
+        TextFormat::Json => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(&mut bytes);
+            writer.write(batch).expect("rows encode as JSON");
+            writer.finish().expect("rows encode as JSON");
+        }
+        TextFormat::Csv => {
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(false)
+                .build(&mut bytes);
+            writer.write(batch).expect("rows encode as CSV");
+        }
+    }
+    text.push_str(String::from_utf8_lossy(&bytes).trim_end_matches('\n'));
+}
+
+/// A duration such as `5 s`, `500 ms`, `1 min`.
+fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let ms = match unit.trim() {
+        "ms" | "milli" | "millis" => 1,
+        "" | "s" | "sec" | "second" | "seconds" => 1_000,
+        "min" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(number * ms))
+}

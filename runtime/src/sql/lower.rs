@@ -1,0 +1,795 @@
+//! Lowering logical plans to a graph of streaming operators: sources, calcs
+//! (filter + projection as DataFusion physical expressions), unions, window
+//! aggregates and sinks. `strom explain` prints this graph.
+//!
+//! Window table functions: the rows of `TABLE(TUMBLE(...))` carry
+//! `window_start`, `window_end` and `window_time` as placeholders holding the
+//! row's event time until a `GROUP BY window_start, window_end, ...` turns them
+//! into a window aggregate, which assigns each row to its slice itself (so a HOP
+//! never copies a row into each of its windows). Between the two, those columns
+//! may only be passed along.
+
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::{DFSchema, DFSchemaRef};
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
+
+use super::catalog::{Catalog, Job, planning_error};
+use super::connectors::{TableConnector, connector_name, watermark_delay};
+use super::error::{Position, SqlError, SqlResult};
+use super::window_tvf::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssign, WindowSpec};
+
+/// An operator's index in the [`StreamPlan`].
+pub type NodeId = usize;
+
+/// A computed column: a physical expression and its text for `explain`.
+#[derive(Debug, Clone)]
+pub struct Computed {
+    /// The expression, over the operator's input.
+    pub expr: Arc<dyn PhysicalExpr>,
+    /// How `explain` shows it.
+    pub text: String,
+}
+
+/// An aggregate of a window aggregate.
+#[derive(Debug, Clone)]
+pub struct AggregateCall {
+    /// DataFusion's aggregate function, with its arguments over the input.
+    pub function: Arc<AggregateFunctionExpr>,
+    /// `FILTER (WHERE ...)`, over the input.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+}
+
+/// Where a window aggregate's output column comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupColumn {
+    /// The window's start.
+    WindowStart,
+    /// The window's end.
+    WindowEnd,
+    /// The window's time attribute (its end less 1 ms).
+    WindowTime,
+    /// The key column at this index.
+    Key(usize),
+}
+
+/// A window aggregate: rows keyed by `keys`, aggregated per window.
+#[derive(Debug, Clone)]
+pub struct WindowAggregate {
+    /// The input.
+    pub input: NodeId,
+    /// The windows.
+    pub spec: WindowSpec,
+    /// The input column holding each row's event time.
+    pub time_column: usize,
+    /// The grouping keys besides the window.
+    pub keys: Vec<Computed>,
+    /// The group columns of the output, in order.
+    pub group_columns: Vec<GroupColumn>,
+    /// The aggregates, after the group columns.
+    pub aggregates: Vec<AggregateCall>,
+    /// The output's schema.
+    pub schema: SchemaRef,
+    /// The operator's name: its state is kept under it.
+    pub name: String,
+}
+
+/// An operator of the streaming plan.
+#[derive(Debug, Clone)]
+pub enum StreamNode {
+    /// Reads a table.
+    Source {
+        /// The table.
+        table: String,
+        /// Its columns (computed ones too).
+        schema: SchemaRef,
+    },
+    /// Filters rows and computes columns.
+    Calc {
+        /// The input.
+        input: NodeId,
+        /// Rows pass where this is true.
+        filter: Option<Computed>,
+        /// The output columns.
+        columns: Vec<Computed>,
+        /// The output's schema.
+        schema: SchemaRef,
+    },
+    /// The rows of every input.
+    Union {
+        /// The inputs.
+        inputs: Vec<NodeId>,
+        /// The schema they share.
+        schema: SchemaRef,
+    },
+    /// Aggregates per key and window.
+    WindowAggregate(WindowAggregate),
+    /// Writes rows to a table (or prints them).
+    Sink {
+        /// The input.
+        input: NodeId,
+        /// The table written; `None` prints a query's rows.
+        table: Option<String>,
+        /// The operator's name.
+        name: String,
+    },
+}
+
+/// The streaming operators of a script's INSERTs and queries, sources shared.
+#[derive(Debug, Clone, Default)]
+pub struct StreamPlan {
+    /// The operators; an operator's inputs come before it.
+    pub nodes: Vec<StreamNode>,
+}
+
+impl StreamPlan {
+    /// The output schema of `node`.
+    pub fn schema(&self, node: NodeId) -> SchemaRef {
+        match &self.nodes[node] {
+            StreamNode::Source { schema, .. }
+            | StreamNode::Calc { schema, .. }
+            | StreamNode::Union { schema, .. } => Arc::clone(schema),
+            StreamNode::WindowAggregate(aggregate) => Arc::clone(&aggregate.schema),
+            StreamNode::Sink { input, .. } => self.schema(*input),
+        }
+    }
+}
+
+impl fmt::Display for StreamPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let columns = |schema: &SchemaRef| {
+            schema
+                .fields()
+                .iter()
+                .map(|field| field.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (id, node) in self.nodes.iter().enumerate() {
+            let mut line = format!("#{id} ");
+            match node {
+                StreamNode::Source { table, schema } => {
+                    write!(line, "Source {table} [{}]", columns(schema))?;
+                }
+                StreamNode::Calc {
+                    input,
+                    filter,
+                    columns,
+                    ..
+                } => {
+                    write!(line, "Calc <- #{input}")?;
+                    if let Some(filter) = filter {
+                        write!(line, " where {}", filter.text)?;
+                    }
+                    let texts: Vec<&str> = columns.iter().map(|c| c.text.as_str()).collect();
+                    write!(line, " select [{}]", texts.join(", "))?;
+                }
+                StreamNode::Union { inputs, .. } => {
+                    let inputs: Vec<String> = inputs.iter().map(|i| format!("#{i}")).collect();
+                    write!(line, "Union <- {}", inputs.join(", "))?;
+                }
+                StreamNode::WindowAggregate(aggregate) => {
+                    let keys: Vec<&str> = aggregate.keys.iter().map(|k| k.text.as_str()).collect();
+                    let aggregates: Vec<String> = aggregate
+                        .aggregates
+                        .iter()
+                        .map(|a| a.function.name().to_owned())
+                        .collect();
+                    write!(
+                        line,
+                        "WindowAggregate {} <- #{} exchange by key [{}] window {} aggregates [{}] state: open slices per key in memory, in RocksDB at checkpoints",
+                        aggregate.name,
+                        aggregate.input,
+                        keys.join(", "),
+                        aggregate.spec,
+                        aggregates.join(", ")
+                    )?;
+                }
+                StreamNode::Sink { input, table, name } => match table {
+                    Some(table) => write!(line, "Sink {name} into {table} <- #{input}")?,
+                    None => write!(line, "Sink {name} (print) <- #{input}")?,
+                },
+            }
+            writeln!(f, "{line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a lowered logical plan is: its operator, schema, and where its window
+/// placeholders and event time are.
+#[derive(Clone)]
+struct Lowered {
+    node: NodeId,
+    schema: DFSchemaRef,
+    window: Option<WindowColumns>,
+    /// The column holding the event time the watermarks are about.
+    rowtime: Option<usize>,
+}
+
+#[derive(Clone, Copy)]
+struct WindowColumns {
+    spec: WindowSpec,
+    start: Option<usize>,
+    end: Option<usize>,
+    time: Option<usize>,
+}
+
+impl WindowColumns {
+    fn role(&self, index: usize) -> Option<GroupColumn> {
+        if self.start == Some(index) {
+            Some(GroupColumn::WindowStart)
+        } else if self.end == Some(index) {
+            Some(GroupColumn::WindowEnd)
+        } else if self.time == Some(index) {
+            Some(GroupColumn::WindowTime)
+        } else {
+            None
+        }
+    }
+
+    /// Any placeholder column, which holds the row's event time.
+    fn any(&self) -> Option<usize> {
+        self.start.or(self.end).or(self.time)
+    }
+}
+
+/// Lowers every job of a script into one streaming plan.
+pub fn lower(catalog: &Catalog, jobs: &[Job]) -> SqlResult<StreamPlan> {
+    let mut lowering = Lowering {
+        catalog,
+        plan: StreamPlan::default(),
+        props: ExecutionProps::new(),
+        at: None,
+        names: 0,
+    };
+    if jobs.is_empty() {
+        return Err(SqlError::new(
+            "the script has no INSERT INTO or query: nothing to run",
+            None,
+        ));
+    }
+    for job in jobs {
+        match job {
+            Job::Insert {
+                table,
+                columns,
+                query,
+                at,
+            } => {
+                lowering.at = *at;
+                let plan = catalog.plan_query(query, *at)?;
+                let lowered = lowering.lower(&plan)?;
+                lowering.sink(lowered, table, columns)?;
+            }
+            Job::Print { query, at } => {
+                lowering.at = *at;
+                let plan = catalog.plan_query(query, *at)?;
+                let lowered = lowering.lower(&plan)?;
+                let lowered = lowering.materialize(lowered)?;
+                let name = format!("print-{}", lowering.plan.nodes.len());
+                lowering.plan.nodes.push(StreamNode::Sink {
+                    input: lowered.node,
+                    table: None,
+                    name,
+                });
+            }
+        }
+    }
+    Ok(lowering.plan)
+}
+
+struct Lowering<'a> {
+    catalog: &'a Catalog,
+    plan: StreamPlan,
+    props: ExecutionProps,
+    at: Option<Position>,
+    names: usize,
+}
+
+impl Lowering<'_> {
+    fn error(&self, message: impl Into<String>) -> SqlError {
+        SqlError::new(message, self.at)
+    }
+
+    fn add(&mut self, node: StreamNode) -> NodeId {
+        self.plan.nodes.push(node);
+        self.plan.nodes.len() - 1
+    }
+
+    fn physical(&self, expr: &Expr, schema: &DFSchema) -> SqlResult<Computed> {
+        let physical = create_physical_expr(
+            expr,
+            schema,
+            &self.props,
+            &PhysicalPlanningContext::default(),
+        )
+        .map_err(|error| planning_error(error, self.at))?;
+        Ok(Computed {
+            expr: physical,
+            text: expr.human_display().to_string(),
+        })
+    }
+
+    fn lower(&mut self, plan: &LogicalPlan) -> SqlResult<Lowered> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let name = scan.table_name.table().to_owned();
+                let table = self
+                    .catalog
+                    .table(&name)
+                    .ok_or_else(|| self.error(format!("no table {name}")))?;
+                if !table.connector.is_source() {
+                    return Err(self.error(format!(
+                        "table {name} (connector '{}') cannot be read: it is a sink only",
+                        connector_name(&table.connector)
+                    )));
+                }
+                let node = match self.plan.nodes.iter().position(
+                    |node| matches!(node, StreamNode::Source { table: t, .. } if *t == name),
+                ) {
+                    Some(existing) => existing,
+                    None => self.add(StreamNode::Source {
+                        table: name.clone(),
+                        schema: Arc::clone(&table.schema),
+                    }),
+                };
+                let rowtime = table.definition.watermark.as_ref().and_then(|watermark| {
+                    watermark_delay(watermark)?;
+                    table.schema.index_of(&watermark.column).ok()
+                });
+                let full = DFSchema::try_from_qualified_schema(
+                    scan.table_name.clone(),
+                    &table.schema,
+                )
+                .map_err(|error| planning_error(error, self.at))?;
+                let lowered = Lowered {
+                    node,
+                    schema: Arc::new(full),
+                    window: None,
+                    rowtime,
+                };
+                match &scan.projection {
+                    None => Ok(lowered),
+                    Some(indices) => {
+                        let exprs: Vec<Expr> = indices
+                            .iter()
+                            .map(|&i| Expr::Column(lowered.schema.columns()[i].clone()))
+                            .collect();
+                        self.project(lowered, &exprs, Arc::clone(&scan.projected_schema))
+                    }
+                }
+            }
+            LogicalPlan::Projection(projection) => {
+                let input = self.lower(&projection.input)?;
+                self.project(input, &projection.expr, Arc::clone(&projection.schema))
+            }
+            LogicalPlan::Filter(filter) => {
+                let input = self.lower(&filter.input)?;
+                if let Some(window) = input.window {
+                    let used = filter.predicate.column_refs();
+                    if used.iter().any(|column| {
+                        input
+                            .schema
+                            .index_of_column(column)
+                            .is_ok_and(|i| window.role(i).is_some())
+                    }) {
+                        return Err(self.error(format!(
+                            "a filter on {WINDOW_START}, {WINDOW_END} or {WINDOW_TIME} before the window's GROUP BY is not supported: {}",
+                            filter.predicate
+                        )));
+                    }
+                }
+                let predicate = self.physical(&filter.predicate, &input.schema)?;
+                let columns = identity(&input.schema);
+                let schema = Arc::new(input.schema.as_arrow().clone());
+                let node = self.add(StreamNode::Calc {
+                    input: input.node,
+                    filter: Some(predicate),
+                    columns,
+                    schema,
+                });
+                Ok(Lowered { node, ..input })
+            }
+            LogicalPlan::SubqueryAlias(alias) => {
+                let input = self.lower(&alias.input)?;
+                Ok(Lowered {
+                    schema: Arc::clone(&alias.schema),
+                    ..input
+                })
+            }
+            LogicalPlan::Union(union) => {
+                let mut inputs = Vec::new();
+                let mut rowtimes = Vec::new();
+                for input in &union.inputs {
+                    let lowered = self.lower(input)?;
+                    let lowered = self.materialize(lowered)?;
+                    rowtimes.push(lowered.rowtime);
+                    inputs.push(lowered.node);
+                }
+                let schema = Arc::new(union.schema.as_arrow().clone());
+                let node = self.add(StreamNode::Union { inputs, schema });
+                let rowtime = rowtimes
+                    .windows(2)
+                    .all(|pair| pair[0] == pair[1])
+                    .then(|| rowtimes.first().copied().flatten())
+                    .flatten();
+                Ok(Lowered {
+                    node,
+                    schema: Arc::clone(&union.schema),
+                    window: None,
+                    rowtime,
+                })
+            }
+            LogicalPlan::Extension(extension) => {
+                let Some(assign) = extension.node.as_any().downcast_ref::<WindowAssign>() else {
+                    return Err(self.error(format!(
+                        "unsupported operator {}",
+                        extension.node.name()
+                    )));
+                };
+                self.window_assign(assign, extension.node.schema())
+            }
+            LogicalPlan::Aggregate(aggregate) => {
+                let input = self.lower(&aggregate.input)?;
+                let Some(window) = input.window else {
+                    return Err(self.error(
+                        "GROUP BY without a window table function (an updating aggregate) is not supported yet; group by window_start and window_end of TUMBLE, HOP or CUMULATE",
+                    ));
+                };
+                self.window_aggregate(input, window, aggregate)
+            }
+            LogicalPlan::Distinct(_) => Err(self.error(
+                "SELECT DISTINCT is not supported yet; GROUP BY the columns within a window instead",
+            )),
+            LogicalPlan::Join(_) => Err(self.error("joins are not supported yet")),
+            LogicalPlan::Sort(_) => Err(self.error(
+                "ORDER BY is not supported on a stream (it has no end to sort up to)",
+            )),
+            LogicalPlan::Limit(_) => Err(self.error("LIMIT is not supported on a stream")),
+            LogicalPlan::Window(_) => {
+                Err(self.error("OVER windows are not supported yet"))
+            }
+            other => Err(self.error(format!(
+                "unsupported in a streaming query: {}",
+                other.display()
+            ))),
+        }
+    }
+
+    /// A projection over `input`, keeping track of window placeholders and the
+    /// event time where they are passed along unchanged.
+    fn project(
+        &mut self,
+        input: Lowered,
+        exprs: &[Expr],
+        schema: DFSchemaRef,
+    ) -> SqlResult<Lowered> {
+        let mut window = input.window.map(|w| WindowColumns {
+            start: None,
+            end: None,
+            time: None,
+            ..w
+        });
+        let mut rowtime = None;
+        let mut columns = Vec::new();
+        for (index, expr) in exprs.iter().enumerate() {
+            let bare = match expr.clone().unalias() {
+                Expr::Column(column) => input.schema.index_of_column(&column).ok(),
+                _ => None,
+            };
+            if let Some(source) = bare {
+                if input.rowtime == Some(source) && rowtime.is_none() {
+                    rowtime = Some(index);
+                }
+                if let (Some(old), Some(new)) = (input.window, window.as_mut()) {
+                    match old.role(source) {
+                        Some(GroupColumn::WindowStart) => new.start = Some(index),
+                        Some(GroupColumn::WindowEnd) => new.end = Some(index),
+                        Some(GroupColumn::WindowTime) => new.time = Some(index),
+                        _ => {}
+                    }
+                }
+            } else if let Some(old) = input.window {
+                let uses_window = expr.column_refs().iter().any(|column| {
+                    input
+                        .schema
+                        .index_of_column(column)
+                        .is_ok_and(|i| old.role(i).is_some())
+                });
+                if uses_window {
+                    return Err(self.error(format!(
+                        "{expr}: {WINDOW_START}, {WINDOW_END} and {WINDOW_TIME} can only be selected as they are before the window's GROUP BY"
+                    )));
+                }
+            }
+            columns.push(self.physical(expr, &input.schema)?);
+        }
+        let arrow_schema = Arc::new(schema.as_arrow().clone());
+        let node = self.add(StreamNode::Calc {
+            input: input.node,
+            filter: None,
+            columns,
+            schema: arrow_schema,
+        });
+        Ok(Lowered {
+            node,
+            schema,
+            window: window.filter(|w| w.any().is_some()),
+            rowtime,
+        })
+    }
+
+    fn window_assign(&mut self, assign: &WindowAssign, schema: &DFSchemaRef) -> SqlResult<Lowered> {
+        let input = self.lower(&assign.input)?;
+        if matches!(assign.spec, WindowSpec::Session { .. }) {
+            return Err(self.error("SESSION windows are not supported yet"));
+        }
+        if input.rowtime != Some(assign.time_column) {
+            let name = input.schema.field(assign.time_column).name().clone();
+            return Err(self.error(format!(
+                "DESCRIPTOR({name}): a window's time column must be an event-time attribute, the column of its table's WATERMARK FOR"
+            )));
+        }
+        let mut columns = identity(&input.schema);
+        let time = datafusion::physical_expr::expressions::col(
+            input.schema.field(assign.time_column).name(),
+            input.schema.as_arrow(),
+        )
+        .map_err(|error| planning_error(error, self.at))?;
+        let millis = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let placeholder =
+            datafusion::physical_expr::expressions::cast(time, input.schema.as_arrow(), millis)
+                .map_err(|error| planning_error(error, self.at))?;
+        let width = input.schema.fields().len();
+        for name in [WINDOW_START, WINDOW_END, WINDOW_TIME] {
+            columns.push(Computed {
+                expr: Arc::clone(&placeholder),
+                text: format!("{name} (event time until grouped)"),
+            });
+        }
+        let node = self.add(StreamNode::Calc {
+            input: input.node,
+            filter: None,
+            columns,
+            schema: Arc::new(schema.as_arrow().clone()),
+        });
+        Ok(Lowered {
+            node,
+            schema: Arc::clone(schema),
+            window: Some(WindowColumns {
+                spec: assign.spec,
+                start: Some(width),
+                end: Some(width + 1),
+                time: Some(width + 2),
+            }),
+            rowtime: input.rowtime,
+        })
+    }
+
+    fn window_aggregate(
+        &mut self,
+        input: Lowered,
+        window: WindowColumns,
+        aggregate: &datafusion::logical_expr::Aggregate,
+    ) -> SqlResult<Lowered> {
+        let mut keys = Vec::new();
+        let mut group_columns = Vec::new();
+        for expr in &aggregate.group_expr {
+            let role = match expr.clone().unalias() {
+                Expr::Column(column) => input
+                    .schema
+                    .index_of_column(&column)
+                    .ok()
+                    .and_then(|i| window.role(i)),
+                Expr::GroupingSet(_) => {
+                    return Err(self.error("GROUPING SETS, ROLLUP and CUBE are not supported yet"));
+                }
+                _ => None,
+            };
+            match role {
+                Some(role) => group_columns.push(role),
+                None => {
+                    group_columns.push(GroupColumn::Key(keys.len()));
+                    keys.push(self.physical(expr, &input.schema)?);
+                }
+            }
+        }
+        if !group_columns.contains(&GroupColumn::WindowStart)
+            || !group_columns.contains(&GroupColumn::WindowEnd)
+        {
+            return Err(self.error(format!(
+                "a GROUP BY over a window table function must group by both {WINDOW_START} and {WINDOW_END}"
+            )));
+        }
+        let time_column = window.any().expect("a window has a placeholder column");
+        let physical_input = input.schema.as_arrow();
+        let mut aggregates = Vec::new();
+        for expr in &aggregate.aggr_expr {
+            let lowered = LoweredAggregateBuilder::new(
+                expr,
+                &input.schema,
+                physical_input,
+                &self.props,
+                &PhysicalPlanningContext::default(),
+            )
+            .build()
+            .map_err(|error| planning_error(error, self.at))?;
+            let (function, filter, ordering) =
+                (lowered.aggregate, lowered.filter, lowered.order_bys);
+            if !ordering.is_empty() {
+                return Err(self.error(format!(
+                    "{expr}: aggregates with ORDER BY are not supported"
+                )));
+            }
+            aggregates.push(AggregateCall { function, filter });
+        }
+        // The window columns are TIMESTAMP(3), never null (Flink's types).
+        let fields: Vec<Arc<Field>> = aggregate
+            .schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| match group_columns.get(i) {
+                Some(
+                    GroupColumn::WindowStart | GroupColumn::WindowEnd | GroupColumn::WindowTime,
+                ) => Arc::new(field.as_ref().clone().with_nullable(false)),
+                _ => Arc::clone(field),
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        self.names += 1;
+        let name = format!("window-aggregate-{}", self.names);
+        let window_time_index = group_columns
+            .iter()
+            .position(|column| *column == GroupColumn::WindowTime);
+        let node = self.add(StreamNode::WindowAggregate(WindowAggregate {
+            input: input.node,
+            spec: window.spec,
+            time_column,
+            keys,
+            group_columns,
+            aggregates,
+            schema,
+            name,
+        }));
+        Ok(Lowered {
+            node,
+            schema: Arc::clone(&aggregate.schema),
+            window: None,
+            rowtime: window_time_index,
+        })
+    }
+
+    /// `input`, with window placeholders refused: they only make sense grouped.
+    fn materialize(&mut self, input: Lowered) -> SqlResult<Lowered> {
+        if input.window.is_some() {
+            return Err(self.error(format!(
+                "the rows of a window table function must be aggregated (GROUP BY {WINDOW_START}, {WINDOW_END}, ...); selecting them as they are is not supported yet"
+            )));
+        }
+        Ok(input)
+    }
+
+    /// Writes `input` into `table`, casting columns to the table's types.
+    fn sink(&mut self, input: Lowered, table_name: &str, columns: &[String]) -> SqlResult<()> {
+        let input = self.materialize(input)?;
+        let table = self.catalog.table(table_name).ok_or_else(|| {
+            self.error(format!(
+                "INSERT INTO {table_name}: no such table (views cannot be written)"
+            ))
+        })?;
+        if !table.connector.is_sink() {
+            return Err(self.error(format!(
+                "table {table_name} (connector '{}') cannot be written: it is a source only",
+                connector_name(&table.connector)
+            )));
+        }
+        if !columns.is_empty() {
+            return Err(self.error(format!(
+                "INSERT INTO {table_name} ({}): column lists are not supported yet; select the table's columns in order",
+                columns.join(", ")
+            )));
+        }
+        let target = &table.stored_schema;
+        let produced = input.schema.fields();
+        if produced.len() != target.fields().len() {
+            return Err(self.error(format!(
+                "INSERT INTO {table_name}: the query has {} columns, the table {} ({})",
+                produced.len(),
+                target.fields().len(),
+                target
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut casts = Vec::new();
+        let mut needs_cast = false;
+        for (index, (from, to)) in produced.iter().zip(target.fields()).enumerate() {
+            let column = datafusion::physical_expr::expressions::Column::new(from.name(), index);
+            let column: Arc<dyn PhysicalExpr> = Arc::new(column);
+            if from.data_type() == to.data_type() {
+                casts.push(Computed {
+                    expr: column,
+                    text: to.name().clone(),
+                });
+                continue;
+            }
+            if !arrow::compute::can_cast_types(from.data_type(), to.data_type()) {
+                return Err(self.error(format!(
+                    "INSERT INTO {table_name}: column {} is {}, but the query gives {} ({})",
+                    to.name(),
+                    to.data_type(),
+                    from.data_type(),
+                    from.name()
+                )));
+            }
+            needs_cast = true;
+            let cast = datafusion::physical_expr::expressions::cast(
+                column,
+                input.schema.as_arrow(),
+                to.data_type().clone(),
+            )
+            .map_err(|error| planning_error(error, self.at))?;
+            casts.push(Computed {
+                expr: cast,
+                text: format!("CAST({} AS {})", from.name(), to.data_type()),
+            });
+        }
+        let node = if needs_cast
+            || produced
+                .iter()
+                .zip(target.fields())
+                .any(|(a, b)| a.name() != b.name())
+        {
+            self.add(StreamNode::Calc {
+                input: input.node,
+                filter: None,
+                columns: casts,
+                schema: Arc::clone(target),
+            })
+        } else {
+            input.node
+        };
+        let name = format!("sink-{table_name}");
+        if self.plan.nodes.iter().any(
+            |node| matches!(node, StreamNode::Sink { name: existing, .. } if *existing == name),
+        ) {
+            return Err(self.error(format!(
+                "table {table_name} is written by two INSERTs; write it once (UNION ALL the queries)"
+            )));
+        }
+        if let TableConnector::Print { .. } | TableConnector::Blackhole = table.connector {}
+        self.add(StreamNode::Sink {
+            input: node,
+            table: Some(table_name.to_owned()),
+            name,
+        });
+        Ok(())
+    }
+}
+
+fn identity(schema: &DFSchema) -> Vec<Computed> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(index, field)| Computed {
+            expr: Arc::new(datafusion::physical_expr::expressions::Column::new(
+                field.name(),
+                index,
+            )),
+            text: field.name().clone(),
+        })
+        .collect()
+}

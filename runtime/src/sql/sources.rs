@@ -1,0 +1,397 @@
+//! Table sources as split sources of [`SqlBatch`]es: `datagen` rows and the
+//! lines of `filesystem` files decoded by their format, with the table's
+//! computed columns added.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Float32Array, Float64Array, Int8Array, Int16Array, Int32Array,
+    Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, SchemaRef};
+
+use super::batch::SqlBatch;
+use super::connectors::{DatagenOptions, FieldGenerator, ParseErrors, TextFormat};
+use super::lower::Computed;
+use crate::exec::{FileSource, ReadStatus, SourceError, SplitId, SplitSource};
+use crate::pipelines::mix;
+
+/// Computes a table's full rows (computed columns added) from its stored ones.
+#[derive(Clone)]
+pub struct ReadProjection {
+    /// The table's columns, each computed from the stored ones.
+    pub columns: Vec<Computed>,
+    /// The table's schema.
+    pub schema: SchemaRef,
+}
+
+impl ReadProjection {
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, SourceError> {
+        let columns = self
+            .columns
+            .iter()
+            .map(|column| {
+                column
+                    .expr
+                    .evaluate(&batch)
+                    .and_then(|value| value.into_array(batch.num_rows()))
+                    .map_err(|error| SourceError(format!("computing {}: {error}", column.text)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(Arc::clone(&self.schema), columns)
+            .map_err(|error| SourceError(error.to_string()))
+    }
+}
+
+/// Rows of the `datagen` connector: `splits` sequences, row `n` of split `s`
+/// being row `n * splits + s` of the table, so the rows are the same at every
+/// parallelism.
+pub struct DatagenSource {
+    options: DatagenOptions,
+    stored: SchemaRef,
+    projection: Option<ReadProjection>,
+    splits: u32,
+    started: Option<Instant>,
+}
+
+impl DatagenSource {
+    /// A generator of the stored columns `stored`.
+    pub fn new(
+        options: DatagenOptions,
+        stored: SchemaRef,
+        projection: Option<ReadProjection>,
+        splits: u32,
+    ) -> Self {
+        Self {
+            options,
+            stored,
+            projection,
+            splits: splits.max(1),
+            started: None,
+        }
+    }
+
+    fn column(&self, field: usize, rows: &[u64]) -> ArrayRef {
+        let data_type = self.stored.field(field).data_type();
+        match &self.options.fields[field] {
+            FieldGenerator::Sequence { start, .. } => {
+                let values = rows.iter().map(|&row| start + row as i64);
+                match data_type {
+                    DataType::Utf8 => {
+                        Arc::new(StringArray::from_iter_values(values.map(|v| v.to_string())))
+                    }
+                    _ => arrow::compute::cast(
+                        &(Arc::new(Int64Array::from_iter_values(values)) as ArrayRef),
+                        data_type,
+                    )
+                    .expect("sequences are whole numbers"),
+                }
+            }
+            FieldGenerator::Random {
+                min,
+                max,
+                length,
+                max_past,
+                null_rate,
+            } => {
+                let random = |row: u64| mix(0x5eed, field as u64, row);
+                let unit = |row: u64| (random(row) >> 11) as f64 / (1u64 << 53) as f64;
+                let nulls: Vec<bool> = rows
+                    .iter()
+                    .map(|&row| {
+                        *null_rate > 0.0
+                            && (mix(0x0011, field as u64, row) >> 11) as f64 / (1u64 << 53) as f64
+                                <= *null_rate
+                    })
+                    .collect();
+                let number = |row: u64, low: f64, high: f64| {
+                    let low = min.unwrap_or(low);
+                    let high = max.unwrap_or(high);
+                    low + (unit(row) * (high - low + 1.0)).floor()
+                };
+                let array: ArrayRef = match data_type {
+                    DataType::Boolean => Arc::new(BooleanArray::from_iter(
+                        rows.iter().map(|&r| Some(random(r) % 2 == 0)),
+                    )),
+                    DataType::Int8 => Arc::new(Int8Array::from_iter_values(
+                        rows.iter()
+                            .map(|&r| number(r, i8::MIN as f64, i8::MAX as f64) as i8),
+                    )),
+                    DataType::Int16 => Arc::new(Int16Array::from_iter_values(
+                        rows.iter()
+                            .map(|&r| number(r, i16::MIN as f64, i16::MAX as f64) as i16),
+                    )),
+                    DataType::Int32 => Arc::new(Int32Array::from_iter_values(
+                        rows.iter()
+                            .map(|&r| number(r, i32::MIN as f64, i32::MAX as f64) as i32),
+                    )),
+                    DataType::Int64 => Arc::new(Int64Array::from_iter_values(
+                        rows.iter().map(|&r| number(r, -1e15, 1e15) as i64),
+                    )),
+                    DataType::Float32 => {
+                        Arc::new(Float32Array::from_iter_values(rows.iter().map(|&r| {
+                            (min.unwrap_or(0.0)
+                                + unit(r) * (max.unwrap_or(1.0) - min.unwrap_or(0.0)))
+                                as f32
+                        })))
+                    }
+                    DataType::Float64 => {
+                        Arc::new(Float64Array::from_iter_values(rows.iter().map(|&r| {
+                            min.unwrap_or(0.0) + unit(r) * (max.unwrap_or(1.0) - min.unwrap_or(0.0))
+                        })))
+                    }
+                    DataType::Timestamp(_, _) => {
+                        let now = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64);
+                        let past = max_past.as_millis() as u64;
+                        let values = rows.iter().map(|&r| {
+                            now - if past == 0 {
+                                0
+                            } else {
+                                (random(r) % past) as i64
+                            }
+                        });
+                        let array: ArrayRef =
+                            Arc::new(TimestampMillisecondArray::from_iter_values(values));
+                        arrow::compute::cast(&array, data_type).expect("timestamps cast")
+                    }
+                    DataType::Utf8 => {
+                        const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+                        Arc::new(StringArray::from_iter_values(rows.iter().map(|&r| {
+                            (0..*length as u64)
+                                .map(|i| {
+                                    LETTERS[(mix(random(r), i, 1) % LETTERS.len() as u64) as usize]
+                                        as char
+                                })
+                                .collect::<String>()
+                        })))
+                    }
+                    other => {
+                        let numbers: ArrayRef = Arc::new(Float64Array::from_iter_values(
+                            rows.iter().map(|&r| number(r, 0.0, 1e6)),
+                        ));
+                        arrow::compute::cast(&numbers, other)
+                            .unwrap_or_else(|_| arrow::array::new_null_array(other, rows.len()))
+                    }
+                };
+                if nulls.iter().any(|null| *null) {
+                    let keep =
+                        BooleanArray::from(nulls.iter().map(|null| !null).collect::<Vec<_>>());
+                    arrow::compute::nullif(&array, &arrow::compute::not(&keep).expect("not"))
+                        .expect("nullif")
+                } else {
+                    array
+                }
+            }
+        }
+    }
+}
+
+impl SplitSource for DatagenSource {
+    type Record = SqlBatch;
+    type Position = u64;
+
+    fn discover(&mut self) -> Result<Vec<SplitId>, SourceError> {
+        Ok((0..self.splits)
+            .map(|split| SplitId::new("", split))
+            .collect())
+    }
+
+    fn start(&mut self, _split: &SplitId, _discovered_later: bool) -> Result<u64, SourceError> {
+        Ok(0)
+    }
+
+    fn read(
+        &mut self,
+        split: &SplitId,
+        position: &mut u64,
+        max: usize,
+        out: &mut Vec<SqlBatch>,
+    ) -> Result<ReadStatus, SourceError> {
+        let splits = u64::from(self.splits);
+        let index = u64::from(split.index);
+        let rows_of_split = self
+            .options
+            .number_of_rows
+            .map(|total| total / splits + u64::from(index < total % splits));
+        let mut end = *position + max as u64;
+        let mut limited = false;
+        if let Some(rate) = self.options.rows_per_second {
+            let started = *self.started.get_or_insert_with(Instant::now);
+            let allowed = (started.elapsed().as_secs_f64() * rate as f64 / splits as f64) as u64;
+            if allowed < end {
+                end = allowed.max(*position);
+                limited = true;
+            }
+        }
+        if let Some(count) = rows_of_split {
+            end = end.min(count);
+        }
+        if end > *position {
+            let rows: Vec<u64> = (*position..end).map(|n| n * splits + index).collect();
+            let columns = (0..self.stored.fields().len())
+                .map(|field| self.column(field, &rows))
+                .collect();
+            let batch = RecordBatch::try_new(Arc::clone(&self.stored), columns)
+                .map_err(|error| SourceError(error.to_string()))?;
+            let batch = match &self.projection {
+                Some(projection) => projection.apply(batch)?,
+                None => batch,
+            };
+            out.push(SqlBatch(batch));
+            *position = end;
+        }
+        Ok(match rows_of_split {
+            Some(count) if *position >= count => ReadStatus::Ended,
+            _ if limited => ReadStatus::Idle,
+            _ => ReadStatus::More,
+        })
+    }
+
+    fn count(record: &SqlBatch) -> u64 {
+        record.num_rows() as u64
+    }
+}
+
+/// The lines of a folder's files, decoded as JSON lines or CSV into batches.
+pub struct FileTableSource {
+    files: FileSource,
+    format: TextFormat,
+    parse_errors: ParseErrors,
+    stored: SchemaRef,
+    projection: Option<ReadProjection>,
+    table: String,
+    lines: Vec<String>,
+}
+
+impl FileTableSource {
+    /// The files of `dir`, decoded into rows of `stored`.
+    pub fn new(
+        files: FileSource,
+        format: TextFormat,
+        parse_errors: ParseErrors,
+        stored: SchemaRef,
+        projection: Option<ReadProjection>,
+        table: &str,
+    ) -> Self {
+        Self {
+            files,
+            format,
+            parse_errors,
+            stored,
+            projection,
+            table: table.to_owned(),
+            lines: Vec::new(),
+        }
+    }
+
+    /// Decodes `lines` into one batch; a line that does not decode fails the job
+    /// or is skipped, by the table's setting.
+    fn decode(&self, lines: &[String], split: &SplitId) -> Result<(RecordBatch, u64), SourceError> {
+        match decode_lines(self.format, &self.stored, lines) {
+            Ok(batch) => Ok((batch, 0)),
+            Err(_) => {
+                let mut good = Vec::new();
+                let mut skipped = 0;
+                for line in lines {
+                    match decode_lines(self.format, &self.stored, std::slice::from_ref(line)) {
+                        Ok(batch) => good.push(batch),
+                        Err(error) => match self.parse_errors {
+                            ParseErrors::Skip => skipped += 1,
+                            ParseErrors::Fail => {
+                                return Err(SourceError(format!(
+                                    "table {}: a record of {split} does not parse ({error}); set '{}.ignore-parse-errors' = 'true' to skip such records: {line:?}",
+                                    self.table,
+                                    match self.format {
+                                        TextFormat::Json => "json",
+                                        TextFormat::Csv => "csv",
+                                    }
+                                )));
+                            }
+                        },
+                    }
+                }
+                let batch = arrow::compute::concat_batches(&self.stored, &good)
+                    .map_err(|error| SourceError(error.to_string()))?;
+                Ok((batch, skipped))
+            }
+        }
+    }
+}
+
+fn decode_lines(
+    format: TextFormat,
+    schema: &SchemaRef,
+    lines: &[String],
+) -> Result<RecordBatch, String> {
+    let text = lines.join("\n");
+    match format {
+        TextFormat::Json => {
+            let mut decoder = arrow::json::ReaderBuilder::new(Arc::clone(schema))
+                .with_batch_size(lines.len().max(1))
+                .build_decoder()
+                .map_err(|error| error.to_string())?;
+            decoder
+                .decode(text.as_bytes())
+                .map_err(|error| error.to_string())?;
+            Ok(decoder
+                .flush()
+                .map_err(|error| error.to_string())?
+                .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
+        }
+        TextFormat::Csv => {
+            let mut reader = arrow::csv::ReaderBuilder::new(Arc::clone(schema))
+                .with_batch_size(lines.len().max(1))
+                .build(std::io::Cursor::new(text.into_bytes()))
+                .map_err(|error| error.to_string())?;
+            match reader.next() {
+                Some(batch) => batch.map_err(|error| error.to_string()),
+                None => Ok(RecordBatch::new_empty(Arc::clone(schema))),
+            }
+        }
+    }
+}
+
+impl SplitSource for FileTableSource {
+    type Record = SqlBatch;
+    type Position = u64;
+
+    fn discover(&mut self) -> Result<Vec<SplitId>, SourceError> {
+        self.files.discover()
+    }
+
+    fn start(&mut self, split: &SplitId, discovered_later: bool) -> Result<u64, SourceError> {
+        self.files.start(split, discovered_later)
+    }
+
+    fn read(
+        &mut self,
+        split: &SplitId,
+        position: &mut u64,
+        max: usize,
+        out: &mut Vec<SqlBatch>,
+    ) -> Result<ReadStatus, SourceError> {
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.clear();
+        let mut after = *position;
+        let status = self.files.read(split, &mut after, max, &mut lines)?;
+        lines.retain(|line| !line.trim().is_empty());
+        if !lines.is_empty() {
+            let (batch, _skipped) = self.decode(&lines, split)?;
+            let batch = match &self.projection {
+                Some(projection) => projection.apply(batch)?,
+                None => batch,
+            };
+            out.push(SqlBatch(batch));
+        }
+        *position = after;
+        self.lines = lines;
+        Ok(status)
+    }
+
+    fn count(record: &SqlBatch) -> u64 {
+        record.num_rows() as u64
+    }
+}

@@ -1,0 +1,233 @@
+//! Window table functions in streaming SQL give what DataFusion's batch
+//! execution gives for the equivalent batch query over the same bounded input.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use common::local_config;
+use datafusion::prelude::SessionContext;
+use strom_runtime::exec::{JobControl, RestoreFrom, run_job};
+use strom_runtime::pipelines::mix;
+use strom_runtime::sql::job::format_rows;
+
+const FILES: u64 = 3;
+const BIDS_PER_FILE: u64 = 1500;
+
+/// Writes the bids: three files read as three splits, each in event-time order
+/// but for a jitter of up to 2 s (the watermark allows 3 s).
+fn write_bids(dir: &Path) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut all = Vec::new();
+    for file in 0..FILES {
+        let mut lines = Vec::new();
+        for n in 0..BIDS_PER_FILE {
+            let random = mix(11, file, n);
+            let auction = random % 17;
+            let price = (random >> 8) % 1000;
+            // Milliseconds into the day (a minute and a bit).
+            let millis = n * 40 + file * 7 + (random >> 20) % 2000;
+            let ts = format!(
+                "2023-11-14T00:{:02}:{:02}.{:03}",
+                millis / 60_000,
+                millis / 1000 % 60,
+                millis % 1000
+            );
+            lines.push(format!(
+                r#"{{"auction": {auction}, "price": {price}, "ts": "{ts}"}}"#
+            ));
+        }
+        std::fs::write(
+            dir.join(format!("bids-{file}.json")),
+            lines.join("\n") + "\n",
+        )
+        .unwrap();
+        all.extend(lines);
+    }
+    all
+}
+
+fn ddl(dir: &Path) -> String {
+    format!(
+        "CREATE TABLE bid (
+           auction BIGINT,
+           price BIGINT,
+           ts TIMESTAMP(3),
+           WATERMARK FOR ts AS ts - INTERVAL '3' SECOND
+         ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');",
+        dir.display()
+    )
+}
+
+/// Runs `query` as a streaming job at `parallelism` and returns its printed rows,
+/// sorted.
+fn stream(state: &Path, script: &str, parallelism: u32) -> Vec<String> {
+    let job = strom_runtime::sql::compile(script).unwrap_or_else(|error| panic!("{error}"));
+    let rows = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&rows);
+    let pipeline = job.pipeline(Arc::new(move |line| sink.lock().unwrap().push(line)));
+    let config = local_config(
+        state,
+        &format!("sql-{parallelism}"),
+        parallelism,
+        Duration::from_millis(200),
+        2,
+        RestoreFrom::Nothing,
+    );
+    let report = run_job(config, pipeline, Arc::new(JobControl::default())).unwrap();
+    assert!(
+        report.snapshots.failure.is_none(),
+        "{:?}",
+        report.snapshots.failure
+    );
+    let mut rows = rows.lock().unwrap().clone();
+    rows.sort();
+    rows
+}
+
+/// The rows of `query` run by DataFusion over the same bids, as the print sink
+/// shows them, sorted.
+fn batch_reference(lines: &[String], query: &str) -> Vec<String> {
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, true),
+        Field::new("price", DataType::Int64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+    ]));
+    let mut decoder = arrow::json::ReaderBuilder::new(Arc::clone(&schema))
+        .with_batch_size(100_000)
+        .build_decoder()
+        .unwrap();
+    decoder.decode(lines.join("\n").as_bytes()).unwrap();
+    let bids = decoder.flush().unwrap().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = runtime.block_on(async {
+        let ctx = SessionContext::new();
+        ctx.register_batch("bid", bids).unwrap();
+        ctx.sql(query).await.unwrap().collect().await.unwrap()
+    });
+    let mut rows: Vec<String> = batches
+        .iter()
+        .flat_map(|batch| format_rows(batch, "+I"))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// `date_bin` of `ts` by `size` (a DataFusion interval text), from the epoch.
+fn bin(size: &str) -> String {
+    format!("date_bin(INTERVAL '{size}', ts, TIMESTAMP '1970-01-01T00:00:00')")
+}
+
+fn check(name: &str, streaming: &str, reference: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = write_bids(&dir.path().join("bids"));
+    let script = format!("{}\n{streaming}", ddl(&dir.path().join("bids")));
+    let expected = batch_reference(&lines, reference);
+    assert!(
+        expected.len() > 50,
+        "{name}: too few windows to tell: {}",
+        expected.len()
+    );
+    for parallelism in [1, 2] {
+        let state = dir.path().join(format!("state-{parallelism}"));
+        let actual = stream(&state, &script, parallelism);
+        if actual != expected {
+            let missing: Vec<_> = expected
+                .iter()
+                .filter(|row| !actual.contains(row))
+                .take(5)
+                .collect();
+            let extra: Vec<_> = actual
+                .iter()
+                .filter(|row| !expected.contains(row))
+                .take(5)
+                .collect();
+            panic!(
+                "{name} at parallelism {parallelism}: {} rows, expected {}; missing {missing:?}; extra {extra:?}",
+                actual.len(),
+                expected.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn tumble_aggregates_equal_the_batch_result() {
+    check(
+        "TUMBLE",
+        "SELECT auction, window_start, window_end, COUNT(*), SUM(price), MIN(price), MAX(price),
+                AVG(price), COUNT(*) FILTER (WHERE price > 500), COUNT(DISTINCT price % 7)
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+         WHERE price % 10 <> 3
+         GROUP BY auction, window_start, window_end
+         HAVING COUNT(*) > 1;",
+        &format!(
+            "SELECT auction, {b} AS window_start, {b} + INTERVAL '10 seconds' AS window_end,
+                    COUNT(*), SUM(price), MIN(price), MAX(price), AVG(price),
+                    COUNT(*) FILTER (WHERE price > 500), COUNT(DISTINCT price % 7)
+             FROM bid WHERE price % 10 <> 3
+             GROUP BY auction, {b} HAVING COUNT(*) > 1",
+            b = bin("10 seconds")
+        ),
+    );
+}
+
+#[test]
+fn hop_aggregates_equal_the_batch_result() {
+    // A hop of 2 s over 10 s: each bid is in the 5 windows starting at its 2 s bin
+    // and the four before it.
+    let expanded = (0..5)
+        .map(|k| {
+            format!(
+                "SELECT auction, price, {} - INTERVAL '{} seconds' AS ws FROM bid",
+                bin("2 seconds"),
+                2 * k
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    check(
+        "HOP",
+        "SELECT window_start, window_end, auction, COUNT(*) AS bids, SUM(price)
+         FROM TABLE(HOP(TABLE bid, DESCRIPTOR(ts), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+         GROUP BY window_start, window_end, auction;",
+        &format!(
+            "SELECT ws AS window_start, ws + INTERVAL '10 seconds' AS window_end, auction,
+                    COUNT(*) AS bids, SUM(price)
+             FROM ({expanded}) GROUP BY ws, auction"
+        ),
+    );
+}
+
+#[test]
+fn cumulate_aggregates_equal_the_batch_result() {
+    // A cumulating window of step 2 s and size 10 s: a bid is in every window of
+    // its 10 s period that ends after it.
+    let expanded = (1..=5)
+        .map(|j| {
+            format!(
+                "SELECT auction, price, {b} AS ws, {b} + INTERVAL '{s} seconds' AS we FROM bid
+                 WHERE ts < {b} + INTERVAL '{s} seconds'",
+                b = bin("10 seconds"),
+                s = 2 * j
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    check(
+        "CUMULATE",
+        "SELECT auction, window_start, window_end, COUNT(*), MAX(price)
+         FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(ts), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+         GROUP BY auction, window_start, window_end;",
+        &format!(
+            "SELECT auction, ws AS window_start, we AS window_end, COUNT(*), MAX(price)
+             FROM ({expanded}) GROUP BY auction, ws, we"
+        ),
+    );
+}
