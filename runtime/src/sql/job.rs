@@ -81,7 +81,7 @@ impl SqlJob {
             let table = catalog
                 .table(name)
                 .ok_or_else(|| SqlError::new(format!("no table {name}"), None))?;
-            tables.insert(name.clone(), table_runtime(catalog, table)?);
+            tables.insert(name.clone(), table_runtime(table)?);
         }
         let idle_timeout = match catalog.settings.get("table.exec.source.idle-timeout") {
             None => None,
@@ -294,7 +294,7 @@ fn not_runnable(operator: &str, connector: &TableConnector) -> BuildError {
     }
 }
 
-fn table_runtime(catalog: &Catalog, table: &Table) -> SqlResult<TableRuntime> {
+fn table_runtime(table: &Table) -> SqlResult<TableRuntime> {
     let projection = match &table.read_plan {
         None => None,
         Some(datafusion::logical_expr::LogicalPlan::Projection(projection)) => {
@@ -319,7 +319,6 @@ fn table_runtime(catalog: &Catalog, table: &Table) -> SqlResult<TableRuntime> {
         }
         Some(_) => None,
     };
-    let _ = catalog;
     let watermark = match &table.definition.watermark {
         Some(watermark) => {
             let column = table.schema.index_of(&watermark.column).map_err(|_| {

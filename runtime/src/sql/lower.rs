@@ -22,7 +22,7 @@ use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 
 use super::catalog::{Catalog, Job, planning_error};
-use super::connectors::{TableConnector, connector_name, watermark_delay};
+use super::connectors::{connector_name, watermark_delay};
 use super::error::{Position, SqlError, SqlResult};
 use super::window_tvf::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssign, WindowSpec};
 
@@ -769,7 +769,6 @@ impl Lowering<'_> {
                 "table {table_name} is written by two INSERTs; write it once (UNION ALL the queries)"
             )));
         }
-        if let TableConnector::Print { .. } | TableConnector::Blackhole = table.connector {}
         self.add(StreamNode::Sink {
             input: node,
             table: Some(table_name.to_owned()),

@@ -18,7 +18,7 @@ use arrow::array::{
     Array, ArrayRef, BinaryArray, BooleanArray, RecordBatch, TimestampMillisecondArray,
 };
 use arrow::compute::{concat, take};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::{Field, Schema};
 use arrow::row::{RowConverter, SortField};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::GroupsAccumulatorAdapter;
@@ -389,9 +389,8 @@ impl KeyedLogic<Routed, SqlBatch> for WindowAggregateLogic {
         &mut self,
         record: Routed,
         _state: &mut KeyedState,
-        out: &mut Vec<SqlBatch>,
+        _out: &mut Vec<SqlBatch>,
     ) -> Result<(), StateError> {
-        let _ = out;
         let batch = record.batch.0;
         if batch.num_rows() == 0 {
             return Ok(());
@@ -572,9 +571,4 @@ impl KeyedLogic<Routed, SqlBatch> for WindowAggregateLogic {
         self.persist(state);
         Ok(())
     }
-}
-
-/// The timestamp type of window columns.
-pub fn window_time_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Millisecond, None)
 }
