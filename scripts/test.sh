@@ -11,8 +11,18 @@ source scripts/lib.sh
 
 test_log="$STROM_CACHE/test.log"
 
+# Every wait has a deadline, the tests' too: a hung test fails the run (naming the
+# tests still running) instead of running into CI's own limit.
+test_deadline_s=${STROM_TEST_DEADLINE_S:-2400}
 run_tests() {
-    cargo test --workspace --no-fail-fast 2>&1 | tee "$test_log"
+    local status=0
+    timeout --kill-after=30 "$test_deadline_s" cargo test --workspace --no-fail-fast 2>&1 |
+        tee "$test_log" || status=$?
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        echo "tests did not finish within ${test_deadline_s}s; still running:"
+        grep 'has been running for over' "$test_log" || echo "(no test reported running long)"
+    fi
+    return "$status"
 }
 
 # Sums the `test result:` lines of cargo test into one summary line.

@@ -206,6 +206,8 @@ pub struct JobControl {
     /// set when a checkpoint of drained sources did not end the job (its savepoint
     /// or its manifest failed), so retries come at the checkpoint interval.
     drained_paced: AtomicBool,
+    /// Whether a failure was recorded: every worker of this process then ends.
+    failed: AtomicBool,
 }
 
 impl JobControl {
@@ -521,7 +523,19 @@ impl JobControl {
         self.lock_snapshots().last_error = Some(error);
     }
 
+    /// Records why the job failed (the first failure wins). Every worker of this
+    /// process ends on its next step.
     pub(crate) fn record_failure(&self, failure: String) {
         self.lock_snapshots().failure.get_or_insert(failure);
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    /// The failure recorded, if the job failed.
+    pub(crate) fn failure(&self) -> Option<String> {
+        if self.failed.load(Ordering::SeqCst) {
+            self.lock_snapshots().failure.clone()
+        } else {
+            None
+        }
     }
 }

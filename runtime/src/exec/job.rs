@@ -464,9 +464,38 @@ fn run_worker(
             }
             commands.flush();
         }
-        worker.step_or_park(Some(Duration::from_millis(5)));
+        step_or_fail(worker, &control);
     }
     built.map_err(|error| error.to_string())
+}
+
+/// Steps `worker`, failing together with the other workers of this process: a
+/// panic while stepping (a failed operator, a user function) is recorded as the
+/// job's failure before it unwinds, and a failure recorded by any worker ends this
+/// one too. Otherwise the others would wait forever for the failed one's progress.
+/// (Other processes learn it when this one's connections close.)
+fn step_or_fail(worker: &mut timely::worker::Worker, control: &JobControl) {
+    if let Some(failure) = control.failure() {
+        panic!("the job failed on another worker: {failure}");
+    }
+    let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        worker.step_or_park(Some(Duration::from_millis(5)));
+    }));
+    if let Err(panic) = stepped {
+        control.record_failure(panic_message(panic.as_ref()));
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a worker panicked".to_owned()
+    }
 }
 
 fn threads_per_process(config: &JobConfig) -> usize {
