@@ -54,9 +54,13 @@ pub struct KeyEncoder {
 impl KeyEncoder {
     /// An encoder of the key columns of `aggregate`, over its input's schema.
     pub fn new(aggregate: &WindowAggregate, input: &Schema) -> Self {
-        let converter = (!aggregate.keys.is_empty()).then(|| {
-            let fields = aggregate
-                .keys
+        Self::of_keys(&aggregate.keys, input)
+    }
+
+    /// An encoder of the key columns `keys`, over `input`.
+    fn of_keys(keys: &[super::lower::Computed], input: &Schema) -> Self {
+        let converter = (!keys.is_empty()).then(|| {
+            let fields = keys
                 .iter()
                 .map(|key| {
                     SortField::new(
@@ -70,7 +74,7 @@ impl KeyEncoder {
         });
         Self {
             converter,
-            keys: aggregate.keys.clone(),
+            keys: keys.to_vec(),
         }
     }
 
@@ -570,5 +574,60 @@ impl KeyedLogic<Routed, SqlBatch> for WindowAggregateLogic {
     fn before_snapshot(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
         self.persist(state);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field};
+    use datafusion::physical_expr::expressions::col;
+
+    use super::*;
+    use crate::sql::lower::Computed;
+    use crate::state::KeyGroup;
+
+    /// Savepoints keep key bytes and the key groups they hash to: both must never
+    /// change between versions (a new arrow-row encoding would be a new state format).
+    #[test]
+    fn keys_encode_to_pinned_bytes_and_key_groups() {
+        let schema = Schema::new(vec![
+            Field::new("auction", DataType::Int64, true),
+            Field::new("channel", DataType::Utf8, true),
+        ]);
+        let keys: Vec<Computed> = ["auction", "channel"]
+            .iter()
+            .map(|name| Computed {
+                expr: col(name, &schema).unwrap(),
+                text: (*name).to_owned(),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(
+            Arc::new(schema.clone()),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(42), Some(-1), None])),
+                Arc::new(StringArray::from(vec![Some("eu"), None, Some("")])),
+            ],
+        )
+        .unwrap();
+        let encoder = KeyEncoder::of_keys(&keys, &schema);
+        let encoded = encoder.encode(&batch);
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let pinned = [
+            ("01800000000000002a02657500000000000002", 19),
+            ("017fffffffffffffff00", 35),
+            ("00000000000000000001", 54),
+        ];
+        for (key, (pinned_hex, pinned_group)) in encoded.iter().zip(pinned) {
+            assert_eq!(hex(key), pinned_hex);
+            assert_eq!(
+                KeyGroup::of_key(key, 128).index(),
+                pinned_group,
+                "{pinned_hex}"
+            );
+        }
+        let decoded = encoder.decode(&encoded);
+        assert_eq!(decoded[0].as_ref(), batch.column(0).as_ref());
+        assert_eq!(decoded[1].as_ref(), batch.column(1).as_ref());
     }
 }
