@@ -129,7 +129,25 @@ fn validate_file(path: &Path) -> Result<String, ValidateError> {
     let job = parse_stream_job(&text)?;
     let spec = &job.spec;
     let program = if let Some(sql) = &spec.sql {
-        strom_runtime::sql::compile(sql)?;
+        let compiled = strom_runtime::sql::compile(sql)?;
+        let known: Vec<&str> = spec
+            .kafka_clusters
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        if let Some(unknown) = compiled
+            .kafka_clusters()
+            .into_iter()
+            .find(|name| !known.contains(&name.as_str()))
+        {
+            return Err(ValidateError::Sql(strom_runtime::sql::SqlError::new(
+                format!(
+                    "a kafka table names 'cluster' = '{unknown}', which is not in spec.kafkaClusters (it has: {})",
+                    known.join(", ")
+                ),
+                None,
+            )));
+        }
         "sql".to_owned()
     } else {
         spec.pipeline

@@ -252,8 +252,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let job = load_job(&args.manifest)?;
     let (pipeline, program) = match (&job.spec.sql, &job.spec.pipeline) {
         (Some(sql), _) => {
+            let secrets = secret_mounts(args.in_pod);
             let compiled = strom_runtime::sql::compile(sql)
-                .and_then(|compiled| compiled.check_runnable().map(|()| compiled))
+                .and_then(|mut compiled| {
+                    compiled.connect(&job.spec.kafka_clusters, &secrets)?;
+                    Ok(compiled)
+                })
                 .with_context(|| format!("{}: spec.sql", args.manifest.display()))?;
             // A SQL job's printed rows are its output: the print connector is
             // what the script asked for.

@@ -16,6 +16,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use sqlparser::ast::{BinaryOperator, Expr, Value};
 
 use super::error::{SqlError, SqlResult};
+use super::kafka_table::RecordLayout;
 use super::script::{TableDefinition, WatermarkDefinition};
 
 /// A file format of the `filesystem` connector (and, later, Kafka's).
@@ -121,17 +122,34 @@ pub struct KafkaOptions {
     /// The topics (`topic`, semicolon-separated as in Flink).
     pub topics: Vec<String>,
     /// The value format (`format` or `value.format`).
-    pub format: String,
+    pub format: KafkaFormat,
+    /// Where each of the table's stored columns is in a record.
+    pub layout: RecordLayout,
     /// Records that do not parse.
     pub parse_errors: ParseErrors,
     /// Where reading starts.
     pub startup: StartupMode,
+    /// `scan.bounded.mode` = `latest-offset`: reading ends at the offsets the
+    /// partitions end at when the job starts.
+    pub bounded: bool,
+    /// `properties.group.id`: the consumer group offsets are committed to.
+    pub group_id: Option<String>,
     /// `sink.delivery-guarantee`: exactly once when true.
     pub exactly_once: bool,
     /// `sink.transactional-id-prefix`.
     pub transactional_id_prefix: Option<String>,
-    /// `properties.*`: client settings passed through.
+    /// `properties.*`: client settings passed through (never connection or
+    /// security ones: those come from the cluster's entry).
     pub properties: BTreeMap<String, String>,
+}
+
+/// How a `kafka` table's record values are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaFormat {
+    /// JSON objects, fields by column name; or CSV, columns in order.
+    Text(TextFormat),
+    /// The value's bytes as the table's one physical column (`raw`).
+    Raw,
 }
 
 impl TableConnector {
@@ -177,7 +195,7 @@ impl TableConnector {
                 }
             }
             "blackhole" => Self::Blackhole,
-            "kafka" => Self::Kafka(kafka(&mut options)?),
+            "kafka" => Self::Kafka(kafka(&mut options, definition, schema)?),
             other => {
                 return Err(SqlError::new(
                     format!(
@@ -305,7 +323,15 @@ impl Options<'_> {
     }
 }
 
-fn kafka(options: &mut Options<'_>) -> SqlResult<KafkaOptions> {
+/// Client properties a table may not set: the cluster's entry in
+/// `spec.kafkaClusters` decides where and how the job connects.
+const CONNECTION_PROPERTIES: [&str; 4] = ["bootstrap.servers", "security.", "sasl.", "ssl."];
+
+fn kafka(
+    options: &mut Options<'_>,
+    definition: &TableDefinition,
+    schema: &SchemaRef,
+) -> SqlResult<KafkaOptions> {
     if options.given.contains_key("properties.bootstrap.servers") {
         return Err(SqlError::new(
             format!(
@@ -334,11 +360,24 @@ fn kafka(options: &mut Options<'_>) -> SqlResult<KafkaOptions> {
         }
         (None, None) => return Err(options.required("format").unwrap_err()),
     };
-    let known_formats = ["json", "csv", "raw", "avro", "avro-confluent"];
-    if !known_formats.contains(&format.as_str()) {
-        return Err(options.invalid("format", &format, "json, csv, raw, avro or avro-confluent"));
-    }
-    let ignore = options.flag(&format!("{format}.ignore-parse-errors"))?;
+    let kafka_format = match format.as_str() {
+        "json" => KafkaFormat::Text(TextFormat::Json),
+        "csv" => KafkaFormat::Text(TextFormat::Csv),
+        "raw" => KafkaFormat::Raw,
+        "avro" | "avro-confluent" => {
+            return Err(options.invalid(
+                "format",
+                &format,
+                "json, csv or raw (Avro values are read by DataStream pipelines; SQL tables take them in a later version)",
+            ));
+        }
+        other => return Err(options.invalid("format", other, "json, csv or raw")),
+    };
+    let layout = RecordLayout::of_table(definition, schema, kafka_format)?;
+    let ignore = match kafka_format {
+        KafkaFormat::Text(_) => options.flag(&format!("{format}.ignore-parse-errors"))?,
+        KafkaFormat::Raw => false,
+    };
     let startup = match options.optional("scan.startup.mode").as_deref() {
         None | Some("group-offsets") => StartupMode::GroupOffsets,
         Some("earliest-offset") => StartupMode::Earliest,
@@ -373,27 +412,47 @@ fn kafka(options: &mut Options<'_>) -> SqlResult<KafkaOptions> {
             ));
         }
     };
+    let bounded = match options.optional("scan.bounded.mode").as_deref() {
+        None | Some("unbounded") => false,
+        Some("latest-offset") => true,
+        Some(other) => {
+            return Err(options.invalid("scan.bounded.mode", other, "unbounded or latest-offset"));
+        }
+    };
     let transactional_id_prefix = options.optional("sink.transactional-id-prefix");
-    let _ = options.optional("properties.group.id");
+    let group_id = options.optional("properties.group.id");
     let properties = options
         .given
         .iter()
-        .filter(|(key, _)| key.starts_with("properties."))
+        .filter(|(key, _)| key.starts_with("properties.") && *key != "properties.group.id")
         .map(|(key, value)| (key["properties.".len()..].to_owned(), value.clone()))
         .collect::<BTreeMap<_, _>>();
     for key in properties.keys() {
+        if CONNECTION_PROPERTIES
+            .iter()
+            .any(|taken| key == taken || (taken.ends_with('.') && key.starts_with(taken)))
+        {
+            return Err(options.invalid(
+                &format!("properties.{key}"),
+                "…",
+                "no connection or security setting: those come from the cluster's entry in spec.kafkaClusters",
+            ));
+        }
         options.used.insert(format!("properties.{key}"));
     }
     Ok(KafkaOptions {
         cluster,
         topics,
-        format,
+        format: kafka_format,
+        layout,
         parse_errors: if ignore {
             ParseErrors::Skip
         } else {
             ParseErrors::Fail
         },
         startup,
+        bounded,
+        group_id,
         exactly_once,
         transactional_id_prefix,
         properties,

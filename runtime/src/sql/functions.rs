@@ -1,9 +1,87 @@
-//! Flink's built-in functions that DataFusion lacks or names differently,
-//! registered as DataFusion functions.
+//! Flink's built-in scalar functions that DataFusion lacks, or has under the same
+//! name with another meaning, registered as DataFusion functions.
+//!
+//! | Flink | Notes |
+//! |---|---|
+//! | `SPLIT_INDEX(s, delimiter, i)` | 0-based; the delimiter may be the code (1 to 255) of a character |
+//! | `LOCATE(needle, s [, from])` | 1-based, 0 when not found |
+//! | `REGEXP_EXTRACT(s, regex [, group])` | group 0 (the whole match) by default |
+//! | `REGEXP_REPLACE(s, regex, replacement)` | every match, the replacement taken literally |
+//! | `MOD(a, b)` | integers; the sign of `a`, the type of `b` |
+//! | `IF(condition, a, b)` | the common type of `a` and `b` |
+//! | `IFNULL(a, b)` | the common type of `a` and `b` |
+//! | `DATE_FORMAT(timestamp or string, pattern)` | Java pattern letters, see [`java_pattern`] |
+//! | `TO_TIMESTAMP(s [, pattern])` | TIMESTAMP(3) |
+//! | `TO_DATE(s [, pattern])` | DATE |
+//! | `FROM_UNIXTIME(seconds [, pattern])` | STRING |
+//! | `UNIX_TIMESTAMP([s [, pattern]])` | BIGINT seconds |
+//! | `YEAR`, `QUARTER`, `MONTH`, `WEEK`, `DAYOFYEAR`, `DAYOFMONTH`, `DAYOFWEEK`, `HOUR`, `MINUTE`, `SECOND` | BIGINT |
+//!
+//! DataFusion's own `CHAR_LENGTH`, `CONCAT_WS`, `INSTR` and `POSITION(a IN b)`
+//! already have Flink's meaning and are left alone.
+//!
+//! What Flink does, these do: a null argument gives null, an index out of range
+//! gives null, a string that does not parse gives null (`UNIX_TIMESTAMP` gives
+//! `Long.MIN_VALUE`, as Flink documents), `MOD` by zero fails the job as Flink's
+//! does. Where they differ:
+//! - The session time zone is UTC: `TIMESTAMP_LTZ` values, `FROM_UNIXTIME` and
+//!   `UNIX_TIMESTAMP` are read and written in UTC (Flink's default is the
+//!   machine's zone; `table.local-time-zone` is not read yet).
+//! - Regular expressions are Rust's (the `regex` crate), not Java's: no
+//!   look-around and no back-references, and `\d`, `\w`, `\s` take any
+//!   Unicode digit, letter, space. A literal regular expression that does
+//!   not compile is refused when the query is planned, naming the function and
+//!   the error; one that comes from a column gives null, as Flink does.
+//! - A literal date pattern with letters outside [`java_pattern`]'s set is
+//!   refused when planned; a pattern from a column that does not translate fails
+//!   the job, as an invalid pattern does in Flink.
+//! - Dates that do not exist (February 30) give null where Java's lenient
+//!   parsers roll them over.
+//! - `IF` computes both branches before choosing (it is a function here, not a
+//!   `CASE`), so an error in the branch not taken still fails.
 
-use datafusion::execution::SessionState;
+mod args;
+mod builtin;
+mod conditional;
+mod datetime;
+pub mod java_pattern;
+mod numeric;
+mod regexp;
+mod strings;
+#[cfg(test)]
+mod tests;
 
-/// Adds Flink's built-ins to the planner's functions.
+use std::sync::Arc;
+
+use datafusion::execution::{FunctionRegistry, SessionState};
+use datafusion::logical_expr::ScalarUDF;
+
+/// Adds Flink's built-ins to the planner's functions, replacing DataFusion's
+/// functions of the same name (`to_timestamp`, `date_format`, ...).
 pub fn register(state: &mut SessionState) {
-    let _ = state;
+    for function in builtins() {
+        state
+            .register_udf(Arc::new(ScalarUDF::new_from_impl(function)))
+            .expect("a SessionState registers any function");
+    }
+}
+
+/// Every built-in of this module.
+fn builtins() -> Vec<builtin::Builtin> {
+    let mut all = vec![
+        strings::split_index(),
+        strings::locate(),
+        regexp::regexp_extract(),
+        regexp::regexp_replace(),
+        numeric::modulo(),
+        conditional::if_function(),
+        conditional::if_null(),
+        datetime::date_format(),
+        datetime::to_timestamp(),
+        datetime::to_date(),
+        datetime::from_unixtime(),
+        datetime::unix_timestamp(),
+    ];
+    all.extend(datetime::date_parts());
+    all
 }

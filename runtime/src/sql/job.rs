@@ -9,19 +9,24 @@ use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::DFSchema;
 use datafusion::execution::context::ExecutionProps;
-use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::physical_expr::create_physical_expr;
 
 use super::batch::{SqlBatch, max_event_time};
 use super::catalog::{Catalog, Table};
-use super::connectors::{TableConnector, TextFormat, watermark_delay};
+use super::connectors::{KafkaOptions, StartupMode, TableConnector, TextFormat, watermark_delay};
 use super::error::{SqlError, SqlResult};
+use super::kafka_table::KafkaTableSource;
 use super::lower::{Computed, StreamNode, StreamPlan};
+use super::physical::physical_expr;
 use super::sources::{DatagenSource, FileTableSource, ReadProjection};
 use super::window_aggregate::{KeyEncoder, Routed, WindowAggregateLogic};
 use crate::api::{BuildError, DataStream, Pipeline};
+use crate::connectors::kafka::{
+    ClusterConnection, Delivery, KafkaSinkConfig, KafkaSource, KafkaSourceConfig, SecretMounts,
+    StartFrom,
+};
 use crate::exec::{EventTime, EventTimes, FileSource, PipelineFn};
 use crate::pipelines::OutputFn;
+use strom_crds::KafkaCluster;
 
 /// How many splits a `datagen` table has, whatever the parallelism (so its rows
 /// are the same at every parallelism).
@@ -45,26 +50,50 @@ pub struct SqlJob {
     pub plan: StreamPlan,
     tables: HashMap<String, TableRuntime>,
     idle_timeout: Option<std::time::Duration>,
+    /// The Kafka clusters of the tables, by name (see [`SqlJob::connect`]).
+    connections: HashMap<String, ClusterConnection>,
 }
 
 impl SqlJob {
-    /// Checks that the job can run in this version: Kafka tables are planned and
-    /// validated, but not run yet.
-    pub fn check_runnable(&self) -> SqlResult<()> {
-        match self
+    /// Connects the job's `kafka` tables to their clusters, named among the
+    /// job's `clusters` (`spec.kafkaClusters`) with their Secrets mounted at
+    /// `secrets`. A job with `kafka` tables runs only once connected.
+    pub fn connect(&mut self, clusters: &[KafkaCluster], secrets: &SecretMounts) -> SqlResult<()> {
+        for table in self.tables.values() {
+            let TableConnector::Kafka(options) = &table.connector else {
+                continue;
+            };
+            if self.connections.contains_key(&options.cluster) {
+                continue;
+            }
+            let connection =
+                ClusterConnection::find(clusters, &options.cluster, secrets).map_err(|error| {
+                    SqlError::new(
+                        format!(
+                            "table {}: 'cluster' = '{}': {error}",
+                            table.name, options.cluster
+                        ),
+                        None,
+                    )
+                })?;
+            self.connections.insert(options.cluster.clone(), connection);
+        }
+        Ok(())
+    }
+
+    /// The Kafka clusters the job's tables name, each once.
+    pub fn kafka_clusters(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
             .tables
             .values()
-            .find(|table| matches!(table.connector, TableConnector::Kafka(_)))
-        {
-            Some(table) => Err(SqlError::new(
-                format!(
-                    "table {}: connector 'kafka' is validated but cannot run in SQL jobs of this version yet; use the kafka-copy pipeline or a filesystem/datagen table",
-                    table.name
-                ),
-                None,
-            )),
-            None => Ok(()),
-        }
+            .filter_map(|table| match &table.connector {
+                TableConnector::Kafka(options) => Some(options.cluster.clone()),
+                _ => None,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Prepares what the plan's tables need at run time.
@@ -97,6 +126,7 @@ impl SqlJob {
             plan,
             tables,
             idle_timeout,
+            connections: HashMap::new(),
         })
     }
 
@@ -235,6 +265,39 @@ impl SqlJob {
                     Arc::clone(&table.stored),
                     table.projection.clone(),
                     &table.name,
+                    &name,
+                    Arc::clone(&pipeline.context().control),
+                );
+                match event_times {
+                    Some(times) => pipeline.source_with_event_times(&name, source, times),
+                    None => pipeline.source(&name, source),
+                }
+            }
+            TableConnector::Kafka(options) => {
+                let connection = self.connection(&name, options)?;
+                let settings = &pipeline.context().settings;
+                let group = options
+                    .group_id
+                    .clone()
+                    .unwrap_or_else(|| format!("strom-{}-{}", settings.name, table.name));
+                let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
+                let mut config = KafkaSourceConfig::new(connection, &topics, &group);
+                config.start = match options.startup {
+                    StartupMode::Earliest => StartFrom::Earliest,
+                    StartupMode::Latest => StartFrom::Latest,
+                    StartupMode::Timestamp(millis) => StartFrom::Timestamp(millis),
+                    StartupMode::GroupOffsets => StartFrom::CommittedOffsets { or_earliest: true },
+                };
+                config.bounded = options.bounded;
+                config.client_id = format!("strom-{}", settings.name);
+                let source = KafkaTableSource::new(
+                    KafkaSource::new(config),
+                    options.layout.clone(),
+                    table.projection.clone(),
+                    options.parse_errors,
+                    &table.name,
+                    &name,
+                    Arc::clone(&pipeline.context().control),
                 );
                 match event_times {
                     Some(times) => pipeline.source_with_event_times(&name, source, times),
@@ -243,6 +306,24 @@ impl SqlJob {
             }
             other => Err(not_runnable(&name, other)),
         }
+    }
+
+    /// The connection of a `kafka` table's cluster (see [`SqlJob::connect`]).
+    fn connection(
+        &self,
+        operator: &str,
+        options: &KafkaOptions,
+    ) -> Result<ClusterConnection, BuildError> {
+        let connection = self.connections.get(&options.cluster).ok_or_else(|| {
+            not_runnable_because(
+                operator,
+                format!(
+                    "the job's Kafka cluster '{}' is not connected (run it with its spec.kafkaClusters)",
+                    options.cluster
+                ),
+            )
+        })?;
+        Ok(connection.with_properties(&options.properties))
     }
 
     fn sink(
@@ -277,20 +358,44 @@ impl SqlJob {
                     encode_lines(format, batch, text);
                 })
             }
+            TableConnector::Kafka(options) => {
+                let connection = self.connection(name, options)?;
+                let job = &stream.context().settings.name;
+                let topic = options.topics.first().ok_or_else(|| {
+                    not_runnable_because(name, format!("table {}: no topic to write", table.name))
+                })?;
+                let mut config =
+                    KafkaSinkConfig::new(connection, topic, &format!("strom-{job}-{name}"));
+                if options.exactly_once {
+                    config.delivery = Delivery::ExactlyOnce;
+                    config.transactional_id_prefix = options.transactional_id_prefix.clone();
+                }
+                let layout = options.layout.clone();
+                stream
+                    .flat_map(move |SqlBatch(batch)| layout.encode(&batch))
+                    .sink_kafka(name, config, Clone::clone)
+            }
             other => Err(not_runnable(name, other)),
         }
     }
 }
 
-/// The error of a table this version plans but cannot run (see
-/// [`SqlJob::check_runnable`]).
+/// The error of a table whose connector cannot be read (or written) as it is
+/// used (planning refuses such scripts first).
 fn not_runnable(operator: &str, connector: &TableConnector) -> BuildError {
+    not_runnable_because(
+        operator,
+        format!(
+            "connector '{}' cannot be used here",
+            super::connectors::connector_name(connector)
+        ),
+    )
+}
+
+fn not_runnable_because(operator: &str, why: String) -> BuildError {
     BuildError::Source {
         operator: operator.to_owned(),
-        source: crate::exec::source::SourceBuildError::Source(crate::exec::SourceError(format!(
-            "connector '{}' cannot run in SQL jobs of this version yet",
-            super::connectors::connector_name(connector)
-        ))),
+        source: crate::exec::source::SourceBuildError::Source(crate::exec::SourceError(why)),
     }
 }
 
@@ -304,7 +409,7 @@ fn table_runtime(table: &Table) -> SqlResult<TableRuntime> {
                 .expr
                 .iter()
                 .map(|expr| {
-                    create_physical_expr(expr, input, &props, &PhysicalPlanningContext::default())
+                    physical_expr(expr, input, &props)
                         .map(|physical| Computed {
                             expr: physical,
                             text: expr.to_string(),

@@ -17,9 +17,11 @@ use datafusion::common::{DFSchema, DFSchemaRef};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
-use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
+
+use super::physical::{physical_expr, rewrite_immutable_functions};
 
 use super::catalog::{Catalog, Job, planning_error};
 use super::connectors::{connector_name, watermark_delay};
@@ -305,13 +307,8 @@ impl Lowering<'_> {
     }
 
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> SqlResult<Computed> {
-        let physical = create_physical_expr(
-            expr,
-            schema,
-            &self.props,
-            &PhysicalPlanningContext::default(),
-        )
-        .map_err(|error| planning_error(error, self.at))?;
+        let physical = physical_expr(expr, schema, &self.props)
+            .map_err(|error| planning_error(error, self.at))?;
         Ok(Computed {
             expr: physical,
             text: expr.human_display().to_string(),
@@ -613,8 +610,10 @@ impl Lowering<'_> {
         let physical_input = input.schema.as_arrow();
         let mut aggregates = Vec::new();
         for expr in &aggregate.aggr_expr {
+            let rewritten = rewrite_immutable_functions(expr.clone(), &input.schema)
+                .map_err(|error| planning_error(error, self.at))?;
             let lowered = LoweredAggregateBuilder::new(
-                expr,
+                &rewritten,
                 &input.schema,
                 physical_input,
                 &self.props,

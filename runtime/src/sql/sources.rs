@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use super::batch::SqlBatch;
 use super::connectors::{DatagenOptions, FieldGenerator, ParseErrors, TextFormat};
 use super::lower::Computed;
-use crate::exec::{FileSource, ReadStatus, SourceError, SplitId, SplitSource};
+use crate::exec::{FileSource, JobControl, ReadStatus, SourceError, SplitId, SplitSource};
 use crate::pipelines::mix;
 
 /// Computes a table's full rows (computed columns added) from its stored ones.
@@ -27,7 +27,8 @@ pub struct ReadProjection {
 }
 
 impl ReadProjection {
-    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, SourceError> {
+    /// The table's full rows of the stored rows `batch`.
+    pub(super) fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, SourceError> {
         let columns = self
             .columns
             .iter()
@@ -263,11 +264,16 @@ pub struct FileTableSource {
     stored: SchemaRef,
     projection: Option<ReadProjection>,
     table: String,
+    /// The source operator's name, under which skipped records are counted.
+    operator: String,
+    control: Arc<JobControl>,
     lines: Vec<String>,
 }
 
 impl FileTableSource {
-    /// The files of `dir`, decoded into rows of `stored`.
+    /// The files of `dir`, decoded into rows of `stored`; skipped records are
+    /// counted under `operator` in `control`'s metrics.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         files: FileSource,
         format: TextFormat,
@@ -275,6 +281,8 @@ impl FileTableSource {
         stored: SchemaRef,
         projection: Option<ReadProjection>,
         table: &str,
+        operator: &str,
+        control: Arc<JobControl>,
     ) -> Self {
         Self {
             files,
@@ -283,59 +291,79 @@ impl FileTableSource {
             stored,
             projection,
             table: table.to_owned(),
+            operator: operator.to_owned(),
+            control,
             lines: Vec::new(),
-        }
-    }
-
-    /// Decodes `lines` into one batch; a line that does not decode fails the job
-    /// or is skipped, by the table's setting.
-    fn decode(&self, lines: &[String], split: &SplitId) -> Result<(RecordBatch, u64), SourceError> {
-        match decode_lines(self.format, &self.stored, lines) {
-            Ok(batch) => Ok((batch, 0)),
-            Err(_) => {
-                let mut good = Vec::new();
-                let mut skipped = 0;
-                for line in lines {
-                    match decode_lines(self.format, &self.stored, std::slice::from_ref(line)) {
-                        Ok(batch) => good.push(batch),
-                        Err(error) => match self.parse_errors {
-                            ParseErrors::Skip => skipped += 1,
-                            ParseErrors::Fail => {
-                                return Err(SourceError(format!(
-                                    "table {}: a record of {split} does not parse ({error}); set '{}.ignore-parse-errors' = 'true' to skip such records: {line:?}",
-                                    self.table,
-                                    match self.format {
-                                        TextFormat::Json => "json",
-                                        TextFormat::Csv => "csv",
-                                    }
-                                )));
-                            }
-                        },
-                    }
-                }
-                let batch = arrow::compute::concat_batches(&self.stored, &good)
-                    .map_err(|error| SourceError(error.to_string()))?;
-                Ok((batch, skipped))
-            }
         }
     }
 }
 
-fn decode_lines(
+/// Decodes `values` (JSON objects or CSV rows, one per value) into one batch of
+/// `schema`, and says which values the rows are of. A value that does not decode
+/// (or decodes to other than one row) fails the job, naming `table` and
+/// `where_is(index)`, or is skipped, by `parse_errors`.
+pub(super) fn decode_text(
     format: TextFormat,
     schema: &SchemaRef,
-    lines: &[String],
+    values: &[&[u8]],
+    parse_errors: ParseErrors,
+    table: &str,
+    where_is: impl Fn(usize) -> String,
+) -> Result<(RecordBatch, Vec<usize>), SourceError> {
+    if let Ok(batch) = decode_values(format, schema, values)
+        && batch.num_rows() == values.len()
+    {
+        return Ok((batch, (0..values.len()).collect()));
+    }
+    // Value by value, to find the ones that do not decode.
+    let mut good = Vec::new();
+    let mut kept = Vec::new();
+    for (index, value) in values.iter().enumerate() {
+        let decoded =
+            decode_values(format, schema, std::slice::from_ref(value)).and_then(|batch| {
+                if batch.num_rows() == 1 {
+                    Ok(batch)
+                } else {
+                    Err(format!("{} rows in one record", batch.num_rows()))
+                }
+            });
+        match decoded {
+            Ok(batch) => {
+                good.push(batch);
+                kept.push(index);
+            }
+            Err(_) if parse_errors == ParseErrors::Skip => {}
+            Err(error) => {
+                let name = match format {
+                    TextFormat::Json => "json",
+                    TextFormat::Csv => "csv",
+                };
+                return Err(SourceError(format!(
+                    "table {table}: the record at {} does not parse as {name} ({error}); set '{name}.ignore-parse-errors' = 'true' to skip such records: {:?}",
+                    where_is(index),
+                    String::from_utf8_lossy(value)
+                )));
+            }
+        }
+    }
+    let batch = arrow::compute::concat_batches(schema, &good)
+        .map_err(|error| SourceError(error.to_string()))?;
+    Ok((batch, kept))
+}
+
+fn decode_values(
+    format: TextFormat,
+    schema: &SchemaRef,
+    values: &[&[u8]],
 ) -> Result<RecordBatch, String> {
-    let text = lines.join("\n");
+    let text = values.join(&b'\n');
     match format {
         TextFormat::Json => {
             let mut decoder = arrow::json::ReaderBuilder::new(Arc::clone(schema))
-                .with_batch_size(lines.len().max(1))
+                .with_batch_size(values.len().max(1))
                 .build_decoder()
                 .map_err(|error| error.to_string())?;
-            decoder
-                .decode(text.as_bytes())
-                .map_err(|error| error.to_string())?;
+            decoder.decode(&text).map_err(|error| error.to_string())?;
             Ok(decoder
                 .flush()
                 .map_err(|error| error.to_string())?
@@ -343,8 +371,8 @@ fn decode_lines(
         }
         TextFormat::Csv => {
             let mut reader = arrow::csv::ReaderBuilder::new(Arc::clone(schema))
-                .with_batch_size(lines.len().max(1))
-                .build(std::io::Cursor::new(text.into_bytes()))
+                .with_batch_size(values.len().max(1))
+                .build(std::io::Cursor::new(text))
                 .map_err(|error| error.to_string())?;
             match reader.next() {
                 Some(batch) => batch.map_err(|error| error.to_string()),
@@ -379,7 +407,18 @@ impl SplitSource for FileTableSource {
         let status = self.files.read(split, &mut after, max, &mut lines)?;
         lines.retain(|line| !line.trim().is_empty());
         if !lines.is_empty() {
-            let (batch, _skipped) = self.decode(&lines, split)?;
+            let values: Vec<&[u8]> = lines.iter().map(|line| line.as_bytes()).collect();
+            let (batch, kept) = decode_text(
+                self.format,
+                &self.stored,
+                &values,
+                self.parse_errors,
+                &self.table,
+                |_| split.to_string(),
+            )?;
+            for _ in kept.len()..values.len() {
+                self.control.add_malformed_record(&self.operator);
+            }
             let batch = match &self.projection {
                 Some(projection) => projection.apply(batch)?,
                 None => batch,

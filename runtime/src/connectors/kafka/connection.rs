@@ -263,6 +263,17 @@ impl ClusterConnection {
         config
     }
 
+    /// This connection with the client settings `extra` added (a SQL table's
+    /// `properties.*`; never connection or security settings, which planning
+    /// refuses).
+    pub fn with_properties(&self, extra: &BTreeMap<String, String>) -> Self {
+        let mut connection = self.clone();
+        for (key, value) in extra {
+            connection.properties.insert(key.clone(), value.clone());
+        }
+        connection
+    }
+
     /// Who connects, for error messages: the mechanism and user, never the secret.
     pub fn identity(&self) -> String {
         match &self.username {

@@ -1,0 +1,582 @@
+//! `kafka` tables: a topic's records decoded into batches of the table's rows
+//! (the value by the table's format, `METADATA` columns from the record), and
+//! rows encoded into the records the Kafka sink writes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{
+    Array, ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
+
+use super::batch::SqlBatch;
+use super::connectors::{KafkaFormat, ParseErrors, TextFormat};
+use super::error::{SqlError, SqlResult};
+use super::script::{ColumnDefinition, TableDefinition};
+use super::sources::{ReadProjection, decode_text};
+use crate::connectors::kafka::{KafkaOutput, KafkaRecord, KafkaSource};
+use crate::exec::{JobControl, ReadStatus, SourceError, SplitId, SplitSource};
+
+/// A value of the record a `METADATA` column holds (Flink's keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaMetadata {
+    /// `topic`: the topic read.
+    Topic,
+    /// `partition`: the partition read.
+    Partition,
+    /// `offset`: the record's offset in its partition.
+    Offset,
+    /// `timestamp`: the record's timestamp (create or log-append time).
+    Timestamp,
+}
+
+impl KafkaMetadata {
+    /// Every key, as Flink names them.
+    const KEYS: [(&'static str, Self); 4] = [
+        ("topic", Self::Topic),
+        ("partition", Self::Partition),
+        ("offset", Self::Offset),
+        ("timestamp", Self::Timestamp),
+    ];
+
+    fn from_key(key: &str) -> Option<Self> {
+        Self::KEYS
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, metadata)| *metadata)
+    }
+
+    /// The type the value is read as (then cast to the column's).
+    fn data_type(self) -> DataType {
+        match self {
+            Self::Topic => DataType::Utf8,
+            Self::Partition => DataType::Int32,
+            Self::Offset => DataType::Int64,
+            Self::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, None),
+        }
+    }
+
+    /// The values of `records`.
+    fn values(self, records: &[&KafkaRecord]) -> ArrayRef {
+        match self {
+            Self::Topic => Arc::new(StringArray::from_iter_values(
+                records.iter().map(|record| record.topic.as_str()),
+            )),
+            Self::Partition => Arc::new(Int32Array::from_iter_values(
+                records.iter().map(|record| record.partition),
+            )),
+            Self::Offset => Arc::new(Int64Array::from_iter_values(
+                records.iter().map(|record| record.offset),
+            )),
+            Self::Timestamp => Arc::new(TimestampMillisecondArray::from_iter(
+                records.iter().map(|record| record.timestamp),
+            )),
+        }
+    }
+}
+
+/// Where a stored column of a `kafka` table is in a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColumnSource {
+    /// The value's column of this index.
+    Value(usize),
+    /// A value of the record.
+    Metadata(KafkaMetadata),
+}
+
+/// How a `kafka` table's stored columns map onto records: the physical columns
+/// are the value's, encoded by the table's format; `METADATA` columns come from
+/// the record (and are not written).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordLayout {
+    format: KafkaFormat,
+    /// The table's stored columns (physical and metadata ones), in order.
+    stored: SchemaRef,
+    /// The columns the value holds: the physical ones, in order.
+    value: SchemaRef,
+    /// For each stored column, where it comes from.
+    columns: Vec<ColumnSource>,
+}
+
+impl RecordLayout {
+    /// The layout of the table `definition`, whose stored columns are `stored`.
+    pub fn of_table(
+        definition: &TableDefinition,
+        stored: &SchemaRef,
+        format: KafkaFormat,
+    ) -> SqlResult<Self> {
+        let mut value_fields = Vec::new();
+        let mut columns = Vec::new();
+        for column in &definition.columns {
+            match column {
+                ColumnDefinition::Physical { name, .. } => {
+                    let field = stored
+                        .field_with_name(name)
+                        .expect("stored columns are the physical and metadata ones");
+                    columns.push(ColumnSource::Value(value_fields.len()));
+                    value_fields.push(field.clone());
+                }
+                ColumnDefinition::Metadata { name, key, at, .. } => {
+                    let metadata = KafkaMetadata::from_key(key).ok_or_else(|| {
+                        SqlError::new(
+                            format!(
+                                "table {}: column {name}: Kafka records have no metadata '{key}'; they have: {}",
+                                definition.name,
+                                KafkaMetadata::KEYS
+                                    .iter()
+                                    .map(|(key, _)| format!("'{key}'"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                            *at,
+                        )
+                    })?;
+                    let wanted = stored
+                        .field_with_name(name)
+                        .expect("stored columns are the physical and metadata ones")
+                        .data_type();
+                    if !arrow::compute::can_cast_types(&metadata.data_type(), wanted) {
+                        return Err(SqlError::new(
+                            format!(
+                                "table {}: column {name}: metadata '{key}' cannot be read as {wanted}",
+                                definition.name
+                            ),
+                            *at,
+                        ));
+                    }
+                    columns.push(ColumnSource::Metadata(metadata));
+                }
+                ColumnDefinition::Computed { .. } => {}
+            }
+        }
+        if format == KafkaFormat::Raw
+            && !matches!(
+                value_fields.as_slice(),
+                [field] if matches!(field.data_type(), DataType::Utf8 | DataType::Binary)
+            )
+        {
+            return Err(SqlError::new(
+                format!(
+                    "table {}: format 'raw' needs exactly one physical column, of type STRING or BYTES",
+                    definition.name
+                ),
+                definition.at,
+            ));
+        }
+        Ok(Self {
+            format,
+            stored: Arc::clone(stored),
+            value: Arc::new(Schema::new(value_fields)),
+            columns,
+        })
+    }
+
+    /// The rows of `records` (tombstones skipped, as Flink does); a value that
+    /// does not decode fails the job naming where it is, or is skipped and counted
+    /// in the second result.
+    pub fn decode(
+        &self,
+        records: &[KafkaRecord],
+        parse_errors: ParseErrors,
+        table: &str,
+    ) -> Result<(RecordBatch, u64), SourceError> {
+        let present: Vec<&KafkaRecord> = records
+            .iter()
+            .filter(|record| record.value.is_some())
+            .collect();
+        let values: Vec<&[u8]> = present
+            .iter()
+            .map(|record| record.value.as_deref().unwrap_or_default())
+            .collect();
+        let where_is = |row: usize| {
+            let record = present[row];
+            format!("{}/{}@{}", record.topic, record.partition, record.offset)
+        };
+        let (decoded, kept) = match self.format {
+            KafkaFormat::Text(format) => {
+                decode_text(format, &self.value, &values, parse_errors, table, where_is)?
+            }
+            KafkaFormat::Raw => self.decode_raw(&values, parse_errors, table, where_is)?,
+        };
+        let skipped = (present.len() - kept.len()) as u64;
+        let kept_records: Vec<&KafkaRecord> = kept.iter().map(|&row| present[row]).collect();
+        let columns = self
+            .columns
+            .iter()
+            .zip(self.stored.fields())
+            .map(|(source, field)| match source {
+                ColumnSource::Value(index) => Ok(Arc::clone(decoded.column(*index))),
+                ColumnSource::Metadata(metadata) => {
+                    arrow::compute::cast(&metadata.values(&kept_records), field.data_type())
+                        .map_err(|error| SourceError(format!("table {table}: {error}")))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch = RecordBatch::try_new(Arc::clone(&self.stored), columns)
+            .map_err(|error| SourceError(format!("table {table}: {error}")))?;
+        Ok((batch, skipped))
+    }
+
+    /// The values as the one column of format `raw`: bytes, or text that must be
+    /// UTF-8.
+    fn decode_raw(
+        &self,
+        values: &[&[u8]],
+        parse_errors: ParseErrors,
+        table: &str,
+        where_is: impl Fn(usize) -> String,
+    ) -> Result<(RecordBatch, Vec<usize>), SourceError> {
+        let column: ArrayRef = if self.value.field(0).data_type() == &DataType::Binary {
+            Arc::new(BinaryArray::from_iter_values(values.iter().copied()))
+        } else {
+            let mut kept = Vec::new();
+            let mut texts = Vec::new();
+            for (row, value) in values.iter().enumerate() {
+                match std::str::from_utf8(value) {
+                    Ok(text) => {
+                        kept.push(row);
+                        texts.push(text);
+                    }
+                    Err(error) if parse_errors == ParseErrors::Fail => {
+                        return Err(SourceError(format!(
+                            "table {table}: the value at {} is not UTF-8 text ({error}); declare the column BYTES to read any bytes",
+                            where_is(row)
+                        )));
+                    }
+                    Err(_) => {}
+                }
+            }
+            let batch = RecordBatch::try_new(
+                Arc::clone(&self.value),
+                vec![Arc::new(StringArray::from_iter_values(texts))],
+            )
+            .map_err(|error| SourceError(error.to_string()))?;
+            return Ok((batch, kept));
+        };
+        let batch = RecordBatch::try_new(Arc::clone(&self.value), vec![column])
+            .map_err(|error| SourceError(error.to_string()))?;
+        Ok((batch, (0..values.len()).collect()))
+    }
+
+    /// One record per row of `batch` (the table's stored columns): the value
+    /// holds the physical columns in the table's format; no key.
+    pub fn encode(&self, batch: &RecordBatch) -> Vec<KafkaOutput> {
+        let indices: Vec<usize> = self
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, source)| matches!(source, ColumnSource::Value(_)))
+            .map(|(index, _)| index)
+            .collect();
+        let values = batch
+            .project(&indices)
+            .expect("the value's columns are among the stored ones");
+        let record = |value: Vec<u8>| KafkaOutput {
+            key: None,
+            value: Some(value),
+            headers: Vec::new(),
+            partition: None,
+        };
+        match self.format {
+            KafkaFormat::Text(TextFormat::Json) => {
+                let mut bytes = Vec::new();
+                let mut writer = arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::LineDelimited>(&mut bytes);
+                writer.write(&values).expect("rows encode as JSON");
+                writer.finish().expect("rows encode as JSON");
+                // JSON strings escape line breaks: each line is one row.
+                bytes
+                    .split(|&byte| byte == b'\n')
+                    .filter(|line| !line.is_empty())
+                    .map(|line| record(line.to_vec()))
+                    .collect()
+            }
+            KafkaFormat::Text(TextFormat::Csv) => (0..values.num_rows())
+                .map(|row| {
+                    // Row by row: a quoted field may hold a line break.
+                    let mut bytes = Vec::new();
+                    let mut writer = arrow::csv::WriterBuilder::new()
+                        .with_header(false)
+                        .build(&mut bytes);
+                    writer
+                        .write(&values.slice(row, 1))
+                        .expect("rows encode as CSV");
+                    drop(writer);
+                    if bytes.last() == Some(&b'\n') {
+                        bytes.pop();
+                    }
+                    record(bytes)
+                })
+                .collect(),
+            KafkaFormat::Raw => {
+                let column = values.column(0);
+                (0..values.num_rows())
+                    .map(|row| {
+                        if column.is_null(row) {
+                            return KafkaOutput {
+                                value: None,
+                                ..record(Vec::new())
+                            };
+                        }
+                        let bytes = match column.as_any().downcast_ref::<StringArray>() {
+                            Some(text) => text.value(row).as_bytes().to_vec(),
+                            None => column
+                                .as_any()
+                                .downcast_ref::<BinaryArray>()
+                                .expect("raw columns are STRING or BYTES")
+                                .value(row)
+                                .to_vec(),
+                        };
+                        record(bytes)
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// A `kafka` table read as batches of its rows: the records of a [`KafkaSource`],
+/// decoded by the table's [`RecordLayout`], computed columns added.
+pub struct KafkaTableSource {
+    records: KafkaSource,
+    layout: RecordLayout,
+    projection: Option<ReadProjection>,
+    parse_errors: ParseErrors,
+    table: String,
+    /// The source operator's name, under which skipped records are counted.
+    operator: String,
+    control: Arc<JobControl>,
+    buffer: Vec<KafkaRecord>,
+}
+
+impl KafkaTableSource {
+    /// The table `table` read from `records`; skipped records are counted under
+    /// `operator` in `control`'s metrics.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        records: KafkaSource,
+        layout: RecordLayout,
+        projection: Option<ReadProjection>,
+        parse_errors: ParseErrors,
+        table: &str,
+        operator: &str,
+        control: Arc<JobControl>,
+    ) -> Self {
+        Self {
+            records,
+            layout,
+            projection,
+            parse_errors,
+            table: table.to_owned(),
+            operator: operator.to_owned(),
+            control,
+            buffer: Vec::new(),
+        }
+    }
+}
+
+impl SplitSource for KafkaTableSource {
+    type Record = SqlBatch;
+    type Position = i64;
+
+    fn discover(&mut self) -> Result<Vec<SplitId>, SourceError> {
+        self.records.discover()
+    }
+
+    fn discovery_interval(&self) -> Option<Duration> {
+        self.records.discovery_interval()
+    }
+
+    fn start(&mut self, split: &SplitId, discovered_later: bool) -> Result<i64, SourceError> {
+        self.records.start(split, discovered_later)
+    }
+
+    fn assign(&mut self, splits: &[(SplitId, i64)]) -> Result<(), SourceError> {
+        self.records.assign(splits)
+    }
+
+    fn read(
+        &mut self,
+        split: &SplitId,
+        position: &mut i64,
+        max: usize,
+        out: &mut Vec<SqlBatch>,
+    ) -> Result<ReadStatus, SourceError> {
+        let mut records = std::mem::take(&mut self.buffer);
+        records.clear();
+        let mut after = *position;
+        let status = self.records.read(split, &mut after, max, &mut records)?;
+        if !records.is_empty() {
+            let (batch, skipped) = self
+                .layout
+                .decode(&records, self.parse_errors, &self.table)?;
+            for _ in 0..skipped {
+                self.control.add_malformed_record(&self.operator);
+            }
+            if batch.num_rows() > 0 {
+                let batch = match &self.projection {
+                    Some(projection) => projection.apply(batch)?,
+                    None => batch,
+                };
+                out.push(SqlBatch(batch));
+            }
+        }
+        *position = after;
+        self.buffer = records;
+        Ok(status)
+    }
+
+    fn restored_split(&self, split: SplitId) -> SplitId {
+        self.records.restored_split(split)
+    }
+
+    fn count(record: &SqlBatch) -> u64 {
+        record.num_rows() as u64
+    }
+
+    fn checkpoint_completed(&mut self, positions: &[(SplitId, i64)]) {
+        self.records.checkpoint_completed(positions);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::catalog::Catalog;
+    use crate::sql::connectors::TableConnector;
+    use crate::sql::script::parse_script;
+
+    /// The layout and options of the `kafka` table `t` of `columns` and `options`.
+    fn table(columns: &str, options: &str) -> SqlResult<(RecordLayout, ParseErrors)> {
+        let script = format!(
+            "CREATE TABLE t ({columns}) WITH ('connector' = 'kafka', 'cluster' = 'a', 'topic' = 'x'{options});"
+        );
+        let (catalog, _) = Catalog::build(parse_script(&script)?)?;
+        match &catalog.table("t").expect("t").connector {
+            TableConnector::Kafka(options) => Ok((options.layout.clone(), options.parse_errors)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn record(offset: i64, value: Option<&str>) -> KafkaRecord {
+        KafkaRecord {
+            topic: "views".into(),
+            partition: 2,
+            offset,
+            timestamp: Some(1_700_000_000_000 + offset),
+            key: None,
+            value: value.map(|value| value.as_bytes().to_vec()),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn tables_kafka_cannot_read_or_write_are_refused_naming_the_option_or_column() {
+        let cases = [
+            (
+                "a INT, m INT METADATA FROM 'leader'",
+                ", 'format' = 'json'",
+                "Kafka records have no metadata 'leader'; they have: 'topic', 'partition', 'offset', 'timestamp'",
+            ),
+            (
+                "a INT, p BOOLEAN METADATA FROM 'timestamp'",
+                ", 'format' = 'json'",
+                "metadata 'timestamp' cannot be read as Boolean",
+            ),
+            (
+                "a STRING, b STRING",
+                ", 'format' = 'raw'",
+                "format 'raw' needs exactly one physical column",
+            ),
+            (
+                "a STRING",
+                ", 'format' = 'avro'",
+                "Avro values are read by DataStream pipelines",
+            ),
+            (
+                "a STRING",
+                ", 'format' = 'json', 'properties.sasl.mechanism' = 'PLAIN'",
+                "'properties.sasl.mechanism'",
+            ),
+            (
+                "a STRING",
+                ", 'format' = 'json', 'scan.bounded.mode' = 'specific-offsets'",
+                "expected unbounded or latest-offset",
+            ),
+        ];
+        for (columns, options, expected) in cases {
+            let error = table(columns, options).unwrap_err().to_string();
+            assert!(error.contains(expected), "{columns} {options}: {error}");
+        }
+    }
+
+    #[test]
+    fn values_and_metadata_decode_into_rows_tombstones_and_malformed_values_aside() {
+        let (layout, _) = table(
+            "country STRING, views BIGINT, p INT METADATA FROM 'partition', o BIGINT METADATA FROM 'offset' VIRTUAL, ts TIMESTAMP(3) METADATA FROM 'timestamp'",
+            ", 'format' = 'json'",
+        )
+        .unwrap();
+        let records = [
+            record(10, Some(r#"{"country": "nl", "views": 3}"#)),
+            record(11, None),
+            record(12, Some("not json")),
+            record(13, Some(r#"{"country": "be"}"#)),
+        ];
+        let (batch, skipped) = layout.decode(&records, ParseErrors::Skip, "t").unwrap();
+        assert_eq!(skipped, 1);
+        assert_eq!(
+            crate::sql::job::format_rows(&batch, "+I"),
+            [
+                "+I[nl, 3, 2, 10, 2023-11-14T22:13:20.010]",
+                "+I[be, NULL, 2, 13, 2023-11-14T22:13:20.013]"
+            ]
+        );
+        let error = layout
+            .decode(&records, ParseErrors::Fail, "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("table t: the record at views/2@12 does not parse as json"),
+            "{error}"
+        );
+        assert!(
+            error.contains("'json.ignore-parse-errors' = 'true'"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn rows_encode_as_one_value_each_without_metadata_columns() {
+        let columns = "country STRING, views BIGINT, p INT METADATA FROM 'partition'";
+        let (json, _) = table(columns, ", 'format' = 'json'").unwrap();
+        let records = [
+            record(1, Some(r#"{"country": "nl", "views": 3}"#)),
+            record(2, Some(r#"{"country": "a \"b\"\nc"}"#)),
+        ];
+        let (batch, _) = json.decode(&records, ParseErrors::Fail, "t").unwrap();
+        let values = |outputs: Vec<KafkaOutput>| -> Vec<String> {
+            outputs
+                .into_iter()
+                .map(|output| String::from_utf8(output.value.unwrap()).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            values(json.encode(&batch)),
+            [
+                r#"{"country":"nl","views":3}"#,
+                r#"{"country":"a \"b\"\nc","views":null}"#
+            ]
+        );
+        let (csv, _) = table(columns, ", 'format' = 'csv'").unwrap();
+        assert_eq!(values(csv.encode(&batch)), ["nl,3", "\"a \"\"b\"\"\nc\","]);
+        let (raw, _) = table("line STRING", ", 'format' = 'raw'").unwrap();
+        let (lines, _) = raw
+            .decode(&[record(5, Some("any text"))], ParseErrors::Fail, "t")
+            .unwrap();
+        assert_eq!(values(raw.encode(&lines)), ["any text"]);
+    }
+}

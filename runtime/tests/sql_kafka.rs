@@ -1,0 +1,275 @@
+//! SQL jobs over `kafka` tables on the real clusters of `e2e/infra/kafka.sh`:
+//! JSON values and record metadata read from A, window counts written to C
+//! exactly once; a union of A (plaintext) and B (SCRAM) written to C (mutual TLS)
+//! exactly once across a savepoint and a restore at another parallelism.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::kafka::{connection, consume_all, create_topic, job_clusters, produce};
+use common::{local_config, start};
+use strom_e2e::KafkaClusters;
+use strom_runtime::exec::{JobControl, JobReport, RestoreFrom, run_job};
+use strom_runtime::sql::SqlJob;
+
+/// The script compiled and connected to the test clusters.
+fn compile(clusters: &KafkaClusters, script: &str) -> SqlJob {
+    let mut job = strom_runtime::sql::compile(script).unwrap_or_else(|error| panic!("{error}"));
+    let (specs, mounts) = job_clusters(clusters);
+    job.connect(&specs, &mounts)
+        .unwrap_or_else(|error| panic!("{error}"));
+    job
+}
+
+/// Runs `job` named `name` until its bounded sources end.
+fn run(
+    state: &Path,
+    name: &str,
+    job: SqlJob,
+    parallelism: u32,
+    restore: RestoreFrom,
+    control: &Arc<JobControl>,
+) -> JobReport {
+    let config = local_config(
+        state,
+        name,
+        parallelism,
+        Duration::from_millis(200),
+        2,
+        restore,
+    );
+    let report = run_job(config, job.pipeline(Arc::new(|_| {})), Arc::clone(control)).unwrap();
+    assert!(report.snapshots.failure.is_none(), "{:?}", report.snapshots);
+    report
+}
+
+/// Views of `countries` countries, one every 10 ms of event time from `first`.
+fn views(first: u64, count: u64) -> Vec<(String, u64)> {
+    (first..first + count)
+        .map(|n| (format!("c{}", n * 7 % 5), n * 10))
+        .collect()
+}
+
+fn view_json(country: &str, millis: u64, n: u64) -> String {
+    let ts = format!(
+        "2024-01-01 00:{:02}:{:02}.{:03}",
+        millis / 60_000,
+        millis / 1000 % 60,
+        millis % 1000
+    );
+    format!(r#"{{"user_id": {n}, "country": "{country}", "ts": "{ts}"}}"#)
+}
+
+#[test]
+fn window_counts_of_json_views_on_a_are_written_to_c_exactly_once() {
+    let Some(clusters) = common::kafka::clusters() else {
+        return;
+    };
+    let (a, c) = (connection(&clusters, "a"), connection(&clusters, "c"));
+    let input = common::kafka::unique("sql-views");
+    let output = common::kafka::unique("sql-view-counts");
+    create_topic(&a, &input, 3);
+    create_topic(&c, &output, 2);
+    let all = views(0, 3000);
+    let mut values: Vec<String> = all
+        .iter()
+        .enumerate()
+        .map(|(n, (country, millis))| view_json(country, *millis, n as u64))
+        .collect();
+    // Malformed values, skipped and counted.
+    for n in 0..7 {
+        values.insert(n * 400 + 5, format!("not json {n}"));
+    }
+    produce(&a, &input, &values, None);
+
+    let script = format!(
+        "CREATE TABLE page_views (
+           user_id BIGINT,
+           country STRING,
+           ts TIMESTAMP(3),
+           `partition` INT METADATA VIRTUAL,
+           read_at TIMESTAMP(3) METADATA FROM 'timestamp' VIRTUAL,
+           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+         ) WITH ('connector' = 'kafka', 'cluster' = 'a', 'topic' = '{input}',
+                 'format' = 'json', 'json.ignore-parse-errors' = 'true',
+                 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');
+         CREATE TABLE view_counts (country STRING, window_end TIMESTAMP(3), views BIGINT)
+           WITH ('connector' = 'kafka', 'cluster' = 'c', 'topic' = '{output}', 'format' = 'json',
+                 'sink.delivery-guarantee' = 'exactly-once');
+         INSERT INTO view_counts
+         SELECT country, window_end, COUNT(*)
+         FROM TABLE(TUMBLE(TABLE page_views, DESCRIPTOR(ts), INTERVAL '5' SECOND))
+         WHERE `partition` >= 0 AND read_at > TIMESTAMP '2020-01-01 00:00:00'
+         GROUP BY country, window_start, window_end;"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let control = Arc::new(JobControl::default());
+    let report = run(
+        state.path(),
+        "sql-kafka-views",
+        compile(&clusters, &script),
+        2,
+        RestoreFrom::Nothing,
+        &control,
+    );
+    assert_eq!(report.records_in, all.len() as u64);
+    assert_eq!(control.malformed_records("source-page_views"), 7);
+
+    let mut expected: BTreeMap<(String, u64), u64> = BTreeMap::new();
+    for (country, millis) in &all {
+        *expected
+            .entry((country.clone(), (millis / 5000 + 1) * 5000))
+            .or_default() += 1;
+    }
+    let written = consume_all(&c, &output, 2, expected.len());
+    let mut actual: BTreeMap<(String, u64), u64> = BTreeMap::new();
+    for value in &written {
+        let row: serde_json::Value = serde_json::from_str(value).unwrap();
+        let end = row["window_end"].as_str().unwrap();
+        let end = chrono::NaiveDateTime::parse_from_str(end, "%Y-%m-%dT%H:%M:%S%.f")
+            .or_else(|_| chrono::NaiveDateTime::parse_from_str(end, "%Y-%m-%dT%H:%M:%S"))
+            .unwrap_or_else(|error| panic!("{end}: {error}"));
+        let base = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
+        let end = (end - base).num_milliseconds() as u64;
+        let key = (row["country"].as_str().unwrap().to_owned(), end);
+        assert!(
+            actual
+                .insert(key.clone(), row["views"].as_u64().unwrap())
+                .is_none(),
+            "{key:?} written twice"
+        );
+    }
+    assert_eq!(written.len(), expected.len());
+    assert_eq!(actual, expected);
+}
+
+/// The orders of `region`, `count` of them from `first`, as JSON values.
+fn orders(region: &str, first: u64, count: u64) -> Vec<String> {
+    (first..first + count)
+        .map(|n| {
+            format!(
+                r#"{{"order_id": "{region}-{n}", "customer_id": {}, "amount": {}.25}}"#,
+                n % 11,
+                n % 90
+            )
+        })
+        .collect()
+}
+
+/// Waits (a minute at most) until the job has read `records` records.
+fn wait_for_records(control: &JobControl, records: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while control.records_in() < records {
+        assert!(
+            Instant::now() < deadline,
+            "the job read {} of {records} records within a minute",
+            control.records_in()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_union_of_a_and_b_is_written_to_c_once_across_a_savepoint_and_a_rescale() {
+    let Some(clusters) = common::kafka::clusters() else {
+        return;
+    };
+    let (a, b, c) = (
+        connection(&clusters, "a"),
+        connection(&clusters, "b"),
+        connection(&clusters, "c"),
+    );
+    let eu = common::kafka::unique("sql-eu-orders");
+    let us = common::kafka::unique("sql-us-orders");
+    let global = common::kafka::unique("sql-global-orders");
+    create_topic(&a, &eu, 2);
+    create_topic(&b, &us, 3);
+    create_topic(&c, &global, 2);
+    let script = |bounded: bool| {
+        let bounded = if bounded {
+            ", 'scan.bounded.mode' = 'latest-offset'"
+        } else {
+            ""
+        };
+        format!(
+            "CREATE TABLE eu_orders (order_id STRING, customer_id BIGINT, amount DECIMAL(12, 2))
+               WITH ('connector' = 'kafka', 'cluster' = 'a', 'topic' = '{eu}', 'format' = 'json',
+                     'scan.startup.mode' = 'earliest-offset'{bounded});
+             CREATE TABLE us_orders (order_id STRING, customer_id BIGINT, amount DECIMAL(12, 2))
+               WITH ('connector' = 'kafka', 'cluster' = 'b', 'topic' = '{us}', 'format' = 'json',
+                     'scan.startup.mode' = 'earliest-offset'{bounded});
+             CREATE TABLE all_orders (region STRING, order_id STRING, customer_id BIGINT,
+                                      amount DECIMAL(12, 2))
+               WITH ('connector' = 'kafka', 'cluster' = 'c', 'topic' = '{global}',
+                     'format' = 'json', 'sink.delivery-guarantee' = 'exactly-once');
+             INSERT INTO all_orders
+             SELECT 'eu', order_id, customer_id, amount FROM eu_orders
+             UNION ALL
+             SELECT 'us', order_id, customer_id, amount FROM us_orders;"
+        )
+    };
+    produce(&a, &eu, &orders("eu", 0, 400), None);
+    produce(&b, &us, &orders("us", 0, 300), None);
+
+    let state = tempfile::tempdir().unwrap();
+    let name = "sql-kafka-union";
+    // First run, unbounded, at parallelism 2: stopped with a savepoint once it
+    // read what is there; more orders come while it is down.
+    let (control, job) = start(
+        local_config(
+            state.path(),
+            name,
+            2,
+            Duration::from_millis(200),
+            2,
+            RestoreFrom::Nothing,
+        ),
+        compile(&clusters, &script(false)).pipeline(Arc::new(|_| {})),
+    );
+    wait_for_records(&control, 700);
+    control.request_stop();
+    let first = job.join().unwrap().unwrap();
+    let savepoint = first.snapshots.savepoints.last().unwrap().location.clone();
+    produce(&a, &eu, &orders("eu", 400, 250), None);
+    produce(&b, &us, &orders("us", 300, 350), None);
+
+    // Restored at parallelism 3, reading to the end.
+    let second = run(
+        state.path(),
+        name,
+        compile(&clusters, &script(true)),
+        3,
+        RestoreFrom::Snapshot(savepoint),
+        &Arc::default(),
+    );
+    assert_eq!(first.records_in + second.records_in, 1300);
+
+    let written = consume_all(&c, &global, 2, 1300);
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for value in &written {
+        let row: serde_json::Value = serde_json::from_str(value).unwrap();
+        let id = row["order_id"].as_str().unwrap();
+        assert_eq!(row["region"].as_str().unwrap(), &id[..2], "{value}");
+        *seen.entry(id.to_owned()).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "written more than once: {twice:?}");
+    let expected: Vec<String> = (0..650)
+        .map(|n| format!("eu-{n}"))
+        .chain((0..650).map(|n| format!("us-{n}")))
+        .collect();
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .take(5)
+        .collect();
+    assert!(missing.is_empty(), "never written: {missing:?}");
+    assert_eq!(written.len(), 1300);
+}
