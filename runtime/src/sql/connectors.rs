@@ -16,7 +16,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use sqlparser::ast::{BinaryOperator, Expr, Value};
 
 use super::error::{SqlError, SqlResult};
-use super::kafka_table::RecordLayout;
+use super::kafka_table::{KeyOptions, RecordLayout};
 use super::script::{TableDefinition, WatermarkDefinition};
 
 /// A file format of the `filesystem` connector (and, later, Kafka's).
@@ -323,6 +323,45 @@ impl Options<'_> {
     }
 }
 
+/// `key.format` and `key.fields` (both or neither), and
+/// `value.fields-include`, which must be `ALL` for now.
+fn key_options(options: &mut Options<'_>) -> SqlResult<Option<KeyOptions>> {
+    match options.optional("value.fields-include").as_deref() {
+        None | Some("ALL") => {}
+        Some("EXCEPT_KEY") => {
+            return Err(options.invalid(
+                "value.fields-include",
+                "EXCEPT_KEY",
+                "ALL (values that hold every physical column; EXCEPT_KEY comes in a later version)",
+            ));
+        }
+        Some(other) => return Err(options.invalid("value.fields-include", other, "ALL")),
+    }
+    let fields = options.optional("key.fields");
+    let format = options.optional("key.format");
+    let (fields, format) = match (fields, format) {
+        (None, None) => return Ok(None),
+        (Some(fields), Some(format)) => (fields, format),
+        (Some(_), None) => return Err(options.required("key.format").unwrap_err()),
+        (None, Some(_)) => return Err(options.required("key.fields").unwrap_err()),
+    };
+    let format = match format.as_str() {
+        "json" => KafkaFormat::Text(TextFormat::Json),
+        "csv" => KafkaFormat::Text(TextFormat::Csv),
+        "raw" => KafkaFormat::Raw,
+        other => return Err(options.invalid("key.format", other, "json, csv or raw")),
+    };
+    Ok(Some(KeyOptions {
+        format,
+        fields: fields
+            .split(';')
+            .map(str::trim)
+            .filter(|field| !field.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    }))
+}
+
 /// Client properties a table may not set: the cluster's entry in
 /// `spec.kafkaClusters` decides where and how the job connects.
 const CONNECTION_PROPERTIES: [&str; 4] = ["bootstrap.servers", "security.", "sasl.", "ssl."];
@@ -373,7 +412,8 @@ fn kafka(
         }
         other => return Err(options.invalid("format", other, "json, csv or raw")),
     };
-    let layout = RecordLayout::of_table(definition, schema, kafka_format)?;
+    let key = key_options(options)?;
+    let layout = RecordLayout::of_table(definition, schema, kafka_format, key.as_ref())?;
     let ignore = match kafka_format {
         KafkaFormat::Text(_) => options.flag(&format!("{format}.ignore-parse-errors"))?,
         KafkaFormat::Raw => false,

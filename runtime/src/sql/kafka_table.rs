@@ -98,6 +98,25 @@ pub struct RecordLayout {
     value: SchemaRef,
     /// For each stored column, where it comes from.
     columns: Vec<ColumnSource>,
+    /// The record key written (`key.format`, `key.fields`); not read (the value
+    /// holds every physical column, `'value.fields-include' = 'ALL'`).
+    key: Option<KeyLayout>,
+}
+
+/// A record key: the stored columns `columns`, in the format `format`.
+#[derive(Debug, Clone, PartialEq)]
+struct KeyLayout {
+    format: KafkaFormat,
+    columns: Vec<usize>,
+}
+
+/// `key.format` and `key.fields` of a `kafka` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyOptions {
+    /// How the key is encoded.
+    pub format: KafkaFormat,
+    /// The physical columns it holds, in order.
+    pub fields: Vec<String>,
 }
 
 impl RecordLayout {
@@ -106,6 +125,7 @@ impl RecordLayout {
         definition: &TableDefinition,
         stored: &SchemaRef,
         format: KafkaFormat,
+        key: Option<&KeyOptions>,
     ) -> SqlResult<Self> {
         let mut value_fields = Vec::new();
         let mut columns = Vec::new();
@@ -165,10 +185,56 @@ impl RecordLayout {
                 definition.at,
             ));
         }
+        let key = match key {
+            None => None,
+            Some(key) => Some(Self::key_layout(definition, stored, key)?),
+        };
         Ok(Self {
             format,
             stored: Arc::clone(stored),
             value: Arc::new(Schema::new(value_fields)),
+            columns,
+            key,
+        })
+    }
+
+    /// The key of `key.fields`, each a physical column.
+    fn key_layout(
+        definition: &TableDefinition,
+        stored: &SchemaRef,
+        key: &KeyOptions,
+    ) -> SqlResult<KeyLayout> {
+        let refuse = |message: String| {
+            SqlError::new(
+                format!("table {}: {message}", definition.name),
+                definition.at,
+            )
+        };
+        let mut columns = Vec::new();
+        for name in &key.fields {
+            let is_physical = definition.columns.iter().any(|column| {
+                matches!(column, ColumnDefinition::Physical { name: physical, .. } if physical == name)
+            });
+            if !is_physical {
+                return Err(refuse(format!(
+                    "'key.fields' names {name}, which is not a physical column of the table"
+                )));
+            }
+            columns.push(stored.index_of(name).expect("physical columns are stored"));
+        }
+        if key.format == KafkaFormat::Raw
+            && !matches!(
+                columns.as_slice(),
+                [column] if matches!(stored.field(*column).data_type(), DataType::Utf8 | DataType::Binary)
+            )
+        {
+            return Err(refuse(
+                "'key.format' = 'raw' needs exactly one key field, of type STRING or BYTES"
+                    .to_owned(),
+            ));
+        }
+        Ok(KeyLayout {
+            format: key.format,
             columns,
         })
     }
@@ -261,7 +327,8 @@ impl RecordLayout {
     }
 
     /// One record per row of `batch` (the table's stored columns): the value
-    /// holds the physical columns in the table's format; no key.
+    /// holds the physical columns in the table's format, the key (if the table
+    /// has `key.fields`) those columns in `key.format`.
     pub fn encode(&self, batch: &RecordBatch) -> Vec<KafkaOutput> {
         let indices: Vec<usize> = self
             .columns
@@ -273,67 +340,81 @@ impl RecordLayout {
         let values = batch
             .project(&indices)
             .expect("the value's columns are among the stored ones");
-        let record = |value: Vec<u8>| KafkaOutput {
-            key: None,
-            value: Some(value),
-            headers: Vec::new(),
-            partition: None,
+        let values = encode_rows(self.format, &values);
+        let keys = match &self.key {
+            Some(key) => encode_rows(
+                key.format,
+                &batch
+                    .project(&key.columns)
+                    .expect("the key's columns are among the stored ones"),
+            ),
+            None => vec![None; values.len()],
         };
-        match self.format {
-            KafkaFormat::Text(TextFormat::Json) => {
+        keys.into_iter()
+            .zip(values)
+            .map(|(key, value)| KafkaOutput {
+                key,
+                value,
+                headers: Vec::new(),
+                partition: None,
+            })
+            .collect()
+    }
+}
+
+/// Each row of `batch` in `format`: a JSON object (explicit nulls), a CSV line,
+/// or the one column's bytes (`None` when null).
+fn encode_rows(format: KafkaFormat, batch: &RecordBatch) -> Vec<Option<Vec<u8>>> {
+    match format {
+        KafkaFormat::Text(TextFormat::Json) => {
+            let mut bytes = Vec::new();
+            let mut writer = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::LineDelimited>(&mut bytes);
+            writer.write(batch).expect("rows encode as JSON");
+            writer.finish().expect("rows encode as JSON");
+            // JSON strings escape line breaks: each line is one row.
+            bytes
+                .split(|&byte| byte == b'\n')
+                .filter(|line| !line.is_empty())
+                .map(|line| Some(line.to_vec()))
+                .collect()
+        }
+        KafkaFormat::Text(TextFormat::Csv) => (0..batch.num_rows())
+            .map(|row| {
+                // Row by row: a quoted field may hold a line break.
                 let mut bytes = Vec::new();
-                let mut writer = arrow::json::WriterBuilder::new()
-                    .with_explicit_nulls(true)
-                    .build::<_, arrow::json::writer::LineDelimited>(&mut bytes);
-                writer.write(&values).expect("rows encode as JSON");
-                writer.finish().expect("rows encode as JSON");
-                // JSON strings escape line breaks: each line is one row.
-                bytes
-                    .split(|&byte| byte == b'\n')
-                    .filter(|line| !line.is_empty())
-                    .map(|line| record(line.to_vec()))
-                    .collect()
-            }
-            KafkaFormat::Text(TextFormat::Csv) => (0..values.num_rows())
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(false)
+                    .build(&mut bytes);
+                writer
+                    .write(&batch.slice(row, 1))
+                    .expect("rows encode as CSV");
+                drop(writer);
+                if bytes.last() == Some(&b'\n') {
+                    bytes.pop();
+                }
+                Some(bytes)
+            })
+            .collect(),
+        KafkaFormat::Raw => {
+            let column = batch.column(0);
+            (0..batch.num_rows())
                 .map(|row| {
-                    // Row by row: a quoted field may hold a line break.
-                    let mut bytes = Vec::new();
-                    let mut writer = arrow::csv::WriterBuilder::new()
-                        .with_header(false)
-                        .build(&mut bytes);
-                    writer
-                        .write(&values.slice(row, 1))
-                        .expect("rows encode as CSV");
-                    drop(writer);
-                    if bytes.last() == Some(&b'\n') {
-                        bytes.pop();
+                    if column.is_null(row) {
+                        return None;
                     }
-                    record(bytes)
-                })
-                .collect(),
-            KafkaFormat::Raw => {
-                let column = values.column(0);
-                (0..values.num_rows())
-                    .map(|row| {
-                        if column.is_null(row) {
-                            return KafkaOutput {
-                                value: None,
-                                ..record(Vec::new())
-                            };
-                        }
-                        let bytes = match column.as_any().downcast_ref::<StringArray>() {
-                            Some(text) => text.value(row).as_bytes().to_vec(),
-                            None => column
-                                .as_any()
-                                .downcast_ref::<BinaryArray>()
-                                .expect("raw columns are STRING or BYTES")
-                                .value(row)
-                                .to_vec(),
-                        };
-                        record(bytes)
+                    Some(match column.as_any().downcast_ref::<StringArray>() {
+                        Some(text) => text.value(row).as_bytes().to_vec(),
+                        None => column
+                            .as_any()
+                            .downcast_ref::<BinaryArray>()
+                            .expect("raw columns are STRING or BYTES")
+                            .value(row)
+                            .to_vec(),
                     })
-                    .collect()
-            }
+                })
+                .collect()
         }
     }
 }
@@ -573,6 +654,29 @@ mod tests {
         );
         let (csv, _) = table(columns, ", 'format' = 'csv'").unwrap();
         assert_eq!(values(csv.encode(&batch)), ["nl,3", "\"a \"\"b\"\"\nc\","]);
+        let (keyed, _) = table(
+            columns,
+            ", 'format' = 'json', 'key.format' = 'csv', 'key.fields' = 'views;country'",
+        )
+        .unwrap();
+        let outputs = keyed.encode(&batch);
+        let keys: Vec<Option<String>> = outputs
+            .iter()
+            .map(|output| {
+                output
+                    .key
+                    .clone()
+                    .map(|key| String::from_utf8(key).unwrap())
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                Some("3,nl".to_owned()),
+                Some(",\"a \"\"b\"\"\nc\"".to_owned())
+            ]
+        );
+        assert_eq!(values(outputs)[0], r#"{"country":"nl","views":3}"#);
         let (raw, _) = table("line STRING", ", 'format' = 'raw'").unwrap();
         let (lines, _) = raw
             .decode(&[record(5, Some("any text"))], ParseErrors::Fail, "t")
