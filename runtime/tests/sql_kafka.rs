@@ -273,3 +273,108 @@ fn a_union_of_a_and_b_is_written_to_c_once_across_a_savepoint_and_a_rescale() {
     assert!(missing.is_empty(), "never written: {missing:?}");
     assert_eq!(written.len(), 1300);
 }
+
+/// Every committed record of `topic` (key and value), in partition order, once
+/// `expected` arrived or 30 s passed.
+fn read_keyed(
+    connection: &strom_runtime::connectors::kafka::ClusterConnection,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> Vec<(Option<String>, Option<String>)> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = connection
+        .client_config([
+            ("group.id", common::kafka::unique("read-keyed")),
+            ("isolation.level", "read_committed".to_owned()),
+            ("enable.auto.commit", "false".to_owned()),
+        ])
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8(b.to_vec()).unwrap());
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut quiet_until = None;
+    while Instant::now() < deadline && quiet_until.is_none_or(|until| Instant::now() < until) {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            records.push((text(message.key()), text(message.payload())));
+        }
+        if records.len() >= expected && quiet_until.is_none() {
+            quiet_until = Some(Instant::now() + Duration::from_millis(500));
+        }
+    }
+    records
+}
+
+#[test]
+fn an_updating_count_is_upserted_into_c_by_its_primary_key() {
+    let Some(clusters) = common::kafka::clusters() else {
+        return;
+    };
+    let (a, c) = (connection(&clusters, "a"), connection(&clusters, "c"));
+    let input = common::kafka::unique("sql-upsert-views");
+    let output = common::kafka::unique("sql-views-per-country");
+    create_topic(&a, &input, 3);
+    create_topic(&c, &output, 2);
+    let all = views(0, 2000);
+    let values: Vec<String> = all
+        .iter()
+        .enumerate()
+        .map(|(n, (country, millis))| view_json(country, *millis, n as u64))
+        .collect();
+    produce(&a, &input, &values, None);
+    let script = format!(
+        "CREATE TABLE page_views (user_id BIGINT, country STRING, ts TIMESTAMP(3))
+           WITH ('connector' = 'kafka', 'cluster' = 'a', 'topic' = '{input}', 'format' = 'json',
+                 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');
+         CREATE TABLE views_per_country (
+           country STRING, views BIGINT, last_user BIGINT,
+           PRIMARY KEY (country) NOT ENFORCED
+         ) WITH ('connector' = 'upsert-kafka', 'cluster' = 'c', 'topic' = '{output}',
+                 'key.format' = 'json', 'value.format' = 'json',
+                 'sink.delivery-guarantee' = 'exactly-once');
+         INSERT INTO views_per_country
+         SELECT country, COUNT(*), MAX(user_id) FROM page_views GROUP BY country;"
+    );
+    let state = tempfile::tempdir().unwrap();
+    run(
+        state.path(),
+        "sql-kafka-upsert",
+        compile(&clusters, &script),
+        2,
+        RestoreFrom::Nothing,
+        &Arc::default(),
+    );
+    let mut expected: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (n, (country, _)) in all.iter().enumerate() {
+        let entry = expected.entry(country.clone()).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.max(n as u64);
+    }
+    // At least one record per country; each key's last record is its final row.
+    let records = read_keyed(&c, &output, 2, expected.len());
+    let mut latest: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (key, value) in &records {
+        let key: serde_json::Value = serde_json::from_str(key.as_deref().unwrap()).unwrap();
+        let country = key["country"].as_str().unwrap().to_owned();
+        let value: serde_json::Value = serde_json::from_str(value.as_deref().unwrap()).unwrap();
+        assert_eq!(value["country"].as_str(), Some(country.as_str()));
+        let row = (
+            value["views"].as_u64().unwrap(),
+            value["last_user"].as_u64().unwrap(),
+        );
+        if let Some(previous) = latest.insert(country.clone(), row) {
+            assert!(previous.0 < row.0, "{country}: {previous:?} then {row:?}");
+        }
+    }
+    assert_eq!(latest, expected);
+}

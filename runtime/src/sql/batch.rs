@@ -11,6 +11,71 @@ use arrow::ipc::writer::StreamWriter;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The name of the column a changelog stream's batches carry last: each row's
+/// [`RowKind`] as an `Int8`. Insert-only streams carry none.
+pub const OP_COLUMN: &str = "__op";
+
+/// What a row of a changelog does, as Flink's `RowKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum RowKind {
+    /// `+I`: a new row.
+    Insert = 0,
+    /// `-U`: the row as it was before an update.
+    UpdateBefore = 1,
+    /// `+U`: the row as it is after an update.
+    UpdateAfter = 2,
+    /// `-D`: a row removed.
+    Delete = 3,
+}
+
+impl RowKind {
+    /// The kind of the op column value `code`.
+    pub fn from_code(code: i8) -> Self {
+        match code {
+            1 => Self::UpdateBefore,
+            2 => Self::UpdateAfter,
+            3 => Self::Delete,
+            _ => Self::Insert,
+        }
+    }
+
+    /// How Flink prints it: `+I`, `-U`, `+U`, `-D`.
+    pub fn short_string(self) -> &'static str {
+        match self {
+            Self::Insert => "+I",
+            Self::UpdateBefore => "-U",
+            Self::UpdateAfter => "+U",
+            Self::Delete => "-D",
+        }
+    }
+}
+
+/// `schema` with the op column added last.
+pub fn with_op_column(schema: &arrow::datatypes::Schema) -> SchemaRef {
+    let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(arrow::datatypes::Field::new(
+        OP_COLUMN,
+        DataType::Int8,
+        false,
+    )));
+    Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
+/// The kinds of a changelog batch's rows (its last column).
+pub fn row_kinds(batch: &RecordBatch) -> Vec<RowKind> {
+    let column = batch.column(batch.num_columns() - 1);
+    let codes = column
+        .as_any()
+        .downcast_ref::<arrow::array::Int8Array>()
+        .expect("a changelog batch ends with its op column");
+    codes
+        .values()
+        .iter()
+        .map(|&code| RowKind::from_code(code))
+        .collect()
+}
+
 /// A batch of rows of one schema.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqlBatch(pub RecordBatch);

@@ -233,9 +233,13 @@ impl Catalog {
             };
             exprs.push(expr);
         }
-        LogicalPlanBuilder::from(scan)
+        let plan = LogicalPlanBuilder::from(scan)
             .project(exprs)
             .and_then(LogicalPlanBuilder::build)
+            .map_err(|error| planning_error(error, definition.at))?;
+        // Types coerced, as in queries (`CASE WHEN event_type = 0` of an INT).
+        Analyzer::new()
+            .execute_and_check(plan, self.state.config_options(), |_, _| {})
             .map_err(|error| planning_error(error, definition.at))
     }
 
@@ -244,7 +248,9 @@ impl Catalog {
     pub fn plan_query(&self, query: &Query, at: Option<Position>) -> SqlResult<LogicalPlan> {
         let provider = Planning { catalog: self };
         let planner = SqlToRel::new_with_options(&provider, parser_options());
-        let statement = ast::Statement::Query(Box::new(query.clone()));
+        let mut query = query.clone();
+        let _ = ast::VisitMut::visit(&mut query, &mut NameFieldAccesses);
+        let statement = ast::Statement::Query(Box::new(query));
         let plan = planner
             .sql_statement_to_plan(statement)
             .map_err(|error| planning_error(error, at))?;
@@ -252,6 +258,41 @@ impl Catalog {
         analyzer
             .execute_and_check(plan, self.state.config_options(), |_, _| {})
             .map_err(|error| planning_error(error, at))
+    }
+}
+
+/// Names a selected `a.b` (a nested field, or a qualified column) `b`, as Flink
+/// (Calcite) does, where DataFusion would name a nested field `t.a[b]`.
+struct NameFieldAccesses;
+
+impl ast::VisitorMut for NameFieldAccesses {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> std::ops::ControlFlow<()> {
+        name_field_accesses(&mut query.body);
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+fn name_field_accesses(body: &mut ast::SetExpr) {
+    match body {
+        ast::SetExpr::Select(select) => {
+            for item in &mut select.projection {
+                if let ast::SelectItem::UnnamedExpr(ast::Expr::CompoundIdentifier(parts)) = item
+                    && let Some(last) = parts.last().cloned()
+                {
+                    *item = ast::SelectItem::ExprWithAlias {
+                        expr: ast::Expr::CompoundIdentifier(parts.clone()),
+                        alias: last,
+                    };
+                }
+            }
+        }
+        ast::SetExpr::SetOperation { left, right, .. } => {
+            name_field_accesses(left);
+            name_field_accesses(right);
+        }
+        _ => {}
     }
 }
 

@@ -7,7 +7,9 @@
 //! - `filesystem`: the JSON-lines or CSV files of a folder (`path`, `format`),
 //!   bounded, as a source; the same formats, exactly once, as a sink;
 //! - `print`: rows printed with their change kind (`+I[...]`);
-//! - `blackhole`: rows dropped.
+//! - `blackhole`: rows dropped;
+//! - `nexmark`: the Nexmark benchmark's events (options and table in
+//!   [`super::nexmark`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -17,6 +19,7 @@ use sqlparser::ast::{BinaryOperator, Expr, Value};
 
 use super::error::{SqlError, SqlResult};
 use super::kafka_table::{KeyOptions, RecordLayout};
+use super::nexmark::NexmarkOptions;
 use super::script::{TableDefinition, WatermarkDefinition};
 
 /// A file format of the `filesystem` connector (and, later, Kafka's).
@@ -98,6 +101,12 @@ pub enum TableConnector {
     /// A Kafka topic of one of the job's clusters (validated; run by a later
     /// change).
     Kafka(KafkaOptions),
+    /// The events of the Nexmark benchmark (see [`super::nexmark`]).
+    Nexmark(NexmarkOptions),
+    /// A Kafka topic holding the latest row of each primary key: an insert or
+    /// update is a record keyed by the key, a delete a tombstone (`upsert-kafka`;
+    /// written only, for now).
+    UpsertKafka(KafkaOptions),
 }
 
 /// Where a `kafka` table starts reading (`scan.startup.mode`).
@@ -156,9 +165,17 @@ impl TableConnector {
     /// The connector the options of `definition` describe, for a table whose
     /// stored columns are `schema`.
     pub fn from_definition(definition: &TableDefinition, schema: &SchemaRef) -> SqlResult<Self> {
+        let upsert_options;
+        let given =
+            if definition.options.get("connector").map(String::as_str) == Some("upsert-kafka") {
+                upsert_options = upsert_kafka_options(definition)?;
+                &upsert_options
+            } else {
+                &definition.options
+            };
         let mut options = Options {
             table: &definition.name,
-            given: &definition.options,
+            given,
             used: BTreeSet::new(),
             at: definition.at,
         };
@@ -196,10 +213,17 @@ impl TableConnector {
             }
             "blackhole" => Self::Blackhole,
             "kafka" => Self::Kafka(kafka(&mut options, definition, schema)?),
+            "upsert-kafka" => Self::UpsertKafka(kafka(&mut options, definition, schema)?),
+            "nexmark" => Self::Nexmark(NexmarkOptions::from_options(
+                options.table,
+                options.at,
+                schema,
+                |key| options.optional(key),
+            )?),
             other => {
                 return Err(SqlError::new(
                     format!(
-                        "table {}: unknown connector '{other}'; Strom has: kafka, datagen, filesystem, print, blackhole",
+                        "table {}: unknown connector '{other}'; Strom has: kafka, upsert-kafka, datagen, nexmark, filesystem, print, blackhole",
                         definition.name
                     ),
                     definition.at,
@@ -214,7 +238,15 @@ impl TableConnector {
     pub fn is_source(&self) -> bool {
         matches!(
             self,
-            Self::Datagen(_) | Self::Filesystem { .. } | Self::Kafka(_)
+            Self::Datagen(_) | Self::Filesystem { .. } | Self::Kafka(_) | Self::Nexmark(_)
+        )
+    }
+
+    /// Whether the connector takes a changelog (updates of rows it was given).
+    pub fn takes_updates(&self) -> bool {
+        matches!(
+            self,
+            Self::Print { .. } | Self::Blackhole | Self::UpsertKafka(_)
         )
     }
 
@@ -222,7 +254,11 @@ impl TableConnector {
     pub fn is_sink(&self) -> bool {
         matches!(
             self,
-            Self::Filesystem { .. } | Self::Print { .. } | Self::Blackhole | Self::Kafka(_)
+            Self::Filesystem { .. }
+                | Self::Print { .. }
+                | Self::Blackhole
+                | Self::Kafka(_)
+                | Self::UpsertKafka(_)
         )
     }
 }
@@ -235,6 +271,8 @@ pub fn connector_name(connector: &TableConnector) -> String {
         TableConnector::Print { .. } => "print",
         TableConnector::Blackhole => "blackhole",
         TableConnector::Kafka(_) => "kafka",
+        TableConnector::Nexmark(_) => "nexmark",
+        TableConnector::UpsertKafka(_) => "upsert-kafka",
     }
     .to_owned()
 }
@@ -321,6 +359,50 @@ impl Options<'_> {
             self.at,
         ))
     }
+}
+
+/// The options of an `upsert-kafka` table as the `kafka` connector reads them:
+/// its `PRIMARY KEY` is the record key (`key.fields`), in `key.format`; the value
+/// in `value.format`.
+fn upsert_kafka_options(definition: &TableDefinition) -> SqlResult<BTreeMap<String, String>> {
+    let refuse = |message: &str| {
+        SqlError::new(
+            format!("table {}: {message}", definition.name),
+            definition.at,
+        )
+    };
+    if definition.primary_key.is_empty() {
+        return Err(refuse(
+            "connector 'upsert-kafka' needs a PRIMARY KEY (...) NOT ENFORCED: its columns are the record key",
+        ));
+    }
+    for (key, why) in [
+        ("key.fields", "the key is the PRIMARY KEY"),
+        ("format", "it takes 'key.format' and 'value.format'"),
+        (
+            "scan.startup.mode",
+            "upsert-kafka tables are written only in this version",
+        ),
+        (
+            "scan.bounded.mode",
+            "upsert-kafka tables are written only in this version",
+        ),
+    ] {
+        if definition.options.contains_key(key) {
+            return Err(refuse(&format!(
+                "'{key}' is not an option of connector 'upsert-kafka': {why}"
+            )));
+        }
+    }
+    let mut options = definition.options.clone();
+    options.insert("key.fields".to_owned(), definition.primary_key.join(";"));
+    if !options.contains_key("key.format") {
+        return Err(refuse("connector 'upsert-kafka' needs 'key.format'"));
+    }
+    if !options.contains_key("value.format") {
+        return Err(refuse("connector 'upsert-kafka' needs 'value.format'"));
+    }
+    Ok(options)
 }
 
 /// `key.format` and `key.fields` (both or neither), and

@@ -10,10 +10,11 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::DFSchema;
 use datafusion::execution::context::ExecutionProps;
 
-use super::batch::{SqlBatch, max_event_time};
+use super::batch::{RowKind, SqlBatch, max_event_time, row_kinds, with_op_column};
 use super::catalog::{Catalog, Table};
 use super::connectors::{KafkaOptions, StartupMode, TableConnector, TextFormat, watermark_delay};
 use super::error::{SqlError, SqlResult};
+use super::group_aggregate::GroupAggregateLogic;
 use super::kafka_table::KafkaTableSource;
 use super::lower::{Computed, StreamNode, StreamPlan};
 use super::physical::physical_expr;
@@ -21,8 +22,8 @@ use super::sources::{DatagenSource, FileTableSource, ReadProjection};
 use super::window_aggregate::{KeyEncoder, Routed, WindowAggregateLogic};
 use crate::api::{BuildError, DataStream, Pipeline};
 use crate::connectors::kafka::{
-    ClusterConnection, Delivery, KafkaSinkConfig, KafkaSource, KafkaSourceConfig, SecretMounts,
-    StartFrom,
+    ClusterConnection, Delivery, KafkaOutput, KafkaSinkConfig, KafkaSource, KafkaSourceConfig,
+    SecretMounts, StartFrom,
 };
 use crate::exec::{EventTime, EventTimes, FileSource, PipelineFn};
 use crate::pipelines::OutputFn;
@@ -60,7 +61,9 @@ impl SqlJob {
     /// `secrets`. A job with `kafka` tables runs only once connected.
     pub fn connect(&mut self, clusters: &[KafkaCluster], secrets: &SecretMounts) -> SqlResult<()> {
         for table in self.tables.values() {
-            let TableConnector::Kafka(options) = &table.connector else {
+            let (TableConnector::Kafka(options) | TableConnector::UpsertKafka(options)) =
+                &table.connector
+            else {
                 continue;
             };
             if self.connections.contains_key(&options.cluster) {
@@ -87,7 +90,9 @@ impl SqlJob {
             .tables
             .values()
             .filter_map(|table| match &table.connector {
-                TableConnector::Kafka(options) => Some(options.cluster.clone()),
+                TableConnector::Kafka(options) | TableConnector::UpsertKafka(options) => {
+                    Some(options.cluster.clone())
+                }
                 _ => None,
             })
             .collect();
@@ -163,7 +168,12 @@ impl SqlJob {
                     let control = stream.context().control.clone();
                     let filter = filter.clone();
                     let columns = columns.clone();
-                    let schema = Arc::clone(schema);
+                    // A changelog's op column is carried through, filtered with its rows.
+                    let schema = if self.plan.is_changelog(*from) {
+                        with_op_column(schema)
+                    } else {
+                        Arc::clone(schema)
+                    };
                     Some(stream.flat_map(move |SqlBatch(batch)| {
                         match calc(&batch, filter.as_ref(), &columns, &schema) {
                             Ok(batch) => (batch.num_rows() > 0).then_some(SqlBatch(batch)),
@@ -199,15 +209,34 @@ impl SqlJob {
                         logic,
                     )?)
                 }
+                StreamNode::GroupAggregate(aggregate) => {
+                    let stream = input(aggregate.input);
+                    let input_schema = self.plan.schema(aggregate.input);
+                    let aggregate = Arc::new(aggregate.clone());
+                    let encoder = KeyEncoder::of_keys(&aggregate.keys, &input_schema);
+                    let partitioning = stream.context().partitioning();
+                    let routed = stream.flat_map(move |batch: SqlBatch| {
+                        split_by_subtask(&batch, &encoder, |key| partitioning.subtask_of_key(key))
+                    });
+                    let logic = GroupAggregateLogic::new(Arc::clone(&aggregate), &input_schema);
+                    Some(routed.keyed_by_subtask(
+                        &aggregate.name,
+                        |routed: &Routed| routed.subtask,
+                        logic,
+                    )?)
+                }
                 StreamNode::Sink {
                     input: from,
                     table,
                     name,
                 } => {
                     let stream = input(*from);
+                    let changelog = self.plan.is_changelog(*from);
                     match table {
-                        None => print_sink(stream, None, output),
-                        Some(table) => self.sink(stream, &self.tables[table], name, output)?,
+                        None => print_sink(stream, None, changelog, output),
+                        Some(table) => {
+                            self.sink(stream, &self.tables[table], name, changelog, output)?
+                        }
                     }
                     None
                 }
@@ -238,6 +267,18 @@ impl SqlJob {
                     Arc::clone(&table.stored),
                     table.projection.clone(),
                     DATAGEN_SPLITS,
+                );
+                match event_times {
+                    Some(times) => pipeline.source_with_event_times(&name, source, times),
+                    None => pipeline.source(&name, source),
+                }
+            }
+            TableConnector::Nexmark(options) => {
+                let source = super::nexmark::NexmarkSource::new(
+                    options.clone(),
+                    Arc::clone(&table.stored),
+                    table.projection.clone(),
+                    super::nexmark::SPLITS,
                 );
                 match event_times {
                     Some(times) => pipeline.source_with_event_times(&name, source, times),
@@ -331,11 +372,12 @@ impl SqlJob {
         stream: DataStream<'_, SqlBatch>,
         table: &TableRuntime,
         name: &str,
+        changelog: bool,
         output: &OutputFn,
     ) -> Result<(), BuildError> {
         match &table.connector {
             TableConnector::Print { identifier } => {
-                print_sink(stream, identifier.as_deref(), output);
+                print_sink(stream, identifier.as_deref(), changelog, output);
                 Ok(())
             }
             TableConnector::Blackhole => {
@@ -358,7 +400,7 @@ impl SqlJob {
                     encode_lines(format, batch, text);
                 })
             }
-            TableConnector::Kafka(options) => {
+            TableConnector::Kafka(options) | TableConnector::UpsertKafka(options) => {
                 let connection = self.connection(name, options)?;
                 let job = &stream.context().settings.name;
                 let topic = options.topics.first().ok_or_else(|| {
@@ -371,9 +413,32 @@ impl SqlJob {
                     config.transactional_id_prefix = options.transactional_id_prefix.clone();
                 }
                 let layout = options.layout.clone();
-                stream
-                    .flat_map(move |SqlBatch(batch)| layout.encode(&batch))
-                    .sink_kafka(name, config, Clone::clone)
+                let records = if changelog {
+                    // Upserts: an insert or update is the row under its key, a
+                    // delete a tombstone; the row before an update is not written.
+                    stream.flat_map(move |SqlBatch(batch)| {
+                        let kinds = row_kinds(&batch);
+                        let rows = batch
+                            .project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())
+                            .expect("the columns before the op column");
+                        layout
+                            .encode(&rows)
+                            .into_iter()
+                            .zip(kinds)
+                            .filter_map(|(record, kind)| match kind {
+                                RowKind::Insert | RowKind::UpdateAfter => Some(record),
+                                RowKind::Delete => Some(KafkaOutput {
+                                    value: None,
+                                    ..record
+                                }),
+                                RowKind::UpdateBefore => None,
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                } else {
+                    stream.flat_map(move |SqlBatch(batch)| layout.encode(&batch))
+                };
+                records.sink_kafka(name, config, Clone::clone)
             }
             other => Err(not_runnable(name, other)),
         }
@@ -471,7 +536,7 @@ fn calc(
     if batch.num_rows() == 0 {
         return Ok(RecordBatch::new_empty(Arc::clone(schema)));
     }
-    let values = columns
+    let mut values = columns
         .iter()
         .map(|column| {
             column
@@ -481,6 +546,10 @@ fn calc(
                 .map_err(|error| format!("evaluating {}: {error}", column.text))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if schema.fields().len() == columns.len() + 1 {
+        // A changelog: its op column, last, goes along.
+        values.push(Arc::clone(batch.column(batch.num_columns() - 1)));
+    }
     RecordBatch::try_new(Arc::clone(schema), values).map_err(|error| error.to_string())
 }
 
@@ -512,12 +581,17 @@ fn split_by_subtask(
 
 /// Prints every row as Flink's print connector does: `+I[v1, v2]`, after
 /// `identifier> ` when given.
-fn print_sink(stream: DataStream<'_, SqlBatch>, identifier: Option<&str>, output: &OutputFn) {
+fn print_sink(
+    stream: DataStream<'_, SqlBatch>,
+    identifier: Option<&str>,
+    changelog: bool,
+    output: &OutputFn,
+) {
     let output = Arc::clone(output);
     let prefix = identifier.map(|id| format!("{id}> ")).unwrap_or_default();
     stream.sink(move |_epoch, batches| {
         for SqlBatch(batch) in batches {
-            for line in format_rows(&batch, "+I") {
+            for line in format_changelog(&batch, changelog) {
                 output(format!("{prefix}{line}"));
             }
         }
@@ -539,6 +613,35 @@ pub fn format_rows(batch: &RecordBatch, kind: &str) -> Vec<String> {
                 .map(|f| f.value(row).to_string())
                 .collect();
             format!("{kind}[{}]", values.join(", "))
+        })
+        .collect()
+}
+
+/// The rows of `batch` as Flink prints them, each after its kind (`+I[...]`,
+/// `-U[...]`, ...): the last column of a changelog's batches.
+pub fn format_changelog(batch: &RecordBatch, changelog: bool) -> Vec<String> {
+    if !changelog {
+        return format_rows(batch, "+I");
+    }
+    let kinds = row_kinds(batch);
+    let rows = batch
+        .project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())
+        .expect("the columns before the op column");
+    let options = FormatOptions::default().with_null("NULL");
+    let formatters: Vec<ArrayFormatter<'_>> = rows
+        .columns()
+        .iter()
+        .map(|column| ArrayFormatter::try_new(column.as_ref(), &options).expect("columns format"))
+        .collect();
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(row, kind)| {
+            let values: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
+            format!("{}[{}]", kind.short_string(), values.join(", "))
         })
         .collect()
 }

@@ -595,6 +595,51 @@ mod tests {
     }
 
     #[test]
+    fn upsert_tables_need_a_primary_key_and_both_formats() {
+        let error = |columns: &str, options: &str| {
+            let script = format!(
+                "CREATE TABLE t ({columns}) WITH ('connector' = 'upsert-kafka', 'cluster' = 'a', 'topic' = 'x'{options});"
+            );
+            match parse_script(&script).and_then(Catalog::build) {
+                Ok(_) => panic!("{script} was accepted"),
+                Err(error) => error.to_string(),
+            }
+        };
+        let cases = [
+            (
+                "a STRING, n BIGINT",
+                ", 'key.format' = 'json', 'value.format' = 'json'",
+                "needs a PRIMARY KEY (...) NOT ENFORCED",
+            ),
+            (
+                "a STRING, n BIGINT, PRIMARY KEY (a) NOT ENFORCED",
+                ", 'value.format' = 'json'",
+                "needs 'key.format'",
+            ),
+            (
+                "a STRING, n BIGINT, PRIMARY KEY (a) NOT ENFORCED",
+                ", 'key.format' = 'json', 'format' = 'json'",
+                "'format' is not an option of connector 'upsert-kafka'",
+            ),
+            (
+                "a STRING, n BIGINT, PRIMARY KEY (a) NOT ENFORCED",
+                ", 'key.format' = 'json', 'value.format' = 'json', 'key.fields' = 'n'",
+                "the key is the PRIMARY KEY",
+            ),
+        ];
+        for (columns, options, expected) in cases {
+            let error = error(columns, options);
+            assert!(error.contains(expected), "{columns} {options}: {error}");
+        }
+        let script = "CREATE TABLE t (a STRING, n BIGINT, PRIMARY KEY (a) NOT ENFORCED) WITH ('connector' = 'upsert-kafka', 'cluster' = 'a', 'topic' = 'x', 'key.format' = 'raw', 'value.format' = 'json');";
+        let (catalog, _) = Catalog::build(parse_script(script).unwrap()).unwrap();
+        assert!(matches!(
+            catalog.table("t").unwrap().connector,
+            TableConnector::UpsertKafka(_)
+        ));
+    }
+
+    #[test]
     fn values_and_metadata_decode_into_rows_tombstones_and_malformed_values_aside() {
         let (layout, _) = table(
             "country STRING, views BIGINT, p INT METADATA FROM 'partition', o BIGINT METADATA FROM 'offset' VIRTUAL, ts TIMESTAMP(3) METADATA FROM 'timestamp'",
@@ -627,6 +672,54 @@ mod tests {
         assert!(
             error.contains("'json.ignore-parse-errors' = 'true'"),
             "{error}"
+        );
+    }
+
+    /// A value holding two rows (or none) is malformed: its rows never shift the
+    /// metadata of the records after it, and the records after it are not lost.
+    #[test]
+    fn a_value_of_other_than_one_row_is_malformed_and_shifts_nothing() {
+        let (json, _) = table(
+            "a BIGINT, o BIGINT METADATA FROM 'offset' VIRTUAL",
+            ", 'format' = 'json'",
+        )
+        .unwrap();
+        let records = [
+            record(1, Some(r#"{"a": 1} {"a": 2}"#)),
+            record(2, Some(r#"{"a": 3}"#)),
+            record(3, Some("  ")),
+            record(4, Some(r#"{"a": 4}"#)),
+        ];
+        let (batch, skipped) = json.decode(&records, ParseErrors::Skip, "t").unwrap();
+        assert_eq!(skipped, 2);
+        assert_eq!(
+            crate::sql::job::format_rows(&batch, "+I"),
+            ["+I[3, 2]", "+I[4, 4]"]
+        );
+        let error = json
+            .decode(&records, ParseErrors::Fail, "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("the record at views/2@1 does not parse"),
+            "{error}"
+        );
+
+        let (csv, _) = table(
+            "a BIGINT, b STRING, o BIGINT METADATA FROM 'offset' VIRTUAL",
+            ", 'format' = 'csv'",
+        )
+        .unwrap();
+        let records = [
+            record(7, Some("1,x\n2,y")),
+            record(8, Some("3,\"multi\nline\"\n")),
+            record(9, Some("4,z")),
+        ];
+        let (batch, skipped) = csv.decode(&records, ParseErrors::Skip, "t").unwrap();
+        assert_eq!(skipped, 1);
+        assert_eq!(
+            crate::sql::job::format_rows(&batch, "+I"),
+            ["+I[3, multi\nline, 8]", "+I[4, z, 9]"]
         );
     }
 

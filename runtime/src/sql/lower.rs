@@ -16,7 +16,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::{DFSchema, DFSchemaRef};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
@@ -26,6 +26,7 @@ use super::physical::{physical_expr, rewrite_immutable_functions};
 use super::catalog::{Catalog, Job, planning_error};
 use super::connectors::{connector_name, watermark_delay};
 use super::error::{Position, SqlError, SqlResult};
+use super::group_aggregate::GroupAggregate;
 use super::window_tvf::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssign, WindowSpec};
 
 /// An operator's index in the [`StreamPlan`].
@@ -113,6 +114,8 @@ pub enum StreamNode {
     },
     /// Aggregates per key and window.
     WindowAggregate(WindowAggregate),
+    /// Aggregates per key, updating its results (a changelog).
+    GroupAggregate(GroupAggregate),
     /// Writes rows to a table (or prints them).
     Sink {
         /// The input.
@@ -139,7 +142,21 @@ impl StreamPlan {
             | StreamNode::Calc { schema, .. }
             | StreamNode::Union { schema, .. } => Arc::clone(schema),
             StreamNode::WindowAggregate(aggregate) => Arc::clone(&aggregate.schema),
+            StreamNode::GroupAggregate(aggregate) => Arc::clone(&aggregate.schema),
             StreamNode::Sink { input, .. } => self.schema(*input),
+        }
+    }
+
+    /// Whether the batches of `node` are a changelog: they carry the op column
+    /// ([`OP_COLUMN`](super::batch::OP_COLUMN)) after the schema's columns.
+    pub fn is_changelog(&self, node: NodeId) -> bool {
+        match &self.nodes[node] {
+            StreamNode::Source { .. } | StreamNode::WindowAggregate(_) => false,
+            StreamNode::Calc { input, .. } | StreamNode::Sink { input, .. } => {
+                self.is_changelog(*input)
+            }
+            StreamNode::Union { inputs, .. } => inputs.iter().any(|i| self.is_changelog(*i)),
+            StreamNode::GroupAggregate(aggregate) => aggregate.updates(),
         }
     }
 }
@@ -194,6 +211,27 @@ impl fmt::Display for StreamPlan {
                         aggregates.join(", ")
                     )?;
                 }
+                StreamNode::GroupAggregate(aggregate) => {
+                    let keys: Vec<&str> = aggregate.keys.iter().map(|k| k.text.as_str()).collect();
+                    let aggregates: Vec<String> = aggregate
+                        .aggregates
+                        .iter()
+                        .map(|a| a.function.name().to_owned())
+                        .collect();
+                    write!(
+                        line,
+                        "GroupAggregate {} <- #{} exchange by key [{}] aggregates [{}] {} state: per key in memory, changed keys in RocksDB at checkpoints",
+                        aggregate.name,
+                        aggregate.input,
+                        keys.join(", "),
+                        aggregates.join(", "),
+                        if aggregate.updates() {
+                            "emits updates (+I, -U, +U)"
+                        } else {
+                            "emits each key once (+I)"
+                        }
+                    )?;
+                }
                 StreamNode::Sink { input, table, name } => match table {
                     Some(table) => write!(line, "Sink {name} into {table} <- #{input}")?,
                     None => write!(line, "Sink {name} (print) <- #{input}")?,
@@ -214,6 +252,9 @@ struct Lowered {
     window: Option<WindowColumns>,
     /// The column holding the event time the watermarks are about.
     rowtime: Option<usize>,
+    /// The operator whose output updates rows it emitted (the stream is a
+    /// changelog), as errors name it.
+    updates: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -342,16 +383,15 @@ impl Lowering<'_> {
                     watermark_delay(watermark)?;
                     table.schema.index_of(&watermark.column).ok()
                 });
-                let full = DFSchema::try_from_qualified_schema(
-                    scan.table_name.clone(),
-                    &table.schema,
-                )
-                .map_err(|error| planning_error(error, self.at))?;
+                let full =
+                    DFSchema::try_from_qualified_schema(scan.table_name.clone(), &table.schema)
+                        .map_err(|error| planning_error(error, self.at))?;
                 let lowered = Lowered {
                     node,
                     schema: Arc::new(full),
                     window: None,
                     rowtime,
+                    updates: None,
                 };
                 match &scan.projection {
                     None => Ok(lowered),
@@ -405,11 +445,18 @@ impl Lowering<'_> {
             LogicalPlan::Union(union) => {
                 let mut inputs = Vec::new();
                 let mut rowtimes = Vec::new();
+                let mut updates = Vec::new();
                 for input in &union.inputs {
                     let lowered = self.lower(input)?;
                     let lowered = self.materialize(lowered)?;
                     rowtimes.push(lowered.rowtime);
                     inputs.push(lowered.node);
+                    updates.push(lowered.updates);
+                }
+                if updates.iter().any(Option::is_some) && updates.iter().any(Option::is_none) {
+                    return Err(self.error(
+                        "UNION ALL of an updating query and an insert-only one is not supported yet",
+                    ));
                 }
                 let schema = Arc::new(union.schema.as_arrow().clone());
                 let node = self.add(StreamNode::Union { inputs, schema });
@@ -423,37 +470,59 @@ impl Lowering<'_> {
                     schema: Arc::clone(&union.schema),
                     window: None,
                     rowtime,
+                    updates: updates.into_iter().flatten().next(),
                 })
             }
             LogicalPlan::Extension(extension) => {
                 let Some(assign) = extension.node.as_any().downcast_ref::<WindowAssign>() else {
-                    return Err(self.error(format!(
-                        "unsupported operator {}",
-                        extension.node.name()
-                    )));
+                    return Err(
+                        self.error(format!("unsupported operator {}", extension.node.name()))
+                    );
                 };
                 self.window_assign(assign, extension.node.schema())
             }
             LogicalPlan::Aggregate(aggregate) => {
                 let input = self.lower(&aggregate.input)?;
-                let Some(window) = input.window else {
-                    return Err(self.error(
-                        "GROUP BY without a window table function (an updating aggregate) is not supported yet; group by window_start and window_end of TUMBLE, HOP or CUMULATE",
-                    ));
-                };
-                self.window_aggregate(input, window, aggregate)
+                if let Some(producer) = &input.updates {
+                    return Err(self.error(format!(
+                        "aggregating the updates of {producer} is not supported yet"
+                    )));
+                }
+                match input.window {
+                    Some(window) => self.window_aggregate(input, window, aggregate),
+                    None => {
+                        let keys = aggregate.group_expr.clone();
+                        self.group_aggregate(input, &keys, &aggregate.aggr_expr, &aggregate.schema)
+                    }
+                }
             }
-            LogicalPlan::Distinct(_) => Err(self.error(
-                "SELECT DISTINCT is not supported yet; GROUP BY the columns within a window instead",
-            )),
+            LogicalPlan::Distinct(Distinct::All(distinct)) => {
+                let input = self.lower(distinct)?;
+                let input = self.materialize(input)?;
+                if let Some(producer) = &input.updates {
+                    return Err(self.error(format!(
+                        "SELECT DISTINCT over the updates of {producer} is not supported yet"
+                    )));
+                }
+                let keys: Vec<Expr> = input
+                    .schema
+                    .columns()
+                    .into_iter()
+                    .map(Expr::Column)
+                    .collect();
+                let schema = Arc::clone(&input.schema);
+                self.group_aggregate(input, &keys, &[], &schema)
+            }
+            LogicalPlan::Distinct(Distinct::On(_)) => {
+                Err(self.error("DISTINCT ON is not supported"))
+            }
             LogicalPlan::Join(_) => Err(self.error("joins are not supported yet")),
-            LogicalPlan::Sort(_) => Err(self.error(
-                "ORDER BY is not supported on a stream (it has no end to sort up to)",
-            )),
-            LogicalPlan::Limit(_) => Err(self.error("LIMIT is not supported on a stream")),
-            LogicalPlan::Window(_) => {
-                Err(self.error("OVER windows are not supported yet"))
+            LogicalPlan::Sort(_) => {
+                Err(self
+                    .error("ORDER BY is not supported on a stream (it has no end to sort up to)"))
             }
+            LogicalPlan::Limit(_) => Err(self.error("LIMIT is not supported on a stream")),
+            LogicalPlan::Window(_) => Err(self.error("OVER windows are not supported yet")),
             other => Err(self.error(format!(
                 "unsupported in a streaming query: {}",
                 other.display()
@@ -521,11 +590,17 @@ impl Lowering<'_> {
             schema,
             window: window.filter(|w| w.any().is_some()),
             rowtime,
+            updates: input.updates,
         })
     }
 
     fn window_assign(&mut self, assign: &WindowAssign, schema: &DFSchemaRef) -> SqlResult<Lowered> {
         let input = self.lower(&assign.input)?;
+        if let Some(producer) = &input.updates {
+            return Err(self.error(format!(
+                "a window table function over the updates of {producer} is not supported"
+            )));
+        }
         if matches!(assign.spec, WindowSpec::Session { .. }) {
             return Err(self.error("SESSION windows are not supported yet"));
         }
@@ -568,6 +643,7 @@ impl Lowering<'_> {
                 time: Some(width + 2),
             }),
             rowtime: input.rowtime,
+            updates: None,
         })
     }
 
@@ -607,29 +683,7 @@ impl Lowering<'_> {
             )));
         }
         let time_column = window.any().expect("a window has a placeholder column");
-        let physical_input = input.schema.as_arrow();
-        let mut aggregates = Vec::new();
-        for expr in &aggregate.aggr_expr {
-            let rewritten = rewrite_immutable_functions(expr.clone(), &input.schema)
-                .map_err(|error| planning_error(error, self.at))?;
-            let lowered = LoweredAggregateBuilder::new(
-                &rewritten,
-                &input.schema,
-                physical_input,
-                &self.props,
-                &PhysicalPlanningContext::default(),
-            )
-            .build()
-            .map_err(|error| planning_error(error, self.at))?;
-            let (function, filter, ordering) =
-                (lowered.aggregate, lowered.filter, lowered.order_bys);
-            if !ordering.is_empty() {
-                return Err(self.error(format!(
-                    "{expr}: aggregates with ORDER BY are not supported"
-                )));
-            }
-            aggregates.push(AggregateCall { function, filter });
-        }
+        let aggregates = self.aggregate_calls(&input, &aggregate.aggr_expr)?;
         // The window columns are TIMESTAMP(3), never null (Flink's types).
         let fields: Vec<Arc<Field>> = aggregate
             .schema
@@ -664,7 +718,79 @@ impl Lowering<'_> {
             schema: Arc::clone(&aggregate.schema),
             window: None,
             rowtime: window_time_index,
+            updates: None,
         })
+    }
+
+    /// `GROUP BY keys` computing `aggregates` over `input`, without a window: an
+    /// updating aggregate (see [`GroupAggregate`]).
+    fn group_aggregate(
+        &mut self,
+        input: Lowered,
+        group_exprs: &[Expr],
+        aggregate_exprs: &[Expr],
+        schema: &DFSchemaRef,
+    ) -> SqlResult<Lowered> {
+        let mut keys = Vec::new();
+        for expr in group_exprs {
+            if matches!(expr, Expr::GroupingSet(_)) {
+                return Err(self.error("GROUPING SETS, ROLLUP and CUBE are not supported yet"));
+            }
+            keys.push(self.physical(expr, &input.schema)?);
+        }
+        let aggregates = self.aggregate_calls(&input, aggregate_exprs)?;
+        self.names += 1;
+        let name = format!("group-aggregate-{}", self.names);
+        let keys_text: Vec<String> = keys.iter().map(|key| key.text.clone()).collect();
+        let updates = (!aggregates.is_empty()).then(|| {
+            format!(
+                "GroupAggregate {name} (GROUP BY {} without a window)",
+                keys_text.join(", ")
+            )
+        });
+        let node = self.add(StreamNode::GroupAggregate(GroupAggregate {
+            input: input.node,
+            keys,
+            aggregates,
+            schema: Arc::new(schema.as_arrow().clone()),
+            name,
+        }));
+        Ok(Lowered {
+            node,
+            schema: Arc::clone(schema),
+            window: None,
+            rowtime: None,
+            updates,
+        })
+    }
+
+    /// The aggregates of `exprs` over `input`, as DataFusion makes them physical.
+    fn aggregate_calls(&self, input: &Lowered, exprs: &[Expr]) -> SqlResult<Vec<AggregateCall>> {
+        let physical_input = input.schema.as_arrow();
+        let mut aggregates = Vec::new();
+        for expr in exprs {
+            let rewritten = rewrite_immutable_functions(expr.clone(), &input.schema)
+                .map_err(|error| planning_error(error, self.at))?;
+            let lowered = LoweredAggregateBuilder::new(
+                &rewritten,
+                &input.schema,
+                physical_input,
+                &self.props,
+                &PhysicalPlanningContext::default(),
+            )
+            .build()
+            .map_err(|error| planning_error(error, self.at))?;
+            if !lowered.order_bys.is_empty() {
+                return Err(self.error(format!(
+                    "{expr}: aggregates with ORDER BY are not supported"
+                )));
+            }
+            aggregates.push(AggregateCall {
+                function: lowered.aggregate,
+                filter: lowered.filter,
+            });
+        }
+        Ok(aggregates)
     }
 
     /// `input`, with window placeholders refused: they only make sense grouped.
@@ -688,6 +814,14 @@ impl Lowering<'_> {
         if !table.connector.is_sink() {
             return Err(self.error(format!(
                 "table {table_name} (connector '{}') cannot be written: it is a source only",
+                connector_name(&table.connector)
+            )));
+        }
+        if let Some(producer) = &input.updates
+            && !table.connector.takes_updates()
+        {
+            return Err(self.error(format!(
+                "table {table_name} (connector '{}') is append-only and cannot take the updates produced by {producer}; write them to an 'upsert-kafka' table with a PRIMARY KEY (or 'print'), or aggregate within a window (TUMBLE, HOP, CUMULATE) to get final rows",
                 connector_name(&table.connector)
             )));
         }

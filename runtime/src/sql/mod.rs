@@ -18,9 +18,11 @@ pub mod connectors;
 pub mod dialect;
 pub mod error;
 pub mod functions;
+pub mod group_aggregate;
 pub mod job;
 pub mod kafka_table;
 pub mod lower;
+pub mod nexmark;
 pub mod physical;
 pub mod script;
 pub mod sources;
@@ -48,22 +50,23 @@ mod tests {
     const BID: &str = "CREATE TABLE bid (auction BIGINT, price BIGINT, ts TIMESTAMP(3),
         WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
         WITH ('connector' = 'datagen', 'number-of-rows' = '10');
-        CREATE TABLE out (a BIGINT, b BIGINT) WITH ('connector' = 'blackhole');\n";
+        CREATE TABLE out (a BIGINT, b BIGINT) WITH ('connector' = 'blackhole');
+        CREATE TABLE files (a BIGINT, b BIGINT) WITH ('connector' = 'filesystem', 'path' = '/tmp/x', 'format' = 'csv');\n";
 
     #[test]
     fn unsupported_sql_fails_before_anything_runs_naming_what_and_where() {
         let cases = [
             (
                 "INSERT INTO out SELECT auction, price FROM nope;",
-                "line 5, column 44: no table or view named nope",
+                "line 6, column 44: no table or view named nope",
             ),
             (
                 "INSERT INTO out SELECT auction FROM bid;",
-                "line 5, column 1: INSERT INTO out: the query has 1 columns, the table 2 (a, b)",
+                "line 6, column 1: INSERT INTO out: the query has 1 columns, the table 2 (a, b)",
             ),
             (
-                "INSERT INTO out SELECT auction, COUNT(*) FROM bid GROUP BY auction;",
-                "GROUP BY without a window table function (an updating aggregate) is not supported yet",
+                "INSERT INTO files SELECT auction, COUNT(*) FROM bid GROUP BY auction;",
+                "table files (connector 'filesystem') is append-only and cannot take the updates produced by GroupAggregate group-aggregate-1 (GROUP BY bid.auction without a window)",
             ),
             (
                 "INSERT INTO out SELECT auction, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY auction, window_start;",
@@ -83,7 +86,7 @@ mod tests {
             ),
             (
                 "INSERT INTO out SELECT auction, nosuch FROM bid;",
-                "line 5, column 33: ",
+                "line 6, column 33: ",
             ),
         ];
         for (insert, expected) in cases {

@@ -300,8 +300,8 @@ impl FileTableSource {
 
 /// Decodes `values` (JSON objects or CSV rows, one per value) into one batch of
 /// `schema`, and says which values the rows are of. A value that does not decode
-/// (or decodes to other than one row) fails the job, naming `table` and
-/// `where_is(index)`, or is skipped, by `parse_errors`.
+/// to exactly one row fails the job, naming `table` and `where_is(index)`, or is
+/// skipped, by `parse_errors`.
 pub(super) fn decode_text(
     format: TextFormat,
     schema: &SchemaRef,
@@ -310,30 +310,21 @@ pub(super) fn decode_text(
     table: &str,
     where_is: impl Fn(usize) -> String,
 ) -> Result<(RecordBatch, Vec<usize>), SourceError> {
-    if let Ok(batch) = decode_values(format, schema, values)
-        && batch.num_rows() == values.len()
-    {
+    if let Ok(batch) = decode_values(format, schema, values) {
         return Ok((batch, (0..values.len()).collect()));
     }
-    // Value by value, to find the ones that do not decode.
+    // Value by value, each with a decoder of its own, to find the ones that do
+    // not decode (a decoder's state is not to be trusted after an error).
     let mut good = Vec::new();
     let mut kept = Vec::new();
     for (index, value) in values.iter().enumerate() {
-        let decoded =
-            decode_values(format, schema, std::slice::from_ref(value)).and_then(|batch| {
-                if batch.num_rows() == 1 {
-                    Ok(batch)
-                } else {
-                    Err(format!("{} rows in one record", batch.num_rows()))
-                }
-            });
-        match decoded {
+        match decode_values(format, schema, std::slice::from_ref(value)) {
             Ok(batch) => {
                 good.push(batch);
                 kept.push(index);
             }
             Err(_) if parse_errors == ParseErrors::Skip => {}
-            Err(error) => {
+            Err((_, error)) => {
                 let name = match format {
                     TextFormat::Json => "json",
                     TextFormat::Csv => "csv",
@@ -351,34 +342,81 @@ pub(super) fn decode_text(
     Ok((batch, kept))
 }
 
+/// Decodes `values` with one decoder, checking that each value is read whole and
+/// gives exactly one row; the first that does not fails with its index.
 fn decode_values(
     format: TextFormat,
     schema: &SchemaRef,
     values: &[&[u8]],
-) -> Result<RecordBatch, String> {
-    let text = values.join(&b'\n');
-    match format {
+) -> Result<RecordBatch, (usize, String)> {
+    // Room for one row more than expected: a value of two rows shows.
+    let capacity = values.len() + 1;
+    let whole = |index: usize, consumed: usize, value: &[u8]| {
+        if consumed == value.len() {
+            Ok(())
+        } else {
+            Err((index, "more than one row in one record".to_owned()))
+        }
+    };
+    let one_row = |index: usize, before: usize, after: usize| {
+        if after == before + 1 {
+            Ok(())
+        } else {
+            Err((index, format!("{} rows in one record", after - before)))
+        }
+    };
+    let batch = match format {
         TextFormat::Json => {
             let mut decoder = arrow::json::ReaderBuilder::new(Arc::clone(schema))
-                .with_batch_size(values.len().max(1))
+                .with_batch_size(capacity)
                 .build_decoder()
-                .map_err(|error| error.to_string())?;
-            decoder.decode(&text).map_err(|error| error.to_string())?;
-            Ok(decoder
-                .flush()
-                .map_err(|error| error.to_string())?
-                .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
+                .map_err(|error| (0, error.to_string()))?;
+            for (index, value) in values.iter().enumerate() {
+                let before = decoder.len();
+                let consumed = decoder
+                    .decode(value)
+                    .map_err(|error| (index, error.to_string()))?;
+                whole(index, consumed, value)?;
+                if decoder.has_partial_record() {
+                    return Err((index, "an incomplete JSON value".to_owned()));
+                }
+                one_row(index, before, decoder.len())?;
+            }
+            decoder.flush().map_err(|error| (0, error.to_string()))?
         }
         TextFormat::Csv => {
-            let mut reader = arrow::csv::ReaderBuilder::new(Arc::clone(schema))
-                .with_batch_size(values.len().max(1))
-                .build(std::io::Cursor::new(text))
-                .map_err(|error| error.to_string())?;
-            match reader.next() {
-                Some(batch) => batch.map_err(|error| error.to_string()),
-                None => Ok(RecordBatch::new_empty(Arc::clone(schema))),
+            let mut decoder = arrow::csv::ReaderBuilder::new(Arc::clone(schema))
+                .with_batch_size(capacity)
+                .build_decoder();
+            for (index, value) in values.iter().enumerate() {
+                // A value's own line break ends its row as ours would.
+                let value = value.strip_suffix(b"\n").unwrap_or(value);
+                let value = value.strip_suffix(b"\r").unwrap_or(value);
+                let before = capacity - decoder.capacity();
+                let consumed = decoder
+                    .decode(value)
+                    .map_err(|error| (index, error.to_string()))?;
+                whole(index, consumed, value)?;
+                // The line break ends the value's row (a quoted field may hold one).
+                let ended = decoder
+                    .decode(b"\n")
+                    .map_err(|error| (index, error.to_string()))?;
+                if ended != 1 {
+                    return Err((index, "more than one row in one record".to_owned()));
+                }
+                one_row(index, before, capacity - decoder.capacity())?;
             }
+            decoder.flush().map_err(|error| (0, error.to_string()))?
         }
+    };
+    let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema)));
+    if batch.num_rows() == values.len() {
+        Ok(batch)
+    } else {
+        Err((
+            0,
+            format!("{} rows for {} records", batch.num_rows(), values.len()),
+        ))
     }
 }
 

@@ -58,7 +58,7 @@ impl KeyEncoder {
     }
 
     /// An encoder of the key columns `keys`, over `input`.
-    fn of_keys(keys: &[super::lower::Computed], input: &Schema) -> Self {
+    pub fn of_keys(keys: &[super::lower::Computed], input: &Schema) -> Self {
         let converter = (!keys.is_empty()).then(|| {
             let fields = keys
                 .iter()
@@ -100,7 +100,7 @@ impl KeyEncoder {
     }
 
     /// The key columns of `keys` (bytes from [`encode`](Self::encode)).
-    fn decode(&self, keys: &[Box<[u8]>]) -> Vec<ArrayRef> {
+    pub fn decode(&self, keys: &[Box<[u8]>]) -> Vec<ArrayRef> {
         let Some(converter) = &self.converter else {
             return Vec::new();
         };

@@ -54,6 +54,14 @@ pub enum StateError {
         /// The decoder's error.
         source: super::codec::CodecError,
     },
+    /// An operator could not compute from its state (a SQL aggregate's error).
+    #[error("{operator}: {message}")]
+    Operator {
+        /// The operator.
+        operator: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl StateError {
