@@ -20,7 +20,10 @@ run_tests() {
         tee "$test_log" || status=$?
     if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
         echo "tests did not finish within ${test_deadline_s}s; still running:"
-        grep 'has been running for over' "$test_log" || echo "(no test reported running long)"
+        # Tests reported running long that never reported a result.
+        awk '/has been running for over/ { running[$2] = 1 }
+             / \.\.\. (ok|FAILED|ignored)$/ { delete running[$2] }
+             END { for (name in running) print "  " name }' "$test_log"
     fi
     return "$status"
 }

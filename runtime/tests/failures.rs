@@ -52,3 +52,59 @@ fn a_panic_in_one_subtask_fails_the_job_on_every_subtask() {
     let error = result.expect_err("the job succeeded although a subtask failed");
     assert!(error.contains("record 1500 of split 0 is bad"), "{error}");
 }
+
+#[test]
+fn a_panic_while_one_worker_builds_the_pipeline_fails_the_job() {
+    let state = tempfile::tempdir().unwrap();
+    let pipeline: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
+        assert!(
+            pipeline.context().subtask != 1,
+            "subtask 1 cannot build its pipeline"
+        );
+        pipeline
+            .source("numbers", Generator::new(4, |_, n| n).bounded(1_000))?
+            .sink(|_, _| {});
+        Ok(())
+    });
+    let config = local_config(
+        state.path(),
+        "failures-build",
+        2,
+        Duration::from_millis(100),
+        2,
+        RestoreFrom::Nothing,
+    );
+    let control = Arc::new(JobControl::default());
+    let (done, ended) = mpsc::channel();
+    let job_control = Arc::clone(&control);
+    thread::spawn(move || {
+        let result = run_job(config, pipeline, job_control);
+        let _ = done.send(result.map(|_| ()).map_err(|error| error.to_string()));
+    });
+    let result = ended
+        .recv_timeout(DEADLINE)
+        .expect("the job did not end after a worker failed to build");
+    let error = result.expect_err("the job succeeded although a worker failed to build");
+    assert!(
+        error.contains("subtask 1 cannot build its pipeline"),
+        "{error}"
+    );
+
+    // The same control runs the next job from a clean slate.
+    let state = tempfile::tempdir().unwrap();
+    let pipeline: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
+        pipeline
+            .source("numbers", Generator::new(4, |_, n| n).bounded(1_000))?
+            .sink(|_, _| {});
+        Ok(())
+    });
+    let config = local_config(
+        state.path(),
+        "failures-after",
+        2,
+        Duration::from_millis(100),
+        2,
+        RestoreFrom::Nothing,
+    );
+    run_job(config, pipeline, control).expect("a reused control runs the next job");
+}

@@ -1,5 +1,6 @@
 //! Exactly-once from Kafka to Kafka through crashes and rescales, with the `strom`
-//! binary as a pod runs it: the built-in `kafka-copy` pipeline reads cluster A
+//! binary as a pod runs it: the built-in `kafka-copy` pipeline (or the same copy
+//! in SQL: two `kafka` tables UNION ALL into a third) reads cluster A
 //! (plaintext) and B (SCRAM) and writes C (mTLS) in transactions. While input keeps
 //! arriving, the job is killed with SIGKILL, crashed by failpoints just before and
 //! just after a checkpoint completes, or rescaled 2 -> 5 -> 1 through savepoints;
@@ -34,10 +35,25 @@ struct Job {
     from_a: String,
     from_b: String,
     to_c: String,
+    /// The name of the operator writing C.
+    sink: &'static str,
+}
+
+/// What the job runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Program {
+    /// The built-in `kafka-copy` pipeline.
+    Pipeline,
+    /// The copy as Flink SQL over `kafka` tables (values as `raw` strings).
+    Sql,
 }
 
 impl Job {
     fn new(clusters: KafkaClusters) -> Self {
+        Self::running(clusters, Program::Pipeline)
+    }
+
+    fn running(clusters: KafkaClusters, program: Program) -> Self {
         let (a, b, c) = (
             connection(&clusters, "a"),
             connection(&clusters, "b"),
@@ -48,6 +64,34 @@ impl Job {
         create_topic(&b, &from_b, 2);
         create_topic(&c, &to_c, 4);
         let dir = tempfile::tempdir().unwrap();
+        let (program_yaml, sink) = match program {
+            Program::Pipeline => (
+                format!(
+                    "  pipeline:
+    name: kafka-copy
+    args:
+      from: a/{from_a},b/{from_b}
+      to: c/{to_c}
+      delivery: exactly-once
+"
+                ),
+                "to",
+            ),
+            Program::Sql => (
+                format!(
+                    "  sql: |
+    CREATE TABLE from_a (v STRING) WITH ('connector' = 'kafka', 'cluster' = 'a',
+      'topic' = '{from_a}', 'format' = 'raw', 'scan.startup.mode' = 'earliest-offset');
+    CREATE TABLE from_b (v STRING) WITH ('connector' = 'kafka', 'cluster' = 'b',
+      'topic' = '{from_b}', 'format' = 'raw', 'scan.startup.mode' = 'earliest-offset');
+    CREATE TABLE to_c (v STRING) WITH ('connector' = 'kafka', 'cluster' = 'c',
+      'topic' = '{to_c}', 'format' = 'raw', 'sink.delivery-guarantee' = 'exactly-once');
+    INSERT INTO to_c SELECT v FROM from_a UNION ALL SELECT v FROM from_b;
+"
+                ),
+                "sink-to_c",
+            ),
+        };
         let manifest = format!(
             r#"apiVersion: strom.dev/v1alpha1
 kind: StreamJob
@@ -56,13 +100,7 @@ metadata:
 spec:
   parallelism: 2
   kafkaClusters:
-{clusters}  pipeline:
-    name: kafka-copy
-    args:
-      from: a/{from_a},b/{from_b}
-      to: c/{to_c}
-      delivery: exactly-once
-  state:
+{clusters}{program_yaml}  state:
     checkpointInterval: 200ms
     retainedCheckpoints: 2
     storage: file://{state}
@@ -81,6 +119,7 @@ spec:
             from_a,
             from_b,
             to_c,
+            sink,
         }
     }
 
@@ -211,7 +250,7 @@ spec:
         let manifest = self.checkpoints_dir().join(newest).join("_manifest");
         let manifest: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
-        manifest["operators"]["to"]
+        manifest["operators"][self.sink]
             .as_array()
             .unwrap()
             .iter()
@@ -301,13 +340,28 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn job() -> Option<(Job, std::sync::MutexGuard<'static, ()>)> {
+    program_job(Program::Pipeline)
+}
+
+fn program_job(program: Program) -> Option<(Job, std::sync::MutexGuard<'static, ()>)> {
     let turn = turn();
-    clusters().map(|clusters| (Job::new(clusters), turn))
+    clusters().map(|clusters| (Job::running(clusters, program), turn))
 }
 
 #[test]
 fn kill_9_mid_stream_then_restart_writes_every_record_once() {
-    let Some((job, _turn)) = job() else { return };
+    kill_9_mid_stream(Program::Pipeline);
+}
+
+#[test]
+fn a_sql_job_killed_mid_stream_then_restarted_writes_every_record_once() {
+    kill_9_mid_stream(Program::Sql);
+}
+
+fn kill_9_mid_stream(program: Program) {
+    let Some((job, _turn)) = program_job(program) else {
+        return;
+    };
     let input = job.write_input();
     let mut child = job
         .command(
@@ -329,7 +383,11 @@ fn kill_9_mid_stream_then_restart_writes_every_record_once() {
 /// input arrives, restarts it, and checks C. The failpoints count only checkpoints
 /// with output awaiting commit, so the crash lands in its window by construction.
 fn crash_at(failpoint: &str) -> Option<Job> {
-    let (job, _turn) = job()?;
+    crash_program_at(Program::Pipeline, failpoint)
+}
+
+fn crash_program_at(program: Program, failpoint: &str) -> Option<Job> {
+    let (job, _turn) = program_job(program)?;
     let input = job.write_input();
     let crashed = job
         .command(
@@ -365,6 +423,11 @@ fn a_crash_just_before_a_checkpoint_completes_writes_every_record_once() {
 fn a_crash_after_a_checkpoint_completes_but_before_its_transactions_commit_writes_every_record_once()
  {
     crash_at("after-checkpoint-complete");
+}
+
+#[test]
+fn a_sql_job_crashed_after_a_checkpoint_completes_writes_every_record_once() {
+    crash_program_at(Program::Sql, "after-checkpoint-complete");
 }
 
 #[test]

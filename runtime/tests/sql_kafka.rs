@@ -130,8 +130,8 @@ fn window_counts_of_json_views_on_a_are_written_to_c_exactly_once() {
     for value in &written {
         let row: serde_json::Value = serde_json::from_str(value).unwrap();
         let end = row["window_end"].as_str().unwrap();
-        let end = chrono::NaiveDateTime::parse_from_str(end, "%Y-%m-%dT%H:%M:%S%.f")
-            .or_else(|_| chrono::NaiveDateTime::parse_from_str(end, "%Y-%m-%dT%H:%M:%S"))
+        // Flink's SQL form of a timestamp, which its JSON format reads.
+        let end = chrono::NaiveDateTime::parse_from_str(end, "%Y-%m-%d %H:%M:%S%.3f")
             .unwrap_or_else(|error| panic!("{end}: {error}"));
         let base = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
             .unwrap()

@@ -487,11 +487,14 @@ impl JobControl {
         Some(self.completed_here.load(Ordering::SeqCst)).filter(|&epoch| epoch > 0)
     }
 
-    /// Forgets the completions of an earlier run (a control used for another run).
+    /// Forgets the completions and the failure of an earlier run (a control used
+    /// for another run).
     pub(crate) fn forget_completions(&self) {
         self.completed_here.store(0, Ordering::SeqCst);
         self.completed_known.store(0, Ordering::SeqCst);
         self.drained_paced.store(false, Ordering::SeqCst);
+        self.failed.store(false, Ordering::SeqCst);
+        self.lock_snapshots().failure = None;
     }
 
     /// Makes drained sources close epochs at the job's pace (see `drained_paced`).

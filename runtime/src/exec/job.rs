@@ -149,7 +149,8 @@ pub fn run_job(
         .thread_name("strom-io")
         .build()
         .map_err(JobError::Io)?;
-    // Completions are per run: a control reused from an earlier run forgets its.
+    // Completions and failures are per run: a control reused from an earlier
+    // run forgets its.
     control.forget_completions();
     let storage = CheckpointStorage::open(&config.storage_url, &config.settings.storage_options)?;
     let restore = io.block_on(resolve_restore(&config, &storage))?;
@@ -188,7 +189,17 @@ pub fn run_job(
     };
     let threads = threads_per_process(&config);
     let guards = timely::execute(timely_config(&config), move |worker| {
-        run_worker(worker, &context, run.as_ref(), &pipeline, threads)
+        // A panic anywhere in a worker (building the pipeline included) is the
+        // job's failure: recorded, so the other workers end too.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_worker(worker, &context, run.as_ref(), &pipeline, threads)
+        }));
+        ran.unwrap_or_else(|panic| {
+            context
+                .control
+                .record_failure(panic_message(panic.as_ref()));
+            std::panic::resume_unwind(panic)
+        })
     })
     .map_err(JobError::Start)?;
     for result in guards.join() {
@@ -431,7 +442,7 @@ fn run_worker(
     });
     control.worker_built(threads as u64);
     if let Err(error) = &built {
-        // What was built must still drain: the sources end on shutdown.
+        // The job fails: every worker ends on its next step (`step_or_fail`).
         control.record_failure(error.to_string());
         control.shut_down();
     }

@@ -116,8 +116,13 @@ pub enum StartupMode {
     Earliest,
     /// `latest-offset`.
     Latest,
-    /// `group-offsets`.
-    GroupOffsets,
+    /// `group-offsets`: the offsets committed for the table's group; partitions
+    /// without one start at the earliest record, or the latest with
+    /// `'properties.auto.offset.reset' = 'latest'`.
+    GroupOffsets {
+        /// Partitions without a committed offset start at the earliest record.
+        or_earliest: bool,
+    },
     /// `timestamp` (with `scan.startup.timestamp-millis`).
     Timestamp(i64),
 }
@@ -193,7 +198,10 @@ impl TableConnector {
                 };
                 let ignore = match format {
                     TextFormat::Json => options.flag("json.ignore-parse-errors")?,
-                    TextFormat::Csv => options.flag("csv.ignore-parse-errors")?,
+                    TextFormat::Csv => {
+                        super::kafka_table::check_flat(definition, schema, "format")?;
+                        options.flag("csv.ignore-parse-errors")?
+                    }
                 };
                 Self::Filesystem {
                     path,
@@ -446,7 +454,19 @@ fn key_options(options: &mut Options<'_>) -> SqlResult<Option<KeyOptions>> {
 
 /// Client properties a table may not set: the cluster's entry in
 /// `spec.kafkaClusters` decides where and how the job connects.
-const CONNECTION_PROPERTIES: [&str; 4] = ["bootstrap.servers", "security.", "sasl.", "ssl."];
+const CONNECTION_PROPERTIES: [&str; 11] = [
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "security.",
+    "sasl.",
+    "ssl.",
+    "ssl_",
+    "enable.ssl.",
+    "enable.sasl.",
+    "plugin.library.paths",
+    "client.dns.lookup",
+    "interceptor.",
+];
 
 fn kafka(
     options: &mut Options<'_>,
@@ -501,7 +521,19 @@ fn kafka(
         KafkaFormat::Raw => false,
     };
     let startup = match options.optional("scan.startup.mode").as_deref() {
-        None | Some("group-offsets") => StartupMode::GroupOffsets,
+        None | Some("group-offsets") => StartupMode::GroupOffsets {
+            or_earliest: match options.optional("properties.auto.offset.reset").as_deref() {
+                None | Some("earliest") => true,
+                Some("latest") => false,
+                Some(other) => {
+                    return Err(options.invalid(
+                        "properties.auto.offset.reset",
+                        other,
+                        "earliest or latest",
+                    ));
+                }
+            },
+        },
         Some("earliest-offset") => StartupMode::Earliest,
         Some("latest-offset") => StartupMode::Latest,
         Some("timestamp") => StartupMode::Timestamp(
@@ -546,14 +578,18 @@ fn kafka(
     let properties = options
         .given
         .iter()
-        .filter(|(key, _)| key.starts_with("properties.") && *key != "properties.group.id")
+        .filter(|(key, _)| {
+            key.starts_with("properties.")
+                && *key != "properties.group.id"
+                && *key != "properties.auto.offset.reset"
+        })
         .map(|(key, value)| (key["properties.".len()..].to_owned(), value.clone()))
         .collect::<BTreeMap<_, _>>();
     for key in properties.keys() {
-        if CONNECTION_PROPERTIES
-            .iter()
-            .any(|taken| key == taken || (taken.ends_with('.') && key.starts_with(taken)))
-        {
+        if CONNECTION_PROPERTIES.iter().any(|taken| {
+            key == taken
+                || ((taken.ends_with('.') || taken.ends_with('_')) && key.starts_with(taken))
+        }) {
             return Err(options.invalid(
                 &format!("properties.{key}"),
                 "…",

@@ -12,7 +12,9 @@ use datafusion::execution::context::ExecutionProps;
 
 use super::batch::{RowKind, SqlBatch, max_event_time, row_kinds, with_op_column};
 use super::catalog::{Catalog, Table};
-use super::connectors::{KafkaOptions, StartupMode, TableConnector, TextFormat, watermark_delay};
+use super::connectors::{
+    KafkaFormat, KafkaOptions, StartupMode, TableConnector, TextFormat, watermark_delay,
+};
 use super::error::{SqlError, SqlResult};
 use super::group_aggregate::GroupAggregateLogic;
 use super::kafka_table::KafkaTableSource;
@@ -116,6 +118,29 @@ impl SqlJob {
                 .table(name)
                 .ok_or_else(|| SqlError::new(format!("no table {name}"), None))?;
             tables.insert(name.clone(), table_runtime(table)?);
+        }
+        // Exactly-once sinks sharing a transactional-id prefix would fence each
+        // other (and could read each other's commit markers).
+        let mut prefixes: HashMap<&str, &str> = HashMap::new();
+        for node in &plan.nodes {
+            let StreamNode::Sink {
+                table: Some(name), ..
+            } = node
+            else {
+                continue;
+            };
+            if let TableConnector::Kafka(options) | TableConnector::UpsertKafka(options) =
+                &tables[name].connector
+                && let Some(prefix) = &options.transactional_id_prefix
+                && let Some(other) = prefixes.insert(prefix, name)
+            {
+                return Err(SqlError::new(
+                    format!(
+                        "tables {other} and {name} are written with the same 'sink.transactional-id-prefix' = '{prefix}'; each sink needs its own"
+                    ),
+                    None,
+                ));
+            }
         }
         let idle_timeout = match catalog.settings.get("table.exec.source.idle-timeout") {
             None => None,
@@ -327,10 +352,16 @@ impl SqlJob {
                     StartupMode::Earliest => StartFrom::Earliest,
                     StartupMode::Latest => StartFrom::Latest,
                     StartupMode::Timestamp(millis) => StartFrom::Timestamp(millis),
-                    StartupMode::GroupOffsets => StartFrom::CommittedOffsets { or_earliest: true },
+                    StartupMode::GroupOffsets { or_earliest } => {
+                        StartFrom::CommittedOffsets { or_earliest }
+                    }
                 };
                 config.bounded = options.bounded;
                 config.client_id = format!("strom-{}", settings.name);
+                // As Flink does: offsets are committed to the group when
+                // checkpoints complete (for lag monitoring, and where a job
+                // started without state goes on from).
+                config.commit_offsets = true;
                 let source = KafkaTableSource::new(
                     KafkaSource::new(config),
                     options.layout.clone(),
@@ -648,21 +679,14 @@ pub fn format_changelog(batch: &RecordBatch, changelog: bool) -> Vec<String> {
 
 /// Appends the rows of `batch` to `text` as JSON lines or CSV (no final newline).
 fn encode_lines(format: TextFormat, batch: &RecordBatch, text: &mut String) {
-    let mut bytes = Vec::new();
-    match format {
-        TextFormat::Json => {
-            let mut writer = arrow::json::LineDelimitedWriter::new(&mut bytes);
-            writer.write(batch).expect("rows encode as JSON");
-            writer.finish().expect("rows encode as JSON");
+    // As Kafka values are: explicit nulls, Flink's SQL form of timestamps.
+    let rows = super::kafka_table::encode_rows(KafkaFormat::Text(format), batch);
+    for (index, row) in rows.into_iter().enumerate() {
+        if index > 0 {
+            text.push('\n');
         }
-        TextFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(false)
-                .build(&mut bytes);
-            writer.write(batch).expect("rows encode as CSV");
-        }
+        text.push_str(&String::from_utf8_lossy(&row.unwrap_or_default()));
     }
-    text.push_str(String::from_utf8_lossy(&bytes).trim_end_matches('\n'));
 }
 
 /// A duration such as `5 s`, `500 ms`, `1 min`.

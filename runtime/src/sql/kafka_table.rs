@@ -185,23 +185,28 @@ impl RecordLayout {
                 definition.at,
             ));
         }
+        let value = Arc::new(Schema::new(value_fields));
+        if let KafkaFormat::Text(TextFormat::Csv) = format {
+            check_flat(definition, &value, "format")?;
+        }
         let key = match key {
             None => None,
-            Some(key) => Some(Self::key_layout(definition, stored, key)?),
+            Some(key) => Some(Self::key_layout(definition, &value, key)?),
         };
         Ok(Self {
             format,
             stored: Arc::clone(stored),
-            value: Arc::new(Schema::new(value_fields)),
+            value,
             columns,
             key,
         })
     }
 
-    /// The key of `key.fields`, each a physical column.
+    /// The key of `key.fields`, each a physical column (of `value`, which holds
+    /// them all).
     fn key_layout(
         definition: &TableDefinition,
-        stored: &SchemaRef,
+        value: &SchemaRef,
         key: &KeyOptions,
     ) -> SqlResult<KeyLayout> {
         let refuse = |message: String| {
@@ -220,12 +225,20 @@ impl RecordLayout {
                     "'key.fields' names {name}, which is not a physical column of the table"
                 )));
             }
-            columns.push(stored.index_of(name).expect("physical columns are stored"));
+            columns.push(
+                value
+                    .index_of(name)
+                    .expect("the value holds every physical column"),
+            );
+        }
+        if key.format == KafkaFormat::Text(TextFormat::Csv) {
+            let fields: Vec<_> = columns.iter().map(|&c| value.field(c).clone()).collect();
+            check_flat(definition, &Arc::new(Schema::new(fields)), "key.format")?;
         }
         if key.format == KafkaFormat::Raw
             && !matches!(
                 columns.as_slice(),
-                [column] if matches!(stored.field(*column).data_type(), DataType::Utf8 | DataType::Binary)
+                [column] if matches!(value.field(*column).data_type(), DataType::Utf8 | DataType::Binary)
             )
         {
             return Err(refuse(
@@ -328,25 +341,17 @@ impl RecordLayout {
 
     /// One record per row of `batch` (the table's stored columns): the value
     /// holds the physical columns in the table's format, the key (if the table
-    /// has `key.fields`) those columns in `key.format`.
+    /// has `key.fields`) those columns in `key.format`. `batch` holds the table's
+    /// physical columns (what a sink is given: metadata columns are not written).
     pub fn encode(&self, batch: &RecordBatch) -> Vec<KafkaOutput> {
-        let indices: Vec<usize> = self
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(_, source)| matches!(source, ColumnSource::Value(_)))
-            .map(|(index, _)| index)
-            .collect();
-        let values = batch
-            .project(&indices)
-            .expect("the value's columns are among the stored ones");
-        let values = encode_rows(self.format, &values);
+        debug_assert_eq!(batch.num_columns(), self.value.fields().len());
+        let values = encode_rows(self.format, batch);
         let keys = match &self.key {
             Some(key) => encode_rows(
                 key.format,
                 &batch
                     .project(&key.columns)
-                    .expect("the key's columns are among the stored ones"),
+                    .expect("the key's columns are among the value's"),
             ),
             None => vec![None; values.len()],
         };
@@ -362,14 +367,47 @@ impl RecordLayout {
     }
 }
 
+/// Refuses nested columns (ARRAY, ROW, MAP) in a CSV `option`: CSV has no form
+/// for them.
+pub(super) fn check_flat(
+    definition: &TableDefinition,
+    schema: &SchemaRef,
+    option: &str,
+) -> SqlResult<()> {
+    match schema
+        .fields()
+        .iter()
+        .find(|field| field.data_type().is_nested())
+    {
+        Some(field) => Err(SqlError::new(
+            format!(
+                "table {}: column {} is {}, which '{option}' = 'csv' cannot hold; use 'json'",
+                definition.name,
+                field.name(),
+                field.data_type()
+            ),
+            definition.at,
+        )),
+        None => Ok(()),
+    }
+}
+
+/// How timestamps are written: Flink's SQL form (`2024-01-01 10:00:00.123`),
+/// which its JSON and CSV formats read by default.
+const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3f";
+/// The same with the zone of a `TIMESTAMP_LTZ` (always UTC here).
+const TIMESTAMP_LTZ_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3fZ";
+
 /// Each row of `batch` in `format`: a JSON object (explicit nulls), a CSV line,
 /// or the one column's bytes (`None` when null).
-fn encode_rows(format: KafkaFormat, batch: &RecordBatch) -> Vec<Option<Vec<u8>>> {
+pub(super) fn encode_rows(format: KafkaFormat, batch: &RecordBatch) -> Vec<Option<Vec<u8>>> {
     match format {
         KafkaFormat::Text(TextFormat::Json) => {
             let mut bytes = Vec::new();
             let mut writer = arrow::json::WriterBuilder::new()
                 .with_explicit_nulls(true)
+                .with_timestamp_format(TIMESTAMP_FORMAT.to_owned())
+                .with_timestamp_tz_format(TIMESTAMP_LTZ_FORMAT.to_owned())
                 .build::<_, arrow::json::writer::LineDelimited>(&mut bytes);
             writer.write(batch).expect("rows encode as JSON");
             writer.finish().expect("rows encode as JSON");
@@ -386,6 +424,8 @@ fn encode_rows(format: KafkaFormat, batch: &RecordBatch) -> Vec<Option<Vec<u8>>>
                 let mut bytes = Vec::new();
                 let mut writer = arrow::csv::WriterBuilder::new()
                     .with_header(false)
+                    .with_timestamp_format(TIMESTAMP_FORMAT.to_owned())
+                    .with_timestamp_tz_format(TIMESTAMP_LTZ_FORMAT.to_owned())
                     .build(&mut bytes);
                 writer
                     .write(&batch.slice(row, 1))
@@ -724,7 +764,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_encode_as_one_value_each_without_metadata_columns() {
+    fn rows_encode_as_one_value_each_with_the_key_columns_as_key() {
         let columns = "country STRING, views BIGINT, p INT METADATA FROM 'partition'";
         let (json, _) = table(columns, ", 'format' = 'json'").unwrap();
         let records = [
@@ -732,6 +772,8 @@ mod tests {
             record(2, Some(r#"{"country": "a \"b\"\nc"}"#)),
         ];
         let (batch, _) = json.decode(&records, ParseErrors::Fail, "t").unwrap();
+        // A sink is given the physical columns only.
+        let batch = batch.project(&[0, 1]).unwrap();
         let values = |outputs: Vec<KafkaOutput>| -> Vec<String> {
             outputs
                 .into_iter()

@@ -24,9 +24,10 @@ use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use super::physical::{physical_expr, rewrite_immutable_functions};
 
 use super::catalog::{Catalog, Job, planning_error};
-use super::connectors::{connector_name, watermark_delay};
+use super::connectors::{TableConnector, connector_name, watermark_delay};
 use super::error::{Position, SqlError, SqlResult};
 use super::group_aggregate::GroupAggregate;
+use super::script::ColumnDefinition;
 use super::window_tvf::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssign, WindowSpec};
 
 /// An operator's index in the [`StreamPlan`].
@@ -803,6 +804,58 @@ impl Lowering<'_> {
         Ok(input)
     }
 
+    /// The columns a sink writes: the table's physical ones and its writable
+    /// metadata; `VIRTUAL` metadata is read only. A Kafka table refuses metadata
+    /// it cannot write yet, and more than one topic.
+    fn written_schema(&self, table: &super::catalog::Table) -> SqlResult<SchemaRef> {
+        let name = &table.definition.name;
+        let kafka = match &table.connector {
+            TableConnector::Kafka(options) | TableConnector::UpsertKafka(options) => Some(options),
+            _ => None,
+        };
+        if let Some(options) = kafka
+            && options.topics.len() != 1
+        {
+            return Err(self.error(format!(
+                "table {name} is written, so its 'topic' must name one topic, not {}",
+                options.topics.join(";")
+            )));
+        }
+        let mut fields = Vec::new();
+        for column in &table.definition.columns {
+            match column {
+                ColumnDefinition::Physical { name: column, .. } => fields.push(
+                    table
+                        .stored_schema
+                        .field_with_name(column)
+                        .expect("physical columns are stored")
+                        .clone(),
+                ),
+                ColumnDefinition::Metadata {
+                    is_virtual: true, ..
+                }
+                | ColumnDefinition::Computed { .. } => {}
+                ColumnDefinition::Metadata {
+                    name: column, key, ..
+                } => {
+                    if kafka.is_some() {
+                        return Err(self.error(format!(
+                            "table {name} is written, and its column {column} (METADATA FROM '{key}') cannot be written yet; declare it VIRTUAL to only read it"
+                        )));
+                    }
+                    fields.push(
+                        table
+                            .stored_schema
+                            .field_with_name(column)
+                            .expect("metadata columns are stored")
+                            .clone(),
+                    );
+                }
+            }
+        }
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
     /// Writes `input` into `table`, casting columns to the table's types.
     fn sink(&mut self, input: Lowered, table_name: &str, columns: &[String]) -> SqlResult<()> {
         let input = self.materialize(input)?;
@@ -831,7 +884,7 @@ impl Lowering<'_> {
                 columns.join(", ")
             )));
         }
-        let target = &table.stored_schema;
+        let target = &self.written_schema(table)?;
         let produced = input.schema.fields();
         if produced.len() != target.fields().len() {
             return Err(self.error(format!(

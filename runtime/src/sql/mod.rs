@@ -99,6 +99,97 @@ mod tests {
     }
 
     #[test]
+    fn kafka_sinks_refuse_what_they_cannot_write() {
+        let table = |name: &str, columns: &str, options: &str| {
+            format!(
+                "CREATE TABLE {name} ({columns}) WITH ('connector' = 'kafka', 'cluster' = 'a', 'format' = 'json'{options});\n"
+            )
+        };
+        let source = table(
+            "src",
+            "a BIGINT, b STRING",
+            ", 'topic' = 'in', 'scan.startup.mode' = 'earliest-offset'",
+        );
+        let ok = format!(
+            "{source}{}INSERT INTO out SELECT a, b FROM src;",
+            table(
+                "out",
+                "a BIGINT, b STRING, o BIGINT METADATA FROM 'offset' VIRTUAL",
+                ", 'topic' = 'out'"
+            )
+        );
+        compile(&ok).unwrap_or_else(|error| panic!("{error}"));
+        let cases = [
+            (
+                table(
+                    "out",
+                    "a BIGINT, b STRING, ts TIMESTAMP(3) METADATA FROM 'timestamp'",
+                    ", 'topic' = 'out'",
+                ),
+                "INSERT INTO out SELECT a, b, CAST(NULL AS TIMESTAMP(3)) FROM src;",
+                "its column ts (METADATA FROM 'timestamp') cannot be written yet; declare it VIRTUAL",
+            ),
+            (
+                table("out", "a BIGINT, b STRING", ", 'topic' = 'x;y'"),
+                "INSERT INTO out SELECT a, b FROM src;",
+                "its 'topic' must name one topic, not x;y",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    table(
+                        "out",
+                        "a BIGINT, b STRING",
+                        ", 'topic' = 'o1', 'sink.transactional-id-prefix' = 'p'"
+                    ),
+                    table(
+                        "out2",
+                        "a BIGINT, b STRING",
+                        ", 'topic' = 'o2', 'sink.transactional-id-prefix' = 'p'"
+                    )
+                ),
+                "INSERT INTO out SELECT a, b FROM src; INSERT INTO out2 SELECT a, b FROM src;",
+                "are written with the same 'sink.transactional-id-prefix' = 'p'",
+            ),
+            (
+                table(
+                    "out",
+                    "a BIGINT, b ARRAY<STRING>",
+                    ", 'topic' = 'out', 'format' = 'csv'",
+                )
+                .replace("'format' = 'json', ", ""),
+                "INSERT INTO out SELECT a, ARRAY[b] FROM src;",
+                "column b is List",
+            ),
+            (
+                table(
+                    "out",
+                    "a BIGINT, b STRING",
+                    ", 'topic' = 'out', 'properties.metadata.broker.list' = 'evil:9092'",
+                ),
+                "INSERT INTO out SELECT a, b FROM src;",
+                "'properties.metadata.broker.list'",
+            ),
+            (
+                table(
+                    "out",
+                    "a BIGINT, b STRING",
+                    ", 'topic' = 'out', 'properties.enable.ssl.certificate.verification' = 'false'",
+                ),
+                "INSERT INTO out SELECT a, b FROM src;",
+                "no connection or security setting",
+            ),
+        ];
+        for (sink, insert, expected) in cases {
+            let script = format!("{source}{sink}{insert}");
+            let error = compile(&script)
+                .err()
+                .unwrap_or_else(|| panic!("{sink} compiled"));
+            assert!(error.to_string().contains(expected), "{sink}: {error}");
+        }
+    }
+
+    #[test]
     fn a_window_query_lowers_to_a_keyed_window_aggregate() {
         let job = compile(&format!(
             "{BID}INSERT INTO out SELECT auction, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY auction, window_start, window_end;"
