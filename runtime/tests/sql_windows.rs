@@ -345,3 +345,155 @@ fn window_state_survives_restores_at_2_then_4_then_1() {
     );
     assert_eq!(rows, expected, "missing {missing:?}; extra {extra:?}");
 }
+
+/// Per auction, the sessions of its bids with a gap of `gap_ms` (bids whose
+/// `[t, t + gap)` touch or overlap are one session, as Flink merges them): the
+/// rows `+I[auction, window_start, window_end, count, sum]`, sorted.
+fn sessions_reference(lines: &[String], gap_ms: i64) -> Vec<String> {
+    use arrow::array::TimestampMillisecondArray;
+    use arrow::util::display::array_value_to_string;
+    let mut bids: std::collections::BTreeMap<i64, Vec<(i64, i64)>> = Default::default();
+    for line in lines {
+        let bid: serde_json::Value = serde_json::from_str(line).unwrap();
+        let ts = bid["ts"].as_str().unwrap();
+        let time = chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%dT%H:%M:%S%.3f")
+            .unwrap()
+            .and_utc()
+            .timestamp_millis();
+        bids.entry(bid["auction"].as_i64().unwrap())
+            .or_default()
+            .push((time, bid["price"].as_i64().unwrap()));
+    }
+    let show = |millis: i64| {
+        array_value_to_string(&TimestampMillisecondArray::from(vec![millis]), 0).unwrap()
+    };
+    let mut rows = Vec::new();
+    for (auction, mut times) in bids {
+        times.sort();
+        let mut session: Option<(i64, i64, u64, i64)> = None; // start, end, count, sum
+        for (time, price) in times {
+            session = Some(match session {
+                Some((start, end, count, sum)) if time <= end => {
+                    (start, end.max(time + gap_ms), count + 1, sum + price)
+                }
+                other => {
+                    if let Some((start, end, count, sum)) = other {
+                        rows.push(format!(
+                            "+I[{auction}, {}, {}, {count}, {sum}]",
+                            show(start),
+                            show(end)
+                        ));
+                    }
+                    (time, time + gap_ms, 1, price)
+                }
+            });
+        }
+        if let Some((start, end, count, sum)) = session {
+            rows.push(format!(
+                "+I[{auction}, {}, {}, {count}, {sum}]",
+                show(start),
+                show(end)
+            ));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+#[test]
+fn session_aggregates_equal_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = write_bids(&dir.path().join("bids"));
+    let expected = sessions_reference(&lines, 300);
+    assert!(
+        expected.len() > 200,
+        "too few sessions to tell: {}",
+        expected.len()
+    );
+    let script = format!(
+        "{}\nSELECT auction, window_start, window_end, COUNT(*), SUM(price)
+         FROM TABLE(SESSION(TABLE bid, DESCRIPTOR(ts), INTERVAL '0.3' SECOND))
+         GROUP BY auction, window_start, window_end;",
+        ddl(&dir.path().join("bids"))
+    );
+    for parallelism in [1, 2] {
+        let state = dir.path().join(format!("state-{parallelism}"));
+        let actual = stream(&state, &script, parallelism);
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|r| !actual.contains(r))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = actual
+            .iter()
+            .filter(|r| !expected.contains(r))
+            .take(5)
+            .collect();
+        assert_eq!(
+            actual, expected,
+            "SESSION at parallelism {parallelism}: missing {missing:?}; extra {extra:?}"
+        );
+    }
+}
+
+/// Sessions open across every savepoint: each auction's rows come 91 ms apart
+/// (13 auctions, a row every 7 ms), so with a gap of 100 ms each auction is one
+/// session spanning the three runs at parallelism 2, 4 and 1.
+#[test]
+fn sessions_survive_restores_at_2_then_4_then_1() {
+    use arrow::array::TimestampMillisecondArray;
+    use arrow::util::display::array_value_to_string;
+    use common::run_then_stop;
+    let script = rescale_script().replace(
+        "SELECT auction, window_end, COUNT(*), SUM(price)
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(ts), INTERVAL '10' SECOND))",
+        "SELECT auction, window_end, COUNT(*), SUM(price)
+         FROM TABLE(SESSION(TABLE bid, DESCRIPTOR(ts), INTERVAL '0.1' SECOND))",
+    );
+    assert!(script.contains("SESSION"));
+    let state = tempfile::tempdir().unwrap();
+    let rows = Arc::new(Mutex::new(Vec::new()));
+    let pipeline = || {
+        let sink = Arc::clone(&rows);
+        strom_runtime::sql::compile(&script)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .pipeline(Arc::new(move |line| sink.lock().unwrap().push(line)))
+    };
+    let config = |parallelism, restore| {
+        local_config(
+            state.path(),
+            "sql-sessions",
+            parallelism,
+            Duration::from_millis(200),
+            2,
+            restore,
+        )
+    };
+    let first = run_then_stop(config(2, RestoreFrom::Nothing), pipeline());
+    let savepoint = first.snapshots.savepoints.last().unwrap().location.clone();
+    let second = run_then_stop(config(4, RestoreFrom::Snapshot(savepoint)), pipeline());
+    let savepoint = second.snapshots.savepoints.last().unwrap().location.clone();
+    run_job(
+        config(1, RestoreFrom::Snapshot(savepoint)),
+        pipeline(),
+        Arc::new(JobControl::default()),
+    )
+    .unwrap();
+    let mut expected: Vec<String> = (0..AUCTIONS)
+        .map(|auction| {
+            let ids: Vec<u64> = (0..ROWS).filter(|id| id % AUCTIONS == auction).collect();
+            let last = *ids.last().unwrap();
+            let end = TimestampMillisecondArray::from(vec![(last * 7 + 100) as i64]);
+            let sum: u64 = ids.iter().map(|id| id * 31 % 1000).sum();
+            format!(
+                "+I[{auction}, {}, {}, {sum}]",
+                array_value_to_string(&end, 0).unwrap(),
+                ids.len()
+            )
+        })
+        .collect();
+    expected.sort();
+    let mut rows = rows.lock().unwrap().clone();
+    rows.sort();
+    assert_eq!(rows, expected);
+}

@@ -20,8 +20,10 @@ use super::group_aggregate::GroupAggregateLogic;
 use super::kafka_table::KafkaTableSource;
 use super::lower::{Computed, StreamNode, StreamPlan};
 use super::physical::physical_expr;
+use super::session_aggregate::SessionAggregateLogic;
 use super::sources::{DatagenSource, FileTableSource, ReadProjection};
 use super::window_aggregate::{KeyEncoder, Routed, WindowAggregateLogic};
+use super::window_tvf::WindowSpec;
 use crate::api::{BuildError, DataStream, Pipeline};
 use crate::connectors::kafka::{
     ClusterConnection, Delivery, KafkaOutput, KafkaSinkConfig, KafkaSource, KafkaSourceConfig,
@@ -226,13 +228,22 @@ impl SqlJob {
                         split_by_subtask(&batch, &encoder, |key| partitioning.subtask_of_key(key))
                     });
                     let control = routed.context().control.clone();
-                    let logic =
-                        WindowAggregateLogic::new(Arc::clone(&aggregate), &input_schema, control);
-                    Some(routed.keyed_by_subtask(
-                        &aggregate.name,
-                        |routed: &Routed| routed.subtask,
-                        logic,
-                    )?)
+                    let route = |routed: &Routed| routed.subtask;
+                    if let WindowSpec::Session { .. } = aggregate.spec {
+                        let logic = SessionAggregateLogic::new(
+                            Arc::clone(&aggregate),
+                            &input_schema,
+                            control,
+                        );
+                        Some(routed.keyed_by_subtask(&aggregate.name, route, logic)?)
+                    } else {
+                        let logic = WindowAggregateLogic::new(
+                            Arc::clone(&aggregate),
+                            &input_schema,
+                            control,
+                        );
+                        Some(routed.keyed_by_subtask(&aggregate.name, route, logic)?)
+                    }
                 }
                 StreamNode::GroupAggregate(aggregate) => {
                     let stream = input(aggregate.input);

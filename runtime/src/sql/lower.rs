@@ -204,12 +204,17 @@ impl fmt::Display for StreamPlan {
                         .collect();
                     write!(
                         line,
-                        "WindowAggregate {} <- #{} exchange by key [{}] window {} aggregates [{}] state: open slices per key in memory, in RocksDB at checkpoints",
+                        "WindowAggregate {} <- #{} exchange by key [{}] window {} aggregates [{}] state: {} per key in memory, in RocksDB at checkpoints",
                         aggregate.name,
                         aggregate.input,
                         keys.join(", "),
                         aggregate.spec,
-                        aggregates.join(", ")
+                        aggregates.join(", "),
+                        if matches!(aggregate.spec, WindowSpec::Session { .. }) {
+                            "open sessions"
+                        } else {
+                            "open slices"
+                        }
                     )?;
                 }
                 StreamNode::GroupAggregate(aggregate) => {
@@ -601,9 +606,6 @@ impl Lowering<'_> {
             return Err(self.error(format!(
                 "a window table function over the updates of {producer} is not supported"
             )));
-        }
-        if matches!(assign.spec, WindowSpec::Session { .. }) {
-            return Err(self.error("SESSION windows are not supported yet"));
         }
         if input.rowtime != Some(assign.time_column) {
             let name = input.schema.field(assign.time_column).name().clone();

@@ -25,6 +25,7 @@ pub mod lower;
 pub mod nexmark;
 pub mod physical;
 pub mod script;
+pub mod session_aggregate;
 pub mod sources;
 pub mod types;
 pub mod window_aggregate;
