@@ -1,17 +1,20 @@
 //! `strom-bench`: throughput of the Strom runtime, with and without checkpoints, and
 //! the time of a savepoint and of a restore at a new parallelism, for state of a
 //! given size (suite `runtime`); Kafka to Kafka against raw librdkafka (suite
-//! `kafka`, on the test services' cluster A). Prints the tables and writes each
+//! `kafka`, on the test services' cluster A); Nexmark q0-q2 and a HOP count in
+//! SQL (suite `sql`). Prints the tables and writes each
 //! suite's part of docs/benchmarks.md, leaving the rest of it as it is.
 //!
 //! ```sh
 //! cargo run --release -p strom-bench -- --seconds 20 --state-mb 100,1000
 //! e2e/infra/stack.sh up && source ~/.cache/strom/run/env.sh
 //! cargo run --release -p strom-bench -- --suite kafka --kafka-events 2000000
+//! cargo run --release -p strom-bench -- --suite sql --seconds 20
 //! ```
 
 mod kafka;
 mod report;
+mod sql;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -37,6 +40,8 @@ enum Suite {
     Runtime,
     /// Kafka to Kafka against raw librdkafka (needs the test services).
     Kafka,
+    /// Nexmark q0-q2 and a HOP count in SQL.
+    Sql,
 }
 
 /// Benchmarks of the Strom runtime.
@@ -74,7 +79,7 @@ const NO_CHECKPOINTS: Duration = Duration::from_secs(3600);
 /// Bytes of state per key in the savepoint benchmark.
 const VALUE_BYTES: usize = 100;
 
-fn config(
+pub(crate) fn config(
     dir: &Path,
     name: &str,
     parallelism: u32,
@@ -291,6 +296,12 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| scratch.path().to_path_buf());
     let (suite, section) = match args.suite {
         Suite::Runtime => ("runtime", runtime_suite(&args, cores, &parallelisms, &dir)?),
+        Suite::Sql => {
+            let runs = sql::run(&dir, args.seconds, &parallelisms)?;
+            let section = sql::report(&runs, args.seconds, cores)?;
+            println!("{section}");
+            ("sql", section)
+        }
         Suite::Kafka => {
             let runs = kafka::run(&dir, args.kafka_events, &parallelisms)?;
             let section = kafka::report(&runs, args.kafka_events, cores)?;

@@ -10,80 +10,20 @@ use std::time::Duration;
 
 use common::local_config;
 use strom_runtime::exec::{JobControl, RestoreFrom, run_job};
-use strom_runtime::sql::nexmark::{NexmarkGenerator, NexmarkOptions};
+use strom_runtime::sql::nexmark::{NexmarkGenerator, NexmarkOptions, flink_ddl};
 
 const EVENTS: u64 = 10_000;
 
-/// nexmark-flink's table and views as they are (`ddl_gen.sql`, `ddl_views.sql`),
-/// bounded to [`EVENTS`] events.
+/// nexmark-flink's table and views as they are, bounded to [`EVENTS`] events.
 fn ddl() -> String {
-    format!(
-        "CREATE TABLE datagen (
-            event_type INT,
-            person ROW<
-                id BIGINT,
-                name VARCHAR,
-                emailAddress VARCHAR,
-                creditCard VARCHAR,
-                city VARCHAR,
-                state VARCHAR,
-                `dateTime` TIMESTAMP(3),
-                extra VARCHAR>,
-            auction ROW<
-                id BIGINT,
-                itemName VARCHAR,
-                description VARCHAR,
-                initialBid BIGINT,
-                reserve BIGINT,
-                `dateTime` TIMESTAMP(3),
-                expires TIMESTAMP(3),
-                seller BIGINT,
-                category BIGINT,
-                extra VARCHAR>,
-            bid ROW<
-                auction BIGINT,
-                bidder BIGINT,
-                price BIGINT,
-                channel VARCHAR,
-                url VARCHAR,
-                `dateTime` TIMESTAMP(3),
-                extra VARCHAR>,
-            `dateTime` AS
-                CASE
-                    WHEN event_type = 0 THEN person.`dateTime`
-                    WHEN event_type = 1 THEN auction.`dateTime`
-                    ELSE bid.`dateTime`
-                END,
-            WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
-        ) WITH (
-            'connector' = 'nexmark',
-            'first-event.rate' = '10000',
-            'next-event.rate' = '10000',
-            'events.num' = '{EVENTS}',
-            'person.proportion' = '1',
-            'auction.proportion' = '3',
-            'bid.proportion' = '46'
-        );
-
-        CREATE VIEW person AS
-        SELECT person.id, person.name, person.emailAddress,
-               person.creditCard, person.city, person.state,
-               `dateTime`, person.extra
-        FROM datagen WHERE event_type = 0;
-
-        CREATE VIEW auction AS
-        SELECT auction.id, auction.itemName,
-               auction.description, auction.initialBid,
-               auction.reserve, `dateTime`, auction.expires,
-               auction.seller, auction.category, auction.extra
-        FROM datagen WHERE event_type = 1;
-
-        CREATE VIEW bid AS
-        SELECT bid.auction, bid.bidder, bid.price,
-               bid.channel, bid.url, `dateTime`, bid.extra
-        FROM datagen WHERE event_type = 2;
-        "
-    )
+    flink_ddl(&[
+        ("first-event.rate", "10000".to_owned()),
+        ("next-event.rate", "10000".to_owned()),
+        ("events.num", EVENTS.to_string()),
+        ("person.proportion", "1".to_owned()),
+        ("auction.proportion", "3".to_owned()),
+        ("bid.proportion", "46".to_owned()),
+    ])
 }
 
 /// q0 (passthrough), q1 (dollars to euros) and q2 (a selection), each into a
