@@ -102,6 +102,8 @@ struct Slot {
     group: ConsumerGroupMetadata,
     /// The checkpoint epoch of its open or prepared transaction.
     state: SlotState,
+    /// Records were sent since the producer last flushed.
+    unflushed: bool,
 }
 
 enum SlotState {
@@ -223,6 +225,7 @@ impl Transactions {
             producer,
             group,
             state: SlotState::Idle,
+            unflushed: false,
         }
     }
 
@@ -380,7 +383,10 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
                     None => None,
                 };
                 match slot {
-                    Some(index) => kafka.send_all(&mut slots[index], outputs),
+                    Some(index) => {
+                        kafka.flush_earlier(&mut slots, &open, checkpoint);
+                        kafka.send_all(&mut slots[index], outputs);
+                    }
                     None => waiting.entry(checkpoint).or_default().extend(outputs),
                 }
             });
@@ -416,6 +422,7 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
                     break;
                 };
                 open.insert(checkpoint, index);
+                kafka.flush_earlier(&mut slots, &open, checkpoint);
                 kafka.send_all(&mut slots[index], entry.remove());
             }
             // Checkpoint epochs the input has passed: prepare and acknowledge them,
@@ -480,8 +487,26 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
 }
 
 impl Transactions {
+    /// Flushes the producers of the transactions open for checkpoints before
+    /// `checkpoint`, so that what they were sent is in the topic before anything
+    /// of a later checkpoint: each transaction has a producer of its own, and
+    /// without this a later update of a key (an upsert) could land before an
+    /// earlier one.
+    fn flush_earlier(&self, slots: &mut [Slot], open: &BTreeMap<u64, usize>, checkpoint: u64) {
+        for (_, &index) in open.range(..checkpoint) {
+            let slot = &mut slots[index];
+            if slot.unflushed {
+                slot.producer
+                    .flush(CALL_TIMEOUT)
+                    .unwrap_or_else(|error| self.fail(format!("flush: {error}")));
+                slot.unflushed = false;
+            }
+        }
+    }
+
     /// Sends `records` in the open transaction of `slot`.
     fn send_all(&self, slot: &mut Slot, records: Vec<KafkaOutput>) {
+        slot.unflushed |= !records.is_empty();
         let SlotState::Open { records: kept, .. } = &mut slot.state else {
             unreachable!("records go to an open slot")
         };
