@@ -261,8 +261,10 @@ impl Catalog {
     }
 }
 
-/// Names a selected `a.b` (a nested field, or a qualified column) `b`, as Flink
-/// (Calcite) does, where DataFusion would name a nested field `t.a[b]`.
+/// Names selected columns as Flink (Calcite) does: `a.b` (a nested field, or a
+/// qualified column) is `b`, where DataFusion would name a nested field `t.a[b]`,
+/// and any other unnamed expression is `EXPR$<position>`, so two expressions
+/// with the same text (`ts` and `CAST(ts AS DATE)`) never clash.
 struct NameFieldAccesses;
 
 impl ast::VisitorMut for NameFieldAccesses {
@@ -277,15 +279,22 @@ impl ast::VisitorMut for NameFieldAccesses {
 fn name_field_accesses(body: &mut ast::SetExpr) {
     match body {
         ast::SetExpr::Select(select) => {
-            for item in &mut select.projection {
-                if let ast::SelectItem::UnnamedExpr(ast::Expr::CompoundIdentifier(parts)) = item
-                    && let Some(last) = parts.last().cloned()
-                {
-                    *item = ast::SelectItem::ExprWithAlias {
-                        expr: ast::Expr::CompoundIdentifier(parts.clone()),
-                        alias: last,
-                    };
-                }
+            for (position, item) in select.projection.iter_mut().enumerate() {
+                let ast::SelectItem::UnnamedExpr(expr) = item else {
+                    continue;
+                };
+                let alias = match expr {
+                    ast::Expr::Identifier(_) => continue,
+                    ast::Expr::CompoundIdentifier(parts) => match parts.last() {
+                        Some(last) => last.clone(),
+                        None => continue,
+                    },
+                    _ => ast::Ident::new(format!("EXPR${position}")),
+                };
+                *item = ast::SelectItem::ExprWithAlias {
+                    expr: expr.clone(),
+                    alias,
+                };
             }
         }
         ast::SetExpr::SetOperation { left, right, .. } => {
@@ -327,9 +336,11 @@ fn rename_columns(
 }
 
 /// How DataFusion's planner reads identifiers: as written (Flink's identifiers are
-/// case-sensitive), strings as Utf8.
+/// case-sensitive), strings as Utf8, and `0.01` as a DECIMAL (Flink's exact
+/// numeric literal), not a DOUBLE.
 fn parser_options() -> ParserOptions {
     ParserOptions {
+        parse_float_as_decimal: true,
         enable_ident_normalization: false,
         map_string_types_to_utf8view: false,
         collect_spans: true,

@@ -356,9 +356,16 @@ impl Lowering<'_> {
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> SqlResult<Computed> {
         let physical = physical_expr(expr, schema, &self.props)
             .map_err(|error| planning_error(error, self.at))?;
+        // `a + 1 AS b`: what is computed, and the name it gets.
+        let text = match expr {
+            Expr::Alias(alias) if alias.expr.schema_name().to_string() != alias.name => {
+                format!("{} AS {}", alias.expr.human_display(), alias.name)
+            }
+            _ => expr.human_display().to_string(),
+        };
         Ok(Computed {
             expr: physical,
-            text: expr.human_display().to_string(),
+            text,
         })
     }
 

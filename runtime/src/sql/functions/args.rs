@@ -109,7 +109,15 @@ fn resolve_form(form: &[Param], given: &[DataType]) -> Option<Vec<DataType>> {
         .collect();
     if any.len() > 1 {
         let given_any: Vec<DataType> = any.iter().map(|&index| types[index].clone()).collect();
-        let common = try_type_union_resolution(&given_any).ok()?;
+        // As in Flink, an approximate number (DOUBLE) among exact ones makes them
+        // all DOUBLE (`IFNULL(score, 0.0)` of a DOUBLE score is a DOUBLE).
+        let common = if given_any.iter().all(DataType::is_numeric)
+            && given_any.iter().any(DataType::is_floating)
+        {
+            vec![DataType::Float64; given_any.len()]
+        } else {
+            try_type_union_resolution(&given_any).ok()?
+        };
         for (index, data_type) in any.into_iter().zip(common) {
             types[index] = data_type;
         }
