@@ -1,16 +1,12 @@
-//! SQL cases in sqllogictest form (`runtime/tests/slt/*.slt`), each query run as a
-//! streaming job over bounded input and its final table (changelog applied)
-//! compared with the expected rows.
+//! SQL cases in sqllogictest form (`runtime/tests/slt/*.slt`, run by the
+//! `sqllogictest` crate), each query run as a streaming job over bounded input
+//! and its final table (changelog applied) compared with the expected rows.
 //!
-//! Records, separated by blank lines (`#` starts a comment line):
-//! - `statement ok` then SQL: DDL (tables, views, SET) kept for the file's later
-//!   records;
-//! - `statement error <text>` then SQL: compiling the file's DDL and this SQL
-//!   fails with an error containing `<text>`;
+//! - `statement ok` / `statement error <regex>` then DDL (tables, views, SET):
+//!   kept for the file's later records when it plans; a `statement error` of a
+//!   query or INSERT expects compiling it (with the file's DDL) to fail;
 //! - `query <one letter per column> [rowsort]` then a query, `----`, and the
-//!   expected rows: columns separated by one space, NULL for null, sorted when
-//!   `rowsort` (the job's rows are then sorted too; without it they must come in
-//!   order, which only a single-row result can promise on a stream).
+//!   expected rows: columns separated by one space, NULL for null.
 //!
 //! `${DATA}` in SQL stands for `runtime/tests/slt/data`. Queries run at
 //! parallelism 2.
@@ -18,86 +14,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::local_config;
+use sqllogictest::{DB, DBOutput, DefaultColumnType, Runner};
 use strom_runtime::exec::{JobControl, RestoreFrom, run_job};
-
-/// One record of a `.slt` file.
-#[derive(Debug)]
-enum Record {
-    Statement {
-        sql: String,
-    },
-    StatementError {
-        expected: String,
-        sql: String,
-    },
-    Query {
-        columns: usize,
-        rowsort: bool,
-        sql: String,
-        expected: Vec<String>,
-    },
-}
-
-/// A record and the line it starts at.
-type Located = (usize, Record);
-
-fn parse(text: &str, data: &Path) -> Vec<Located> {
-    let text = text.replace("${DATA}", &data.display().to_string());
-    let lines: Vec<&str> = text.lines().collect();
-    let mut records = Vec::new();
-    let mut index = 0;
-    while index < lines.len() {
-        let line = lines[index].trim_end();
-        if line.trim().is_empty() || line.starts_with('#') {
-            index += 1;
-            continue;
-        }
-        let start = index + 1;
-        let header = line.to_owned();
-        index += 1;
-        let mut body = Vec::new();
-        while index < lines.len() && !lines[index].trim().is_empty() {
-            body.push(lines[index].trim_end());
-            index += 1;
-        }
-        let record = if header == "statement ok" {
-            Record::Statement {
-                sql: body.join("\n"),
-            }
-        } else if let Some(expected) = header.strip_prefix("statement error ") {
-            Record::StatementError {
-                expected: expected.trim().to_owned(),
-                sql: body.join("\n"),
-            }
-        } else if let Some(spec) = header.strip_prefix("query ") {
-            let mut words = spec.split_whitespace();
-            let types = words.next().expect("query <types>");
-            let rowsort = words.next() == Some("rowsort");
-            let separator = body
-                .iter()
-                .position(|line| *line == "----")
-                .unwrap_or_else(|| panic!("line {start}: a query without ----"));
-            Record::Query {
-                columns: types.len(),
-                rowsort,
-                sql: body[..separator].join("\n"),
-                expected: body[separator + 1..]
-                    .iter()
-                    .map(|line| line.to_string())
-                    .collect(),
-            }
-        } else {
-            panic!("line {start}: unknown record {header:?}");
-        };
-        records.push((start, record));
-    }
-    records
-}
 
 fn with_semicolon(sql: &str) -> String {
     let sql = sql.trim();
@@ -171,70 +94,52 @@ fn run(script: &str) -> Result<Vec<String>, String> {
     Ok(lines)
 }
 
-/// Runs the records of `file`; the failures, each naming its line.
-fn run_file(file: &Path, data: &Path) -> (usize, Vec<String>) {
-    let text = std::fs::read_to_string(file).unwrap();
-    let name = file.file_name().unwrap().to_string_lossy().into_owned();
-    let mut ddl = String::new();
-    let mut failures = Vec::new();
-    let mut cases = 0;
-    for (line, record) in parse(&text, data) {
-        cases += 1;
-        let at = format!("{name}:{line}");
-        match record {
-            Record::Statement { sql } => {
-                let script = format!("{ddl}\n{}", with_semicolon(&sql));
-                match strom_runtime::sql::script::parse_script(&script)
-                    .and_then(strom_runtime::sql::catalog::Catalog::build)
-                {
-                    Ok(_) => ddl = script,
-                    Err(error) => failures.push(format!("{at}: statement failed: {error}")),
-                }
-            }
-            Record::StatementError { expected, sql } => {
-                let script = format!("{ddl}\n{}", with_semicolon(&sql));
-                match strom_runtime::sql::compile(&script) {
-                    Ok(_) => failures.push(format!("{at}: compiled, expected an error")),
-                    Err(error) if error.to_string().contains(&expected) => {}
-                    Err(error) => failures.push(format!(
-                        "{at}: expected an error containing {expected:?}, got: {error}"
-                    )),
-                }
-            }
-            Record::Query {
-                columns,
-                rowsort,
-                sql,
-                mut expected,
-            } => {
-                let script = format!("{ddl}\n{}", with_semicolon(&sql));
-                let result = run(&script).and_then(|printed| final_rows(&printed));
-                match result {
-                    Err(error) => failures.push(format!("{at}: {error}")),
-                    Ok(mut rows) => {
-                        if let Some(row) = rows.iter().find(|row| row.split(' ').count() < columns)
-                        {
-                            failures
-                                .push(format!("{at}: {columns} columns expected, got row {row:?}"));
-                            continue;
-                        }
-                        if rowsort {
-                            rows.sort();
-                            expected.sort();
-                        }
-                        if rows != expected {
-                            failures.push(format!(
-                                "{at}: expected\n  {}\ngot\n  {}",
-                                expected.join("\n  "),
-                                rows.join("\n  ")
-                            ));
-                        }
-                    }
-                }
-            }
-        }
+/// A "database" for the sqllogictest runner: the DDL of the file so far, and
+/// each query run as a job with it.
+struct Strom {
+    ddl: String,
+    data: PathBuf,
+}
+
+/// Why a statement or query failed.
+#[derive(Debug)]
+struct Failed(String);
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
-    (cases, failures)
+}
+
+impl std::error::Error for Failed {}
+
+impl DB for Strom {
+    type Error = Failed;
+    type ColumnType = DefaultColumnType;
+
+    fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Failed> {
+        let sql = sql.replace("${DATA}", &self.data.display().to_string());
+        let script = format!("{}\n{}", self.ddl, with_semicolon(&sql));
+        let (_, jobs) = strom_runtime::sql::script::parse_script(&script)
+            .and_then(strom_runtime::sql::catalog::Catalog::build)
+            .map_err(|error| Failed(error.to_string()))?;
+        if jobs.is_empty() {
+            // Declarations only: kept for the file's later records.
+            self.ddl = script;
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        let printed = run(&script).map_err(Failed)?;
+        let rows: Vec<Vec<String>> = final_rows(&printed)
+            .map_err(Failed)?
+            .into_iter()
+            .map(|row| row.split(' ').map(str::to_owned).collect())
+            .collect();
+        let columns = rows.first().map_or(0, Vec::len);
+        Ok(DBOutput::Rows {
+            types: vec![DefaultColumnType::Any; columns],
+            rows,
+        })
+    }
 }
 
 #[test]
@@ -248,18 +153,27 @@ fn sql_logic_cases_give_their_expected_rows() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no .slt files in {}", root.display());
-    let mut cases = 0;
     let mut failures = Vec::new();
     for file in &files {
-        let (count, failed) = run_file(file, &data);
-        cases += count;
-        failures.extend(failed);
+        let data = data.clone();
+        let mut runner = Runner::new(move || {
+            let data = data.clone();
+            async move {
+                Ok(Strom {
+                    ddl: String::new(),
+                    data,
+                })
+            }
+        });
+        if let Err(error) = runner.run_file(file) {
+            failures.push(format!("{}: {error}", file.display()));
+        }
     }
-    eprintln!("{cases} sqllogictest records in {} files", files.len());
     assert!(
         failures.is_empty(),
-        "{} of {cases} records failed:\n{}",
+        "{} of {} files failed:\n{}",
         failures.len(),
+        files.len(),
         failures.join("\n")
     );
 }

@@ -100,6 +100,17 @@ mod tests {
     }
 
     #[test]
+    fn a_script_without_an_insert_or_query_has_nothing_to_run() {
+        let error = compile(BID).err().expect("a script of tables compiled");
+        assert!(
+            error
+                .to_string()
+                .contains("the script has no INSERT INTO or query: nothing to run"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn kafka_sinks_refuse_what_they_cannot_write() {
         let table = |name: &str, columns: &str, options: &str| {
             format!(
