@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `SPLIT_INDEX(s, delimiter, i)` | 0-based; the delimiter may be the code (1 to 255) of a character |
 //! | `LOCATE(needle, s [, from])` | 1-based, 0 when not found |
+//! | `CONCAT(s1, s2, ...)` | null if any argument is null (DataFusion's skips nulls) |
 //! | `REGEXP_EXTRACT(s, regex [, group])` | group 0 (the whole match) by default |
 //! | `REGEXP_REPLACE(s, regex, replacement)` | every match, the replacement taken literally |
 //! | `MOD(a, b)` | integers; the sign of `a`, the type of `b` |
@@ -71,6 +72,7 @@ fn builtins() -> Vec<builtin::Builtin> {
     let mut all = vec![
         strings::split_index(),
         strings::locate(),
+        strings::concat(),
         regexp::regexp_extract(),
         regexp::regexp_replace(),
         numeric::modulo(),
