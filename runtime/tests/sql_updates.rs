@@ -152,7 +152,7 @@ fn check(query: &str, expect_updates: bool) {
 #[test]
 fn an_updating_aggregate_applied_equals_the_batch_result() {
     check(
-        "SELECT auction, COUNT(*), SUM(price), MIN(price), MAX(price), AVG(price),
+        "SELECT auction, COUNT(*), SUM(price), MIN(price), MAX(price), AVG(CAST(price AS DOUBLE)),
                 COUNT(*) FILTER (WHERE price > 500), COUNT(DISTINCT bidder)
          FROM bid WHERE price % 10 <> 3 GROUP BY auction",
         true,

@@ -254,11 +254,77 @@ impl Catalog {
         let plan = planner
             .sql_statement_to_plan(statement)
             .map_err(|error| planning_error(error, at))?;
+        // Before the analyzer, which casts AVG's integer argument to a DOUBLE.
+        let plan = integer_averages(plan).map_err(|error| planning_error(error, at))?;
         let analyzer = Analyzer::new();
         analyzer
             .execute_and_check(plan, self.state.config_options(), |_, _| {})
             .map_err(|error| planning_error(error, at))
     }
+}
+
+/// `AVG` of an integer column is of the column's type in Flink (the sum divided
+/// by the count, truncated), where DataFusion's is a DOUBLE: each aggregate's
+/// such averages are cast back to their argument's type, under the same names.
+fn integer_averages(plan: LogicalPlan) -> datafusion::common::Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    plan.transform_up(|plan| {
+        let LogicalPlan::Aggregate(aggregate) = &plan else {
+            // Its input's types may have changed below.
+            return Ok(Transformed::yes(plan.recompute_schema()?));
+        };
+        let input = aggregate.input.schema();
+        let groups = aggregate.group_expr.len();
+        let casts: Vec<(usize, arrow::datatypes::DataType)> = aggregate
+            .aggr_expr
+            .iter()
+            .enumerate()
+            .filter_map(|(index, expr)| {
+                integer_average_type(expr, input).map(|data_type| (groups + index, data_type))
+            })
+            .collect();
+        if casts.is_empty() {
+            return Ok(Transformed::no(plan));
+        }
+        let schema = Arc::clone(plan.schema());
+        let exprs: Vec<datafusion::logical_expr::Expr> = schema
+            .iter()
+            .enumerate()
+            .map(|(index, (qualifier, field))| {
+                let column = datafusion::logical_expr::Expr::Column(
+                    datafusion::common::Column::new(qualifier.cloned(), field.name()),
+                );
+                match casts.iter().find(|(at, _)| *at == index) {
+                    Some((_, data_type)) => {
+                        datafusion::logical_expr::cast(column, data_type.clone())
+                            .alias_qualified(qualifier.cloned(), field.name())
+                    }
+                    None => column,
+                }
+            })
+            .collect();
+        let projection = datafusion::logical_expr::Projection::try_new(exprs, Arc::new(plan))?;
+        Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+    })
+    .map(|transformed| transformed.data)
+}
+
+/// The integer type of `AVG(x)`'s argument, if `expr` is one over an integer.
+fn integer_average_type(
+    expr: &datafusion::logical_expr::Expr,
+    input: &DFSchema,
+) -> Option<arrow::datatypes::DataType> {
+    use datafusion::logical_expr::{Expr, ExprSchemable};
+    let Expr::AggregateFunction(call) = expr.clone().unalias() else {
+        return None;
+    };
+    if !call.func.name().eq_ignore_ascii_case("avg") || call.params.args.len() != 1 {
+        return None;
+    }
+    call.params.args[0]
+        .get_type(input)
+        .ok()
+        .filter(arrow::datatypes::DataType::is_integer)
 }
 
 /// Names selected columns as Flink (Calcite) does: `a.b` (a nested field, or a
