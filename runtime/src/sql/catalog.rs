@@ -328,9 +328,10 @@ fn integer_average_type(
 }
 
 /// Names selected columns as Flink (Calcite) does: `a.b` (a nested field, or a
-/// qualified column) is `b`, where DataFusion would name a nested field `t.a[b]`,
-/// and any other unnamed expression is `EXPR$<position>`, so two expressions
-/// with the same text (`ts` and `CAST(ts AS DATE)`) never clash.
+/// qualified column) is `b` (unless another selected `x.b` is too), where
+/// DataFusion would name a nested field `t.a[b]`, and any other unnamed
+/// expression is `EXPR$<position>`, so two expressions with the same text (`ts`
+/// and `CAST(ts AS DATE)`) never clash. Also reads `1e3` as a DOUBLE.
 struct NameFieldAccesses;
 
 impl ast::VisitorMut for NameFieldAccesses {
@@ -340,11 +341,40 @@ impl ast::VisitorMut for NameFieldAccesses {
         name_field_accesses(&mut query.body);
         std::ops::ControlFlow::Continue(())
     }
+
+    /// `1e3` is a DOUBLE in Flink (only plain decimals such as `0.01` are exact).
+    fn post_visit_expr(&mut self, expr: &mut ast::Expr) -> std::ops::ControlFlow<()> {
+        if let ast::Expr::Value(value) = expr
+            && let ast::Value::Number(text, _) = &value.value
+            && text.contains(['e', 'E'])
+        {
+            let text = text.clone();
+            *expr = ast::Expr::Cast {
+                kind: ast::CastKind::Cast,
+                expr: Box::new(ast::Expr::Value(
+                    ast::Value::SingleQuotedString(text).with_empty_span(),
+                )),
+                data_type: ast::DataType::Double(ast::ExactNumberInfo::None),
+                array: false,
+                format: None,
+            };
+        }
+        std::ops::ControlFlow::Continue(())
+    }
 }
 
 fn name_field_accesses(body: &mut ast::SetExpr) {
     match body {
         ast::SetExpr::Select(select) => {
+            // Leaf names selected more than once stay DataFusion's (`t.a[b]`).
+            let mut leaves: BTreeMap<String, usize> = BTreeMap::new();
+            for item in &select.projection {
+                if let ast::SelectItem::UnnamedExpr(ast::Expr::CompoundIdentifier(parts)) = item
+                    && let Some(last) = parts.last()
+                {
+                    *leaves.entry(last.value.clone()).or_default() += 1;
+                }
+            }
             for (position, item) in select.projection.iter_mut().enumerate() {
                 let ast::SelectItem::UnnamedExpr(expr) = item else {
                     continue;
@@ -352,8 +382,8 @@ fn name_field_accesses(body: &mut ast::SetExpr) {
                 let alias = match expr {
                     ast::Expr::Identifier(_) => continue,
                     ast::Expr::CompoundIdentifier(parts) => match parts.last() {
-                        Some(last) => last.clone(),
-                        None => continue,
+                        Some(last) if leaves.get(&last.value) == Some(&1) => last.clone(),
+                        _ => continue,
                     },
                     _ => ast::Ident::new(format!("EXPR${position}")),
                 };

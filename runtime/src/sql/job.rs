@@ -456,26 +456,12 @@ impl SqlJob {
                 }
                 let layout = options.layout.clone();
                 let records = if changelog {
-                    // Upserts: an insert or update is the row under its key, a
-                    // delete a tombstone; the row before an update is not written.
                     stream.flat_map(move |SqlBatch(batch)| {
                         let kinds = row_kinds(&batch);
                         let rows = batch
                             .project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())
                             .expect("the columns before the op column");
-                        layout
-                            .encode(&rows)
-                            .into_iter()
-                            .zip(kinds)
-                            .filter_map(|(record, kind)| match kind {
-                                RowKind::Insert | RowKind::UpdateAfter => Some(record),
-                                RowKind::Delete => Some(KafkaOutput {
-                                    value: None,
-                                    ..record
-                                }),
-                                RowKind::UpdateBefore => None,
-                            })
-                            .collect::<Vec<_>>()
+                        upserts(layout.encode(&rows), &kinds)
                     })
                 } else {
                     stream.flat_map(move |SqlBatch(batch)| layout.encode(&batch))
@@ -485,6 +471,30 @@ impl SqlJob {
             other => Err(not_runnable(name, other)),
         }
     }
+}
+
+/// A changelog as upserts, as Flink's upsert-kafka writes it: an insert or an
+/// update is the row under its key, a delete a tombstone. The row before an
+/// update is a tombstone too, unless the update's new row comes right after it
+/// under the same key (a filter after an aggregate may have dropped that new
+/// row, and then the key's row is gone).
+fn upserts(records: Vec<KafkaOutput>, kinds: &[RowKind]) -> Vec<KafkaOutput> {
+    let mut upserts = Vec::with_capacity(records.len());
+    let mut records = records.into_iter().zip(kinds).peekable();
+    while let Some((record, kind)) = records.next() {
+        match kind {
+            RowKind::Insert | RowKind::UpdateAfter => upserts.push(record),
+            RowKind::UpdateBefore
+                if records.peek().is_some_and(|(next, next_kind)| {
+                    **next_kind == RowKind::UpdateAfter && next.key == record.key
+                }) => {}
+            RowKind::UpdateBefore | RowKind::Delete => upserts.push(KafkaOutput {
+                value: None,
+                ..record
+            }),
+        }
+    }
+    upserts
 }
 
 /// The error of a table whose connector cannot be read (or written) as it is
@@ -716,4 +726,52 @@ fn parse_duration(text: &str) -> Option<std::time::Duration> {
         _ => return None,
     };
     Some(std::time::Duration::from_millis(number * ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changelog_upserts_and_retracted_rows_without_a_new_one_are_tombstones() {
+        let record = |key: &str, value: &str| KafkaOutput {
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: Vec::new(),
+            partition: None,
+        };
+        let records = vec![
+            record("a", "a1"),
+            record("a", "a1"),
+            record("a", "a2"),
+            record("b", "b1"),
+            record("c", "c1"),
+        ];
+        let kinds = [
+            RowKind::Insert,
+            RowKind::UpdateBefore,
+            RowKind::UpdateAfter,
+            RowKind::UpdateBefore,
+            RowKind::Delete,
+        ];
+        let written: Vec<(String, Option<String>)> = upserts(records, &kinds)
+            .into_iter()
+            .map(|record| {
+                (
+                    String::from_utf8(record.key.unwrap()).unwrap(),
+                    record.value.map(|value| String::from_utf8(value).unwrap()),
+                )
+            })
+            .collect();
+        let some = |text: &str| Some(text.to_owned());
+        assert_eq!(
+            written,
+            [
+                ("a".to_owned(), some("a1")),
+                ("a".to_owned(), some("a2")),
+                ("b".to_owned(), None),
+                ("c".to_owned(), None),
+            ]
+        );
+    }
 }

@@ -261,6 +261,9 @@ struct Lowered {
     /// The operator whose output updates rows it emitted (the stream is a
     /// changelog), as errors name it.
     updates: Option<String>,
+    /// The columns a changelog's updates are keyed by (a GROUP BY's keys), where
+    /// still known: an upsert sink's PRIMARY KEY must be them.
+    upsert_key: Option<Vec<usize>>,
 }
 
 #[derive(Clone, Copy)]
@@ -405,6 +408,7 @@ impl Lowering<'_> {
                     window: None,
                     rowtime,
                     updates: None,
+                    upsert_key: None,
                 };
                 match &scan.projection {
                     None => Ok(lowered),
@@ -484,6 +488,7 @@ impl Lowering<'_> {
                     window: None,
                     rowtime,
                     updates: updates.into_iter().flatten().next(),
+                    upsert_key: None,
                 })
             }
             LogicalPlan::Extension(extension) => {
@@ -604,6 +609,11 @@ impl Lowering<'_> {
             window: window.filter(|w| w.any().is_some()),
             rowtime,
             updates: input.updates,
+            upsert_key: input.upsert_key.as_ref().and_then(|key| {
+                key.iter()
+                    .map(|column| key_column_after(exprs, &input.schema, *column))
+                    .collect()
+            }),
         })
     }
 
@@ -654,6 +664,7 @@ impl Lowering<'_> {
             }),
             rowtime: input.rowtime,
             updates: None,
+            upsert_key: None,
         })
     }
 
@@ -729,6 +740,7 @@ impl Lowering<'_> {
             window: None,
             rowtime: window_time_index,
             updates: None,
+            upsert_key: None,
         })
     }
 
@@ -765,12 +777,14 @@ impl Lowering<'_> {
             schema: Arc::new(schema.as_arrow().clone()),
             name,
         }));
+        let upsert_key = updates.is_some().then(|| (0..group_exprs.len()).collect());
         Ok(Lowered {
             node,
             schema: Arc::clone(schema),
             window: None,
             rowtime: None,
             updates,
+            upsert_key,
         })
     }
 
@@ -811,6 +825,43 @@ impl Lowering<'_> {
             )));
         }
         Ok(input)
+    }
+
+    /// An upsert table's PRIMARY KEY must be the columns the query's updates are
+    /// keyed by (in the sink's column order), or a key's new row would not
+    /// replace its last one.
+    fn check_upsert_key(
+        &self,
+        input: &Lowered,
+        table: &super::catalog::Table,
+        producer: &str,
+    ) -> SqlResult<()> {
+        let written = self.written_schema(table)?;
+        let mut primary: Vec<usize> = table
+            .definition
+            .primary_key
+            .iter()
+            .filter_map(|name| written.index_of(name).ok())
+            .collect();
+        primary.sort_unstable();
+        let mut key = input.upsert_key.clone().unwrap_or_default();
+        key.sort_unstable();
+        if input.upsert_key.is_some() && primary == key {
+            return Ok(());
+        }
+        let key_columns = match &input.upsert_key {
+            Some(key) => key
+                .iter()
+                .filter_map(|&index| written.fields().get(index).map(|f| f.name().clone()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => "not among the columns written".to_owned(),
+        };
+        Err(self.error(format!(
+            "table {}: its PRIMARY KEY ({}) is not the key of the updates of {producer} (in the table's columns: {key_columns}); declare the GROUP BY columns, written as they are, as the PRIMARY KEY",
+            table.definition.name,
+            table.definition.primary_key.join(", ")
+        )))
     }
 
     /// The columns a sink writes: the table's physical ones and its writable
@@ -878,6 +929,11 @@ impl Lowering<'_> {
                 "table {table_name} (connector '{}') cannot be written: it is a source only",
                 connector_name(&table.connector)
             )));
+        }
+        if let Some(producer) = &input.updates
+            && let TableConnector::UpsertKafka(_) = &table.connector
+        {
+            self.check_upsert_key(&input, table, producer)?;
         }
         if let Some(producer) = &input.updates
             && !table.connector.takes_updates()
@@ -971,6 +1027,15 @@ impl Lowering<'_> {
         });
         Ok(())
     }
+}
+
+/// Where key column `column` of a projection's input is in its output: the first
+/// output that is that column as it is.
+fn key_column_after(exprs: &[Expr], input: &DFSchema, column: usize) -> Option<usize> {
+    exprs.iter().position(|expr| match expr.clone().unalias() {
+        Expr::Column(reference) => input.index_of_column(&reference).ok() == Some(column),
+        _ => false,
+    })
 }
 
 fn identity(schema: &DFSchema) -> Vec<Computed> {

@@ -100,6 +100,25 @@ mod tests {
     }
 
     #[test]
+    fn literals_with_an_exponent_are_doubles_and_repeated_field_names_stay_distinct() {
+        let job = compile(
+            "CREATE TABLE p (a ROW<zip STRING>, b ROW<zip STRING>, x BIGINT)
+               WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+             SELECT a.zip, b.zip, x / 1e30, 1.5e300, x * 0.5 FROM p;",
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        let sink = job.plan.nodes.len() - 1;
+        let schema = job.plan.schema(sink);
+        let types: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|field| field.data_type().to_string())
+            .collect();
+        assert_eq!(types[2..4], ["Float64", "Float64"], "{schema:?}");
+        assert!(types[4].starts_with("Decimal128"), "{schema:?}");
+    }
+
+    #[test]
     fn a_script_without_an_insert_or_query_has_nothing_to_run() {
         let error = compile(BID).err().expect("a script of tables compiled");
         assert!(
@@ -108,6 +127,48 @@ mod tests {
                 .contains("the script has no INSERT INTO or query: nothing to run"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn an_upsert_tables_primary_key_must_be_the_key_of_the_updates() {
+        let script = |pk: &str, query: &str| {
+            format!(
+                "CREATE TABLE src (k STRING, x BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+                 CREATE TABLE up (k STRING, n BIGINT, PRIMARY KEY ({pk}) NOT ENFORCED)
+                   WITH ('connector' = 'upsert-kafka', 'cluster' = 'c', 'topic' = 't',
+                         'key.format' = 'json', 'value.format' = 'json');
+                 INSERT INTO up {query};"
+            )
+        };
+        compile(&script("k", "SELECT k, COUNT(*) FROM src GROUP BY k"))
+            .unwrap_or_else(|error| panic!("{error}"));
+        compile(&script(
+            "k",
+            "SELECT k, n FROM (SELECT k, MAX(x) AS n FROM src GROUP BY k) WHERE n > 1",
+        ))
+        .unwrap_or_else(|error| panic!("{error}"));
+        for (pk, query, expected) in [
+            (
+                "n",
+                "SELECT k, COUNT(*) FROM src GROUP BY k",
+                "its PRIMARY KEY (n) is not the key of the updates",
+            ),
+            (
+                "k",
+                "SELECT UPPER(k), COUNT(*) FROM src GROUP BY k",
+                "not among the columns written",
+            ),
+            (
+                "k",
+                "SELECT k, COUNT(*) FROM src GROUP BY k, x",
+                "is not the key of the updates",
+            ),
+        ] {
+            let error = compile(&script(pk, query))
+                .err()
+                .unwrap_or_else(|| panic!("{query} into PRIMARY KEY ({pk}) compiled"));
+            assert!(error.to_string().contains(expected), "{query}: {error}");
+        }
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! by `window_start, window_end, keys`): per key, a row at time `t` opens the
 //! session `[t, t + gap)`, and sessions that touch or overlap merge, as Flink's
 //! session windows do. A session fires when the watermark reaches its end; a row
-//! whose own `[t, t + gap)` ends at or below the watermark is late (dropped and
-//! counted), even if it would have joined a session still open, as in Flink.
+//! is late (dropped and counted) when the session it would make or join ended
+//! at or below the watermark: its own `[t, t + gap)` did and it joins no session
+//! still open (Flink judges the merged session too).
 //!
 //! Each open session's DataFusion `Accumulator`s live in memory (merging two
 //! sessions merges one's state into the other's); at checkpoints the sessions of
@@ -118,6 +119,19 @@ impl SessionAggregateLogic {
             )
             .expect("aggregate states can be encoded as rows")
         })
+    }
+
+    /// Whether a row of `key` at `time` is late: its own session `[time, time +
+    /// gap)` ended at or below the watermark and it joins no session still
+    /// open (Flink judges the merged session).
+    fn is_late(&self, key: &[u8], time: i64) -> bool {
+        let end = time.saturating_add(self.gap);
+        end <= self.watermark
+            && !self.sessions.get(key).is_some_and(|sessions| {
+                sessions
+                    .iter()
+                    .any(|session| session.start <= end && time <= session.end)
+            })
     }
 
     /// The session of `key` that a row at `time` belongs to, after merging the
@@ -254,7 +268,7 @@ impl KeyedLogic<Routed, SqlBatch> for SessionAggregateLogic {
             .collect();
         let mut late = 0;
         for (row, key) in keys.iter().enumerate() {
-            if times.is_null(row) || times.value(row).saturating_add(self.gap) <= self.watermark {
+            if times.is_null(row) || self.is_late(key, times.value(row)) {
                 late += 1;
                 continue;
             }
