@@ -231,3 +231,49 @@ fn updating_state_survives_restores_at_2_then_3_then_1() {
     expected.sort();
     assert_eq!(table, expected);
 }
+
+/// A savepoint restored into a query whose aggregate differs (MIN where COUNT
+/// was) fails, naming the two, instead of reading a count as a minimum.
+#[test]
+fn a_savepoint_restored_into_another_aggregate_fails_naming_both() {
+    let script = |aggregate: &str| {
+        format!(
+            "CREATE TABLE bid (id BIGINT, auction AS id % 7)
+               WITH ('connector' = 'datagen', 'rows-per-second' = '5000',
+                     'fields.id.kind' = 'sequence', 'fields.id.start' = '0',
+                     'fields.id.end' = '20000');
+             SELECT auction, {aggregate} FROM bid GROUP BY auction;"
+        )
+    };
+    let pipeline = |aggregate: &str| {
+        strom_runtime::sql::compile(&script(aggregate))
+            .unwrap_or_else(|error| panic!("{error}"))
+            .pipeline(Arc::new(|_| {}))
+    };
+    let state = tempfile::tempdir().unwrap();
+    let config = |restore| {
+        local_config(
+            state.path(),
+            "updates-changed",
+            2,
+            Duration::from_millis(100),
+            2,
+            restore,
+        )
+    };
+    let first = run_then_stop(config(RestoreFrom::Nothing), pipeline("COUNT(*)"));
+    let savepoint = first.snapshots.savepoints.last().unwrap().location.clone();
+    let error = run_job(
+        config(RestoreFrom::Snapshot(savepoint)),
+        pipeline("MIN(id)"),
+        Arc::default(),
+    )
+    .expect_err("a COUNT's state was restored into a MIN")
+    .to_string();
+    assert!(
+        error.contains("the restored state was written by another query")
+            && error.contains("count(")
+            && error.contains("min("),
+        "{error}"
+    );
+}

@@ -25,6 +25,7 @@ use datafusion::logical_expr::Accumulator;
 
 use super::batch::{RowKind, SqlBatch, with_op_column};
 use super::lower::{AggregateCall, Computed};
+use super::state_shape::{StateShape, describe};
 use super::window_aggregate::KeyEncoder;
 use crate::exec::EventTime;
 use crate::exec::keyed::{KeyedLogic, KeyedState};
@@ -75,6 +76,7 @@ pub struct GroupAggregateLogic {
     /// Every aggregate's state fields, in order: one persisted row per key.
     state_fields: Vec<FieldRef>,
     output: SchemaRef,
+    shape: StateShape,
 }
 
 impl GroupAggregateLogic {
@@ -95,6 +97,10 @@ impl GroupAggregateLogic {
         } else {
             Arc::clone(&node.schema)
         };
+        let shape = StateShape::new(
+            &node.name,
+            describe("GROUP BY", &node.keys, input, &node.aggregates),
+        );
         Self {
             node,
             encoder,
@@ -102,6 +108,7 @@ impl GroupAggregateLogic {
             changed: HashSet::new(),
             state_fields,
             output,
+            shape,
         }
     }
 
@@ -274,6 +281,7 @@ impl KeyedLogic<super::window_aggregate::Routed, SqlBatch> for GroupAggregateLog
     }
 
     fn restore(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
+        self.shape.check(state)?;
         let entries = state.scan_between(GROUPS, &[ENTRY_PREFIX], &[ENTRY_PREFIX + 1])?;
         if entries.is_empty() {
             return Ok(());
@@ -328,6 +336,7 @@ impl KeyedLogic<super::window_aggregate::Routed, SqlBatch> for GroupAggregateLog
     }
 
     fn before_snapshot(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
+        self.shape.write(state);
         if self.changed.is_empty() {
             return Ok(());
         }

@@ -27,6 +27,7 @@ pub mod physical;
 pub mod script;
 pub mod session_aggregate;
 pub mod sources;
+pub mod state_shape;
 pub mod types;
 pub mod window_aggregate;
 pub mod window_tvf;

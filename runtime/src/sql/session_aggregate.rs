@@ -23,6 +23,7 @@ use datafusion::logical_expr::Accumulator;
 
 use super::batch::{SqlBatch, timestamps_ms};
 use super::lower::{GroupColumn, WindowAggregate};
+use super::state_shape::{StateShape, describe};
 use super::window_aggregate::{KeyEncoder, Routed};
 use super::window_tvf::WindowSpec;
 use crate::exec::EventTime;
@@ -65,6 +66,7 @@ pub struct SessionAggregateLogic {
     changed: HashSet<Box<[u8]>>,
     state_fields: Vec<FieldRef>,
     control: Arc<JobControl>,
+    shape: StateShape,
 }
 
 impl SessionAggregateLogic {
@@ -84,7 +86,12 @@ impl SessionAggregateLogic {
                     .expect("aggregates name their state fields")
             })
             .collect();
+        let shape = StateShape::new(
+            &node.name,
+            describe(&node.spec.to_string(), &node.keys, input, &node.aggregates),
+        );
         Self {
+            shape,
             node,
             gap,
             encoder,
@@ -359,6 +366,7 @@ impl KeyedLogic<Routed, SqlBatch> for SessionAggregateLogic {
     }
 
     fn restore(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
+        self.shape.check(state)?;
         let entries = state.scan_between(SESSIONS, &[ENTRY_PREFIX], &[ENTRY_PREFIX + 1])?;
         let converter = self.converter();
         let widths: Vec<usize> = self
@@ -408,6 +416,7 @@ impl KeyedLogic<Routed, SqlBatch> for SessionAggregateLogic {
     }
 
     fn before_snapshot(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
+        self.shape.write(state);
         let converter = self.converter();
         for key in std::mem::take(&mut self.changed) {
             let mut entry = vec![ENTRY_PREFIX];

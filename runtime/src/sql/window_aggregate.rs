@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::{SqlBatch, timestamps_ms};
 use super::lower::{GroupColumn, WindowAggregate};
+use super::state_shape::{StateShape, describe};
 use crate::exec::EventTime;
 use crate::exec::control::JobControl;
 use crate::exec::keyed::{KeyedLogic, KeyedState};
@@ -197,6 +198,7 @@ pub struct WindowAggregateLogic {
     /// The (key group, entry key) of each entry written at the last checkpoint.
     persisted: Vec<(KeyGroup, Vec<u8>)>,
     control: Arc<JobControl>,
+    shape: StateShape,
 }
 
 impl WindowAggregateLogic {
@@ -208,7 +210,12 @@ impl WindowAggregateLogic {
             .iter()
             .map(|call| Arc::clone(&call.function))
             .collect();
+        let shape = StateShape::new(
+            &node.name,
+            describe(&node.spec.to_string(), &node.keys, input, &node.aggregates),
+        );
         Self {
+            shape,
             node,
             functions,
             encoder,
@@ -517,6 +524,7 @@ impl KeyedLogic<Routed, SqlBatch> for WindowAggregateLogic {
     }
 
     fn restore(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
+        self.shape.check(state)?;
         let entries = state.scan_between(SLICES, &[], &[2])?;
         for (group, key, value) in entries {
             let open = key.first() == Some(&1);
@@ -572,6 +580,7 @@ impl KeyedLogic<Routed, SqlBatch> for WindowAggregateLogic {
     }
 
     fn before_snapshot(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
+        self.shape.write(state);
         self.persist(state);
         Ok(())
     }
