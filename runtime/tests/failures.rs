@@ -15,9 +15,34 @@ use strom_runtime::exec::{Generator, JobControl, PipelineFn, RestoreFrom, run_jo
 /// Longer than the job takes to read its input by far.
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Runs `pipeline` as the job `name` at parallelism 2 with `control`, on a thread
+/// of its own: its result, or `None` if it did not end within [`DEADLINE`].
+fn run_with_deadline(
+    name: &str,
+    pipeline: PipelineFn,
+    control: Arc<JobControl>,
+) -> Option<Result<(), String>> {
+    let state = tempfile::tempdir().unwrap();
+    let config = local_config(
+        state.path(),
+        name,
+        2,
+        Duration::from_millis(100),
+        2,
+        RestoreFrom::Nothing,
+    );
+    let (done, ended) = mpsc::channel();
+    thread::spawn(move || {
+        let result = run_job(config, pipeline, control);
+        let _ = done.send(result.map(|_| ()).map_err(|error| error.to_string()));
+    });
+    let result = ended.recv_timeout(DEADLINE).ok();
+    drop(state);
+    result
+}
+
 #[test]
 fn a_panic_in_one_subtask_fails_the_job_on_every_subtask() {
-    let state = tempfile::tempdir().unwrap();
     // Split 0 is read by one subtask only: the others read all of theirs and then
     // wait for the failed subtask's progress.
     let pipeline: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
@@ -33,21 +58,7 @@ fn a_panic_in_one_subtask_fails_the_job_on_every_subtask() {
             .sink(|_, _| {});
         Ok(())
     });
-    let config = local_config(
-        state.path(),
-        "failures",
-        2,
-        Duration::from_millis(100),
-        2,
-        RestoreFrom::Nothing,
-    );
-    let (done, ended) = mpsc::channel();
-    thread::spawn(move || {
-        let result = run_job(config, pipeline, Arc::new(JobControl::default()));
-        let _ = done.send(result.map(|_| ()).map_err(|error| error.to_string()));
-    });
-    let result = ended
-        .recv_timeout(DEADLINE)
+    let result = run_with_deadline("failures", pipeline, Arc::default())
         .expect("the job did not end after one of its subtasks failed");
     let error = result.expect_err("the job succeeded although a subtask failed");
     assert!(error.contains("record 1500 of split 0 is bad"), "{error}");
@@ -55,7 +66,6 @@ fn a_panic_in_one_subtask_fails_the_job_on_every_subtask() {
 
 #[test]
 fn a_panic_while_one_worker_builds_the_pipeline_fails_the_job() {
-    let state = tempfile::tempdir().unwrap();
     let pipeline: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
         assert!(
             pipeline.context().subtask != 1,
@@ -66,23 +76,8 @@ fn a_panic_while_one_worker_builds_the_pipeline_fails_the_job() {
             .sink(|_, _| {});
         Ok(())
     });
-    let config = local_config(
-        state.path(),
-        "failures-build",
-        2,
-        Duration::from_millis(100),
-        2,
-        RestoreFrom::Nothing,
-    );
     let control = Arc::new(JobControl::default());
-    let (done, ended) = mpsc::channel();
-    let job_control = Arc::clone(&control);
-    thread::spawn(move || {
-        let result = run_job(config, pipeline, job_control);
-        let _ = done.send(result.map(|_| ()).map_err(|error| error.to_string()));
-    });
-    let result = ended
-        .recv_timeout(DEADLINE)
+    let result = run_with_deadline("failures-build", pipeline, Arc::clone(&control))
         .expect("the job did not end after a worker failed to build");
     let error = result.expect_err("the job succeeded although a worker failed to build");
     assert!(
@@ -91,20 +86,13 @@ fn a_panic_while_one_worker_builds_the_pipeline_fails_the_job() {
     );
 
     // The same control runs the next job from a clean slate.
-    let state = tempfile::tempdir().unwrap();
     let pipeline: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
         pipeline
             .source("numbers", Generator::new(4, |_, n| n).bounded(1_000))?
             .sink(|_, _| {});
         Ok(())
     });
-    let config = local_config(
-        state.path(),
-        "failures-after",
-        2,
-        Duration::from_millis(100),
-        2,
-        RestoreFrom::Nothing,
-    );
-    run_job(config, pipeline, control).expect("a reused control runs the next job");
+    run_with_deadline("failures-after", pipeline, control)
+        .expect("the next job did not end")
+        .expect("a reused control runs the next job");
 }

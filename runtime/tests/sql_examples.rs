@@ -7,16 +7,16 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::kafka::{
     clusters, clusters_yaml, connection, consume_all, create_topic, produce, unique,
 };
-use common::{local_config, start};
+use common::{local_config, start, wait_for_records};
 use strom_crds::KafkaCluster;
 use strom_e2e::KafkaClusters;
 use strom_runtime::connectors::kafka::SecretMounts;
-use strom_runtime::exec::{JobControl, JobReport, RestoreFrom};
+use strom_runtime::exec::{JobReport, RestoreFrom};
 
 /// The SQL of `examples/<file>`, its `'topic' = 'x'` options renamed by `topics`.
 fn example_sql(file: &str, topics: &[(&str, &str)]) -> String {
@@ -76,18 +76,6 @@ fn run_until_read(
     assert!(report.snapshots.failure.is_none(), "{:?}", report.snapshots);
     assert_eq!(report.snapshots.savepoints.len(), 1);
     report
-}
-
-fn wait_for_records(control: &JobControl, records: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while control.records_in() < records {
-        assert!(
-            Instant::now() < deadline,
-            "the job read {} of {records} records within a minute",
-            control.records_in()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::kafka::{connection, consume_all, create_topic, job_clusters, produce};
-use common::{local_config, start};
+use common::{local_config, start, wait_for_records};
 use strom_e2e::KafkaClusters;
 use strom_runtime::exec::{JobControl, JobReport, RestoreFrom, run_job};
 use strom_runtime::sql::SqlJob;
@@ -161,19 +161,6 @@ fn orders(region: &str, first: u64, count: u64) -> Vec<String> {
             )
         })
         .collect()
-}
-
-/// Waits (a minute at most) until the job has read `records` records.
-fn wait_for_records(control: &JobControl, records: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while control.records_in() < records {
-        assert!(
-            Instant::now() < deadline,
-            "the job read {} of {records} records within a minute",
-            control.records_in()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

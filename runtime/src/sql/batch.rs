@@ -134,6 +134,16 @@ pub fn timestamps_ms(column: &ArrayRef) -> TimestampMillisecondArray {
         .clone()
 }
 
+/// The watermark (milliseconds) a restored window operator goes on from: none
+/// yet (`i64::MIN`) when the snapshot had none (0).
+pub fn restored_watermark(watermark: crate::exec::EventTime) -> i64 {
+    if watermark == 0 {
+        i64::MIN
+    } else {
+        i64::try_from(watermark).unwrap_or(i64::MAX)
+    }
+}
+
 /// The largest event time (milliseconds) in `column`, if any row has one.
 pub fn max_event_time(column: &ArrayRef) -> Option<i64> {
     arrow::compute::max(&timestamps_ms(column))

@@ -18,11 +18,14 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Int8Array, RecordBatch, UInt32Array};
 use arrow::compute::{filter, take};
-use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
-use arrow::row::{RowConverter, SortField};
+use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 
+use super::accumulators::{
+    AggregateInputs, aggregate_error, cast_to, new_accumulators, restore_error, state_converter,
+    state_fields, state_widths,
+};
 use super::batch::{RowKind, SqlBatch, with_op_column};
 use super::lower::{AggregateCall, Computed};
 use super::state_shape::{StateShape, describe};
@@ -83,15 +86,7 @@ impl GroupAggregateLogic {
     /// The logic of `node`, whose input has `input` as schema.
     pub fn new(node: Arc<GroupAggregate>, input: &Schema) -> Self {
         let encoder = KeyEncoder::of_keys(&node.keys, input);
-        let state_fields = node
-            .aggregates
-            .iter()
-            .flat_map(|call| {
-                call.function
-                    .state_fields()
-                    .expect("aggregates name their state fields")
-            })
-            .collect();
+        let state_fields = state_fields(&node.aggregates);
         let output = if node.updates() {
             with_op_column(&node.schema)
         } else {
@@ -110,28 +105,6 @@ impl GroupAggregateLogic {
             output,
             shape,
         }
-    }
-
-    fn new_accumulators(&self) -> Vec<Box<dyn Accumulator>> {
-        self.node
-            .aggregates
-            .iter()
-            .map(|call| {
-                call.function
-                    .create_accumulator()
-                    .expect("aggregates make accumulators")
-            })
-            .collect()
-    }
-
-    fn converter(&self) -> RowConverter {
-        RowConverter::new(
-            self.state_fields
-                .iter()
-                .map(|field| SortField::new(field.data_type().clone()))
-                .collect(),
-        )
-        .expect("aggregate states can be encoded as rows")
     }
 
     /// The output rows: `(key, kind, aggregate values)`.
@@ -156,14 +129,6 @@ impl GroupAggregateLogic {
             RecordBatch::try_new(Arc::clone(&self.output), columns)
                 .expect("the output columns match its schema"),
         ))
-    }
-}
-
-fn cast_to(array: ArrayRef, data_type: &DataType) -> ArrayRef {
-    if array.data_type() == data_type {
-        array
-    } else {
-        arrow::compute::cast(&array, data_type).expect("aggregate values cast to their column")
     }
 }
 
@@ -194,29 +159,14 @@ impl KeyedLogic<super::window_aggregate::Routed, SqlBatch> for GroupAggregateLog
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let evaluate = |expr: &Arc<dyn datafusion::physical_expr::PhysicalExpr>| {
-            expr.evaluate(&batch)
-                .and_then(|value| value.into_array(batch.num_rows()))
-                .expect("aggregate arguments evaluate")
-        };
-        let arguments: Vec<Vec<ArrayRef>> = self
-            .node
-            .aggregates
-            .iter()
-            .map(|call| call.function.expressions().iter().map(evaluate).collect())
-            .collect();
-        let filters: Vec<Option<ArrayRef>> = self
-            .node
-            .aggregates
-            .iter()
-            .map(|call| call.filter.as_ref().map(evaluate))
-            .collect();
+        let AggregateInputs { arguments, filters } =
+            AggregateInputs::evaluate(&self.node.aggregates, &batch);
         let mut rows = Vec::new();
         for (key, indices) in rows_by_key(self.encoder.encode(&batch)) {
             let indices = UInt32Array::from(indices);
             let is_new = !self.keys.contains_key(&key);
             if is_new {
-                let accumulators = self.new_accumulators();
+                let accumulators = new_accumulators(&self.node.aggregates);
                 self.keys.insert(
                     key.clone(),
                     KeyAggregates {
@@ -286,28 +236,24 @@ impl KeyedLogic<super::window_aggregate::Routed, SqlBatch> for GroupAggregateLog
         if entries.is_empty() {
             return Ok(());
         }
-        let converter = self.converter();
-        let parser = converter.parser();
-        let rows: Vec<_> = entries
-            .iter()
-            .map(|(_, _, value)| parser.parse(value))
-            .collect();
-        let columns = converter
-            .convert_rows(rows)
-            .map_err(|error| restore_error(&self.node.name, &error))?;
-        let widths: Vec<usize> = self
-            .node
-            .aggregates
-            .iter()
-            .map(|call| {
-                call.function
-                    .state_fields()
-                    .map_or(1, |fields| fields.len())
-            })
-            .collect();
+        let columns = match state_converter(&self.state_fields) {
+            // Without aggregates (DISTINCT) an entry only says its key was seen.
+            None => Vec::new(),
+            Some(converter) => {
+                let parser = converter.parser();
+                let rows: Vec<_> = entries
+                    .iter()
+                    .map(|(_, _, value)| parser.parse(value))
+                    .collect();
+                converter
+                    .convert_rows(rows)
+                    .map_err(|error| restore_error(&self.node.name, "aggregate states", &error))?
+            }
+        };
+        let widths = state_widths(&self.node.aggregates);
         for (row, (_, entry, _)) in entries.iter().enumerate() {
             let key: Box<[u8]> = entry[1..].into();
-            let mut accumulators = self.new_accumulators();
+            let mut accumulators = new_accumulators(&self.node.aggregates);
             let mut next = 0;
             for (accumulator, width) in accumulators.iter_mut().zip(&widths) {
                 let states: Vec<ArrayRef> = columns[next..next + width]
@@ -316,14 +262,14 @@ impl KeyedLogic<super::window_aggregate::Routed, SqlBatch> for GroupAggregateLog
                     .collect();
                 accumulator
                     .merge_batch(&states)
-                    .map_err(|error| restore_error(&self.node.name, &error))?;
+                    .map_err(|error| restore_error(&self.node.name, "aggregate states", &error))?;
                 next += width;
             }
             let emitted = accumulators
                 .iter_mut()
                 .map(|accumulator| accumulator.evaluate())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| restore_error(&self.node.name, &error))?;
+                .map_err(|error| restore_error(&self.node.name, "aggregate states", &error))?;
             self.keys.insert(
                 key,
                 KeyAggregates {
@@ -364,8 +310,8 @@ impl KeyedLogic<super::window_aggregate::Routed, SqlBatch> for GroupAggregateLog
             })
             .collect();
         // Without aggregates (DISTINCT) an entry only says its key was seen.
-        let rows = (!columns.is_empty()).then(|| {
-            self.converter()
+        let rows = state_converter(&self.state_fields).map(|converter| {
+            converter
                 .convert_columns(&columns)
                 .expect("aggregate states convert to rows")
         });
@@ -379,19 +325,5 @@ impl KeyedLogic<super::window_aggregate::Routed, SqlBatch> for GroupAggregateLog
             state.put(GROUPS, group, &entry, value);
         }
         Ok(())
-    }
-}
-
-fn aggregate_error(operator: &str, error: &datafusion::error::DataFusionError) -> StateError {
-    StateError::Operator {
-        operator: operator.to_owned(),
-        message: error.to_string(),
-    }
-}
-
-fn restore_error(operator: &str, error: &dyn std::fmt::Display) -> StateError {
-    StateError::Operator {
-        operator: operator.to_owned(),
-        message: format!("the restored aggregate states do not read back: {error}"),
     }
 }

@@ -12,6 +12,7 @@
 //!   [`batch::SqlBatch`]es between them, [`window_aggregate`] keyed by key group
 //!   with its slices in memory and in RocksDB at checkpoints.
 
+pub mod accumulators;
 pub mod batch;
 pub mod catalog;
 pub mod connectors;

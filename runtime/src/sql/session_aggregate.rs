@@ -16,12 +16,15 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, TimestampMillisecondArray};
 use arrow::compute::take;
-use arrow::datatypes::{DataType, FieldRef, Schema};
-use arrow::row::{RowConverter, SortField};
+use arrow::datatypes::{FieldRef, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 
-use super::batch::{SqlBatch, timestamps_ms};
+use super::accumulators::{
+    AggregateInputs, aggregate_error, cast_to, new_accumulators, restore_error, state_converter,
+    state_fields, state_widths,
+};
+use super::batch::{SqlBatch, restored_watermark, timestamps_ms};
 use super::lower::{GroupColumn, WindowAggregate};
 use super::state_shape::{StateShape, describe};
 use super::window_aggregate::{KeyEncoder, Routed};
@@ -77,15 +80,7 @@ impl SessionAggregateLogic {
             panic!("a session aggregate of another window: {}", node.spec);
         };
         let encoder = KeyEncoder::of_keys(&node.keys, input);
-        let state_fields = node
-            .aggregates
-            .iter()
-            .flat_map(|call| {
-                call.function
-                    .state_fields()
-                    .expect("aggregates name their state fields")
-            })
-            .collect();
+        let state_fields = state_fields(&node.aggregates);
         let shape = StateShape::new(
             &node.name,
             describe(&node.spec.to_string(), &node.keys, input, &node.aggregates),
@@ -102,30 +97,6 @@ impl SessionAggregateLogic {
             state_fields,
             control,
         }
-    }
-
-    fn new_accumulators(&self) -> Vec<Box<dyn Accumulator>> {
-        self.node
-            .aggregates
-            .iter()
-            .map(|call| {
-                call.function
-                    .create_accumulator()
-                    .expect("aggregates make accumulators")
-            })
-            .collect()
-    }
-
-    fn converter(&self) -> Option<RowConverter> {
-        (!self.state_fields.is_empty()).then(|| {
-            RowConverter::new(
-                self.state_fields
-                    .iter()
-                    .map(|field| SortField::new(field.data_type().clone()))
-                    .collect(),
-            )
-            .expect("aggregate states can be encoded as rows")
-        })
     }
 
     /// Whether a row of `key` at `time` is late: its own session `[time, time +
@@ -145,7 +116,7 @@ impl SessionAggregateLogic {
     /// sessions `[time, time + gap)` touches.
     fn session_of(&mut self, key: &[u8], time: i64) -> Result<&mut Session, StateError> {
         let (mut start, mut end) = (time, time.saturating_add(self.gap));
-        let fresh = self.new_accumulators();
+        let fresh = new_accumulators(&self.node.aggregates);
         let sessions = self.sessions.entry(key.into()).or_default();
         let (touching, rest): (Vec<Session>, Vec<Session>) = std::mem::take(sessions)
             .into_iter()
@@ -235,14 +206,6 @@ fn merge_into(
     Ok(())
 }
 
-fn cast_to(array: ArrayRef, data_type: &DataType) -> ArrayRef {
-    if array.data_type() == data_type {
-        array
-    } else {
-        arrow::compute::cast(&array, data_type).expect("output columns cast to their types")
-    }
-}
-
 impl KeyedLogic<Routed, SqlBatch> for SessionAggregateLogic {
     fn on_record(
         &mut self,
@@ -256,23 +219,8 @@ impl KeyedLogic<Routed, SqlBatch> for SessionAggregateLogic {
         }
         let times = timestamps_ms(batch.column(self.node.time_column));
         let keys = self.encoder.encode(&batch);
-        let evaluate = |expr: &Arc<dyn datafusion::physical_expr::PhysicalExpr>| {
-            expr.evaluate(&batch)
-                .and_then(|value| value.into_array(batch.num_rows()))
-                .expect("aggregate arguments evaluate")
-        };
-        let arguments: Vec<Vec<ArrayRef>> = self
-            .node
-            .aggregates
-            .iter()
-            .map(|call| call.function.expressions().iter().map(evaluate).collect())
-            .collect();
-        let filters: Vec<Option<ArrayRef>> = self
-            .node
-            .aggregates
-            .iter()
-            .map(|call| call.filter.as_ref().map(evaluate))
-            .collect();
+        let AggregateInputs { arguments, filters } =
+            AggregateInputs::evaluate(&self.node.aggregates, &batch);
         let mut late = 0;
         for (row, key) in keys.iter().enumerate() {
             if times.is_null(row) || self.is_late(key, times.value(row)) {
@@ -358,27 +306,14 @@ impl KeyedLogic<Routed, SqlBatch> for SessionAggregateLogic {
     }
 
     fn resume_from_watermark(&mut self, watermark: EventTime) {
-        self.watermark = if watermark == 0 {
-            i64::MIN
-        } else {
-            i64::try_from(watermark).unwrap_or(i64::MAX)
-        };
+        self.watermark = restored_watermark(watermark);
     }
 
     fn restore(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
         self.shape.check(state)?;
         let entries = state.scan_between(SESSIONS, &[ENTRY_PREFIX], &[ENTRY_PREFIX + 1])?;
-        let converter = self.converter();
-        let widths: Vec<usize> = self
-            .node
-            .aggregates
-            .iter()
-            .map(|call| {
-                call.function
-                    .state_fields()
-                    .map_or(1, |fields| fields.len())
-            })
-            .collect();
+        let converter = state_converter(&self.state_fields);
+        let widths = state_widths(&self.node.aggregates);
         for (_, entry, value) in entries {
             let key: Box<[u8]> = entry[1..].into();
             let stored: Vec<(i64, i64, Vec<u8>)> = crate::state::codec::from_bytes(&value)
@@ -388,17 +323,17 @@ impl KeyedLogic<Routed, SqlBatch> for SessionAggregateLogic {
                 })?;
             let mut sessions = Vec::new();
             for (start, end, states) in stored {
-                let mut accumulators = self.new_accumulators();
+                let mut accumulators = new_accumulators(&self.node.aggregates);
                 if let Some(converter) = &converter {
                     let parser = converter.parser();
                     let columns = converter
                         .convert_rows([parser.parse(&states)])
-                        .map_err(|error| restore_error(&self.node.name, &error))?;
+                        .map_err(|error| restore_error(&self.node.name, "sessions", &error))?;
                     let mut next = 0;
                     for (accumulator, width) in accumulators.iter_mut().zip(&widths) {
                         accumulator
                             .merge_batch(&columns[next..next + width])
-                            .map_err(|error| restore_error(&self.node.name, &error))?;
+                            .map_err(|error| restore_error(&self.node.name, "sessions", &error))?;
                         next += width;
                     }
                 }
@@ -417,7 +352,7 @@ impl KeyedLogic<Routed, SqlBatch> for SessionAggregateLogic {
 
     fn before_snapshot(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
         self.shape.write(state);
-        let converter = self.converter();
+        let converter = state_converter(&self.state_fields);
         for key in std::mem::take(&mut self.changed) {
             let mut entry = vec![ENTRY_PREFIX];
             entry.extend_from_slice(&key);
@@ -460,19 +395,5 @@ impl KeyedLogic<Routed, SqlBatch> for SessionAggregateLogic {
             state.put(SESSIONS, group, &entry, value);
         }
         Ok(())
-    }
-}
-
-fn aggregate_error(operator: &str, error: &datafusion::error::DataFusionError) -> StateError {
-    StateError::Operator {
-        operator: operator.to_owned(),
-        message: error.to_string(),
-    }
-}
-
-fn restore_error(operator: &str, error: &dyn std::fmt::Display) -> StateError {
-    StateError::Operator {
-        operator: operator.to_owned(),
-        message: format!("the restored sessions do not read back: {error}"),
     }
 }

@@ -25,7 +25,7 @@ use datafusion::physical_expr::GroupsAccumulatorAdapter;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use serde::{Deserialize, Serialize};
 
-use super::batch::{SqlBatch, timestamps_ms};
+use super::batch::{SqlBatch, restored_watermark, timestamps_ms};
 use super::lower::{GroupColumn, WindowAggregate};
 use super::state_shape::{StateShape, describe};
 use crate::exec::EventTime;
@@ -516,11 +516,7 @@ impl KeyedLogic<Routed, SqlBatch> for WindowAggregateLogic {
     }
 
     fn resume_from_watermark(&mut self, watermark: EventTime) {
-        self.watermark = if watermark == 0 {
-            i64::MIN
-        } else {
-            i64::try_from(watermark).unwrap_or(i64::MAX)
-        };
+        self.watermark = restored_watermark(watermark);
     }
 
     fn restore(&mut self, state: &mut KeyedState) -> Result<(), StateError> {

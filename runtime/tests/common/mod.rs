@@ -69,6 +69,20 @@ pub fn wait_for_a_checkpoint(control: &JobControl) {
     }
 }
 
+/// Waits (a minute at most) until the job has read `records` records.
+#[allow(dead_code)] // Not every test file uses every helper.
+pub fn wait_for_records(control: &JobControl, records: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while control.records_in() < records {
+        assert!(
+            Instant::now() < deadline,
+            "the job read {} of {records} records within a minute",
+            control.records_in()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// How many checkpoints the job has completed (its `strom_checkpoints_total`).
 #[allow(dead_code)] // Not every test file uses every helper.
 pub fn checkpoints_completed(control: &JobControl) -> u64 {
