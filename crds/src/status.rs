@@ -146,6 +146,10 @@ pub enum ConditionType {
     Degraded,
     /// Every referenced Secret and key exists.
     CredentialsResolved,
+    /// The spec can run: its SQL compiles and names only the job's Kafka
+    /// clusters. While `False`, nothing is deployed or changed and the message
+    /// says what to fix (for SQL: the construct, line and column).
+    SpecValid,
 }
 
 impl ConditionType {
@@ -156,6 +160,7 @@ impl ConditionType {
             Self::Progressing => "Progressing",
             Self::Degraded => "Degraded",
             Self::CredentialsResolved => "CredentialsResolved",
+            Self::SpecValid => "SpecValid",
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::labels::JOB_LABEL;
 use crate::metrics::Metrics;
 use crate::observe::{ControlAccess, observe};
 use crate::resources::ResourceSettings;
+use crate::validation;
 
 /// How the operator runs.
 #[derive(Clone, Debug)]
@@ -185,6 +186,7 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
         status,
         deleting: job.metadata.deletion_timestamp.is_some(),
         has_finalizer: job.finalizers().iter().any(|f| f == FINALIZER),
+        spec_error: validation::spec_error(&job.spec),
         credentials: observed.credentials,
         deployment: observed.deployment,
         runtime: observed.runtime,

@@ -78,6 +78,9 @@ pub struct Input<'a> {
     pub deleting: bool,
     /// Whether the operator's finalizer is on the job.
     pub has_finalizer: bool,
+    /// Why the spec cannot run as written (its SQL does not compile, or names a
+    /// Kafka cluster the job does not have), if it cannot.
+    pub spec_error: Option<String>,
     /// The referenced Secrets: all there, or what is missing.
     pub credentials: Result<ResolvedCredentials, Vec<MissingCredential>>,
     /// The job's StatefulSet and pods.
@@ -326,7 +329,7 @@ impl<'a, 'i> Next<'a, 'i> {
             return;
         }
         let Some(target) = self.target() else {
-            return self.wait_for_credentials();
+            return self.wait_for_target();
         };
         let job_id = self.job_id_or_new();
         self.deploy(JobPhase::Deploying, target, job_id, None);
@@ -556,7 +559,7 @@ impl<'a, 'i> Next<'a, 'i> {
             return;
         }
         let Some(target) = self.target() else {
-            return self.wait_for_credentials();
+            return self.wait_for_target();
         };
         self.redeploy(target, change);
     }
@@ -570,7 +573,7 @@ impl<'a, 'i> Next<'a, 'i> {
             return;
         }
         let Some(target) = self.target() else {
-            return self.wait_for_credentials();
+            return self.wait_for_target();
         };
         if self.status.last_reconciled_spec.is_none() {
             // Created suspended: this is its first deployment.
@@ -911,14 +914,19 @@ impl<'a, 'i> Next<'a, 'i> {
         true
     }
 
-    /// Nothing can be deployed until every referenced Secret and key exists.
-    fn wait_for_credentials(&mut self) {
+    /// Nothing can be deployed until the spec is valid and every referenced
+    /// Secret and key exists.
+    fn wait_for_target(&mut self) {
         self.requeue = Requeue::OnChange;
     }
 
     // ---- Small helpers ----
 
+    /// What the spec asks to run, once it can run: valid, its Secrets there.
     fn target(&self) -> Option<Target> {
+        if self.input.spec_error.is_some() {
+            return None;
+        }
         self.input
             .credentials
             .as_ref()
@@ -1051,6 +1059,40 @@ impl<'a, 'i> Next<'a, 'i> {
         self.status.observed_generation = Some(generation);
         self.status.selector = Some(pod_selector(self.input.name));
         let conditions = &mut self.status.conditions;
+        match &self.input.spec_error {
+            None => conditions::set(
+                conditions,
+                ConditionType::SpecValid,
+                true,
+                "Valid",
+                "",
+                generation,
+                now,
+            ),
+            Some(error) => {
+                let was_valid = conditions::get(conditions, ConditionType::SpecValid)
+                    .is_none_or(|c| c.status == "True" || c.message != *error);
+                conditions::set(
+                    conditions,
+                    ConditionType::SpecValid,
+                    false,
+                    "Invalid",
+                    error.clone(),
+                    generation,
+                    now,
+                );
+                if was_valid {
+                    self.events.push(Event {
+                        warning: true,
+                        reason: "SpecInvalid",
+                        note: format!("nothing is deployed or changed until it is fixed: {error}"),
+                    });
+                }
+                if self.action == Action::Nothing && self.not_ready.is_none() {
+                    self.not_ready = Some(("SpecInvalid", error.clone()));
+                }
+            }
+        }
         match &self.input.credentials {
             Ok(_) => conditions::set(
                 conditions,

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod observe;
 pub mod resources;
 pub mod target;
+pub mod validation;
 
 mod error;
 pub use error::Error;

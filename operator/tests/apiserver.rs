@@ -267,6 +267,71 @@ spec:
 }
 
 #[tokio::test]
+async fn sql_that_does_not_compile_sets_spec_valid_false_and_deploys_nothing_until_fixed() {
+    let Some((control_plane, client, namespace)) = cluster("sql").await else {
+        return;
+    };
+    let _operator = start_operator(&client, test_config(&namespace));
+    let manifest = |from: &str| {
+        format!(
+            r#"
+apiVersion: strom.dev/v1alpha1
+kind: StreamJob
+metadata: {{name: counts}}
+spec:
+  parallelism: 2
+  sql: |
+    CREATE TABLE clicks (user_id STRING, url STRING)
+      WITH ('connector' = 'datagen', 'number-of-rows' = '100');
+    CREATE TABLE out (user_id STRING, n BIGINT) WITH ('connector' = 'print');
+    INSERT INTO out SELECT user_id, COUNT(*) FROM {from} GROUP BY user_id;
+"#
+        )
+    };
+    apply_text(&control_plane, &namespace, &manifest("clickz"));
+    let invalid = eventually("SpecValid=False", || async {
+        let job = job(&client, &namespace, "counts").await?;
+        condition(&job, "SpecValid")
+            .filter(|c| c.status == "False")
+            .cloned()
+    })
+    .await;
+    assert_eq!(
+        invalid.message,
+        "spec.sql: SQL error at line 4, column 47: no table or view named clickz; the script creates: clicks, out"
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    let event = eventually("a SpecInvalid Event", || async {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("SpecInvalid"))
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(event.message.unwrap().contains("line 4, column 47"));
+    let job_now = job(&client, &namespace, "counts").await.unwrap();
+    let ready = condition(&job_now, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "SpecInvalid")
+    );
+    assert_eq!(job_now.status.unwrap().phase, None);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(sets.get_opt("counts").await.unwrap().is_none());
+
+    // Fixed: the job deploys.
+    apply_text(&control_plane, &namespace, &manifest("clicks"));
+    eventually("the StatefulSet", || async {
+        sets.get_opt("counts").await.unwrap()
+    })
+    .await;
+    let job_now = job(&client, &namespace, "counts").await.unwrap();
+    assert_eq!(condition(&job_now, "SpecValid").unwrap().status, "True");
+}
+
+#[tokio::test]
 async fn kubectl_scale_starts_the_cycle_and_redeploys_at_the_new_parallelism() {
     let Some((control_plane, client, namespace)) = cluster("scale").await else {
         return;

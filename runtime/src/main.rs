@@ -128,26 +128,7 @@ fn validate_file(path: &Path) -> Result<String, ValidateError> {
     let text = std::fs::read_to_string(path)?;
     let job = parse_stream_job(&text)?;
     let spec = &job.spec;
-    let program = if let Some(sql) = &spec.sql {
-        let compiled = strom_runtime::sql::compile(sql)?;
-        let known: Vec<&str> = spec
-            .kafka_clusters
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
-        if let Some(unknown) = compiled
-            .kafka_clusters()
-            .into_iter()
-            .find(|name| !known.contains(&name.as_str()))
-        {
-            return Err(ValidateError::Sql(strom_runtime::sql::SqlError::new(
-                format!(
-                    "a kafka table names 'cluster' = '{unknown}', which is not in spec.kafkaClusters (it has: {})",
-                    known.join(", ")
-                ),
-                None,
-            )));
-        }
+    let program = if strom_runtime::sql::compile_spec(spec)?.is_some() {
         "sql".to_owned()
     } else {
         spec.pipeline

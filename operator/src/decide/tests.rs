@@ -72,6 +72,7 @@ struct Case {
     status: StreamJobStatus,
     deleting: bool,
     has_finalizer: bool,
+    spec_error: Option<String>,
     credentials: Result<ResolvedCredentials, Vec<MissingCredential>>,
     deployment: DeploymentSeen,
     runtime: RuntimeSeen,
@@ -86,6 +87,7 @@ impl Case {
             status: StreamJobStatus::default(),
             deleting: false,
             has_finalizer: true,
+            spec_error: None,
             credentials: credentials(),
             deployment: DeploymentSeen::default(),
             runtime: RuntimeSeen::NotAsked,
@@ -130,6 +132,7 @@ impl Case {
             status: &self.status,
             deleting: self.deleting,
             has_finalizer: self.has_finalizer,
+            spec_error: self.spec_error.clone(),
             credentials: self.credentials.clone(),
             deployment: self.deployment.clone(),
             runtime: self.runtime.clone(),
@@ -245,6 +248,65 @@ fn a_missing_secret_leaves_a_running_job_alone() {
     let decision = case.decide();
     assert_eq!(decision.action, Action::Nothing);
     assert_eq!(decision.status.phase, Some(JobPhase::Running));
+}
+
+const SQL_ERROR: &str =
+    "spec.sql: SQL error at line 3, column 8: no table or view named bids (did you mean bid?)";
+
+#[test]
+fn an_invalid_spec_deploys_nothing_and_says_what_to_fix() {
+    let case = Case {
+        spec_error: Some(SQL_ERROR.into()),
+        ..Case::new()
+    };
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(decision.status.phase, None);
+    assert_eq!(decision.requeue, Requeue::OnChange);
+    let valid = condition(&decision, ConditionType::SpecValid);
+    assert_eq!(
+        (valid.status.as_str(), valid.message.as_str()),
+        ("False", SQL_ERROR)
+    );
+    let ready = condition(&decision, ConditionType::Ready);
+    assert_eq!(
+        (ready.reason.as_str(), ready.message.as_str()),
+        ("SpecInvalid", SQL_ERROR)
+    );
+    assert_eq!(reasons(&decision), ["SpecInvalid"]);
+    assert!(decision.events[0].warning);
+    // The Event is published once per error, not at every look.
+    let again = Case {
+        status: decision.status.clone(),
+        spec_error: Some(SQL_ERROR.into()),
+        ..Case::new()
+    }
+    .decide();
+    assert!(reasons(&again).is_empty());
+    // Fixed: the job deploys and the condition says so.
+    let fixed = Case {
+        status: again.status,
+        ..Case::new()
+    }
+    .decide();
+    assert_eq!(fixed.status.phase, Some(JobPhase::Deploying));
+    assert_eq!(condition(&fixed, ConditionType::SpecValid).status, "True");
+}
+
+#[test]
+fn an_invalid_change_leaves_the_running_job_alone() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.parallelism = 4;
+    case.spec_error = Some(SQL_ERROR.into());
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(decision.status.phase, Some(JobPhase::Running));
+    assert_eq!(decision.status.change, None);
+    assert_eq!(
+        condition(&decision, ConditionType::SpecValid).status,
+        "False"
+    );
+    assert_eq!(reasons(&decision), ["SpecInvalid"]);
 }
 
 #[test]
@@ -1057,6 +1119,7 @@ fn run_cycle(
             status: &status,
             deleting: false,
             has_finalizer: true,
+            spec_error: None,
             credentials: credentials(),
             deployment,
             runtime,

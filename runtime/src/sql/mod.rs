@@ -46,6 +46,40 @@ pub fn compile(script: &str) -> SqlResult<SqlJob> {
     SqlJob::new(&catalog, plan)
 }
 
+/// Compiles a StreamJob's `spec.sql` and checks it against the rest of the spec:
+/// every `'cluster'` its Kafka tables name must be one of `spec.kafkaClusters`.
+/// What `strom validate` and the operator (condition `SpecValid`) check before
+/// anything is deployed; `Ok(None)` for a job without SQL.
+pub fn compile_spec(spec: &strom_crds::StreamJobSpec) -> SqlResult<Option<SqlJob>> {
+    let Some(sql) = &spec.sql else {
+        return Ok(None);
+    };
+    let compiled = compile(sql)?;
+    let known: Vec<&str> = spec
+        .kafka_clusters
+        .iter()
+        .map(|cluster| cluster.name.as_str())
+        .collect();
+    if let Some(unknown) = compiled
+        .kafka_clusters()
+        .into_iter()
+        .find(|name| !known.contains(&name.as_str()))
+    {
+        let has = if known.is_empty() {
+            "it names none".to_owned()
+        } else {
+            format!("it has: {}", known.join(", "))
+        };
+        return Err(SqlError::new(
+            format!(
+                "a kafka table names 'cluster' = '{unknown}', which is not in spec.kafkaClusters ({has})"
+            ),
+            None,
+        ));
+    }
+    Ok(Some(compiled))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
