@@ -255,7 +255,7 @@ impl Catalog {
             .sql_statement_to_plan(statement)
             .map_err(|error| planning_error(error, at))?;
         // Before the analyzer, which casts AVG's integer argument to a DOUBLE.
-        let plan = integer_averages(plan).map_err(|error| planning_error(error, at))?;
+        let plan = flink_averages(plan).map_err(|error| planning_error(error, at))?;
         let analyzer = Analyzer::new();
         analyzer
             .execute_and_check(plan, self.state.config_options(), |_, _| {})
@@ -263,68 +263,154 @@ impl Catalog {
     }
 }
 
-/// `AVG` of an integer column is of the column's type in Flink (the sum divided
-/// by the count, truncated), where DataFusion's is a DOUBLE: each aggregate's
-/// such averages are cast back to their argument's type, under the same names.
-fn integer_averages(plan: LogicalPlan) -> datafusion::common::Result<LogicalPlan> {
+/// `AVG` as Flink types and rounds it, where DataFusion's differs: each
+/// aggregate's such averages are cast to Flink's type in a projection above it,
+/// under the same names (see [`FlinkAverage`]).
+fn flink_averages(plan: LogicalPlan) -> datafusion::common::Result<LogicalPlan> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::{Aggregate, Expr, Projection, cast};
     plan.transform_up(|plan| {
         let LogicalPlan::Aggregate(aggregate) = &plan else {
             // Its input's types may have changed below.
             return Ok(Transformed::yes(plan.recompute_schema()?));
         };
         let input = aggregate.input.schema();
-        let groups = aggregate.group_expr.len();
-        let casts: Vec<(usize, arrow::datatypes::DataType)> = aggregate
+        let averages: Vec<Option<FlinkAverage>> = aggregate
             .aggr_expr
             .iter()
-            .enumerate()
-            .filter_map(|(index, expr)| {
-                integer_average_type(expr, input).map(|data_type| (groups + index, data_type))
-            })
+            .map(|expr| FlinkAverage::of(expr, input))
             .collect();
-        if casts.is_empty() {
+        if averages.iter().all(Option::is_none) {
             return Ok(Transformed::no(plan));
         }
+        let groups = aggregate.group_expr.len();
         let schema = Arc::clone(plan.schema());
-        let exprs: Vec<datafusion::logical_expr::Expr> = schema
+        let aggr_expr = aggregate
+            .aggr_expr
+            .iter()
+            .zip(&averages)
+            .enumerate()
+            .map(|(index, (expr, average))| match average {
+                Some(FlinkAverage::Decimal { argument, .. }) => {
+                    let (qualifier, field) = schema.qualified_field(groups + index);
+                    widened_average(expr, argument)
+                        .alias_qualified(qualifier.cloned(), field.name())
+                }
+                _ => expr.clone(),
+            })
+            .collect();
+        let aggregate = Aggregate::try_new(
+            Arc::clone(&aggregate.input),
+            aggregate.group_expr.clone(),
+            aggr_expr,
+        )?;
+        let exprs: Vec<Expr> = schema
             .iter()
             .enumerate()
             .map(|(index, (qualifier, field))| {
-                let column = datafusion::logical_expr::Expr::Column(
-                    datafusion::common::Column::new(qualifier.cloned(), field.name()),
-                );
-                match casts.iter().find(|(at, _)| *at == index) {
-                    Some((_, data_type)) => {
-                        datafusion::logical_expr::cast(column, data_type.clone())
-                            .alias_qualified(qualifier.cloned(), field.name())
-                    }
+                let column = Expr::Column(datafusion::common::Column::new(
+                    qualifier.cloned(),
+                    field.name(),
+                ));
+                let average = index
+                    .checked_sub(groups)
+                    .and_then(|index| averages[index].as_ref());
+                match average {
+                    Some(average) => cast(column, average.result_type().clone())
+                        .alias_qualified(qualifier.cloned(), field.name()),
                     None => column,
                 }
             })
             .collect();
-        let projection = datafusion::logical_expr::Projection::try_new(exprs, Arc::new(plan))?;
+        let projection = Projection::try_new(exprs, Arc::new(LogicalPlan::Aggregate(aggregate)))?;
         Ok(Transformed::yes(LogicalPlan::Projection(projection)))
     })
     .map(|transformed| transformed.data)
 }
 
-/// The integer type of `AVG(x)`'s argument, if `expr` is one over an integer.
-fn integer_average_type(
-    expr: &datafusion::logical_expr::Expr,
-    input: &DFSchema,
-) -> Option<arrow::datatypes::DataType> {
-    use datafusion::logical_expr::{Expr, ExprSchemable};
-    let Expr::AggregateFunction(call) = expr.clone().unalias() else {
-        return None;
-    };
-    if !call.func.name().eq_ignore_ascii_case("avg") || call.params.args.len() != 1 {
-        return None;
+/// An `AVG` whose type or rounding in Flink differs from DataFusion's.
+#[derive(Debug, Clone, PartialEq)]
+enum FlinkAverage {
+    /// Of an integer: the argument's type, the sum divided by the count and
+    /// truncated (DataFusion's is a DOUBLE, cast back to the integer).
+    Integer(arrow::datatypes::DataType),
+    /// Of a `DECIMAL(p, s)`: `DECIMAL(38, max(6, s))`, rounded half up
+    /// (DataFusion's is `DECIMAL(p + 4, s + 4)`, truncated). The argument is
+    /// first cast to a scale of at least 3, so that DataFusion's average keeps
+    /// a digit more than the result's, and the cast to the result rounds it
+    /// half up (truncating beyond that digit does not change the rounding).
+    /// Only an average of `DECIMAL(38, 38)`, which has no digit to spare, is
+    /// truncated.
+    Decimal {
+        /// The argument's type, widened.
+        argument: arrow::datatypes::DataType,
+        /// Flink's type of the average.
+        result: arrow::datatypes::DataType,
+    },
+}
+
+impl FlinkAverage {
+    /// The fewest fraction digits Flink gives an average of a DECIMAL.
+    const MIN_DECIMAL_SCALE: i8 = 6;
+
+    /// What `expr` needs if it is an `AVG(x)` over `input` that Flink types
+    /// otherwise.
+    fn of(expr: &datafusion::logical_expr::Expr, input: &DFSchema) -> Option<Self> {
+        use arrow::datatypes::DataType;
+        use datafusion::logical_expr::{Expr, ExprSchemable};
+        let Expr::AggregateFunction(call) = expr.clone().unalias() else {
+            return None;
+        };
+        if !call.func.name().eq_ignore_ascii_case("avg") || call.params.args.len() != 1 {
+            return None;
+        }
+        match call.params.args[0].get_type(input).ok()? {
+            integer if integer.is_integer() => Some(Self::Integer(integer)),
+            DataType::Decimal128(precision, scale) => {
+                let result_scale = scale.max(Self::MIN_DECIMAL_SCALE);
+                // DataFusion's average has 4 fraction digits more than its
+                // argument; rounding needs one more than the result's.
+                let spare = (result_scale + 1 - 4 - scale).max(0);
+                Some(Self::Decimal {
+                    argument: DataType::Decimal128(
+                        precision.saturating_add(spare.unsigned_abs()).min(38),
+                        scale + spare,
+                    ),
+                    result: DataType::Decimal128(38, result_scale),
+                })
+            }
+            _ => None,
+        }
     }
-    call.params.args[0]
-        .get_type(input)
-        .ok()
-        .filter(arrow::datatypes::DataType::is_integer)
+
+    /// Flink's type of the average.
+    fn result_type(&self) -> &arrow::datatypes::DataType {
+        match self {
+            Self::Integer(data_type) => data_type,
+            Self::Decimal { result, .. } => result,
+        }
+    }
+}
+
+/// The `AVG(x)` of `expr` (maybe aliased) as `AVG(CAST(x AS argument))`,
+/// unnamed.
+fn widened_average(
+    expr: &datafusion::logical_expr::Expr,
+    argument: &arrow::datatypes::DataType,
+) -> datafusion::logical_expr::Expr {
+    use datafusion::logical_expr::{Expr, cast};
+    match expr.clone().unalias() {
+        Expr::AggregateFunction(mut call) => {
+            call.params.args = call
+                .params
+                .args
+                .into_iter()
+                .map(|arg| cast(arg, argument.clone()))
+                .collect();
+            Expr::AggregateFunction(call)
+        }
+        other => other,
+    }
 }
 
 /// Names selected columns as Flink (Calcite) does: `a.b` (a nested field, or a
@@ -587,5 +673,57 @@ impl ContextProvider for Planning<'_> {
             .keys()
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::DataType;
+    use datafusion::functions_aggregate::expr_fn::{avg, count};
+    use datafusion::logical_expr::col;
+
+    use super::*;
+
+    fn average(data_type: DataType) -> Option<FlinkAverage> {
+        let schema =
+            DFSchema::try_from(Schema::new(vec![Field::new("x", data_type, true)])).unwrap();
+        FlinkAverage::of(&avg(col("x")), &schema)
+    }
+
+    #[test]
+    fn averages_are_typed_as_flink_types_them() {
+        assert_eq!(
+            average(DataType::Int32),
+            Some(FlinkAverage::Integer(DataType::Int32))
+        );
+        assert_eq!(average(DataType::Float64), None);
+        // DECIMAL(38, max(6, s)); the argument widened to a scale of 3 or more,
+        // so DataFusion's average (4 digits more) has one past the result's.
+        let decimal = |argument: (u8, i8), result| {
+            Some(FlinkAverage::Decimal {
+                argument: DataType::Decimal128(argument.0, argument.1),
+                result: DataType::Decimal128(38, result),
+            })
+        };
+        assert_eq!(average(DataType::Decimal128(10, 2)), decimal((11, 3), 6));
+        assert_eq!(average(DataType::Decimal128(5, 0)), decimal((8, 3), 6));
+        assert_eq!(average(DataType::Decimal128(12, 4)), decimal((12, 4), 6));
+        assert_eq!(average(DataType::Decimal128(20, 9)), decimal((20, 9), 9));
+        assert_eq!(average(DataType::Decimal128(38, 1)), decimal((38, 3), 6));
+    }
+
+    #[test]
+    fn only_averages_are_retyped() {
+        let schema = DFSchema::try_from(Schema::new(vec![Field::new(
+            "x",
+            DataType::Decimal128(10, 2),
+            true,
+        )]))
+        .unwrap();
+        assert_eq!(FlinkAverage::of(&count(col("x")), &schema), None);
+        assert_eq!(
+            FlinkAverage::of(&avg(col("x")).alias("a"), &schema),
+            FlinkAverage::of(&avg(col("x")), &schema)
+        );
     }
 }

@@ -19,7 +19,8 @@
 //! | `YEAR`, `QUARTER`, `MONTH`, `WEEK`, `DAYOFYEAR`, `DAYOFMONTH`, `DAYOFWEEK`, `HOUR`, `MINUTE`, `SECOND` | BIGINT |
 //!
 //! DataFusion's own `CHAR_LENGTH`, `CONCAT_WS`, `INSTR` and `POSITION(a IN b)`
-//! already have Flink's meaning and are left alone.
+//! already have Flink's meaning and are left alone. `CAST(x AS STRING)` of a
+//! BOOLEAN or TIMESTAMP writes Flink's form (see [`cast_to_string`]).
 //!
 //! What Flink does, these do: a null argument gives null, an index out of range
 //! gives null, a string that does not parse gives null (`UNIX_TIMESTAMP` gives
@@ -36,13 +37,18 @@
 //! - A literal date pattern with letters outside [`java_pattern`]'s set is
 //!   refused when planned; a pattern from a column that does not translate fails
 //!   the job, as an invalid pattern does in Flink.
-//! - Dates that do not exist (February 30) give null where Java's lenient
-//!   parsers roll them over.
+//! - Dates that do not exist (February 30) give null where Java's parsers
+//!   resolve them (`SimpleDateFormat` rolls them over to March,
+//!   `DateTimeFormatter` moves them to the month's last day), except in Flink's
+//!   default timestamp format (`TO_TIMESTAMP` without a pattern, or when its
+//!   pattern does not fit), read as `DateTimeFormatter` reads it: February 30
+//!   is February 29.
 //! - `IF` computes both branches before choosing (it is a function here, not a
 //!   `CASE`), so an error in the branch not taken still fails.
 
 mod args;
 mod builtin;
+mod cast;
 mod conditional;
 mod datetime;
 pub mod java_pattern;
@@ -54,6 +60,7 @@ mod tests;
 
 use std::sync::Arc;
 
+use arrow::datatypes::DataType;
 use datafusion::execution::{FunctionRegistry, SessionState};
 use datafusion::logical_expr::ScalarUDF;
 
@@ -65,6 +72,14 @@ pub fn register(state: &mut SessionState) {
             .register_udf(Arc::new(ScalarUDF::new_from_impl(function)))
             .expect("a SessionState registers any function");
     }
+}
+
+/// The function that writes a value of `data_type` as Flink's `CAST(value AS
+/// STRING)` does, where Arrow's cast writes it otherwise (a BOOLEAN as `TRUE`,
+/// a TIMESTAMP as `yyyy-MM-dd HH:mm:ss.SSS`); `None` where Arrow's cast
+/// writes what Flink does. It is not registered: no SQL calls it by name.
+pub fn cast_to_string(data_type: &DataType) -> Option<ScalarUDF> {
+    cast::writes_differently(data_type).then(|| ScalarUDF::new_from_impl(cast::cast_to_string()))
 }
 
 /// Every built-in of this module.

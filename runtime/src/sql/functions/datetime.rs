@@ -19,7 +19,7 @@ use arrow::compute::cast;
 use arrow::compute::kernels::temporal::{DatePart, date_part};
 use arrow::datatypes::{DataType, Date32Type, Int64Type, TimeUnit, TimestampMillisecondType};
 use chrono::format::{Item, Parsed, StrftimeItems, parse, parse_and_remainder};
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use datafusion::common::{Result, ScalarValue, exec_datafusion_err, internal_err, plan_err};
 
 use super::args::{
@@ -460,14 +460,27 @@ fn parse_default_timestamp(text: &str) -> Option<NaiveDateTime> {
     date.and_hms_nano_opt(hour, minute, second, nanos)
 }
 
-/// `yyyy-[M]M-[d]d` at the start of `rest`.
+/// `yyyy-[M]M-[d]d` at the start of `rest`, resolved as java.time's SMART
+/// resolver does (see [`smart_date`]).
 fn read_date(rest: &mut &str) -> Option<NaiveDate> {
     let year = digits(rest, 4, 9)?;
     expect(rest, '-')?;
     let month = digits(rest, 1, 2)?;
     expect(rest, '-')?;
     let day = digits(rest, 1, 2)?;
-    NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)
+    smart_date(i32::try_from(year).ok()?, month, day)
+}
+
+/// The date of `year`, `month` and `day` as java.time's SMART resolver (the
+/// default of `DateTimeFormatter`) makes it: a day of 1 to 31 past the end of
+/// its month is the month's last day (February 30 is February 29 or 28), where
+/// a day of 32, month 13 and the like do not parse.
+fn smart_date(year: i32, month: u32, day: u32) -> Option<NaiveDate> {
+    if !(1..=31).contains(&day) {
+        return None;
+    }
+    let first = NaiveDate::from_ymd_opt(year, month, 1)?;
+    first.with_day(day.min(u32::from(first.num_days_in_month())))
 }
 
 /// `min` to `max` ASCII digits at the start of `rest`, consumed.
@@ -543,19 +556,45 @@ mod tests {
             parse("2024-01-02 03:04:05.5"),
             Some(at("2024-01-02 03:04:05.5"))
         );
+        // Days past the end of the month are its last, as java.time's SMART
+        // resolver makes them.
+        assert_eq!(
+            parse("2024-02-30 10:00:00"),
+            Some(at("2024-02-29 10:00:00"))
+        );
+        assert_eq!(parse("2023-02-31"), Some(at("2023-02-28 00:00:00")));
+        assert_eq!(parse("2024-04-31"), Some(at("2024-04-30 00:00:00")));
         for bad in [
             "",
             "2024-01-02 03:04",
             "2024-01-02T03:04:05",
             "2024-01-02 03:04:05 ",
             "2024-13-02",
-            "2024-02-30",
+            "2024-02-32",
+            "2024-02-00",
+            "2024-00-10",
             "24-01-02",
             "2024-01-02 03:04:05.1234567890",
             "abc",
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_smart_resolver_moves_only_days_29_to_31_to_the_months_end() {
+        let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        assert_eq!(smart_date(2024, 2, 29), date(2024, 2, 29));
+        assert_eq!(smart_date(2024, 2, 30), date(2024, 2, 29));
+        assert_eq!(smart_date(2023, 2, 29), date(2023, 2, 28));
+        assert_eq!(smart_date(2023, 2, 31), date(2023, 2, 28));
+        assert_eq!(smart_date(2024, 6, 31), date(2024, 6, 30));
+        assert_eq!(smart_date(2024, 12, 31), date(2024, 12, 31));
+        assert_eq!(smart_date(2024, 1, 15), date(2024, 1, 15));
+        assert_eq!(smart_date(2024, 2, 32), None);
+        assert_eq!(smart_date(2024, 2, 0), None);
+        assert_eq!(smart_date(2024, 13, 1), None);
+        assert_eq!(smart_date(2024, 0, 1), None);
     }
 
     #[test]

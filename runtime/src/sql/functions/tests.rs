@@ -410,7 +410,15 @@ fn to_timestamp_reads_flinks_default_format_or_a_pattern() {
         some("2024-03-05T14:07:09")
     );
     assert_eq!(to_timestamp("'2024-03-05T14:07:09'"), None);
-    assert_eq!(to_timestamp("'2024-02-30'"), None);
+    // A day past the end of its month is the month's last (java.time's SMART
+    // resolver); a day that no month has is no date.
+    assert_eq!(to_timestamp("'2024-02-30'"), some("2024-02-29T00:00:00"));
+    assert_eq!(
+        to_timestamp("'2023-02-31 10:00:00'"),
+        some("2023-02-28T10:00:00")
+    );
+    assert_eq!(to_timestamp("'2024-02-32'"), None);
+    assert_eq!(to_timestamp("'2024-13-01'"), None);
     assert_eq!(to_timestamp("'tomorrow'"), None);
     assert_eq!(to_timestamp("NULL"), None);
     assert_eq!(to_timestamp("'2024-03-05', NULL"), None);
@@ -552,6 +560,66 @@ fn functions_datafusion_computes_by_rewriting_them_work() {
         vec![some("3")]
     );
     assert_eq!(session.texts("SELECT NVL2(NULL, 1, 2)"), vec![some("2")]);
+}
+
+#[test]
+fn casts_to_string_write_booleans_and_timestamps_as_flink_does() {
+    // Strom's own path only: DataFusion's writes Arrow's forms.
+    let strings = |session: &Session, sql: &str| {
+        texts(
+            &session
+                .strom(sql)
+                .unwrap_or_else(|error| panic!("{sql}: {error}")),
+        )
+    };
+    let session = moments();
+    for sql in [
+        "SELECT CAST(ts AS STRING) FROM t",
+        "SELECT TRY_CAST(ts AS STRING) FROM t",
+        "SELECT CAST(ltz AS STRING) FROM t",
+    ] {
+        assert_eq!(
+            strings(&session, sql),
+            vec![
+                some("2024-03-05 14:07:09.012"),
+                None,
+                some("1969-12-31 23:59:59.999")
+            ],
+            "{sql}"
+        );
+    }
+    // The fraction has the digits of the type's precision, zeros included.
+    let session = Session::new();
+    for (sql, expected) in [
+        (
+            "SELECT CAST(CAST(TIMESTAMP '2024-01-01 00:00:04' AS TIMESTAMP(0)) AS STRING)",
+            "2024-01-01 00:00:04",
+        ),
+        (
+            "SELECT CAST(CAST(TIMESTAMP '2024-01-01 00:00:04' AS TIMESTAMP(3)) AS STRING)",
+            "2024-01-01 00:00:04.000",
+        ),
+        (
+            "SELECT CAST(CAST(TIMESTAMP '2024-01-01 00:00:04.25' AS TIMESTAMP(6)) AS STRING)",
+            "2024-01-01 00:00:04.250000",
+        ),
+        (
+            "SELECT CAST(TO_TIMESTAMP('2024-01-01 00:00:16.5') AS STRING)",
+            "2024-01-01 00:00:16.500",
+        ),
+        ("SELECT CAST(1 < 2 AS STRING)", "TRUE"),
+        ("SELECT CAST(FALSE AS STRING)", "FALSE"),
+        ("SELECT CAST(TRUE AS STRING) || '!'", "TRUE!"),
+        // What Arrow's cast writes as Flink does is left to it.
+        ("SELECT CAST(DATE '2024-01-01' AS STRING)", "2024-01-01"),
+        ("SELECT CAST(12 AS STRING)", "12"),
+    ] {
+        assert_eq!(strings(&session, sql), vec![some(expected)], "{sql}");
+    }
+    assert_eq!(
+        strings(&session, "SELECT CAST(CAST(NULL AS BOOLEAN) AS STRING)"),
+        vec![None]
+    );
 }
 
 #[test]
