@@ -62,6 +62,10 @@ struct Args {
     /// State sizes, in MB, to take a savepoint of and restore.
     #[arg(long, value_delimiter = ',', default_value = "100,1000")]
     state_mb: Vec<u64>,
+    /// Only the SQL queries whose name starts with one of these (`q0`, `q1`, `q2`,
+    /// `HOP`); the report is then printed, not written.
+    #[arg(long, value_delimiter = ',')]
+    query: Vec<String>,
     /// Where to write the report (Markdown).
     #[arg(long, default_value = "docs/benchmarks.md")]
     report: PathBuf,
@@ -297,9 +301,12 @@ fn main() -> anyhow::Result<()> {
     let (suite, section) = match args.suite {
         Suite::Runtime => ("runtime", runtime_suite(&args, cores, &parallelisms, &dir)?),
         Suite::Sql => {
-            let runs = sql::run(&dir, args.seconds, &parallelisms)?;
+            let runs = sql::run(&dir, args.seconds, &parallelisms, &args.query)?;
             let section = sql::report(&runs, args.seconds, cores)?;
             println!("{section}");
+            if !args.query.is_empty() {
+                return Ok(());
+            }
             ("sql", section)
         }
         Suite::Kafka => {

@@ -92,11 +92,18 @@ fn run_once(
     Ok((report.records_in, running.elapsed().as_secs_f64()))
 }
 
-/// Runs every query at each of `parallelisms`, each sized to last about
-/// `seconds`.
-pub fn run(dir: &Path, seconds: u64, parallelisms: &[u32]) -> anyhow::Result<Vec<Run>> {
+/// Runs every query (or those whose name starts with one of `only`) at each of
+/// `parallelisms`, each sized to last about `seconds`.
+pub fn run(
+    dir: &Path,
+    seconds: u64,
+    parallelisms: &[u32],
+    only: &[String],
+) -> anyhow::Result<Vec<Run>> {
     let mut runs = Vec::new();
-    for (query, statements) in QUERIES {
+    let chosen =
+        |query: &str| only.is_empty() || only.iter().any(|o| query.starts_with(o.as_str()));
+    for (query, statements) in QUERIES.into_iter().filter(|(query, _)| chosen(query)) {
         for &parallelism in parallelisms {
             // Calibrate on a run of at least a second, then size the input.
             let mut calibration = 1_000_000;

@@ -527,10 +527,7 @@ fn table_runtime(table: &Table) -> SqlResult<TableRuntime> {
                 .iter()
                 .map(|expr| {
                     physical_expr(expr, input, &props)
-                        .map(|physical| Computed {
-                            expr: physical,
-                            text: expr.to_string(),
-                        })
+                        .map(|physical| Computed::new(physical, expr.to_string(), input.as_arrow()))
                         .map_err(|error| super::catalog::planning_error(error, table.definition.at))
                 })
                 .collect::<SqlResult<Vec<_>>>()?;
@@ -570,11 +567,7 @@ fn calc(
     let filtered;
     let batch = match filter {
         Some(filter) => {
-            let mask = filter
-                .expr
-                .evaluate(batch)
-                .and_then(|value| value.into_array(batch.num_rows()))
-                .map_err(|error| format!("evaluating {}: {error}", filter.text))?;
+            let mask = filter.evaluate(batch)?;
             let mask = mask
                 .as_any()
                 .downcast_ref::<arrow::array::BooleanArray>()
@@ -590,13 +583,7 @@ fn calc(
     }
     let mut values = columns
         .iter()
-        .map(|column| {
-            column
-                .expr
-                .evaluate(batch)
-                .and_then(|value| value.into_array(batch.num_rows()))
-                .map_err(|error| format!("evaluating {}: {error}", column.text))
-        })
+        .map(|column| column.evaluate(batch))
         .collect::<Result<Vec<_>, _>>()?;
     if schema.fields().len() == columns.len() + 1 {
         // A changelog: its op column, last, goes along.

@@ -12,6 +12,7 @@
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::{DFSchema, DFSchemaRef};
 use datafusion::execution::context::ExecutionProps;
@@ -21,6 +22,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 
+use super::narrow::Narrow;
 use super::physical::{physical_expr, rewrite_immutable_functions};
 
 use super::catalog::{Catalog, Job, planning_error};
@@ -40,6 +42,31 @@ pub struct Computed {
     pub expr: Arc<dyn PhysicalExpr>,
     /// How `explain` shows it.
     pub text: String,
+    /// The expression evaluated on only the columns and fields it reads.
+    narrow: Option<Narrow>,
+}
+
+impl Computed {
+    /// `expr` over batches of `input`, shown as `text`.
+    pub fn new(expr: Arc<dyn PhysicalExpr>, text: impl Into<String>, input: &Schema) -> Self {
+        Self {
+            narrow: Narrow::of(&expr, input),
+            expr,
+            text: text.into(),
+        }
+    }
+
+    /// The value for each row of `batch`; the error names the expression.
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef, String> {
+        match &self.narrow {
+            Some(narrow) => narrow.evaluate(batch),
+            None => self
+                .expr
+                .evaluate(batch)
+                .and_then(|value| value.into_array(batch.num_rows())),
+        }
+        .map_err(|error| format!("evaluating {}: {error}", self.text))
+    }
 }
 
 /// An aggregate of a window aggregate.
@@ -366,10 +393,7 @@ impl Lowering<'_> {
             }
             _ => expr.human_display().to_string(),
         };
-        Ok(Computed {
-            expr: physical,
-            text,
-        })
+        Ok(Computed::new(physical, text, schema.as_arrow()))
     }
 
     fn lower(&mut self, plan: &LogicalPlan) -> SqlResult<Lowered> {
@@ -642,10 +666,11 @@ impl Lowering<'_> {
                 .map_err(|error| planning_error(error, self.at))?;
         let width = input.schema.fields().len();
         for name in [WINDOW_START, WINDOW_END, WINDOW_TIME] {
-            columns.push(Computed {
-                expr: Arc::clone(&placeholder),
-                text: format!("{name} (event time until grouped)"),
-            });
+            columns.push(Computed::new(
+                Arc::clone(&placeholder),
+                format!("{name} (event time until grouped)"),
+                input.schema.as_arrow(),
+            ));
         }
         let node = self.add(StreamNode::Calc {
             input: input.node,
@@ -970,10 +995,7 @@ impl Lowering<'_> {
             let column = datafusion::physical_expr::expressions::Column::new(from.name(), index);
             let column: Arc<dyn PhysicalExpr> = Arc::new(column);
             if from.data_type() == to.data_type() {
-                casts.push(Computed {
-                    expr: column,
-                    text: to.name().clone(),
-                });
+                casts.push(Computed::new(column, to.name(), input.schema.as_arrow()));
                 continue;
             }
             if !arrow::compute::can_cast_types(from.data_type(), to.data_type()) {
@@ -992,10 +1014,11 @@ impl Lowering<'_> {
                 to.data_type().clone(),
             )
             .map_err(|error| planning_error(error, self.at))?;
-            casts.push(Computed {
-                expr: cast,
-                text: format!("CAST({} AS {})", from.name(), to.data_type()),
-            });
+            casts.push(Computed::new(
+                cast,
+                format!("CAST({} AS {})", from.name(), to.data_type()),
+                input.schema.as_arrow(),
+            ));
         }
         let node = if needs_cast
             || produced
@@ -1043,12 +1066,9 @@ fn identity(schema: &DFSchema) -> Vec<Computed> {
         .fields()
         .iter()
         .enumerate()
-        .map(|(index, field)| Computed {
-            expr: Arc::new(datafusion::physical_expr::expressions::Column::new(
-                field.name(),
-                index,
-            )),
-            text: field.name().clone(),
+        .map(|(index, field)| {
+            let column = datafusion::physical_expr::expressions::Column::new(field.name(), index);
+            Computed::new(Arc::new(column), field.name(), schema.as_arrow())
         })
         .collect()
 }

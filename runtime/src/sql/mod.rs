@@ -23,6 +23,7 @@ pub mod group_aggregate;
 pub mod job;
 pub mod kafka_table;
 pub mod lower;
+pub mod narrow;
 pub mod nexmark;
 pub mod physical;
 pub mod script;
@@ -152,6 +153,35 @@ mod tests {
             .collect();
         assert_eq!(types[2..4], ["Float64", "Float64"], "{schema:?}");
         assert!(types[4].starts_with("Decimal128"), "{schema:?}");
+    }
+
+    #[test]
+    fn averages_have_flinks_types() {
+        let job = compile(
+            "CREATE TABLE o (amount DECIMAL(10, 2), big DECIMAL(20, 9), n INT)
+               WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+             SELECT AVG(amount), AVG(big), AVG(n), AVG(DISTINCT amount),
+               AVG(amount) FILTER (WHERE n > 1) FROM o;",
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        let sink = job.plan.nodes.len() - 1;
+        let schema = job.plan.schema(sink);
+        let types: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|field| field.data_type().to_string())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "Decimal128(38, 6)",
+                "Decimal128(38, 9)",
+                "Int32",
+                "Decimal128(38, 6)",
+                "Decimal128(38, 6)"
+            ],
+            "{schema:?}"
+        );
     }
 
     #[test]

@@ -32,13 +32,7 @@ impl ReadProjection {
         let columns = self
             .columns
             .iter()
-            .map(|column| {
-                column
-                    .expr
-                    .evaluate(&batch)
-                    .and_then(|value| value.into_array(batch.num_rows()))
-                    .map_err(|error| SourceError(format!("computing {}: {error}", column.text)))
-            })
+            .map(|column| column.evaluate(&batch).map_err(SourceError))
             .collect::<Result<Vec<_>, _>>()?;
         RecordBatch::try_new(Arc::clone(&self.schema), columns)
             .map_err(|error| SourceError(error.to_string()))

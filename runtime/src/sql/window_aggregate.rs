@@ -602,10 +602,7 @@ mod tests {
         ]);
         let keys: Vec<Computed> = ["auction", "channel"]
             .iter()
-            .map(|name| Computed {
-                expr: col(name, &schema).unwrap(),
-                text: (*name).to_owned(),
-            })
+            .map(|name| Computed::new(col(name, &schema).unwrap(), *name, &schema))
             .collect();
         let batch = RecordBatch::try_new(
             Arc::new(schema.clone()),

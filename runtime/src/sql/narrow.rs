@@ -1,0 +1,197 @@
+//! Evaluating an expression on only what it reads.
+//!
+//! Some of DataFusion's expressions filter the whole input batch as they go: a
+//! `CASE` evaluates each branch on the rows still undecided by filtering every
+//! column of the batch, wide nested rows included. Nexmark's `dateTime` (a
+//! `CASE` over `person.dateTime`, `auction.dateTime` and `bid.dateTime`) spent
+//! most of its time copying the three whole `ROW`s, strings and all.
+//!
+//! A [`Narrow`] expression is evaluated on a batch of just its *inputs*: the
+//! column references and nested field accesses (`person.dateTime`) it reads,
+//! which cost nothing to take from the batch (a field of a `ROW` column is one
+//! of its child arrays). The expression itself is rewritten to read them by
+//! position.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::common::Result;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
+
+/// An expression rewritten to be evaluated on a batch of its inputs alone.
+#[derive(Debug, Clone)]
+pub struct Narrow {
+    /// The column references and field accesses the expression reads, each once.
+    inputs: Vec<Arc<dyn PhysicalExpr>>,
+    /// The schema of the batch of inputs.
+    schema: SchemaRef,
+    /// The expression over the batch of inputs.
+    expr: Arc<dyn PhysicalExpr>,
+}
+
+impl Narrow {
+    /// `expr` over batches of `input`, narrowed to what it reads; `None` when
+    /// there is nothing to gain (`expr` is a column or a field access).
+    pub fn of(expr: &Arc<dyn PhysicalExpr>, input: &Schema) -> Option<Self> {
+        if is_access(expr) {
+            return None;
+        }
+        narrow(expr, input).ok()
+    }
+
+    /// The expression's value for each row of `batch` (a batch of the schema
+    /// it was made for).
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef> {
+        let rows = batch.num_rows();
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|input| input.evaluate(batch)?.into_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        let inputs = RecordBatch::try_new_with_options(Arc::clone(&self.schema), inputs, &options)?;
+        self.expr.evaluate(&inputs)?.into_array(rows)
+    }
+}
+
+/// Whether `expr` is a column, or a field of a `ROW` reached from one.
+fn is_access(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    if expr.is::<Column>() {
+        return true;
+    }
+    let Some(function) = expr.downcast_ref::<ScalarFunctionExpr>() else {
+        return false;
+    };
+    function.name() == "get_field"
+        && function.args().len() == 2
+        && function.args()[1].is::<Literal>()
+        && is_access(&function.args()[0])
+}
+
+/// `expr` rewritten over its inputs, with those inputs.
+fn narrow(expr: &Arc<dyn PhysicalExpr>, input: &Schema) -> Result<Narrow> {
+    let mut inputs: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
+    let mut fields: Vec<Field> = Vec::new();
+    let mut positions: HashMap<String, usize> = HashMap::new();
+    let rewritten = Arc::clone(expr)
+        .transform_down(|node| {
+            if !is_access(&node) {
+                return Ok(Transformed::no(node));
+            }
+            let text = node.to_string();
+            let position = match positions.get(&text) {
+                Some(&position) => position,
+                None => {
+                    let position = inputs.len();
+                    let name = format!("input_{position}");
+                    fields.push(Field::new(
+                        &name,
+                        node.data_type(input)?,
+                        node.nullable(input)?,
+                    ));
+                    inputs.push(Arc::clone(&node));
+                    positions.insert(text, position);
+                    position
+                }
+            };
+            let column: Arc<dyn PhysicalExpr> =
+                Arc::new(Column::new(fields[position].name(), position));
+            Ok(Transformed::new(column, true, TreeNodeRecursion::Jump))
+        })?
+        .data;
+    Ok(Narrow {
+        inputs,
+        schema: Arc::new(Schema::new(fields)),
+        expr: rewritten,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int32Array, StringArray, StructArray, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Fields, TimeUnit};
+    use datafusion::common::{DFSchema, ScalarValue};
+    use datafusion::execution::context::ExecutionProps;
+    use datafusion::functions::core::expr_fn::get_field;
+    use datafusion::logical_expr::{col, lit, when};
+
+    use crate::sql::physical::physical_expr;
+
+    fn person() -> StructArray {
+        let fields = Fields::from(vec![
+            Field::new("name", DataType::Utf8, true),
+            Field::new(
+                "dateTime",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                true,
+            ),
+        ]);
+        StructArray::new(
+            fields,
+            vec![
+                Arc::new(StringArray::from(vec!["ann", "bob", "cy"])),
+                Arc::new(TimestampMillisecondArray::from(vec![10, 20, 30])),
+            ],
+            None,
+        )
+    }
+
+    #[test]
+    fn a_case_over_nested_fields_reads_only_those_fields_and_gives_the_same_values() {
+        let person = person();
+        let schema = Schema::new(vec![
+            Field::new("kind", DataType::Int32, false),
+            Field::new("person", person.data_type().clone(), true),
+            Field::new("other", DataType::Utf8, true),
+        ]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema.clone()),
+            vec![
+                Arc::new(Int32Array::from(vec![0, 1, 0])),
+                Arc::new(person),
+                Arc::new(StringArray::from(vec!["x", "y", "z"])),
+            ],
+        )
+        .unwrap();
+        let logical = when(col("kind").eq(lit(0)), get_field(col("person"), "dateTime"))
+            .otherwise(lit(ScalarValue::TimestampMillisecond(None, None)))
+            .unwrap();
+        let df_schema = DFSchema::try_from(schema.clone()).unwrap();
+        let planned = physical_expr(&logical, &df_schema, &ExecutionProps::new()).unwrap();
+        let narrow = Narrow::of(&planned, &schema).expect("a CASE is narrowed");
+        let inputs: Vec<String> = narrow.inputs.iter().map(|i| i.to_string()).collect();
+        assert_eq!(inputs.len(), 2, "{inputs:?}");
+        assert!(inputs.iter().all(|i| !i.contains("other")), "{inputs:?}");
+        let expected = planned
+            .evaluate(&batch)
+            .unwrap()
+            .into_array(batch.num_rows())
+            .unwrap();
+        assert_eq!(&narrow.evaluate(&batch).unwrap(), &expected);
+        let values = expected
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .unwrap();
+        assert_eq!(
+            values.iter().collect::<Vec<_>>(),
+            [Some(10), None, Some(30)]
+        );
+    }
+
+    #[test]
+    fn a_column_or_field_access_is_evaluated_as_it_is() {
+        let person = person();
+        let schema = Schema::new(vec![Field::new("person", person.data_type().clone(), true)]);
+        let df_schema = DFSchema::try_from(schema.clone()).unwrap();
+        let props = ExecutionProps::new();
+        for logical in [col("person"), get_field(col("person"), "name")] {
+            let planned = physical_expr(&logical, &df_schema, &props).unwrap();
+            assert!(Narrow::of(&planned, &schema).is_none(), "{logical}");
+        }
+    }
+}
