@@ -11,6 +11,7 @@ use datafusion::common::DFSchema;
 use datafusion::execution::context::ExecutionProps;
 
 use super::batch::{RowKind, SqlBatch, max_event_time, row_kinds, with_op_column};
+use super::calc::Calc;
 use super::catalog::{Catalog, Table};
 use super::connectors::{
     KafkaFormat, KafkaOptions, StartupMode, TableConnector, TextFormat, watermark_delay,
@@ -193,16 +194,21 @@ impl SqlJob {
                 } => {
                     let stream = input(*from);
                     let control = stream.context().control.clone();
-                    let filter = filter.clone();
-                    let columns = columns.clone();
                     // A changelog's op column is carried through, filtered with its rows.
                     let schema = if self.plan.is_changelog(*from) {
                         with_op_column(schema)
                     } else {
                         Arc::clone(schema)
                     };
+                    let calc = Calc::new(
+                        filter.clone(),
+                        columns.clone(),
+                        &self.plan.schema(*from),
+                        schema,
+                    )
+                    .map_err(|message| not_runnable_because("calc", message))?;
                     Some(stream.flat_map(move |SqlBatch(batch)| {
-                        match calc(&batch, filter.as_ref(), &columns, &schema) {
+                        match calc.apply(&batch) {
                             Ok(batch) => (batch.num_rows() > 0).then_some(SqlBatch(batch)),
                             Err(message) => {
                                 control.record_failure(message.clone());
@@ -555,41 +561,6 @@ fn table_runtime(table: &Table) -> SqlResult<TableRuntime> {
         projection,
         watermark,
     })
-}
-
-/// Filters `batch` and computes its output columns.
-fn calc(
-    batch: &RecordBatch,
-    filter: Option<&Computed>,
-    columns: &[Computed],
-    schema: &arrow::datatypes::SchemaRef,
-) -> Result<RecordBatch, String> {
-    let filtered;
-    let batch = match filter {
-        Some(filter) => {
-            let mask = filter.evaluate(batch)?;
-            let mask = mask
-                .as_any()
-                .downcast_ref::<arrow::array::BooleanArray>()
-                .ok_or_else(|| format!("{} is not a condition", filter.text))?;
-            filtered = arrow::compute::filter_record_batch(batch, mask)
-                .map_err(|error| error.to_string())?;
-            &filtered
-        }
-        None => batch,
-    };
-    if batch.num_rows() == 0 {
-        return Ok(RecordBatch::new_empty(Arc::clone(schema)));
-    }
-    let mut values = columns
-        .iter()
-        .map(|column| column.evaluate(batch))
-        .collect::<Result<Vec<_>, _>>()?;
-    if schema.fields().len() == columns.len() + 1 {
-        // A changelog: its op column, last, goes along.
-        values.push(Arc::clone(batch.column(batch.num_columns() - 1)));
-    }
-    RecordBatch::try_new(Arc::clone(schema), values).map_err(|error| error.to_string())
 }
 
 /// Splits `batch` into one batch per subtask owning its rows' keys.

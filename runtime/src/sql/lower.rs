@@ -383,6 +383,34 @@ impl Lowering<'_> {
         self.plan.nodes.len() - 1
     }
 
+    /// `node`, when it is a filter that passes its input through unchanged and
+    /// is read by nothing yet: a projection over it can be its columns.
+    fn filter_to_extend(&mut self, node: NodeId) -> Option<&mut StreamNode> {
+        let read = self.plan.nodes.iter().any(|other| match other {
+            StreamNode::Source { .. } => false,
+            StreamNode::Calc { input, .. } | StreamNode::Sink { input, .. } => *input == node,
+            StreamNode::Union { inputs, .. } => inputs.contains(&node),
+            StreamNode::WindowAggregate(aggregate) => aggregate.input == node,
+            StreamNode::GroupAggregate(aggregate) => aggregate.input == node,
+        });
+        let candidate = self.plan.nodes.get_mut(node)?;
+        let StreamNode::Calc {
+            filter: Some(_),
+            columns,
+            ..
+        } = candidate
+        else {
+            return None;
+        };
+        let passes_through = columns.iter().enumerate().all(|(index, column)| {
+            column
+                .expr
+                .downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                .is_some_and(|c| c.index() == index)
+        });
+        (passes_through && !read).then_some(candidate)
+    }
+
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> SqlResult<Computed> {
         let physical = physical_expr(expr, schema, &self.props)
             .map_err(|error| planning_error(error, self.at))?;
@@ -621,12 +649,25 @@ impl Lowering<'_> {
             columns.push(self.physical(expr, &input.schema)?);
         }
         let arrow_schema = Arc::new(schema.as_arrow().clone());
-        let node = self.add(StreamNode::Calc {
-            input: input.node,
-            filter: None,
-            columns,
-            schema: arrow_schema,
-        });
+        let node = match self.filter_to_extend(input.node) {
+            // The filter passes its input as it is, so the columns are over the
+            // filter's input too: one operator filters and projects.
+            Some(StreamNode::Calc {
+                columns: passed,
+                schema: passed_schema,
+                ..
+            }) => {
+                *passed = columns;
+                *passed_schema = arrow_schema;
+                input.node
+            }
+            _ => self.add(StreamNode::Calc {
+                input: input.node,
+                filter: None,
+                columns,
+                schema: arrow_schema,
+            }),
+        };
         Ok(Lowered {
             node,
             schema,

@@ -14,6 +14,7 @@
 
 pub mod accumulators;
 pub mod batch;
+pub mod calc;
 pub mod catalog;
 pub mod connectors;
 pub mod dialect;

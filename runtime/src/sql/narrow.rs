@@ -22,13 +22,82 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::physical_expr::expressions::{Column, Literal};
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 
+/// The column references and field accesses some expressions read, each once:
+/// taken from a batch, they make a narrow batch the rewritten expressions read.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// What is read, over the operator's input.
+    reads: Vec<Arc<dyn PhysicalExpr>>,
+    /// The schema of the batch of inputs.
+    schema: SchemaRef,
+}
+
+impl Inputs {
+    /// The inputs of `exprs` (over batches of `input`), and each expression
+    /// rewritten to read them by position.
+    pub fn of(
+        exprs: &[Arc<dyn PhysicalExpr>],
+        input: &Schema,
+    ) -> Result<(Self, Vec<Arc<dyn PhysicalExpr>>)> {
+        let mut reads: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
+        let mut fields: Vec<Field> = Vec::new();
+        let mut positions: HashMap<String, usize> = HashMap::new();
+        let mut rewritten = Vec::with_capacity(exprs.len());
+        for expr in exprs {
+            let expr = Arc::clone(expr).transform_down(|node| {
+                if !is_access(&node) {
+                    return Ok(Transformed::no(node));
+                }
+                let text = node.to_string();
+                let position = match positions.get(&text) {
+                    Some(&position) => position,
+                    None => {
+                        let position = reads.len();
+                        fields.push(Field::new(
+                            format!("input_{position}"),
+                            node.data_type(input)?,
+                            node.nullable(input)?,
+                        ));
+                        reads.push(Arc::clone(&node));
+                        positions.insert(text, position);
+                        position
+                    }
+                };
+                let column: Arc<dyn PhysicalExpr> =
+                    Arc::new(Column::new(fields[position].name(), position));
+                Ok(Transformed::new(column, true, TreeNodeRecursion::Jump))
+            })?;
+            rewritten.push(expr.data);
+        }
+        let inputs = Self {
+            reads,
+            schema: Arc::new(Schema::new(fields)),
+        };
+        Ok((inputs, rewritten))
+    }
+
+    /// The batch of inputs of `batch` (a batch of the schema they were made for);
+    /// taking them copies nothing.
+    pub fn take(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let rows = batch.num_rows();
+        let columns = self
+            .reads
+            .iter()
+            .map(|read| read.evaluate(batch)?.into_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            columns,
+            &options,
+        )?)
+    }
+}
+
 /// An expression rewritten to be evaluated on a batch of its inputs alone.
 #[derive(Debug, Clone)]
 pub struct Narrow {
-    /// The column references and field accesses the expression reads, each once.
-    inputs: Vec<Arc<dyn PhysicalExpr>>,
-    /// The schema of the batch of inputs.
-    schema: SchemaRef,
+    inputs: Inputs,
     /// The expression over the batch of inputs.
     expr: Arc<dyn PhysicalExpr>,
 }
@@ -40,26 +109,23 @@ impl Narrow {
         if is_access(expr) {
             return None;
         }
-        narrow(expr, input).ok()
+        let (inputs, mut rewritten) = Inputs::of(std::slice::from_ref(expr), input).ok()?;
+        Some(Self {
+            inputs,
+            expr: rewritten.pop()?,
+        })
     }
 
     /// The expression's value for each row of `batch` (a batch of the schema
     /// it was made for).
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef> {
-        let rows = batch.num_rows();
-        let inputs = self
-            .inputs
-            .iter()
-            .map(|input| input.evaluate(batch)?.into_array(rows))
-            .collect::<Result<Vec<_>>>()?;
-        let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        let inputs = RecordBatch::try_new_with_options(Arc::clone(&self.schema), inputs, &options)?;
-        self.expr.evaluate(&inputs)?.into_array(rows)
+        let inputs = self.inputs.take(batch)?;
+        self.expr.evaluate(&inputs)?.into_array(batch.num_rows())
     }
 }
 
 /// Whether `expr` is a column, or a field of a `ROW` reached from one.
-fn is_access(expr: &Arc<dyn PhysicalExpr>) -> bool {
+pub fn is_access(expr: &Arc<dyn PhysicalExpr>) -> bool {
     if expr.is::<Column>() {
         return true;
     }
@@ -70,44 +136,6 @@ fn is_access(expr: &Arc<dyn PhysicalExpr>) -> bool {
         && function.args().len() == 2
         && function.args()[1].is::<Literal>()
         && is_access(&function.args()[0])
-}
-
-/// `expr` rewritten over its inputs, with those inputs.
-fn narrow(expr: &Arc<dyn PhysicalExpr>, input: &Schema) -> Result<Narrow> {
-    let mut inputs: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
-    let mut fields: Vec<Field> = Vec::new();
-    let mut positions: HashMap<String, usize> = HashMap::new();
-    let rewritten = Arc::clone(expr)
-        .transform_down(|node| {
-            if !is_access(&node) {
-                return Ok(Transformed::no(node));
-            }
-            let text = node.to_string();
-            let position = match positions.get(&text) {
-                Some(&position) => position,
-                None => {
-                    let position = inputs.len();
-                    let name = format!("input_{position}");
-                    fields.push(Field::new(
-                        &name,
-                        node.data_type(input)?,
-                        node.nullable(input)?,
-                    ));
-                    inputs.push(Arc::clone(&node));
-                    positions.insert(text, position);
-                    position
-                }
-            };
-            let column: Arc<dyn PhysicalExpr> =
-                Arc::new(Column::new(fields[position].name(), position));
-            Ok(Transformed::new(column, true, TreeNodeRecursion::Jump))
-        })?
-        .data;
-    Ok(Narrow {
-        inputs,
-        schema: Arc::new(Schema::new(fields)),
-        expr: rewritten,
-    })
 }
 
 #[cfg(test)]
@@ -164,7 +192,7 @@ mod tests {
         let df_schema = DFSchema::try_from(schema.clone()).unwrap();
         let planned = physical_expr(&logical, &df_schema, &ExecutionProps::new()).unwrap();
         let narrow = Narrow::of(&planned, &schema).expect("a CASE is narrowed");
-        let inputs: Vec<String> = narrow.inputs.iter().map(|i| i.to_string()).collect();
+        let inputs: Vec<String> = narrow.inputs.reads.iter().map(|i| i.to_string()).collect();
         assert_eq!(inputs.len(), 2, "{inputs:?}");
         assert!(inputs.iter().all(|i| !i.contains("other")), "{inputs:?}");
         let expected = planned
