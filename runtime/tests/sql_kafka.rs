@@ -1,7 +1,8 @@
 //! SQL jobs over `kafka` tables on the real clusters of `e2e/infra/kafka.sh`:
 //! JSON values and record metadata read from A, window counts written to C
 //! exactly once; a union of A (plaintext) and B (SCRAM) written to C (mutual TLS)
-//! exactly once across a savepoint and a restore at another parallelism.
+//! exactly once across a savepoint and a restore at another parallelism; Avro
+//! records of a hand-written schema read from A and written to C as Avro.
 
 mod common;
 
@@ -269,6 +270,23 @@ fn read_keyed(
     partitions: i32,
     expected: usize,
 ) -> Vec<(Option<String>, Option<String>)> {
+    let text = |bytes: Option<Vec<u8>>| bytes.map(|b| String::from_utf8(b).unwrap());
+    read_keyed_bytes(connection, topic, partitions, expected)
+        .into_iter()
+        .map(|(key, value)| (text(key), text(value)))
+        .collect()
+}
+
+/// The bytes of a key or value.
+type Bytes = Vec<u8>;
+
+/// [`read_keyed`], the keys and values as bytes.
+fn read_keyed_bytes(
+    connection: &strom_runtime::connectors::kafka::ClusterConnection,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> Vec<(Option<Bytes>, Option<Bytes>)> {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = connection
@@ -286,14 +304,16 @@ fn read_keyed(
             .unwrap();
     }
     consumer.assign(&assignment).unwrap();
-    let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8(b.to_vec()).unwrap());
     let mut records = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut quiet_until = None;
     while Instant::now() < deadline && quiet_until.is_none_or(|until| Instant::now() < until) {
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message.unwrap();
-            records.push((text(message.key()), text(message.payload())));
+            records.push((
+                message.key().map(<[u8]>::to_vec),
+                message.payload().map(<[u8]>::to_vec),
+            ));
         }
         if records.len() >= expected && quiet_until.is_none() {
             quiet_until = Some(Instant::now() + Duration::from_millis(500));
@@ -364,4 +384,185 @@ fn an_updating_count_is_upserted_into_c_by_its_primary_key() {
         }
     }
     assert_eq!(latest, expected);
+}
+
+/// The schema the test's producer writes with: written by hand, with other
+/// record names than Flink derives (names do not change the binary encoding).
+const ORDER_SCHEMA: &str = r#"{"type": "record", "name": "Order", "namespace": "shop", "fields": [
+    {"name": "id", "type": "long"},
+    {"name": "customer", "type": ["null", "string"], "default": null},
+    {"name": "amount", "type": ["null", {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}], "default": null},
+    {"name": "ts", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": null},
+    {"name": "address", "type": ["null", {"type": "record", "name": "Address", "fields": [
+        {"name": "city", "type": ["null", "string"], "default": null},
+        {"name": "zip", "type": "int"}
+    ]}], "default": null},
+    {"name": "tags", "type": ["null", {"type": "array", "items": ["null", "string"]}], "default": null}
+]}"#;
+
+/// The schema Flink derives for the sink table's columns, as Flink's
+/// documentation describes it.
+const ENRICHED_SCHEMA: &str = r#"{"type": "record", "name": "record", "namespace": "org.apache.flink.avro.generated", "fields": [
+    {"name": "id", "type": ["null", "long"], "default": null},
+    {"name": "customer", "type": ["null", "string"], "default": null},
+    {"name": "amount", "type": ["null", {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}], "default": null},
+    {"name": "ts", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": null},
+    {"name": "address", "type": ["null", {"type": "record", "name": "record_address", "fields": [
+        {"name": "city", "type": ["null", "string"], "default": null},
+        {"name": "zip", "type": "int"}
+    ]}], "default": null},
+    {"name": "tags", "type": ["null", {"type": "array", "items": ["null", "string"]}], "default": null}
+]}"#;
+
+/// The key: the sink's `key.fields`, `id`.
+const ENRICHED_KEY_SCHEMA: &str = r#"{"type": "record", "name": "record", "namespace": "org.apache.flink.avro.generated", "fields": [
+    {"name": "id", "type": ["null", "long"], "default": null}
+]}"#;
+
+/// Order `n`'s fields: some null, some nested.
+fn order(n: i64) -> Vec<(String, apache_avro::types::Value)> {
+    use apache_avro::types::Value;
+    let some = |value: Value| Value::Union(1, Box::new(value));
+    let null = || Value::Union(0, Box::new(Value::Null));
+    let text = |text: String| some(Value::String(text));
+    let address = Value::Record(vec![
+        (
+            "city".to_owned(),
+            if n % 4 == 0 {
+                null()
+            } else {
+                text(format!("city{}", n % 3))
+            },
+        ),
+        ("zip".to_owned(), Value::Int(1000 + n as i32)),
+    ]);
+    let tags = (0..n % 3)
+        .map(|i| {
+            if (n + i) % 5 == 0 {
+                null()
+            } else {
+                text(format!("t{i}"))
+            }
+        })
+        .collect();
+    vec![
+        ("id".to_owned(), Value::Long(n)),
+        (
+            "customer".to_owned(),
+            if n % 5 == 0 {
+                null()
+            } else {
+                text(format!("c{n}"))
+            },
+        ),
+        (
+            "amount".to_owned(),
+            // n * 100 + 7 cents, big-endian two's complement.
+            some(Value::Decimal(apache_avro::Decimal::from(
+                ((n * 100 + 7) as i32).to_be_bytes(),
+            ))),
+        ),
+        (
+            "ts".to_owned(),
+            some(Value::TimestampMillis(1_700_000_000_000 + n)),
+        ),
+        (
+            "address".to_owned(),
+            if n % 7 == 0 { null() } else { some(address) },
+        ),
+        ("tags".to_owned(), some(Value::Array(tags))),
+    ]
+}
+
+#[test]
+fn avro_records_of_a_hand_written_schema_are_read_and_written_as_flink_derives() {
+    use apache_avro::reader::datum::GenericDatumReader;
+    use apache_avro::types::Value;
+    use apache_avro::writer::datum::GenericDatumWriter;
+    let Some(clusters) = common::kafka::clusters() else {
+        return;
+    };
+    let (a, c) = (connection(&clusters, "a"), connection(&clusters, "c"));
+    let input = common::kafka::unique("sql-avro-orders");
+    let output = common::kafka::unique("sql-avro-enriched");
+    create_topic(&a, &input, 2);
+    create_topic(&c, &output, 2);
+    let schema = apache_avro::Schema::parse_str(ORDER_SCHEMA).unwrap();
+    let writer = GenericDatumWriter::builder(&schema).build().unwrap();
+    let producer = common::kafka::producer(&a);
+    for n in 0..60 {
+        let mut value = Vec::new();
+        writer
+            .write_value_ref(&mut value, &Value::Record(order(n)))
+            .unwrap();
+        producer
+            .send(rdkafka::producer::BaseRecord::<(), _, _>::to(&input).payload(&value))
+            .unwrap_or_else(|(error, _)| panic!("{error}"));
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).unwrap();
+
+    let script = format!(
+        "CREATE TABLE orders (
+           id BIGINT NOT NULL, customer STRING, amount DECIMAL(10, 2), ts TIMESTAMP(3),
+           address ROW<city STRING, zip INT NOT NULL>, tags ARRAY<STRING>,
+           `offset` BIGINT METADATA VIRTUAL
+         ) WITH ('connector' = 'kafka', 'cluster' = 'a', 'topic' = '{input}', 'format' = 'avro',
+                 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');
+         CREATE TABLE enriched (
+           id BIGINT, customer STRING, amount DECIMAL(10, 2), ts TIMESTAMP(3),
+           address ROW<city STRING, zip INT NOT NULL>, tags ARRAY<STRING>
+         ) WITH ('connector' = 'kafka', 'cluster' = 'c', 'topic' = '{output}',
+                 'value.format' = 'avro', 'key.format' = 'avro', 'key.fields' = 'id');
+         INSERT INTO enriched
+         SELECT id, customer, amount, ts, address, tags FROM orders
+         WHERE MOD(id, 10) <> 3 AND `offset` >= 0;"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let report = run(
+        state.path(),
+        "sql-kafka-avro",
+        compile(&clusters, &script),
+        2,
+        RestoreFrom::Nothing,
+        &Arc::default(),
+    );
+    assert_eq!(report.records_in, 60);
+
+    let value_schema = apache_avro::Schema::parse_str(ENRICHED_SCHEMA).unwrap();
+    let key_schema = apache_avro::Schema::parse_str(ENRICHED_KEY_SCHEMA).unwrap();
+    let decode = |schema: &apache_avro::Schema, bytes: &[u8]| {
+        let mut bytes = bytes;
+        let value = GenericDatumReader::builder(schema)
+            .build()
+            .unwrap()
+            .read_value(&mut bytes)
+            .unwrap();
+        assert!(bytes.is_empty(), "{} bytes after the record", bytes.len());
+        value
+    };
+    let expected: BTreeMap<i64, Value> = (0..60)
+        .filter(|n| n % 10 != 3)
+        .map(|n| {
+            let mut fields = order(n);
+            fields[0].1 = Value::Union(1, Box::new(Value::Long(n)));
+            (n, Value::Record(fields))
+        })
+        .collect();
+    let mut written = BTreeMap::new();
+    for (key, value) in read_keyed_bytes(&c, &output, 2, expected.len()) {
+        let key = decode(&key_schema, &key.unwrap());
+        let value = decode(&value_schema, &value.unwrap());
+        let Value::Record(fields) = &value else {
+            panic!("{value:?}")
+        };
+        assert_eq!(key, Value::Record(vec![fields[0].clone()]));
+        let Value::Union(1, id) = &fields[0].1 else {
+            panic!("{value:?}")
+        };
+        let Value::Long(id) = **id else {
+            panic!("{value:?}")
+        };
+        assert!(written.insert(id, value).is_none(), "{id} written twice");
+    }
+    assert_eq!(written, expected);
 }

@@ -207,15 +207,15 @@ impl SqlJob {
                         schema,
                     )
                     .map_err(|message| not_runnable_because("calc", message))?;
-                    Some(stream.flat_map(move |SqlBatch(batch)| {
-                        match calc.apply(&batch) {
+                    Some(
+                        stream.flat_map(move |SqlBatch(batch)| match calc.apply(&batch) {
                             Ok(batch) => (batch.num_rows() > 0).then_some(SqlBatch(batch)),
                             Err(message) => {
                                 control.record_failure(message.clone());
                                 panic!("{message}");
                             }
-                        }
-                    }))
+                        }),
+                    )
                 }
                 StreamNode::Union { inputs, .. } => {
                     let mut all = input(inputs[0]);

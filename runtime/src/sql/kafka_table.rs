@@ -11,6 +11,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 
+use super::avro_rows::AvroRows;
 use super::batch::SqlBatch;
 use super::connectors::{KafkaFormat, ParseErrors, TextFormat};
 use super::error::{SqlError, SqlResult};
@@ -98,6 +99,8 @@ pub struct RecordLayout {
     value: SchemaRef,
     /// For each stored column, where it comes from.
     columns: Vec<ColumnSource>,
+    /// The value's Avro schema and codec, for format `avro`.
+    avro: Option<AvroRows>,
     /// The record key written (`key.format`, `key.fields`); not read (the value
     /// holds every physical column, `'value.fields-include' = 'ALL'`).
     key: Option<KeyLayout>,
@@ -108,6 +111,8 @@ pub struct RecordLayout {
 struct KeyLayout {
     format: KafkaFormat,
     columns: Vec<usize>,
+    /// The key's Avro schema and codec, for `'key.format' = 'avro'`.
+    avro: Option<AvroRows>,
 }
 
 /// `key.format` and `key.fields` of a `kafka` table.
@@ -189,6 +194,7 @@ impl RecordLayout {
         if let KafkaFormat::Text(TextFormat::Csv) = format {
             check_flat(definition, &value, "format")?;
         }
+        let avro = avro_rows(definition, format, &value, "format")?;
         let key = match key {
             None => None,
             Some(key) => Some(Self::key_layout(definition, &value, key)?),
@@ -198,6 +204,7 @@ impl RecordLayout {
             stored: Arc::clone(stored),
             value,
             columns,
+            avro,
             key,
         })
     }
@@ -246,9 +253,17 @@ impl RecordLayout {
                     .to_owned(),
             ));
         }
+        let fields: Vec<_> = columns.iter().map(|&c| value.field(c).clone()).collect();
+        let avro = avro_rows(
+            definition,
+            key.format,
+            &Arc::new(Schema::new(fields)),
+            "key.format",
+        )?;
         Ok(KeyLayout {
             format: key.format,
             columns,
+            avro,
         })
     }
 
@@ -278,6 +293,7 @@ impl RecordLayout {
                 decode_text(format, &self.value, &values, parse_errors, table, where_is)?
             }
             KafkaFormat::Raw => self.decode_raw(&values, parse_errors, table, where_is)?,
+            KafkaFormat::Avro => self.decode_avro(&values, table, where_is)?,
         };
         let skipped = (present.len() - kept.len()) as u64;
         let kept_records: Vec<&KafkaRecord> = kept.iter().map(|&row| present[row]).collect();
@@ -339,16 +355,45 @@ impl RecordLayout {
         Ok((batch, (0..values.len()).collect()))
     }
 
+    /// The values as Avro records of the layout's schema; one that is not fails
+    /// the job naming where it is (Flink's `avro` format has no option to skip
+    /// them).
+    fn decode_avro(
+        &self,
+        values: &[&[u8]],
+        table: &str,
+        where_is: impl Fn(usize) -> String,
+    ) -> Result<(RecordBatch, Vec<usize>), SourceError> {
+        let avro = self.avro.as_ref().expect("format avro has a schema");
+        let records = values
+            .iter()
+            .enumerate()
+            .map(|(row, value)| {
+                avro.decode(value).map_err(|error| {
+                    SourceError(format!(
+                        "table {table}: the record at {} does not parse as avro: {error}",
+                        where_is(row)
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch = avro
+            .to_batch(&records)
+            .map_err(|error| SourceError(format!("table {table}: {error}")))?;
+        Ok((batch, (0..values.len()).collect()))
+    }
+
     /// One record per row of `batch` (the table's stored columns): the value
     /// holds the physical columns in the table's format, the key (if the table
     /// has `key.fields`) those columns in `key.format`. `batch` holds the table's
     /// physical columns (what a sink is given: metadata columns are not written).
     pub fn encode(&self, batch: &RecordBatch) -> Vec<KafkaOutput> {
         debug_assert_eq!(batch.num_columns(), self.value.fields().len());
-        let values = encode_rows(self.format, batch);
+        let values = encode_with(self.format, self.avro.as_ref(), batch);
         let keys = match &self.key {
-            Some(key) => encode_rows(
+            Some(key) => encode_with(
                 key.format,
+                key.avro.as_ref(),
                 &batch
                     .project(&key.columns)
                     .expect("the key's columns are among the value's"),
@@ -364,6 +409,37 @@ impl RecordLayout {
                 partition: None,
             })
             .collect()
+    }
+}
+
+/// The Avro codec of `columns` when `format` is `avro` (the format option
+/// `option`), refusing a column Avro cannot hold.
+fn avro_rows(
+    definition: &TableDefinition,
+    format: KafkaFormat,
+    columns: &SchemaRef,
+    option: &str,
+) -> SqlResult<Option<AvroRows>> {
+    if format != KafkaFormat::Avro {
+        return Ok(None);
+    }
+    AvroRows::derive(columns).map(Some).map_err(|error| {
+        SqlError::new(
+            format!("table {}: {error} ('{option}' = 'avro')", definition.name),
+            definition.at,
+        )
+    })
+}
+
+/// Each row of `batch` in `format`, with the Avro codec `avro` for format `avro`.
+fn encode_with(
+    format: KafkaFormat,
+    avro: Option<&AvroRows>,
+    batch: &RecordBatch,
+) -> Vec<Option<Vec<u8>>> {
+    match avro {
+        Some(avro) => avro.encode(batch).into_iter().map(Some).collect(),
+        None => encode_rows(format, batch),
     }
 }
 
@@ -399,7 +475,8 @@ const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3f";
 const TIMESTAMP_LTZ_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3fZ";
 
 /// Each row of `batch` in `format`: a JSON object (explicit nulls), a CSV line,
-/// or the one column's bytes (`None` when null).
+/// the one column's bytes (`None` when null), or an Avro record of the schema
+/// derived from `batch`'s columns.
 pub(super) fn encode_rows(format: KafkaFormat, batch: &RecordBatch) -> Vec<Option<Vec<u8>>> {
     match format {
         KafkaFormat::Text(TextFormat::Json) => {
@@ -436,6 +513,12 @@ pub(super) fn encode_rows(format: KafkaFormat, batch: &RecordBatch) -> Vec<Optio
                 }
                 Some(bytes)
             })
+            .collect(),
+        KafkaFormat::Avro => AvroRows::derive(&batch.schema())
+            .expect("tables of format avro have columns Avro holds")
+            .encode(batch)
+            .into_iter()
+            .map(Some)
             .collect(),
         KafkaFormat::Raw => {
             let column = batch.column(0);
@@ -614,8 +697,18 @@ mod tests {
             ),
             (
                 "a STRING",
+                ", 'format' = 'avro-confluent'",
+                "'avro-confluent' needs a schema registry, which SQL tables do not connect to; 'avro' reads and writes plain Avro records",
+            ),
+            (
+                "a STRING, ts TIMESTAMP_LTZ(3)",
                 ", 'format' = 'avro'",
-                "Avro values are read by DataStream pipelines",
+                "table t: column ts is Timestamp(ms, \"UTC\"), which Avro cannot hold",
+            ),
+            (
+                "a STRING, m MAP<INT, STRING>",
+                ", 'format' = 'json', 'key.format' = 'avro', 'key.fields' = 'm'",
+                "column m is Map",
             ),
             (
                 "a STRING",
@@ -817,5 +910,46 @@ mod tests {
             .decode(&[record(5, Some("any text"))], ParseErrors::Fail, "t")
             .unwrap();
         assert_eq!(values(raw.encode(&lines)), ["any text"]);
+    }
+
+    #[test]
+    fn avro_values_decode_with_metadata_and_a_malformed_one_fails_the_job() {
+        let (layout, parse_errors) = table(
+            "name STRING, n INT NOT NULL, o BIGINT METADATA FROM 'offset' VIRTUAL",
+            ", 'format' = 'avro', 'key.format' = 'avro', 'key.fields' = 'n'",
+        )
+        .unwrap();
+        assert_eq!(parse_errors, ParseErrors::Fail);
+        let avro = |offset: i64, value: &[u8]| KafkaRecord {
+            value: Some(value.to_vec()),
+            ..record(offset, None)
+        };
+        // name: union branch 1 then "ab", or branch 0 (null); n: a zigzag int.
+        let values: [&[u8]; 2] = [&[2, 4, b'a', b'b', 6], &[0, 5]];
+        let records = [avro(1, values[0]), record(2, None), avro(3, values[1])];
+        let (batch, skipped) = layout.decode(&records, parse_errors, "t").unwrap();
+        assert_eq!(skipped, 0);
+        assert_eq!(
+            crate::sql::job::format_rows(&batch, "+I"),
+            ["+I[ab, 3, 1]", "+I[NULL, -3, 3]"]
+        );
+        let outputs = layout.encode(&batch.project(&[0, 1]).unwrap());
+        let written: Vec<(Vec<u8>, Vec<u8>)> = outputs
+            .into_iter()
+            .map(|output| (output.key.unwrap(), output.value.unwrap()))
+            .collect();
+        assert_eq!(
+            written,
+            [(vec![6], values[0].to_vec()), (vec![5], values[1].to_vec())]
+        );
+        let malformed = [avro(3, values[1]), avro(4, &[2, 9])];
+        let error = layout
+            .decode(&malformed, ParseErrors::Fail, "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("table t: the record at views/2@4 does not parse as avro"),
+            "{error}"
+        );
     }
 }

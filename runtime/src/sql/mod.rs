@@ -13,6 +13,7 @@
 //!   with its slices in memory and in RocksDB at checkpoints.
 
 pub mod accumulators;
+pub mod avro_rows;
 pub mod batch;
 pub mod calc;
 pub mod catalog;
