@@ -99,6 +99,7 @@ pub(crate) fn config(
             retained_checkpoints: 2,
             local_dir: dir.join("local").join(format!("{name}-{parallelism}")),
             storage_options: BTreeMap::new(),
+            allow_non_restored_state: false,
         },
         storage_url: format!("file://{}", dir.join("state").display()),
         restore,

@@ -145,6 +145,14 @@ pub struct StreamJobSpec {
     #[serde(default)]
     pub upgrade_mode: UpgradeMode,
 
+    /// Restore even when the savepoint or checkpoint holds state of operators the
+    /// job no longer has (a query or pipeline changed so an operator was removed or
+    /// renamed): that state is dropped. By default such a restore fails, naming
+    /// the operators, so no state is lost unnoticed (Flink's
+    /// `allowNonRestoredState`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_non_restored_state: bool,
+
     /// Whether the job should run. `suspended` stops it with a savepoint and removes
     /// its pods; `running` again restores it from that savepoint.
     #[serde(default)]

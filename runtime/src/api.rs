@@ -79,6 +79,18 @@ pub enum BuildError {
         /// What failed.
         source: SourceBuildError,
     },
+    /// The restore point holds state of operators the job does not have.
+    #[error(
+        "cannot restore: the snapshot holds state of operators this job does not have: {}; the job's operators: {}. A changed query or pipeline removed or renamed them; to restore without their state, set spec.allowNonRestoredState: true",
+        unclaimed.join(", "),
+        operators.join(", ")
+    )]
+    UnclaimedState {
+        /// The snapshot's operators with state that no operator of the job claims.
+        unclaimed: Vec<String>,
+        /// The job's operators.
+        operators: Vec<String>,
+    },
 }
 
 /// What the stateful parts of a pipeline register while it is built.
@@ -158,15 +170,33 @@ impl<'scope> Pipeline<'scope> {
         })
     }
 
-    /// Completes the pipeline: connects every operator's snapshots to the checkpoint
-    /// coordinator.
-    pub(crate) fn finish(self) {
+    /// Completes the pipeline: checks that every operator state of the restore
+    /// point is claimed by an operator (unless the job allows dropping it), and
+    /// connects every operator's snapshots to the checkpoint coordinator.
+    pub(crate) fn finish(self) -> Result<(), BuildError> {
         let registry = self.registry.borrow();
+        if let Some(restore) = &self.ctx.restore
+            && !self.ctx.settings.allow_non_restored_state
+        {
+            let unclaimed: Vec<String> = restore
+                .manifest
+                .operators_with_state()
+                .filter(|operator| !registry.operators.iter().any(|o| o == operator))
+                .map(str::to_owned)
+                .collect();
+            if !unclaimed.is_empty() {
+                return Err(BuildError::UnclaimedState {
+                    unclaimed,
+                    operators: registry.operators.clone(),
+                });
+            }
+        }
         let acks = registry.acks.iter().cloned();
         let all = acks.reduce(|all, next| all.concat(next));
         if let Some(all) = all {
             coordinator(all, &self.ctx, registry.operators.clone());
         }
+        Ok(())
     }
 }
 

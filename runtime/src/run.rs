@@ -130,6 +130,7 @@ fn job_config(job: &StreamJob, args: &RunArgs) -> anyhow::Result<JobConfig> {
             retained_checkpoints: spec.state.retained_checkpoints.max(1) as usize,
             local_dir: std::path::absolute(&args.work_dir)?,
             storage_options: spec.state.storage_options.clone(),
+            allow_non_restored_state: spec.allow_non_restored_state,
         },
         storage_url,
         restore,

@@ -59,6 +59,7 @@ fn a_source_waits_for_a_slow_operator_on_another_worker() {
             retained_checkpoints: 1,
             local_dir: state.path().join("local"),
             storage_options: BTreeMap::new(),
+            allow_non_restored_state: false,
         },
         storage_url: format!("file://{}", state.path().join("storage").display()),
         restore: RestoreFrom::Nothing,

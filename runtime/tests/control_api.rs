@@ -75,6 +75,7 @@ fn the_control_api_reports_takes_savepoints_and_stops_the_job() {
             retained_checkpoints: 2,
             local_dir: state.path().join("local"),
             storage_options: BTreeMap::new(),
+            allow_non_restored_state: false,
         },
         storage_url: format!("file://{}", state.path().join("storage").display()),
         restore: RestoreFrom::Nothing,

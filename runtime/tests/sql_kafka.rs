@@ -2,7 +2,9 @@
 //! JSON values and record metadata read from A, window counts written to C
 //! exactly once; a union of A (plaintext) and B (SCRAM) written to C (mutual TLS)
 //! exactly once across a savepoint and a restore at another parallelism; Avro
-//! records of a hand-written schema read from A and written to C as Avro.
+//! records of a hand-written schema read from A and written to C as Avro; an
+//! upsert-kafka table read as a changelog, filtered and upserted into C across
+//! restores at 2, 4 and 1.
 
 mod common;
 
@@ -564,5 +566,201 @@ fn avro_records_of_a_hand_written_schema_are_read_and_written_as_flink_derives()
         };
         assert!(written.insert(id, value).is_none(), "{id} written twice");
     }
+    assert_eq!(written, expected);
+}
+
+/// One record of an upsert topic: the key's id, and its row (`None`: a
+/// tombstone).
+type Upsert = (String, Option<(String, i64)>);
+
+/// `count` upserts and tombstones of 40 keys, drawn from `seed`, with repeated
+/// identical rows and tombstones of keys never written among them.
+fn upserts(seed: u64, count: u64) -> Vec<Upsert> {
+    let mut records = Vec::new();
+    for n in 0..count {
+        let random = strom_runtime::pipelines::mix(seed, 0, n);
+        let id = format!("k{}", random % 40);
+        let record = match (random >> 8) % 10 {
+            0 | 1 => (id, None),
+            2 => (format!("never-{n}"), None),
+            _ => {
+                let score = ((random >> 16) % 200) as i64;
+                (id, Some((format!("n{}", score % 3), score)))
+            }
+        };
+        // Every tenth record comes twice: the same row again changes nothing.
+        if n % 10 == 0 {
+            records.push(record.clone());
+        }
+        records.push(record);
+    }
+    records
+}
+
+/// Writes `records` to `topic`, keyed by `{"id": ...}`, values as JSON rows and
+/// tombstones as records without a value.
+fn produce_upserts(
+    connection: &strom_runtime::connectors::kafka::ClusterConnection,
+    topic: &str,
+    records: &[Upsert],
+) {
+    let producer = common::kafka::producer(connection);
+    for (id, row) in records {
+        let key = format!(r#"{{"id": "{id}"}}"#);
+        let value = row.as_ref().map(|(name, score)| {
+            format!(r#"{{"id": "{id}", "name": "{name}", "score": {score}}}"#)
+        });
+        let mut record = rdkafka::producer::BaseRecord::<_, String, _>::to(topic).key(&key);
+        if let Some(value) = &value {
+            record = record.payload(value);
+        }
+        producer
+            .send(record)
+            .unwrap_or_else(|(error, _)| panic!("{error}"));
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).unwrap();
+}
+
+/// Every committed record of `topic` (key and value, as text), in partition
+/// order: read until none came for 3 s (the job that wrote them has ended).
+fn read_until_quiet(
+    connection: &strom_runtime::connectors::kafka::ClusterConnection,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(Option<String>, Option<String>)> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = connection
+        .client_config([
+            ("group.id", common::kafka::unique("read-upserts")),
+            ("isolation.level", "read_committed".to_owned()),
+            ("enable.auto.commit", "false".to_owned()),
+        ])
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8(b.to_vec()).unwrap());
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = Instant::now();
+    while Instant::now() < deadline && last.elapsed() < Duration::from_secs(3) {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            records.push((text(message.key()), text(message.payload())));
+            last = Instant::now();
+        }
+    }
+    records
+}
+
+/// An upsert-kafka table on A read as a changelog (each key's last row kept by
+/// the changelog normalize), filtered and written to an upsert-kafka table on
+/// C: stopped with a savepoint at parallelism 2, restored at 4, stopped again,
+/// restored at 1 and run to the end, with updates, tombstones (of keys written
+/// before a savepoint, so only restored state knows their rows) and repeated
+/// rows produced between the runs. The last record of each key in C is its row
+/// in the model (the upsert table applied, then filtered), or a tombstone.
+#[test]
+fn an_upsert_table_is_read_as_a_changelog_filtered_and_upserted_across_restores() {
+    let Some(clusters) = common::kafka::clusters() else {
+        return;
+    };
+    let (a, c) = (connection(&clusters, "a"), connection(&clusters, "c"));
+    let input = common::kafka::unique("sql-upserts-in");
+    let output = common::kafka::unique("sql-upserts-out");
+    create_topic(&a, &input, 3);
+    create_topic(&c, &output, 2);
+    let script = |bounded: bool| {
+        let bounded = if bounded {
+            ", 'scan.bounded.mode' = 'latest-offset'"
+        } else {
+            ""
+        };
+        format!(
+            "CREATE TABLE scores (id STRING, name STRING, score BIGINT, PRIMARY KEY (id) NOT ENFORCED)
+               WITH ('connector' = 'upsert-kafka', 'cluster' = 'a', 'topic' = '{input}',
+                     'key.format' = 'json', 'value.format' = 'json'{bounded});
+             CREATE TABLE high_scores (id STRING, name STRING, score BIGINT,
+                                       PRIMARY KEY (id) NOT ENFORCED)
+               WITH ('connector' = 'upsert-kafka', 'cluster' = 'c', 'topic' = '{output}',
+                     'key.format' = 'json', 'value.format' = 'json',
+                     'sink.delivery-guarantee' = 'exactly-once');
+             INSERT INTO high_scores SELECT id, name, score FROM scores WHERE score >= 100;"
+        )
+    };
+    let phases = [upserts(1, 300), upserts(2, 200), upserts(3, 200)];
+    let state = tempfile::tempdir().unwrap();
+    let name = "sql-kafka-upserts";
+    let mut restore = RestoreFrom::Nothing;
+    for (phase, parallelism) in [(0, 2), (1, 4)] {
+        produce_upserts(&a, &input, &phases[phase]);
+        let (control, job) = start(
+            local_config(
+                state.path(),
+                name,
+                parallelism,
+                Duration::from_millis(200),
+                2,
+                restore,
+            ),
+            compile(&clusters, &script(false)).pipeline(Arc::new(|_| {})),
+        );
+        wait_for_records(&control, phases[phase].len() as u64);
+        control.request_stop();
+        let report = job.join().unwrap().unwrap();
+        assert_eq!(report.records_in, phases[phase].len() as u64);
+        restore =
+            RestoreFrom::Snapshot(report.snapshots.savepoints.last().unwrap().location.clone());
+    }
+    produce_upserts(&a, &input, &phases[2]);
+    let last = run(
+        state.path(),
+        name,
+        compile(&clusters, &script(true)),
+        1,
+        restore,
+        &Arc::default(),
+    );
+    assert_eq!(last.records_in, phases[2].len() as u64);
+
+    // The model: the upsert table applied, then the filter.
+    let mut table: BTreeMap<String, (String, i64)> = BTreeMap::new();
+    for (id, row) in phases.iter().flatten() {
+        match row {
+            Some(row) => table.insert(id.clone(), row.clone()),
+            None => table.remove(id),
+        };
+    }
+    let expected: BTreeMap<String, (String, i64)> = table
+        .into_iter()
+        .filter(|(_, (_, score))| *score >= 100)
+        .collect();
+    let records = read_until_quiet(&c, &output, 2);
+    let mut latest: BTreeMap<String, Option<(String, i64)>> = BTreeMap::new();
+    for (key, value) in &records {
+        let key: serde_json::Value = serde_json::from_str(key.as_deref().unwrap()).unwrap();
+        let id = key["id"].as_str().unwrap().to_owned();
+        let row = value.as_deref().map(|value| {
+            let value: serde_json::Value = serde_json::from_str(value).unwrap();
+            assert_eq!(value["id"].as_str(), Some(id.as_str()));
+            (
+                value["name"].as_str().unwrap().to_owned(),
+                value["score"].as_i64().unwrap(),
+            )
+        });
+        latest.insert(id, row);
+    }
+    let deleted = latest.values().filter(|row| row.is_none()).count();
+    assert!(deleted > 0, "no key was deleted downstream: {latest:?}");
+    let written: BTreeMap<String, (String, i64)> = latest
+        .into_iter()
+        .filter_map(|(id, row)| Some((id, row?)))
+        .collect();
     assert_eq!(written, expected);
 }

@@ -277,3 +277,87 @@ fn a_savepoint_restored_into_another_aggregate_fails_naming_both() {
         "{error}"
     );
 }
+
+/// A query changed so that its aggregate is gone: the savepoint's state of that
+/// aggregate is claimed by no operator, so the restore fails naming it, unless
+/// the job allows dropping it (`spec.allowNonRestoredState`).
+#[test]
+fn a_restore_that_would_drop_an_operators_state_fails_unless_allowed() {
+    let ddl = "CREATE TABLE bid (id BIGINT, auction AS id % 7)
+               WITH ('connector' = 'datagen', 'rows-per-second' = '5000',
+                     'fields.id.kind' = 'sequence', 'fields.id.start' = '0',
+                     'fields.id.end' = '20000');";
+    let pipeline = |query: &str| {
+        strom_runtime::sql::compile(&format!("{ddl}\n{query}"))
+            .unwrap_or_else(|error| panic!("{error}"))
+            .pipeline(Arc::new(|_| {}))
+    };
+    let state = tempfile::tempdir().unwrap();
+    let config = |restore, allow| {
+        let mut config = local_config(
+            state.path(),
+            "updates-dropped",
+            2,
+            Duration::from_millis(100),
+            2,
+            restore,
+        );
+        config.settings.allow_non_restored_state = allow;
+        config
+    };
+    let counts = "SELECT auction, COUNT(*) FROM bid GROUP BY auction;";
+    let first = run_then_stop(config(RestoreFrom::Nothing, false), pipeline(counts));
+    let savepoint = first.snapshots.savepoints.last().unwrap().location.clone();
+    let filtered = "SELECT auction FROM bid WHERE auction = 3;";
+    let error = run_job(
+        config(RestoreFrom::Snapshot(savepoint.clone()), false),
+        pipeline(filtered),
+        Arc::default(),
+    )
+    .expect_err("the aggregate's state was dropped silently")
+    .to_string();
+    assert!(
+        error.contains("state of operators this job does not have: group-aggregate-1")
+            && error.contains("allowNonRestoredState"),
+        "{error}"
+    );
+    // Allowed: the job restores its source and goes on.
+    let report = run_job(
+        config(RestoreFrom::Snapshot(savepoint), true),
+        pipeline(filtered),
+        Arc::default(),
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        first.records_in + report.records_in,
+        20_001,
+        "the restored source goes on where the savepoint left it"
+    );
+}
+
+/// `table.exec.state.ttl`: a count over rows generated over 2 s, with a TTL
+/// shorter than the time between the generator's batches, starts again from
+/// nothing (a new `+I`) after idle gaps; without one it inserts once and then
+/// updates.
+#[test]
+fn an_idle_state_ttl_drops_state_so_counts_start_again() {
+    let run = |ttl: &str| {
+        let state = tempfile::tempdir().unwrap();
+        let script = format!(
+            "{ttl}
+             CREATE TABLE bid (id BIGINT)
+               WITH ('connector' = 'datagen', 'rows-per-second' = '100',
+                     'fields.id.kind' = 'sequence', 'fields.id.start' = '0',
+                     'fields.id.end' = '199');
+             SELECT COUNT(*) FROM bid;"
+        );
+        printed(state.path(), &script, 1)
+    };
+    let inserts = |lines: &[String]| lines.iter().filter(|line| line.starts_with("+I")).count();
+    let kept = run("");
+    assert_eq!(inserts(&kept), 1, "{kept:?}");
+    assert_eq!(apply(&kept), ["[200]"]);
+    let dropped = run("SET 'table.exec.state.ttl' = '1 ms';");
+    assert!(inserts(&dropped) > 1, "{dropped:?}");
+    assert_ne!(apply(&dropped), ["[200]"], "{dropped:?}");
+}

@@ -157,6 +157,22 @@ impl Manifest {
         self.ancestry.contains(point)
     }
 
+    /// The operators that have state in this snapshot: files, operator state or
+    /// sink commits.
+    pub fn operators_with_state(&self) -> impl Iterator<Item = &str> {
+        self.operators
+            .iter()
+            .filter(|(_, subtasks)| {
+                subtasks.iter().any(|subtask| {
+                    !subtask.files.is_empty()
+                        || subtask.operator_state.is_some()
+                        || !subtask.pending_commits.is_empty()
+                        || subtask.awaits_commit
+                })
+            })
+            .map(|(operator, _)| operator.as_str())
+    }
+
     /// Every stored file the manifest refers to.
     pub fn file_paths(&self) -> impl Iterator<Item = &str> {
         self.operators

@@ -31,6 +31,8 @@ pub struct JobSettings {
     pub local_dir: PathBuf,
     /// Non-secret object_store options for the job's storage and its file sinks.
     pub storage_options: BTreeMap<String, String>,
+    /// Whether a restore may drop the state of operators the job does not have.
+    pub allow_non_restored_state: bool,
 }
 
 /// The longest an epoch lasts. Epochs are shorter than checkpoint intervals so that

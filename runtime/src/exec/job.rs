@@ -437,8 +437,7 @@ fn run_worker(
     let built = worker.dataflow::<u64, _, _>(|scope| -> Result<(), BuildError> {
         let mut builder = Pipeline::new(scope, ctx.clone());
         pipeline(&mut builder)?;
-        builder.finish();
-        Ok(())
+        builder.finish()
     });
     control.worker_built(threads as u64);
     if let Err(error) = &built {

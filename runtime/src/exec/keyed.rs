@@ -593,6 +593,23 @@ fn fail_now(ctx: &TaskContext, operator: &str, error: &dyn std::fmt::Display) ->
 }
 
 #[cfg(test)]
+impl KeyedState {
+    /// A state over a new store in `dir` owning every key group of
+    /// `max_parallelism` (one subtask), for operators' unit tests.
+    pub(crate) fn for_tests(dir: &std::path::Path, max_parallelism: u32) -> Self {
+        let key_groups = crate::state::Partitioning::new(1, max_parallelism)
+            .expect("one subtask partitions any key groups")
+            .key_groups_of(0);
+        Self {
+            store: KeyedStore::create(dir, key_groups).expect("a new store opens"),
+            max_parallelism,
+            touched: HashMap::new(),
+            changed_since_snapshot: true,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::state::KeyGroup;

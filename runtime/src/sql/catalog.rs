@@ -130,7 +130,8 @@ impl Catalog {
                     query,
                     at,
                 }),
-                Statement::Set { key, value } => {
+                Statement::Set { key, value, at } => {
+                    super::settings::check(&key, &value, at)?;
                     catalog.settings.insert(key, value);
                 }
                 Statement::Query { query, at } => jobs.push(Job::Print { query, at }),

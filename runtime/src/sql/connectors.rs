@@ -104,8 +104,10 @@ pub enum TableConnector {
     /// The events of the Nexmark benchmark (see [`super::nexmark`]).
     Nexmark(NexmarkOptions),
     /// A Kafka topic holding the latest row of each primary key: an insert or
-    /// update is a record keyed by the key, a delete a tombstone (`upsert-kafka`;
-    /// written only, for now).
+    /// update is a record keyed by the key, a delete a tombstone (`upsert-kafka`).
+    /// Read, it is a changelog: the topic from its earliest record, each value
+    /// an upsert of its key and each tombstone a delete, made `+I`/`-U`/`+U`/`-D`
+    /// by a changelog normalize (see [`super::changelog_normalize`]).
     UpsertKafka(KafkaOptions),
 }
 
@@ -258,7 +260,11 @@ impl TableConnector {
     pub fn is_source(&self) -> bool {
         matches!(
             self,
-            Self::Datagen(_) | Self::Filesystem { .. } | Self::Kafka(_) | Self::Nexmark(_)
+            Self::Datagen(_)
+                | Self::Filesystem { .. }
+                | Self::Kafka(_)
+                | Self::Nexmark(_)
+                | Self::UpsertKafka(_)
         )
     }
 
@@ -401,11 +407,7 @@ fn upsert_kafka_options(definition: &TableDefinition) -> SqlResult<BTreeMap<Stri
         ("format", "it takes 'key.format' and 'value.format'"),
         (
             "scan.startup.mode",
-            "upsert-kafka tables are written only in this version",
-        ),
-        (
-            "scan.bounded.mode",
-            "upsert-kafka tables are written only in this version",
+            "it reads the topic from its earliest record, as Flink's does (the state of every key is in the topic)",
         ),
     ] {
         if definition.options.contains_key(key) {
@@ -416,6 +418,7 @@ fn upsert_kafka_options(definition: &TableDefinition) -> SqlResult<BTreeMap<Stri
     }
     let mut options = definition.options.clone();
     options.insert("key.fields".to_owned(), definition.primary_key.join(";"));
+    options.insert("scan.startup.mode".to_owned(), "earliest-offset".to_owned());
     if !options.contains_key("key.format") {
         return Err(refuse("connector 'upsert-kafka' needs 'key.format'"));
     }

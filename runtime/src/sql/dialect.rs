@@ -1,6 +1,7 @@
 //! The SQL dialect Strom parses: Flink's lexical rules (backquoted identifiers,
 //! single-quoted strings without backslash escapes) and Flink's table arguments
-//! of window table functions (`TUMBLE(TABLE t, DESCRIPTOR(ts), ...)`).
+//! of window table functions (`TUMBLE(TABLE t, DESCRIPTOR(ts), ...)`,
+//! `SESSION(TABLE t PARTITION BY k, ...)`).
 
 use sqlparser::ast::{Expr, Ident};
 use sqlparser::dialect::Dialect;
@@ -12,6 +13,11 @@ use sqlparser::tokenizer::Token;
 /// `TABLE t` becomes the expression `__table__.t`. No column can be named so
 /// (identifiers starting with two underscores are refused in DDL).
 pub const TABLE_ARGUMENT: &str = "__table__";
+
+/// What separates the table's name from its partition keys in the compound
+/// identifier of `TABLE t PARTITION BY k` (or `PARTITION BY (k1, k2)`):
+/// `__table__.t.__partition_by__.k`.
+pub const PARTITION_BY: &str = "__partition_by__";
 
 /// Flink's SQL dialect, as far as the lexer and the expression parser see it.
 #[derive(Debug, Default, Clone, Copy)]
@@ -47,7 +53,7 @@ impl Dialect for FlinkDialect {
     }
 
     /// `TABLE t` as a function argument (window table functions take their input
-    /// table so).
+    /// table so), with its `PARTITION BY` keys if any.
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
         let is_table_argument = matches!(
             &parser.peek_token_ref().token,
@@ -57,14 +63,23 @@ impl Dialect for FlinkDialect {
             return None;
         }
         parser.next_token();
-        Some(parser.parse_object_name(false).map(|name| {
+        Some(parser.parse_object_name(false).and_then(|name| {
             let mut parts = vec![Ident::new(TABLE_ARGUMENT)];
             parts.extend(
                 name.0
                     .into_iter()
                     .filter_map(|part| part.as_ident().cloned()),
             );
-            Expr::CompoundIdentifier(parts)
+            if parser.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
+                parts.push(Ident::new(PARTITION_BY));
+                if parser.consume_token(&Token::LParen) {
+                    parts.extend(parser.parse_comma_separated(|parser| parser.parse_identifier())?);
+                    parser.expect_token(&Token::RParen)?;
+                } else {
+                    parts.push(parser.parse_identifier()?);
+                }
+            }
+            Ok(Expr::CompoundIdentifier(parts))
         }))
     }
 }

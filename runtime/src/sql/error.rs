@@ -6,7 +6,7 @@ use sqlparser::parser::ParserError;
 use sqlparser::tokenizer::{Location, Span};
 
 /// Where something is in the script: line and column, from 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
     /// The line, from 1.
     pub line: u64,

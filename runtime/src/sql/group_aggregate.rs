@@ -12,9 +12,18 @@
 //! (its aggregates' states as one `arrow-row` row), so they are restored and
 //! redistributed by key group like every keyed state; a restore reads them all
 //! back into memory.
+//!
+//! With `table.exec.state.ttl` set, a key's state is Flink's idle state: a key
+//! not read or written for the TTL (in processing time, as in Flink) is dropped,
+//! from memory when it is next seen or swept, and from the keyed state at the
+//! next checkpoint; its next row starts from nothing, so it is inserted (`+I`)
+//! again. Nothing is emitted when a key expires. The last access of each key is
+//! kept beside its aggregates (its own entries, so state written without a TTL
+//! reads back as it is: its keys count as accessed at the restore).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Int8Array, RecordBatch, UInt32Array};
 use arrow::compute::{filter, take};
@@ -40,6 +49,21 @@ const GROUPS: TableId = TableId(2);
 /// The first byte of every entry key (the key's bytes follow), so a scan finds
 /// every entry, the empty key of a global aggregate included.
 const ENTRY_PREFIX: u8 = 1;
+
+/// The first byte of every key's last-access entry (the key's bytes follow;
+/// the value is the processing time in milliseconds, big-endian), written only
+/// with a TTL.
+const ACCESS_PREFIX: u8 = 2;
+
+/// The processing time in milliseconds since the epoch (replaced in tests).
+pub type ProcessingClock = Box<dyn Fn() -> u64>;
+
+/// The wall clock, in milliseconds since the epoch.
+fn wall_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
 
 /// `GROUP BY keys` with `aggregates`, an updating aggregate.
 #[derive(Debug, Clone)]
@@ -67,6 +91,8 @@ impl GroupAggregate {
 struct KeyAggregates {
     accumulators: Vec<Box<dyn Accumulator>>,
     emitted: Vec<ScalarValue>,
+    /// The processing time the key was last read or written at.
+    accessed: u64,
 }
 
 /// The updating aggregate's logic (see the module docs).
@@ -80,6 +106,11 @@ pub struct GroupAggregateLogic {
     state_fields: Vec<FieldRef>,
     output: SchemaRef,
     shape: StateShape,
+    /// `table.exec.state.ttl` in milliseconds: keys idle that long are dropped.
+    ttl: Option<u64>,
+    clock: ProcessingClock,
+    /// When idle keys are next swept from memory between checkpoints.
+    next_sweep: u64,
 }
 
 impl GroupAggregateLogic {
@@ -104,6 +135,48 @@ impl GroupAggregateLogic {
             state_fields,
             output,
             shape,
+            ttl: None,
+            clock: Box::new(wall_clock),
+            next_sweep: 0,
+        }
+    }
+
+    /// Drops the state of keys idle for `ttl` (none keeps state for ever).
+    pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.ttl = ttl.map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        self
+    }
+
+    /// Reads processing time from `clock` instead of the wall clock.
+    pub fn with_clock(mut self, clock: ProcessingClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Whether a key last accessed at `accessed` is expired at `now`.
+    fn expired(&self, accessed: u64, now: u64) -> bool {
+        self.ttl
+            .is_some_and(|ttl| accessed.saturating_add(ttl) <= now)
+    }
+
+    /// Drops every key expired at `now`, from memory and from `state`.
+    fn sweep(&mut self, now: u64, state: &mut KeyedState) {
+        let Some(ttl) = self.ttl else {
+            return;
+        };
+        self.next_sweep = now.saturating_add(ttl);
+        let expired: Vec<Box<[u8]>> = self
+            .keys
+            .iter()
+            .filter(|(_, aggregates)| self.expired(aggregates.accessed, now))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in expired {
+            self.keys.remove(&key);
+            self.changed.remove(&key);
+            let group = state.key_group(&key);
+            state.delete(GROUPS, group, &entry_key(ENTRY_PREFIX, &key));
+            state.delete(GROUPS, group, &entry_key(ACCESS_PREFIX, &key));
         }
     }
 
@@ -132,6 +205,14 @@ impl GroupAggregateLogic {
     }
 }
 
+/// The entry of `key` under `prefix`.
+fn entry_key(prefix: u8, key: &[u8]) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(key.len() + 1);
+    entry.push(prefix);
+    entry.extend_from_slice(key);
+    entry
+}
+
 /// The rows of `keys` grouped by key, keys in order of first appearance.
 fn rows_by_key(keys: Vec<Box<[u8]>>) -> Vec<(Box<[u8]>, Vec<u32>)> {
     let mut index: HashMap<Box<[u8]>, usize> = HashMap::new();
@@ -152,19 +233,27 @@ impl KeyedLogic<super::window_aggregate::Routed, SqlBatch> for GroupAggregateLog
     fn on_record(
         &mut self,
         record: super::window_aggregate::Routed,
-        _state: &mut KeyedState,
+        state: &mut KeyedState,
         out: &mut Vec<SqlBatch>,
     ) -> Result<(), StateError> {
         let batch = record.batch.0;
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let now = (self.clock)();
+        if self.ttl.is_some() && now >= self.next_sweep {
+            self.sweep(now, state);
+        }
         let AggregateInputs { arguments, filters } =
             AggregateInputs::evaluate(&self.node.aggregates, &batch);
         let mut rows = Vec::new();
         for (key, indices) in rows_by_key(self.encoder.encode(&batch)) {
             let indices = UInt32Array::from(indices);
-            let is_new = !self.keys.contains_key(&key);
+            // An expired key starts again from nothing, as a new one.
+            let is_new = self
+                .keys
+                .get(&key)
+                .is_none_or(|aggregates| self.expired(aggregates.accessed, now));
             if is_new {
                 let accumulators = new_accumulators(&self.node.aggregates);
                 self.keys.insert(
@@ -172,10 +261,12 @@ impl KeyedLogic<super::window_aggregate::Routed, SqlBatch> for GroupAggregateLog
                     KeyAggregates {
                         accumulators,
                         emitted: Vec::new(),
+                        accessed: now,
                     },
                 );
             }
             let aggregates = self.keys.get_mut(&key).expect("inserted above");
+            aggregates.accessed = now;
             for ((accumulator, arguments), condition) in aggregates
                 .accumulators
                 .iter_mut()
@@ -232,6 +323,21 @@ impl KeyedLogic<super::window_aggregate::Routed, SqlBatch> for GroupAggregateLog
 
     fn restore(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
         self.shape.check(state)?;
+        let now = (self.clock)();
+        let mut accessed: HashMap<Box<[u8]>, u64> = HashMap::new();
+        for (group, entry, value) in
+            state.scan_between(GROUPS, &[ACCESS_PREFIX], &[ACCESS_PREFIX + 1])?
+        {
+            if self.ttl.is_none() {
+                // Without a TTL access times are not kept: stale ones would
+                // expire keys early if a TTL were set again later.
+                state.delete(GROUPS, group, &entry);
+                continue;
+            }
+            let time = <[u8; 8]>::try_from(value.as_slice())
+                .map_err(|_| restore_error(&self.node.name, "access times", &"not 8 bytes"))?;
+            accessed.insert(entry[1..].into(), u64::from_be_bytes(time));
+        }
         let entries = state.scan_between(GROUPS, &[ENTRY_PREFIX], &[ENTRY_PREFIX + 1])?;
         if entries.is_empty() {
             return Ok(());
@@ -270,19 +376,24 @@ impl KeyedLogic<super::window_aggregate::Routed, SqlBatch> for GroupAggregateLog
                 .map(|accumulator| accumulator.evaluate())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|error| restore_error(&self.node.name, "aggregate states", &error))?;
+            // State written without a TTL counts as accessed now.
+            let accessed = accessed.get(&key).copied().unwrap_or(now);
             self.keys.insert(
                 key,
                 KeyAggregates {
                     accumulators,
                     emitted,
+                    accessed,
                 },
             );
         }
+        self.sweep(now, state);
         Ok(())
     }
 
     fn before_snapshot(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
         self.shape.write(state);
+        self.sweep((self.clock)(), state);
         if self.changed.is_empty() {
             return Ok(());
         }
@@ -316,14 +427,203 @@ impl KeyedLogic<super::window_aggregate::Routed, SqlBatch> for GroupAggregateLog
                 .expect("aggregate states convert to rows")
         });
         for (index, key) in changed.iter().enumerate() {
-            let mut entry = vec![ENTRY_PREFIX];
-            entry.extend_from_slice(key);
             let group = state.key_group(key);
             let value = rows
                 .as_ref()
                 .map_or_else(Vec::new, |rows| rows.row(index).as_ref().to_vec());
-            state.put(GROUPS, group, &entry, value);
+            state.put(GROUPS, group, &entry_key(ENTRY_PREFIX, key), value);
+            if self.ttl.is_some() {
+                let accessed = self.keys[key].accessed.to_be_bytes().to_vec();
+                state.put(GROUPS, group, &entry_key(ACCESS_PREFIX, key), accessed);
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::DataType;
+    use arrow::util::display::array_value_to_string;
+
+    use super::*;
+    use crate::sql::lower::StreamNode;
+    use crate::sql::window_aggregate::Routed;
+
+    const TTL: Duration = Duration::from_secs(10);
+
+    /// `SELECT k, COUNT(*) FROM t GROUP BY k`, and its input's schema.
+    fn count_by_key() -> (Arc<GroupAggregate>, SchemaRef) {
+        let job = crate::sql::compile(
+            "CREATE TABLE t (k STRING, v BIGINT) WITH ('connector' = 'datagen');
+             SELECT k, COUNT(*) FROM t GROUP BY k;",
+        )
+        .unwrap();
+        let aggregate = job
+            .plan
+            .nodes
+            .iter()
+            .find_map(|node| match node {
+                StreamNode::GroupAggregate(aggregate) => Some(aggregate.clone()),
+                _ => None,
+            })
+            .expect("a GROUP BY");
+        let input = job.plan.schema(aggregate.input);
+        (Arc::new(aggregate), input)
+    }
+
+    /// A logic with `ttl` reading the time from `now`.
+    fn logic(ttl: Option<Duration>, now: &Rc<Cell<u64>>) -> GroupAggregateLogic {
+        let (node, input) = count_by_key();
+        let now = Rc::clone(now);
+        GroupAggregateLogic::new(node, &input)
+            .with_state_ttl(ttl)
+            .with_clock(Box::new(move || now.get()))
+    }
+
+    /// Feeds rows of keys `keys` and returns the output as `+I[a, 1]` lines.
+    fn feed(logic: &mut GroupAggregateLogic, state: &mut KeyedState, keys: &[&str]) -> Vec<String> {
+        let (_, input) = count_by_key();
+        let columns: Vec<ArrayRef> = input
+            .fields()
+            .iter()
+            .map(|field| -> ArrayRef {
+                match field.data_type() {
+                    DataType::Utf8 => Arc::new(StringArray::from(keys.to_vec())),
+                    _ => Arc::new(Int64Array::from(vec![1; keys.len()])),
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(input, columns).unwrap();
+        let mut out = Vec::new();
+        let record = Routed {
+            subtask: 0,
+            batch: SqlBatch(batch),
+        };
+        logic.on_record(record, state, &mut out).unwrap();
+        let mut lines = Vec::new();
+        for SqlBatch(batch) in out {
+            let width = batch.num_columns() - 1;
+            for row in 0..batch.num_rows() {
+                let kind =
+                    ["+I", "-U", "+U", "-D"][array_value_to_string(batch.column(width), row)
+                        .unwrap()
+                        .parse::<usize>()
+                        .unwrap()];
+                let values: Vec<String> = (0..width)
+                    .map(|column| array_value_to_string(batch.column(column), row).unwrap())
+                    .collect();
+                lines.push(format!("{kind}[{}]", values.join(", ")));
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn a_key_idle_past_the_ttl_starts_again_and_one_touched_within_it_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = KeyedState::for_tests(dir.path(), 128);
+        let now = Rc::new(Cell::new(1_000));
+        let mut logic = logic(Some(TTL), &now);
+        assert_eq!(feed(&mut logic, &mut state, &["a", "a"]), ["+I[a, 2]"]);
+        now.set(6_000);
+        assert_eq!(
+            feed(&mut logic, &mut state, &["a", "b"]),
+            ["-U[a, 2]", "+U[a, 3]", "+I[b, 1]"]
+        );
+        // 9.999 s after its last row `a` is kept; `b` too.
+        now.set(15_999);
+        assert_eq!(
+            feed(&mut logic, &mut state, &["a"]),
+            ["-U[a, 3]", "+U[a, 4]"]
+        );
+        // `b` was idle for 10 s: it starts from nothing.
+        now.set(16_000);
+        assert_eq!(feed(&mut logic, &mut state, &["b"]), ["+I[b, 1]"]);
+        now.set(25_998);
+        assert_eq!(
+            feed(&mut logic, &mut state, &["a"]),
+            ["-U[a, 4]", "+U[a, 5]"]
+        );
+        now.set(35_998);
+        assert_eq!(feed(&mut logic, &mut state, &["a"]), ["+I[a, 1]"]);
+    }
+
+    #[test]
+    fn without_a_ttl_state_is_kept_for_ever() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = KeyedState::for_tests(dir.path(), 128);
+        let now = Rc::new(Cell::new(0));
+        let mut logic = logic(None, &now);
+        assert_eq!(feed(&mut logic, &mut state, &["a"]), ["+I[a, 1]"]);
+        now.set(u64::MAX / 2);
+        logic.before_snapshot(&mut state).unwrap();
+        assert_eq!(
+            feed(&mut logic, &mut state, &["a"]),
+            ["-U[a, 1]", "+U[a, 2]"]
+        );
+    }
+
+    #[test]
+    fn expired_keys_leave_the_checkpoint_and_restored_keys_keep_their_last_access() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = KeyedState::for_tests(dir.path(), 128);
+        let now = Rc::new(Cell::new(0));
+        let mut first = logic(Some(TTL), &now);
+        feed(&mut first, &mut state, &["a"]);
+        now.set(5_000);
+        feed(&mut first, &mut state, &["b"]);
+        first.before_snapshot(&mut state).unwrap();
+        // At 12 s `a` (last seen at 0) is dropped from the checkpoint; `b` is kept.
+        now.set(12_000);
+        first.before_snapshot(&mut state).unwrap();
+        let entries = state.scan_between(GROUPS, &[0], &[u8::MAX]).unwrap();
+        let keys: Vec<Vec<u8>> = entries.into_iter().map(|(_, entry, _)| entry).collect();
+        assert_eq!(keys.len(), 2, "b's aggregates and last access");
+        let prefixes: Vec<u8> = keys.iter().map(|entry| entry[0]).collect();
+        assert_eq!(prefixes, [ENTRY_PREFIX, ACCESS_PREFIX]);
+        assert_eq!(keys[0][1..], keys[1][1..]);
+        assert!(
+            keys[0].contains(&b'b') && !keys[0].contains(&b'a'),
+            "{keys:?}"
+        );
+
+        // Restored at 14.999 s, `b` (last seen at 5 s) goes on.
+        now.set(14_999);
+        let mut restored = logic(Some(TTL), &now);
+        restored.restore(&mut state).unwrap();
+        assert_eq!(
+            feed(&mut restored, &mut state, &["a", "b"]),
+            ["+I[a, 1]", "-U[b, 1]", "+U[b, 2]"]
+        );
+        // Restored later, `b` has expired.
+        now.set(15_000);
+        let mut late = logic(Some(TTL), &now);
+        late.restore(&mut state).unwrap();
+        assert_eq!(feed(&mut late, &mut state, &["b"]), ["+I[b, 1]"]);
+    }
+
+    #[test]
+    fn state_written_without_a_ttl_restores_with_one_as_accessed_at_the_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = KeyedState::for_tests(dir.path(), 128);
+        let now = Rc::new(Cell::new(0));
+        let mut old = logic(None, &now);
+        feed(&mut old, &mut state, &["a"]);
+        old.before_snapshot(&mut state).unwrap();
+        now.set(100_000);
+        let mut restored = logic(Some(TTL), &now);
+        restored.restore(&mut state).unwrap();
+        now.set(109_999);
+        assert_eq!(
+            feed(&mut restored, &mut state, &["a"]),
+            ["-U[a, 1]", "+U[a, 2]"]
+        );
+        now.set(119_999);
+        assert_eq!(feed(&mut restored, &mut state, &["a"]), ["+I[a, 1]"]);
     }
 }

@@ -13,6 +13,7 @@ use datafusion::execution::context::ExecutionProps;
 use super::batch::{RowKind, SqlBatch, max_event_time, row_kinds, with_op_column};
 use super::calc::Calc;
 use super::catalog::{Catalog, Table};
+use super::changelog_normalize::{ChangelogNormalize, ChangelogNormalizeLogic};
 use super::connectors::{
     KafkaFormat, KafkaOptions, StartupMode, TableConnector, TextFormat, watermark_delay,
 };
@@ -56,6 +57,8 @@ pub struct SqlJob {
     pub plan: StreamPlan,
     tables: HashMap<String, TableRuntime>,
     idle_timeout: Option<std::time::Duration>,
+    /// `table.exec.state.ttl`, for the updating aggregates.
+    state_ttl: Option<std::time::Duration>,
     /// The Kafka clusters of the tables, by name (see [`SqlJob::connect`]).
     connections: HashMap<String, ClusterConnection>,
 }
@@ -145,20 +148,13 @@ impl SqlJob {
                 ));
             }
         }
-        let idle_timeout = match catalog.settings.get("table.exec.source.idle-timeout") {
-            None => None,
-            Some(text) => Some(parse_duration(text).ok_or_else(|| {
-                SqlError::new(
-                    format!("SET 'table.exec.source.idle-timeout' = '{text}': expected a duration such as '5 s' or '500 ms'"),
-                    None,
-                )
-            })?)
-            .filter(|timeout| !timeout.is_zero()),
-        };
+        let idle_timeout = super::settings::source_idle_timeout(&catalog.settings)?;
+        let state_ttl = super::settings::state_ttl(&catalog.settings)?;
         Ok(Self {
             plan,
             tables,
             idle_timeout,
+            state_ttl,
             connections: HashMap::new(),
         })
     }
@@ -260,12 +256,16 @@ impl SqlJob {
                     let routed = stream.flat_map(move |batch: SqlBatch| {
                         split_by_subtask(&batch, &encoder, |key| partitioning.subtask_of_key(key))
                     });
-                    let logic = GroupAggregateLogic::new(Arc::clone(&aggregate), &input_schema);
+                    let logic = GroupAggregateLogic::new(Arc::clone(&aggregate), &input_schema)
+                        .with_state_ttl(self.state_ttl);
                     Some(routed.keyed_by_subtask(
                         &aggregate.name,
                         |routed: &Routed| routed.subtask,
                         logic,
                     )?)
+                }
+                StreamNode::ChangelogNormalize(normalize) => {
+                    Some(changelog_normalize(input(normalize.input), normalize)?)
                 }
                 StreamNode::Sink {
                     input: from,
@@ -356,7 +356,7 @@ impl SqlJob {
                     None => pipeline.source(&name, source),
                 }
             }
-            TableConnector::Kafka(options) => {
+            TableConnector::Kafka(options) | TableConnector::UpsertKafka(options) => {
                 let connection = self.connection(&name, options)?;
                 let settings = &pipeline.context().settings;
                 let group = options
@@ -388,6 +388,10 @@ impl SqlJob {
                     &name,
                     Arc::clone(&pipeline.context().control),
                 );
+                let source = match table.connector {
+                    TableConnector::UpsertKafka(_) => source.reading_upserts(),
+                    _ => source,
+                };
                 match event_times {
                     Some(times) => pipeline.source_with_event_times(&name, source, times),
                     None => pipeline.source(&name, source),
@@ -503,6 +507,21 @@ fn upserts(records: Vec<KafkaOutput>, kinds: &[RowKind]) -> Vec<KafkaOutput> {
     upserts
 }
 
+/// The changelog normalize `node` of the upsert rows `stream`, exchanged by
+/// their PRIMARY KEY (see [`super::changelog_normalize`]).
+fn changelog_normalize<'scope>(
+    stream: DataStream<'scope, SqlBatch>,
+    node: &ChangelogNormalize,
+) -> Result<DataStream<'scope, SqlBatch>, BuildError> {
+    let encoder = KeyEncoder::of_keys(&node.keys, &node.schema);
+    let partitioning = stream.context().partitioning();
+    let routed = stream.flat_map(move |batch: SqlBatch| {
+        split_by_subtask(&batch, &encoder, |key| partitioning.subtask_of_key(key))
+    });
+    let logic = ChangelogNormalizeLogic::new(node);
+    routed.keyed_by_subtask(&node.name, |routed: &Routed| routed.subtask, logic)
+}
+
 /// The error of a table whose connector cannot be read (or written) as it is
 /// used (planning refuses such scripts first).
 fn not_runnable(operator: &str, connector: &TableConnector) -> BuildError {
@@ -569,21 +588,34 @@ fn split_by_subtask(
     encoder: &KeyEncoder,
     subtask_of: impl Fn(&[u8]) -> u32,
 ) -> Vec<Routed> {
-    let keys = encoder.encode(&batch.0);
-    let mut rows: std::collections::BTreeMap<u32, Vec<u32>> = std::collections::BTreeMap::new();
-    for (row, key) in keys.iter().enumerate() {
-        rows.entry(subtask_of(key)).or_default().push(row as u32);
+    let keys = encoder.encode_all(&batch.0);
+    // Rows by subtask, indexed by subtask.
+    let mut rows: Vec<Vec<u32>> = Vec::new();
+    for row in 0..keys.len() {
+        let subtask = subtask_of(keys.get(row)) as usize;
+        if subtask >= rows.len() {
+            rows.resize_with(subtask + 1, Vec::new);
+        }
+        rows[subtask].push(row as u32);
     }
-    if rows.len() == 1 {
-        let subtask = *rows.keys().next().expect("one entry");
+    let mut owners = rows
+        .into_iter()
+        .enumerate()
+        .filter(|(_, indices)| !indices.is_empty());
+    let Some(first) = owners.next() else {
+        return Vec::new();
+    };
+    let Some(second) = owners.next() else {
         return vec![Routed {
-            subtask,
+            subtask: first.0 as u32,
             batch: batch.clone(),
         }];
-    }
-    rows.into_iter()
+    };
+    [first, second]
+        .into_iter()
+        .chain(owners)
         .map(|(subtask, indices)| Routed {
-            subtask,
+            subtask: subtask as u32,
             batch: batch.take(&indices),
         })
         .collect()
@@ -666,24 +698,6 @@ fn encode_lines(format: TextFormat, batch: &RecordBatch, text: &mut String) {
         }
         text.push_str(&String::from_utf8_lossy(&row.unwrap_or_default()));
     }
-}
-
-/// A duration such as `5 s`, `500 ms`, `1 min`.
-fn parse_duration(text: &str) -> Option<std::time::Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let ms = match unit.trim() {
-        "ms" | "milli" | "millis" => 1,
-        "" | "s" | "sec" | "second" | "seconds" => 1_000,
-        "min" | "minute" | "minutes" => 60_000,
-        "h" | "hour" | "hours" => 3_600_000,
-        _ => return None,
-    };
-    Some(std::time::Duration::from_millis(number * ms))
 }
 
 #[cfg(test)]

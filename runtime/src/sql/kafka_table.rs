@@ -12,7 +12,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 
 use super::avro_rows::AvroRows;
-use super::batch::SqlBatch;
+use super::batch::{RowKind, SqlBatch, with_op_column};
 use super::connectors::{KafkaFormat, ParseErrors, TextFormat};
 use super::error::{SqlError, SqlResult};
 use super::script::{ColumnDefinition, TableDefinition};
@@ -280,6 +280,91 @@ impl RecordLayout {
             .iter()
             .filter(|record| record.value.is_some())
             .collect();
+        let (batch, kept) = self.decode_values(&present, parse_errors, table)?;
+        Ok((batch, (present.len() - kept.len()) as u64))
+    }
+
+    /// The records of an `upsert-kafka` table as rows, in the records' order,
+    /// each with its kind: a value is the row of its key (`+U`, an upsert), a
+    /// tombstone (no value) a `-D` of the key's row, whose key columns come
+    /// from the record key and whose other columns are null (their type's
+    /// default where NOT NULL); the row deleted is the one the changelog
+    /// normalize keeps for the key. A tombstone without a key deletes nothing
+    /// and is dropped. A value or key that does not decode fails the job naming
+    /// where it is, or is skipped and counted in the last result.
+    pub fn decode_upserts(
+        &self,
+        records: &[KafkaRecord],
+        parse_errors: ParseErrors,
+        table: &str,
+    ) -> Result<(RecordBatch, Vec<RowKind>, u64), SourceError> {
+        let key = self.key.as_ref().ok_or_else(|| {
+            SourceError(format!("table {table}: an upsert table has a record key"))
+        })?;
+        let present: Vec<&KafkaRecord> = records
+            .iter()
+            .filter(|record| record.value.is_some())
+            .collect();
+        let tombstones: Vec<&KafkaRecord> = records
+            .iter()
+            .filter(|record| record.value.is_none() && record.key.is_some())
+            .collect();
+        let (values, kept_values) = self.decode_values(&present, parse_errors, table)?;
+        let (deletes, kept_deletes) =
+            self.decode_tombstones(key, &tombstones, parse_errors, table)?;
+        let skipped =
+            (present.len() - kept_values.len() + tombstones.len() - kept_deletes.len()) as u64;
+        // Back in the records' order: (batch, row) of each kept record.
+        let mut value_rows = vec![None; present.len()];
+        for (row, &index) in kept_values.iter().enumerate() {
+            value_rows[index] = Some(row);
+        }
+        let mut delete_rows = vec![None; tombstones.len()];
+        for (row, &index) in kept_deletes.iter().enumerate() {
+            delete_rows[index] = Some(row);
+        }
+        let (mut next_value, mut next_tombstone) = (0, 0);
+        let mut order = Vec::with_capacity(records.len());
+        let mut kinds = Vec::with_capacity(records.len());
+        for record in records {
+            if record.value.is_some() {
+                if let Some(row) = value_rows[next_value] {
+                    order.push((0, row));
+                    kinds.push(RowKind::UpdateAfter);
+                }
+                next_value += 1;
+            } else if record.key.is_some() {
+                if let Some(row) = delete_rows[next_tombstone] {
+                    order.push((1, row));
+                    kinds.push(RowKind::Delete);
+                }
+                next_tombstone += 1;
+            }
+        }
+        let columns = (0..self.stored.fields().len())
+            .map(|column| {
+                arrow::compute::interleave(
+                    &[
+                        values.column(column).as_ref(),
+                        deletes.column(column).as_ref(),
+                    ],
+                    &order,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| SourceError(format!("table {table}: {error}")))?;
+        let batch = RecordBatch::try_new(Arc::clone(&self.stored), columns)
+            .map_err(|error| SourceError(format!("table {table}: {error}")))?;
+        Ok((batch, kinds, skipped))
+    }
+
+    /// The rows of `present` (records with a value) and which of them they are.
+    fn decode_values(
+        &self,
+        present: &[&KafkaRecord],
+        parse_errors: ParseErrors,
+        table: &str,
+    ) -> Result<(RecordBatch, Vec<usize>), SourceError> {
         let values: Vec<&[u8]> = present
             .iter()
             .map(|record| record.value.as_deref().unwrap_or_default())
@@ -288,14 +373,15 @@ impl RecordLayout {
             let record = present[row];
             format!("{}/{}@{}", record.topic, record.partition, record.offset)
         };
-        let (decoded, kept) = match self.format {
-            KafkaFormat::Text(format) => {
-                decode_text(format, &self.value, &values, parse_errors, table, where_is)?
-            }
-            KafkaFormat::Raw => self.decode_raw(&values, parse_errors, table, where_is)?,
-            KafkaFormat::Avro => self.decode_avro(&values, table, where_is)?,
-        };
-        let skipped = (present.len() - kept.len()) as u64;
+        let (decoded, kept) = decode_with(
+            self.format,
+            self.avro.as_ref(),
+            &self.value,
+            &values,
+            parse_errors,
+            table,
+            where_is,
+        )?;
         let kept_records: Vec<&KafkaRecord> = kept.iter().map(|&row| present[row]).collect();
         let columns = self
             .columns
@@ -311,19 +397,82 @@ impl RecordLayout {
             .collect::<Result<Vec<_>, _>>()?;
         let batch = RecordBatch::try_new(Arc::clone(&self.stored), columns)
             .map_err(|error| SourceError(format!("table {table}: {error}")))?;
-        Ok((batch, skipped))
+        Ok((batch, kept))
     }
 
-    /// The values as the one column of format `raw`: bytes, or text that must be
-    /// UTF-8.
-    fn decode_raw(
+    /// The rows of `tombstones` (records with a key and no value): the key's
+    /// columns from the record key, the other value columns null (their type's
+    /// default where NOT NULL), metadata from the record.
+    fn decode_tombstones(
         &self,
+        key: &KeyLayout,
+        tombstones: &[&KafkaRecord],
+        parse_errors: ParseErrors,
+        table: &str,
+    ) -> Result<(RecordBatch, Vec<usize>), SourceError> {
+        let keys: Vec<&[u8]> = tombstones
+            .iter()
+            .map(|record| record.key.as_deref().unwrap_or_default())
+            .collect();
+        let where_is = |row: usize| {
+            let record = tombstones[row];
+            format!(
+                "the key at {}/{}@{}",
+                record.topic, record.partition, record.offset
+            )
+        };
+        let key_schema = Arc::new(Schema::new(
+            key.columns
+                .iter()
+                .map(|&column| self.value.field(column).clone())
+                .collect::<Vec<_>>(),
+        ));
+        let (decoded, kept) = decode_with(
+            key.format,
+            key.avro.as_ref(),
+            &key_schema,
+            &keys,
+            parse_errors,
+            table,
+            where_is,
+        )?;
+        let rows = kept.len();
+        let kept_records: Vec<&KafkaRecord> = kept.iter().map(|&row| tombstones[row]).collect();
+        let columns = self
+            .columns
+            .iter()
+            .zip(self.stored.fields())
+            .map(|(source, field)| match source {
+                ColumnSource::Value(index) => match key.columns.iter().position(|c| c == index) {
+                    Some(position) => Ok(Arc::clone(decoded.column(position))),
+                    None if field.is_nullable() => {
+                        Ok(arrow::array::new_null_array(field.data_type(), rows))
+                    }
+                    None => datafusion::common::ScalarValue::new_default(field.data_type())
+                        .and_then(|value| value.to_array_of_size(rows))
+                        .map_err(|error| SourceError(format!("table {table}: {error}"))),
+                },
+                ColumnSource::Metadata(metadata) => {
+                    arrow::compute::cast(&metadata.values(&kept_records), field.data_type())
+                        .map_err(|error| SourceError(format!("table {table}: {error}")))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch = RecordBatch::try_new(Arc::clone(&self.stored), columns)
+            .map_err(|error| SourceError(format!("table {table}: {error}")))?;
+        Ok((batch, kept))
+    }
+
+    /// The values as the one column of format `raw` (`schema`): bytes, or text
+    /// that must be UTF-8.
+    fn decode_raw(
+        schema: &SchemaRef,
         values: &[&[u8]],
         parse_errors: ParseErrors,
         table: &str,
         where_is: impl Fn(usize) -> String,
     ) -> Result<(RecordBatch, Vec<usize>), SourceError> {
-        let column: ArrayRef = if self.value.field(0).data_type() == &DataType::Binary {
+        let column: ArrayRef = if schema.field(0).data_type() == &DataType::Binary {
             Arc::new(BinaryArray::from_iter_values(values.iter().copied()))
         } else {
             let mut kept = Vec::new();
@@ -344,13 +493,13 @@ impl RecordLayout {
                 }
             }
             let batch = RecordBatch::try_new(
-                Arc::clone(&self.value),
+                Arc::clone(schema),
                 vec![Arc::new(StringArray::from_iter_values(texts))],
             )
             .map_err(|error| SourceError(error.to_string()))?;
             return Ok((batch, kept));
         };
-        let batch = RecordBatch::try_new(Arc::clone(&self.value), vec![column])
+        let batch = RecordBatch::try_new(Arc::clone(schema), vec![column])
             .map_err(|error| SourceError(error.to_string()))?;
         Ok((batch, (0..values.len()).collect()))
     }
@@ -359,12 +508,11 @@ impl RecordLayout {
     /// the job naming where it is (Flink's `avro` format has no option to skip
     /// them).
     fn decode_avro(
-        &self,
+        avro: &AvroRows,
         values: &[&[u8]],
         table: &str,
         where_is: impl Fn(usize) -> String,
     ) -> Result<(RecordBatch, Vec<usize>), SourceError> {
-        let avro = self.avro.as_ref().expect("format avro has a schema");
         let records = values
             .iter()
             .enumerate()
@@ -409,6 +557,32 @@ impl RecordLayout {
                 partition: None,
             })
             .collect()
+    }
+}
+
+/// `values` decoded in `format` as rows of `schema` (`avro` its codec, for
+/// format `avro`), and which values the rows are of.
+#[allow(clippy::too_many_arguments)]
+fn decode_with(
+    format: KafkaFormat,
+    avro: Option<&AvroRows>,
+    schema: &SchemaRef,
+    values: &[&[u8]],
+    parse_errors: ParseErrors,
+    table: &str,
+    where_is: impl Fn(usize) -> String,
+) -> Result<(RecordBatch, Vec<usize>), SourceError> {
+    match format {
+        KafkaFormat::Text(format) => {
+            decode_text(format, schema, values, parse_errors, table, where_is)
+        }
+        KafkaFormat::Raw => RecordLayout::decode_raw(schema, values, parse_errors, table, where_is),
+        KafkaFormat::Avro => RecordLayout::decode_avro(
+            avro.expect("format avro has a schema"),
+            values,
+            table,
+            where_is,
+        ),
     }
 }
 
@@ -542,6 +716,16 @@ pub(super) fn encode_rows(format: KafkaFormat, batch: &RecordBatch) -> Vec<Optio
     }
 }
 
+/// `batch` with the op column of `kinds` after its columns.
+fn with_kinds(batch: RecordBatch, kinds: &[RowKind]) -> RecordBatch {
+    let schema = with_op_column(&batch.schema());
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(arrow::array::Int8Array::from_iter_values(
+        kinds.iter().map(|kind| *kind as i8),
+    )));
+    RecordBatch::try_new(schema, columns).expect("the rows and their kinds")
+}
+
 /// A `kafka` table read as batches of its rows: the records of a [`KafkaSource`],
 /// decoded by the table's [`RecordLayout`], computed columns added.
 pub struct KafkaTableSource {
@@ -554,6 +738,9 @@ pub struct KafkaTableSource {
     operator: String,
     control: Arc<JobControl>,
     buffer: Vec<KafkaRecord>,
+    /// Whether the topic is read as upserts (`upsert-kafka`): batches carry the
+    /// op column, `+U` for a value and `-D` for a tombstone.
+    upserts: bool,
 }
 
 impl KafkaTableSource {
@@ -578,6 +765,17 @@ impl KafkaTableSource {
             operator: operator.to_owned(),
             control,
             buffer: Vec::new(),
+            upserts: false,
+        }
+    }
+
+    /// The source reading the topic as upserts (see
+    /// [`RecordLayout::decode_upserts`]): its batches are the table's rows with
+    /// the op column after them.
+    pub fn reading_upserts(self) -> Self {
+        Self {
+            upserts: true,
+            ..self
         }
     }
 }
@@ -614,15 +812,27 @@ impl SplitSource for KafkaTableSource {
         let mut after = *position;
         let status = self.records.read(split, &mut after, max, &mut records)?;
         if !records.is_empty() {
-            let (batch, skipped) = self
-                .layout
-                .decode(&records, self.parse_errors, &self.table)?;
+            let (batch, kinds, skipped) = if self.upserts {
+                let (batch, kinds, skipped) =
+                    self.layout
+                        .decode_upserts(&records, self.parse_errors, &self.table)?;
+                (batch, Some(kinds), skipped)
+            } else {
+                let (batch, skipped) =
+                    self.layout
+                        .decode(&records, self.parse_errors, &self.table)?;
+                (batch, None, skipped)
+            };
             for _ in 0..skipped {
                 self.control.add_malformed_record(&self.operator);
             }
             if batch.num_rows() > 0 {
                 let batch = match &self.projection {
                     Some(projection) => projection.apply(batch)?,
+                    None => batch,
+                };
+                let batch = match kinds {
+                    Some(kinds) => with_kinds(batch, &kinds),
                     None => batch,
                 };
                 out.push(SqlBatch(batch));
@@ -805,6 +1015,44 @@ mod tests {
         assert!(
             error.contains("'json.ignore-parse-errors' = 'true'"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn upserts_decode_in_record_order_with_tombstones_keyed_by_the_record_key() {
+        let script = "CREATE TABLE t (id STRING NOT NULL, n BIGINT NOT NULL, s STRING, o BIGINT METADATA FROM 'offset' VIRTUAL, PRIMARY KEY (id) NOT ENFORCED) WITH ('connector' = 'upsert-kafka', 'cluster' = 'a', 'topic' = 'x', 'key.format' = 'json', 'value.format' = 'json', 'json.ignore-parse-errors' = 'true');";
+        let (catalog, _) = Catalog::build(parse_script(script).unwrap()).unwrap();
+        let TableConnector::UpsertKafka(options) = &catalog.table("t").unwrap().connector else {
+            panic!("an upsert table");
+        };
+        let keyed = |offset: i64, key: Option<&str>, value: Option<&str>| KafkaRecord {
+            key: key.map(|key| format!(r#"{{"id": "{key}"}}"#).into_bytes()),
+            ..record(offset, value)
+        };
+        let records = [
+            keyed(1, Some("a"), Some(r#"{"id": "a", "n": 1, "s": "x"}"#)),
+            keyed(2, Some("a"), None),
+            // A tombstone without a key deletes nothing.
+            keyed(3, None, None),
+            keyed(4, Some("b"), Some("not json")),
+            keyed(5, Some("b"), Some(r#"{"id": "b", "n": 2}"#)),
+            keyed(6, Some("c"), None),
+        ];
+        let (batch, kinds, skipped) = options
+            .layout
+            .decode_upserts(&records, ParseErrors::Skip, "t")
+            .unwrap();
+        assert_eq!(skipped, 1);
+        let printed = crate::sql::job::format_changelog(&with_kinds(batch, &kinds), true);
+        // The NOT NULL column of a tombstone holds its type's default.
+        assert_eq!(
+            printed,
+            [
+                "+U[a, 1, x, 1]",
+                "-D[a, 0, NULL, 2]",
+                "+U[b, 2, NULL, 5]",
+                "-D[c, 0, NULL, 6]"
+            ]
         );
     }
 

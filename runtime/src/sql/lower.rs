@@ -26,6 +26,7 @@ use super::narrow::Narrow;
 use super::physical::{physical_expr, rewrite_immutable_functions};
 
 use super::catalog::{Catalog, Job, planning_error};
+use super::changelog_normalize::{ChangelogNormalize, can_keep_rows};
 use super::connectors::{TableConnector, connector_name, watermark_delay};
 use super::error::{Position, SqlError, SqlResult};
 use super::group_aggregate::GroupAggregate;
@@ -121,7 +122,14 @@ pub enum StreamNode {
         table: String,
         /// Its columns (computed ones too).
         schema: SchemaRef,
+        /// Whether it reads upserts (`upsert-kafka`): its batches carry the op
+        /// column, `+U` for a value and `-D` for a tombstone, and a
+        /// [`StreamNode::ChangelogNormalize`] reads them.
+        upserts: bool,
     },
+    /// Turns an upsert source's rows into a changelog by the table's PRIMARY
+    /// KEY, keeping each key's last row.
+    ChangelogNormalize(ChangelogNormalize),
     /// Filters rows and computes columns.
     Calc {
         /// The input.
@@ -171,6 +179,7 @@ impl StreamPlan {
             | StreamNode::Union { schema, .. } => Arc::clone(schema),
             StreamNode::WindowAggregate(aggregate) => Arc::clone(&aggregate.schema),
             StreamNode::GroupAggregate(aggregate) => Arc::clone(&aggregate.schema),
+            StreamNode::ChangelogNormalize(normalize) => Arc::clone(&normalize.schema),
             StreamNode::Sink { input, .. } => self.schema(*input),
         }
     }
@@ -179,7 +188,9 @@ impl StreamPlan {
     /// ([`OP_COLUMN`](super::batch::OP_COLUMN)) after the schema's columns.
     pub fn is_changelog(&self, node: NodeId) -> bool {
         match &self.nodes[node] {
-            StreamNode::Source { .. } | StreamNode::WindowAggregate(_) => false,
+            StreamNode::Source { upserts, .. } => *upserts,
+            StreamNode::WindowAggregate(_) => false,
+            StreamNode::ChangelogNormalize(_) => true,
             StreamNode::Calc { input, .. } | StreamNode::Sink { input, .. } => {
                 self.is_changelog(*input)
             }
@@ -202,8 +213,25 @@ impl fmt::Display for StreamPlan {
         for (id, node) in self.nodes.iter().enumerate() {
             let mut line = format!("#{id} ");
             match node {
-                StreamNode::Source { table, schema } => {
+                StreamNode::Source {
+                    table,
+                    schema,
+                    upserts,
+                } => {
                     write!(line, "Source {table} [{}]", columns(schema))?;
+                    if *upserts {
+                        write!(line, " reads upserts (+U) and tombstones (-D)")?;
+                    }
+                }
+                StreamNode::ChangelogNormalize(normalize) => {
+                    let keys: Vec<&str> = normalize.keys.iter().map(|k| k.text.as_str()).collect();
+                    write!(
+                        line,
+                        "ChangelogNormalize {} <- #{} exchange by key [{}] emits updates (+I, -U, +U, -D) state: last row per key in memory, changed keys in RocksDB at checkpoints",
+                        normalize.name,
+                        normalize.input,
+                        keys.join(", ")
+                    )?;
                 }
                 StreamNode::Calc {
                     input,
@@ -392,6 +420,7 @@ impl Lowering<'_> {
             StreamNode::Union { inputs, .. } => inputs.contains(&node),
             StreamNode::WindowAggregate(aggregate) => aggregate.input == node,
             StreamNode::GroupAggregate(aggregate) => aggregate.input == node,
+            StreamNode::ChangelogNormalize(normalize) => normalize.input == node,
         });
         let candidate = self.plan.nodes.get_mut(node)?;
         let StreamNode::Calc {
@@ -445,6 +474,7 @@ impl Lowering<'_> {
                     None => self.add(StreamNode::Source {
                         table: name.clone(),
                         schema: Arc::clone(&table.schema),
+                        upserts: matches!(table.connector, TableConnector::UpsertKafka(_)),
                     }),
                 };
                 let rowtime = table.definition.watermark.as_ref().and_then(|watermark| {
@@ -461,6 +491,10 @@ impl Lowering<'_> {
                     rowtime,
                     updates: None,
                     upsert_key: None,
+                };
+                let lowered = match &table.connector {
+                    TableConnector::UpsertKafka(_) => self.normalize(lowered, table)?,
+                    _ => lowered,
                 };
                 match &scan.projection {
                     None => Ok(lowered),
@@ -558,6 +592,8 @@ impl Lowering<'_> {
                         "aggregating the updates of {producer} is not supported yet"
                     )));
                 }
+                super::window_tvf::check_partition_keys(aggregate)
+                    .map_err(|(message, at)| SqlError::new(message, at.or(self.at)))?;
                 match input.window {
                     Some(window) => self.window_aggregate(input, window, aggregate),
                     None => {
@@ -883,6 +919,70 @@ impl Lowering<'_> {
         Ok(aggregates)
     }
 
+    /// The changelog of the upsert source `source` of `table`: a changelog
+    /// normalize keyed by the table's PRIMARY KEY, shared by every query of
+    /// the table as its source is. Its updates are keyed by the PRIMARY KEY, so
+    /// an upsert sink of the same key takes them.
+    fn normalize(&mut self, source: Lowered, table: &super::catalog::Table) -> SqlResult<Lowered> {
+        let name = &table.definition.name;
+        if !can_keep_rows(&table.schema) {
+            return Err(self.error(format!(
+                "table {name}: connector 'upsert-kafka' keeps each key's last row, and a column's type cannot be kept yet: {}",
+                table
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|field| format!("{} {}", field.name(), field.data_type()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut key = Vec::new();
+        for column in &table.definition.primary_key {
+            let index = table.schema.index_of(column).map_err(|_| {
+                self.error(format!(
+                    "table {name}: no column {column} for its PRIMARY KEY"
+                ))
+            })?;
+            key.push(index);
+        }
+        let existing = self.plan.nodes.iter().position(|node| {
+            matches!(node, StreamNode::ChangelogNormalize(normalize) if normalize.input == source.node)
+        });
+        let operator = format!("changelog-normalize-{name}");
+        let node = match existing {
+            Some(existing) => existing,
+            None => {
+                let keys = key
+                    .iter()
+                    .map(|&index| {
+                        let field = table.schema.field(index);
+                        let column = datafusion::physical_expr::expressions::Column::new(
+                            field.name(),
+                            index,
+                        );
+                        Computed::new(Arc::new(column), field.name(), &table.schema)
+                    })
+                    .collect();
+                self.add(StreamNode::ChangelogNormalize(ChangelogNormalize {
+                    input: source.node,
+                    table: name.clone(),
+                    keys,
+                    schema: Arc::clone(&table.schema),
+                    name: operator.clone(),
+                }))
+            }
+        };
+        Ok(Lowered {
+            node,
+            updates: Some(format!(
+                "the upsert-kafka table {name} (ChangelogNormalize {operator})"
+            )),
+            upsert_key: Some(key),
+            ..source
+        })
+    }
+
     /// `input`, with window placeholders refused: they only make sense grouped.
     fn materialize(&mut self, input: Lowered) -> SqlResult<Lowered> {
         if input.window.is_some() {
@@ -924,7 +1024,7 @@ impl Lowering<'_> {
             None => "not among the columns written".to_owned(),
         };
         Err(self.error(format!(
-            "table {}: its PRIMARY KEY ({}) is not the key of the updates of {producer} (in the table's columns: {key_columns}); declare the GROUP BY columns, written as they are, as the PRIMARY KEY",
+            "table {}: its PRIMARY KEY ({}) is not the key of the updates of {producer} (in the table's columns: {key_columns}); declare the columns the updates are keyed by (the GROUP BY columns, or the PRIMARY KEY of the upsert table read), written as they are, as the PRIMARY KEY",
             table.definition.name,
             table.definition.primary_key.join(", ")
         )))

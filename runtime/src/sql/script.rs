@@ -49,6 +49,8 @@ pub enum Statement {
         key: String,
         /// The value.
         value: String,
+        /// Where the statement starts.
+        at: Option<Position>,
     },
     /// A query on its own: its rows are printed (as the Flink SQL client shows
     /// them).
@@ -236,7 +238,7 @@ fn parse_statement(tokens: Vec<TokenWithSpan>) -> SqlResult<Option<Statement>> {
         let key = option_text(&mut parser)?;
         parser.expect_token(&Token::Eq)?;
         let value = option_text(&mut parser)?;
-        Statement::Set { key, value }
+        Statement::Set { key, value, at }
     } else if matches!(
         &parser.peek_token_ref().token,
         Token::Word(word) if matches!(word.keyword, Keyword::SELECT | Keyword::WITH | Keyword::VALUES)
@@ -592,7 +594,7 @@ mod tests {
         ";
         let statements = parse_script(script).unwrap();
         assert_eq!(statements.len(), 4, "{statements:#?}");
-        let Statement::Set { key, value } = &statements[0] else {
+        let Statement::Set { key, value, .. } = &statements[0] else {
             panic!()
         };
         assert_eq!(

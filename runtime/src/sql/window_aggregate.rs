@@ -19,7 +19,7 @@ use arrow::array::{
 };
 use arrow::compute::{concat, take};
 use arrow::datatypes::{Field, Schema};
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{RowConverter, Rows, SortField};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::GroupsAccumulatorAdapter;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -81,23 +81,31 @@ impl KeyEncoder {
 
     /// The key bytes of every row of `batch`.
     pub fn encode(&self, batch: &RecordBatch) -> Vec<Box<[u8]>> {
+        let keys = self.encode_all(batch);
+        (0..keys.len()).map(|row| keys.get(row).into()).collect()
+    }
+
+    /// The key bytes of every row of `batch`, in one buffer.
+    pub fn encode_all(&self, batch: &RecordBatch) -> EncodedKeys {
+        let rows = batch.num_rows();
         let Some(converter) = &self.converter else {
-            return vec![Box::default(); batch.num_rows()];
+            return EncodedKeys {
+                rows: None,
+                len: rows,
+            };
         };
         let columns: Vec<ArrayRef> = self
             .keys
             .iter()
-            .map(|key| {
-                key.expr
-                    .evaluate(batch)
-                    .and_then(|value| value.into_array(batch.num_rows()))
-                    .expect("key expressions evaluate")
-            })
+            .map(|key| key.evaluate(batch).expect("key expressions evaluate"))
             .collect();
-        let rows = converter
+        let encoded = converter
             .convert_columns(&columns)
             .expect("key columns convert to rows");
-        rows.iter().map(|row| row.as_ref().into()).collect()
+        EncodedKeys {
+            rows: Some(encoded),
+            len: rows,
+        }
     }
 
     /// The key columns of `keys` (bytes from [`encode`](Self::encode)).
@@ -113,10 +121,37 @@ impl KeyEncoder {
     }
 }
 
+/// The keys of a batch's rows, encoded together (no allocation per row).
+pub struct EncodedKeys {
+    /// The encoded rows; `None` when there are no key columns (every key is empty).
+    rows: Option<Rows>,
+    len: usize,
+}
+
+impl EncodedKeys {
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The key bytes of `row`.
+    pub fn get(&self, row: usize) -> &[u8] {
+        match &self.rows {
+            Some(rows) => rows.row(row).data(),
+            None => &[],
+        }
+    }
+}
+
 /// The accumulators of one slice or window: one `GroupsAccumulator` per
 /// aggregate, a group per key.
 struct Groups {
-    index: HashMap<Box<[u8]>, usize>,
+    index: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     keys: Vec<Box<[u8]>>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
 }
@@ -124,7 +159,7 @@ struct Groups {
 impl Groups {
     fn new(aggregates: &[Arc<AggregateFunctionExpr>]) -> Self {
         Self {
-            index: HashMap::new(),
+            index: HashMap::default(),
             keys: Vec::new(),
             accumulators: aggregates.iter().map(|a| new_accumulator(a)).collect(),
         }
@@ -407,7 +442,7 @@ impl KeyedLogic<Routed, SqlBatch> for WindowAggregateLogic {
             return Ok(());
         }
         let times = timestamps_ms(batch.column(self.node.time_column));
-        let keys = self.encoder.encode(&batch);
+        let keys = self.encoder.encode_all(&batch);
         let values: Vec<Vec<ArrayRef>> = self
             .functions
             .iter()
@@ -441,10 +476,10 @@ impl KeyedLogic<Routed, SqlBatch> for WindowAggregateLogic {
                 })
             })
             .collect();
-        // Rows by slice: (row, group in the slice).
-        let mut by_slice: BTreeMap<i64, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
+        // Rows by slice (a batch spans few slices, its rows mostly in order).
+        let mut by_slice: Vec<(i64, Vec<u32>)> = Vec::new();
         let mut late = 0;
-        for (row, key) in keys.iter().enumerate() {
+        for row in 0..keys.len() {
             if times.is_null(row) {
                 late += 1;
                 continue;
@@ -454,18 +489,26 @@ impl KeyedLogic<Routed, SqlBatch> for WindowAggregateLogic {
                 late += 1;
                 continue;
             }
-            let group = self.open_slice(slice_end).group_of(key);
-            let entry = by_slice.entry(slice_end).or_default();
-            entry.0.push(row as u32);
-            entry.1.push(group);
+            let slice = match by_slice.iter().rposition(|(end, _)| *end == slice_end) {
+                Some(slice) => slice,
+                None => {
+                    by_slice.push((slice_end, Vec::new()));
+                    by_slice.len() - 1
+                }
+            };
+            by_slice[slice].1.push(row as u32);
         }
         for _ in 0..late {
             self.control.add_late_record(&self.node.name);
         }
         let all_rows = by_slice.len() == 1 && late == 0;
-        for (slice_end, (rows, groups)) in by_slice {
+        for (slice_end, rows) in by_slice {
+            let slice = self.open_slice(slice_end);
+            let groups: Vec<usize> = rows
+                .iter()
+                .map(|&row| slice.group_of(keys.get(row as usize)))
+                .collect();
             let indices = arrow::array::UInt32Array::from(rows);
-            let slice = self.open.get_mut(&slice_end).expect("opened above");
             let total = slice.keys.len();
             for ((accumulator, arguments), filter) in
                 slice.accumulators.iter_mut().zip(&values).zip(&filters)

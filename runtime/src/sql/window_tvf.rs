@@ -1,6 +1,11 @@
 //! Flink's window table functions, `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size))`
 //! (and `HOP`, `CUMULATE`, `SESSION`), planned into a [`WindowAssign`] node: the
 //! input's columns plus `window_start`, `window_end` and `window_time`.
+//!
+//! `SESSION(TABLE t PARTITION BY k, ...)` (Flink 1.19's form) names the keys
+//! sessions are kept per; the aggregate over it must group by them (Flink's
+//! rule, checked by [`check_partition_keys`]). Sessions are kept per GROUP BY
+//! key, with or without PARTITION BY.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,7 +22,8 @@ use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, ObjectNamePart, TableFactor,
 };
 
-use super::dialect::TABLE_ARGUMENT;
+use super::dialect::{PARTITION_BY, TABLE_ARGUMENT};
+use super::error::Position;
 
 /// The names of the columns a window table function adds.
 pub const WINDOW_START: &str = "window_start";
@@ -200,6 +206,8 @@ pub struct WindowAssign {
     pub time_column: usize,
     /// The input's columns that partition sessions (`PARTITION BY`).
     pub partition_by: Vec<usize>,
+    /// Where each of `partition_by` is named.
+    pub partition_at: Vec<Option<Position>>,
     schema: DFSchemaRef,
 }
 
@@ -215,6 +223,7 @@ impl WindowAssign {
         spec: WindowSpec,
         time_column: usize,
         partition_by: Vec<usize>,
+        partition_at: Vec<Option<Position>>,
     ) -> DfResult<Self> {
         let timestamp = DataType::Timestamp(TimeUnit::Millisecond, None);
         let mut fields: Vec<(Option<datafusion::common::TableReference>, Arc<Field>)> = input
@@ -231,6 +240,7 @@ impl WindowAssign {
             spec,
             time_column,
             partition_by,
+            partition_at,
             schema: Arc::new(schema),
         })
     }
@@ -269,6 +279,7 @@ impl UserDefinedLogicalNodeCore for WindowAssign {
             self.spec,
             self.time_column,
             self.partition_by.clone(),
+            self.partition_at.clone(),
         )
     }
 }
@@ -319,20 +330,28 @@ impl RelationPlanner for WindowTableFunctions {
         let (Some(table), Some(descriptor)) = (args.first(), args.get(1)) else {
             return plan_err!("{name} takes {expected}");
         };
-        let table_name = match table {
+        let (table_name, partition_keys) = match table {
             Expr::CompoundIdentifier(parts)
                 if parts.len() >= 2 && parts[0].value == TABLE_ARGUMENT =>
             {
-                ObjectName(
-                    parts[1..]
+                let split = parts
+                    .iter()
+                    .position(|part| part.value == PARTITION_BY)
+                    .unwrap_or(parts.len());
+                let table_name = ObjectName(
+                    parts[1..split]
                         .iter()
                         .cloned()
                         .map(ObjectNamePart::Identifier)
                         .collect(),
-                )
+                );
+                (table_name, parts.get(split + 1..).unwrap_or_default())
             }
             _ => return plan_err!("{name}: the first argument is the input, TABLE t; {expected}"),
         };
+        if !partition_keys.is_empty() && name != "SESSION" {
+            return plan_err!("{name}: PARTITION BY is for SESSION windows only; {expected}");
+        }
         let input = context.plan(TableFactor::Table {
             name: table_name,
             alias: None,
@@ -386,6 +405,23 @@ impl RelationPlanner for WindowTableFunctions {
                 "{name}: DESCRIPTOR({time_name}) must be a TIMESTAMP or TIMESTAMP_LTZ column with a WATERMARK"
             );
         }
+        let mut partition_by = Vec::new();
+        let mut partition_at = Vec::new();
+        for key in partition_keys {
+            let column = context.normalize_ident(key.clone());
+            let Some(index) = input
+                .schema()
+                .fields()
+                .iter()
+                .position(|field| field.name() == &column)
+            else {
+                return plan_err!(
+                    "{name}: PARTITION BY {column}: the input has no column {column}"
+                );
+            };
+            partition_by.push(index);
+            partition_at.push(Position::of(key.span));
+        }
         let mut durations = Vec::new();
         for arg in &args[2..] {
             durations.push(interval_ms(&name, arg, context)?);
@@ -423,7 +459,7 @@ impl RelationPlanner for WindowTableFunctions {
             _ => return plan_err!("{name} takes {expected}"),
         };
         check_spec(&name, spec)?;
-        let assign = WindowAssign::new(input, spec, time_column, Vec::new())?;
+        let assign = WindowAssign::new(input, spec, time_column, partition_by, partition_at)?;
         let plan = LogicalPlan::Extension(Extension {
             node: Arc::new(assign),
         });
@@ -431,6 +467,76 @@ impl RelationPlanner for WindowTableFunctions {
             plan,
             alias.clone(),
         ))))
+    }
+}
+
+/// Checks that `aggregate`, over a window table function with `PARTITION BY`
+/// keys, groups by each of them (as Flink requires); the error names the first
+/// key it does not group by and where it is named.
+pub fn check_partition_keys(
+    aggregate: &datafusion::logical_expr::Aggregate,
+) -> Result<(), (String, Option<Position>)> {
+    let Some((assign, partitions)) = partition_columns(&aggregate.input) else {
+        return Ok(());
+    };
+    let input = aggregate.input.schema();
+    let grouped: Vec<usize> = aggregate
+        .group_expr
+        .iter()
+        .filter_map(|expr| match expr.clone().unalias() {
+            DfExpr::Column(column) => input.index_of_column(&column).ok(),
+            _ => None,
+        })
+        .collect();
+    for ((column, at), &key) in partitions
+        .iter()
+        .zip(&assign.partition_at)
+        .zip(&assign.partition_by)
+    {
+        if column.is_none_or(|column| !grouped.contains(&column)) {
+            let key = assign.input.schema().field(key).name();
+            return Err((
+                format!(
+                    "SESSION(... PARTITION BY {key} ...): the GROUP BY over the window must include its PARTITION BY key {key}"
+                ),
+                *at,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The window assignment with `PARTITION BY` keys under `plan`, through
+/// projections, filters and aliases, and where each key is among `plan`'s
+/// columns (none where a projection dropped or computed over it).
+fn partition_columns(plan: &LogicalPlan) -> Option<(&WindowAssign, Vec<Option<usize>>)> {
+    match plan {
+        LogicalPlan::Extension(extension) => {
+            let assign = extension.node.as_any().downcast_ref::<WindowAssign>()?;
+            (!assign.partition_by.is_empty()).then(|| {
+                (
+                    assign,
+                    assign.partition_by.iter().copied().map(Some).collect(),
+                )
+            })
+        }
+        LogicalPlan::Filter(filter) => partition_columns(&filter.input),
+        LogicalPlan::SubqueryAlias(alias) => partition_columns(&alias.input),
+        LogicalPlan::Projection(projection) => {
+            let (assign, columns) = partition_columns(&projection.input)?;
+            let input = projection.input.schema();
+            let columns = columns
+                .into_iter()
+                .map(|column| {
+                    let column = column?;
+                    projection.expr.iter().position(|expr| {
+                        matches!(expr.clone().unalias(), DfExpr::Column(c) if input.index_of_column(&c).ok() == Some(column))
+                    })
+                })
+                .collect();
+            Some((assign, columns))
+        }
+        _ => None,
     }
 }
 

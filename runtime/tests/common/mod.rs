@@ -34,6 +34,7 @@ pub fn local_config(
             retained_checkpoints,
             local_dir: state.join(format!("local-{parallelism}")),
             storage_options: BTreeMap::new(),
+            allow_non_restored_state: false,
         },
         storage_url: format!("file://{}", state.join("storage").display()),
         restore,
