@@ -179,6 +179,7 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
     let default_status = Default::default();
     let status = job.status.as_ref().unwrap_or(&default_status);
     let new_job_id = uuid::Uuid::new_v4().to_string();
+    let spec_error = validation::spec_error(&job.spec).await;
     let input = Input {
         name,
         generation: job.metadata.generation.unwrap_or_default(),
@@ -186,7 +187,7 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
         status,
         deleting: job.metadata.deletion_timestamp.is_some(),
         has_finalizer: job.finalizers().iter().any(|f| f == FINALIZER),
-        spec_error: validation::spec_error(&job.spec),
+        spec_error,
         credentials: observed.credentials,
         deployment: observed.deployment,
         runtime: observed.runtime,

@@ -431,7 +431,9 @@ impl<'a, 'i> Next<'a, 'i> {
         let target = self.target();
         let changed = target.as_ref().is_some_and(|target| *target != deployed);
         if !suspend && !changed {
-            if self.status.change.take().is_some() {
+            // Only a spec back to what runs cancels a change under way; one that
+            // cannot run yet (invalid, or a Secret missing) leaves it pending.
+            if target.is_some() && self.status.change.take().is_some() {
                 self.set_degraded(None);
                 self.event(
                     false,

@@ -31,7 +31,7 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::{Concat, Probe};
 use timely::dataflow::{Scope, Stream};
 
-use crate::checkpoint::{SnapshotAck, StorageError};
+use crate::checkpoint::{SnapshotAck, SnapshotKind, StorageError};
 use crate::connectors::kafka::exactly_once::exactly_once_kafka_sink;
 use crate::connectors::kafka::sink::at_least_once_kafka_sink;
 use crate::connectors::kafka::{Delivery, KafkaOutput, KafkaSinkConfig};
@@ -78,6 +78,19 @@ pub enum BuildError {
         operator: String,
         /// What failed.
         source: SourceBuildError,
+    },
+    /// The checkpoint restored holds transactions of sinks the job does not
+    /// have: output of a completed checkpoint that only those sinks commit.
+    #[error(
+        "cannot restore: the checkpoint holds transactions that sinks this job does not have must still commit: {}; the job's operators: {}. Restore it with the sinks it was taken with, then change the job from a savepoint",
+        sinks.join(", "),
+        operators.join(", ")
+    )]
+    UncommittedOutput {
+        /// The snapshot's sinks with commits no operator of the job takes over.
+        sinks: Vec<String>,
+        /// The job's operators.
+        operators: Vec<String>,
     },
     /// The restore point holds state of operators the job does not have.
     #[error(
@@ -175,16 +188,34 @@ impl<'scope> Pipeline<'scope> {
     /// connects every operator's snapshots to the checkpoint coordinator.
     pub(crate) fn finish(self) -> Result<(), BuildError> {
         let registry = self.registry.borrow();
-        if let Some(restore) = &self.ctx.restore
-            && !self.ctx.settings.allow_non_restored_state
-        {
+        if let Some(restore) = &self.ctx.restore {
+            let claimed = |operator: &&str| registry.operators.iter().any(|o| o == operator);
+            // A checkpoint's transactions are committed by their sink when it
+            // is restored (the run that took it may have crashed before): output
+            // already promised, never dropped, even when dropping state is
+            // allowed. A savepoint's were committed by the run that took it.
+            let uncommitted: Vec<String> = match restore.manifest.kind {
+                SnapshotKind::Savepoint => Vec::new(),
+                SnapshotKind::Checkpoint => restore
+                    .manifest
+                    .operators_awaiting_commit()
+                    .filter(|operator| !claimed(operator))
+                    .map(str::to_owned)
+                    .collect(),
+            };
             let unclaimed: Vec<String> = restore
                 .manifest
                 .operators_with_state()
-                .filter(|operator| !registry.operators.iter().any(|o| o == operator))
+                .filter(|operator| !claimed(operator))
                 .map(str::to_owned)
                 .collect();
-            if !unclaimed.is_empty() {
+            if !uncommitted.is_empty() {
+                return Err(BuildError::UncommittedOutput {
+                    sinks: uncommitted,
+                    operators: registry.operators.clone(),
+                });
+            }
+            if !unclaimed.is_empty() && !self.ctx.settings.allow_non_restored_state {
                 return Err(BuildError::UnclaimedState {
                     unclaimed,
                     operators: registry.operators.clone(),

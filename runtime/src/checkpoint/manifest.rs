@@ -173,6 +173,16 @@ impl Manifest {
             .map(|(operator, _)| operator.as_str())
     }
 
+    /// The sinks whose output of this snapshot becomes visible only when the sink
+    /// itself commits it on restore (transactions), unlike the staged files any
+    /// restore finishes ([`finish_commits`](super::finish_commits)).
+    pub fn operators_awaiting_commit(&self) -> impl Iterator<Item = &str> {
+        self.operators
+            .iter()
+            .filter(|(_, subtasks)| subtasks.iter().any(|subtask| subtask.awaits_commit))
+            .map(|(operator, _)| operator.as_str())
+    }
+
     /// Every stored file the manifest refers to.
     pub fn file_paths(&self) -> impl Iterator<Item = &str> {
         self.operators

@@ -77,6 +77,9 @@ pub enum AvroRowError {
     },
 }
 
+/// The largest value (string, bytes, array) an Avro record may declare.
+const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Rows of some columns as Avro records of the schema derived from them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AvroRows {
@@ -89,6 +92,10 @@ pub struct AvroRows {
 impl AvroRows {
     /// The format for rows of `columns`, or the first column it cannot hold.
     pub fn derive(columns: &SchemaRef) -> Result<Self, UnsupportedColumn> {
+        // A malformed length prefix must not make the reader allocate gigabytes
+        // (the library's default allows 512 MiB per value); no Kafka record is
+        // larger than this. The first call sets the limit for the process.
+        apache_avro::util::max_allocation_bytes(MAX_VALUE_BYTES);
         let fields = columns
             .fields()
             .iter()

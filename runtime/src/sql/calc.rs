@@ -111,6 +111,21 @@ impl Calc {
     }
 
     fn batch(&self, values: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch, String> {
+        // A NOT NULL column given a null (a sink's table): named, as Flink's
+        // default `table.exec.sink.not-null-enforcer = ERROR` does.
+        if let Some(field) = self
+            .schema
+            .fields()
+            .iter()
+            .zip(&values)
+            .find(|(field, value)| !field.is_nullable() && value.null_count() > 0)
+            .map(|(field, _)| field)
+        {
+            return Err(format!(
+                "column {} is NOT NULL, but the query gives it a null",
+                field.name()
+            ));
+        }
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         RecordBatch::try_new_with_options(Arc::clone(&self.schema), values, &options)
             .map_err(|error| error.to_string())
@@ -197,6 +212,22 @@ mod tests {
         assert_eq!(column(0), [20, 24, 26]);
         assert_eq!(column(1), [10, 12, 13]);
         assert_eq!(column(2), [1, 1, 1]);
+    }
+
+    #[test]
+    fn a_null_in_a_not_null_column_is_an_error_naming_the_column() {
+        let calc = calc(
+            None,
+            vec![Expr::Literal(
+                datafusion::common::ScalarValue::Int64(None),
+                None,
+            )],
+            Schema::new(vec![Field::new("n", DataType::Int64, false)]),
+        );
+        assert_eq!(
+            calc.apply(&input()).unwrap_err(),
+            "column n is NOT NULL, but the query gives it a null"
+        );
     }
 
     #[test]

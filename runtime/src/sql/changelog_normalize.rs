@@ -7,7 +7,7 @@
 //! - an upsert of a key with a row into `-U` of the row it had and `+U` of the
 //!   new one, or into nothing when the new row equals the old one (Flink's
 //!   `DeduplicateFunctionHelper.processLastRowOnChangelog` emits nothing for an
-//!   identical row unless state TTL is on, and Strom's state has no TTL),
+//!   identical row unless state TTL is on; with a TTL it emits `-U`/`+U`),
 //! - a tombstone of a key with a row into `-D` of that row (the tombstone holds
 //!   only the key), and a tombstone of an unknown key into nothing.
 //!
@@ -17,6 +17,12 @@
 //! changed since the last one are written to the keyed state (a deleted key's
 //! entry is deleted), so they are restored and redistributed by key group like
 //! every keyed state; a restore reads them all back into memory.
+//!
+//! With `table.exec.state.ttl`, a key not upserted or deleted for the TTL (in
+//! processing time, as Flink's idle state retention) is forgotten: nothing is
+//! emitted then, its next upsert is a `+I` again, and its entry leaves the keyed
+//! state at the next checkpoint. Access times are kept in memory only: after a
+//! restore a key's idle time counts from the restore.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -81,6 +87,9 @@ pub struct Normalizer {
     last: HashMap<KeyBytes, RowBytes>,
     changed: HashSet<KeyBytes>,
     output: SchemaRef,
+    /// `table.exec.state.ttl` in milliseconds, and each key's last access.
+    ttl: Option<u64>,
+    accessed: HashMap<KeyBytes, u64>,
 }
 
 impl Normalizer {
@@ -98,15 +107,45 @@ impl Normalizer {
             last: HashMap::new(),
             changed: HashSet::new(),
             output: with_op_column(schema),
+            ttl: None,
+            accessed: HashMap::new(),
+        }
+    }
+
+    /// Forgets keys idle for `ttl` milliseconds (none keeps them for ever).
+    pub fn with_ttl(mut self, ttl: Option<u64>) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Forgets every key idle for the TTL at `now` (milliseconds); their entries
+    /// are deleted at the next [`take_changed`](Self::take_changed).
+    pub fn expire(&mut self, now: u64) {
+        let Some(ttl) = self.ttl else {
+            return;
+        };
+        let expired: Vec<KeyBytes> = self
+            .accessed
+            .iter()
+            .filter(|(_, accessed)| accessed.saturating_add(ttl) <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in expired {
+            self.accessed.remove(&key);
+            if self.last.remove(&key).is_some() {
+                self.changed.insert(key);
+            }
         }
     }
 
     /// The changelog of `batch`: upserts (`+I`/`+U`) and deletes (`-U`/`-D`,
     /// whose rows may hold only their key), the op column last.
-    pub fn apply(&mut self, batch: &RecordBatch) -> Option<RecordBatch> {
+    /// `now` is the processing time in milliseconds (for the TTL).
+    pub fn apply(&mut self, batch: &RecordBatch, now: u64) -> Option<RecordBatch> {
         if batch.num_rows() == 0 {
             return None;
         }
+        self.expire(now);
         let kinds = row_kinds(batch);
         let keys = self.keys.encode(batch);
         let rows = self
@@ -115,6 +154,9 @@ impl Normalizer {
             .expect("rows of the converter's types convert");
         let mut out: Vec<(Box<[u8]>, RowKind)> = Vec::new();
         for (index, (key, kind)) in keys.into_iter().zip(kinds).enumerate() {
+            if self.ttl.is_some() {
+                self.accessed.insert(key.clone(), now);
+            }
             match kind {
                 RowKind::Insert | RowKind::UpdateAfter => {
                     let row: Box<[u8]> = rows.row(index).as_ref().into();
@@ -123,7 +165,7 @@ impl Normalizer {
                             out.push((row.clone(), RowKind::Insert));
                             self.last.insert(key.clone(), row);
                         }
-                        Some(previous) if *previous == row => continue,
+                        Some(previous) if *previous == row && self.ttl.is_none() => continue,
                         Some(previous) => {
                             let before = std::mem::replace(previous, row.clone());
                             out.push((before, RowKind::UpdateBefore));
@@ -133,6 +175,7 @@ impl Normalizer {
                     self.changed.insert(key);
                 }
                 RowKind::UpdateBefore | RowKind::Delete => {
+                    self.accessed.remove(&key);
                     if let Some(previous) = self.last.remove(&key) {
                         out.push((previous, RowKind::Delete));
                         self.changed.insert(key);
@@ -169,8 +212,12 @@ impl Normalizer {
             .collect()
     }
 
-    /// Takes up `row` as the last row of `key` (from restored state).
-    pub fn restore(&mut self, key: Box<[u8]>, row: Box<[u8]>) {
+    /// Takes up `row` as the last row of `key` (from restored state), accessed
+    /// at `now`.
+    pub fn restore(&mut self, key: Box<[u8]>, row: Box<[u8]>, now: u64) {
+        if self.ttl.is_some() {
+            self.accessed.insert(key.clone(), now);
+        }
         self.last.insert(key, row);
     }
 }
@@ -179,6 +226,8 @@ impl Normalizer {
 pub struct ChangelogNormalizeLogic {
     normalizer: Normalizer,
     shape: StateShape,
+    /// The processing time in milliseconds (replaced in tests).
+    clock: fn() -> u64,
 }
 
 impl ChangelogNormalizeLogic {
@@ -211,8 +260,23 @@ impl ChangelogNormalizeLogic {
         Self {
             normalizer: Normalizer::new(&node.keys, &node.schema),
             shape,
+            clock: wall_clock,
         }
     }
+
+    /// Forgets keys idle for `ttl` (`table.exec.state.ttl`; none keeps them).
+    pub fn with_state_ttl(mut self, ttl: Option<std::time::Duration>) -> Self {
+        let ttl = ttl.map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.normalizer = self.normalizer.with_ttl(ttl);
+        self
+    }
+}
+
+/// The wall clock, in milliseconds since the epoch.
+fn wall_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
 }
 
 impl KeyedLogic<Routed, SqlBatch> for ChangelogNormalizeLogic {
@@ -222,7 +286,8 @@ impl KeyedLogic<Routed, SqlBatch> for ChangelogNormalizeLogic {
         _state: &mut KeyedState,
         out: &mut Vec<SqlBatch>,
     ) -> Result<(), StateError> {
-        out.extend(self.normalizer.apply(&record.batch.0).map(SqlBatch));
+        let now = (self.clock)();
+        out.extend(self.normalizer.apply(&record.batch.0, now).map(SqlBatch));
         Ok(())
     }
 
@@ -237,14 +302,16 @@ impl KeyedLogic<Routed, SqlBatch> for ChangelogNormalizeLogic {
 
     fn restore(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
         self.shape.check(state)?;
+        let now = (self.clock)();
         for (_, entry, row) in state.scan_between(ROWS, &[ENTRY_PREFIX], &[ENTRY_PREFIX + 1])? {
-            self.normalizer.restore(entry[1..].into(), row.into());
+            self.normalizer.restore(entry[1..].into(), row.into(), now);
         }
         Ok(())
     }
 
     fn before_snapshot(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
         self.shape.write(state);
+        self.normalizer.expire((self.clock)());
         for (key, row) in self.normalizer.take_changed() {
             let mut entry = vec![ENTRY_PREFIX];
             entry.extend_from_slice(&key);
@@ -303,20 +370,23 @@ mod tests {
     #[test]
     fn upserts_and_tombstones_become_an_exact_changelog() {
         let mut normalizer = normalizer();
-        let first = normalizer.apply(&upserts(&[
-            (U, "a", Some(1)),
-            (U, "b", Some(10)),
-            (U, "a", Some(2)),
-            // A tombstone of a key never seen: nothing.
-            (D, "z", None),
-            // The same row again: nothing, as Flink without state TTL.
-            (U, "a", Some(2)),
-            (D, "b", None),
-            // A key deleted, then inserted again.
-            (U, "b", Some(11)),
-            (U, "c", None),
-            (U, "c", Some(30)),
-        ]));
+        let first = normalizer.apply(
+            &upserts(&[
+                (U, "a", Some(1)),
+                (U, "b", Some(10)),
+                (U, "a", Some(2)),
+                // A tombstone of a key never seen: nothing.
+                (D, "z", None),
+                // The same row again: nothing, as Flink without state TTL.
+                (U, "a", Some(2)),
+                (D, "b", None),
+                // A key deleted, then inserted again.
+                (U, "b", Some(11)),
+                (U, "c", None),
+                (U, "c", Some(30)),
+            ]),
+            0,
+        );
         assert_eq!(
             printed(first),
             [
@@ -333,14 +403,17 @@ mod tests {
         );
         // Later batches go on from the rows kept; a second tombstone deletes
         // nothing more.
-        let second = normalizer.apply(&upserts(&[
-            (D, "a", None),
-            (D, "a", None),
-            (U, "b", Some(11)),
-            (U, "b", Some(12)),
-        ]));
+        let second = normalizer.apply(
+            &upserts(&[
+                (D, "a", None),
+                (D, "a", None),
+                (U, "b", Some(11)),
+                (U, "b", Some(12)),
+            ]),
+            0,
+        );
         assert_eq!(printed(second), ["-D[a, 2]", "-U[b, 11]", "+U[b, 12]"]);
-        assert_eq!(normalizer.apply(&upserts(&[(D, "y", None)])), None);
+        assert_eq!(normalizer.apply(&upserts(&[(D, "y", None)]), 0), None);
     }
 
     #[test]
@@ -396,13 +469,34 @@ mod tests {
     }
 
     #[test]
+    fn with_a_ttl_idle_keys_are_forgotten_and_inserted_again() {
+        let mut normalizer = normalizer().with_ttl(Some(100));
+        let first = normalizer.apply(&upserts(&[(U, "a", Some(1)), (U, "b", Some(2))]), 0);
+        assert_eq!(printed(first), ["+I[a, 1]", "+I[b, 2]"]);
+        normalizer.take_changed();
+        // `b` is touched within the TTL (an identical row is an update with a TTL,
+        // as in Flink); `a` is not.
+        let touched = normalizer.apply(&upserts(&[(U, "b", Some(2))]), 60);
+        assert_eq!(printed(touched), ["-U[b, 2]", "+U[b, 2]"]);
+        let later = normalizer.apply(&upserts(&[(U, "a", Some(3)), (U, "b", Some(4))]), 120);
+        assert_eq!(printed(later), ["+I[a, 3]", "-U[b, 2]", "+U[b, 4]"]);
+        // Idle past the TTL: forgotten, and its entry deleted at the checkpoint.
+        normalizer.take_changed();
+        normalizer.expire(300);
+        let mut changed = normalizer.take_changed();
+        changed.sort();
+        assert_eq!(changed.len(), 2);
+        assert!(changed.iter().all(|(_, row)| row.is_none()));
+        assert_eq!(normalizer.apply(&upserts(&[(D, "a", None)]), 301), None);
+    }
+
+    #[test]
     fn changed_keys_carry_their_rows_and_restored_rows_are_updated_from() {
         let mut normalizer = normalizer();
-        normalizer.apply(&upserts(&[
-            (U, "a", Some(1)),
-            (U, "b", Some(2)),
-            (D, "b", None),
-        ]));
+        normalizer.apply(
+            &upserts(&[(U, "a", Some(1)), (U, "b", Some(2)), (D, "b", None)]),
+            0,
+        );
         let mut changed: Vec<(KeyBytes, Option<RowBytes>)> = normalizer
             .take_changed()
             .into_iter()
@@ -417,16 +511,15 @@ mod tests {
         let mut deleted = 0;
         for (key, row) in changed {
             match row {
-                Some(row) => restored.restore(key, row),
+                Some(row) => restored.restore(key, row, 0),
                 None => deleted += 1,
             }
         }
         assert_eq!(deleted, 1);
-        let after = restored.apply(&upserts(&[
-            (U, "a", Some(5)),
-            (D, "b", None),
-            (U, "b", Some(3)),
-        ]));
+        let after = restored.apply(
+            &upserts(&[(U, "a", Some(5)), (D, "b", None), (U, "b", Some(3))]),
+            0,
+        );
         assert_eq!(printed(after), ["-U[a, 1]", "+U[a, 5]", "+I[b, 3]"]);
     }
 }

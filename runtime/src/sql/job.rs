@@ -264,9 +264,11 @@ impl SqlJob {
                         logic,
                     )?)
                 }
-                StreamNode::ChangelogNormalize(normalize) => {
-                    Some(changelog_normalize(input(normalize.input), normalize)?)
-                }
+                StreamNode::ChangelogNormalize(normalize) => Some(changelog_normalize(
+                    input(normalize.input),
+                    normalize,
+                    self.state_ttl,
+                )?),
                 StreamNode::Sink {
                     input: from,
                     table,
@@ -512,13 +514,14 @@ fn upserts(records: Vec<KafkaOutput>, kinds: &[RowKind]) -> Vec<KafkaOutput> {
 fn changelog_normalize<'scope>(
     stream: DataStream<'scope, SqlBatch>,
     node: &ChangelogNormalize,
+    state_ttl: Option<std::time::Duration>,
 ) -> Result<DataStream<'scope, SqlBatch>, BuildError> {
     let encoder = KeyEncoder::of_keys(&node.keys, &node.schema);
     let partitioning = stream.context().partitioning();
     let routed = stream.flat_map(move |batch: SqlBatch| {
         split_by_subtask(&batch, &encoder, |key| partitioning.subtask_of_key(key))
     });
-    let logic = ChangelogNormalizeLogic::new(node);
+    let logic = ChangelogNormalizeLogic::new(node).with_state_ttl(state_ttl);
     routed.keyed_by_subtask(&node.name, |routed: &Routed| routed.subtask, logic)
 }
 

@@ -827,9 +827,10 @@ impl SplitSource for KafkaTableSource {
                 self.control.add_malformed_record(&self.operator);
             }
             if batch.num_rows() > 0 {
-                let batch = match &self.projection {
-                    Some(projection) => projection.apply(batch)?,
-                    None => batch,
+                let batch = match (&self.projection, &kinds) {
+                    (Some(projection), Some(kinds)) => projection.apply_upserts(batch, kinds)?,
+                    (Some(projection), None) => projection.apply(batch)?,
+                    (None, _) => batch,
                 };
                 let batch = match kinds {
                     Some(kinds) => with_kinds(batch, &kinds),

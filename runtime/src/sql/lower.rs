@@ -1161,11 +1161,14 @@ impl Lowering<'_> {
                 input.schema.as_arrow(),
             ));
         }
+        // A NOT NULL column the query may give nulls to is checked by the Calc
+        // (its batch is of the table's schema): a null fails the job naming the
+        // column, as Flink's default `table.exec.sink.not-null-enforcer` does.
         let node = if needs_cast
             || produced
                 .iter()
                 .zip(target.fields())
-                .any(|(a, b)| a.name() != b.name())
+                .any(|(a, b)| a.name() != b.name() || (a.is_nullable() && !b.is_nullable()))
         {
             self.add(StreamNode::Calc {
                 input: input.node,

@@ -96,6 +96,19 @@ mod tests {
         CREATE TABLE files (a BIGINT, b BIGINT) WITH ('connector' = 'filesystem', 'path' = '/tmp/x', 'format' = 'csv');\n";
 
     #[test]
+    fn a_nullable_query_column_into_a_not_null_one_is_checked_by_a_calc() {
+        let script = "CREATE TABLE bid (auction BIGINT, price BIGINT)
+            WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+            CREATE TABLE out (auction BIGINT, price BIGINT NOT NULL) WITH ('connector' = 'blackhole');
+            INSERT INTO out SELECT auction, price FROM bid;";
+        let plan = compile(script).unwrap().plan.to_string();
+        assert!(
+            plan.contains("#2 Calc <- #1 select [auction, price]\n#3 Sink"),
+            "{plan}"
+        );
+    }
+
+    #[test]
     fn unsupported_sql_fails_before_anything_runs_naming_what_and_where() {
         let cases = [
             (

@@ -41,15 +41,14 @@ impl Inputs {
     ) -> Result<(Self, Vec<Arc<dyn PhysicalExpr>>)> {
         let mut reads: Vec<Arc<dyn PhysicalExpr>> = Vec::new();
         let mut fields: Vec<Field> = Vec::new();
-        let mut positions: HashMap<String, usize> = HashMap::new();
+        let mut positions: HashMap<Arc<dyn PhysicalExpr>, usize> = HashMap::new();
         let mut rewritten = Vec::with_capacity(exprs.len());
         for expr in exprs {
             let expr = Arc::clone(expr).transform_down(|node| {
                 if !is_access(&node) {
                     return Ok(Transformed::no(node));
                 }
-                let text = node.to_string();
-                let position = match positions.get(&text) {
+                let position = match positions.get(&node) {
                     Some(&position) => position,
                     None => {
                         let position = reads.len();
@@ -59,7 +58,7 @@ impl Inputs {
                             node.nullable(input)?,
                         ));
                         reads.push(Arc::clone(&node));
-                        positions.insert(text, position);
+                        positions.insert(Arc::clone(&node), position);
                         position
                     }
                 };

@@ -11,7 +11,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, SchemaRef};
 
-use super::batch::SqlBatch;
+use super::batch::{RowKind, SqlBatch};
 use super::connectors::{DatagenOptions, FieldGenerator, ParseErrors, TextFormat};
 use super::lower::Computed;
 use crate::exec::{FileSource, JobControl, ReadStatus, SourceError, SplitId, SplitSource};
@@ -27,6 +27,85 @@ pub struct ReadProjection {
 }
 
 impl ReadProjection {
+    /// The table's full rows of the stored rows `batch` of an upsert source, whose
+    /// deletes (`kinds`) hold only their key: a delete's computed columns are
+    /// not computed (they would be computed over placeholders, and may fail:
+    /// `100 / x` of a tombstone's `x = 0`) but null, or their type's default
+    /// where NOT NULL. Only the key of a delete is read downstream.
+    pub(super) fn apply_upserts(
+        &self,
+        batch: RecordBatch,
+        kinds: &[RowKind],
+    ) -> Result<RecordBatch, SourceError> {
+        let deletes =
+            BooleanArray::from_iter(kinds.iter().map(|kind| Some(*kind == RowKind::Delete)));
+        if deletes.true_count() == 0 {
+            return self.apply(batch);
+        }
+        let error = |error: arrow::error::ArrowError| SourceError(error.to_string());
+        let upserts = arrow::compute::not(&deletes).map_err(error)?;
+        let computed =
+            self.apply(arrow::compute::filter_record_batch(&batch, &upserts).map_err(error)?)?;
+        let deleted = arrow::compute::filter_record_batch(&batch, &deletes).map_err(error)?;
+        let deleted = self.keys_only(&deleted)?;
+        // Back in the records' order.
+        let (mut next_upsert, mut next_delete) = (0, 0);
+        let order: Vec<(usize, usize)> = kinds
+            .iter()
+            .map(|kind| {
+                if *kind == RowKind::Delete {
+                    next_delete += 1;
+                    (1, next_delete - 1)
+                } else {
+                    next_upsert += 1;
+                    (0, next_upsert - 1)
+                }
+            })
+            .collect();
+        let columns = (0..self.schema.fields().len())
+            .map(|column| {
+                arrow::compute::interleave(
+                    &[
+                        computed.column(column).as_ref(),
+                        deleted.column(column).as_ref(),
+                    ],
+                    &order,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(error)?;
+        RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(error)
+    }
+
+    /// The stored columns of `batch` as they are, its computed ones null (or
+    /// their type's default where NOT NULL).
+    fn keys_only(&self, batch: &RecordBatch) -> Result<RecordBatch, SourceError> {
+        let rows = batch.num_rows();
+        let columns = self
+            .columns
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(column, field)| {
+                if column
+                    .expr
+                    .is::<datafusion::physical_expr::expressions::Column>()
+                {
+                    return column.evaluate(batch).map_err(SourceError);
+                }
+                let value = if field.is_nullable() {
+                    datafusion::common::ScalarValue::try_from(field.data_type())
+                } else {
+                    datafusion::common::ScalarValue::new_default(field.data_type())
+                };
+                value
+                    .and_then(|value| value.to_array_of_size(rows))
+                    .map_err(|error| SourceError(format!("column {}: {error}", field.name())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(Arc::clone(&self.schema), columns)
+            .map_err(|error| SourceError(error.to_string()))
+    }
+
     /// The table's full rows of the stored rows `batch`.
     pub(super) fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, SourceError> {
         let columns = self
@@ -464,5 +543,70 @@ impl SplitSource for FileTableSource {
 
     fn count(record: &SqlBatch) -> u64 {
         record.num_rows() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Array;
+    use arrow::datatypes::{Field, Schema};
+    use datafusion::common::DFSchema;
+    use datafusion::execution::context::ExecutionProps;
+    use datafusion::logical_expr::{col, lit};
+
+    use super::*;
+    use crate::sql::physical::physical_expr;
+
+    #[test]
+    fn a_tombstones_computed_columns_are_not_computed() {
+        let stored = Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("x", DataType::Int32, false),
+        ]);
+        let df = DFSchema::try_from(stored.clone()).unwrap();
+        let props = ExecutionProps::new();
+        let computed = |expr: datafusion::logical_expr::Expr| {
+            let physical = physical_expr(&expr, &df, &props).unwrap();
+            Computed::new(physical, expr.to_string(), &stored)
+        };
+        let projection = ReadProjection {
+            columns: vec![
+                computed(col("id")),
+                computed(col("x")),
+                computed(lit(100) / col("x")),
+            ],
+            schema: Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Utf8, false),
+                Field::new("x", DataType::Int32, false),
+                Field::new("r", DataType::Int32, true),
+            ])),
+        };
+        // An upsert, a tombstone (x a placeholder 0), an upsert.
+        let batch = RecordBatch::try_new(
+            Arc::new(stored.clone()),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "c"])),
+                Arc::new(Int32Array::from(vec![4, 0, 5])),
+            ],
+        )
+        .unwrap();
+        let kinds = [RowKind::UpdateAfter, RowKind::Delete, RowKind::UpdateAfter];
+        assert!(projection.apply(batch.clone()).is_err(), "100 / 0 fails");
+        let rows = projection.apply_upserts(batch, &kinds).unwrap();
+        let ids = rows
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(
+            ids.iter().collect::<Vec<_>>(),
+            [Some("a"), Some("b"), Some("c")]
+        );
+        let r = rows
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap();
+        assert_eq!(r.iter().collect::<Vec<_>>(), [Some(25), None, Some(20)]);
     }
 }
