@@ -20,7 +20,7 @@ use super::connectors::{
 use super::error::{SqlError, SqlResult};
 use super::group_aggregate::GroupAggregateLogic;
 use super::kafka_table::KafkaTableSource;
-use super::lower::{Computed, StreamNode, StreamPlan};
+use super::lower::{Computed, Reads, StreamNode, StreamPlan};
 use super::physical::physical_expr;
 use super::session_aggregate::SessionAggregateLogic;
 use super::sources::{DatagenSource, FileTableSource, ReadProjection};
@@ -180,7 +180,8 @@ impl SqlJob {
             };
             let stream = match node {
                 StreamNode::Source { table, .. } => {
-                    Some(self.source(pipeline, &self.tables[table])?)
+                    let reads = self.plan.reads_of(id);
+                    Some(self.source(pipeline, &self.tables[table], reads)?)
                 }
                 StreamNode::Calc {
                     input: from,
@@ -291,10 +292,13 @@ impl SqlJob {
         Ok(())
     }
 
+    /// The source of `table`, of whose columns the plan `reads` some (`None`:
+    /// all).
     fn source<'scope>(
         &self,
         pipeline: &mut Pipeline<'scope>,
         table: &TableRuntime,
+        reads: Option<Reads>,
     ) -> Result<DataStream<'scope, SqlBatch>, BuildError> {
         let name = format!("source-{}", table.name);
         let event_times = table.watermark.map(|(column, delay)| EventTimes {
@@ -323,7 +327,8 @@ impl SqlJob {
                     Arc::clone(&table.stored),
                     table.projection.clone(),
                     super::nexmark::SPLITS,
-                );
+                )
+                .reading(reads.map(|reads| stored_reads(table, reads)));
                 match event_times {
                     Some(times) => pipeline.source_with_event_times(&name, source, times),
                     None => pipeline.source(&name, source),
@@ -507,6 +512,37 @@ fn upserts(records: Vec<KafkaOutput>, kinds: &[RowKind]) -> Vec<KafkaOutput> {
         }
     }
     upserts
+}
+
+/// What of `table`'s stored columns its source must make for the plan to read
+/// `reads` of the table's columns: the stored columns and fields read as they
+/// are, what computed columns read, and the event-time column.
+fn stored_reads(table: &TableRuntime, reads: Reads) -> Reads {
+    let mut reads = reads;
+    if let Some((column, _)) = table.watermark {
+        reads.whole.insert(column);
+    }
+    let Some(projection) = &table.projection else {
+        return reads;
+    };
+    let mut stored = Reads::default();
+    for (index, column) in projection.columns.iter().enumerate() {
+        if !reads.reads_column(index) {
+            continue;
+        }
+        match column
+            .expr
+            .downcast_ref::<datafusion::physical_expr::expressions::Column>()
+        {
+            Some(source) if !reads.whole.contains(&index) => {
+                for (_, field) in reads.fields.iter().filter(|(c, _)| *c == index) {
+                    stored.fields.insert((source.index(), field.clone()));
+                }
+            }
+            _ => stored.add(&column.expr),
+        }
+    }
+    stored
 }
 
 /// The changelog normalize `node` of the upsert rows `stream`, exchanged by
@@ -706,6 +742,37 @@ fn encode_lines(format: TextFormat, batch: &RecordBatch, text: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nexmark_source_makes_only_the_fields_a_hop_count_over_bid_reads() {
+        let script = format!(
+            "{}\nCREATE TABLE out (auction BIGINT, c BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT auction, COUNT(*)
+             FROM TABLE(HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+             GROUP BY auction, window_start, window_end;",
+            super::super::nexmark::flink_ddl(&[("events.num", "10".to_owned())])
+        );
+        let job = crate::sql::compile(&script).unwrap_or_else(|error| panic!("{error}"));
+        let reads = job.plan.reads_of(0).expect("only Calcs read the source");
+        let stored = stored_reads(&job.tables["datagen"], reads);
+        // event_type (0) for the view's filter; the dateTime of each event kind
+        // (the computed dateTime, also the event time); the bid's auction.
+        assert_eq!(stored.whole, [0].into());
+        let fields: Vec<(usize, &str)> = stored
+            .fields
+            .iter()
+            .map(|(c, f)| (*c, f.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                (1, "dateTime"),
+                (2, "dateTime"),
+                (3, "auction"),
+                (3, "dateTime")
+            ]
+        );
+    }
 
     #[test]
     fn a_changelog_upserts_and_retracted_rows_without_a_new_one_are_tombstones() {

@@ -163,6 +163,57 @@ pub enum StreamNode {
     },
 }
 
+/// Which columns of a batch, and which fields of its `ROW` columns, are read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// Columns read whole.
+    pub whole: std::collections::BTreeSet<usize>,
+    /// Fields read of `ROW` columns, by column.
+    pub fields: std::collections::BTreeSet<(usize, String)>,
+}
+
+impl Reads {
+    /// Adds what `expr` reads.
+    pub fn add(&mut self, expr: &Arc<dyn PhysicalExpr>) {
+        for access in super::narrow::accesses(expr) {
+            match super::narrow::access_path(&access) {
+                Some((column, Some(field))) => {
+                    self.fields.insert((column, field));
+                }
+                Some((column, None)) => {
+                    self.whole.insert(column);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Adds what an aggregate's keys, arguments and filters read.
+    fn add_aggregate(&mut self, keys: &[Computed], aggregates: &[AggregateCall]) {
+        for key in keys {
+            self.add(&key.expr);
+        }
+        for call in aggregates {
+            for argument in call.function.expressions() {
+                self.add(&argument);
+            }
+            if let Some(filter) = &call.filter {
+                self.add(filter);
+            }
+        }
+    }
+
+    /// Whether column `column` is read at all.
+    pub fn reads_column(&self, column: usize) -> bool {
+        self.whole.contains(&column) || self.fields.iter().any(|(c, _)| *c == column)
+    }
+
+    /// Whether field `field` of column `column` is read.
+    pub fn reads_field(&self, column: usize, field: &str) -> bool {
+        self.whole.contains(&column) || self.fields.contains(&(column, field.to_owned()))
+    }
+}
+
 /// The streaming operators of a script's INSERTs and queries, sources shared.
 #[derive(Debug, Clone, Default)]
 pub struct StreamPlan {
@@ -182,6 +233,63 @@ impl StreamPlan {
             StreamNode::ChangelogNormalize(normalize) => Arc::clone(&normalize.schema),
             StreamNode::Sink { input, .. } => self.schema(*input),
         }
+    }
+
+    /// The columns and `ROW` fields of `node`'s output that its consumers use
+    /// (see [`Reads`]): what Calcs and aggregates read, a Calc's columns counted
+    /// only where what follows uses them; `None` when some consumer takes whole
+    /// rows (a sink, a union, a normalize).
+    pub fn reads_of(&self, node: NodeId) -> Option<Reads> {
+        let mut reads = Reads::default();
+        for (id, consumer) in self.nodes.iter().enumerate() {
+            match consumer {
+                StreamNode::Source { .. } => {}
+                StreamNode::Calc {
+                    input,
+                    filter,
+                    columns,
+                    ..
+                } => {
+                    if *input != node {
+                        continue;
+                    }
+                    let used = self.reads_of(id);
+                    if let Some(filter) = filter {
+                        reads.add(&filter.expr);
+                    }
+                    for (index, column) in columns.iter().enumerate() {
+                        if used.as_ref().is_none_or(|used| used.reads_column(index)) {
+                            reads.add(&column.expr);
+                        }
+                    }
+                }
+                StreamNode::WindowAggregate(aggregate) => {
+                    if aggregate.input != node {
+                        continue;
+                    }
+                    reads.whole.insert(aggregate.time_column);
+                    reads.add_aggregate(&aggregate.keys, &aggregate.aggregates);
+                }
+                StreamNode::GroupAggregate(aggregate) => {
+                    if aggregate.input != node {
+                        continue;
+                    }
+                    reads.add_aggregate(&aggregate.keys, &aggregate.aggregates);
+                }
+                StreamNode::Union { inputs, .. } => {
+                    if inputs.contains(&node) {
+                        return None;
+                    }
+                }
+                StreamNode::ChangelogNormalize(ChangelogNormalize { input, .. })
+                | StreamNode::Sink { input, .. } => {
+                    if *input == node {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(reads)
     }
 
     /// Whether the batches of `node` are a changelog: they carry the op column

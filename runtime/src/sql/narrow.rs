@@ -123,6 +123,40 @@ impl Narrow {
     }
 }
 
+/// The column references and field accesses `expr` reads (the largest ones:
+/// `person.dateTime`, not `person`).
+pub fn accesses(expr: &Arc<dyn PhysicalExpr>) -> Vec<Arc<dyn PhysicalExpr>> {
+    let mut found = Vec::new();
+    let _ = Arc::clone(expr).apply(|node| {
+        if is_access(node) {
+            found.push(Arc::clone(node));
+            return Ok(TreeNodeRecursion::Jump);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// The column an access reads, and the field of it when it reads one (the
+/// first level: `a.b.c` reads field `b` of column `a`).
+pub fn access_path(expr: &Arc<dyn PhysicalExpr>) -> Option<(usize, Option<String>)> {
+    if let Some(column) = expr.downcast_ref::<Column>() {
+        return Some((column.index(), None));
+    }
+    let function = expr.downcast_ref::<ScalarFunctionExpr>()?;
+    if function.name() != "get_field" || function.args().len() != 2 {
+        return None;
+    }
+    let (column, field) = access_path(&function.args()[0])?;
+    match field {
+        Some(field) => Some((column, Some(field))),
+        None => {
+            let name = function.args()[1].downcast_ref::<Literal>()?.value();
+            Some((column, name.try_as_str().flatten().map(str::to_owned)))
+        }
+    }
+}
+
 /// Whether `expr` is a column, or a field of a `ROW` reached from one.
 pub fn is_access(expr: &Arc<dyn PhysicalExpr>) -> bool {
     if expr.is::<Column>() {

@@ -90,14 +90,15 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{
     ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, StructArray,
-    TimestampMillisecondArray,
+    TimestampMillisecondArray, new_null_array,
 };
 use arrow::buffer::NullBuffer;
-use arrow::datatypes::{DataType, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
 use super::batch::SqlBatch;
 use super::error::{Position, SqlError, SqlResult};
+use super::lower::Reads;
 use super::sources::ReadProjection;
 use crate::exec::{ReadStatus, SourceError, SplitId, SplitSource};
 use crate::pipelines::mix;
@@ -1078,8 +1079,13 @@ fn plan_columns(stored: &Schema) -> Result<Vec<ColumnPlan>, String> {
         .collect()
 }
 
-/// The stored columns of `events`, by `plans`.
-fn columns(events: &[Event], plans: &[ColumnPlan]) -> Result<Vec<ArrayRef>, SourceError> {
+/// The stored columns of `events`, by `plans`; of the `ROW` columns only the
+/// fields in `reads` (all without), the others null.
+fn columns(
+    events: &[Event],
+    plans: &[ColumnPlan],
+    reads: Option<&Reads>,
+) -> Result<Vec<ArrayRef>, SourceError> {
     let cast = |array: ArrayRef, data_type: &DataType| -> Result<ArrayRef, SourceError> {
         if array.data_type() == data_type {
             Ok(array)
@@ -1089,7 +1095,8 @@ fn columns(events: &[Event], plans: &[ColumnPlan]) -> Result<Vec<ArrayRef>, Sour
     };
     plans
         .iter()
-        .map(|plan| match plan {
+        .enumerate()
+        .map(|(index, plan)| match plan {
             ColumnPlan::EventType(data_type) => {
                 let codes = Int32Array::from_iter_values(
                     events.iter().map(|event| event.event_type().code()),
@@ -1101,10 +1108,20 @@ fn columns(events: &[Event], plans: &[ColumnPlan]) -> Result<Vec<ArrayRef>, Sour
                 fields,
                 getters,
             } => {
+                let read = |field: &Field| {
+                    !field.is_nullable()
+                        || reads.is_none_or(|reads| reads.reads_field(index, field.name()))
+                };
                 let children = getters
                     .iter()
                     .zip(fields.iter())
-                    .map(|(getter, field)| cast(getter.array(events), field.data_type()))
+                    .map(|(getter, field)| {
+                        if read(field) {
+                            cast(getter.array(events), field.data_type())
+                        } else {
+                            Ok(new_null_array(field.data_type(), events.len()))
+                        }
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 let present = NullBuffer::from(
                     events
@@ -1140,6 +1157,9 @@ pub struct NexmarkSource {
     splits: u32,
     /// Per split, when paced reading started and from which position.
     paced_from: HashMap<u32, (Instant, u64)>,
+    /// The stored columns and fields the plan reads (`None`: all): the others
+    /// are made null, not built.
+    reads: Option<Reads>,
 }
 
 impl NexmarkSource {
@@ -1158,7 +1178,16 @@ impl NexmarkSource {
             projection,
             splits: splits.max(1),
             paced_from: HashMap::new(),
+            reads: None,
         }
+    }
+
+    /// Makes only the stored columns and `ROW` fields in `reads` (`None`: all);
+    /// the others are null. The events are the same: only what is built of them
+    /// changes.
+    pub fn reading(mut self, reads: Option<Reads>) -> Self {
+        self.reads = reads;
+        self
     }
 
     fn options(&self) -> &NexmarkOptions {
@@ -1229,7 +1258,8 @@ impl SplitSource for NexmarkSource {
             let events: Vec<Event> = (position.read..end)
                 .map(|n| generator.event(n * splits + index))
                 .collect();
-            let batch = RecordBatch::try_new(Arc::clone(&self.stored), columns(&events, plans)?)
+            let columns = columns(&events, plans, self.reads.as_ref())?;
+            let batch = RecordBatch::try_new(Arc::clone(&self.stored), columns)
                 .map_err(|error| SourceError(error.to_string()))?;
             let batch = match &self.projection {
                 Some(projection) => projection.apply(batch)?,
