@@ -775,6 +775,37 @@ mod tests {
     }
 
     #[test]
+    fn fields_read_through_a_passed_on_row_are_traced_and_a_shared_source_makes_what_any_query_reads()
+     {
+        let ddl = super::super::nexmark::flink_ddl(&[("events.num", "10".to_owned())]);
+        let hop = "CREATE TABLE out (auction BIGINT, c BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT bid.auction, COUNT(*)
+             FROM TABLE(HOP(TABLE datagen, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
+             GROUP BY bid.auction, window_start, window_end;";
+        let fields = |script: &str| {
+            let job = crate::sql::compile(script).unwrap_or_else(|error| panic!("{error}"));
+            let reads = job.plan.reads_of(0).expect("only Calcs read the source");
+            let stored = stored_reads(&job.tables["datagen"], reads);
+            stored
+                .fields
+                .iter()
+                .filter(|(column, _)| *column == 3)
+                .map(|(_, field)| field.clone())
+                .collect::<Vec<_>>()
+        };
+        // The ROW passed through the window's Calc: only its fields read.
+        assert_eq!(fields(&format!("{ddl}\n{hop}")), ["auction", "dateTime"]);
+        // Shared with q0: what q0 reads too.
+        let q0 = "CREATE TABLE q0 (auction BIGINT, bidder BIGINT, price BIGINT, `dateTime` TIMESTAMP(3), extra VARCHAR)
+             WITH ('connector' = 'blackhole');
+             INSERT INTO q0 SELECT auction, bidder, price, `dateTime`, extra FROM bid;";
+        assert_eq!(
+            fields(&format!("{ddl}\n{hop}\n{q0}")),
+            ["auction", "bidder", "dateTime", "extra", "price"]
+        );
+    }
+
+    #[test]
     fn a_changelog_upserts_and_retracted_rows_without_a_new_one_are_tombstones() {
         let record = |key: &str, value: &str| KafkaOutput {
             key: Some(key.as_bytes().to_vec()),

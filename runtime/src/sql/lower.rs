@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{DFSchema, DFSchemaRef};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
@@ -183,7 +184,17 @@ impl Reads {
                 Some((column, None)) => {
                     self.whole.insert(column);
                 }
-                None => {}
+                // Not a path this knows: every column under it, whole.
+                None => {
+                    let _ = access.apply(|node| {
+                        if let Some(column) =
+                            node.downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                        {
+                            self.whole.insert(column.index());
+                        }
+                        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+                    });
+                }
             }
         }
     }
@@ -194,8 +205,9 @@ impl Reads {
             self.add(&key.expr);
         }
         for call in aggregates {
-            for argument in call.function.expressions() {
-                self.add(&argument);
+            let expressions = call.function.all_expressions();
+            for argument in expressions.args.iter().chain(&expressions.order_by_exprs) {
+                self.add(argument);
             }
             if let Some(filter) = &call.filter {
                 self.add(filter);
@@ -258,8 +270,19 @@ impl StreamPlan {
                         reads.add(&filter.expr);
                     }
                     for (index, column) in columns.iter().enumerate() {
-                        if used.as_ref().is_none_or(|used| used.reads_column(index)) {
-                            reads.add(&column.expr);
+                        let passed = column
+                            .expr
+                            .downcast_ref::<datafusion::physical_expr::expressions::Column>();
+                        match (&used, passed) {
+                            // A column passed on of which only some fields are
+                            // used: those fields of its input column.
+                            (Some(used), Some(passed)) if !used.whole.contains(&index) => {
+                                for (_, field) in used.fields.iter().filter(|(c, _)| *c == index) {
+                                    reads.fields.insert((passed.index(), field.clone()));
+                                }
+                            }
+                            (Some(used), _) if !used.reads_column(index) => {}
+                            _ => reads.add(&column.expr),
                         }
                     }
                 }
