@@ -51,6 +51,27 @@ impl RowKind {
     }
 }
 
+/// The rows of two batches of `schema` in `order`: `(batch, row)` pairs, as
+/// `arrow::compute::interleave` takes them.
+pub fn interleave_batches(
+    schema: &SchemaRef,
+    batches: [&RecordBatch; 2],
+    order: &[(usize, usize)],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let columns = (0..schema.fields().len())
+        .map(|column| {
+            arrow::compute::interleave(
+                &[
+                    batches[0].column(column).as_ref(),
+                    batches[1].column(column).as_ref(),
+                ],
+                order,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
+}
+
 /// `schema` with the op column added last.
 pub fn with_op_column(schema: &arrow::datatypes::Schema) -> SchemaRef {
     let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();

@@ -260,23 +260,15 @@ impl ChangelogNormalizeLogic {
         Self {
             normalizer: Normalizer::new(&node.keys, &node.schema),
             shape,
-            clock: wall_clock,
+            clock: super::settings::processing_time_ms,
         }
     }
 
     /// Forgets keys idle for `ttl` (`table.exec.state.ttl`; none keeps them).
     pub fn with_state_ttl(mut self, ttl: Option<std::time::Duration>) -> Self {
-        let ttl = ttl.map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
-        self.normalizer = self.normalizer.with_ttl(ttl);
+        self.normalizer = self.normalizer.with_ttl(super::settings::ttl_millis(ttl));
         self
     }
-}
-
-/// The wall clock, in milliseconds since the epoch.
-fn wall_clock() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64)
 }
 
 impl KeyedLogic<Routed, SqlBatch> for ChangelogNormalizeLogic {

@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Int8Array, RecordBatch, UInt32Array};
 use arrow::compute::{filter, take};
@@ -57,13 +57,6 @@ const ACCESS_PREFIX: u8 = 2;
 
 /// The processing time in milliseconds since the epoch (replaced in tests).
 pub type ProcessingClock = Box<dyn Fn() -> u64>;
-
-/// The wall clock, in milliseconds since the epoch.
-fn wall_clock() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64)
-}
 
 /// `GROUP BY keys` with `aggregates`, an updating aggregate.
 #[derive(Debug, Clone)]
@@ -136,14 +129,14 @@ impl GroupAggregateLogic {
             output,
             shape,
             ttl: None,
-            clock: Box::new(wall_clock),
+            clock: Box::new(super::settings::processing_time_ms),
             next_sweep: 0,
         }
     }
 
     /// Drops the state of keys idle for `ttl` (none keeps state for ever).
     pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Self {
-        self.ttl = ttl.map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.ttl = super::settings::ttl_millis(ttl);
         self
     }
 

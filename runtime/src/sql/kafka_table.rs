@@ -12,7 +12,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 
 use super::avro_rows::AvroRows;
-use super::batch::{RowKind, SqlBatch, with_op_column};
+use super::batch::{RowKind, SqlBatch, interleave_batches, with_op_column};
 use super::connectors::{KafkaFormat, ParseErrors, TextFormat};
 use super::error::{SqlError, SqlResult};
 use super::script::{ColumnDefinition, TableDefinition};
@@ -341,19 +341,7 @@ impl RecordLayout {
                 next_tombstone += 1;
             }
         }
-        let columns = (0..self.stored.fields().len())
-            .map(|column| {
-                arrow::compute::interleave(
-                    &[
-                        values.column(column).as_ref(),
-                        deletes.column(column).as_ref(),
-                    ],
-                    &order,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| SourceError(format!("table {table}: {error}")))?;
-        let batch = RecordBatch::try_new(Arc::clone(&self.stored), columns)
+        let batch = interleave_batches(&self.stored, [&values, &deletes], &order)
             .map_err(|error| SourceError(format!("table {table}: {error}")))?;
         Ok((batch, kinds, skipped))
     }

@@ -227,6 +227,20 @@ pub fn state_ttl(settings: &BTreeMap<String, String>) -> SqlResult<Option<Durati
     optional_duration(settings, STATE_TTL)
 }
 
+/// A state TTL in whole milliseconds (at least 1), as the keyed SQL operators
+/// compare it with [`processing_time_ms`].
+pub fn ttl_millis(ttl: Option<Duration>) -> Option<u64> {
+    ttl.map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+}
+
+/// The processing time (the wall clock) in milliseconds since the epoch: what
+/// a state TTL is measured in, as in Flink.
+pub fn processing_time_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
 /// `table.exec.source.idle-timeout`; none (`0`, Flink's default) never takes a
 /// split for idle.
 pub fn source_idle_timeout(settings: &BTreeMap<String, String>) -> SqlResult<Option<Duration>> {

@@ -11,7 +11,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, SchemaRef};
 
-use super::batch::{RowKind, SqlBatch};
+use super::batch::{RowKind, SqlBatch, interleave_batches};
 use super::connectors::{DatagenOptions, FieldGenerator, ParseErrors, TextFormat};
 use super::lower::Computed;
 use crate::exec::{FileSource, JobControl, ReadStatus, SourceError, SplitId, SplitSource};
@@ -62,19 +62,7 @@ impl ReadProjection {
                 }
             })
             .collect();
-        let columns = (0..self.schema.fields().len())
-            .map(|column| {
-                arrow::compute::interleave(
-                    &[
-                        computed.column(column).as_ref(),
-                        deleted.column(column).as_ref(),
-                    ],
-                    &order,
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(error)?;
-        RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(error)
+        interleave_batches(&self.schema, [&computed, &deleted], &order).map_err(error)
     }
 
     /// The stored columns of `batch` as they are, its computed ones null (or
