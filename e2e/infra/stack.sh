@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every service the integration and e2e tests run against: three Kafka clusters,
-# MinIO, a Kubernetes control plane and a node that runs its pods (kafka.sh,
-# minio.sh, kubernetes.sh, node.sh), and Helm to check the chart (helm.sh).
+# MinIO, a schema registry, a Kubernetes control plane and a node that runs its pods
+# (kafka.sh, minio.sh, schema-registry.sh, kubernetes.sh, node.sh), and Helm to check
+# the chart (helm.sh).
 #
 #   e2e/infra/stack.sh build   build or download what is missing (cached)
 #   e2e/infra/stack.sh up      build, then start every service and wait until healthy
@@ -16,15 +17,15 @@ source "$(dirname "$0")/lib.sh"
 
 # Started side by side (helm is a tool: only built); the node joins the control
 # plane once it is up.
-SERVICES=(kafka minio kubernetes helm)
+SERVICES=(kafka minio schema-registry kubernetes helm)
 NODE=node
 
 # The toolchains the builds need, which every machine of this kind has: Debian's Go
 # is too old for Kubernetes 1.34, so a missing one is reported, not installed.
 check_toolchains() {
     local missing=0
-    command -v java >/dev/null || { log "java (JDK 17 or newer) is missing: Kafka runs on it"; missing=1; }
-    command -v mvn >/dev/null || { log "mvn is missing: it fetches Kafka's jars"; missing=1; }
+    command -v java >/dev/null || { log "java (JDK 17 or newer) is missing: Kafka and the schema registry run on it"; missing=1; }
+    command -v mvn >/dev/null || { log "mvn is missing: it fetches Kafka's and the schema registry's jars"; missing=1; }
     command -v go >/dev/null || { log "go (1.24 or newer) is missing: it builds MinIO and Kubernetes"; missing=1; }
     return $missing
 }

@@ -4,7 +4,9 @@
 //! exactly once across a savepoint and a restore at another parallelism; Avro
 //! records of a hand-written schema read from A and written to C as Avro; an
 //! upsert-kafka table read as a changelog, filtered and upserted into C across
-//! restores at 2, 4 and 1.
+//! restores at 2, 4 and 1; `avro-confluent` records read with their writer
+//! schemas from the schema registry of `e2e/infra/schema-registry.sh`, and
+//! written with the schemas the job registers there.
 
 mod common;
 
@@ -17,6 +19,7 @@ use common::kafka::{connection, consume_all, create_topic, job_clusters, produce
 use common::{local_config, start, wait_for_records};
 use strom_e2e::KafkaClusters;
 use strom_runtime::exec::{JobControl, JobReport, RestoreFrom, run_job};
+use strom_runtime::format::schema_registry::SchemaRegistry;
 use strom_runtime::sql::SqlJob;
 
 /// The script compiled and connected to the test clusters.
@@ -628,6 +631,19 @@ fn read_until_quiet(
     topic: &str,
     partitions: i32,
 ) -> Vec<(Option<String>, Option<String>)> {
+    let text = |bytes: Option<Bytes>| bytes.map(|b| String::from_utf8(b).unwrap());
+    read_bytes_until_quiet(connection, topic, partitions)
+        .into_iter()
+        .map(|(key, value)| (text(key), text(value)))
+        .collect()
+}
+
+/// [`read_until_quiet`], the keys and values as bytes.
+fn read_bytes_until_quiet(
+    connection: &strom_runtime::connectors::kafka::ClusterConnection,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(Option<Bytes>, Option<Bytes>)> {
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = connection
@@ -645,14 +661,16 @@ fn read_until_quiet(
             .unwrap();
     }
     consumer.assign(&assignment).unwrap();
-    let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8(b.to_vec()).unwrap());
     let mut records = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = Instant::now();
     while Instant::now() < deadline && last.elapsed() < Duration::from_secs(3) {
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message.unwrap();
-            records.push((text(message.key()), text(message.payload())));
+            records.push((
+                message.key().map(<[u8]>::to_vec),
+                message.payload().map(<[u8]>::to_vec),
+            ));
             last = Instant::now();
         }
     }
@@ -763,4 +781,291 @@ fn an_upsert_table_is_read_as_a_changelog_filtered_and_upserted_across_restores(
         .filter_map(|(id, row)| Some((id, row?)))
         .collect();
     assert_eq!(written, expected);
+}
+
+/// The schema registry of `e2e/infra/schema-registry.sh`.
+fn schema_registry() -> Option<SchemaRegistry> {
+    strom_e2e::service("STROM_SCHEMA_REGISTRY_URL", "the schema registry")
+        .expect("the schema registry")
+        .map(|url| SchemaRegistry::new(&url).unwrap())
+}
+
+/// Clicks as an older producer wrote them: `amount` an int, no `country`.
+const CLICK_V1: &str = r#"{"type": "record", "name": "Click", "namespace": "shop", "fields": [
+    {"name": "customer", "type": "string"},
+    {"name": "amount", "type": "int"}
+]}"#;
+
+/// Clicks as a newer producer writes them (backward compatible with v1): other
+/// field order, `amount` a long, a `country` that may be null.
+const CLICK_V2: &str = r#"{"type": "record", "name": "Click", "namespace": "shop", "fields": [
+    {"name": "amount", "type": "long"},
+    {"name": "country", "type": ["null", "string"], "default": null},
+    {"name": "customer", "type": "string"}
+]}"#;
+
+/// The key schema Flink registers for `totals`: its PRIMARY KEY, NOT NULL.
+const TOTALS_KEY_SCHEMA: &str = r#"{"type": "record", "name": "record", "namespace": "org.apache.flink.avro.generated", "fields": [
+    {"name": "customer", "type": "string"}
+]}"#;
+
+/// The value schema Flink registers for `totals`: every column.
+const TOTALS_VALUE_SCHEMA: &str = r#"{"type": "record", "name": "record", "namespace": "org.apache.flink.avro.generated", "fields": [
+    {"name": "customer", "type": "string"},
+    {"name": "clicks", "type": ["null", "long"], "default": null},
+    {"name": "amount", "type": ["null", "long"], "default": null},
+    {"name": "countries", "type": ["null", "long"], "default": null}
+]}"#;
+
+/// A record in the Confluent wire format: schema id `id`, then `value` as a
+/// datum of `schema`.
+fn confluent_record(id: u32, schema: &str, value: apache_avro::types::Value) -> Vec<u8> {
+    let schema = apache_avro::Schema::parse_str(schema).unwrap();
+    let mut bytes = vec![0];
+    bytes.extend_from_slice(&id.to_be_bytes());
+    apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap()
+        .write_value_ref(&mut bytes, &value)
+        .unwrap();
+    bytes
+}
+
+/// Writes `values` to partition `partition` of `topic`, without keys.
+fn produce_bytes(
+    connection: &strom_runtime::connectors::kafka::ClusterConnection,
+    topic: &str,
+    values: &[Vec<u8>],
+    partition: i32,
+) {
+    let producer = common::kafka::producer(connection);
+    for value in values {
+        producer
+            .send(
+                rdkafka::producer::BaseRecord::<(), _, _>::to(topic)
+                    .payload(value)
+                    .partition(partition),
+            )
+            .unwrap_or_else(|(error, _)| panic!("{error}"));
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).unwrap();
+}
+
+/// Click `n`, written with schema v1 (`n` even) or v2 (`n` odd).
+fn click(n: i64) -> (bool, apache_avro::types::Value) {
+    use apache_avro::types::Value;
+    let customer = ("customer".to_owned(), Value::String(format!("c{}", n % 4)));
+    if n % 2 == 0 {
+        let amount = ("amount".to_owned(), Value::Int(n as i32));
+        (false, Value::Record(vec![customer, amount]))
+    } else {
+        let country = if n % 3 == 0 {
+            Value::Union(0, Box::new(Value::Null))
+        } else {
+            Value::Union(1, Box::new(Value::String(format!("k{}", n % 3))))
+        };
+        let amount = ("amount".to_owned(), Value::Long(n));
+        (
+            true,
+            Value::Record(vec![amount, ("country".to_owned(), country), customer]),
+        )
+    }
+}
+
+/// Flink's `avro-confluent` format: records written by two versions of a
+/// producer's schema (both registered under the input's subject) are read,
+/// each with its own writer schema from the registry, resolved to the table's
+/// (a promoted int, a missing field as null, another field order); an updating
+/// aggregate is upserted into C with the key and value schemas Flink derives,
+/// registered under `<topic>-key` and `<topic>-value`, every record framed with
+/// their ids.
+#[test]
+fn avro_confluent_tables_read_each_writer_schema_and_register_what_they_write() {
+    use apache_avro::types::Value;
+    let Some(clusters) = common::kafka::clusters() else {
+        return;
+    };
+    let Some(registry) = schema_registry() else {
+        return;
+    };
+    let (a, c) = (connection(&clusters, "a"), connection(&clusters, "c"));
+    let input = common::kafka::unique("sql-confluent-clicks");
+    let output = common::kafka::unique("sql-confluent-totals");
+    create_topic(&a, &input, 2);
+    create_topic(&c, &output, 2);
+    let subject = format!("{input}-value");
+    let v1 = registry.register(&subject, CLICK_V1).unwrap();
+    let v2 = registry.register(&subject, CLICK_V2).unwrap();
+    assert_ne!(v1, v2);
+    let records: Vec<Vec<u8>> = (0..80)
+        .map(|n| match click(n) {
+            (false, value) => confluent_record(v1, CLICK_V1, value),
+            (true, value) => confluent_record(v2, CLICK_V2, value),
+        })
+        .collect();
+    produce_bytes(&a, &input, &records[..40], 0);
+    produce_bytes(&a, &input, &records[40..], 1);
+
+    let url = registry.url();
+    let script = format!(
+        "CREATE TABLE clicks (customer STRING NOT NULL, amount BIGINT NOT NULL, country STRING)
+         WITH ('connector' = 'kafka', 'cluster' = 'a', 'topic' = '{input}',
+               'format' = 'avro-confluent', 'avro-confluent.url' = '{url}',
+               'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');
+         CREATE TABLE totals (
+           customer STRING, clicks BIGINT, amount BIGINT, countries BIGINT,
+           PRIMARY KEY (customer) NOT ENFORCED
+         ) WITH ('connector' = 'upsert-kafka', 'cluster' = 'c', 'topic' = '{output}',
+                 'key.format' = 'avro-confluent', 'key.avro-confluent.url' = '{url}',
+                 'value.format' = 'avro-confluent', 'value.avro-confluent.url' = '{url}');
+         INSERT INTO totals
+         SELECT customer, COUNT(*), SUM(amount), COUNT(country) FROM clicks GROUP BY customer;"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let report = run(
+        state.path(),
+        "sql-kafka-avro-confluent",
+        compile(&clusters, &script),
+        2,
+        RestoreFrom::Nothing,
+        &Arc::default(),
+    );
+    assert_eq!(report.records_in, 80);
+
+    let key_id = registry.latest_id(&format!("{output}-key")).unwrap();
+    let value_id = registry.latest_id(&format!("{output}-value")).unwrap();
+    let key_schema = apache_avro::Schema::parse_str(TOTALS_KEY_SCHEMA).unwrap();
+    let value_schema = apache_avro::Schema::parse_str(TOTALS_VALUE_SCHEMA).unwrap();
+    assert_eq!(registry.schema(key_id).unwrap(), key_schema);
+    assert_eq!(registry.schema(value_id).unwrap(), value_schema);
+    let decode = |id: u32, schema: &apache_avro::Schema, bytes: &[u8]| {
+        assert_eq!(bytes[0], 0, "magic byte");
+        assert_eq!(u32::from_be_bytes(bytes[1..5].try_into().unwrap()), id);
+        let mut datum = &bytes[5..];
+        let value = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+            .build()
+            .unwrap()
+            .read_value(&mut datum)
+            .unwrap();
+        assert!(datum.is_empty(), "{} bytes after the record", datum.len());
+        value
+    };
+    let long = |n: i64| Value::Union(1, Box::new(Value::Long(n)));
+    let mut expected = BTreeMap::new();
+    for n in 0..80 {
+        let entry = expected.entry(format!("c{}", n % 4)).or_insert((0, 0, 0));
+        entry.0 += 1;
+        entry.1 += n;
+        entry.2 += i64::from(n % 2 == 1 && n % 3 != 0);
+    }
+    let mut latest = BTreeMap::new();
+    for (key, value) in read_bytes_until_quiet(&c, &output, 2) {
+        let key = decode(key_id, &key_schema, &key.expect("a key"));
+        let Value::Record(key_fields) = key else {
+            panic!("{key:?}")
+        };
+        let Value::String(customer) = key_fields[0].1.clone() else {
+            panic!("{key_fields:?}")
+        };
+        // A tombstone is an update's retraction: the next record has the row.
+        latest.insert(
+            customer,
+            value.map(|value| decode(value_id, &value_schema, &value)),
+        );
+    }
+    let expected: BTreeMap<String, Option<Value>> = expected
+        .into_iter()
+        .map(|(customer, (clicks, amount, countries))| {
+            let row = Value::Record(vec![
+                ("customer".to_owned(), Value::String(customer.clone())),
+                ("clicks".to_owned(), long(clicks)),
+                ("amount".to_owned(), long(amount)),
+                ("countries".to_owned(), long(countries)),
+            ]);
+            (customer, Some(row))
+        })
+        .collect();
+    assert_eq!(latest, expected);
+}
+
+/// An `avro-confluent` record the job cannot read fails it, naming the record
+/// and why: an id the registry does not know, a writer schema that does not
+/// resolve to the table's (a field the table needs, missing without a
+/// default), no Confluent header.
+#[test]
+fn avro_confluent_records_that_cannot_be_read_fail_the_job_naming_them() {
+    use apache_avro::types::Value;
+    let Some(clusters) = common::kafka::clusters() else {
+        return;
+    };
+    let Some(registry) = schema_registry() else {
+        return;
+    };
+    let a = connection(&clusters, "a");
+    let unrelated =
+        r#"{"type": "record", "name": "Other", "fields": [{"name": "x", "type": "int"}]}"#;
+    let unrelated_id = registry
+        .register(
+            &common::kafka::unique("sql-confluent-other-value"),
+            unrelated,
+        )
+        .unwrap();
+    let good_id = registry
+        .register(&common::kafka::unique("sql-confluent-good-value"), CLICK_V1)
+        .unwrap();
+    let good = confluent_record(good_id, CLICK_V1, click(0).1);
+    let cases = [
+        (
+            confluent_record(999_999, CLICK_V1, click(2).1),
+            "the writer schema of the record at {topic}/0@1: the schema registry at",
+            "refused the schema of id 999999: HTTP 404",
+        ),
+        (
+            confluent_record(
+                unrelated_id,
+                unrelated,
+                Value::Record(vec![("x".to_owned(), Value::Int(7))]),
+            ),
+            "the record at {topic}/0@1 does not parse as avro",
+            &*format!(
+                "written with schema id {unrelated_id}, which does not resolve to the table's schema"
+            ),
+        ),
+        (
+            b"{\"customer\": \"c1\"}".to_vec(),
+            "the record at {topic}/0@1 does not parse as avro",
+            "not in the Confluent wire format: magic byte 123, not 0",
+        ),
+    ];
+    for (bad, at, why) in cases {
+        let topic = common::kafka::unique("sql-confluent-bad");
+        create_topic(&a, &topic, 1);
+        produce_bytes(&a, &topic, &[good.clone(), bad], 0);
+        let script = format!(
+            "CREATE TABLE clicks (customer STRING NOT NULL, amount BIGINT NOT NULL, country STRING)
+             WITH ('connector' = 'kafka', 'cluster' = 'a', 'topic' = '{topic}',
+                   'format' = 'avro-confluent', 'avro-confluent.url' = '{}',
+                   'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset');
+             CREATE TABLE out (customer STRING, amount BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT customer, amount FROM clicks;",
+            registry.url()
+        );
+        let state = tempfile::tempdir().unwrap();
+        let config = local_config(
+            state.path(),
+            "sql-kafka-avro-confluent-bad",
+            1,
+            Duration::from_millis(200),
+            1,
+            RestoreFrom::Nothing,
+        );
+        let job = compile(&clusters, &script);
+        let error = match run_job(config, job.pipeline(Arc::new(|_| {})), Arc::default()) {
+            Ok(report) => format!("{:?}", report.snapshots.failure),
+            Err(error) => error.to_string(),
+        };
+        let at = at.replace("{topic}", &topic);
+        assert!(error.contains(&at), "{error}\nshould name: {at}");
+        assert!(error.contains(why), "{error}\nshould say: {why}");
+    }
 }

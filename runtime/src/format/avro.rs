@@ -135,7 +135,7 @@ impl AvroFormat {
 }
 
 /// The schema id and the datum of a record in the Confluent wire format.
-fn split_confluent(bytes: &[u8]) -> Result<(u32, &[u8]), FormatError> {
+pub(crate) fn split_confluent(bytes: &[u8]) -> Result<(u32, &[u8]), FormatError> {
     if bytes.len() < CONFLUENT_HEADER {
         return Err(FormatError::WireFormat(format!(
             "{} bytes, shorter than the 5-byte header",

@@ -7,6 +7,7 @@
 //! source's [`OnMalformed`](crate::exec::malformed::OnMalformed) policy.
 
 pub mod avro;
+pub mod schema_registry;
 
 use serde::Serialize;
 use serde::de::value::{SeqDeserializer, StrDeserializer};

@@ -45,6 +45,9 @@ use arrow::datatypes::{
 };
 use serde_json::json;
 
+use crate::format::avro::split_confluent;
+use crate::format::schema_registry::{RegistryError, RegistrySchemas};
+
 /// The full name Flink gives the top-level record of a derived schema.
 const RECORD_NAME: &str = "org.apache.flink.avro.generated.record";
 
@@ -60,10 +63,11 @@ pub struct UnsupportedColumn {
     pub reason: String,
 }
 
-/// Why an Avro record did not decode into a row.
+/// Why an Avro record did not decode into a row, or a row did not encode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AvroRowError {
-    /// Not the binary encoding of a datum of the schema.
+    /// Not the binary encoding of a datum of the schema (or, in the Confluent
+    /// wire format, no valid header).
     #[error("not an Avro record of the table's schema: {0}")]
     Malformed(String),
     /// A decoded value of another shape than the column's (a bug: the schema is
@@ -75,18 +79,51 @@ pub enum AvroRowError {
         /// What was found.
         reason: String,
     },
+    /// The schema registry did not give a record's writer schema, or did not
+    /// register the table's schema.
+    #[error("{0}")]
+    Registry(#[from] RegistryError),
+    /// A record written with a schema that does not resolve to the table's (a
+    /// field the table reads that the writer's schema lacks without a default,
+    /// a type that does not promote).
+    #[error("written with schema id {id}, which does not resolve to the table's schema: {reason}")]
+    Incompatible {
+        /// The writer schema's registry id.
+        id: u32,
+        /// Avro's reason.
+        reason: String,
+    },
+    /// A row that is not a record of the schema (a null in a NOT NULL column).
+    #[error("a row that is not a record of the table's schema: {0}")]
+    Unwritable(String),
 }
 
 /// The largest value (string, bytes, array) an Avro record may declare.
 const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Rows of some columns as Avro records of the schema derived from them.
+/// Rows of some columns as Avro records of the schema derived from them: plain
+/// (Flink's `avro`) or in the Confluent wire format with a schema registry
+/// (Flink's `avro-confluent`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AvroRows {
     /// The derived Avro schema: records are written with it and read as it.
     schema: Schema,
+    /// The same as JSON text (with the fields' defaults), as registered.
+    text: String,
     /// The columns.
     columns: SchemaRef,
+    /// For the Confluent wire format: the registry and subject.
+    confluent: Option<ConfluentWire>,
+}
+
+/// The Confluent wire format of a table's records: a zero byte, the writer
+/// schema's registry id (4 bytes, big-endian), the datum.
+#[derive(Debug, Clone, PartialEq)]
+struct ConfluentWire {
+    /// The registry, with the schemas learnt from it.
+    registry: RegistrySchemas,
+    /// The subject the table's schema is registered under when written.
+    subject: String,
 }
 
 impl AvroRows {
@@ -114,8 +151,19 @@ impl AvroRows {
         })?;
         Ok(Self {
             schema,
+            text: text.to_string(),
             columns: Arc::clone(columns),
+            confluent: None,
         })
+    }
+
+    /// The same rows in the Confluent wire format: written with the derived
+    /// schema registered under `subject` in `registry`, read with the writer
+    /// schema the registry gives for each record's id, resolved to the derived
+    /// one.
+    pub fn in_confluent_wire(mut self, registry: RegistrySchemas, subject: String) -> Self {
+        self.confluent = Some(ConfluentWire { registry, subject });
+        self
     }
 
     /// The derived Avro schema.
@@ -123,25 +171,81 @@ impl AvroRows {
         &self.schema
     }
 
-    /// Decodes one record (the whole of `bytes`) as a datum of the schema.
-    pub fn decode(&self, mut bytes: &[u8]) -> Result<Value, AvroRowError> {
-        let value = GenericDatumReader::builder(&self.schema)
-            .build()
-            .and_then(|reader| reader.read_value(&mut bytes))
-            .map_err(|error| AvroRowError::Malformed(error.to_string()))?;
-        if !bytes.is_empty() {
-            return Err(AvroRowError::Malformed(format!(
-                "{} bytes left after the record",
-                bytes.len()
-            )));
+    /// Registers the schema records are written with, in the Confluent wire
+    /// format (once per process; nothing to do for plain records), and returns
+    /// its id.
+    pub fn register(&self) -> Result<Option<u32>, RegistryError> {
+        match &self.confluent {
+            None => Ok(None),
+            Some(wire) => wire.registry.register(&wire.subject, &self.text).map(Some),
         }
-        // The decoder reads a string cut short as null rather than failing.
-        if !value.validate(&self.schema) {
-            return Err(AvroRowError::Malformed(
-                "the record ends inside a value".to_owned(),
-            ));
+    }
+
+    /// Decodes one plain record (the whole of `bytes`).
+    pub fn decode(&self, bytes: &[u8]) -> Result<Value, AvroRowError> {
+        Decoder::new(&self.schema, None)?.decode(bytes)
+    }
+
+    /// Decodes records (each value the whole of a record); the first that does
+    /// not decode fails with its index. In the Confluent wire format each
+    /// record is read with its writer schema, fetched from the registry the
+    /// first time its id is seen.
+    pub fn decode_all(&self, records: &[&[u8]]) -> Result<Vec<Value>, (usize, AvroRowError)> {
+        let Some(wire) = &self.confluent else {
+            let decoder = Decoder::new(&self.schema, None).map_err(|error| (0, error))?;
+            return records
+                .iter()
+                .enumerate()
+                .map(|(row, bytes)| decoder.decode(bytes).map_err(|error| (row, error)))
+                .collect();
+        };
+        let framed = records
+            .iter()
+            .enumerate()
+            .map(|(row, bytes)| {
+                split_confluent(bytes)
+                    .map_err(|error| (row, AvroRowError::Malformed(error.to_string())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // The writer schemas of this batch, then a decoder per schema.
+        let mut writers: HashMap<u32, Arc<Schema>> = HashMap::new();
+        for (row, (id, _)) in framed.iter().enumerate() {
+            if !writers.contains_key(id) {
+                let schema = wire
+                    .registry
+                    .schema(*id)
+                    .map_err(|error| (row, error.into()))?;
+                writers.insert(*id, schema);
+            }
         }
-        Ok(value)
+        let mut decoders = HashMap::with_capacity(writers.len());
+        for (id, writer) in &writers {
+            let resolve = **writer != self.schema;
+            let decoder =
+                Decoder::new(writer, resolve.then_some(&self.schema)).map_err(|error| {
+                    let row = framed.iter().position(|(of, _)| of == id).unwrap_or(0);
+                    (
+                        row,
+                        AvroRowError::Incompatible {
+                            id: *id,
+                            reason: error.to_string(),
+                        },
+                    )
+                })?;
+            decoders.insert(*id, decoder);
+        }
+        framed
+            .iter()
+            .enumerate()
+            .map(|(row, (id, datum))| {
+                decoders[id].decode(datum).map_err(|error| match error {
+                    AvroRowError::Malformed(reason) if writers[id].as_ref() != &self.schema => {
+                        (row, AvroRowError::Incompatible { id: *id, reason })
+                    }
+                    other => (row, other),
+                })
+            })
+            .collect()
     }
 
     /// The rows of decoded `records` (each a value [`decode`](Self::decode) gave).
@@ -172,8 +276,14 @@ impl AvroRows {
         })
     }
 
-    /// Each row of `batch` (of the format's columns) as an Avro record.
-    pub fn encode(&self, batch: &RecordBatch) -> Vec<Vec<u8>> {
+    /// Each row of `batch` (of the format's columns) as an Avro record; in the
+    /// Confluent wire format with the id of the registered schema (registered
+    /// now if [`register`](Self::register) was not called).
+    pub fn encode(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>, AvroRowError> {
+        let header = match self.register()? {
+            Some(id) => confluent_header(id),
+            None => Vec::new(),
+        };
         let mut columns: Vec<std::vec::IntoIter<Value>> = batch
             .columns()
             .iter()
@@ -182,7 +292,7 @@ impl AvroRows {
             .collect();
         let writer = GenericDatumWriter::builder(&self.schema)
             .build()
-            .expect("a parsed schema builds a writer");
+            .map_err(|error| AvroRowError::Unwritable(error.to_string()))?;
         (0..batch.num_rows())
             .map(|_| {
                 let record = Value::Record(
@@ -191,21 +301,68 @@ impl AvroRows {
                         .iter()
                         .zip(&mut columns)
                         .map(|(field, values)| {
-                            (
-                                field.name().clone(),
-                                values.next().expect("a value per row"),
-                            )
+                            (field.name().clone(), values.next().unwrap_or(Value::Null))
                         })
                         .collect(),
                 );
-                let mut bytes = Vec::new();
+                let mut bytes = header.clone();
                 writer
                     .write_value_ref(&mut bytes, &record)
-                    .expect("rows of the columns are records of the schema derived from them");
-                bytes
+                    .map_err(|error| AvroRowError::Unwritable(error.to_string()))?;
+                Ok(bytes)
             })
             .collect()
     }
+}
+
+/// Decodes datums written with one schema, resolved to another where they differ.
+struct Decoder<'a> {
+    reader: GenericDatumReader<'a>,
+    /// The schema decoded values conform to.
+    schema: &'a Schema,
+}
+
+impl<'a> Decoder<'a> {
+    /// Datums of `writer`, read as `reader` when given.
+    fn new(writer: &'a Schema, reader: Option<&'a Schema>) -> Result<Self, AvroRowError> {
+        let decoder = GenericDatumReader::builder(writer)
+            .maybe_reader_schema(reader)
+            .build()
+            .map_err(|error| AvroRowError::Malformed(error.to_string()))?;
+        Ok(Self {
+            reader: decoder,
+            schema: reader.unwrap_or(writer),
+        })
+    }
+
+    /// One datum, the whole of `bytes`.
+    fn decode(&self, mut bytes: &[u8]) -> Result<Value, AvroRowError> {
+        let value = self
+            .reader
+            .read_value(&mut bytes)
+            .map_err(|error| AvroRowError::Malformed(error.to_string()))?;
+        if !bytes.is_empty() {
+            return Err(AvroRowError::Malformed(format!(
+                "{} bytes left after the record",
+                bytes.len()
+            )));
+        }
+        // The decoder reads a string cut short as null rather than failing.
+        if !value.validate(self.schema) {
+            return Err(AvroRowError::Malformed(
+                "the record ends inside a value".to_owned(),
+            ));
+        }
+        Ok(value)
+    }
+}
+
+/// The Confluent wire format's header of records written with schema `id`.
+fn confluent_header(id: u32) -> Vec<u8> {
+    let mut header = Vec::with_capacity(5);
+    header.push(0);
+    header.extend_from_slice(&id.to_be_bytes());
+    header
 }
 
 /// The field `field` of the record named `record` (a full name), as schema JSON.
@@ -934,7 +1091,7 @@ mod tests {
         // An int is a zigzag varint; a union its branch index (zigzag) then the
         // branch's value; a string its zigzag length then UTF-8.
         let expected: [&[u8]; 2] = [&[2, 2, 2, b'x'], &[3, 0]];
-        assert_eq!(rows.encode(&batch), expected);
+        assert_eq!(rows.encode(&batch).unwrap(), expected);
         let decoded: Vec<Value> = expected
             .iter()
             .map(|bytes| rows.decode(bytes).unwrap())
@@ -1052,6 +1209,7 @@ mod tests {
         .unwrap();
         let decoded: Vec<Value> = rows
             .encode(&batch)
+            .unwrap()
             .iter()
             .map(|bytes| rows.decode(bytes).unwrap())
             .collect();
@@ -1060,6 +1218,7 @@ mod tests {
         // A slice (as a sink may be given) encodes its own rows.
         let decoded: Vec<Value> = rows
             .encode(&batch.slice(1, 2))
+            .unwrap()
             .iter()
             .map(|bytes| rows.decode(bytes).unwrap())
             .collect();

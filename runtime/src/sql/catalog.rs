@@ -173,7 +173,8 @@ impl Catalog {
                 } => stored.push(Field::new(
                     name,
                     column_type.data_type.clone(),
-                    column_type.nullable,
+                    // As in Flink, the columns of a PRIMARY KEY are NOT NULL.
+                    column_type.nullable && !definition.primary_key.contains(name),
                 )),
                 ColumnDefinition::Computed { .. } => {}
             }

@@ -21,6 +21,7 @@ use super::error::{SqlError, SqlResult};
 use super::kafka_table::{KeyOptions, RecordLayout};
 use super::nexmark::NexmarkOptions;
 use super::script::{TableDefinition, WatermarkDefinition};
+use crate::format::schema_registry::{RegistrySchemas, SchemaRegistry};
 
 /// A file format of the `filesystem` connector (and, later, Kafka's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,15 +170,70 @@ pub enum KafkaFormat {
     /// Plain Avro records of the schema Flink derives from the columns (`avro`;
     /// see [`AvroRows`](super::avro_rows::AvroRows)).
     Avro,
+    /// Avro records of the derived schema in the Confluent wire format, the
+    /// schemas in a schema registry (`avro-confluent`).
+    AvroConfluent,
 }
 
-/// The message refusing `avro-confluent` as the format option `option`.
-fn refuse_avro_confluent(options: &Options<'_>, option: &str) -> SqlError {
-    options.invalid(
-        option,
-        "avro-confluent",
-        "json, csv, raw or avro ('avro-confluent' needs a schema registry, which SQL tables do not connect to; 'avro' reads and writes plain Avro records of the schema derived from the columns)",
-    )
+/// Where an `avro-confluent` format keeps its schemas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryOptions {
+    /// `avro-confluent.url`: the schema registry.
+    pub registry: RegistrySchemas,
+    /// `avro-confluent.subject`: the subject written records' schema is
+    /// registered under (by default `<topic>-value` or `<topic>-key`).
+    pub subject: String,
+}
+
+/// The formats of `format`, `value.format` and `key.format`.
+const FORMATS: &str = "json, csv, raw, avro or avro-confluent";
+
+/// The format named `name` (the value of the format option `option`), with its
+/// registry options when it is `avro-confluent` (whose option names start with
+/// what `option` does: `value.avro-confluent.url` for `value.format`). The
+/// default subject is `<topic>-<part>`, `part` being `value` or `key`.
+fn kafka_format(
+    options: &mut Options<'_>,
+    option: &str,
+    name: &str,
+    topic: Option<&str>,
+    part: &str,
+) -> SqlResult<(KafkaFormat, Option<RegistryOptions>)> {
+    let format = match name {
+        "json" => KafkaFormat::Text(TextFormat::Json),
+        "csv" => KafkaFormat::Text(TextFormat::Csv),
+        "raw" => KafkaFormat::Raw,
+        "avro" => KafkaFormat::Avro,
+        "avro-confluent" => KafkaFormat::AvroConfluent,
+        other => return Err(options.invalid(option, other, FORMATS)),
+    };
+    if format != KafkaFormat::AvroConfluent {
+        return Ok((format, None));
+    }
+    let prefix = option.strip_suffix("format").unwrap_or_default();
+    let url_key = format!("{prefix}avro-confluent.url");
+    // Flink's older name of the option.
+    let old_url_key = format!("{prefix}avro-confluent.schema-registry.url");
+    let url = match (options.optional(&url_key), options.optional(&old_url_key)) {
+        (Some(url), _) | (None, Some(url)) => url,
+        (None, None) => return Err(options.required(&url_key).unwrap_err()),
+    };
+    let registry = SchemaRegistry::new(&url).map_err(|error| {
+        options.invalid(&url_key, "…", &format!("a schema registry URL: {error}"))
+    })?;
+    let subject_key = format!("{prefix}avro-confluent.subject");
+    let subject = match (options.optional(&subject_key), topic) {
+        (Some(subject), _) => subject,
+        (None, Some(topic)) => format!("{topic}-{part}"),
+        (None, None) => return Err(options.required(&subject_key).unwrap_err()),
+    };
+    Ok((
+        format,
+        Some(RegistryOptions {
+            registry: RegistrySchemas::new(registry),
+            subject,
+        }),
+    ))
 }
 
 impl TableConnector {
@@ -429,8 +485,9 @@ fn upsert_kafka_options(definition: &TableDefinition) -> SqlResult<BTreeMap<Stri
 }
 
 /// `key.format` and `key.fields` (both or neither), and
-/// `value.fields-include`, which must be `ALL` for now.
-fn key_options(options: &mut Options<'_>) -> SqlResult<Option<KeyOptions>> {
+/// `value.fields-include`, which must be `ALL` for now; `topic` is the table's
+/// (first) topic.
+fn key_options(options: &mut Options<'_>, topic: Option<&str>) -> SqlResult<Option<KeyOptions>> {
     match options.optional("value.fields-include").as_deref() {
         None | Some("ALL") => {}
         Some("EXCEPT_KEY") => {
@@ -450,16 +507,10 @@ fn key_options(options: &mut Options<'_>) -> SqlResult<Option<KeyOptions>> {
         (Some(_), None) => return Err(options.required("key.format").unwrap_err()),
         (None, Some(_)) => return Err(options.required("key.fields").unwrap_err()),
     };
-    let format = match format.as_str() {
-        "json" => KafkaFormat::Text(TextFormat::Json),
-        "csv" => KafkaFormat::Text(TextFormat::Csv),
-        "raw" => KafkaFormat::Raw,
-        "avro" => KafkaFormat::Avro,
-        "avro-confluent" => return Err(refuse_avro_confluent(options, "key.format")),
-        other => return Err(options.invalid("key.format", other, "json, csv, raw or avro")),
-    };
+    let (format, registry) = kafka_format(options, "key.format", &format, topic, "key")?;
     Ok(Some(KeyOptions {
         format,
+        registry,
         fields: fields
             .split(';')
             .map(str::trim)
@@ -507,32 +558,34 @@ fn kafka(
         .filter(|topic| !topic.is_empty())
         .map(str::to_owned)
         .collect();
-    let format = match (options.optional("format"), options.optional("value.format")) {
-        (Some(format), None) | (None, Some(format)) => format,
-        (Some(_), Some(_)) => {
-            return Err(options.invalid(
-                "value.format",
-                "…",
-                "either 'format' or 'value.format', not both",
-            ));
-        }
-        (None, None) => return Err(options.required("format").unwrap_err()),
-    };
-    let kafka_format = match format.as_str() {
-        "json" => KafkaFormat::Text(TextFormat::Json),
-        "csv" => KafkaFormat::Text(TextFormat::Csv),
-        "raw" => KafkaFormat::Raw,
-        "avro" => KafkaFormat::Avro,
-        "avro-confluent" => return Err(refuse_avro_confluent(options, "format")),
-        other => return Err(options.invalid("format", other, "json, csv, raw or avro")),
-    };
-    let key = key_options(options)?;
-    let layout = RecordLayout::of_table(definition, schema, kafka_format, key.as_ref())?;
+    let (format, format_option) =
+        match (options.optional("format"), options.optional("value.format")) {
+            (Some(format), None) => (format, "format"),
+            (None, Some(format)) => (format, "value.format"),
+            (Some(_), Some(_)) => {
+                return Err(options.invalid(
+                    "value.format",
+                    "…",
+                    "either 'format' or 'value.format', not both",
+                ));
+            }
+            (None, None) => return Err(options.required("format").unwrap_err()),
+        };
+    let topic = topics.first().map(String::as_str);
+    let (kafka_format, registry) = kafka_format(options, format_option, &format, topic, "value")?;
+    let key = key_options(options, topic)?;
+    let layout = RecordLayout::of_table(
+        definition,
+        schema,
+        kafka_format,
+        registry.as_ref(),
+        key.as_ref(),
+    )?;
     let ignore = match kafka_format {
         KafkaFormat::Text(_) => options.flag(&format!("{format}.ignore-parse-errors"))?,
         // Flink's raw and avro formats have no such option: a malformed record
         // fails the job.
-        KafkaFormat::Raw | KafkaFormat::Avro => false,
+        KafkaFormat::Raw | KafkaFormat::Avro | KafkaFormat::AvroConfluent => false,
     };
     let startup = match options.optional("scan.startup.mode").as_deref() {
         None | Some("group-offsets") => StartupMode::GroupOffsets {

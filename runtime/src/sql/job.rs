@@ -14,9 +14,7 @@ use super::batch::{RowKind, SqlBatch, max_event_time, row_kinds, with_op_column}
 use super::calc::Calc;
 use super::catalog::{Catalog, Table};
 use super::changelog_normalize::{ChangelogNormalize, ChangelogNormalizeLogic};
-use super::connectors::{
-    KafkaFormat, KafkaOptions, StartupMode, TableConnector, TextFormat, watermark_delay,
-};
+use super::connectors::{KafkaOptions, StartupMode, TableConnector, TextFormat, watermark_delay};
 use super::error::{SqlError, SqlResult};
 use super::group_aggregate::GroupAggregateLogic;
 use super::kafka_table::KafkaTableSource;
@@ -472,16 +470,28 @@ impl SqlJob {
                     config.transactional_id_prefix = options.transactional_id_prefix.clone();
                 }
                 let layout = options.layout.clone();
+                layout
+                    .register_schemas(&table.name)
+                    .map_err(|message| not_runnable_because(name, message))?;
+                let control = stream.context().control.clone();
+                let table_name = table.name.clone();
+                let encode = move |batch: &RecordBatch| match layout.encode(batch, &table_name) {
+                    Ok(records) => records,
+                    Err(message) => {
+                        control.record_failure(message.clone());
+                        panic!("{message}");
+                    }
+                };
                 let records = if changelog {
                     stream.flat_map(move |SqlBatch(batch)| {
                         let kinds = row_kinds(&batch);
                         let rows = batch
                             .project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())
                             .expect("the columns before the op column");
-                        upserts(layout.encode(&rows), &kinds)
+                        upserts(encode(&rows), &kinds)
                     })
                 } else {
-                    stream.flat_map(move |SqlBatch(batch)| layout.encode(&batch))
+                    stream.flat_map(move |SqlBatch(batch)| encode(&batch))
                 };
                 records.sink_kafka(name, config, Clone::clone)
             }
@@ -730,7 +740,7 @@ pub fn format_changelog(batch: &RecordBatch, changelog: bool) -> Vec<String> {
 /// Appends the rows of `batch` to `text` as JSON lines or CSV (no final newline).
 fn encode_lines(format: TextFormat, batch: &RecordBatch, text: &mut String) {
     // As Kafka values are: explicit nulls, Flink's SQL form of timestamps.
-    let rows = super::kafka_table::encode_rows(KafkaFormat::Text(format), batch);
+    let rows = super::kafka_table::encode_text(format, batch);
     for (index, row) in rows.into_iter().enumerate() {
         if index > 0 {
             text.push('\n');

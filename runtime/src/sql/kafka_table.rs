@@ -11,9 +11,9 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 
-use super::avro_rows::AvroRows;
+use super::avro_rows::{AvroRowError, AvroRows};
 use super::batch::{RowKind, SqlBatch, interleave_batches, with_op_column};
-use super::connectors::{KafkaFormat, ParseErrors, TextFormat};
+use super::connectors::{KafkaFormat, ParseErrors, RegistryOptions, TextFormat};
 use super::error::{SqlError, SqlResult};
 use super::script::{ColumnDefinition, TableDefinition};
 use super::sources::{ReadProjection, decode_text};
@@ -122,14 +122,18 @@ pub struct KeyOptions {
     pub format: KafkaFormat,
     /// The physical columns it holds, in order.
     pub fields: Vec<String>,
+    /// Where the key's schemas are, for `avro-confluent`.
+    pub registry: Option<RegistryOptions>,
 }
 
 impl RecordLayout {
-    /// The layout of the table `definition`, whose stored columns are `stored`.
+    /// The layout of the table `definition`, whose stored columns are `stored`,
+    /// values in `format` (`registry` where it is `avro-confluent`).
     pub fn of_table(
         definition: &TableDefinition,
         stored: &SchemaRef,
         format: KafkaFormat,
+        registry: Option<&RegistryOptions>,
         key: Option<&KeyOptions>,
     ) -> SqlResult<Self> {
         let mut value_fields = Vec::new();
@@ -194,7 +198,7 @@ impl RecordLayout {
         if let KafkaFormat::Text(TextFormat::Csv) = format {
             check_flat(definition, &value, "format")?;
         }
-        let avro = avro_rows(definition, format, &value, "format")?;
+        let avro = avro_rows(definition, format, registry, &value, "format")?;
         let key = match key {
             None => None,
             Some(key) => Some(Self::key_layout(definition, &value, key)?),
@@ -257,6 +261,7 @@ impl RecordLayout {
         let avro = avro_rows(
             definition,
             key.format,
+            key.registry.as_ref(),
             &Arc::new(Schema::new(fields)),
             "key.format",
         )?;
@@ -492,27 +497,26 @@ impl RecordLayout {
         Ok((batch, (0..values.len()).collect()))
     }
 
-    /// The values as Avro records of the layout's schema; one that is not fails
-    /// the job naming where it is (Flink's `avro` format has no option to skip
-    /// them).
+    /// The values as Avro records of the layout's schema (plain or in the
+    /// Confluent wire format); one that is not fails the job naming where it is
+    /// (Flink's Avro formats have no option to skip them).
     fn decode_avro(
         avro: &AvroRows,
         values: &[&[u8]],
         table: &str,
         where_is: impl Fn(usize) -> String,
     ) -> Result<(RecordBatch, Vec<usize>), SourceError> {
-        let records = values
-            .iter()
-            .enumerate()
-            .map(|(row, value)| {
-                avro.decode(value).map_err(|error| {
-                    SourceError(format!(
-                        "table {table}: the record at {} does not parse as avro: {error}",
-                        where_is(row)
-                    ))
-                })
+        let records = avro.decode_all(values).map_err(|(row, error)| {
+            let at = where_is(row);
+            SourceError(match error {
+                AvroRowError::Registry(error) => {
+                    format!("table {table}: the writer schema of the record at {at}: {error}")
+                }
+                error => {
+                    format!("table {table}: the record at {at} does not parse as avro: {error}")
+                }
             })
-            .collect::<Result<Vec<_>, _>>()?;
+        })?;
         let batch = avro
             .to_batch(&records)
             .map_err(|error| SourceError(format!("table {table}: {error}")))?;
@@ -523,9 +527,12 @@ impl RecordLayout {
     /// holds the physical columns in the table's format, the key (if the table
     /// has `key.fields`) those columns in `key.format`. `batch` holds the table's
     /// physical columns (what a sink is given: metadata columns are not written).
-    pub fn encode(&self, batch: &RecordBatch) -> Vec<KafkaOutput> {
+    /// A row Avro cannot write (a registry that does not register the schema)
+    /// fails naming the table.
+    pub fn encode(&self, batch: &RecordBatch, table: &str) -> Result<Vec<KafkaOutput>, String> {
         debug_assert_eq!(batch.num_columns(), self.value.fields().len());
-        let values = encode_with(self.format, self.avro.as_ref(), batch);
+        let failed = |error: AvroRowError| format!("table {table}: writing a record: {error}");
+        let values = encode_with(self.format, self.avro.as_ref(), batch).map_err(failed)?;
         let keys = match &self.key {
             Some(key) => encode_with(
                 key.format,
@@ -533,10 +540,12 @@ impl RecordLayout {
                 &batch
                     .project(&key.columns)
                     .expect("the key's columns are among the value's"),
-            ),
+            )
+            .map_err(|error| format!("table {table}: writing a record key: {error}"))?,
             None => vec![None; values.len()],
         };
-        keys.into_iter()
+        Ok(keys
+            .into_iter()
             .zip(values)
             .map(|(key, value)| KafkaOutput {
                 key,
@@ -544,7 +553,23 @@ impl RecordLayout {
                 headers: Vec::new(),
                 partition: None,
             })
-            .collect()
+            .collect())
+    }
+
+    /// Registers the schemas the table's records are written with, for the
+    /// `avro-confluent` format (value and key; nothing to do for the others):
+    /// a sink does before it starts, so that a registry that refuses the schema
+    /// (a change its compatibility rules forbid) fails the job at once.
+    pub fn register_schemas(&self, table: &str) -> Result<(), String> {
+        if let Some(avro) = &self.avro {
+            avro.register()
+                .map_err(|error| format!("table {table}: the value's schema: {error}"))?;
+        }
+        if let Some(avro) = self.key.as_ref().and_then(|key| key.avro.as_ref()) {
+            avro.register()
+                .map_err(|error| format!("table {table}: the key's schema: {error}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -565,8 +590,8 @@ fn decode_with(
             decode_text(format, schema, values, parse_errors, table, where_is)
         }
         KafkaFormat::Raw => RecordLayout::decode_raw(schema, values, parse_errors, table, where_is),
-        KafkaFormat::Avro => RecordLayout::decode_avro(
-            avro.expect("format avro has a schema"),
+        KafkaFormat::Avro | KafkaFormat::AvroConfluent => RecordLayout::decode_avro(
+            avro.expect("tables of an Avro format have its codec"),
             values,
             table,
             where_is,
@@ -579,30 +604,46 @@ fn decode_with(
 fn avro_rows(
     definition: &TableDefinition,
     format: KafkaFormat,
+    registry: Option<&RegistryOptions>,
     columns: &SchemaRef,
     option: &str,
 ) -> SqlResult<Option<AvroRows>> {
-    if format != KafkaFormat::Avro {
-        return Ok(None);
-    }
-    AvroRows::derive(columns).map(Some).map_err(|error| {
+    let name = match format {
+        KafkaFormat::Avro => "avro",
+        KafkaFormat::AvroConfluent => "avro-confluent",
+        KafkaFormat::Text(_) | KafkaFormat::Raw => return Ok(None),
+    };
+    let rows = AvroRows::derive(columns).map_err(|error| {
         SqlError::new(
-            format!("table {}: {error} ('{option}' = 'avro')", definition.name),
+            format!("table {}: {error} ('{option}' = '{name}')", definition.name),
             definition.at,
         )
-    })
+    })?;
+    Ok(Some(match registry {
+        Some(registry) => {
+            rows.in_confluent_wire(registry.registry.clone(), registry.subject.clone())
+        }
+        None => rows,
+    }))
 }
 
-/// Each row of `batch` in `format`, with the Avro codec `avro` for format `avro`.
+/// Each row of `batch` in `format`, with the Avro codec `avro` for the Avro
+/// formats.
 fn encode_with(
     format: KafkaFormat,
     avro: Option<&AvroRows>,
     batch: &RecordBatch,
-) -> Vec<Option<Vec<u8>>> {
-    match avro {
-        Some(avro) => avro.encode(batch).into_iter().map(Some).collect(),
-        None => encode_rows(format, batch),
-    }
+) -> Result<Vec<Option<Vec<u8>>>, AvroRowError> {
+    Ok(match (format, avro) {
+        (KafkaFormat::Text(format), _) => encode_text(format, batch),
+        (KafkaFormat::Raw, _) => encode_raw(batch),
+        (KafkaFormat::Avro | KafkaFormat::AvroConfluent, Some(avro)) => {
+            avro.encode(batch)?.into_iter().map(Some).collect()
+        }
+        (KafkaFormat::Avro | KafkaFormat::AvroConfluent, None) => {
+            unreachable!("tables of an Avro format have its codec")
+        }
+    })
 }
 
 /// Refuses nested columns (ARRAY, ROW, MAP) in a CSV `option`: CSV has no form
@@ -636,12 +677,10 @@ const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3f";
 /// The same with the zone of a `TIMESTAMP_LTZ` (always UTC here).
 const TIMESTAMP_LTZ_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3fZ";
 
-/// Each row of `batch` in `format`: a JSON object (explicit nulls), a CSV line,
-/// the one column's bytes (`None` when null), or an Avro record of the schema
-/// derived from `batch`'s columns.
-pub(super) fn encode_rows(format: KafkaFormat, batch: &RecordBatch) -> Vec<Option<Vec<u8>>> {
+/// Each row of `batch` in `format`: a JSON object (explicit nulls) or a CSV line.
+pub(super) fn encode_text(format: TextFormat, batch: &RecordBatch) -> Vec<Option<Vec<u8>>> {
     match format {
-        KafkaFormat::Text(TextFormat::Json) => {
+        TextFormat::Json => {
             let mut bytes = Vec::new();
             let mut writer = arrow::json::WriterBuilder::new()
                 .with_explicit_nulls(true)
@@ -657,7 +696,7 @@ pub(super) fn encode_rows(format: KafkaFormat, batch: &RecordBatch) -> Vec<Optio
                 .map(|line| Some(line.to_vec()))
                 .collect()
         }
-        KafkaFormat::Text(TextFormat::Csv) => (0..batch.num_rows())
+        TextFormat::Csv => (0..batch.num_rows())
             .map(|row| {
                 // Row by row: a quoted field may hold a line break.
                 let mut bytes = Vec::new();
@@ -676,32 +715,28 @@ pub(super) fn encode_rows(format: KafkaFormat, batch: &RecordBatch) -> Vec<Optio
                 Some(bytes)
             })
             .collect(),
-        KafkaFormat::Avro => AvroRows::derive(&batch.schema())
-            .expect("tables of format avro have columns Avro holds")
-            .encode(batch)
-            .into_iter()
-            .map(Some)
-            .collect(),
-        KafkaFormat::Raw => {
-            let column = batch.column(0);
-            (0..batch.num_rows())
-                .map(|row| {
-                    if column.is_null(row) {
-                        return None;
-                    }
-                    Some(match column.as_any().downcast_ref::<StringArray>() {
-                        Some(text) => text.value(row).as_bytes().to_vec(),
-                        None => column
-                            .as_any()
-                            .downcast_ref::<BinaryArray>()
-                            .expect("raw columns are STRING or BYTES")
-                            .value(row)
-                            .to_vec(),
-                    })
-                })
-                .collect()
-        }
     }
+}
+
+/// Each row of `batch`'s one column (STRING or BYTES) as its bytes, `None` when null.
+fn encode_raw(batch: &RecordBatch) -> Vec<Option<Vec<u8>>> {
+    let column = batch.column(0);
+    (0..batch.num_rows())
+        .map(|row| {
+            if column.is_null(row) {
+                return None;
+            }
+            Some(match column.as_any().downcast_ref::<StringArray>() {
+                Some(text) => text.value(row).as_bytes().to_vec(),
+                None => column
+                    .as_any()
+                    .downcast_ref::<BinaryArray>()
+                    .expect("raw columns are STRING or BYTES")
+                    .value(row)
+                    .to_vec(),
+            })
+        })
+        .collect()
 }
 
 /// `batch` with the op column of `kinds` after its columns.
@@ -897,7 +932,17 @@ mod tests {
             (
                 "a STRING",
                 ", 'format' = 'avro-confluent'",
-                "'avro-confluent' needs a schema registry, which SQL tables do not connect to; 'avro' reads and writes plain Avro records",
+                "the option 'avro-confluent.url' is required",
+            ),
+            (
+                "a STRING",
+                ", 'value.format' = 'avro-confluent', 'value.avro-confluent.url' = 'http://u:secret@registry'",
+                "option 'value.avro-confluent.url' = '…': expected a schema registry URL: 'registry' is not a schema registry URL: credentials in the URL are not taken",
+            ),
+            (
+                "a STRING",
+                ", 'format' = 'avro-confluent', 'avro-confluent.url' = 'http://registry', 'avro-confluent.basic-auth.user-info' = 'u:p'",
+                "unsupported options for connector 'kafka': 'avro-confluent.basic-auth.user-info'",
             ),
             (
                 "a STRING, ts TIMESTAMP_LTZ(3)",
@@ -924,6 +969,25 @@ mod tests {
             let error = table(columns, options).unwrap_err().to_string();
             assert!(error.contains(expected), "{columns} {options}: {error}");
         }
+    }
+
+    #[test]
+    fn primary_key_columns_are_not_null_as_in_flink() {
+        let (layout, _) = table(
+            "id BIGINT, name STRING, PRIMARY KEY (id) NOT ENFORCED",
+            ", 'format' = 'json', 'key.format' = 'avro', 'key.fields' = 'id'",
+        )
+        .unwrap();
+        assert!(!layout.stored.field(0).is_nullable());
+        assert!(layout.stored.field(1).is_nullable());
+        // The key's Avro schema is Flink's: `long`, not a union with null.
+        let key = layout.key.as_ref().unwrap().avro.as_ref().unwrap();
+        let expected = apache_avro::Schema::parse_str(
+            r#"{"type": "record", "name": "record", "namespace": "org.apache.flink.avro.generated",
+                "fields": [{"name": "id", "type": "long"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(key.schema(), &expected);
     }
 
     #[test]
@@ -1111,20 +1175,23 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            values(json.encode(&batch)),
+            values(json.encode(&batch, "t").unwrap()),
             [
                 r#"{"country":"nl","views":3}"#,
                 r#"{"country":"a \"b\"\nc","views":null}"#
             ]
         );
         let (csv, _) = table(columns, ", 'format' = 'csv'").unwrap();
-        assert_eq!(values(csv.encode(&batch)), ["nl,3", "\"a \"\"b\"\"\nc\","]);
+        assert_eq!(
+            values(csv.encode(&batch, "t").unwrap()),
+            ["nl,3", "\"a \"\"b\"\"\nc\","]
+        );
         let (keyed, _) = table(
             columns,
             ", 'format' = 'json', 'key.format' = 'csv', 'key.fields' = 'views;country'",
         )
         .unwrap();
-        let outputs = keyed.encode(&batch);
+        let outputs = keyed.encode(&batch, "t").unwrap();
         let keys: Vec<Option<String>> = outputs
             .iter()
             .map(|output| {
@@ -1146,7 +1213,7 @@ mod tests {
         let (lines, _) = raw
             .decode(&[record(5, Some("any text"))], ParseErrors::Fail, "t")
             .unwrap();
-        assert_eq!(values(raw.encode(&lines)), ["any text"]);
+        assert_eq!(values(raw.encode(&lines, "t").unwrap()), ["any text"]);
     }
 
     #[test]
@@ -1170,7 +1237,9 @@ mod tests {
             crate::sql::job::format_rows(&batch, "+I"),
             ["+I[ab, 3, 1]", "+I[NULL, -3, 3]"]
         );
-        let outputs = layout.encode(&batch.project(&[0, 1]).unwrap());
+        let outputs = layout
+            .encode(&batch.project(&[0, 1]).unwrap(), "t")
+            .unwrap();
         let written: Vec<(Vec<u8>, Vec<u8>)> = outputs
             .into_iter()
             .map(|output| (output.key.unwrap(), output.value.unwrap()))
