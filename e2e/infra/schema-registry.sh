@@ -38,7 +38,7 @@ service_build() {
 }
 
 healthy() {
-    curl -sf "http://127.0.0.1:$REGISTRY_PORT/health/ready"
+    curl -sf -m 5 "http://127.0.0.1:$REGISTRY_PORT/health/ready"
 }
 
 service_up() {
@@ -72,7 +72,7 @@ service_up() {
         -Dapicurio.ccompat.use-canonical-hash=true \
         -jar "$REGISTRY_JAR"
     wait_until 90 "schema registry" "$REGISTRY_RUN/registry.log" healthy
-    curl -sf -X PUT -H 'Content-Type: application/vnd.schemaregistry.v1+json' \
+    curl -sf -m 10 -X PUT -H 'Content-Type: application/vnd.schemaregistry.v1+json' \
         --data '{"compatibility": "BACKWARD"}' "$REGISTRY_URL/config" >/dev/null \
         || { log "setting the global compatibility failed"; return 1; }
     log "schema registry up at $REGISTRY_URL in $((SECONDS - start))s"

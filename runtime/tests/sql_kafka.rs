@@ -804,6 +804,13 @@ const CLICK_V2: &str = r#"{"type": "record", "name": "Click", "namespace": "shop
     {"name": "customer", "type": "string"}
 ]}"#;
 
+/// The schema Flink derives for the `clicks` table of the tests below.
+const CLICKS_TABLE_SCHEMA: &str = r#"{"type": "record", "name": "record", "namespace": "org.apache.flink.avro.generated", "fields": [
+    {"name": "customer", "type": "string"},
+    {"name": "amount", "type": "long"},
+    {"name": "country", "type": ["null", "string"], "default": null}
+]}"#;
+
 /// The key schema Flink registers for `totals`: its PRIMARY KEY, NOT NULL.
 const TOTALS_KEY_SCHEMA: &str = r#"{"type": "record", "name": "record", "namespace": "org.apache.flink.avro.generated", "fields": [
     {"name": "customer", "type": "string"}
@@ -936,8 +943,14 @@ fn avro_confluent_tables_read_each_writer_schema_and_register_what_they_write() 
     let value_id = registry.latest_id(&format!("{output}-value")).unwrap();
     let key_schema = apache_avro::Schema::parse_str(TOTALS_KEY_SCHEMA).unwrap();
     let value_schema = apache_avro::Schema::parse_str(TOTALS_VALUE_SCHEMA).unwrap();
-    assert_eq!(registry.schema(key_id).unwrap(), key_schema);
-    assert_eq!(registry.schema(value_id).unwrap(), value_schema);
+    // The schemas as registered, with Flink's `"default": null` on nullable
+    // fields (Avro's equality ignores defaults; their JSON does not).
+    let json = |schema: &apache_avro::Schema| serde_json::to_value(schema).unwrap();
+    assert_eq!(json(&registry.schema(key_id).unwrap()), json(&key_schema));
+    assert_eq!(
+        json(&registry.schema(value_id).unwrap()),
+        json(&value_schema)
+    );
     let decode = |id: u32, schema: &apache_avro::Schema, bytes: &[u8]| {
         assert_eq!(bytes[0], 0, "magic byte");
         assert_eq!(u32::from_be_bytes(bytes[1..5].try_into().unwrap()), id);
@@ -1011,9 +1024,22 @@ fn avro_confluent_records_that_cannot_be_read_fail_the_job_naming_them() {
         )
         .unwrap();
     let good_id = registry
-        .register(&common::kafka::unique("sql-confluent-good-value"), CLICK_V1)
+        .register(
+            &common::kafka::unique("sql-confluent-good-value"),
+            CLICKS_TABLE_SCHEMA,
+        )
         .unwrap();
-    let good = confluent_record(good_id, CLICK_V1, click(0).1);
+    // The good record is written with the table's own schema: read without
+    // resolution.
+    let good = confluent_record(
+        good_id,
+        CLICKS_TABLE_SCHEMA,
+        Value::Record(vec![
+            ("customer".to_owned(), Value::String("c0".to_owned())),
+            ("amount".to_owned(), Value::Long(5)),
+            ("country".to_owned(), Value::Union(0, Box::new(Value::Null))),
+        ]),
+    );
     let cases = [
         (
             confluent_record(999_999, CLICK_V1, click(2).1),
@@ -1068,4 +1094,50 @@ fn avro_confluent_records_that_cannot_be_read_fail_the_job_naming_them() {
         assert!(error.contains(&at), "{error}\nshould name: {at}");
         assert!(error.contains(why), "{error}\nshould say: {why}");
     }
+}
+
+/// A sink whose schema the registry refuses (the subject holds a schema the
+/// table's is not compatible with) fails the job when it starts, naming the
+/// table, the subject and the registry's reason; nothing is written.
+#[test]
+fn an_avro_confluent_sink_whose_schema_the_registry_refuses_fails_before_writing() {
+    let Some(clusters) = common::kafka::clusters() else {
+        return;
+    };
+    let Some(registry) = schema_registry() else {
+        return;
+    };
+    let a = connection(&clusters, "a");
+    let output = common::kafka::unique("sql-confluent-refused");
+    create_topic(&a, &output, 1);
+    let subject = format!("{output}-value");
+    registry.register(&subject, r#""string""#).unwrap();
+    let script = format!(
+        "CREATE TABLE seq (n BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '10',
+           'fields.n.kind' = 'sequence', 'fields.n.start' = '1', 'fields.n.end' = '10');
+         CREATE TABLE out (n BIGINT) WITH ('connector' = 'kafka', 'cluster' = 'a',
+           'topic' = '{output}', 'format' = 'avro-confluent', 'avro-confluent.url' = '{}');
+         INSERT INTO out SELECT n FROM seq;",
+        registry.url()
+    );
+    let state = tempfile::tempdir().unwrap();
+    let config = local_config(
+        state.path(),
+        "sql-kafka-avro-confluent-refused",
+        1,
+        Duration::from_millis(200),
+        1,
+        RestoreFrom::Nothing,
+    );
+    let job = compile(&clusters, &script);
+    let error = match run_job(config, job.pipeline(Arc::new(|_| {})), Arc::default()) {
+        Ok(report) => format!("{:?}", report.snapshots.failure),
+        Err(error) => error.to_string(),
+    };
+    let expected = format!(
+        "table out: the value's schema: the schema registry at {} refused registering a schema under subject '{subject}': HTTP 409",
+        registry.url()
+    );
+    assert!(error.contains(&expected), "{error}\nshould say: {expected}");
+    assert!(common::kafka::consume_available(&a, &output, 1).is_empty());
 }

@@ -271,7 +271,7 @@ fn a_savepoint_restored_into_another_aggregate_fails_naming_both() {
     .expect_err("a COUNT's state was restored into a MIN")
     .to_string();
     assert!(
-        error.contains("the restored state was written by another query")
+        error.contains("the restored state does not fit this query")
             && error.contains("count(")
             && error.contains("min("),
         "{error}"

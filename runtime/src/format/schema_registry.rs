@@ -32,9 +32,9 @@ const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     /// The URL is not one the client can call.
-    #[error("'{url}' is not a schema registry URL: {reason}")]
+    #[error("{url} is not a schema registry URL: {reason}")]
     BadUrl {
-        /// The URL as given (credentials in it removed).
+        /// The URL's scheme, host and port (the rest may hold a key).
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -95,8 +95,18 @@ impl SchemaRegistry {
     /// The registry at `url`: `http` or `https`, without credentials (they would
     /// be visible to anyone who can read the job's spec).
     pub fn new(url: &str) -> Result<Self, RegistryError> {
+        // Only the scheme, host and port are shown: a query, a fragment or
+        // credentials in the URL may hold a key.
+        let shown = Url::parse(url).map_or_else(
+            |_| "the URL".to_owned(),
+            |parsed| match (parsed.host_str(), parsed.port()) {
+                (Some(host), Some(port)) => format!("{}://{host}:{port}", parsed.scheme()),
+                (Some(host), None) => format!("{}://{host}", parsed.scheme()),
+                (None, _) => format!("{}:", parsed.scheme()),
+            },
+        );
         let bad = |reason: &str| RegistryError::BadUrl {
-            url: url.split('@').next_back().unwrap_or_default().to_owned(),
+            url: shown.clone(),
             reason: reason.to_owned(),
         };
         let mut base = Url::parse(url).map_err(|error| bad(&error.to_string()))?;
@@ -233,8 +243,11 @@ impl SchemaRegistry {
             let started = Instant::now();
             let mut pause = Duration::from_millis(100);
             loop {
+                // No attempt runs past the deadline.
+                let left = deadline.saturating_sub(started.elapsed());
                 let mut request = client
                     .request(method.clone(), url.clone())
+                    .timeout(left.min(REQUEST_TIMEOUT))
                     .header(reqwest::header::ACCEPT, CONTENT_TYPE);
                 if let Some(body) = &body {
                     request = request
@@ -327,11 +340,16 @@ where
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                tokio::runtime::Builder::new_current_thread()
+                let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map(|runtime| runtime.block_on(future))
-                    .map_err(|error| error.to_string())
+                    .map_err(|error| error.to_string())?;
+                let output = runtime.block_on(future);
+                // Dropping the runtime would wait for its blocking tasks: a DNS
+                // lookup that does not answer would hold the caller past the
+                // deadline. They end on their own.
+                runtime.shutdown_background();
+                Ok(output)
             })
             .join()
             .unwrap_or_else(|_| Err("the registry client panicked".to_owned()))
@@ -411,6 +429,16 @@ mod tests {
         let error = SchemaRegistry::new("http://user:hunter2@registry:8081").unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
         assert!(error.to_string().contains("credentials"), "{error}");
+        assert!(
+            error.to_string().starts_with("http://registry:8081 is not"),
+            "{error}"
+        );
+        let error = SchemaRegistry::new("https://registry/?apikey=hunter2#x").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(
+            error.to_string().contains("no query or fragment"),
+            "{error}"
+        );
         let error = SchemaRegistry::new("ftp://registry").unwrap_err();
         assert!(error.to_string().contains("http or https"), "{error}");
         assert!(SchemaRegistry::new("registry:8081").is_err());

@@ -25,7 +25,7 @@
 //! refused when the table is planned.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
@@ -124,6 +124,8 @@ struct ConfluentWire {
     registry: RegistrySchemas,
     /// The subject the table's schema is registered under when written.
     subject: String,
+    /// The id it got, once registered (shared by the clones of the format).
+    id: Arc<OnceLock<u32>>,
 }
 
 impl AvroRows {
@@ -162,7 +164,11 @@ impl AvroRows {
     /// schema the registry gives for each record's id, resolved to the derived
     /// one.
     pub fn in_confluent_wire(mut self, registry: RegistrySchemas, subject: String) -> Self {
-        self.confluent = Some(ConfluentWire { registry, subject });
+        self.confluent = Some(ConfluentWire {
+            registry,
+            subject,
+            id: Arc::default(),
+        });
         self
     }
 
@@ -171,14 +177,24 @@ impl AvroRows {
         &self.schema
     }
 
+    /// The subject written records' schema is registered under, in the
+    /// Confluent wire format.
+    pub fn subject(&self) -> Option<&str> {
+        self.confluent.as_ref().map(|wire| wire.subject.as_str())
+    }
+
     /// Registers the schema records are written with, in the Confluent wire
     /// format (once per process; nothing to do for plain records), and returns
     /// its id.
     pub fn register(&self) -> Result<Option<u32>, RegistryError> {
-        match &self.confluent {
-            None => Ok(None),
-            Some(wire) => wire.registry.register(&wire.subject, &self.text).map(Some),
+        let Some(wire) = &self.confluent else {
+            return Ok(None);
+        };
+        if let Some(&id) = wire.id.get() {
+            return Ok(Some(id));
         }
+        let id = wire.registry.register(&wire.subject, &self.text)?;
+        Ok(Some(*wire.id.get_or_init(|| id)))
     }
 
     /// Decodes one plain record (the whole of `bytes`).
@@ -232,17 +248,25 @@ impl AvroRows {
                         },
                     )
                 })?;
-            decoders.insert(*id, decoder);
+            decoders.insert(*id, (decoder, resolve));
         }
         framed
             .iter()
             .enumerate()
             .map(|(row, (id, datum))| {
-                decoders[id].decode(datum).map_err(|error| match error {
-                    AvroRowError::Malformed(reason) if writers[id].as_ref() != &self.schema => {
-                        (row, AvroRowError::Incompatible { id: *id, reason })
+                let (decoder, resolved) = &decoders[id];
+                decoder.decode(datum).map_err(|error| {
+                    // A datum its writer schema reads failed in the resolution.
+                    let readable = *resolved
+                        && Decoder::new(&writers[id], None)
+                            .and_then(|decoder| decoder.decode(datum))
+                            .is_ok();
+                    match error {
+                        AvroRowError::Malformed(reason) if readable => {
+                            (row, AvroRowError::Incompatible { id: *id, reason })
+                        }
+                        other => (row, other),
                     }
-                    other => (row, other),
                 })
             })
             .collect()

@@ -211,18 +211,25 @@ fn kafka_format(
         return Ok((format, None));
     }
     let prefix = option.strip_suffix("format").unwrap_or_default();
-    let url_key = format!("{prefix}avro-confluent.url");
-    // Flink's older name of the option.
-    let old_url_key = format!("{prefix}avro-confluent.schema-registry.url");
-    let url = match (options.optional(&url_key), options.optional(&old_url_key)) {
-        (Some(url), _) | (None, Some(url)) => url,
-        (None, None) => return Err(options.required(&url_key).unwrap_err()),
+    // Each option also under Flink's older name (`schema-registry.url`).
+    let mut either = |name: &str, old: &str| {
+        let key = format!("{prefix}avro-confluent.{name}");
+        let old_key = format!("{prefix}avro-confluent.{old}");
+        match (options.optional(&key), options.optional(&old_key)) {
+            (Some(value), _) => (key, Some(value)),
+            (None, Some(value)) => (old_key, Some(value)),
+            (None, None) => (key, None),
+        }
+    };
+    let (url_key, url) = either("url", "schema-registry.url");
+    let (subject_key, subject) = either("subject", "schema-registry.subject");
+    let Some(url) = url else {
+        return Err(options.required(&url_key).unwrap_err());
     };
     let registry = SchemaRegistry::new(&url).map_err(|error| {
         options.invalid(&url_key, "…", &format!("a schema registry URL: {error}"))
     })?;
-    let subject_key = format!("{prefix}avro-confluent.subject");
-    let subject = match (options.optional(&subject_key), topic) {
+    let subject = match (subject, topic) {
         (Some(subject), _) => subject,
         (None, Some(topic)) => format!("{topic}-{part}"),
         (None, None) => return Err(options.required(&subject_key).unwrap_err()),

@@ -937,7 +937,7 @@ mod tests {
             (
                 "a STRING",
                 ", 'value.format' = 'avro-confluent', 'value.avro-confluent.url' = 'http://u:secret@registry'",
-                "option 'value.avro-confluent.url' = '…': expected a schema registry URL: 'registry' is not a schema registry URL: credentials in the URL are not taken",
+                "option 'value.avro-confluent.url' = '…': expected a schema registry URL: http://registry is not a schema registry URL: credentials in the URL are not taken",
             ),
             (
                 "a STRING",
@@ -969,6 +969,54 @@ mod tests {
             let error = table(columns, options).unwrap_err().to_string();
             assert!(error.contains(expected), "{columns} {options}: {error}");
         }
+    }
+
+    #[test]
+    fn avro_confluent_subjects_default_to_the_topic_and_take_flinks_option_names() {
+        let subjects = |options: &str| {
+            let (layout, _) = table("id BIGINT, name STRING", options).unwrap();
+            let value = layout
+                .avro
+                .as_ref()
+                .and_then(|avro| avro.subject().map(str::to_owned));
+            let key = layout
+                .key
+                .as_ref()
+                .and_then(|key| key.avro.as_ref())
+                .and_then(|avro| avro.subject().map(str::to_owned));
+            (value, key)
+        };
+        assert_eq!(
+            subjects(
+                ", 'value.format' = 'avro-confluent', 'value.avro-confluent.url' = 'http://r:8081',
+                 'key.format' = 'avro-confluent', 'key.avro-confluent.url' = 'http://r:8081', 'key.fields' = 'id'"
+            ),
+            (Some("x-value".to_owned()), Some("x-key".to_owned()))
+        );
+        assert_eq!(
+            subjects(
+                ", 'format' = 'avro-confluent', 'avro-confluent.url' = 'http://r:8081', 'avro-confluent.subject' = 'clicks'"
+            ),
+            (Some("clicks".to_owned()), None)
+        );
+        // Flink's older option names.
+        assert_eq!(
+            subjects(
+                ", 'format' = 'avro-confluent', 'avro-confluent.schema-registry.url' = 'http://r',
+                 'avro-confluent.schema-registry.subject' = 'old'"
+            ),
+            (Some("old".to_owned()), None)
+        );
+        let error = table(
+            "id BIGINT",
+            ", 'format' = 'avro-confluent', 'avro-confluent.schema-registry.url' = 'ftp://r'",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("option 'avro-confluent.schema-registry.url' = '…'"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl StateShape {
                 return Err(StateError::Operator {
                     operator: self.operator.clone(),
                     message: format!(
-                        "the restored state was written by another query: its state holds {recorded}, this query's {}; restore a savepoint of this query, or start without one",
+                        "the restored state does not fit this query: it holds {recorded}, this query's {} (a savepoint of another query, or of a Strom version that kept this query's state otherwise); restore a savepoint this query took with this version, or start without one",
                         self.shape
                     ),
                 });
