@@ -1,7 +1,7 @@
 //! `strom`: the Strom runtime's command line.
 //!
 //! - `strom validate` checks StreamJob manifests as `kubectl apply` would, without a
-//!   cluster;
+//!   cluster, and `.sql` scripts as `strom run` takes them;
 //! - `strom run` runs a StreamJob in this process (local mode, like Flink's
 //!   MiniCluster), or as one process of several (`--process` / `--peers`).
 
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod run;
-use strom_crds::manifest::{ManifestError, parse_stream_job};
+use strom_crds::manifest::ManifestError;
 
 /// Strom: streaming jobs on Kubernetes.
 #[derive(Parser, Debug)]
@@ -24,9 +24,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check StreamJob manifests against the StreamJob schema and its rules, as
-    /// `kubectl apply` would, and print a summary of each job.
+    /// `kubectl apply` would, and print a summary of each job. A `.sql` script is
+    /// checked as the job `strom run` makes of it.
     Validate {
-        /// Manifest files (YAML; may also hold other documents such as Secrets).
+        /// Manifest files (YAML; may also hold other documents such as Secrets) or
+        /// `.sql` scripts.
         #[arg(required = true)]
         manifests: Vec<PathBuf>,
     },
@@ -112,7 +114,7 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-/// Why a manifest file is not a valid StreamJob.
+/// Why a manifest file or SQL script is not a valid StreamJob.
 #[derive(Debug, thiserror::Error)]
 enum ValidateError {
     #[error("cannot read the file: {0}")]
@@ -123,10 +125,11 @@ enum ValidateError {
     Sql(#[from] strom_runtime::sql::SqlError),
 }
 
-/// A one-line description of the valid job in `path`.
+/// A one-line description of the valid job in `path` (a manifest, or a `.sql`
+/// script as the job `strom run` makes of it).
 fn validate_file(path: &Path) -> Result<String, ValidateError> {
     let text = std::fs::read_to_string(path)?;
-    let job = parse_stream_job(&text)?;
+    let job = run::job_of_file(path, &text)?;
     let spec = &job.spec;
     let program = if strom_runtime::sql::compile_spec(spec)?.is_some() {
         "sql".to_owned()

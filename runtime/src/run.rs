@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use strom_crds::StreamJob;
-use strom_crds::manifest::parse_stream_job;
+use strom_crds::manifest::{ManifestError, parse_stream_job};
 use strom_runtime::connectors::kafka::{DEFAULT_SECRETS_ROOT, SecretMounts};
 use strom_runtime::exec::{
     JobConfig, JobControl, JobReport, JobSettings, Processes, RestoreFrom, run_job,
@@ -332,11 +332,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 pub fn load_job(path: &std::path::Path) -> anyhow::Result<StreamJob> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let is_sql = path
-        .extension()
-        .is_some_and(|extension| extension.eq_ignore_ascii_case("sql"));
-    if !is_sql {
-        return parse_stream_job(&text).with_context(|| path.display().to_string());
+    job_of_file(path, &text).with_context(|| path.display().to_string())
+}
+
+/// Whether `path` names a SQL script (`.sql`, in any case) rather than a manifest.
+pub fn is_sql_script(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("sql"))
+}
+
+/// The job that `text`, read from `path`, holds: the StreamJob of a manifest, or
+/// for a SQL script (see [`is_sql_script`]) a job named after the file (its stem
+/// in lower case, `-` for other characters than letters and digits) with the
+/// defaults of a manifest that gives only its SQL (parallelism 1). What `strom
+/// run`, `strom explain` and `strom validate` take.
+pub fn job_of_file(path: &std::path::Path, text: &str) -> Result<StreamJob, ManifestError> {
+    if !is_sql_script(path) {
+        return parse_stream_job(text);
     }
     let stem = path
         .file_stem()
@@ -356,7 +368,7 @@ pub fn load_job(path: &std::path::Path) -> anyhow::Result<StreamJob> {
         "metadata": {"name": name},
         "spec": {"parallelism": 1, "sql": text},
     });
-    parse_stream_job(&manifest.to_string()).with_context(|| path.display().to_string())
+    parse_stream_job(&manifest.to_string())
 }
 
 /// Ctrl-C stops the job with a savepoint (a second one aborts). SIGTERM, which a pod

@@ -174,10 +174,10 @@ fn select_distinct_inserts_each_row_once() {
 }
 
 /// An updating count over 45,000 generated rows, stopped with a savepoint at
-/// parallelism 2, restored at 3, stopped again, restored at 1: the changelog of
+/// parallelism 2, restored at 4, stopped again, restored at 1: the changelog of
 /// the three runs, applied, holds each auction's count of rows.
 #[test]
-fn updating_state_survives_restores_at_2_then_3_then_1() {
+fn updating_state_survives_restores_at_2_then_4_then_1() {
     const ROWS: u64 = 45_000;
     let script = format!(
         "CREATE TABLE bid (id BIGINT, auction AS id % 29)
@@ -207,7 +207,7 @@ fn updating_state_survives_restores_at_2_then_3_then_1() {
     };
     let first = run_then_stop(config(2, RestoreFrom::Nothing), pipeline());
     let savepoint = first.snapshots.savepoints.last().unwrap().location.clone();
-    let second = run_then_stop(config(3, RestoreFrom::Snapshot(savepoint)), pipeline());
+    let second = run_then_stop(config(4, RestoreFrom::Snapshot(savepoint)), pipeline());
     let savepoint = second.snapshots.savepoints.last().unwrap().location.clone();
     let third = run_job(
         config(1, RestoreFrom::Snapshot(savepoint)),

@@ -498,3 +498,65 @@ fn sessions_survive_restores_at_2_then_4_then_1() {
     rows.sort();
     assert_eq!(rows, expected);
 }
+
+/// Late records: a row whose window fired already (its event time 10 s behind
+/// the watermark) is dropped and counted in `strom_late_records_total`, at
+/// parallelism 1 and 2; every other row is counted in its window. The rows
+/// come from datagen at 2,000 a second, 1 ms of event time apart, so the
+/// watermark is seconds of wall time past the late rows' windows when they
+/// come.
+#[test]
+fn late_rows_are_dropped_and_counted() {
+    const ROWS: i64 = 12_000;
+    let script = format!(
+        "CREATE TABLE clicks (
+           id BIGINT,
+           ts AS to_timestamp_millis(1704067200000
+             + CASE WHEN id % 1000 = 500 AND id >= 10000 THEN id - 10000 ELSE id END),
+           WATERMARK FOR ts AS ts
+         ) WITH ('connector' = 'datagen', 'rows-per-second' = '2000',
+                 'fields.id.kind' = 'sequence', 'fields.id.start' = '0',
+                 'fields.id.end' = '{}');
+         SELECT window_start, COUNT(*)
+         FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '1' SECOND))
+         GROUP BY window_start, window_end;",
+        ROWS - 1
+    );
+    // Rows 10500 and 11500 are late: windows 10 and 11 lose one each.
+    let expected: Vec<String> = (0..ROWS / 1000)
+        .map(|second| {
+            let count = if second >= 10 { 999 } else { 1000 };
+            format!("+I[2024-01-01T00:00:{second:02}, {count}]")
+        })
+        .collect();
+    for parallelism in [1, 2] {
+        let state = tempfile::tempdir().unwrap();
+        let job = strom_runtime::sql::compile(&script).unwrap_or_else(|error| panic!("{error}"));
+        let rows = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&rows);
+        let pipeline = job.pipeline(Arc::new(move |line| sink.lock().unwrap().push(line)));
+        let config = local_config(
+            state.path(),
+            "sql-late",
+            parallelism,
+            Duration::from_millis(200),
+            2,
+            RestoreFrom::Nothing,
+        );
+        let control = Arc::new(JobControl::default());
+        let report = run_job(config, pipeline, Arc::clone(&control)).unwrap();
+        assert!(report.snapshots.failure.is_none(), "{:?}", report.snapshots);
+        let mut got = rows.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, expected, "at parallelism {parallelism}");
+        let mut metrics = String::new();
+        prometheus_client::encoding::text::encode(&mut metrics, &control.metrics.registry())
+            .unwrap();
+        let late: u64 = metrics
+            .lines()
+            .filter(|line| line.starts_with("strom_late_records_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(late, 2, "at parallelism {parallelism}: {metrics}");
+    }
+}

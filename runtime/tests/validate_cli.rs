@@ -64,3 +64,49 @@ fn a_missing_file_is_named() {
         "{stderr}"
     );
 }
+
+/// A `.sql` script validates as `strom run` and `strom explain` take it: as a job
+/// named after the file with a manifest's defaults; a broken one fails with the
+/// line and column of its error.
+#[test]
+fn sql_scripts_validate_like_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("Clicks_Per_User.sql");
+    std::fs::write(
+        &good,
+        "CREATE TABLE clicks (user_id BIGINT, url STRING) WITH ('connector' = 'datagen');\n\
+         CREATE TABLE out (user_id BIGINT, n BIGINT) WITH ('connector' = 'print');\n\
+         INSERT INTO out SELECT user_id, COUNT(*) FROM clicks GROUP BY user_id;\n",
+    )
+    .unwrap();
+    let out = strom()
+        .args(["validate", &good.display().to_string()])
+        .output()
+        .expect("strom runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Clicks_Per_User.sql: ok: StreamJob clicks-per-user (sql), parallelism 1"),
+        "{stdout}"
+    );
+
+    let bad = dir.path().join("bad.sql");
+    std::fs::write(
+        &bad,
+        "CREATE TABLE clicks (user_id BIGINT) WITH ('connector' = 'datagen');\n\
+         INSERT INTO out SELECT user_id FROM clicks;\n",
+    )
+    .unwrap();
+    let out = strom()
+        .args(["validate", &bad.display().to_string()])
+        .output()
+        .expect("strom runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("bad.sql: spec.sql: "), "{stderr}");
+    assert!(stderr.contains("line 2, column 1"), "{stderr}");
+}

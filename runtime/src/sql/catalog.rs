@@ -27,6 +27,7 @@ use sqlparser::ast::{self, Query};
 
 use super::connectors::TableConnector;
 use super::error::{Position, SqlError, SqlResult};
+use super::flink_syntax::FlinkSyntax;
 use super::functions;
 use super::script::{ColumnDefinition, Statement, TableDefinition};
 use super::window_tvf::WindowTableFunctions;
@@ -224,10 +225,14 @@ impl Catalog {
         let mut exprs = Vec::new();
         for column in &definition.columns {
             let expr = match column {
-                ColumnDefinition::Computed { name, expr, at } => planner
-                    .sql_to_expr((**expr).clone(), input_schema, &mut PlannerContext::new())
-                    .map_err(|error| planning_error(error, *at))?
-                    .alias(name),
+                ColumnDefinition::Computed { name, expr, at } => {
+                    let mut expr = (**expr).clone();
+                    let _ = ast::VisitMut::visit(&mut expr, &mut FlinkSyntax);
+                    planner
+                        .sql_to_expr(expr, input_schema, &mut PlannerContext::new())
+                        .map_err(|error| planning_error(error, *at))?
+                        .alias(name)
+                }
                 other => datafusion::logical_expr::col(datafusion::common::Column::new(
                     Some(definition.name.as_str()),
                     other.name(),
@@ -251,7 +256,9 @@ impl Catalog {
         let provider = Planning { catalog: self };
         let planner = SqlToRel::new_with_options(&provider, parser_options());
         let mut query = query.clone();
+        super::group_windows::rewrite(&mut query).map_err(|message| SqlError::new(message, at))?;
         let _ = ast::VisitMut::visit(&mut query, &mut NameFieldAccesses);
+        let _ = ast::VisitMut::visit(&mut query, &mut FlinkSyntax);
         let statement = ast::Statement::Query(Box::new(query));
         let plan = planner
             .sql_statement_to_plan(statement)

@@ -266,6 +266,13 @@ impl TableConnector {
             "datagen" => Self::Datagen(datagen(&mut options, schema)?),
             "filesystem" => {
                 let path = options.required("path")?;
+                if path.trim().is_empty() {
+                    return Err(options.invalid(
+                        "path",
+                        &path,
+                        "a folder (a path, a file:// URL, or s3:// for a sink)",
+                    ));
+                }
                 let format = match options.required("format")?.as_str() {
                     "json" => TextFormat::Json,
                     "csv" => TextFormat::Csv,
@@ -860,6 +867,33 @@ mod tests {
             watermark_delay(t.watermark.as_ref().unwrap()),
             Some(Duration::from_secs(30))
         );
+    }
+
+    /// A filesystem table without a folder fails when planned, naming the
+    /// option, rather than when its source lists the folder (or its sink writes
+    /// into the working directory).
+    #[test]
+    fn a_filesystem_table_needs_a_path() {
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::empty());
+        for (options, expected) in [
+            (
+                "'connector' = 'filesystem', 'format' = 'json'",
+                "table t: the option 'path' is required",
+            ),
+            (
+                "'connector' = 'filesystem', 'path' = '', 'format' = 'json'",
+                "table t: option 'path' = '': expected a folder",
+            ),
+            (
+                "'connector' = 'filesystem', 'path' = '  ', 'format' = 'csv'",
+                "table t: option 'path' = '  ': expected a folder",
+            ),
+        ] {
+            let t = table(&format!("CREATE TABLE t (a BIGINT) WITH ({options})"));
+            let error = TableConnector::from_definition(&t, &schema).unwrap_err();
+            assert!(error.message.contains(expected), "{options}: {error}");
+            assert_eq!(error.at, t.at, "{options}");
+        }
     }
 
     #[test]

@@ -13,6 +13,11 @@
 //! | `IFNULL(a, b)` | the common type of `a` and `b` |
 //! | `DATE_FORMAT(timestamp or string, pattern)` | Java pattern letters, see [`java_pattern`] |
 //! | `TO_TIMESTAMP(s [, pattern])` | TIMESTAMP(3) |
+//! | `TO_TIMESTAMP_LTZ(epoch [, precision])`, `TO_TIMESTAMP_LTZ(s [, pattern])` | TIMESTAMP_LTZ(3); precision 0 (seconds) or 3 (milliseconds, the default) |
+//! | `LOCALTIMESTAMP` | TIMESTAMP(3), now in UTC |
+//! | `FLOOR(t TO unit)`, `CEIL(t TO unit)` | `t`'s type; Flink's results where they surprise (`time_units.rs`) |
+//! | `TIMESTAMPADD(unit, n, t)` | `t`'s type |
+//! | `TIMESTAMPDIFF(unit, t1, t2)` | INT: whole units from `t1` to `t2` |
 //! | `TO_DATE(s [, pattern])` | DATE |
 //! | `FROM_UNIXTIME(seconds [, pattern])` | STRING |
 //! | `UNIX_TIMESTAMP([s [, pattern]])` | BIGINT seconds |
@@ -57,6 +62,9 @@ mod regexp;
 mod strings;
 #[cfg(test)]
 mod tests;
+mod time_units;
+
+pub use time_units::{CEIL_TO, FLOOR_TO};
 
 use std::sync::Arc;
 
@@ -98,6 +106,12 @@ fn builtins() -> Vec<builtin::Builtin> {
         datetime::to_date(),
         datetime::from_unixtime(),
         datetime::unix_timestamp(),
+        datetime::to_timestamp_ltz(),
+        datetime::localtimestamp(),
+        time_units::floor_to(),
+        time_units::ceil_to(),
+        time_units::timestampadd(),
+        time_units::timestampdiff(),
     ];
     all.extend(datetime::date_parts());
     all

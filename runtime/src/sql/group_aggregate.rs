@@ -619,4 +619,76 @@ mod tests {
         now.set(119_999);
         assert_eq!(feed(&mut restored, &mut state, &["a"]), ["+I[a, 1]"]);
     }
+
+    /// `COUNT(DISTINCT a, b)` counts distinct `(a, b)` pairs with no NULL in
+    /// them, and its state (the pairs seen) comes back from a checkpoint.
+    #[test]
+    fn count_distinct_of_several_arguments_counts_pairs_across_a_restore() {
+        let job = crate::sql::compile(
+            "CREATE TABLE t (k STRING, a BIGINT, b STRING) WITH ('connector' = 'datagen');
+             SELECT k, COUNT(DISTINCT a, b) FROM t GROUP BY k;",
+        )
+        .unwrap();
+        let node = job
+            .plan
+            .nodes
+            .iter()
+            .find_map(|node| match node {
+                StreamNode::GroupAggregate(aggregate) => Some(aggregate.clone()),
+                _ => None,
+            })
+            .expect("a GROUP BY");
+        let input = job.plan.schema(node.input);
+        let node = Arc::new(node);
+        let feed = |logic: &mut GroupAggregateLogic,
+                    state: &mut KeyedState,
+                    rows: &[(Option<i64>, Option<&str>)]| {
+            let batch = RecordBatch::try_new(
+                Arc::clone(&input),
+                vec![
+                    Arc::new(StringArray::from(vec!["k"; rows.len()])),
+                    Arc::new(Int64Array::from(
+                        rows.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+                    )),
+                    Arc::new(StringArray::from(
+                        rows.iter().map(|(_, b)| *b).collect::<Vec<_>>(),
+                    )),
+                ],
+            )
+            .unwrap();
+            let mut out = Vec::new();
+            let record = Routed {
+                subtask: 0,
+                batch: SqlBatch(batch),
+            };
+            logic.on_record(record, state, &mut out).unwrap();
+            let SqlBatch(last) = out.last().expect("an update").clone();
+            array_value_to_string(last.column(1), last.num_rows() - 1).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = KeyedState::for_tests(dir.path(), 128);
+        let mut first = GroupAggregateLogic::new(Arc::clone(&node), &input);
+        let count = feed(
+            &mut first,
+            &mut state,
+            &[
+                (Some(1), Some("x")),
+                (Some(1), Some("y")),
+                (Some(1), Some("x")),
+                (None, Some("x")),
+                (Some(2), None),
+            ],
+        );
+        assert_eq!(count, "2");
+        first.before_snapshot(&mut state).unwrap();
+
+        let mut restored = GroupAggregateLogic::new(node, &input);
+        restored.restore(&mut state).unwrap();
+        let count = feed(
+            &mut restored,
+            &mut state,
+            &[(Some(1), Some("y")), (Some(2), Some("x"))],
+        );
+        assert_eq!(count, "3");
+    }
 }

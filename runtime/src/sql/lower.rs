@@ -14,11 +14,14 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::row::{RowConverter, SortField};
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{DFSchema, DFSchemaRef};
 use datafusion::execution::context::ExecutionProps;
+use datafusion::functions::core::expr_fn::named_struct;
+use datafusion::logical_expr::expr::Case;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
+use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, lit};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
@@ -504,12 +507,14 @@ pub fn lower(catalog: &Catalog, jobs: &[Job]) -> SqlResult<StreamPlan> {
             } => {
                 lowering.at = *at;
                 let plan = catalog.plan_query(query, *at)?;
+                refuse_subqueries_in_expressions(&plan, *at)?;
                 let lowered = lowering.lower(&plan)?;
                 lowering.sink(lowered, table, columns)?;
             }
             Job::Print { query, at } => {
                 lowering.at = *at;
                 let plan = catalog.plan_query(query, *at)?;
+                refuse_subqueries_in_expressions(&plan, *at)?;
                 let lowered = lowering.lower(&plan)?;
                 let lowered = lowering.materialize(lowered)?;
                 let name = format!("print-{}", lowering.plan.nodes.len());
@@ -1021,27 +1026,42 @@ impl Lowering<'_> {
         })
     }
 
-    /// The aggregates of `exprs` over `input`, as DataFusion makes them physical.
+    /// The aggregates of `exprs` over `input`, as DataFusion makes them physical,
+    /// each checked to build the accumulators its operator will make (see
+    /// [`check_accumulators`]).
     fn aggregate_calls(&self, input: &Lowered, exprs: &[Expr]) -> SqlResult<Vec<AggregateCall>> {
         let physical_input = input.schema.as_arrow();
+        let planning = PhysicalPlanningContext::default();
         let mut aggregates = Vec::new();
         for expr in exprs {
             let rewritten = rewrite_immutable_functions(expr.clone(), &input.schema)
                 .map_err(|error| planning_error(error, self.at))?;
-            let lowered = LoweredAggregateBuilder::new(
+            // `COUNT(DISTINCT a, b)` is counted as the distinct values of one
+            // struct, under the name the query gave it.
+            let (rewritten, name) = match count_distinct_of_one_value(&rewritten) {
+                Some(one_value) => (one_value, Some(expr.schema_name().to_string())),
+                None => (rewritten, None),
+            };
+            let mut builder = LoweredAggregateBuilder::new(
                 &rewritten,
                 &input.schema,
                 physical_input,
                 &self.props,
-                &PhysicalPlanningContext::default(),
-            )
-            .build()
-            .map_err(|error| planning_error(error, self.at))?;
+                &planning,
+            );
+            if let Some(name) = name {
+                builder = builder.with_name(name);
+            }
+            let lowered = builder
+                .build()
+                .map_err(|error| planning_error(error, self.at))?;
             if !lowered.order_bys.is_empty() {
                 return Err(self.error(format!(
                     "{expr}: aggregates with ORDER BY are not supported"
                 )));
             }
+            check_accumulators(&lowered.aggregate)
+                .map_err(|error| self.error(format!("{expr}: {error}")))?;
             aggregates.push(AggregateCall {
                 function: lowered.aggregate,
                 filter: lowered.filter,
@@ -1325,6 +1345,102 @@ impl Lowering<'_> {
         });
         Ok(())
     }
+}
+
+/// Builds once what the aggregate operators build for `aggregate` at run time —
+/// its accumulator, its groups accumulator where it has one, its state fields
+/// and their encoding as rows — so an aggregate DataFusion plans but cannot run
+/// (`STRING_AGG` with a delimiter that is not a literal, ...) fails here, with
+/// the statement's position, rather than in a running job.
+fn check_accumulators(aggregate: &AggregateFunctionExpr) -> Result<(), String> {
+    let reason = |error: datafusion::error::DataFusionError| planning_error(error, None).message;
+    aggregate.create_accumulator().map_err(reason)?;
+    if aggregate.groups_accumulator_supported() {
+        aggregate.create_groups_accumulator().map_err(reason)?;
+    }
+    let fields = aggregate.state_fields().map_err(reason)?;
+    let sort_fields = fields
+        .iter()
+        .map(|field| SortField::new(field.data_type().clone()))
+        .collect();
+    RowConverter::new(sort_fields)
+        .map_err(|error| format!("its state cannot be kept in a checkpoint: {error}"))?;
+    Ok(())
+}
+
+/// Flink's `COUNT(DISTINCT a, b, ...)`, which DataFusion does not run, as a
+/// `COUNT(DISTINCT v)` of one value `v`: the struct of the arguments, NULL where
+/// any argument is NULL (Flink counts the distinct tuples without a NULL). `None`
+/// for any other aggregate (an `AS` kept).
+fn count_distinct_of_one_value(expr: &Expr) -> Option<Expr> {
+    if let Expr::Alias(alias) = expr {
+        let inner = count_distinct_of_one_value(&alias.expr)?;
+        return Some(Expr::Alias(datafusion::logical_expr::expr::Alias {
+            expr: Box::new(inner),
+            ..alias.clone()
+        }));
+    }
+    let Expr::AggregateFunction(call) = expr else {
+        return None;
+    };
+    let params = &call.params;
+    if !call.func.name().eq_ignore_ascii_case("count") || !params.distinct || params.args.len() < 2
+    {
+        return None;
+    }
+    let none_null = params
+        .args
+        .iter()
+        .map(|argument| argument.clone().is_not_null())
+        .reduce(Expr::and)?;
+    let names_and_values = params
+        .args
+        .iter()
+        .enumerate()
+        .flat_map(|(index, argument)| [lit(format!("c{index}")), argument.clone()])
+        .collect();
+    let tuple = Expr::Case(Case::new(
+        None,
+        vec![(
+            Box::new(none_null),
+            Box::new(named_struct(names_and_values)),
+        )],
+        None,
+    ));
+    let mut one_value = call.clone();
+    one_value.params.args = vec![tuple];
+    Some(Expr::AggregateFunction(one_value))
+}
+
+/// Refuses `IN (SELECT ...)`, `EXISTS (...)`, `x > ANY (SELECT ...)` and scalar
+/// subqueries anywhere in `plan` (DataFusion plans them; Strom has no operator
+/// that runs them), at the statement's position `at`.
+fn refuse_subqueries_in_expressions(plan: &LogicalPlan, at: Option<Position>) -> SqlResult<()> {
+    let is_subquery = |expr: &Expr| {
+        matches!(
+            expr,
+            Expr::InSubquery(_)
+                | Expr::Exists(_)
+                | Expr::ScalarSubquery(_)
+                | Expr::SetComparison(_)
+        )
+    };
+    let found = plan
+        .exists(|node| {
+            Ok(node
+                .expressions()
+                .iter()
+                .any(|expr| expr.exists(|e| Ok(is_subquery(e))).unwrap_or(false)))
+        })
+        .unwrap_or(false);
+    if found {
+        return Err(SqlError::new(
+            "subqueries in expressions (IN / EXISTS / scalar subqueries) are not supported yet; \
+             write the condition without one (IN with a list of values works) or as a separate query",
+            at,
+        ));
+    }
+    Ok(())
 }
 
 /// Where key column `column` of a projection's input is in its output: the first

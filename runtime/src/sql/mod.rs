@@ -21,8 +21,10 @@ pub mod changelog_normalize;
 pub mod connectors;
 pub mod dialect;
 pub mod error;
+pub mod flink_syntax;
 pub mod functions;
 pub mod group_aggregate;
+pub mod group_windows;
 pub mod job;
 pub mod kafka_table;
 pub mod lower;
@@ -150,6 +152,82 @@ mod tests {
                 .err()
                 .unwrap_or_else(|| panic!("{insert} compiled"));
             assert!(error.to_string().contains(expected), "{insert}: {error}");
+        }
+    }
+
+    /// Every aggregate's accumulator is made once while planning: one DataFusion
+    /// cannot build (a `STRING_AGG` delimiter that is not a literal) is a planning
+    /// error, not a panic of the running job.
+    #[test]
+    fn aggregates_without_an_accumulator_fail_when_planned() {
+        for query in [
+            "SELECT auction, STRING_AGG(CAST(price AS STRING), CAST(auction AS STRING)) FROM bid GROUP BY auction;",
+            "SELECT window_start, STRING_AGG(CAST(price AS STRING), CAST(auction AS STRING)) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end;",
+        ] {
+            let error = compile(&format!("{BID}{query}"))
+                .err()
+                .unwrap_or_else(|| panic!("{query} compiled"));
+            let text = error.to_string();
+            assert!(
+                text.contains("line 6, column 1: ")
+                    && text.contains("string_agg delimiter must be a string literal"),
+                "{query}: {text}"
+            );
+        }
+    }
+
+    /// Flink's `COUNT(DISTINCT a, b)` (distinct pairs without a NULL) plans, in a
+    /// window and without one.
+    #[test]
+    fn count_distinct_of_several_arguments_plans() {
+        for query in [
+            "SELECT auction, COUNT(DISTINCT price, ts) FROM bid GROUP BY auction;",
+            "SELECT window_start, COUNT(DISTINCT auction, price) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end;",
+        ] {
+            let job = compile(&format!("{BID}{query}")).unwrap();
+            let plan = job.plan.to_string();
+            assert!(plan.contains("count(DISTINCT"), "{query}: {plan}");
+        }
+    }
+
+    /// `IN (SELECT ...)`, `EXISTS` and scalar subqueries are refused where the
+    /// statement is, naming what is not supported.
+    #[test]
+    fn subqueries_in_expressions_are_refused_when_planned() {
+        for query in [
+            "SELECT auction FROM bid WHERE auction IN (SELECT auction FROM bid WHERE price > 10);",
+            "SELECT auction FROM bid WHERE EXISTS (SELECT 1 FROM bid b WHERE b.price > 10);",
+            "SELECT auction, (SELECT MAX(price) FROM bid) FROM bid;",
+        ] {
+            let error = compile(&format!("{BID}{query}"))
+                .err()
+                .unwrap_or_else(|| panic!("{query} compiled"));
+            let text = error.to_string();
+            assert!(
+                text.contains(
+                    "line 6, column 1: subqueries in expressions (IN / EXISTS / scalar subqueries) are not supported yet"
+                ),
+                "{query}: {text}"
+            );
+        }
+    }
+
+    /// A nested type closed by `>>` ends where it should: the columns after it
+    /// stay columns of the table.
+    #[test]
+    fn columns_after_a_nested_type_closed_by_a_double_bracket_stay_columns() {
+        for nested in [
+            "ROW<a ROW<b INT>>",
+            "ROW<x ARRAY<INT>>",
+            "ARRAY<ARRAY<INT>>",
+        ] {
+            let script = format!(
+                "CREATE TABLE t (id BIGINT, r {nested}, amount INT, PRIMARY KEY (id) NOT ENFORCED)
+                 WITH ('connector' = 'filesystem', 'path' = '/tmp/x', 'format' = 'json');
+                 CREATE TABLE out (id BIGINT, amount INT) WITH ('connector' = 'blackhole');
+                 INSERT INTO out SELECT id, amount FROM t;"
+            );
+            compile(&script).unwrap_or_else(|error| panic!("{nested}: {error}"));
         }
     }
 

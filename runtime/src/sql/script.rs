@@ -450,6 +450,16 @@ fn table_element(parser: &mut Parser<'_>, table: &mut TableDefinition) -> SqlRes
     check_column_name(&name)?;
     if parser.parse_keyword(Keyword::AS) {
         let expr = parser.parse_expr()?;
+        if matches!(&expr, sqlparser::ast::Expr::Function(function) if function.name.to_string().eq_ignore_ascii_case("PROCTIME"))
+        {
+            return Err(SqlError::new(
+                format!(
+                    "column {}: processing-time attributes (PROCTIME()) are not supported yet: Strom's windows run on event time; declare a WATERMARK on a TIMESTAMP column",
+                    name.value
+                ),
+                at,
+            ));
+        }
         if parser.parse_keyword(Keyword::COMMENT) {
             parser.parse_literal_string()?;
         }

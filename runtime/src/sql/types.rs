@@ -54,7 +54,11 @@ struct TypeParser<'p, 'a> {
 impl TypeParser<'_, '_> {
     fn column_type(&mut self) -> SqlResult<ColumnType> {
         let data_type = self.data_type()?;
-        let nullable = if self.parser.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
+        // After a `>>` whose second `>` closes an enclosing type, `NOT NULL` belongs
+        // to that enclosing type, not to this one.
+        let nullable = if self.pending_closes > 0 {
+            true
+        } else if self.parser.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
             false
         } else {
             let _ = self.parser.parse_keyword(Keyword::NULL);
@@ -145,6 +149,7 @@ impl TypeParser<'_, '_> {
             "MAP" => {
                 self.open()?;
                 let key = self.column_type()?;
+                self.no_pending_close()?;
                 self.parser.expect_token(&Token::Comma)?;
                 let value = self.column_type()?;
                 self.close()?;
@@ -183,6 +188,15 @@ impl TypeParser<'_, '_> {
         loop {
             let name = self.parser.parse_identifier()?;
             let field_type = self.column_type()?;
+            if self.pending_closes > 0 {
+                // The field's type ended in `>>`: its second `>` closes this row.
+                fields.push(Field::new(
+                    name.value,
+                    field_type.data_type,
+                    field_type.nullable,
+                ));
+                break;
+            }
             // Flink allows a description after each field.
             if matches!(
                 self.parser.peek_token_ref().token,
@@ -202,6 +216,7 @@ impl TypeParser<'_, '_> {
         if angle {
             self.close()?;
         } else {
+            self.no_pending_close()?;
             self.parser.expect_token(&Token::RParen)?;
         }
         Ok(DataType::Struct(Fields::from(fields)))
@@ -223,6 +238,17 @@ impl TypeParser<'_, '_> {
             return Ok(());
         }
         self.parser.expect_token(&Token::Gt)?;
+        Ok(())
+    }
+
+    /// Fails where a `>>` closed one level more than the type being parsed holds,
+    /// before a token that only fits inside that type (`,` in `MAP<K, V>`, `)` in
+    /// `ROW(...)`).
+    fn no_pending_close(&self) -> SqlResult<()> {
+        if self.pending_closes > 0 {
+            let at = Position::of(self.parser.peek_token_ref().span);
+            return Err(SqlError::new("unbalanced '>' in a type", at));
+        }
         Ok(())
     }
 
@@ -307,6 +333,57 @@ mod tests {
             .unwrap()
             .data_type;
         assert!(matches!(row, DataType::Struct(fields) if !fields[1].is_nullable()));
+    }
+
+    /// The lexer joins `>>` into one token; each of its `>` closes one level, and
+    /// nothing after it belongs to the inner type (no field, no `NOT NULL`).
+    #[test]
+    fn joined_closing_brackets_close_one_level_each() {
+        fn fields(column_type: &ColumnType) -> Vec<String> {
+            match &column_type.data_type {
+                DataType::Struct(fields) => fields.iter().map(|f| f.name().clone()).collect(),
+                other => panic!("not a ROW: {other:?}"),
+            }
+        }
+        let dialect = FlinkDialect;
+        for text in [
+            "ROW<a ROW<b INT>>, amount INT",
+            "ROW<x ARRAY<INT>>, amount INT",
+            "ROW<a ROW<b INT> >, amount INT",
+        ] {
+            let mut parser = Parser::new(&dialect).try_with_sql(text).unwrap();
+            let row = parse_type(&mut parser).unwrap();
+            assert_eq!(fields(&row).len(), 1, "{text}: {row:?}");
+            assert_eq!(parser.next_token().token, Token::Comma, "{text}");
+        }
+
+        let nested = parse("ARRAY<ARRAY<INT>> NOT NULL").unwrap();
+        assert!(!nested.nullable, "{nested:?}");
+        let DataType::List(outer) = &nested.data_type else {
+            panic!("{nested:?}")
+        };
+        let DataType::List(inner) = outer.data_type() else {
+            panic!("{outer:?}")
+        };
+        assert_eq!(inner.data_type(), &DataType::Int32);
+
+        // `>>>` is `>>` then `>`; `>>>>` is two `>>`.
+        let triple = parse("ARRAY<MAP<STRING, ROW<a INT>>>").unwrap();
+        let DataType::List(element) = &triple.data_type else {
+            panic!("{triple:?}")
+        };
+        assert!(
+            matches!(element.data_type(), DataType::Map(_, _)),
+            "{triple:?}"
+        );
+        let quadruple = parse("ROW<m MAP<STRING, ARRAY<ROW<a INT>>>>").unwrap();
+        assert_eq!(fields(&quadruple), ["m"]);
+        let then_field = parse("ROW<m MAP<STRING, ARRAY<ROW<a INT>>>, b INT>").unwrap();
+        assert_eq!(fields(&then_field), ["m", "b"]);
+
+        for unbalanced in ["ARRAY<INT>>", "ROW<a INT>>", "MAP<ARRAY<INT>>, INT>"] {
+            assert!(parse(unbalanced).is_err(), "{unbalanced}");
+        }
     }
 
     #[test]

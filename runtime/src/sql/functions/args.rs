@@ -25,6 +25,9 @@ pub enum Param {
     ExactInteger,
     /// Any number, truncated to Int64 (the seconds of `FROM_UNIXTIME`).
     Number,
+    /// Any number, read as an integer (Int64), FLOAT, DOUBLE or DECIMAL as it
+    /// is (the epoch of `TO_TIMESTAMP_LTZ`, which reads each its own way).
+    AnyNumber,
     /// A BOOLEAN.
     Boolean,
     /// A DATE.
@@ -43,7 +46,7 @@ impl Param {
         match self {
             Param::String => "STRING",
             Param::Integer | Param::ExactInteger => "INT",
-            Param::Number => "NUMERIC",
+            Param::Number | Param::AnyNumber => "NUMERIC",
             Param::Boolean => "BOOLEAN",
             Param::Date => "DATE",
             Param::Timestamp => "TIMESTAMP",
@@ -68,6 +71,12 @@ impl Param {
                 _ => (integer || given == &Null).then_some(Int64),
             },
             Param::Number => (given.is_numeric() || given == &Null).then_some(Int64),
+            Param::AnyNumber => match given {
+                Float32 | Float64 | Decimal128(_, _) => Some(given.clone()),
+                Float16 => Some(Float32),
+                UInt64 => None,
+                _ => (integer || given == &Null).then_some(Int64),
+            },
             Param::Boolean => matches!(given, Boolean | Null).then_some(Boolean),
             Param::Date => match given {
                 Date32 | Date64 => Some(given.clone()),
@@ -370,6 +379,35 @@ pub fn try_string_results<S: AsRef<str>>(
         builder.append_option(value(row)?);
     }
     Ok(Arc::new(builder.finish()))
+}
+
+/// A column of `rows` date-times, `value(row)` each, of `data_type`: a
+/// TIMESTAMP or TIMESTAMP_LTZ of any precision (in UTC, the session time
+/// zone) or a DATE (the date-time's day). A date-time the type cannot hold is
+/// null.
+pub fn try_date_time_results(
+    rows: usize,
+    data_type: &DataType,
+    mut value: impl FnMut(usize) -> Result<Option<NaiveDateTime>>,
+) -> Result<ArrayRef> {
+    let to_stored: fn(NaiveDateTime) -> Option<i64> = match data_type {
+        DataType::Timestamp(TimeUnit::Second, _) => |at| Some(at.and_utc().timestamp()),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => |at| Some(at.and_utc().timestamp_millis()),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => |at| Some(at.and_utc().timestamp_micros()),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => |at| at.and_utc().timestamp_nanos_opt(),
+        DataType::Date32 => |at| Some(i64::from(at.date().to_epoch_days())),
+        other => return internal_err!("date-times of type {other}"),
+    };
+    let mut stored = Vec::with_capacity(rows);
+    for row in 0..rows {
+        stored.push(value(row)?.and_then(to_stored));
+    }
+    let stored: ArrayRef = Arc::new(Int64Array::from(stored));
+    if data_type == &DataType::Date32 {
+        let days = cast(&stored, &DataType::Int32)?;
+        return Ok(cast(&days, data_type)?);
+    }
+    Ok(cast(&stored, data_type)?)
 }
 
 /// A column of `T` of `rows` values, `value(row)` each.

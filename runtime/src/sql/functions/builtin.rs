@@ -75,6 +75,13 @@ impl Builtin {
         self
     }
 
+    /// The same, known to DataFusion by another name than Flink's (`FLOOR(t TO
+    /// unit)` is `floor_to(t, 'UNIT')`, DataFusion's `floor` left alone).
+    pub fn called_in_sql(mut self, sql_name: &str) -> Self {
+        self.sql_name = sql_name.to_owned();
+        self
+    }
+
     /// The same, with its literal arguments checked when planned.
     pub fn checking_literals(mut self, check: CheckLiterals) -> Self {
         self.check_literals = Some(check);

@@ -1,6 +1,7 @@
 //! Flink's date and time functions: formatting and parsing with Java patterns
-//! (`DATE_FORMAT`, `TO_TIMESTAMP`, `TO_DATE`, `FROM_UNIXTIME`,
-//! `UNIX_TIMESTAMP`) and fields of dates and times (`YEAR` to `SECOND`).
+//! (`DATE_FORMAT`, `TO_TIMESTAMP`, `TO_TIMESTAMP_LTZ`, `TO_DATE`,
+//! `FROM_UNIXTIME`, `UNIX_TIMESTAMP`), epochs (`TO_TIMESTAMP_LTZ`), the time
+//! now (`LOCALTIMESTAMP`) and fields of dates and times (`YEAR` to `SECOND`).
 //!
 //! Flink parses in two ways, and so do these: `TO_TIMESTAMP` with a pattern
 //! parses the whole string (Java's `DateTimeFormatter`), falling back to the
@@ -12,18 +13,24 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arrow::array::ArrayRef;
+use arrow::array::{ArrayRef, AsArray, Int64Array};
 use arrow::compute::cast;
 use arrow::compute::kernels::temporal::{DatePart, date_part};
-use arrow::datatypes::{DataType, Date32Type, Int64Type, TimeUnit, TimestampMillisecondType};
+use arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Float32Type, Float64Type, Int64Type, TimeUnit,
+    TimestampMillisecondType,
+};
 use chrono::format::{Item, Parsed, StrftimeItems, parse, parse_and_remainder};
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
-use datafusion::common::{Result, ScalarValue, exec_datafusion_err, internal_err, plan_err};
+use datafusion::common::{
+    Result, ScalarValue, exec_datafusion_err, exec_err, internal_err, plan_err,
+};
 
 use super::args::{
-    Call, Param, Strings, literal_string, primitive_results, try_primitive_results,
+    Call, Integers, Param, Strings, literal_string, primitive_results, try_primitive_results,
     try_string_results,
 };
 use super::builtin::{Builtin, Returns};
@@ -106,6 +113,188 @@ fn evaluate_to_timestamp(call: &Call<'_>) -> Result<ArrayRef> {
             .or_else(|| parse_default_timestamp(text.trim()))
             .map(millis))
     })
+}
+
+/// The earliest and latest epoch milliseconds Flink's timestamps hold
+/// (`0000-01-01 00:00:00.000` and `9999-12-31 23:59:59.999` UTC).
+const EPOCH_MILLIS: std::ops::RangeInclusive<i64> = -62_167_219_200_000..=253_402_300_799_999;
+
+/// The same range in seconds.
+const EPOCH_SECONDS: std::ops::RangeInclusive<i64> = -62_167_219_200..=253_402_300_799;
+
+/// `TO_TIMESTAMP_LTZ(epoch [, precision])`: epoch seconds (precision 0) or
+/// milliseconds (3, the default) as a TIMESTAMP_LTZ(3); null outside years 0
+/// to 9999. How the epoch is read depends on its type, as in Flink's
+/// `DateTimeUtils.toTimestampData`: an integer or DOUBLE of seconds is
+/// multiplied by 1000 (a DOUBLE keeps its milliseconds), a DECIMAL is cut to
+/// whole seconds or milliseconds and a FLOAT to a whole number first, toward
+/// zero. A precision other than 0 or 3 is refused when it is a literal and
+/// fails the job otherwise, as Flink's does.
+///
+/// `TO_TIMESTAMP_LTZ(string [, pattern])`: the string read as `TO_TIMESTAMP`
+/// reads it, in UTC (the session time zone).
+pub fn to_timestamp_ltz() -> Builtin {
+    Builtin::new(
+        "TO_TIMESTAMP_LTZ",
+        &[
+            &[Param::AnyNumber],
+            &[Param::AnyNumber, Param::Integer],
+            &[Param::String],
+            &[Param::String, Param::String],
+        ],
+        Returns::Type(DataType::Timestamp(
+            TimeUnit::Millisecond,
+            Some("UTC".into()),
+        )),
+        evaluate_to_timestamp_ltz,
+    )
+    .checking_literals(check_epoch_precision)
+}
+
+fn check_epoch_precision(literals: &[Option<&ScalarValue>]) -> Result<()> {
+    match literals.get(1).copied().flatten() {
+        Some(ScalarValue::Int64(Some(precision))) if ![0, 3].contains(precision) => plan_err!(
+            "TO_TIMESTAMP_LTZ: the precision is {precision}; it takes 0 (epoch seconds) or 3 (epoch milliseconds)"
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn evaluate_to_timestamp_ltz(call: &Call<'_>) -> Result<ArrayRef> {
+    let epochs = call.array(0)?;
+    if epochs.data_type() == &DataType::Utf8 {
+        let local = evaluate_to_timestamp(call)?;
+        return Ok(cast(&local, call.return_type)?);
+    }
+    let precisions = if call.has(1) {
+        call.integers(1)?
+    } else {
+        Integers::Constant(Some(3))
+    };
+    let millis = epoch_millis(&epochs)?;
+    let values = (0..call.rows)
+        .map(|row| {
+            let Some(precision) = precisions.get(row) else {
+                return Ok(None);
+            };
+            let Some(epoch) = &millis[row] else {
+                return Ok(None);
+            };
+            let millis = match precision {
+                0 => epoch.of_seconds(),
+                3 => epoch.of_millis(),
+                other => {
+                    return exec_err!(
+                        "TO_TIMESTAMP_LTZ: the precision is {other}; it takes 0 (epoch seconds) or 3 (epoch milliseconds)"
+                    );
+                }
+            };
+            Ok(millis.filter(|millis| EPOCH_MILLIS.contains(millis)))
+        })
+        .collect::<Result<Vec<Option<i64>>>>()?;
+    let values: ArrayRef = Arc::new(Int64Array::from(values));
+    Ok(cast(&values, call.return_type)?)
+}
+
+/// An epoch of `TO_TIMESTAMP_LTZ`, as its type has it read.
+enum Epoch {
+    /// An integer (or a FLOAT or DECIMAL of seconds, cut to one).
+    Whole(i64),
+    /// A DOUBLE.
+    Double(f64),
+    /// A DECIMAL's whole part in milliseconds, and in seconds times 1000.
+    Decimal {
+        millis: Option<i64>,
+        seconds: Option<i64>,
+    },
+}
+
+impl Epoch {
+    /// Epoch milliseconds of epoch seconds.
+    fn of_seconds(&self) -> Option<i64> {
+        match *self {
+            Epoch::Whole(seconds) => EPOCH_SECONDS.contains(&seconds).then(|| seconds * 1000),
+            // Java's `(long) (v * 1000)`: toward zero, saturating.
+            Epoch::Double(seconds) => {
+                let in_range = *EPOCH_SECONDS.start() as f64 <= seconds
+                    && seconds <= *EPOCH_SECONDS.end() as f64;
+                in_range.then_some((seconds * 1000.0) as i64)
+            }
+            Epoch::Decimal { seconds, .. } => seconds,
+        }
+    }
+
+    /// Epoch milliseconds of epoch milliseconds.
+    fn of_millis(&self) -> Option<i64> {
+        match *self {
+            Epoch::Whole(millis) => Some(millis),
+            Epoch::Double(millis) => Some(millis as i64),
+            Epoch::Decimal { millis, .. } => millis,
+        }
+    }
+}
+
+/// The epochs of `TO_TIMESTAMP_LTZ`'s first argument, row by row.
+fn epoch_millis(epochs: &ArrayRef) -> Result<Vec<Option<Epoch>>> {
+    Ok(match epochs.data_type() {
+        DataType::Float64 => epochs
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|value| value.map(Epoch::Double))
+            .collect(),
+        // Flink reads a FLOAT as `value.longValue()` first.
+        DataType::Float32 => epochs
+            .as_primitive::<Float32Type>()
+            .iter()
+            .map(|value| value.map(|value| Epoch::Whole(value as i64)))
+            .collect(),
+        DataType::Decimal128(_, scale) => {
+            let divisor = 10_i128.checked_pow(u32::from(scale.unsigned_abs()));
+            epochs
+                .as_primitive::<Decimal128Type>()
+                .iter()
+                .map(|value| {
+                    let value = value?;
+                    // Cut toward zero to a whole number.
+                    let whole = match (*scale >= 0, divisor) {
+                        (true, Some(divisor)) => Some(value / divisor),
+                        (false, Some(factor)) => value.checked_mul(factor),
+                        (_, None) => Some(0),
+                    };
+                    let whole = whole.and_then(|whole| i64::try_from(whole).ok());
+                    Some(Epoch::Decimal {
+                        millis: whole,
+                        seconds: whole.and_then(|seconds| seconds.checked_mul(1000)),
+                    })
+                })
+                .collect()
+        }
+        _ => cast(epochs, &DataType::Int64)?
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|value| value.map(Epoch::Whole))
+            .collect(),
+    })
+}
+
+/// `LOCALTIMESTAMP`: the date-time now in UTC (the session time zone), as a
+/// TIMESTAMP(3), computed again for each row as Flink's streaming mode does.
+pub fn localtimestamp() -> Builtin {
+    Builtin::new(
+        "LOCALTIMESTAMP",
+        &[&[]],
+        Returns::Type(DataType::Timestamp(TimeUnit::Millisecond, None)),
+        evaluate_localtimestamp,
+    )
+    .volatile()
+}
+
+fn evaluate_localtimestamp(call: &Call<'_>) -> Result<ArrayRef> {
+    let now = chrono::Utc::now().timestamp_millis();
+    Ok(primitive_results::<TimestampMillisecondType>(
+        call.rows,
+        |_| Some(now),
+    ))
 }
 
 /// `TO_DATE(string [, pattern])`: the string as a DATE, read with the Java

@@ -730,3 +730,234 @@ fn a_flink_script_resolves_the_builtins_and_refuses_misuse_when_compiled() {
         assert!(error.to_string().contains(expected), "{insert}: {error}");
     }
 }
+
+#[test]
+fn to_timestamp_ltz_reads_epochs_by_precision_and_type() {
+    let session = Session::new();
+    assert_eq!(
+        session
+            .column("SELECT TO_TIMESTAMP_LTZ(1709647629012, 3)")
+            .data_type(),
+        &timestamp_ltz_3()
+    );
+    let ltz = |args: &str| one(&format!("SELECT TO_TIMESTAMP_LTZ({args})"));
+    assert_eq!(ltz("1709647629012, 3"), some("2024-03-05T14:07:09.012Z"));
+    assert_eq!(ltz("1709647629012"), some("2024-03-05T14:07:09.012Z"));
+    assert_eq!(ltz("1709647629, 0"), some("2024-03-05T14:07:09Z"));
+    assert_eq!(ltz("-1, 3"), some("1969-12-31T23:59:59.999Z"));
+    assert_eq!(ltz("CAST(7 AS INT), 0"), some("1970-01-01T00:00:07Z"));
+    // A DOUBLE of seconds keeps its milliseconds; a DECIMAL is cut to whole
+    // seconds (or milliseconds), toward zero.
+    assert_eq!(
+        ltz("CAST(1.5 AS DOUBLE), 0"),
+        some("1970-01-01T00:00:01.500Z")
+    );
+    assert_eq!(
+        ltz("CAST(-1.5 AS DOUBLE), 3"),
+        some("1969-12-31T23:59:59.999Z")
+    );
+    assert_eq!(
+        ltz("CAST(1.5 AS DECIMAL(5, 1)), 0"),
+        some("1970-01-01T00:00:01Z")
+    );
+    assert_eq!(
+        ltz("CAST(-1.9 AS DECIMAL(5, 1)), 0"),
+        some("1969-12-31T23:59:59Z")
+    );
+    assert_eq!(
+        ltz("CAST(1500.7 AS DECIMAL(6, 1)), 3"),
+        some("1970-01-01T00:00:01.500Z")
+    );
+    // Outside years 0 to 9999: null.
+    assert_eq!(ltz("253402300799, 0"), some("9999-12-31T23:59:59Z"));
+    assert_eq!(ltz("253402300800, 0"), None);
+    assert_eq!(ltz("253402300800000, 3"), None);
+    assert_eq!(ltz("NULL, 3"), None);
+    assert_eq!(ltz("1, NULL"), None);
+    // Strings, read as TO_TIMESTAMP reads them, in UTC.
+    assert_eq!(
+        ltz("'2024-03-05 14:07:09.012'"),
+        some("2024-03-05T14:07:09.012Z")
+    );
+    assert_eq!(
+        ltz("'05/03/2024 14:07', 'dd/MM/yyyy HH:mm'"),
+        some("2024-03-05T14:07:00Z")
+    );
+    assert_eq!(ltz("'tomorrow'"), None);
+    assert_eq!(
+        session.error("SELECT TO_TIMESTAMP_LTZ(1, 6)"),
+        "Error during planning: TO_TIMESTAMP_LTZ: the precision is 6; it takes 0 (epoch seconds) or 3 (epoch milliseconds)"
+    );
+    let epochs = Session::with_table(vec![
+        (
+            "e",
+            Arc::new(Int64Array::from(vec![Some(1_000), None, Some(2_500)])) as _,
+        ),
+        (
+            "p",
+            Arc::new(Int32Array::from(vec![Some(0), Some(3), Some(3)])) as _,
+        ),
+    ]);
+    assert_eq!(
+        epochs.texts("SELECT TO_TIMESTAMP_LTZ(e, p) FROM t"),
+        vec![
+            some("1970-01-01T00:16:40Z"),
+            None,
+            some("1970-01-01T00:00:02.500Z")
+        ]
+    );
+    assert!(
+        epochs
+            .error("SELECT TO_TIMESTAMP_LTZ(e, p + 1) FROM t")
+            .contains("TO_TIMESTAMP_LTZ: the precision is 1")
+    );
+}
+
+#[test]
+fn localtimestamp_is_now_in_utc() {
+    let before = chrono::Utc::now().timestamp_millis();
+    let values = Session::new().strom("SELECT LOCALTIMESTAMP").unwrap();
+    let after = chrono::Utc::now().timestamp_millis();
+    assert_eq!(values.data_type(), &TIMESTAMP_3);
+    let values = cast(&values, &DataType::Int64).unwrap();
+    let now = values
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
+    assert!((before..=after).contains(&now), "{before} {now} {after}");
+}
+
+/// The value of a query of one row, its Flink syntax rewritten as the catalog
+/// rewrites it.
+fn one_flink(sql: &str) -> Option<String> {
+    let session = Session::new();
+    let mut statements =
+        sqlparser::parser::Parser::parse_sql(&crate::sql::dialect::FlinkDialect, sql).unwrap();
+    let _ = sqlparser::ast::VisitMut::visit(
+        &mut statements,
+        &mut crate::sql::flink_syntax::FlinkSyntax,
+    );
+    let mut values = session.texts(&statements[0].to_string());
+    assert_eq!(values.len(), 1, "{sql}");
+    values.remove(0)
+}
+
+#[test]
+fn floor_and_ceil_to_a_unit_keep_the_type() {
+    let at = "TIMESTAMP '2024-05-14 13:47:21.250'";
+    let cases = [
+        ("FLOOR", "SECOND", "2024-05-14T13:47:21"),
+        ("FLOOR", "MINUTE", "2024-05-14T13:47:00"),
+        ("FLOOR", "HOUR", "2024-05-14T13:00:00"),
+        ("FLOOR", "DAY", "2024-05-14T00:00:00"),
+        ("FLOOR", "WEEK", "2024-05-12T00:00:00"),
+        ("FLOOR", "MONTH", "2024-05-01T00:00:00"),
+        ("FLOOR", "QUARTER", "2024-04-01T00:00:00"),
+        ("FLOOR", "YEAR", "2024-01-01T00:00:00"),
+        ("CEIL", "SECOND", "2024-05-14T13:47:22"),
+        ("CEIL", "MINUTE", "2024-05-14T13:48:00"),
+        ("CEIL", "HOUR", "2024-05-14T14:00:00"),
+        ("CEIL", "DAY", "2024-05-15T00:00:00"),
+        ("CEIL", "WEEK", "2024-05-19T00:00:00"),
+        ("CEIL", "MONTH", "2024-06-01T00:00:00"),
+        ("CEIL", "QUARTER", "2024-07-01T00:00:00"),
+        ("CEIL", "YEAR", "2025-01-01T00:00:00"),
+    ];
+    for (function, unit, expected) in cases {
+        let sql = format!("SELECT {function}({at} TO {unit})");
+        assert_eq!(one_flink(&sql), some(expected), "{sql}");
+    }
+    assert_eq!(
+        one_flink("SELECT FLOOR(CAST(NULL AS TIMESTAMP) TO DAY)"),
+        None
+    );
+    let session = moments();
+    let values = session.column("SELECT floor_to(ltz, 'HOUR') FROM t");
+    assert_eq!(values.data_type(), &timestamp_ltz_3());
+    assert_eq!(
+        texts(&values),
+        vec![
+            some("2024-03-05T14:00:00Z"),
+            None,
+            some("1969-12-31T23:00:00Z")
+        ]
+    );
+    assert_eq!(
+        session.error("SELECT floor_to(ts, 'MILLENNIUM') FROM t"),
+        "Error during planning: FLOOR takes the units SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, QUARTER, YEAR, not MILLENNIUM"
+    );
+    assert_eq!(
+        session.error("SELECT ceil_to(d, 'DAY') FROM t"),
+        "Error during planning: CEIL takes (TIMESTAMP, STRING), got (DATE, STRING)"
+    );
+}
+
+#[test]
+fn timestampadd_and_timestampdiff_count_in_units() {
+    let cases = [
+        (
+            "TIMESTAMPADD(MONTH, 1, TIMESTAMP '2024-01-31 10:00:00')",
+            some("2024-02-29T10:00:00"),
+        ),
+        (
+            "TIMESTAMPADD(HOUR, -3, TIMESTAMP '2024-01-01 01:00:00')",
+            some("2023-12-31T22:00:00"),
+        ),
+        (
+            "TIMESTAMPADD(WEEK, 1, DATE '2003-01-02')",
+            some("2003-01-09"),
+        ),
+        (
+            "TIMESTAMPADD(YEAR, 1, DATE '2024-02-29')",
+            some("2025-02-28"),
+        ),
+        (
+            "TIMESTAMPADD(DAY, CAST(NULL AS INT), TIMESTAMP '2024-01-01 00:00:00')",
+            None,
+        ),
+        (
+            "TIMESTAMPDIFF(DAY, TIMESTAMP '2003-01-02 10:00:00', TIMESTAMP '2003-01-03 10:00:00')",
+            some("1"),
+        ),
+        (
+            "TIMESTAMPDIFF(HOUR, TIMESTAMP '2003-01-02 10:00:00', TIMESTAMP '2003-01-02 07:30:00')",
+            some("-2"),
+        ),
+        (
+            "TIMESTAMPDIFF(MONTH, TIMESTAMP '2024-01-31 00:00:00', TIMESTAMP '2024-02-29 00:00:00')",
+            some("1"),
+        ),
+        (
+            "TIMESTAMPDIFF(QUARTER, DATE '2024-01-15', DATE '2024-10-14')",
+            some("2"),
+        ),
+        (
+            "TIMESTAMPDIFF(YEAR, DATE '2020-02-29', TIMESTAMP '2024-02-29 00:00:00')",
+            some("4"),
+        ),
+        (
+            "TIMESTAMPDIFF(SECOND, TIMESTAMP '2024-01-01 00:00:00', CAST(NULL AS TIMESTAMP))",
+            None,
+        ),
+    ];
+    for (call, expected) in cases {
+        assert_eq!(one_flink(&format!("SELECT {call}")), expected, "{call}");
+    }
+    let session = Session::new();
+    assert_eq!(
+        session
+            .column("SELECT TIMESTAMPDIFF('DAY', DATE '2024-01-01', DATE '2024-01-02')")
+            .data_type(),
+        &DataType::Int32
+    );
+    assert_eq!(
+        session.error("SELECT TIMESTAMPDIFF('FORTNIGHT', DATE '2024-01-01', DATE '2024-01-02')"),
+        "Error during planning: TIMESTAMPDIFF takes the units SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, QUARTER, YEAR, not FORTNIGHT"
+    );
+    assert!(
+        session
+            .error("SELECT TIMESTAMPADD('HOUR', 1, DATE '2024-01-01')")
+            .contains("TIMESTAMPADD adds Hour to a TIMESTAMP, not to a DATE")
+    );
+}
