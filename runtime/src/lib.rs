@@ -14,6 +14,7 @@ pub mod connectors;
 pub mod control;
 pub mod exec;
 pub mod format;
+pub mod logging;
 pub mod pipelines;
 pub mod sql;
 pub mod state;

@@ -17,6 +17,10 @@ use strom_crds::manifest::ManifestError;
 #[derive(Parser, Debug)]
 #[command(name = "strom", version, about)]
 struct Cli {
+    /// How log lines are written to stderr: `auto` is text on a terminal, JSON
+    /// otherwise (in a pod). `STROM_LOG` filters them (e.g. `info`, `debug`).
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    log_format: strom_runtime::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     // Failpoints named in FAILPOINTS (tests crash the job at chosen points).
     let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
+    strom_runtime::logging::init(cli.log_format);
     match cli.command {
         Command::Validate { manifests } => validate(&manifests),
         Command::Run(args) => exit_code("strom run", run::run(args)),

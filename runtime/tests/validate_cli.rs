@@ -1,4 +1,5 @@
-//! `strom validate` on the examples and on a broken manifest, through the binary.
+//! `strom validate` on the examples and on a broken manifest, and the log of
+//! `strom run`, through the binary.
 
 use std::process::Command;
 
@@ -109,4 +110,62 @@ fn sql_scripts_validate_like_manifests() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("bad.sql: spec.sql: "), "{stderr}");
     assert!(stderr.contains("line 2, column 1"), "{stderr}");
+}
+
+/// `strom run` logs JSON lines on stderr when asked (and in pods, where stderr
+/// is not a terminal): the run's start and each completed checkpoint, with
+/// their fields; `STROM_LOG` filters them.
+#[test]
+fn strom_run_logs_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("seq.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE seq (n BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '2000',
+           'number-of-rows' = '3000', 'fields.n.kind' = 'sequence', 'fields.n.start' = '1',
+           'fields.n.end' = '3000');
+         CREATE TABLE out (n BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO out SELECT n FROM seq;",
+    )
+    .unwrap();
+    let run = |filter: &str| {
+        let out = strom()
+            .current_dir(dir.path())
+            .env("STROM_LOG", filter)
+            .args(["run", "--log-format", "json", "--work-dir"])
+            .arg(dir.path().join("work"))
+            .arg(&script)
+            .output()
+            .expect("strom runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Progress lines share stderr: the log's lines are the JSON objects in it.
+        String::from_utf8_lossy(&out.stderr)
+            .split(['\n', '\r'])
+            .filter_map(|line| line.find('{').map(|start| &line[start..]))
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .collect::<Vec<_>>()
+    };
+    let lines = run("info");
+    let message = |line: &serde_json::Value| line["fields"]["message"].as_str().map(str::to_owned);
+    let started = lines
+        .iter()
+        .find(|line| message(line).as_deref() == Some("run started from empty state"))
+        .unwrap_or_else(|| panic!("no run start in {lines:?}"));
+    assert_eq!(started["level"], "INFO");
+    assert!(started["fields"]["run"].is_string(), "{started}");
+    let checkpoint = lines
+        .iter()
+        .find(|line| message(line).as_deref() == Some("checkpoint completed"))
+        .unwrap_or_else(|| panic!("no checkpoint in {lines:?}"));
+    assert!(
+        checkpoint["fields"]["epoch"].as_u64().is_some(),
+        "{checkpoint}"
+    );
+    assert_eq!(checkpoint["target"], "strom_runtime::exec::coordinator");
+    // Filtered to warnings: no info lines.
+    assert!(run("warn").iter().all(|line| line["level"] != "INFO"));
 }

@@ -95,6 +95,11 @@ pub(crate) struct DeliveryErrors {
 }
 
 impl ClientContext for DeliveryErrors {
+    /// librdkafka's own log lines go to the runtime's log.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        crate::logging::librdkafka(level, fac, log_message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if super::source::is_fatal(&error) {
             self.record(format!("{error}: {reason}"));

@@ -117,9 +117,9 @@ struct ErrorCollector {
 
 impl ClientContext for ErrorCollector {
     /// librdkafka's own log lines (warnings, and what the cluster's `debug`
-    /// property asks for) go to stderr: the runtime has no logger they could reach.
+    /// property asks for) go to the runtime's log.
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        eprintln!("librdkafka {level:?} {fac}: {log_message}");
+        crate::logging::librdkafka(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

@@ -1,0 +1,67 @@
+//! The runtime's log: every `tracing` event of the runtime and librdkafka's own
+//! log lines, on stderr, as JSON lines (one object per event, for a pod's log
+//! collector) or as text (for a terminal). `STROM_LOG` (or `RUST_LOG`) filters
+//! them with `tracing`'s directives (`info` by default, e.g.
+//! `STROM_LOG=info,strom_runtime::connectors=debug`).
+
+use std::io::IsTerminal;
+
+use rdkafka::config::RDKafkaLogLevel;
+use tracing_subscriber::EnvFilter;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Text when stderr is a terminal, JSON otherwise (in a pod).
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// The filter used when neither `STROM_LOG` nor `RUST_LOG` is set.
+const DEFAULT_FILTER: &str = "info";
+
+/// Installs the log for this process (once; later calls change nothing).
+pub fn init(format: LogFormat) {
+    let filter = ["STROM_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|variable| {
+            let directives = std::env::var(variable).ok()?;
+            EnvFilter::try_new(directives).ok()
+        })
+        .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second call (tests start several jobs in one process) keeps the first.
+    let _ = if json {
+        builder.json().with_current_span(false).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// One of librdkafka's own log lines, as a `tracing` event of its level
+/// (target `librdkafka`, the facility as a field).
+pub fn librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", facility, "{message}");
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", facility, "{message}");
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+    }
+}
