@@ -35,6 +35,9 @@ use super::window_tvf::{WINDOW_END, WINDOW_START, WINDOW_TIME};
 /// The group window functions and the window table function each becomes.
 const GROUP_WINDOWS: [&str; 3] = ["TUMBLE", "HOP", "SESSION"];
 
+/// What `*_PROCTIME` would become: refused.
+const PROCTIME: &str = "proctime";
+
 /// Rewrites every group window aggregation in `query` (its subqueries too)
 /// into the window table function form; a group window Strom cannot rewrite
 /// is refused with what to write instead.
@@ -93,11 +96,34 @@ fn rewrite_body(body: &mut SetExpr, inputs: &mut Vec<ast::Cte>) -> Result<(), St
 }
 
 /// A group window: its function (`TUMBLE`, ...), the time column and the
-/// interval arguments.
+/// interval arguments, and its text (for messages).
 struct GroupWindow {
     function: String,
     time: Ident,
     intervals: Vec<Expr>,
+    text: String,
+}
+
+/// Whether the auxiliary call `expr` takes `window`'s arguments: the same time
+/// column (qualified or not) and the same intervals.
+fn same_window(expr: &Expr, window: &GroupWindow) -> bool {
+    let Some(args) = arguments(expr) else {
+        return false;
+    };
+    let Some((time, intervals)) = args.split_first() else {
+        return false;
+    };
+    let time = match time {
+        Expr::Identifier(ident) => ident,
+        Expr::CompoundIdentifier(parts) if !parts.is_empty() => &parts[parts.len() - 1],
+        _ => return false,
+    };
+    time.value == window.time.value
+        && intervals.len() == window.intervals.len()
+        && intervals
+            .iter()
+            .zip(&window.intervals)
+            .all(|(given, expected)| given.to_string() == expected.to_string())
 }
 
 fn rewrite_select(select: &mut ast::Select, inputs: &mut Vec<ast::Cte>) -> Result<(), String> {
@@ -155,16 +181,17 @@ fn rewrite_select(select: &mut ast::Select, inputs: &mut Vec<ast::Cte>) -> Resul
     }
     // A selected `*_ROWTIME` (window_time) is grouped by, as the window table
     // functions require.
+    let uses_time = |expr: &Expr| {
+        ast::visit_expressions(expr, |expr| match expr {
+            Expr::Identifier(ident) if ident.value == WINDOW_TIME => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        })
+        .is_break()
+    };
     let selects_time = select.projection.iter().any(|item| match item {
-        SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
-            ast::visit_expressions(expr, |expr| match expr {
-                Expr::Identifier(ident) if ident.value == WINDOW_TIME => ControlFlow::Break(()),
-                _ => ControlFlow::Continue(()),
-            })
-            .is_break()
-        }
+        SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => uses_time(expr),
         _ => false,
-    });
+    }) || select.having.as_ref().is_some_and(uses_time);
     if selects_time && let GroupByExpr::Expressions(groups, _) = &mut select.group_by {
         groups.insert(index + 2, identifier(WINDOW_TIME));
     }
@@ -206,6 +233,7 @@ fn group_window(expr: &Expr) -> Result<GroupWindow, String> {
         function,
         time,
         intervals: intervals.iter().map(|expr| (*expr).clone()).collect(),
+        text: expr.to_string(),
     })
 }
 
@@ -261,6 +289,17 @@ fn windowed_from(
         .try_with_sql(&text)
         .and_then(|mut parser| parser.parse_query())
         .map_err(|error| format!("rewriting the group window as {text}: {error}"))?;
+    // Columns renamed by the alias (`AS s(x, a)`) are the input's: the
+    // subquery's common table expression takes them (a table with renamed
+    // columns is refused above).
+    let alias = alias.map(|mut alias| {
+        let columns = std::mem::take(&mut alias.columns);
+        (alias, columns)
+    });
+    let (alias, columns) = match alias {
+        Some((alias, columns)) => (Some(alias), columns),
+        None => (None, Vec::new()),
+    };
     if let Some(subquery) = subquery {
         let mut cte = query
             .with
@@ -268,7 +307,10 @@ fn windowed_from(
             .and_then(|with| with.cte_tables.into_iter().next())
             .expect("the text has a WITH");
         cte.query = subquery;
+        cte.alias.columns = columns;
         inputs.push(cte);
+    } else if !columns.is_empty() {
+        return Err(refuse());
     }
     let SetExpr::Select(select) = *query.body else {
         unreachable!("the text is a SELECT");
@@ -291,11 +333,15 @@ fn replace_auxiliaries(expr: &mut Expr, window: &GroupWindow) -> Result<(), Stri
         let Some((function, column)) = auxiliary(expr) else {
             return ControlFlow::Continue(());
         };
-        if function != window.function {
+        if function != window.function || !same_window(expr, window) {
             return ControlFlow::Break(format!(
-                "{} does not belong to GROUP BY {}(...)",
-                function_name(expr).unwrap_or_default(),
-                window.function
+                "{} does not belong to GROUP BY {}: an auxiliary function takes its group window's arguments",
+                expr, window.text
+            ));
+        }
+        if column == PROCTIME {
+            return ControlFlow::Break(format!(
+                "{expr}: processing-time windows are not supported yet: Strom's windows run on event time"
             ));
         }
         *expr = identifier(column);
@@ -308,8 +354,7 @@ fn replace_auxiliaries(expr: &mut Expr, window: &GroupWindow) -> Result<(), Stri
 }
 
 /// For an auxiliary function (`TUMBLE_START(...)`): its window function and the
-/// column it becomes. `*_PROCTIME` is refused where planned (no processing-time
-/// windows).
+/// column it becomes ([`PROCTIME`] for `*_PROCTIME`, which is refused).
 fn auxiliary(expr: &Expr) -> Option<(String, &'static str)> {
     let name = function_name(expr)?.to_ascii_uppercase();
     let (window, part) = name.rsplit_once('_')?;
@@ -320,6 +365,8 @@ fn auxiliary(expr: &Expr) -> Option<(String, &'static str)> {
         "START" => WINDOW_START,
         "END" => WINDOW_END,
         "ROWTIME" => WINDOW_TIME,
+        // Refused by `replace_auxiliaries`: there are no processing-time windows.
+        "PROCTIME" => PROCTIME,
         _ => return None,
     };
     Some((window.to_owned(), column))
@@ -402,6 +449,28 @@ mod tests {
     }
 
     #[test]
+    fn renamed_subquery_columns_and_a_rowtime_in_having_are_kept() {
+        let text = rewritten(
+            "SELECT a, COUNT(*) FROM (SELECT ts AS t2, auction FROM bid) AS s(x, a)
+             GROUP BY TUMBLE(x, INTERVAL '5' SECOND), a
+             HAVING TUMBLE_ROWTIME(x, INTERVAL '5' SECOND) > TIMESTAMP '2024-01-01 00:00:00'",
+        )
+        .unwrap();
+        assert!(
+            text.starts_with(
+                "WITH __group_window_input_0 (x, a) AS (SELECT ts AS t2, auction FROM bid) SELECT a"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "FROM TABLE(TUMBLE(__table__.__group_window_input_0, DESCRIPTOR(x), INTERVAL '5' SECOND)) AS s GROUP BY window_start, window_end, window_time, a HAVING window_time >"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn group_windows_strom_cannot_rewrite_are_refused_saying_what_to_write() {
         let error = rewritten(
             "SELECT COUNT(*) FROM a JOIN b ON a.k = b.k GROUP BY TUMBLE(a.ts, INTERVAL '1' MINUTE)",
@@ -415,7 +484,32 @@ mod tests {
             "SELECT TUMBLE_START(ts, INTERVAL '1' MINUTE) FROM t GROUP BY HOP(ts, INTERVAL '1' MINUTE, INTERVAL '2' MINUTE)",
         )
         .unwrap_err();
-        assert_eq!(error, "TUMBLE_START does not belong to GROUP BY HOP(...)");
+        assert_eq!(
+            error,
+            "TUMBLE_START(ts, INTERVAL '1' MINUTE) does not belong to GROUP BY HOP(ts, INTERVAL '1' MINUTE, INTERVAL '2' MINUTE): an auxiliary function takes its group window's arguments"
+        );
+        // Another size, or another column, than the group window's.
+        let error = rewritten(
+            "SELECT TUMBLE_START(ts, INTERVAL '10' SECOND) FROM t GROUP BY TUMBLE(ts, INTERVAL '5' SECOND)",
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("does not belong to GROUP BY TUMBLE(ts, INTERVAL '5' SECOND)"),
+            "{error}"
+        );
+        let error = rewritten(
+            "SELECT TUMBLE_END(price, INTERVAL '5' SECOND) FROM t GROUP BY TUMBLE(t.ts, INTERVAL '5' SECOND)",
+        )
+        .unwrap_err();
+        assert!(error.contains("does not belong"), "{error}");
+        let error = rewritten(
+            "SELECT TUMBLE_PROCTIME(ts, INTERVAL '5' SECOND) FROM t GROUP BY TUMBLE(ts, INTERVAL '5' SECOND)",
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("processing-time windows are not supported yet"),
+            "{error}"
+        );
         let error = rewritten("SELECT COUNT(*) FROM t GROUP BY TUMBLE(ts)").unwrap_err();
         assert!(error.contains("0 interval arguments given"), "{error}");
     }

@@ -34,6 +34,10 @@ pub enum Returns {
     /// The type of the argument at this position, after coercion (`MOD` has
     /// its divisor's type, `IF` the common type of its branches).
     ArgumentType(usize),
+    /// Decided from the argument types (after coercion) and the literal
+    /// arguments (`None` where not a literal): `TIMESTAMPADD(HOUR, n, date)` is
+    /// a TIMESTAMP.
+    Derived(fn(&[DataType], &[Option<&ScalarValue>]) -> DataType),
 }
 
 /// A Flink built-in function.
@@ -51,6 +55,22 @@ pub struct Builtin {
 }
 
 impl Builtin {
+    /// The result type for arguments of `arg_types`, `literals` the literal ones.
+    fn result_type(
+        &self,
+        arg_types: &[DataType],
+        literals: &[Option<&ScalarValue>],
+    ) -> Result<DataType> {
+        let Some(types) = resolve(self.forms, arg_types) else {
+            return self.signature_error(arg_types);
+        };
+        Ok(match &self.returns {
+            Returns::Type(data_type) => data_type.clone(),
+            Returns::ArgumentType(index) => types[*index].clone(),
+            Returns::Derived(derive) => derive(&types, literals),
+        })
+    }
+
     /// An immutable (deterministic) built-in.
     pub fn new(
         name: &'static str,
@@ -128,13 +148,7 @@ impl ScalarUDFImpl for Builtin {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        let Some(types) = resolve(self.forms, arg_types) else {
-            return self.signature_error(arg_types);
-        };
-        Ok(match &self.returns {
-            Returns::Type(data_type) => data_type.clone(),
-            Returns::ArgumentType(index) => types[*index].clone(),
-        })
+        self.result_type(arg_types, &[])
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
@@ -143,7 +157,7 @@ impl ScalarUDFImpl for Builtin {
             .iter()
             .map(|field| field.data_type().clone())
             .collect();
-        let return_type = self.return_type(&arg_types)?;
+        let return_type = self.result_type(&arg_types, args.scalar_arguments)?;
         if let Some(check) = self.check_literals {
             check(args.scalar_arguments)?;
         }

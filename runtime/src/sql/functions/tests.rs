@@ -955,9 +955,20 @@ fn timestampadd_and_timestampdiff_count_in_units() {
         session.error("SELECT TIMESTAMPDIFF('FORTNIGHT', DATE '2024-01-01', DATE '2024-01-02')"),
         "Error during planning: TIMESTAMPDIFF takes the units SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, QUARTER, YEAR, not FORTNIGHT"
     );
-    assert!(
+    // A DATE plus hours is a TIMESTAMP, as in Flink.
+    let hours = session.column("SELECT TIMESTAMPADD('HOUR', 1, DATE '2024-01-01')");
+    assert_eq!(
+        hours.data_type(),
+        &DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None)
+    );
+    assert_eq!(
+        one_flink("SELECT TIMESTAMPADD(MINUTE, 90, DATE '2024-01-01')"),
+        some("2024-01-01T01:30:00")
+    );
+    assert_eq!(
         session
-            .error("SELECT TIMESTAMPADD('HOUR', 1, DATE '2024-01-01')")
-            .contains("TIMESTAMPADD adds Hour to a TIMESTAMP, not to a DATE")
+            .column("SELECT TIMESTAMPADD('DAY', 1, DATE '2024-01-01')")
+            .data_type(),
+        &DataType::Date32
     );
 }

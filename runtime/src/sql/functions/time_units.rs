@@ -124,7 +124,9 @@ pub fn ceil_to() -> Builtin {
 
 /// `TIMESTAMPADD(unit, n, t)`: `t` plus `n` units, of `t`'s type; a month
 /// added to a day its month lacks is the month's last day (January 31 plus a
-/// month is February 28 or 29). A DATE takes DAY or longer units.
+/// month is February 28 or 29). A DATE plus hours, minutes or seconds is a
+/// TIMESTAMP(3), as in Flink (the unit a literal; otherwise a DATE takes DAY or
+/// longer units).
 pub fn timestampadd() -> Builtin {
     Builtin::new(
         "TIMESTAMPADD",
@@ -132,7 +134,15 @@ pub fn timestampadd() -> Builtin {
             &[Param::String, Param::Integer, Param::Timestamp],
             &[Param::String, Param::Integer, Param::Date],
         ],
-        Returns::ArgumentType(2),
+        Returns::Derived(|types, literals| {
+            let unit = literal_string(literals.first().copied().flatten()).and_then(Unit::named);
+            match (&types[2], unit) {
+                (DataType::Date32, Some(Unit::Second | Unit::Minute | Unit::Hour)) => {
+                    DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None)
+                }
+                (other, _) => other.clone(),
+            }
+        }),
         evaluate_timestampadd,
     )
     .checking_literals(|literals| check_unit("TIMESTAMPADD", literals, 0))
@@ -228,7 +238,9 @@ pub fn floor(at: NaiveDateTime, unit: Unit) -> Option<NaiveDateTime> {
     let date = day_of(at);
     let (year, month) = (date.year(), date.month());
     let start = match unit {
-        Unit::Week => date - TimeDelta::days(i64::from(date.weekday().num_days_from_sunday())),
+        Unit::Week => date.checked_sub_signed(TimeDelta::days(i64::from(
+            date.weekday().num_days_from_sunday(),
+        )))?,
         Unit::Month => NaiveDate::from_ymd_opt(year, month, 1)?,
         Unit::Quarter => NaiveDate::from_ymd_opt(year, month - (month - 1) % 3, 1)?,
         _ => NaiveDate::from_ymd_opt(year, 1, 1)?,
@@ -260,7 +272,7 @@ pub fn ceil(at: NaiveDateTime, unit: Unit) -> Option<NaiveDateTime> {
         Unit::Week => {
             let from_sunday = i64::from(date.weekday().num_days_from_sunday());
             if from_sunday > 0 {
-                date + TimeDelta::days(7 - from_sunday)
+                date.checked_add_signed(TimeDelta::days(7 - from_sunday))?
             } else {
                 date
             }
