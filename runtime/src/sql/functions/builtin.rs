@@ -27,7 +27,7 @@ pub type Evaluate = fn(&Call<'_>) -> Result<ArrayRef>;
 pub type CheckLiterals = fn(&[Option<&ScalarValue>]) -> Result<()>;
 
 /// The result type of a built-in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Returns {
     /// Always this type.
     Type(DataType),
