@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Builds a container image from local files, without a registry or a Docker engine.
 
-    image.py OUTPUT.tar NAME:TAG ROOTFS ENTRYPOINT...
+    oci_archive.py [--user UID:GID] OUTPUT.tar NAME:TAG ROOTFS ENTRYPOINT...
 
 Writes ROOTFS as the image's single layer, in the docker-archive format that
-`ctr images import` reads (manifest.json, the config, the layer tar).
+`ctr images import`, `kind load image-archive`, `docker load` and `podman load`
+read (manifest.json, the config, the layer tar). Files are owned by root; the
+image runs as UID:GID when given (as root otherwise).
 """
 import hashlib
 import io
@@ -34,7 +36,11 @@ def layer_tar(rootfs: str) -> bytes:
 
 
 def main() -> None:
-    output, reference, rootfs, *entrypoint = sys.argv[1:]
+    arguments = sys.argv[1:]
+    user = ""
+    if arguments[:1] == ["--user"]:
+        user, arguments = arguments[1], arguments[2:]
+    output, reference, rootfs, *entrypoint = arguments
     layer = layer_tar(rootfs)
     layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
     config = json.dumps(
@@ -43,11 +49,12 @@ def main() -> None:
             "os": "linux",
             "config": {
                 "Entrypoint": entrypoint,
+                "User": user,
                 "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
                 "WorkingDir": "/",
             },
             "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-            "history": [{"created_by": "e2e/infra/node/image.py"}],
+            "history": [{"created_by": "images/oci_archive.py"}],
         },
         sort_keys=True,
     ).encode()

@@ -7,7 +7,7 @@
 #
 #   e2e/infra/node.sh build|up|down|env|status
 #   e2e/infra/node.sh image BINARY    the runtime image (strom-runtime:e2e) from a
-#                                     built `strom` binary and the libraries it links
+#                                     built `strom` binary (images/archive.sh)
 #
 # The node's host address, NODE_IP on an interface of its own, is where pods reach the
 # host: the cluster DNS listens there, and so do MinIO and the kubelet (it is an
@@ -77,7 +77,7 @@ import_image() {
 build_image() {
     local reference=$1 rootfs=$2
     shift 2
-    python3 "$INFRA_DIR/node/image.py" "$NODE_RUN/image.tar" "$reference" "$rootfs" "$@"
+    python3 "$INFRA_DIR/../../images/oci_archive.py" "$NODE_RUN/image.tar" "$reference" "$rootfs" "$@"
     import_image "$NODE_RUN/image.tar"
     rm -f "$NODE_RUN/image.tar"
 }
@@ -90,23 +90,15 @@ pause_image() {
     build_image "$PAUSE_IMAGE" "$rootfs" /pause
 }
 
-# runtime_image BINARY: the runtime image: the binary and every library it links.
+# runtime_image BINARY: the runtime image (images/archive.sh: the binary, every
+# library it links, the user strom), imported.
 runtime_image() {
-    local binary=$1 rootfs=$NODE_RUN/runtime-rootfs
+    local binary=$1
     [ -x "$binary" ] || { log "no runtime binary at $binary"; return 1; }
-    rm -rf "$rootfs"
-    mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc" "$rootfs/tmp" "$rootfs/var/lib/strom"
-    chmod 1777 "$rootfs/tmp"
-    objcopy --strip-debug "$binary" "$rootfs/usr/local/bin/strom"
-    local library
-    for library in $(ldd "$binary" | awk '$2 == "=>" { print $3 } $1 ~ /^\// { print $1 }'); do
-        mkdir -p "$rootfs$(dirname "$library")"
-        cp -L "$library" "$rootfs$library"
-    done
-    echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
-    echo 'hosts: files dns' >"$rootfs/etc/nsswitch.conf"
-    build_image "$RUNTIME_IMAGE" "$rootfs" /usr/local/bin/strom
-    rm -rf "$rootfs"
+    mkdir -p "$NODE_RUN"
+    "$INFRA_DIR/../../images/archive.sh" runtime "$binary" "$NODE_RUN/runtime.tar" "$RUNTIME_IMAGE"
+    import_image "$NODE_RUN/runtime.tar"
+    rm -f "$NODE_RUN/runtime.tar"
     log "imported $RUNTIME_IMAGE ($(du -sh "$binary" | cut -f1) binary)"
 }
 

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, KeyToPath, PodSpec, PodTemplateSpec, ProjectedVolumeSource, SecretKeySelector,
-    SecretProjection, Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ProjectedVolumeSource, SecretKeySelector, SecretProjection, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -36,6 +37,9 @@ pub const MANIFEST_DIR: &str = "/etc/strom/job";
 pub const SECRETS_DIR: &str = "/etc/strom/secrets";
 /// The runtime's local working folder (RocksDB).
 pub const WORK_DIR: &str = "/var/lib/strom";
+
+/// The user and group runtime containers run as (the images' user `strom`).
+pub const RUNTIME_USER: i64 = 65532;
 /// The runtime container's name.
 pub const CONTAINER: &str = "runtime";
 
@@ -317,6 +321,7 @@ fn stateful_set(
         env("STROM_JOB_ID", deployment.job_id.clone()),
         env("STROM_SECRETS_DIR", SECRETS_DIR),
         env("STROM_WORK_DIR", WORK_DIR),
+        env("TMPDIR", WORK_DIR),
         env("STROM_CONTROL_ADDRESS", format!("0.0.0.0:{CONTROL_PORT}")),
     ];
     if let Some(path) = &deployment.restore_from {
@@ -389,6 +394,19 @@ fn stateful_set(
         volume_mounts: Some(mounts),
         // The runtime's last error is what `kubectl describe` and the operator show.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
+        // Non-root, nothing written but the work folder (TMPDIR too).
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUNTIME_USER),
+            run_as_group: Some(RUNTIME_USER),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
         ..Container::default()
     };
 
@@ -421,6 +439,11 @@ fn stateful_set(
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes: Some(volumes),
+                    // The volumes (work folder, Secrets) belong to the runtime's group.
+                    security_context: Some(PodSecurityContext {
+                        fs_group: Some(RUNTIME_USER),
+                        ..PodSecurityContext::default()
+                    }),
                     node_selector: non_empty(template.node_selector.clone()),
                     tolerations: (!template.tolerations.is_empty())
                         .then(|| template.tolerations.clone()),
