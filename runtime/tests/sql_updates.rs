@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use common::{local_config, run_then_stop};
+use common::{local_config, run_read_then_stop, run_then_stop};
 use datafusion::prelude::SessionContext;
 use strom_runtime::exec::{JobControl, RestoreFrom, run_job};
 use strom_runtime::pipelines::mix;
@@ -205,9 +205,9 @@ fn updating_state_survives_restores_at_2_then_4_then_1() {
             restore,
         )
     };
-    let first = run_then_stop(config(2, RestoreFrom::Nothing), pipeline());
+    let first = run_read_then_stop(config(2, RestoreFrom::Nothing), pipeline());
     let savepoint = first.snapshots.savepoints.last().unwrap().location.clone();
-    let second = run_then_stop(config(4, RestoreFrom::Snapshot(savepoint)), pipeline());
+    let second = run_read_then_stop(config(4, RestoreFrom::Snapshot(savepoint)), pipeline());
     let savepoint = second.snapshots.savepoints.last().unwrap().location.clone();
     let third = run_job(
         config(1, RestoreFrom::Snapshot(savepoint)),

@@ -286,7 +286,7 @@ fn rescale_script() -> String {
 /// exactly once and equal to the count of its rows.
 #[test]
 fn window_state_survives_restores_at_2_then_4_then_1() {
-    use common::run_then_stop;
+    use common::run_read_then_stop;
     let state = tempfile::tempdir().unwrap();
     let rows = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&rows);
@@ -305,9 +305,9 @@ fn window_state_survives_restores_at_2_then_4_then_1() {
             restore,
         )
     };
-    let first = run_then_stop(config(2, RestoreFrom::Nothing), pipeline());
+    let first = run_read_then_stop(config(2, RestoreFrom::Nothing), pipeline());
     let savepoint = first.snapshots.savepoints.last().unwrap().location.clone();
-    let second = run_then_stop(config(4, RestoreFrom::Snapshot(savepoint)), pipeline());
+    let second = run_read_then_stop(config(4, RestoreFrom::Snapshot(savepoint)), pipeline());
     let savepoint = second.snapshots.savepoints.last().unwrap().location.clone();
     let third = run_job(
         config(1, RestoreFrom::Snapshot(savepoint)),
@@ -444,7 +444,7 @@ fn session_aggregates_equal_the_reference() {
 fn sessions_survive_restores_at_2_then_4_then_1() {
     use arrow::array::TimestampMillisecondArray;
     use arrow::util::display::array_value_to_string;
-    use common::run_then_stop;
+    use common::run_read_then_stop;
     let script = rescale_script().replace(
         "SELECT auction, window_end, COUNT(*), SUM(price)
          FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(ts), INTERVAL '10' SECOND))",
@@ -470,9 +470,9 @@ fn sessions_survive_restores_at_2_then_4_then_1() {
             restore,
         )
     };
-    let first = run_then_stop(config(2, RestoreFrom::Nothing), pipeline());
+    let first = run_read_then_stop(config(2, RestoreFrom::Nothing), pipeline());
     let savepoint = first.snapshots.savepoints.last().unwrap().location.clone();
-    let second = run_then_stop(config(4, RestoreFrom::Snapshot(savepoint)), pipeline());
+    let second = run_read_then_stop(config(4, RestoreFrom::Snapshot(savepoint)), pipeline());
     let savepoint = second.snapshots.savepoints.last().unwrap().location.clone();
     run_job(
         config(1, RestoreFrom::Snapshot(savepoint)),

@@ -154,9 +154,7 @@ fn rewrite_select(select: &mut ast::Select, inputs: &mut Vec<ast::Cte>) -> Resul
         [identifier(WINDOW_START), identifier(WINDOW_END)],
     );
     select.from = vec![windowed_from(&mut select.from, &window, inputs)?];
-    let mut position = 0;
-    for item in &mut select.projection {
-        position += 1;
+    for (position, item) in select.projection.iter_mut().enumerate() {
         // An auxiliary function selected as is keeps Flink's name for it.
         if let SelectItem::UnnamedExpr(expr) = item
             && auxiliary(expr).is_some()
@@ -165,7 +163,7 @@ fn rewrite_select(select: &mut ast::Select, inputs: &mut Vec<ast::Cte>) -> Resul
             replace_auxiliaries(&mut expr, &window)?;
             *item = SelectItem::ExprWithAlias {
                 expr,
-                alias: Ident::new(format!("EXPR${}", position - 1)),
+                alias: Ident::new(format!("EXPR${position}")),
             };
             continue;
         }
