@@ -285,18 +285,17 @@ fn read_keyed(
 /// The bytes of a key or value.
 type Bytes = Vec<u8>;
 
-/// [`read_keyed`], the keys and values as bytes.
-fn read_keyed_bytes(
+/// A consumer of `topic`'s committed records (read_committed), from the start of
+/// each of its `partitions`.
+fn committed_reader(
     connection: &strom_runtime::connectors::kafka::ClusterConnection,
     topic: &str,
     partitions: i32,
-    expected: usize,
-) -> Vec<(Option<Bytes>, Option<Bytes>)> {
-    use rdkafka::Message;
+) -> rdkafka::consumer::BaseConsumer {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = connection
         .client_config([
-            ("group.id", common::kafka::unique("read-keyed")),
+            ("group.id", common::kafka::unique("read-committed")),
             ("isolation.level", "read_committed".to_owned()),
             ("enable.auto.commit", "false".to_owned()),
         ])
@@ -309,6 +308,18 @@ fn read_keyed_bytes(
             .unwrap();
     }
     consumer.assign(&assignment).unwrap();
+    consumer
+}
+
+/// [`read_keyed`], the keys and values as bytes.
+fn read_keyed_bytes(
+    connection: &strom_runtime::connectors::kafka::ClusterConnection,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> Vec<(Option<Bytes>, Option<Bytes>)> {
+    use rdkafka::Message;
+    let consumer = committed_reader(connection, topic, partitions);
     let mut records = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut quiet_until = None;
@@ -645,22 +656,7 @@ fn read_bytes_until_quiet(
     partitions: i32,
 ) -> Vec<(Option<Bytes>, Option<Bytes>)> {
     use rdkafka::Message;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = connection
-        .client_config([
-            ("group.id", common::kafka::unique("read-upserts")),
-            ("isolation.level", "read_committed".to_owned()),
-            ("enable.auto.commit", "false".to_owned()),
-        ])
-        .create()
-        .unwrap();
-    let mut assignment = rdkafka::TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
+    let consumer = committed_reader(connection, topic, partitions);
     let mut records = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = Instant::now();

@@ -1,8 +1,8 @@
 //! A client of a Confluent Schema Registry (the REST API Confluent's registry,
 //! Apicurio's `ccompat` API and Karapace serve): registering a schema under a
 //! subject and fetching a schema by id, which is all the `avro-confluent` format
-//! needs. [`RegistrySchemas`] keeps what a job has learnt, so each schema id is
-//! fetched once per process and each subject registered once.
+//! needs. [`RegistrySchemas`] keeps the schemas a job has read, so each schema
+//! id is fetched once per process.
 //!
 //! Calls block the calling thread (they run on a thread of their own, so any
 //! thread may call them, inside an async runtime or not) and have a deadline:
@@ -357,7 +357,7 @@ where
 }
 
 /// What a process has learnt from one registry: the schemas of ids it read
-/// records with and the ids of schemas it registered. Cloning shares it.
+/// records with. Cloning shares it.
 #[derive(Debug, Clone)]
 pub struct RegistrySchemas {
     registry: SchemaRegistry,
@@ -367,7 +367,6 @@ pub struct RegistrySchemas {
 #[derive(Debug, Default)]
 struct Known {
     by_id: HashMap<u32, Arc<Schema>>,
-    registered: HashMap<(String, String), u32>,
 }
 
 impl PartialEq for RegistrySchemas {
@@ -398,18 +397,6 @@ impl RegistrySchemas {
         // Fetched without the lock: other threads' known ids stay readable.
         let schema = Arc::new(self.registry.schema(id)?);
         Ok(Arc::clone(self.lock().by_id.entry(id).or_insert(schema)))
-    }
-
-    /// The id of `schema` (Avro's JSON text) under `subject`, registered the
-    /// first time it is asked for.
-    pub fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
-        let key = (subject.to_owned(), schema.to_owned());
-        if let Some(&id) = self.lock().registered.get(&key) {
-            return Ok(id);
-        }
-        let id = self.registry.register(subject, schema)?;
-        self.lock().registered.insert(key, id);
-        Ok(id)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Known> {

@@ -193,7 +193,10 @@ impl AvroRows {
         if let Some(&id) = wire.id.get() {
             return Ok(Some(id));
         }
-        let id = wire.registry.register(&wire.subject, &self.text)?;
+        let id = wire
+            .registry
+            .registry()
+            .register(&wire.subject, &self.text)?;
         Ok(Some(*wire.id.get_or_init(|| id)))
     }
 
