@@ -8,12 +8,14 @@ mkdir -p "$STROM_CACHE"
 
 # Debian packages the workspace needs to build (rocksdb; rdkafka with TLS, SASL and
 # libcurl), the e2e scripts' certificates and signed S3 requests (openssl, curl), and
-# the e2e node's container runtime and pod network (containerd, runc, CNI plugins).
+# the e2e node's container runtime and pod network (containerd, runc, CNI plugins),
+# and the kind cluster's provider and node image build (podman, debootstrap, zstd).
 STROM_DEBIAN_PACKAGES=(
     build-essential cmake clang libclang-dev pkg-config
     libssl-dev libsasl2-dev zlib1g-dev libzstd-dev
     libcurl4-openssl-dev openssl curl
     containerd runc containernetworking-plugins iproute2
+    podman netavark aardvark-dns conmon uidmap debootstrap zstd
 )
 
 STROM_STAGES=()

@@ -47,11 +47,26 @@ services_up() {
     source "$STROM_CACHE/run/env.sh"
 }
 
-# The runtime image the e2e node runs pods from: the `strom` binary the tests
-# use, imported into the node's containerd.
-runtime_image() {
-    cargo build -p strom-runtime --bin strom --locked || return 1
-    e2e/infra/node.sh image "$CARGO_TARGET_DIR/debug/strom"
+# One build for every later step: `cargo test --workspace` resolves the same
+# features as clippy's `--workspace --all-targets`, so librocksdb-sys and librdkafka
+# are compiled once, and the binaries it builds (`strom`, `strom-operator`) are the
+# ones the images are made from. (`cargo build -p strom-runtime` alone would resolve
+# other features and compile both C++ libraries again.)
+build_tests() {
+    cargo test --workspace --no-run --locked
+}
+
+# Strom's images, made from the binaries the tests use, in the e2e cluster: loaded
+# into the kind node (runtime and operator), or imported into the host node's
+# containerd (runtime) with STROM_CLUSTER=host.
+images() {
+    local bin=$CARGO_TARGET_DIR/debug
+    if [ "${STROM_CLUSTER:-kind}" = host ]; then
+        e2e/infra/node.sh image "$bin/strom"
+    else
+        e2e/kind/kind.sh image runtime "$bin/strom" \
+            && e2e/kind/kind.sh image operator "$bin/strom-operator"
+    fi
 }
 
 # The services' builds (Go and Maven; cached after the first run) go on beside the
@@ -75,10 +90,11 @@ stage "rust toolchain" ensure_rust || exit 1
 start_stack_build
 stage "format (cargo fmt --check)" cargo fmt --all -- --check || failed=1
 stage "lint (cargo clippy)" cargo clippy --workspace --all-targets --locked -- -D warnings || failed=1
+stage "build (cargo test --no-run)" build_tests || failed=1
 stage "services built (beside the above)" wait_for_stack_build || failed=1
 trap 'e2e/infra/stack.sh down' EXIT
 stage "services up (e2e/infra)" services_up || failed=1
-stage "runtime image (e2e node)" runtime_image || failed=1
+stage "images (e2e cluster)" images || failed=1
 stage "tests (cargo test)" run_tests || failed=1
 stage "services down" e2e/infra/stack.sh down || failed=1
 trap - EXIT

@@ -4,7 +4,13 @@
 #
 #   A  127.0.0.1:19092  PLAINTEXT, no authorization
 #   B  127.0.0.1:19192  SASL_PLAINTEXT, SCRAM-SHA-512 users, ACLs
+#      127.0.0.1:19195  the same users with SCRAM-SHA-256
 #   C  127.0.0.1:19292  SSL with client certificates (mTLS) from a CA made here, ACLs
+#      127.0.0.1:19295  SASL_SSL: one-way TLS (the client checks the broker), SCRAM-SHA-512
+#
+# Each client listener has a twin for pods (19094, 19194, 19197, 19294, 19297) with
+# the same security, listening on every address and advertising $NODE_HOST_IP, where
+# pods reach the host.
 #
 # On B and C the user `app` may do anything with any topic, group and transactional
 # id; the user `limited` only with those whose names start with `limited.`. Their
@@ -21,7 +27,9 @@ KAFKA_RUN=$INFRA_RUN/kafka
 SECRETS=$KAFKA_RUN/secrets
 CLUSTERS=(a b c)
 
-# The client port of a cluster; its controller listens on the next port.
+# The client port of a cluster; its controller listens on the next port, its pods'
+# listener on port + 2, its second listener (B: SCRAM-SHA-256, C: SASL_SSL) on
+# port + 3 and that one's pods' twin on port + 5.
 port_of() {
     case $1 in a) echo 19092 ;; b) echo 19192 ;; c) echo 19292 ;; esac
 }
@@ -76,7 +84,7 @@ make_certificates() {
     mkdir -p "$pki"
     make_ca "$pki/c-ca" "strom e2e Kafka C CA"
     make_ca "$pki/foreign-ca" "strom e2e foreign CA"
-    issue_certificate "$pki/c-ca" "$pki/broker" broker "subjectAltName=IP:127.0.0.1,DNS:localhost"
+    issue_certificate "$pki/c-ca" "$pki/broker" broker "subjectAltName=IP:127.0.0.1,IP:$NODE_HOST_IP,DNS:localhost"
     cat "$pki/broker.key" "$pki/broker.crt" >"$pki/broker.pem"
     local user
     for user in admin app limited; do
@@ -116,17 +124,24 @@ write_client_certificate() {
     chmod 600 "$1/user.key"
 }
 
-# SCRAM passwords of cluster B's users, new for every start.
+# SCRAM passwords of the users of cluster B and of C's SASL_SSL listener, new for
+# every start.
 make_passwords() {
     local user
     for user in admin app limited; do
         write_secret "$SECRETS/kafka-b-$user" password "$(random_secret)"
+        write_secret "$SECRETS/kafka-c-scram-$user" password "$(random_secret)"
     done
     write_secret "$SECRETS/kafka-b-controller" password "$(random_secret)"
 }
 
+# password_of USER [CLUSTER]: a user's SCRAM password on B (or C).
 password_of() {
-    cat "$SECRETS/kafka-b-$1/password"
+    if [ "${2:-b}" = c ]; then
+        cat "$SECRETS/kafka-c-scram-$1/password"
+    else
+        cat "$SECRETS/kafka-b-$1/password"
+    fi
 }
 
 # The server.properties of a cluster.
@@ -134,7 +149,7 @@ write_broker_config() {
     local cluster=$1 dir=$KAFKA_RUN/$1
     local port
     port=$(port_of "$cluster")
-    local controller=$((port + 1))
+    local controller=$((port + 1)) pods=$((port + 2)) second=$((port + 3)) second_pods=$((port + 5))
     cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
@@ -156,8 +171,8 @@ EOF
     case $cluster in
         a)
             cat >>"$dir/server.properties" <<EOF
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller,PODS://0.0.0.0:$((port + 2))
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,PODS://$NODE_HOST_IP:$((port + 2))
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller,PODS://0.0.0.0:$pods
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,PODS://$NODE_HOST_IP:$pods
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PODS:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 EOF
@@ -166,13 +181,19 @@ EOF
             local controller_password
             controller_password=$(cat "$SECRETS/kafka-b-controller/password")
             cat >>"$dir/server.properties" <<EOF
-listeners=SASL_PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
-advertised.listeners=SASL_PLAINTEXT://127.0.0.1:$port
-listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+listeners=SASL_PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller,PODS://0.0.0.0:$pods,SHA256://127.0.0.1:$second,PODS_SHA256://0.0.0.0:$second_pods
+advertised.listeners=SASL_PLAINTEXT://127.0.0.1:$port,PODS://$NODE_HOST_IP:$pods,SHA256://127.0.0.1:$second,PODS_SHA256://$NODE_HOST_IP:$second_pods
+listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT,PODS:SASL_PLAINTEXT,SHA256:SASL_PLAINTEXT,PODS_SHA256:SASL_PLAINTEXT
 inter.broker.listener.name=SASL_PLAINTEXT
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(password_of admin)";
+listener.name.pods.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.pods.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sha256.sasl.enabled.mechanisms=SCRAM-SHA-256
+listener.name.sha256.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.pods_sha256.sasl.enabled.mechanisms=SCRAM-SHA-256
+listener.name.pods_sha256.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 sasl.mechanism.controller.protocol=PLAIN
 listener.name.controller.sasl.enabled.mechanisms=PLAIN
 listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="controller" password="$controller_password" user_controller="$controller_password";
@@ -184,11 +205,17 @@ EOF
         c)
             local pki=$KAFKA_RUN/pki
             cat >>"$dir/server.properties" <<EOF
-listeners=SSL://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
-advertised.listeners=SSL://127.0.0.1:$port
-listener.security.protocol.map=SSL:SSL,CONTROLLER:SSL
+listeners=SSL://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller,PODS://0.0.0.0:$pods,ONE_WAY://127.0.0.1:$second,PODS_ONE_WAY://0.0.0.0:$second_pods
+advertised.listeners=SSL://127.0.0.1:$port,PODS://$NODE_HOST_IP:$pods,ONE_WAY://127.0.0.1:$second,PODS_ONE_WAY://$NODE_HOST_IP:$second_pods
+listener.security.protocol.map=SSL:SSL,CONTROLLER:SSL,PODS:SSL,ONE_WAY:SASL_SSL,PODS_ONE_WAY:SASL_SSL
 inter.broker.listener.name=SSL
 ssl.client.auth=required
+listener.name.one_way.ssl.client.auth=none
+listener.name.one_way.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.one_way.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.pods_one_way.ssl.client.auth=none
+listener.name.pods_one_way.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.pods_one_way.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 ssl.keystore.type=PEM
 ssl.keystore.location=$pki/broker.pem
 ssl.truststore.type=PEM
@@ -235,13 +262,20 @@ cluster_id_of() {
 
 format_storage() {
     local cluster=$1 dir=$KAFKA_RUN/$1
-    local scram=()
-    if [ "$cluster" = b ]; then
-        local user
-        for user in admin app limited; do
-            scram+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$(password_of "$user")]")
-        done
-    fi
+    local scram=() user
+    case $cluster in
+        b)
+            for user in admin app limited; do
+                scram+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$(password_of "$user")]")
+                scram+=(--add-scram "SCRAM-SHA-256=[name=$user,password=$(password_of "$user")]")
+            done
+            ;;
+        c)
+            for user in admin app limited; do
+                scram+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$(password_of "$user" c)]")
+            done
+            ;;
+    esac
     kafka_java kafka.tools.StorageTool format --cluster-id "$(cluster_id_of "$cluster")" \
         --config "$dir/server.properties" "${scram[@]}" >"$dir/format.log" 2>&1
 }
@@ -280,8 +314,11 @@ service_up() {
     service_down
     service_build
     for cluster in "${CLUSTERS[@]}"; do
-        require_free_ports "$(port_of "$cluster")" "$(($(port_of "$cluster") + 1))" \
-            "$(($(port_of "$cluster") + 2))"
+        local port offset
+        port=$(port_of "$cluster")
+        for offset in 0 1 2 3 5; do
+            require_free_ports "$((port + offset))"
+        done
     done
     local start=$SECONDS
     rm -rf "$KAFKA_RUN"
@@ -330,12 +367,20 @@ service_down() {
     wait "${pids[@]}"
 }
 
+# The tests' addresses: each listener from this machine, and (POD_) from pods.
 service_env() {
-    echo "export STROM_KAFKA_A_BOOTSTRAP=127.0.0.1:$(port_of a)"
-    # Cluster A as pods on the e2e node reach it.
-    echo "export STROM_KAFKA_A_POD_BOOTSTRAP=$NODE_HOST_IP:$(($(port_of a) + 2))"
-    echo "export STROM_KAFKA_B_BOOTSTRAP=127.0.0.1:$(port_of b)"
-    echo "export STROM_KAFKA_C_BOOTSTRAP=127.0.0.1:$(port_of c)"
+    local a b c
+    a=$(port_of a) b=$(port_of b) c=$(port_of c)
+    echo "export STROM_KAFKA_A_BOOTSTRAP=127.0.0.1:$a"
+    echo "export STROM_KAFKA_A_POD_BOOTSTRAP=$NODE_HOST_IP:$((a + 2))"
+    echo "export STROM_KAFKA_B_BOOTSTRAP=127.0.0.1:$b"
+    echo "export STROM_KAFKA_B_POD_BOOTSTRAP=$NODE_HOST_IP:$((b + 2))"
+    echo "export STROM_KAFKA_B_SHA256_BOOTSTRAP=127.0.0.1:$((b + 3))"
+    echo "export STROM_KAFKA_B_SHA256_POD_BOOTSTRAP=$NODE_HOST_IP:$((b + 5))"
+    echo "export STROM_KAFKA_C_BOOTSTRAP=127.0.0.1:$c"
+    echo "export STROM_KAFKA_C_POD_BOOTSTRAP=$NODE_HOST_IP:$((c + 2))"
+    echo "export STROM_KAFKA_C_ONE_WAY_BOOTSTRAP=127.0.0.1:$((c + 3))"
+    echo "export STROM_KAFKA_C_ONE_WAY_POD_BOOTSTRAP=$NODE_HOST_IP:$((c + 5))"
     echo "export STROM_KAFKA_SECRETS=$SECRETS"
 }
 
@@ -350,4 +395,4 @@ service_status() {
     done
 }
 
-main_for_service "three Kafka clusters (A plaintext, B SCRAM, C mTLS)" "$@"
+main_for_service "three Kafka clusters (A plaintext, B SCRAM-SHA-512 and -256, C mTLS and SASL_SSL)" "$@"

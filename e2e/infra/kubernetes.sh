@@ -33,16 +33,9 @@ service_build() {
     for command in "${COMMANDS[@]}"; do
         packages+=("k8s.io/kubernetes/cmd/$command")
     done
-    # The version the binaries report (kubectl version, the apiserver's /version),
-    # as Kubernetes' own build sets it.
-    local minor=${K8S_VERSION#v1.}
-    minor=${minor%%.*}
-    local ldflags="" package
-    for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ldflags+=" -X $package.gitVersion=$K8S_VERSION -X $package.gitMajor=1"
-        ldflags+=" -X $package.gitMinor=$minor -X $package.gitTreeState=clean"
-        ldflags+=" -X $package.gitCommit="
-    done
+    # The version the binaries report (kubectl version, the apiserver's /version).
+    local ldflags
+    ldflags=$(k8s_version_ldflags "$K8S_VERSION")
     (
         cd "$K8S_MODULE"
         export GOFLAGS=-buildvcs=false

@@ -11,9 +11,33 @@ INFRA_BIN=$STROM_CACHE/bin
 INFRA_RUN=${STROM_INFRA_RUN:-$STROM_CACHE/run}
 mkdir -p "$INFRA_BIN" "$INFRA_RUN"
 
-# Where pods on the e2e node reach the host (node.sh puts it on an interface of its
-# own): services that pods use listen there too.
+# Where pods reach the host (on an interface of its own, NODE_HOST_INTERFACE, which
+# node.sh and e2e/kind/kind.sh add): services that pods use listen there too.
 NODE_HOST_IP=10.99.0.1
+NODE_HOST_INTERFACE=strom-node0
+
+# add_host_address: puts NODE_HOST_IP on NODE_HOST_INTERFACE (an otherwise unused
+# bridge: this kernel has no dummy interfaces).
+add_host_address() {
+    ip link show "$NODE_HOST_INTERFACE" >/dev/null 2>&1 || ip link add "$NODE_HOST_INTERFACE" type bridge
+    ip addr replace "$NODE_HOST_IP/32" dev "$NODE_HOST_INTERFACE"
+    ip link set "$NODE_HOST_INTERFACE" up
+}
+
+# k8s_version_ldflags VERSION: the linker flags that stamp a Kubernetes version into
+# binaries built from its module (what `kubectl version` and /version report), as
+# Kubernetes' own build sets them.
+k8s_version_ldflags() {
+    local version=$1 minor package ldflags=""
+    minor=${version#v1.}
+    minor=${minor%%.*}
+    for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ldflags+=" -X $package.gitVersion=$version -X $package.gitMajor=1"
+        ldflags+=" -X $package.gitMinor=$minor -X $package.gitTreeState=clean"
+        ldflags+=" -X $package.gitCommit="
+    done
+    echo "$ldflags"
+}
 
 # log MESSAGE...: a line on stderr, prefixed with the script's name.
 log() {

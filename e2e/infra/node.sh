@@ -27,7 +27,6 @@ PKI=$K8S_RUN/pki
 NODE_RUN=$INFRA_RUN/node
 NODE_NAME=strom-node
 NODE_IP=$NODE_HOST_IP
-NODE_INTERFACE=strom-node0
 POD_CIDR=10.88.0.0/16
 BRIDGE=strom-cni0
 KUBELET_PORT=10250
@@ -45,13 +44,8 @@ service_build() {
     log "building the kubelet $K8S_VERSION and CoreDNS $COREDNS_VERSION from their Go modules"
     rm -rf "$NODE_BIN.tmp"
     mkdir -p "$NODE_BIN.tmp"
-    local minor=${K8S_VERSION#v1.}
-    minor=${minor%%.*}
-    local ldflags=""
-    for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ldflags+=" -X $package.gitVersion=$K8S_VERSION -X $package.gitMajor=1"
-        ldflags+=" -X $package.gitMinor=$minor -X $package.gitTreeState=clean"
-    done
+    local ldflags
+    ldflags=$(k8s_version_ldflags "$K8S_VERSION")
     (
         export GOFLAGS=-buildvcs=false
         cd "$K8S_MODULE"
@@ -209,12 +203,6 @@ current-context: node
 EOF
 }
 
-add_host_address() {
-    ip link show "$NODE_INTERFACE" >/dev/null 2>&1 || ip link add "$NODE_INTERFACE" type bridge
-    ip addr replace "$NODE_IP/32" dev "$NODE_INTERFACE"
-    ip link set "$NODE_INTERFACE" up
-}
-
 containerd_ready() {
     ctr --address "$CONTAINERD_SOCKET" version
 }
@@ -293,7 +281,7 @@ service_down() {
         done
     fi
     ip link del "$BRIDGE" 2>/dev/null || true
-    ip link del "$NODE_INTERFACE" 2>/dev/null || true
+    ip link del "$NODE_HOST_INTERFACE" 2>/dev/null || true
     kubectl_admin delete node "$NODE_NAME" --ignore-not-found --wait=false >/dev/null 2>&1 || true
 }
 

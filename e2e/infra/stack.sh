@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Every service the integration and e2e tests run against: three Kafka clusters,
-# MinIO, a schema registry, a Kubernetes control plane and a node that runs its pods
-# (kafka.sh, minio.sh, schema-registry.sh, kubernetes.sh, node.sh), and Helm to check
-# the chart (helm.sh).
+# MinIO, a schema registry and a Kubernetes cluster that runs pods (kafka.sh,
+# minio.sh, schema-registry.sh), and Helm to check the chart (helm.sh).
+#
+# The cluster is a kind cluster (e2e/kind/kind.sh: the cluster users run the e2e tests
+# on), or with STROM_CLUSTER=host the control plane and node run as processes on this
+# machine (kubernetes.sh, node.sh: no container provider needed, starts in seconds).
 #
 #   e2e/infra/stack.sh build   build or download what is missing (cached)
 #   e2e/infra/stack.sh up      build, then start every service and wait until healthy
@@ -15,10 +18,26 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-# Started side by side (helm is a tool: only built); the node joins the control
-# plane once it is up.
-SERVICES=(kafka minio schema-registry kubernetes helm)
-NODE=node
+CLUSTER=${STROM_CLUSTER:-kind}
+# Started side by side (helm is a tool: only built); NODE, if any, joins the control
+# plane once the others are up.
+case $CLUSTER in
+    kind) SERVICES=(kafka minio schema-registry helm kind) NODE="" ;;
+    host) SERVICES=(kafka minio schema-registry kubernetes helm) NODE=node ;;
+    *)
+        echo "STROM_CLUSTER must be kind or host, not '$CLUSTER'" >&2
+        exit 2
+        ;;
+esac
+
+# script SERVICE: the script that builds, starts and stops SERVICE.
+script() {
+    if [ "$1" = kind ]; then
+        echo "$INFRA_DIR/../kind/kind.sh"
+    else
+        echo "$INFRA_DIR/$1.sh"
+    fi
+}
 
 # The toolchains the builds need, which every machine of this kind has: Debian's Go
 # is too old for Kubernetes 1.34, so a missing one is reported, not installed.
@@ -34,8 +53,8 @@ check_toolchains() {
 stack_build() {
     check_toolchains || return 1
     local service
-    for service in "${SERVICES[@]}" "$NODE"; do
-        stage "build $service" "$INFRA_DIR/$service.sh" build || return 1
+    for service in "${SERVICES[@]}" $NODE; do
+        stage "build $service" "$(script "$service")" build || return 1
     done
 }
 
@@ -46,7 +65,7 @@ stack_up() {
     for service in "${SERVICES[@]}"; do
         (
             began=$SECONDS status=0
-            "$INFRA_DIR/$service.sh" up >"$INFRA_RUN/$service-up.log" 2>&1 || status=$?
+            "$(script "$service")" up >"$INFRA_RUN/$service-up.log" 2>&1 || status=$?
             echo "$((SECONDS - began))" >"$INFRA_RUN/$service-up.seconds"
             exit $status
         ) &
@@ -63,7 +82,7 @@ stack_up() {
             failed=1
         fi
     done
-    if [ $failed -eq 0 ]; then
+    if [ $failed -eq 0 ] && [ -n "$NODE" ]; then
         local began=$SECONDS
         if "$INFRA_DIR/$NODE.sh" up >"$INFRA_RUN/$NODE-up.log" 2>&1; then
             printf '  %-12s up in %ss\n' "$NODE" "$((SECONDS - began))"
@@ -80,17 +99,19 @@ stack_up() {
 
 stack_env() {
     local service
-    for service in "${SERVICES[@]}" "$NODE"; do
-        "$INFRA_DIR/$service.sh" env
+    for service in "${SERVICES[@]}" $NODE; do
+        "$(script "$service")" env
     done
 }
 
-# down: stops the node (its pods first), then the other services side by side.
+# down: stops the node (its pods first), then the other services side by side —
+# those of both kinds of cluster, so that switching STROM_CLUSTER leaves nothing
+# running.
 stack_down() {
-    "$INFRA_DIR/$NODE.sh" down || true
+    "$INFRA_DIR/node.sh" down || true
     local service pids=()
-    for service in "${SERVICES[@]}"; do
-        "$INFRA_DIR/$service.sh" down &
+    for service in kafka minio schema-registry kubernetes helm kind; do
+        "$(script "$service")" down &
         pids+=($!)
     done
     local failed=0 pid
@@ -102,8 +123,8 @@ stack_down() {
 
 stack_status() {
     local service
-    for service in "${SERVICES[@]}" "$NODE"; do
-        "$INFRA_DIR/$service.sh" status
+    for service in "${SERVICES[@]}" $NODE; do
+        "$(script "$service")" status
     done
 }
 

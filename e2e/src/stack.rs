@@ -7,30 +7,62 @@ use std::path::{Path, PathBuf};
 
 use crate::services::{ServiceError, service};
 
-/// The three Kafka clusters of `e2e/infra/kafka.sh`.
+/// The three Kafka clusters of `e2e/infra/kafka.sh`, as this machine or as pods reach
+/// them ([`KafkaClusters::from_env`], [`KafkaClusters::pods_from_env`]).
 #[derive(Debug, Clone)]
 pub struct KafkaClusters {
     /// Bootstrap address of cluster A: PLAINTEXT, no authorization.
     pub a: String,
     /// Bootstrap address of cluster B: SASL_PLAINTEXT with SCRAM-SHA-512 users.
     pub b: String,
+    /// Cluster B's listener for the same users with SCRAM-SHA-256.
+    pub b_sha256: String,
     /// Bootstrap address of cluster C: SSL with client certificates.
     pub c: String,
+    /// Cluster C's SASL_SSL listener: one-way TLS (the client checks the broker's
+    /// certificate, signed by C's CA) and SCRAM-SHA-512 users, whose passwords are
+    /// in `kafka-c-scram-<user>/password`.
+    pub c_one_way: String,
     /// The folder of mounted Secrets: `kafka-b-<user>/password`,
-    /// `kafka-c-<user>/{user.crt,user.key,ca.crt}`, `kafka-c-cluster-ca-cert/ca.crt`.
+    /// `kafka-c-<user>/{user.crt,user.key,ca.crt}`, `kafka-c-scram-<user>/password`,
+    /// `kafka-c-cluster-ca-cert/ca.crt`.
     pub secrets: PathBuf,
 }
 
 impl KafkaClusters {
-    /// The clusters, or `None` outside CI when the scripts did not run.
+    /// The clusters as this machine reaches them, or `None` outside CI when the
+    /// scripts did not run.
     pub fn from_env() -> Result<Option<Self>, ServiceError> {
-        let Some(a) = service("STROM_KAFKA_A_BOOTSTRAP", "Kafka cluster A")? else {
+        Self::load("", "")
+    }
+
+    /// The same listeners as pods of the e2e cluster reach them (the host's address
+    /// for pods), or `None` outside CI when the scripts did not run.
+    pub fn pods_from_env() -> Result<Option<Self>, ServiceError> {
+        Self::load("_POD", " for pods")
+    }
+
+    fn load(variant: &str, what: &str) -> Result<Option<Self>, ServiceError> {
+        let listener = |name: &str, description: &str| {
+            service(
+                &format!("STROM_KAFKA_{name}{variant}_BOOTSTRAP"),
+                &format!("{description}{what}"),
+            )
+        };
+        let Some(a) = listener("A", "Kafka cluster A")? else {
             return Ok(None);
         };
-        let Some(b) = service("STROM_KAFKA_B_BOOTSTRAP", "Kafka cluster B")? else {
+        let Some(b) = listener("B", "Kafka cluster B")? else {
             return Ok(None);
         };
-        let Some(c) = service("STROM_KAFKA_C_BOOTSTRAP", "Kafka cluster C")? else {
+        let Some(b_sha256) = listener("B_SHA256", "Kafka cluster B's SCRAM-SHA-256 listener")?
+        else {
+            return Ok(None);
+        };
+        let Some(c) = listener("C", "Kafka cluster C")? else {
+            return Ok(None);
+        };
+        let Some(c_one_way) = listener("C_ONE_WAY", "Kafka cluster C's SASL_SSL listener")? else {
             return Ok(None);
         };
         let Some(secrets) = service("STROM_KAFKA_SECRETS", "the Kafka users' Secrets")? else {
@@ -39,7 +71,9 @@ impl KafkaClusters {
         Ok(Some(Self {
             a,
             b,
+            b_sha256,
             c,
+            c_one_way,
             secrets: secrets.into(),
         }))
     }

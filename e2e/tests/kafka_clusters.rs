@@ -1,7 +1,9 @@
-//! The three Kafka clusters of `e2e/infra/kafka.sh`, through librdkafka: each takes
-//! records from its own users and hands them back, and refuses a wrong password, a
-//! certificate from another CA, another cluster's credentials and a user without
-//! rights on a topic.
+//! The three Kafka clusters of `e2e/infra/kafka.sh`, through librdkafka: each
+//! listener (plaintext, SCRAM-SHA-512, SCRAM-SHA-256, mTLS, one-way TLS with SCRAM)
+//! takes records from its own users and hands them back, and refuses a wrong
+//! password, a certificate from another CA, another cluster's credentials, another
+//! mechanism, a client that does not trust the broker and a user without rights on a
+//! topic.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -30,8 +32,15 @@ enum Client<'a> {
     },
     /// A client certificate from the Secret `kafka-c-<secret>`, trusting cluster C's CA.
     Certificate { secret: &'a str },
-    /// A SCRAM user of cluster B over TLS, trusting cluster C's CA.
-    ScramOverTls { user: &'a str },
+    /// A SCRAM-SHA-256 user of cluster B, with the password of `kafka-b-<user>`.
+    ScramSha256 { user: &'a str },
+    /// A SCRAM-SHA-512 user with the password of the Secret `secret`, over TLS
+    /// trusting the CA of the Secret `trusted` (`ca.crt`).
+    ScramOverTls {
+        secret: &'a str,
+        user: &'a str,
+        trusted: &'a str,
+    },
 }
 
 fn clusters() -> Option<KafkaClusters> {
@@ -81,15 +90,27 @@ fn config(clusters: &KafkaClusters, bootstrap: &str, client: Client<'_>) -> Clie
                     path(&clusters.secret_file(&secret, "user.key")),
                 );
         }
-        Client::ScramOverTls { user } => {
+        Client::ScramSha256 { user } => {
             let password = clusters
                 .secret_value(&format!("kafka-b-{user}"), "password")
                 .unwrap();
             config
+                .set("security.protocol", "sasl_plaintext")
+                .set("sasl.mechanism", "SCRAM-SHA-256")
+                .set("sasl.username", user)
+                .set("sasl.password", password);
+        }
+        Client::ScramOverTls {
+            secret,
+            user,
+            trusted,
+        } => {
+            let password = clusters.secret_value(secret, "password").unwrap();
+            config
                 .set("security.protocol", "sasl_ssl")
                 .set(
                     "ssl.ca.location",
-                    path(&clusters.secret_file("kafka-c-cluster-ca-cert", "ca.crt")),
+                    path(&clusters.secret_file(trusted, "ca.crt")),
                 )
                 .set("sasl.mechanism", "SCRAM-SHA-512")
                 .set("sasl.username", user)
@@ -230,6 +251,81 @@ async fn cluster_c_takes_and_gives_back_records_of_a_client_certificate() {
     round_trip(&config(&clusters, &clusters.c, app), &unique_topic(""), 300).await;
 }
 
+#[tokio::test]
+async fn cluster_b_takes_and_gives_back_records_of_a_scram_sha_256_user() {
+    let Some(clusters) = clusters() else { return };
+    let app = Client::ScramSha256 { user: "app" };
+    round_trip(
+        &config(&clusters, &clusters.b_sha256, app),
+        &unique_topic(""),
+        300,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cluster_c_takes_and_gives_back_records_over_one_way_tls() {
+    let Some(clusters) = clusters() else { return };
+    let app = Client::ScramOverTls {
+        secret: "kafka-c-scram-app",
+        user: "app",
+        trusted: "kafka-c-cluster-ca-cert",
+    };
+    round_trip(
+        &config(&clusters, &clusters.c_one_way, app),
+        &unique_topic(""),
+        300,
+    )
+    .await;
+}
+
+#[test]
+fn each_scram_listener_refuses_the_other_mechanism() {
+    let Some(clusters) = clusters() else { return };
+    let sha512 = Client::Scram {
+        user: "app",
+        wrong_password: None,
+    };
+    let errors = refused(&config(&clusters, &clusters.b_sha256, sha512));
+    assert_reported(
+        &errors,
+        &[
+            "Unsupported SASL mechanism",
+            "SCRAM-SHA-512 mechanism handshake failed",
+        ],
+        "SCRAM-SHA-512 on the SCRAM-SHA-256 listener",
+    );
+    let sha256 = Client::ScramSha256 { user: "app" };
+    let errors = refused(&config(&clusters, &clusters.b, sha256));
+    assert_reported(
+        &errors,
+        &[
+            "Unsupported SASL mechanism",
+            "SCRAM-SHA-256 mechanism handshake failed",
+        ],
+        "SCRAM-SHA-256 on the SCRAM-SHA-512 listener",
+    );
+}
+
+#[test]
+fn the_one_way_tls_listener_is_refused_by_a_client_that_does_not_trust_its_ca() {
+    let Some(clusters) = clusters() else { return };
+    let errors = refused(&config(
+        &clusters,
+        &clusters.c_one_way,
+        Client::ScramOverTls {
+            secret: "kafka-c-scram-app",
+            user: "app",
+            trusted: "kafka-c-foreign-app",
+        },
+    ));
+    assert_reported(
+        &errors,
+        &["certificate verify failed"],
+        "a broker certificate from a CA the client does not trust",
+    );
+}
+
 #[test]
 fn cluster_b_refuses_a_wrong_password() {
     let Some(clusters) = clusters() else { return };
@@ -285,9 +381,25 @@ fn one_clusters_credentials_are_refused_by_another() {
     let errors = refused(&config(
         &clusters,
         &clusters.c,
-        Client::ScramOverTls { user: "app" },
+        Client::ScramOverTls {
+            secret: "kafka-b-app",
+            user: "app",
+            trusted: "kafka-c-cluster-ca-cert",
+        },
     ));
     assert_reported(&errors, &["alert bad certificate"], "B's user on C");
+
+    // B's user on C's one-way TLS listener (C's SCRAM users have passwords of their own).
+    let errors = refused(&config(
+        &clusters,
+        &clusters.c_one_way,
+        Client::ScramOverTls {
+            secret: "kafka-b-app",
+            user: "app",
+            trusted: "kafka-c-cluster-ca-cert",
+        },
+    ));
+    assert_reported(&errors, &["invalid credentials"], "B's password on C");
 
     // C's client certificate on B (which speaks SASL without TLS).
     let errors = refused(&config(

@@ -18,9 +18,15 @@ pub struct ControlClient {
 
 impl Default for ControlClient {
     fn default() -> Self {
+        // No connection is kept between calls: a kept connection outlives the pod
+        // it was made to (a rescale replaces pod 0 behind the same Service name),
+        // and an operator in the cluster was seen asking such a connection for
+        // minutes, answered 404, while the new pod 0 ran. A call or two per
+        // reconcile does not need the pool.
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .connect_timeout(TIMEOUT)
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         Self { http }

@@ -102,8 +102,12 @@ async fn client_as(control_plane: &ControlPlane, namespace: &str, account: &str)
     let mut kubeconfig = Kubeconfig::read_from(&control_plane.kubeconfig).unwrap();
     for user in &mut kubeconfig.auth_infos {
         if let Some(auth) = &mut user.auth_info {
+            // Whichever way the kubeconfig holds the administrator's certificate:
+            // as files (the host cluster) or inline (kind).
             auth.client_certificate = None;
             auth.client_key = None;
+            auth.client_certificate_data = None;
+            auth.client_key_data = None;
             auth.token = Some(token.trim().to_owned().into());
         }
     }

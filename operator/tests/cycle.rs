@@ -235,6 +235,34 @@ spec:
     }
 }
 
+/// The test's namespace goes when the test ends, with whatever it left running
+/// (its jobs' finalizers dropped first: their operator has stopped).
+impl Drop for NodeCluster {
+    fn drop(&mut self) {
+        let namespace = self.namespace.as_str();
+        if let Ok(jobs) =
+            self.control_plane
+                .run_kubectl(&["-n", namespace, "get", "streamjobs", "-o", "name"])
+        {
+            for job in jobs.lines() {
+                let _ = self.control_plane.run_kubectl(&[
+                    "-n",
+                    namespace,
+                    "patch",
+                    job,
+                    "--type",
+                    "merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":[]}}"#,
+                ]);
+            }
+        }
+        let _ = self
+            .control_plane
+            .run_kubectl(&["delete", "namespace", namespace, "--wait=false"]);
+    }
+}
+
 fn phase(job: &StreamJob) -> Option<JobPhase> {
     job.status.as_ref()?.phase
 }

@@ -127,6 +127,50 @@ fn a_job_reads_a_and_b_and_writes_c() {
     assert_eq!(counts(written), once_each(&expected));
 }
 
+/// The authentication types the API offers that the test above does not use:
+/// SCRAM-SHA-256 (B's second listener) in, one-way TLS with SCRAM-SHA-512 (C's
+/// SASL_SSL listener) out, exactly once.
+#[test]
+fn a_job_reads_over_scram_sha_256_and_writes_over_one_way_tls() {
+    let Some(clusters) = clusters() else { return };
+    let (b, c) = (
+        connection(&clusters, "b-sha256"),
+        connection(&clusters, "c-one-way"),
+    );
+    let (from_b, to_c) = (unique("in-b256"), unique("out-c-one-way"));
+    create_topic(&b, &from_b, 2);
+    create_topic(&c, &to_c, 2);
+    let b_values = values("b256", 2000);
+    produce(&b, &from_b, &b_values, None);
+
+    let pipeline: PipelineFn = {
+        let (from_b, to_c) = (from_b.clone(), to_c.clone());
+        let (b, c) = (b.clone(), c.clone());
+        Arc::new(move |pipeline: &mut Pipeline<'_>| {
+            let b = pipeline.source("from-b", bounded(b.clone(), &from_b))?;
+            b.map(|record| value_of(&record)).sink_kafka(
+                "to-c",
+                KafkaSinkConfig::new(c.clone(), &to_c, "strom-test"),
+                |value: &String| KafkaOutput {
+                    key: Some(value.as_bytes().to_vec()),
+                    value: Some(value.as_bytes().to_vec()),
+                    ..KafkaOutput::default()
+                },
+            )
+        })
+    };
+    let state = tempfile::tempdir().unwrap();
+    let report = run_job(
+        config(state.path(), 2, RestoreFrom::Nothing),
+        pipeline,
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(report.records_in, 2000);
+    let written = consume_all(&c, &to_c, 2, 2000);
+    assert_eq!(counts(written), once_each(&b_values));
+}
+
 /// Reads a `partitions`-partition topic at `parallelism`; every record once.
 fn read_at(clusters: &KafkaClusters, partitions: i32, parallelism: u32) {
     let a = connection(clusters, "a");

@@ -13,7 +13,10 @@ pub fn clusters() -> Option<KafkaClusters> {
 }
 
 /// The `spec.kafkaClusters` list (YAML) of a job using the three test clusters as
-/// the user `app`, each line indented by `indent` spaces.
+/// the user `app`, each line indented by `indent` spaces: `a` (plaintext), `b`
+/// (SCRAM-SHA-512), `b-sha256` (B's SCRAM-SHA-256 listener), `c` (mTLS) and
+/// `c-one-way` (C's one-way TLS listener, SCRAM-SHA-512): every authentication type
+/// the API offers.
 pub fn clusters_yaml(clusters: &KafkaClusters, indent: usize) -> String {
     let yaml = format!(
         r#"- name: a
@@ -24,6 +27,12 @@ pub fn clusters_yaml(clusters: &KafkaClusters, indent: usize) -> String {
     type: scram-sha-512
     username: app
     passwordSecret: {{secretName: kafka-b-app, password: password}}
+- name: b-sha256
+  bootstrapServers: "{b_sha256}"
+  authentication:
+    type: scram-sha-256
+    username: app
+    passwordSecret: {{secretName: kafka-b-app, password: password}}
 - name: c
   bootstrapServers: "{c}"
   tls:
@@ -31,10 +40,20 @@ pub fn clusters_yaml(clusters: &KafkaClusters, indent: usize) -> String {
   authentication:
     type: tls
     certificateAndKey: {{secretName: kafka-c-app, certificate: user.crt, key: user.key}}
+- name: c-one-way
+  bootstrapServers: "{c_one_way}"
+  tls:
+    trustedCertificates: [{{secretName: kafka-c-cluster-ca-cert, certificate: ca.crt}}]
+  authentication:
+    type: scram-sha-512
+    username: app
+    passwordSecret: {{secretName: kafka-c-scram-app, password: password}}
 "#,
         a = clusters.a,
         b = clusters.b,
-        c = clusters.c
+        b_sha256 = clusters.b_sha256,
+        c = clusters.c,
+        c_one_way = clusters.c_one_way,
     );
     let margin = " ".repeat(indent);
     yaml.lines()

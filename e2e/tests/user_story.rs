@@ -1,0 +1,844 @@
+//! The user's story, in pods, through the Kubernetes API only (kubectl and Helm, as a
+//! user drives it): the operator installed by its chart (two replicas, one leading),
+//! the Secrets of three Kafka clusters, the multi-cluster SQL example
+//! (`examples/multi-cluster.yaml`) reading cluster A (plaintext) and B (SCRAM) and
+//! writing C (mTLS) exactly once, fed continuously while it is rescaled 2 -> 4 with
+//! `kubectl patch`, loses a pod, is scaled to 1 with `kubectl scale`, suspended and
+//! resumed, and finally deleted with a savepoint. Fails if an order is lost or
+//! written twice, a customer's count goes back, a savepoint is missing from object
+//! storage, a step's Event is missing or out of order, or the job runs on the wrong
+//! number of pods (parallelism / slotsPerPod).
+//!
+//! Needs the e2e cluster (kind: `e2e/kind/kind.sh`) with Strom's images loaded, the
+//! Kafka clusters and MinIO as pods reach them, and Helm (`e2e/infra/stack.sh`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize as _;
+use serde_json::{Value, json};
+use strom_e2e::kafka::create_topic;
+use strom_e2e::{ControlPlane, KafkaClusters, S3Server, service, workspace_root};
+
+/// How long one step (a deploy, a rescale, a recovery) may take.
+const STEP: Duration = Duration::from_secs(300);
+/// The example's job, and the slots of each of its pods in the story: one, so that
+/// `kubectl scale --replicas=1` (parallelism 1) is a valid scale.
+const JOB: &str = "global-orders";
+const SLOTS_PER_POD: i64 = 1;
+/// Customers the orders are spread over.
+const CUSTOMERS: u64 = 40;
+
+/// What the story runs against, found in the environment the scripts export.
+struct Services {
+    plane: ControlPlane,
+    helm: PathBuf,
+    operator_image: String,
+    runtime_image: String,
+    /// The Kafka clusters as this machine reaches them (to produce and check).
+    kafka: KafkaClusters,
+    /// The same clusters as pods reach them (the job's bootstrap servers).
+    kafka_for_pods: KafkaClusters,
+    s3: S3Server,
+    /// Where pods reach this machine's services (MinIO).
+    host_for_pods: String,
+}
+
+impl Services {
+    fn from_env() -> Option<Self> {
+        let what = "the e2e cluster";
+        Some(Self {
+            plane: ControlPlane::from_env().unwrap()?,
+            helm: service("STROM_HELM", "Helm").unwrap()?.into(),
+            operator_image: service("STROM_OPERATOR_IMAGE", what).unwrap()?,
+            runtime_image: service("STROM_RUNTIME_IMAGE", what).unwrap()?,
+            kafka: KafkaClusters::from_env().unwrap()?,
+            kafka_for_pods: KafkaClusters::pods_from_env().unwrap()?,
+            s3: S3Server::from_env().unwrap()?,
+            host_for_pods: service("STROM_NODE_HOST_IP", what).unwrap()?,
+        })
+    }
+}
+
+/// A namespace of its own for the story, removed at the end (also when it fails).
+struct Story {
+    services: Services,
+    namespace: String,
+}
+
+impl Story {
+    fn new(services: Services) -> Self {
+        let namespace = strom_e2e::kafka::unique("story");
+        let story = Self {
+            services,
+            namespace,
+        };
+        story.kubectl_global(&["create", "namespace", &story.namespace]);
+        story
+    }
+
+    /// kubectl in the story's namespace; its output, or a panic showing what it said.
+    fn kubectl(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", &self.namespace];
+        all.extend_from_slice(args);
+        self.kubectl_global(&all)
+    }
+
+    fn kubectl_global(&self, args: &[&str]) -> String {
+        self.services
+            .plane
+            .run_kubectl(args)
+            .unwrap_or_else(|error| panic!("kubectl {args:?}: {error}"))
+    }
+
+    fn get_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&all)).unwrap()
+    }
+
+    /// Applies `object` (a manifest as JSON).
+    fn apply(&self, object: &Value) {
+        let file = std::env::temp_dir().join(format!("{}.json", strom_e2e::kafka::unique("story")));
+        std::fs::write(&file, object.to_string()).unwrap();
+        let applied = self.services.plane.run_kubectl(&[
+            "apply",
+            "-n",
+            &self.namespace,
+            "-f",
+            &file.to_string_lossy(),
+        ]);
+        let _ = std::fs::remove_file(&file);
+        applied.unwrap_or_else(|error| panic!("kubectl apply: {error}"));
+    }
+
+    fn helm(&self, args: &[&str]) -> String {
+        let kubeconfig = self
+            .services
+            .plane
+            .kubeconfig
+            .to_string_lossy()
+            .into_owned();
+        let output = std::process::Command::new(&self.services.helm)
+            .args(["--kubeconfig", &kubeconfig, "--namespace", &self.namespace])
+            .args(args)
+            .output()
+            .expect("helm runs");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "helm {args:?}: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
+    }
+
+    /// The chart, from this checkout, watching the story's namespace, with the images
+    /// loaded into the cluster (there is no registry to pull from).
+    fn install_operator(&self) {
+        let (operator_repository, operator_tag) = split_image(&self.services.operator_image);
+        let (runtime_repository, runtime_tag) = split_image(&self.services.runtime_image);
+        let chart = workspace_root().join("charts/strom-operator");
+        self.helm(&[
+            "install",
+            "strom",
+            &chart.to_string_lossy(),
+            "--set",
+            &format!("watchNamespace={}", self.namespace),
+            "--set",
+            &format!("image.repository={operator_repository},image.tag={operator_tag}"),
+            "--set",
+            &format!("runtimeImage.repository={runtime_repository},runtimeImage.tag={runtime_tag}"),
+            "--set",
+            "image.pullPolicy=Never,runtimeImage.pullPolicy=Never",
+            "--set",
+            "savepointTimeoutSeconds=120",
+            "--wait",
+            "--timeout",
+            "180s",
+        ]);
+    }
+
+    fn job(&self) -> Option<Value> {
+        let found = self.kubectl(&["get", "streamjob", JOB, "--ignore-not-found", "-o", "json"]);
+        (!found.trim().is_empty()).then(|| serde_json::from_str(&found).unwrap())
+    }
+
+    /// Waits until `check` holds for the job, noting the phases it passes through.
+    fn wait_for(
+        &self,
+        what: &str,
+        phases: &mut Vec<String>,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let job = self.job().expect("the job exists");
+            let phase = job["status"]["phase"].as_str().unwrap_or("").to_owned();
+            if phases.last() != Some(&phase) {
+                eprintln!("{JOB} ({what}): {phase}");
+                phases.push(phase);
+            }
+            if check(&job) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.diagnosis()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Waits until the job runs at `parallelism`, on its number of pods, all ready.
+    fn wait_running_at(&self, parallelism: i64, phases: &mut Vec<String>) -> Value {
+        let job = self.wait_for(&format!("running at {parallelism}"), phases, |job| {
+            running_at(job, parallelism)
+        });
+        let pods = (parallelism as u64).div_ceil(SLOTS_PER_POD as u64) as usize;
+        let deadline = Instant::now() + STEP;
+        while self.ready_runtime_pods() != pods {
+            assert!(
+                Instant::now() < deadline,
+                "{pods} ready pod(s) expected at parallelism {parallelism}\n{}",
+                self.diagnosis()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        job
+    }
+
+    /// What a failed wait shows: the job's status, the pods, the ends of their logs.
+    fn diagnosis(&self) -> String {
+        let status = self
+            .job()
+            .map(|job| job["status"].clone())
+            .unwrap_or_default();
+        let mut text = format!(
+            "job status: {status:#}\npods:\n{}",
+            self.kubectl(&["get", "pods", "-o", "wide"])
+        );
+        for pod in self.runtime_pods() {
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+            for previous in ["--previous=false", "--previous=true"] {
+                let logs = self
+                    .services
+                    .plane
+                    .run_kubectl(&["-n", &self.namespace, "logs", name, previous, "--tail=15"])
+                    .unwrap_or_else(|error| error);
+                text.push_str(&format!("\nlogs of {name} ({previous}):\n{logs}"));
+            }
+        }
+        text
+    }
+
+    fn runtime_pods(&self) -> Vec<Value> {
+        let list = self.get_json(&["pods", "-l", &format!("strom.dev/job={JOB}")]);
+        list["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn ready_runtime_pods(&self) -> usize {
+        self.runtime_pods()
+            .iter()
+            .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+            .filter(|pod| {
+                pod["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .count()
+    }
+
+    /// The job's Events, oldest first, as (reason, message).
+    fn events(&self) -> Vec<(String, String)> {
+        let list = self.get_json(&[
+            "events",
+            "--field-selector",
+            "involvedObject.kind=StreamJob",
+        ]);
+        let mut events: Vec<(String, String, String)> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|event| {
+                let time = [
+                    &event["eventTime"],
+                    &event["firstTimestamp"],
+                    &event["metadata"]["creationTimestamp"],
+                ]
+                .into_iter()
+                .find_map(|t| t.as_str())
+                .unwrap_or_default()
+                .to_owned();
+                (
+                    time,
+                    event["reason"].as_str().unwrap_or_default().to_owned(),
+                    event["message"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        events.sort();
+        events
+            .into_iter()
+            .map(|(_, reason, message)| (reason, message))
+            .collect()
+    }
+}
+
+impl Drop for Story {
+    fn drop(&mut self) {
+        if std::env::var_os("STROM_E2E_KEEP").is_some() {
+            eprintln!(
+                "STROM_E2E_KEEP is set: keeping namespace {}",
+                self.namespace
+            );
+            return;
+        }
+        // A job left behind by a failed step: its finalizer would keep the namespace
+        // once the operator is gone.
+        let _ = self.services.plane.run_kubectl(&[
+            "-n",
+            &self.namespace,
+            "patch",
+            "streamjob",
+            JOB,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"finalizers":[]}}"#,
+        ]);
+        let _ = self.services.plane.run_kubectl(&[
+            "delete",
+            "namespace",
+            &self.namespace,
+            "--wait=false",
+        ]);
+    }
+}
+
+fn split_image(image: &str) -> (&str, &str) {
+    image.rsplit_once(':').unwrap_or((image, "latest"))
+}
+
+fn running_at(job: &Value, parallelism: i64) -> bool {
+    let status = &job["status"];
+    status["phase"] == "Running"
+        && status["parallelism"] == parallelism
+        && status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// Host-side clients of the three clusters, as the user `app`.
+fn client(kafka: &KafkaClusters, cluster: &str) -> ClientConfig {
+    let path = |secret: &str, key: &str| {
+        kafka
+            .secret_file(secret, key)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let mut config = ClientConfig::new();
+    match cluster {
+        "a" => config.set("bootstrap.servers", &kafka.a),
+        "b" => config
+            .set("bootstrap.servers", &kafka.b)
+            .set("security.protocol", "sasl_plaintext")
+            .set("sasl.mechanism", "SCRAM-SHA-512")
+            .set("sasl.username", "app")
+            .set(
+                "sasl.password",
+                kafka.secret_value("kafka-b-app", "password").unwrap(),
+            ),
+        "c" => config
+            .set("bootstrap.servers", &kafka.c)
+            .set("security.protocol", "ssl")
+            .set("ssl.ca.location", path("kafka-c-cluster-ca-cert", "ca.crt"))
+            .set("ssl.certificate.location", path("kafka-c-app", "user.crt"))
+            .set("ssl.key.location", path("kafka-c-app", "user.key")),
+        _ => unreachable!("clusters are a, b and c"),
+    };
+    config
+}
+
+/// The example's StreamJob, pointed at the test clusters (as pods reach them), its
+/// topics prefixed with `prefix`, state in the test bucket, at parallelism 2.
+fn story_job(services: &Services, prefix: &str) -> Value {
+    let example =
+        std::fs::read_to_string(workspace_root().join("examples/multi-cluster.yaml")).unwrap();
+    let mut job: Value = serde_yaml_ng::Deserializer::from_str(&example)
+        .map(|document| {
+            serde_yaml_ng::from_value::<Value>(serde_yaml_ng::Value::deserialize(document).unwrap())
+                .unwrap()
+        })
+        .find(|document| document["kind"] == "StreamJob")
+        .expect("the example has a StreamJob");
+    assert_eq!(job["metadata"]["name"], JOB);
+    let spec = &mut job["spec"];
+    spec["parallelism"] = json!(2);
+    spec["slotsPerPod"] = json!(SLOTS_PER_POD);
+    let pods = &services.kafka_for_pods;
+    for cluster in spec["kafkaClusters"].as_array_mut().unwrap() {
+        let name = cluster["name"].as_str().unwrap().to_owned();
+        cluster["bootstrapServers"] = json!(match name.as_str() {
+            "eu" => &pods.a,
+            "us" => &pods.b,
+            "analytics" => &pods.c,
+            other => panic!("the example's cluster {other} is not known to the story"),
+        });
+        if name == "us" {
+            cluster["authentication"]["username"] = json!("app");
+        }
+    }
+    let sql = spec["sql"]
+        .as_str()
+        .unwrap()
+        .replace("'topic' = '", &format!("'topic' = '{prefix}"));
+    spec["sql"] = json!(sql);
+    let s3 = &services.s3;
+    let port = s3.endpoint.rsplit(':').next().unwrap();
+    spec["state"]["checkpointInterval"] = json!("2s");
+    spec["state"]["storage"] = json!(format!("s3://{}/{prefix}jobs", s3.bucket));
+    spec["state"]["storageOptions"] = json!({
+        "endpoint": format!("http://{}:{port}", services.host_for_pods),
+        "region": s3.region,
+        "allow_http": "true",
+    });
+    job
+}
+
+/// The Secrets the example names, holding the test users' credentials.
+fn secrets(services: &Services) -> Vec<Value> {
+    let kafka = &services.kafka;
+    let file =
+        |secret: &str, key: &str| std::fs::read_to_string(kafka.secret_file(secret, key)).unwrap();
+    let secret = |name: &str, data: Value| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque", "stringData": data});
+    vec![
+        secret(
+            "us-orders-reader",
+            json!({"password": file("kafka-b-app", "password")}),
+        ),
+        secret(
+            "analytics-cluster-ca-cert",
+            json!({"ca.crt": file("kafka-c-cluster-ca-cert", "ca.crt")}),
+        ),
+        secret(
+            "orders-writer",
+            json!({"user.crt": file("kafka-c-app", "user.crt"), "user.key": file("kafka-c-app", "user.key")}),
+        ),
+        secret(
+            "s3-creds",
+            json!({
+                "AWS_ACCESS_KEY_ID": services.s3.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": services.s3.secret_access_key,
+            }),
+        ),
+    ]
+}
+
+/// Orders written to A (region eu) and B (region us) until stopped: which orders,
+/// and how many each customer placed.
+struct Orders {
+    stop: Arc<AtomicBool>,
+    writer: std::thread::JoinHandle<Vec<(String, u64)>>,
+}
+
+impl Orders {
+    fn start(a: ClientConfig, b: ClientConfig, topic: String) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = std::thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                let producers: Vec<(&str, BaseProducer)> =
+                    vec![("eu", a.create().unwrap()), ("us", b.create().unwrap())];
+                let mut written = Vec::new();
+                let mut sequence = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for (region, producer) in &producers {
+                        for _ in 0..10 {
+                            let customer = sequence % CUSTOMERS;
+                            let order_id = format!("{region}-{sequence}");
+                            let value = json!({
+                                "order_id": order_id,
+                                "customer_id": customer,
+                                "amount": 1.25,
+                                "ts": "2026-12-06 12:00:00.000",
+                            })
+                            .to_string();
+                            let key = customer.to_string();
+                            producer
+                                .send(BaseRecord::to(&topic).key(&key).payload(&value))
+                                .unwrap_or_else(|(error, _)| {
+                                    panic!("producing to {region}: {error}")
+                                });
+                            written.push((order_id, customer));
+                            sequence += 1;
+                        }
+                        producer.poll(Duration::ZERO);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                for (region, producer) in &producers {
+                    producer
+                        .flush(Duration::from_secs(30))
+                        .unwrap_or_else(|error| panic!("flushing to {region}: {error}"));
+                }
+                written
+            }
+        });
+        Self { stop, writer }
+    }
+
+    fn stop(self) -> Vec<(String, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.writer.join().unwrap()
+    }
+}
+
+/// Every committed record of `topic` now, per partition in order, as (key, value).
+fn committed_records(
+    client: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Vec<(String, String)>> {
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", strom_e2e::kafka::unique("story-reader"))
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut records = vec![Vec::new(); partitions as usize];
+    let mut last = Instant::now();
+    while last.elapsed() < Duration::from_secs(2) {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            let text = |bytes: Option<&[u8]>| {
+                String::from_utf8(bytes.unwrap_or_default().to_vec()).unwrap()
+            };
+            records[message.partition() as usize]
+                .push((text(message.key()), text(message.payload())));
+            last = Instant::now();
+        }
+    }
+    records
+}
+
+/// Objects under the savepoint `path` (an `s3://bucket/...` URL) in MinIO.
+fn objects_under(s3: &S3Server, path: &str) -> usize {
+    let prefix = path
+        .strip_prefix(&format!("s3://{}/", s3.bucket))
+        .unwrap_or_else(|| panic!("{path} is not in the bucket {}", s3.bucket));
+    let store = AmazonS3Builder::new()
+        .with_endpoint(&s3.endpoint)
+        .with_allow_http(true)
+        .with_region(&s3.region)
+        .with_bucket_name(&s3.bucket)
+        .with_access_key_id(&s3.access_key_id)
+        .with_secret_access_key(&s3.secret_access_key)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        store
+            .list(Some(&object_store::path::Path::from(prefix)))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .len()
+    })
+}
+
+/// Asserts that `expected` (reason, message prefix) pairs appear in `events` in
+/// this order.
+fn assert_in_order(events: &[(String, String)], expected: &[(&str, &str)]) {
+    let mut position = 0;
+    for (reason, prefix) in expected {
+        match events[position..]
+            .iter()
+            .position(|(r, m)| r == reason && m.starts_with(prefix))
+        {
+            Some(found) => position += found + 1,
+            None => panic!("no {reason} {prefix:?} after the earlier steps' Events in {events:#?}"),
+        }
+    }
+}
+
+#[test]
+fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_suspend() {
+    let Some(services) = Services::from_env() else {
+        return;
+    };
+    let story = Story::new(services);
+    let services = &story.services;
+    let prefix = format!("{}-", story.namespace);
+
+    // The operator, by its chart: two replicas, one holding the Lease.
+    story.install_operator();
+    let operators = story.get_json(&["pods", "-l", "app.kubernetes.io/name=strom-operator"]);
+    let operator_pods: Vec<String> = operators["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pod| pod["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(operator_pods.len(), 2, "{operators:#}");
+    let lease = story.get_json(&["lease", "strom-operator-leader"]);
+    let holder = lease["spec"]["holderIdentity"].as_str().unwrap_or_default();
+    assert!(
+        operator_pods.iter().any(|pod| pod == holder),
+        "{holder} leads, not one of {operator_pods:?}"
+    );
+
+    // Topics, Secrets, the job.
+    let (a, b, c) = (
+        client(&services.kafka, "a"),
+        client(&services.kafka, "b"),
+        client(&services.kafka, "c"),
+    );
+    let input = format!("{prefix}orders");
+    let (all_orders, per_customer) = (
+        format!("{prefix}orders-global"),
+        format!("{prefix}orders-per-customer"),
+    );
+    create_topic(&a, &input, 3);
+    create_topic(&b, &input, 2);
+    create_topic(&c, &all_orders, 3);
+    create_topic(&c, &per_customer, 2);
+    for secret in secrets(services) {
+        story.apply(&secret);
+    }
+    let orders = Orders::start(a, b, input);
+    story.apply(&story_job(services, &prefix));
+    let mut phases = Vec::new();
+    story.wait_running_at(2, &mut phases);
+
+    // kubectl patch: 2 -> 4, through a savepoint.
+    story.kubectl(&[
+        "patch",
+        "streamjob",
+        JOB,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"parallelism":4}}"#,
+    ]);
+    story.wait_running_at(4, &mut phases);
+
+    // A runtime pod lost mid-run: the job comes back from its latest checkpoint.
+    std::thread::sleep(Duration::from_secs(5));
+    let lost = format!("{JOB}-1");
+    let before = story.get_json(&["pod", &lost])["metadata"]["uid"].clone();
+    story.kubectl(&["delete", "pod", &lost, "--wait=false"]);
+    let deadline = Instant::now() + STEP;
+    loop {
+        let pod = story.kubectl(&["get", "pod", &lost, "--ignore-not-found", "-o", "json"]);
+        let replaced = !pod.trim().is_empty() && {
+            let pod: Value = serde_json::from_str(&pod).unwrap();
+            pod["metadata"]["uid"] != before
+        };
+        if replaced
+            && story.ready_runtime_pods() == 4
+            && story.job().is_some_and(|job| running_at(&job, 4))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job did not recover from losing {lost}\n{}",
+            story.diagnosis()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+
+    // kubectl scale: 4 -> 1.
+    story.kubectl(&["scale", &format!("streamjob/{JOB}"), "--replicas=1"]);
+    story.wait_running_at(1, &mut phases);
+
+    // Suspended (a savepoint, no pods), then running again from it.
+    story.kubectl(&[
+        "patch",
+        "streamjob",
+        JOB,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"desiredState":"suspended"}}"#,
+    ]);
+    story.wait_for("suspended", &mut phases, |job| {
+        job["status"]["phase"] == "Suspended"
+    });
+    assert_eq!(story.runtime_pods().len(), 0, "pods of a suspended job");
+    story.kubectl(&[
+        "patch",
+        "streamjob",
+        JOB,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"desiredState":"running"}}"#,
+    ]);
+    story.wait_running_at(1, &mut phases);
+    std::thread::sleep(Duration::from_secs(5));
+    let written = orders.stop();
+
+    // Every order once in C, to readers of committed records.
+    let mut expected_counts: BTreeMap<u64, u64> = BTreeMap::new();
+    for (_, customer) in &written {
+        *expected_counts.entry(*customer).or_default() += 1;
+    }
+    let deadline = Instant::now() + STEP;
+    let (copied, counts) = loop {
+        let copied: Vec<(String, String)> = committed_records(&c, &all_orders, 3).concat();
+        let counts = committed_records(&c, &per_customer, 2);
+        let finals = final_counts(&counts);
+        if (copied.len() >= written.len() && finals == expected_counts)
+            || Instant::now() >= deadline
+        {
+            break (copied, counts);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, value) in &copied {
+        let order: Value = serde_json::from_str(value).unwrap();
+        let id = order["order_id"].as_str().unwrap().to_owned();
+        assert!(id.starts_with(order["region"].as_str().unwrap()), "{order}");
+        *seen.entry(id).or_default() += 1;
+    }
+    let missing = written
+        .iter()
+        .filter(|(id, _)| !seen.contains_key(id))
+        .count();
+    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} orders missing in C",
+        written.len()
+    );
+    assert!(
+        doubled.is_empty(),
+        "orders written more than once: {doubled:?}"
+    );
+    assert_eq!(copied.len(), written.len());
+
+    // Each customer's count only grows, and ends at the orders they placed.
+    for partition in &counts {
+        let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+        for (_, value) in partition {
+            let (customer, orders) = customer_count(value);
+            let previous = last.insert(customer, orders).unwrap_or(0);
+            assert!(
+                orders >= previous,
+                "the count of customer {customer} went back from {previous} to {orders}"
+            );
+        }
+    }
+    assert_eq!(final_counts(&counts), expected_counts);
+
+    // Every savepoint the job reports is in object storage.
+    let job = story.job().unwrap();
+    let history = job["status"]["savepointHistory"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let reasons: Vec<&str> = history
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap())
+        .collect();
+    for reason in ["rescale", "suspend"] {
+        assert!(
+            reasons.contains(&reason),
+            "a {reason} savepoint in {reasons:?}"
+        );
+    }
+    for savepoint in &history {
+        let path = savepoint["path"].as_str().unwrap();
+        assert!(
+            objects_under(&services.s3, path) > 0,
+            "savepoint {path} is not in MinIO"
+        );
+    }
+
+    // Deleted with a final savepoint.
+    story.kubectl(&["delete", "streamjob", JOB, "--timeout=300s"]);
+    let events = story.events();
+    assert_in_order(
+        &events,
+        &[
+            ("Running", "running at parallelism 2"),
+            ("Savepointing", "rescaling from parallelism 2 to 4"),
+            ("SavepointCompleted", "savepoint for a rescale"),
+            (
+                "Restoring",
+                "deploying 4 pod(s) at parallelism 4, restoring from savepoint",
+            ),
+            ("Running", "running at parallelism 4"),
+            ("Savepointing", "rescaling from parallelism 4 to 1"),
+            ("SavepointCompleted", "savepoint for a rescale"),
+            ("Running", "running at parallelism 1"),
+            ("SavepointCompleted", "savepoint for suspending"),
+            ("Suspended", ""),
+            ("Running", "running at parallelism 1"),
+            ("SavepointCompleted", "savepoint for deleting"),
+        ],
+    );
+    let final_savepoint = events
+        .iter()
+        .rev()
+        .find_map(|(reason, message)| {
+            (reason == "SavepointCompleted")
+                .then(|| message.strip_prefix("savepoint for deleting at "))?
+        })
+        .expect("the final savepoint's Event");
+    assert!(
+        objects_under(&services.s3, final_savepoint) > 0,
+        "the final savepoint {final_savepoint} is not in MinIO"
+    );
+    eprintln!("phases: {phases:?}");
+}
+
+/// A record of the upsert topic: (customer, their count of orders).
+fn customer_count(value: &str) -> (u64, u64) {
+    let row: Value = serde_json::from_str(value).unwrap();
+    (
+        row["customer_id"].as_u64().unwrap(),
+        row["orders"].as_u64().unwrap(),
+    )
+}
+
+/// The last count of each customer in the upsert topic (a customer's records are in
+/// one partition, in order).
+fn final_counts(partitions: &[Vec<(String, String)>]) -> BTreeMap<u64, u64> {
+    partitions
+        .iter()
+        .flatten()
+        .map(|(_, value)| customer_count(value))
+        .collect()
+}
