@@ -57,15 +57,17 @@ build_tests() {
 }
 
 # Strom's images, made from the binaries the tests use, in the e2e cluster: loaded
-# into the kind node (runtime and operator), or imported into the host node's
-# containerd (runtime) with STROM_CLUSTER=host.
+# into the kind node (runtime, operator, and the image of examples/custom-pipeline's
+# binary), or imported into the host node's containerd (runtime) with
+# STROM_CLUSTER=host.
 images() {
     local bin=$CARGO_TARGET_DIR/debug
     if [ "${STROM_CLUSTER:-kind}" = host ]; then
         e2e/infra/node.sh image "$bin/strom"
     else
         e2e/kind/kind.sh image runtime "$bin/strom" \
-            && e2e/kind/kind.sh image operator "$bin/strom-operator"
+            && e2e/kind/kind.sh image operator "$bin/strom-operator" \
+            && e2e/kind/kind.sh image runtime "$bin/orders-pipelines" orders-pipelines:e2e
     fi
 }
 
@@ -97,6 +99,7 @@ stage "services up (e2e/infra)" services_up || failed=1
 stage "images (e2e cluster)" images || failed=1
 stage "tests (cargo test)" run_tests || failed=1
 stage "services down" e2e/infra/stack.sh down || failed=1
+stage "prune build cache" python3 scripts/prune-build-cache.py || failed=1
 trap - EXIT
 
 print_stages

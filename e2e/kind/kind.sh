@@ -5,8 +5,10 @@
 # Strom's images are loaded into it with `kind load image-archive`.
 #
 #   e2e/kind/kind.sh build|up|down|env|status
-#   e2e/kind/kind.sh image runtime|operator BINARY   an image from a built binary
-#                                                  (images/archive.sh), loaded
+#   e2e/kind/kind.sh image runtime|operator BINARY [NAME:TAG]
+#                      an image from a built binary (images/archive.sh), loaded;
+#                      a runtime image of another binary (a user's pipelines,
+#                      examples/custom-pipeline) under NAME:TAG
 #
 # With STROM_KIND_NODE_IMAGE=stock (machines with Docker and internet), nothing is
 # built: kind runs its own node image with its default provider and CNI.
@@ -43,6 +45,7 @@ BASE_IMAGE=$IMAGE_REPOSITORY/kind-base:$K8S_VERSION
 PAUSE_IMAGE=$IMAGE_REPOSITORY/pause:3.10
 RUNTIME_IMAGE=strom-runtime:e2e
 OPERATOR_IMAGE=strom-operator:e2e
+CUSTOM_PIPELINE_IMAGE=orders-pipelines:e2e
 STOCK=$([ "${STROM_KIND_NODE_IMAGE:-}" = stock ] && echo 1 || echo 0)
 
 if [ "$STOCK" = 0 ]; then
@@ -372,30 +375,35 @@ service_env() {
     echo "export STROM_NODE_HOST_IP=$NODE_HOST_IP"
     echo "export STROM_RUNTIME_IMAGE=$RUNTIME_IMAGE"
     echo "export STROM_OPERATOR_IMAGE=$OPERATOR_IMAGE"
+    echo "export STROM_CUSTOM_PIPELINE_IMAGE=$CUSTOM_PIPELINE_IMAGE"
 }
 
 service_status() {
     if cluster_exists; then echo "kind cluster $CLUSTER: running"; else echo "kind cluster $CLUSTER: absent"; fi
 }
 
-# image runtime|operator BINARY: the image (images/archive.sh), loaded into the node.
+# image runtime|operator BINARY [REFERENCE]: the image (images/archive.sh), loaded
+# into the node.
 load_image() {
-    local kind=$1 binary=$2 reference
+    local kind=$1 binary=$2 reference=${3:-}
     case $kind in
-        runtime) reference=$RUNTIME_IMAGE ;;
-        operator) reference=$OPERATOR_IMAGE ;;
-        *) echo "usage: $0 image runtime|operator BINARY" >&2; return 2 ;;
+        runtime) reference=${reference:-$RUNTIME_IMAGE} ;;
+        operator) reference=${reference:-$OPERATOR_IMAGE} ;;
+        *) echo "usage: $0 image runtime|operator BINARY [NAME:TAG]" >&2; return 2 ;;
     esac
     mkdir -p "$KIND_RUN"
     "$KIND_DIR/../../images/archive.sh" "$kind" "$binary" "$KIND_RUN/$kind.tar" "$reference"
-    kind load image-archive --name "$CLUSTER" "$KIND_RUN/$kind.tar" >/dev/null
+    local output
+    output=$(kind load image-archive --name "$CLUSTER" "$KIND_RUN/$kind.tar" 2>&1) \
+        || { echo "$output" >&2; rm -f "$KIND_RUN/$kind.tar"; return 1; }
     rm -f "$KIND_RUN/$kind.tar"
     log "loaded $reference into $CLUSTER"
 }
 
 if [ "${1:-}" = image ]; then
-    [ $# -eq 3 ] || { echo "usage: $0 image runtime|operator BINARY" >&2; exit 2; }
-    load_image "$2" "$3"
+    [ $# -eq 3 ] || [ $# -eq 4 ] || { echo "usage: $0 image runtime|operator BINARY [NAME:TAG]" >&2; exit 2; }
+    shift
+    load_image "$@"
     exit 0
 fi
 main_for_service "a kind cluster (podman, a node image built here) for the e2e tests" "$@"

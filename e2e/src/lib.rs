@@ -7,6 +7,7 @@
 //! so a broken script can never turn into a green run of skipped tests.
 
 pub mod kafka;
+pub mod pods;
 pub mod services;
 pub mod stack;
 

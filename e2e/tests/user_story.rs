@@ -13,7 +13,6 @@
 //! Kafka clusters and MinIO as pods reach them, and Helm (`e2e/infra/stack.sh`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -29,10 +28,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 use strom_e2e::kafka::create_topic;
-use strom_e2e::{ControlPlane, KafkaClusters, S3Server, service, workspace_root};
+use strom_e2e::pods::{PodServices, STEP, TestNamespace, http_get, running_at};
+use strom_e2e::{KafkaClusters, S3Server, workspace_root};
 
-/// How long one step (a deploy, a rescale, a recovery) may take.
-const STEP: Duration = Duration::from_secs(300);
 /// The example's job, and the slots of each of its pods in the story: one, so that
 /// `kubectl scale --replicas=1` (parallelism 1) is a valid scale.
 const JOB: &str = "global-orders";
@@ -40,310 +38,9 @@ const SLOTS_PER_POD: i64 = 1;
 /// Customers the orders are spread over.
 const CUSTOMERS: u64 = 40;
 
-/// What the story runs against, found in the environment the scripts export.
-struct Services {
-    plane: ControlPlane,
-    helm: PathBuf,
-    operator_image: String,
-    runtime_image: String,
-    /// The Kafka clusters as this machine reaches them (to produce and check).
-    kafka: KafkaClusters,
-    /// The same clusters as pods reach them (the job's bootstrap servers).
-    kafka_for_pods: KafkaClusters,
-    s3: S3Server,
-    /// Where pods reach this machine's services (MinIO).
-    host_for_pods: String,
-}
-
-impl Services {
-    fn from_env() -> Option<Self> {
-        let what = "the e2e cluster";
-        Some(Self {
-            plane: ControlPlane::from_env().unwrap()?,
-            helm: service("STROM_HELM", "Helm").unwrap()?.into(),
-            operator_image: service("STROM_OPERATOR_IMAGE", what).unwrap()?,
-            runtime_image: service("STROM_RUNTIME_IMAGE", what).unwrap()?,
-            kafka: KafkaClusters::from_env().unwrap()?,
-            kafka_for_pods: KafkaClusters::pods_from_env().unwrap()?,
-            s3: S3Server::from_env().unwrap()?,
-            host_for_pods: service("STROM_NODE_HOST_IP", what).unwrap()?,
-        })
-    }
-}
-
-/// A namespace of its own for the story, removed at the end (also when it fails).
-struct Story {
-    services: Services,
-    namespace: String,
-}
-
-impl Story {
-    fn new(services: Services) -> Self {
-        let namespace = strom_e2e::kafka::unique("story");
-        let story = Self {
-            services,
-            namespace,
-        };
-        story.kubectl_global(&["create", "namespace", &story.namespace]);
-        story
-    }
-
-    /// kubectl in the story's namespace; its output, or a panic showing what it said.
-    fn kubectl(&self, args: &[&str]) -> String {
-        let mut all = vec!["-n", &self.namespace];
-        all.extend_from_slice(args);
-        self.kubectl_global(&all)
-    }
-
-    fn kubectl_global(&self, args: &[&str]) -> String {
-        self.services
-            .plane
-            .run_kubectl(args)
-            .unwrap_or_else(|error| panic!("kubectl {args:?}: {error}"))
-    }
-
-    fn get_json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["get"];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&["-o", "json"]);
-        serde_json::from_str(&self.kubectl(&all)).unwrap()
-    }
-
-    /// Applies `object` (a manifest as JSON).
-    fn apply(&self, object: &Value) {
-        let file = std::env::temp_dir().join(format!("{}.json", strom_e2e::kafka::unique("story")));
-        std::fs::write(&file, object.to_string()).unwrap();
-        let applied = self.services.plane.run_kubectl(&[
-            "apply",
-            "-n",
-            &self.namespace,
-            "-f",
-            &file.to_string_lossy(),
-        ]);
-        let _ = std::fs::remove_file(&file);
-        applied.unwrap_or_else(|error| panic!("kubectl apply: {error}"));
-    }
-
-    fn helm(&self, args: &[&str]) -> String {
-        let kubeconfig = self
-            .services
-            .plane
-            .kubeconfig
-            .to_string_lossy()
-            .into_owned();
-        let output = std::process::Command::new(&self.services.helm)
-            .args(["--kubeconfig", &kubeconfig, "--namespace", &self.namespace])
-            .args(args)
-            .output()
-            .expect("helm runs");
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "helm {args:?}: {text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        text
-    }
-
-    /// The chart, from this checkout, watching the story's namespace, with the images
-    /// loaded into the cluster (there is no registry to pull from).
-    fn install_operator(&self) {
-        let (operator_repository, operator_tag) = split_image(&self.services.operator_image);
-        let (runtime_repository, runtime_tag) = split_image(&self.services.runtime_image);
-        let chart = workspace_root().join("charts/strom-operator");
-        self.helm(&[
-            "install",
-            "strom",
-            &chart.to_string_lossy(),
-            "--set",
-            &format!("watchNamespace={}", self.namespace),
-            "--set",
-            &format!("image.repository={operator_repository},image.tag={operator_tag}"),
-            "--set",
-            &format!("runtimeImage.repository={runtime_repository},runtimeImage.tag={runtime_tag}"),
-            "--set",
-            "image.pullPolicy=Never,runtimeImage.pullPolicy=Never",
-            "--set",
-            "savepointTimeoutSeconds=120",
-            "--wait",
-            "--timeout",
-            "180s",
-        ]);
-    }
-
-    fn job(&self) -> Option<Value> {
-        let found = self.kubectl(&["get", "streamjob", JOB, "--ignore-not-found", "-o", "json"]);
-        (!found.trim().is_empty()).then(|| serde_json::from_str(&found).unwrap())
-    }
-
-    /// Waits until `check` holds for the job, noting the phases it passes through.
-    fn wait_for(
-        &self,
-        what: &str,
-        phases: &mut Vec<String>,
-        check: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let job = self.job().expect("the job exists");
-            let phase = job["status"]["phase"].as_str().unwrap_or("").to_owned();
-            if phases.last() != Some(&phase) {
-                eprintln!("{JOB} ({what}): {phase}");
-                phases.push(phase);
-            }
-            if check(&job) {
-                return job;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}\n{}",
-                self.diagnosis()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    /// Waits until the job runs at `parallelism`, on its number of pods, all ready.
-    fn wait_running_at(&self, parallelism: i64, phases: &mut Vec<String>) -> Value {
-        let job = self.wait_for(&format!("running at {parallelism}"), phases, |job| {
-            running_at(job, parallelism)
-        });
-        let pods = (parallelism as u64).div_ceil(SLOTS_PER_POD as u64) as usize;
-        let deadline = Instant::now() + STEP;
-        while self.ready_runtime_pods() != pods {
-            assert!(
-                Instant::now() < deadline,
-                "{pods} ready pod(s) expected at parallelism {parallelism}\n{}",
-                self.diagnosis()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        job
-    }
-
-    /// What a failed wait shows: the job's status, the pods, the ends of their logs.
-    fn diagnosis(&self) -> String {
-        let status = self
-            .job()
-            .map(|job| job["status"].clone())
-            .unwrap_or_default();
-        let mut text = format!(
-            "job status: {status:#}\npods:\n{}",
-            self.kubectl(&["get", "pods", "-o", "wide"])
-        );
-        for pod in self.runtime_pods() {
-            let name = pod["metadata"]["name"].as_str().unwrap_or_default();
-            for previous in ["--previous=false", "--previous=true"] {
-                let logs = self
-                    .services
-                    .plane
-                    .run_kubectl(&["-n", &self.namespace, "logs", name, previous, "--tail=15"])
-                    .unwrap_or_else(|error| error);
-                text.push_str(&format!("\nlogs of {name} ({previous}):\n{logs}"));
-            }
-        }
-        text
-    }
-
-    fn runtime_pods(&self) -> Vec<Value> {
-        let list = self.get_json(&["pods", "-l", &format!("strom.dev/job={JOB}")]);
-        list["items"].as_array().cloned().unwrap_or_default()
-    }
-
-    fn ready_runtime_pods(&self) -> usize {
-        self.runtime_pods()
-            .iter()
-            .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
-            .filter(|pod| {
-                pod["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-            .count()
-    }
-
-    /// The job's Events, oldest first, as (reason, message).
-    fn events(&self) -> Vec<(String, String)> {
-        let list = self.get_json(&[
-            "events",
-            "--field-selector",
-            "involvedObject.kind=StreamJob",
-        ]);
-        let mut events: Vec<(String, String, String)> = list["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|event| {
-                let time = [
-                    &event["eventTime"],
-                    &event["firstTimestamp"],
-                    &event["metadata"]["creationTimestamp"],
-                ]
-                .into_iter()
-                .find_map(|t| t.as_str())
-                .unwrap_or_default()
-                .to_owned();
-                (
-                    time,
-                    event["reason"].as_str().unwrap_or_default().to_owned(),
-                    event["message"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
-        events.sort();
-        events
-            .into_iter()
-            .map(|(_, reason, message)| (reason, message))
-            .collect()
-    }
-}
-
-impl Drop for Story {
-    fn drop(&mut self) {
-        if std::env::var_os("STROM_E2E_KEEP").is_some() {
-            eprintln!(
-                "STROM_E2E_KEEP is set: keeping namespace {}",
-                self.namespace
-            );
-            return;
-        }
-        // A job left behind by a failed step: its finalizer would keep the namespace
-        // once the operator is gone.
-        let _ = self.services.plane.run_kubectl(&[
-            "-n",
-            &self.namespace,
-            "patch",
-            "streamjob",
-            JOB,
-            "--type",
-            "merge",
-            "-p",
-            r#"{"metadata":{"finalizers":[]}}"#,
-        ]);
-        let _ = self.services.plane.run_kubectl(&[
-            "delete",
-            "namespace",
-            &self.namespace,
-            "--wait=false",
-        ]);
-    }
-}
-
-fn split_image(image: &str) -> (&str, &str) {
-    image.rsplit_once(':').unwrap_or((image, "latest"))
-}
-
-fn running_at(job: &Value, parallelism: i64) -> bool {
-    let status = &job["status"];
-    status["phase"] == "Running"
-        && status["parallelism"] == parallelism
-        && status["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+/// The pods the job runs on at `parallelism`.
+fn pods_at(parallelism: i64) -> usize {
+    (parallelism as u64).div_ceil(SLOTS_PER_POD as u64) as usize
 }
 
 /// Host-side clients of the three clusters, as the user `app`.
@@ -379,7 +76,7 @@ fn client(kafka: &KafkaClusters, cluster: &str) -> ClientConfig {
 
 /// The example's StreamJob, pointed at the test clusters (as pods reach them), its
 /// topics prefixed with `prefix`, state in the test bucket, at parallelism 2.
-fn story_job(services: &Services, prefix: &str) -> Value {
+fn story_job(services: &PodServices, prefix: &str) -> Value {
     let example =
         std::fs::read_to_string(workspace_root().join("examples/multi-cluster.yaml")).unwrap();
     let mut job: Value = serde_yaml_ng::Deserializer::from_str(&example)
@@ -411,45 +108,31 @@ fn story_job(services: &Services, prefix: &str) -> Value {
         .unwrap()
         .replace("'topic' = '", &format!("'topic' = '{prefix}"));
     spec["sql"] = json!(sql);
-    let s3 = &services.s3;
-    let port = s3.endpoint.rsplit(':').next().unwrap();
-    spec["state"]["checkpointInterval"] = json!("2s");
-    spec["state"]["storage"] = json!(format!("s3://{}/{prefix}jobs", s3.bucket));
-    spec["state"]["storageOptions"] = json!({
-        "endpoint": format!("http://{}:{port}", services.host_for_pods),
-        "region": s3.region,
-        "allow_http": "true",
-    });
+    // The example's Secret name for the storage credentials is the one
+    // `create_s3_secret` makes.
+    assert_eq!(spec["state"]["storageSecret"]["name"], "s3-creds");
+    spec["state"] = services.state_spec(&format!("{prefix}jobs"), "2s");
     job
 }
 
 /// The Secrets the example names, holding the test users' credentials.
-fn secrets(services: &Services) -> Vec<Value> {
-    let kafka = &services.kafka;
+fn create_secrets(story: &TestNamespace) {
+    let kafka = &story.services.kafka;
     let file =
         |secret: &str, key: &str| std::fs::read_to_string(kafka.secret_file(secret, key)).unwrap();
-    let secret = |name: &str, data: Value| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque", "stringData": data});
-    vec![
-        secret(
-            "us-orders-reader",
-            json!({"password": file("kafka-b-app", "password")}),
-        ),
-        secret(
-            "analytics-cluster-ca-cert",
-            json!({"ca.crt": file("kafka-c-cluster-ca-cert", "ca.crt")}),
-        ),
-        secret(
-            "orders-writer",
-            json!({"user.crt": file("kafka-c-app", "user.crt"), "user.key": file("kafka-c-app", "user.key")}),
-        ),
-        secret(
-            "s3-creds",
-            json!({
-                "AWS_ACCESS_KEY_ID": services.s3.access_key_id,
-                "AWS_SECRET_ACCESS_KEY": services.s3.secret_access_key,
-            }),
-        ),
-    ]
+    story.create_secret(
+        "us-orders-reader",
+        json!({"password": file("kafka-b-app", "password")}),
+    );
+    story.create_secret(
+        "analytics-cluster-ca-cert",
+        json!({"ca.crt": file("kafka-c-cluster-ca-cert", "ca.crt")}),
+    );
+    story.create_secret(
+        "orders-writer",
+        json!({"user.crt": file("kafka-c-app", "user.crt"), "user.key": file("kafka-c-app", "user.key")}),
+    );
+    story.create_s3_secret();
 }
 
 /// Orders written to A (region eu) and B (region us) until stopped: which orders,
@@ -590,12 +273,12 @@ fn assert_in_order(events: &[(String, String)], expected: &[(&str, &str)]) {
 
 #[test]
 fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_suspend() {
-    let Some(services) = Services::from_env() else {
+    let Some(services) = PodServices::from_env() else {
         return;
     };
-    let story = Story::new(services);
+    let story = TestNamespace::new(services, "story");
     let services = &story.services;
-    let prefix = format!("{}-", story.namespace);
+    let prefix = format!("{}-", story.name);
 
     // The operator, by its chart: two replicas, one holding the Lease.
     story.install_operator();
@@ -629,13 +312,34 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
     create_topic(&b, &input, 2);
     create_topic(&c, &all_orders, 3);
     create_topic(&c, &per_customer, 2);
-    for secret in secrets(services) {
-        story.apply(&secret);
-    }
+    create_secrets(&story);
     let orders = Orders::start(a, b, input);
     story.apply(&story_job(services, &prefix));
     let mut phases = Vec::new();
-    story.wait_running_at(2, &mut phases);
+    story.wait_running_at(JOB, 2, pods_at(2), &mut phases);
+
+    // The runtime's log: JSON lines, among them the partitions each source was
+    // assigned and each completed checkpoint.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let log = story.kubectl(&["logs", &format!("{JOB}-0")]);
+        let events: Vec<Value> = log
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|error| panic!("a log line that is not JSON ({error}): {line}"))
+            })
+            .collect();
+        let logged = |message: &str| events.iter().any(|e| e["fields"]["message"] == message);
+        if logged("partitions assigned") && logged("checkpoint completed") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod 0 logged no assigned partitions or completed checkpoint:\n{log}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
 
     // kubectl patch: 2 -> 4, through a savepoint.
     story.kubectl(&[
@@ -647,7 +351,30 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
         "-p",
         r#"{"spec":{"parallelism":4}}"#,
     ]);
-    story.wait_running_at(4, &mut phases);
+    story.wait_running_at(JOB, 4, pods_at(4), &mut phases);
+
+    // Every pod serves its own metrics, labelled with the job and the process: pod 1's
+    // sources start epochs.
+    let pod_1 = story.get_json(&["pod", &format!("{JOB}-1")]);
+    let pod_1_ip = pod_1["status"]["podIP"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + STEP;
+    loop {
+        let metrics = http_get(&pod_1_ip, 8081, "/metrics");
+        let epoch = metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("strom_epoch{")
+                    && line.contains(&format!("job_name=\"{JOB}\""))
+                    && line.contains("process=\"1\"")
+            })
+            .unwrap_or_else(|| panic!("pod 1's metrics lack strom_epoch:\n{metrics}"))
+            .to_owned();
+        if !epoch.ends_with(" 0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pod 1 started no epoch: {epoch}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // A runtime pod lost mid-run: the job comes back from its latest checkpoint.
     std::thread::sleep(Duration::from_secs(5));
@@ -662,15 +389,15 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
             pod["metadata"]["uid"] != before
         };
         if replaced
-            && story.ready_runtime_pods() == 4
-            && story.job().is_some_and(|job| running_at(&job, 4))
+            && story.ready_runtime_pods(JOB) == 4
+            && story.job(JOB).is_some_and(|job| running_at(&job, 4))
         {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "the job did not recover from losing {lost}\n{}",
-            story.diagnosis()
+            story.diagnosis(JOB)
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -678,7 +405,7 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
 
     // kubectl scale: 4 -> 1.
     story.kubectl(&["scale", &format!("streamjob/{JOB}"), "--replicas=1"]);
-    story.wait_running_at(1, &mut phases);
+    story.wait_running_at(JOB, 1, pods_at(1), &mut phases);
 
     // Suspended (a savepoint, no pods), then running again from it.
     story.kubectl(&[
@@ -690,10 +417,10 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
         "-p",
         r#"{"spec":{"desiredState":"suspended"}}"#,
     ]);
-    story.wait_for("suspended", &mut phases, |job| {
+    story.wait_for(JOB, "suspended", &mut phases, |job| {
         job["status"]["phase"] == "Suspended"
     });
-    assert_eq!(story.runtime_pods().len(), 0, "pods of a suspended job");
+    assert_eq!(story.runtime_pods(JOB).len(), 0, "pods of a suspended job");
     story.kubectl(&[
         "patch",
         "streamjob",
@@ -703,7 +430,7 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
         "-p",
         r#"{"spec":{"desiredState":"running"}}"#,
     ]);
-    story.wait_running_at(1, &mut phases);
+    story.wait_running_at(JOB, 1, pods_at(1), &mut phases);
     std::thread::sleep(Duration::from_secs(5));
     let written = orders.stop();
 
@@ -763,7 +490,7 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
     assert_eq!(final_counts(&counts), expected_counts);
 
     // Every savepoint the job reports is in object storage.
-    let job = story.job().unwrap();
+    let job = story.job(JOB).unwrap();
     let history = job["status"]["savepointHistory"]
         .as_array()
         .cloned()

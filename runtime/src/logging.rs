@@ -65,3 +65,26 @@ pub fn librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
         RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
     }
 }
+
+/// Turns what this process writes to its standard output into log events (target
+/// `stdout`, one per line): in a pod every line of `kubectl logs` is then a
+/// structured one, also those printed by code that is not ours (timely's networking
+/// prints its connection progress) and the rows of SQL `print` tables. Only for
+/// `strom worker`: `strom run` prints a job's output on its standard output.
+pub fn capture_stdout() -> std::io::Result<()> {
+    use std::io::BufRead;
+    let (reader, writer) = std::io::pipe()?;
+    rustix::stdio::dup2_stdout(&writer)?;
+    drop(writer);
+    std::thread::Builder::new()
+        .name("strom-stdout".into())
+        .spawn(move || {
+            for line in std::io::BufReader::new(reader).lines() {
+                match line {
+                    Ok(line) => tracing::info!(target: "stdout", "{line}"),
+                    Err(_) => break,
+                }
+            }
+        })?;
+    Ok(())
+}

@@ -1,5 +1,7 @@
-//! DataStream pipelines compiled into the runtime, chosen by a StreamJob's
-//! `spec.pipeline.name` and configured by its `args`.
+//! DataStream pipelines, chosen by a StreamJob's `spec.pipeline.name` and configured
+//! by its `args`: those compiled into the runtime ([`Pipelines::builtin`]), and those a
+//! user's crate registers in its own build of the `strom` command line
+//! ([`Pipelines::register`], [`crate::cli::main`]; see `examples/custom-pipeline`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,10 +19,12 @@ use crate::exec::{Generator, PipelineFn};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PipelineError {
     /// No pipeline has this name.
-    #[error("unknown pipeline {name:?}; this runtime has: {}", NAMES.join(", "))]
+    #[error("unknown pipeline {name:?}; this runtime has: {}", known.join(", "))]
     Unknown {
         /// The name asked for.
         name: String,
+        /// The pipelines it has.
+        known: Vec<String>,
     },
     /// An argument is not a number where one is needed.
     #[error("pipeline argument {name}={value:?} is not a whole number")]
@@ -113,8 +117,91 @@ impl Args<'_> {
     }
 }
 
-/// The pipeline `name` with `args`, printing its results through `output`.
-pub fn lookup(
+/// Builds a pipeline from the job's `spec.pipeline.args`, what the job offers
+/// (its Kafka clusters and mounted Secrets), and where printed output goes.
+pub type PipelineFactory = Arc<
+    dyn Fn(
+            &BTreeMap<String, String>,
+            Environment<'_>,
+            OutputFn,
+        ) -> Result<PipelineFn, PipelineError>
+        + Send
+        + Sync,
+>;
+
+/// The DataStream pipelines a `strom` binary runs, by name.
+#[derive(Clone)]
+pub struct Pipelines {
+    by_name: BTreeMap<String, PipelineFactory>,
+}
+
+impl Pipelines {
+    /// None at all.
+    pub fn empty() -> Self {
+        Self {
+            by_name: BTreeMap::new(),
+        }
+    }
+
+    /// The pipelines compiled into the runtime: `clicks-per-user`, `word-count`,
+    /// `kafka-copy`.
+    pub fn builtin() -> Self {
+        NAMES.iter().fold(Self::empty(), |pipelines, name| {
+            pipelines.register(name, move |args, environment, output| {
+                lookup(name, args, environment, output)
+            })
+        })
+    }
+
+    /// Adds (or replaces) the pipeline `name`, built by `factory`.
+    pub fn register(
+        mut self,
+        name: &str,
+        factory: impl Fn(
+            &BTreeMap<String, String>,
+            Environment<'_>,
+            OutputFn,
+        ) -> Result<PipelineFn, PipelineError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.by_name.insert(name.to_owned(), Arc::new(factory));
+        self
+    }
+
+    /// The names of the pipelines, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
+
+    /// The pipeline `name` with `args`, printing its results through `output`.
+    pub fn build(
+        &self,
+        name: &str,
+        args: &BTreeMap<String, String>,
+        environment: Environment<'_>,
+        output: OutputFn,
+    ) -> Result<PipelineFn, PipelineError> {
+        let factory = self
+            .by_name
+            .get(name)
+            .ok_or_else(|| PipelineError::Unknown {
+                name: name.to_owned(),
+                known: self.names(),
+            })?;
+        factory(args, environment, output)
+    }
+}
+
+impl std::fmt::Debug for Pipelines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_name.keys()).finish()
+    }
+}
+
+/// The built-in pipeline `name` with `args`, printing its results through `output`.
+fn lookup(
     name: &str,
     args: &BTreeMap<String, String>,
     environment: Environment<'_>,
@@ -174,6 +261,7 @@ pub fn lookup(
         "kafka-copy" => kafka_copy(&args, environment),
         _ => Err(PipelineError::Unknown {
             name: name.to_owned(),
+            known: NAMES.iter().map(|name| (*name).to_owned()).collect(),
         }),
     }
 }

@@ -120,12 +120,19 @@ fn the_control_api_reports_takes_savepoints_and_stops_the_job() {
 
     let (status, metrics) = request(address, "GET", "/metrics");
     assert_eq!(status, 200);
-    for line in [
-        "strom_records_in_total{operator=\"clicks\"}",
-        "strom_checkpoints_total",
-        "strom_savepoints_total 1",
+    // Every metric is labelled with the job and the process.
+    for (name, label, value) in [
+        ("strom_records_in_total{", "operator=\"clicks\"", None),
+        ("strom_checkpoints_total{", "process=\"0\"", None),
+        ("strom_savepoints_total{", "job_name=\"", Some("1")),
     ] {
-        assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
+        assert!(
+            metrics.lines().any(|line| line.starts_with(name)
+                && line.contains(label)
+                && line.contains("job_name=\"")
+                && value.is_none_or(|value| line.ends_with(&format!(" {value}")))),
+            "/metrics lacks {name}{label}…}} {value:?}:\n{metrics}"
+        );
     }
 
     let (status, body) = json(address, "GET", "/v1/savepoints/seven");
@@ -163,4 +170,55 @@ fn the_control_api_reports_takes_savepoints_and_stops_the_job() {
                 strom_runtime::exec::control::SavepointStatus::Completed { .. }
             )
     );
+}
+
+/// The Grafana dashboard of the chart queries only metrics the runtime exports (a
+/// renamed metric would leave a panel empty).
+#[test]
+fn the_dashboard_queries_only_metrics_the_runtime_exports() {
+    // Families show once they have a series: one of each.
+    let control = JobControl::default();
+    control.add_records_in("source", 1);
+    control.add_records_out("sink", 1);
+    control.add_backpressure("source", Duration::from_millis(5));
+    control.observe_watermark("window", 0);
+    control.add_late_record("window");
+    control.add_malformed_record("source");
+    strom_runtime::connectors::kafka::source::KAFKA_CONSUMER_LAG
+        .get_or_create(&strom_runtime::connectors::kafka::source::PartitionLabel {
+            cluster: "a".into(),
+            topic: "t".into(),
+            partition: 0,
+        })
+        .set(0);
+    let exported = control.metrics_text();
+    let path = strom_e2e::workspace_root().join("charts/strom-operator/dashboards/strom-jobs.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(start) = rest.find("strom_") {
+                let name: String = rest[start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[start + name.len()..];
+                queried.push(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 8, "{queried:?}");
+    for name in queried {
+        // Counters are declared without their `_total` suffix.
+        let declared = name.strip_suffix("_total").unwrap_or(&name);
+        assert!(
+            exported
+                .lines()
+                .any(|line| line.starts_with(&format!("# TYPE {declared} "))),
+            "the dashboard queries {name}, which the runtime does not export:\n{exported}"
+        );
+    }
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::kafka::{
-    clusters, clusters_yaml, connection, consume_all, create_topic, produce, unique,
+    clusters, clusters_yaml, connection, consume_all, consume_available, create_topic, produce,
+    unique,
 };
 use common::{local_config, start, wait_for_records};
 use strom_crds::KafkaCluster;
@@ -87,9 +88,11 @@ fn the_multi_cluster_example_writes_every_order_of_eu_and_us_once() {
         connection(&clusters, "c"),
     );
     let (eu, us, global) = (unique("orders"), unique("orders"), unique("orders-global"));
+    let per_customer = unique("orders-per-customer");
     create_topic(&a, &eu, 2);
     create_topic(&b, &us, 3);
     create_topic(&c, &global, 2);
+    create_topic(&c, &per_customer, 2);
     let order = |region: &str, n: u64| {
         format!(
             r#"{{"order_id": "{region}-{n}", "customer_id": {}, "amount": {}.5, "ts": "2024-01-01 10:00:{:02}"}}"#,
@@ -112,7 +115,13 @@ fn the_multi_cluster_example_writes_every_order_of_eu_and_us_once() {
     );
 
     // Both source tables name topic 'orders': each is renamed in turn.
-    let mut sql = example_sql("multi-cluster.yaml", &[("orders-global", &global)]);
+    let mut sql = example_sql(
+        "multi-cluster.yaml",
+        &[
+            ("orders-global", &global),
+            ("orders-per-customer", &per_customer),
+        ],
+    );
     sql = sql.replacen("'topic' = 'orders'", &format!("'topic' = '{eu}'"), 1);
     sql = sql.replacen("'topic' = 'orders'", &format!("'topic' = '{us}'"), 1);
     let specs = renamed_clusters(&clusters, ["eu", "us", "analytics"]);
@@ -133,6 +142,28 @@ fn the_multi_cluster_example_writes_every_order_of_eu_and_us_once() {
     }
     assert_eq!(seen.len(), 900, "distinct orders written");
     assert_eq!(written.len(), 900, "orders written");
+
+    // Each customer's running count and total, upserted by customer: the last row of
+    // each is what the orders add up to.
+    let mut last: BTreeMap<u64, (u64, f64)> = BTreeMap::new();
+    for value in consume_available(&c, &per_customer, 2) {
+        let row: serde_json::Value = serde_json::from_str(&value).unwrap();
+        let total = row["total"]
+            .as_f64()
+            .or_else(|| row["total"].as_str()?.parse().ok())
+            .unwrap();
+        last.insert(
+            row["customer_id"].as_u64().unwrap(),
+            (row["orders"].as_u64().unwrap(), total),
+        );
+    }
+    let mut expected: BTreeMap<u64, (u64, f64)> = BTreeMap::new();
+    for n in (0..500).chain(0..400) {
+        let entry = expected.entry(n % 13).or_default();
+        entry.0 += 1;
+        entry.1 += (n % 100) as f64 + 0.5;
+    }
+    assert_eq!(last, expected);
 }
 
 #[test]

@@ -327,7 +327,10 @@ fn allowed_lateness_keeps_late_records_and_without_it_they_are_dropped_and_count
     let mut metrics = String::new();
     prometheus_client::encoding::text::encode(&mut metrics, &control.metrics.registry()).unwrap();
     assert!(
-        metrics.contains("strom_watermark_lag_milliseconds{operator=\"clicks-per-window\"}"),
+        metrics
+            .lines()
+            .any(|line| line.starts_with("strom_watermark_lag_seconds{")
+                && line.contains("operator=\"clicks-per-window\"")),
         "no watermark lag reported:\n{metrics}"
     );
     assert_eq!(

@@ -11,8 +11,11 @@
 //! | `GET /v1/checkpoints` | the retained completed checkpoints |
 //! | `GET /metrics` | Prometheus metrics |
 //!
+//! Every other process of the job serves `GET /metrics` alone on the same port
+//! ([`metrics_router`]): its own workers' metrics, labelled with `job_name` and `process`.
+//!
 //! Errors are JSON: `{"error": "..."}` with a 4xx or 5xx status.
 
 mod routes;
 
-pub use routes::{ControlState, router};
+pub use routes::{ControlState, metrics_router, router};

@@ -175,8 +175,31 @@ async fn list_checkpoints(
     Ok(Json(json!({ "checkpoints": checkpoints })))
 }
 
+/// The router of every process but process 0: its metrics only (the control API
+/// is process 0's), so that each pod of a job is scraped for its own workers.
+pub fn metrics_router(control: Arc<JobControl>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let control = Arc::clone(&control);
+                async move { metrics_answer(&control) }
+            }),
+        )
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "this process serves /metrics only; the control API is process 0's".into(),
+            )
+        })
+}
+
 async fn metrics(State(state): State<ControlState>) -> Result<Response, ApiError> {
-    let registry = state.control.metrics.registry();
+    metrics_answer(&state.control)
+}
+
+fn metrics_answer(control: &JobControl) -> Result<Response, ApiError> {
+    let registry = control.metrics.registry();
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)
         .map_err(|error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;

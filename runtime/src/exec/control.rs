@@ -2,8 +2,9 @@
 //! requests, the checkpoints it completed, and its metrics. The control API and the
 //! progress line read it; the coordinator and the operators write it.
 
-use std::sync::Mutex;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -77,23 +78,33 @@ pub struct OperatorLabel {
     pub operator: String,
 }
 
-/// The job's Prometheus metrics.
+/// The job's Prometheus metrics, in Prometheus' units (seconds, bytes). Every
+/// metric carries the labels `job_name` (the job's name; `job` is Prometheus' own
+/// target label) and `process` (the index of the process, a pod's ordinal) once
+/// [`Metrics::identify`] named them.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// The `job_name` and `process` labels of every metric.
+    identity: OnceLock<[(Cow<'static, str>, Cow<'static, str>); 2]>,
     /// Records read by sources, per source.
     pub records_in: Family<OperatorLabel, Counter>,
     /// Records written by sinks, per sink.
     pub records_out: Family<OperatorLabel, Counter>,
+    /// The job's parallelism in this run (a rescale shows as a step).
+    pub parallelism: Gauge,
     /// The newest epoch a source of this process has started.
     pub epoch: Gauge,
     /// Checkpoints completed.
     pub checkpoints: Counter,
     /// Checkpoints that failed.
     pub checkpoint_failures: Counter,
-    /// Duration of the last checkpoint, in milliseconds.
-    pub checkpoint_duration_ms: Gauge,
+    /// Duration of the last checkpoint, in seconds.
+    pub checkpoint_duration_seconds: Gauge<f64, AtomicU64>,
     /// Size of the state of the last checkpoint, in bytes.
     pub checkpoint_size_bytes: Gauge,
+    /// When the last checkpoint completed, in seconds since the Unix epoch (its age
+    /// is `time() - strom_last_checkpoint_timestamp_seconds`).
+    pub last_checkpoint_timestamp_seconds: Gauge<f64, AtomicU64>,
     /// Savepoints completed.
     pub savepoints: Counter,
     /// Records dropped for arriving after their window's allowed lateness.
@@ -102,21 +113,42 @@ pub struct Metrics {
     /// policy being `Skip`).
     pub malformed_records: Family<OperatorLabel, Counter>,
     /// Time each source spent not reading because the dataflow was behind it, in
-    /// milliseconds.
-    pub backpressure_ms: Family<OperatorLabel, Counter>,
+    /// seconds.
+    pub backpressure_seconds: Family<OperatorLabel, Counter<f64, AtomicU64>>,
     /// How far each keyed operator's watermark is behind the wall clock, in
-    /// milliseconds, when it last advanced.
-    pub watermark_lag_ms: Family<OperatorLabel, Gauge>,
+    /// seconds, when it last advanced.
+    pub watermark_lag_seconds: Family<OperatorLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
+    /// Names the job and process every metric is labelled with (the first call
+    /// counts), and notes the run's parallelism.
+    pub fn identify(&self, job: &str, process: usize, parallelism: u32) {
+        self.parallelism.set(i64::from(parallelism));
+        let _ = self.identity.set([
+            (Cow::Borrowed("job_name"), Cow::Owned(job.to_owned())),
+            (Cow::Borrowed("process"), Cow::Owned(process.to_string())),
+        ]);
+    }
+
     /// A registry holding every metric, under the `strom` prefix.
     pub fn registry(&self) -> Registry {
-        let mut registry = Registry::with_prefix("strom");
+        let labels = self.identity.get().cloned().into_iter().flatten();
+        let mut registry = Registry::with_prefix_and_labels("strom", labels);
         registry.register(
             "kafka_retries",
             "Kafka calls retried after an error that goes away by itself (no leader yet, a coordinator loading), per cluster",
             crate::connectors::kafka::retry::KAFKA_RETRIES.clone(),
+        );
+        registry.register(
+            "kafka_consumer_lag_records",
+            "Records between each assigned Kafka partition's end and this process's position in it (librdkafka's statistics, every 10 s)",
+            crate::connectors::kafka::source::KAFKA_CONSUMER_LAG.clone(),
+        );
+        registry.register(
+            "parallelism",
+            "The job's parallelism in this run",
+            self.parallelism.clone(),
         );
         registry.register(
             "records_in",
@@ -144,9 +176,9 @@ impl Metrics {
             self.checkpoint_failures.clone(),
         );
         registry.register(
-            "checkpoint_duration_milliseconds",
+            "checkpoint_duration_seconds",
             "Time from the end of the last checkpoint's epoch to its manifest",
-            self.checkpoint_duration_ms.clone(),
+            self.checkpoint_duration_seconds.clone(),
         );
         registry.register(
             "checkpoint_size_bytes",
@@ -154,19 +186,24 @@ impl Metrics {
             self.checkpoint_size_bytes.clone(),
         );
         registry.register(
+            "last_checkpoint_timestamp_seconds",
+            "When the last checkpoint completed, in seconds since the Unix epoch",
+            self.last_checkpoint_timestamp_seconds.clone(),
+        );
+        registry.register(
             "savepoints",
             "Savepoints completed",
             self.savepoints.clone(),
         );
         registry.register(
-            "backpressure_milliseconds",
+            "backpressure_seconds",
             "Time each source spent not reading because the dataflow was behind it",
-            self.backpressure_ms.clone(),
+            self.backpressure_seconds.clone(),
         );
         registry.register(
-            "watermark_lag_milliseconds",
+            "watermark_lag_seconds",
             "How far each keyed operator's watermark was behind the wall clock when it last advanced",
-            self.watermark_lag_ms.clone(),
+            self.watermark_lag_seconds.clone(),
         );
         registry.register(
             "late_records",
@@ -410,9 +447,9 @@ impl JobControl {
             operator: operator.to_owned(),
         };
         self.metrics
-            .backpressure_ms
+            .backpressure_seconds
             .get_or_create(&label)
-            .inc_by(held_back.as_millis() as u64);
+            .inc_by(held_back.as_secs_f64());
     }
 
     /// Notes that `operator`'s watermark advanced to `watermark` (ms since the Unix
@@ -421,11 +458,14 @@ impl JobControl {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as u64);
-        let lag = i64::try_from(now.saturating_sub(watermark)).unwrap_or(i64::MAX);
+        let lag = now.saturating_sub(watermark) as f64 / 1000.0;
         let label = OperatorLabel {
             operator: operator.to_owned(),
         };
-        self.metrics.watermark_lag_ms.get_or_create(&label).set(lag);
+        self.metrics
+            .watermark_lag_seconds
+            .get_or_create(&label)
+            .set(lag);
     }
 
     /// Records read by this process's sources so far.
@@ -467,11 +507,17 @@ impl JobControl {
     pub(crate) fn record_checkpoint(&self, checkpoint: CompletedSnapshot) {
         self.metrics.checkpoints.inc();
         self.metrics
-            .checkpoint_duration_ms
-            .set(i64::try_from(checkpoint.duration_ms).unwrap_or(i64::MAX));
+            .checkpoint_duration_seconds
+            .set(checkpoint.duration_ms as f64 / 1000.0);
         self.metrics
             .checkpoint_size_bytes
             .set(i64::try_from(checkpoint.state_bytes).unwrap_or(i64::MAX));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.metrics
+            .last_checkpoint_timestamp_seconds
+            .set(now.as_secs_f64());
         // This process knows at once; worker 0 tells the others (before it tells
         // them to shut down, so a sink never ends without knowing).
         self.completed_here

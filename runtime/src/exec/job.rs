@@ -22,7 +22,7 @@ use crate::checkpoint::{
     SnapshotLocation, StorageError, check_state_format, finish_commits, locate_snapshot,
     read_manifest,
 };
-use crate::control::{ControlState, router};
+use crate::control::{ControlState, metrics_router, router};
 
 /// What a run starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,11 +163,18 @@ pub fn run_job(
             });
         }
     }
-    let is_first_process =
-        !matches!(config.processes, Processes::Cluster { index, .. } if index != 0);
+    let process = match config.processes {
+        Processes::Cluster { index, .. } => index,
+        Processes::Local => 0,
+    };
+    control.metrics.identify(
+        &config.settings.name,
+        process,
+        config.settings.partitioning.parallelism(),
+    );
     // Process 0 starts the run; the others learn it (and check that they restore
     // the same point) once the workers are connected.
-    let run = if is_first_process {
+    let run = if process == 0 {
         let run = io.block_on(start_run(&storage, restore.as_ref()))?;
         io.block_on(recover_storage(&storage, restore.as_ref()))?;
         if let Some(address) = config.control_address {
@@ -175,6 +182,9 @@ pub fn run_job(
         }
         Some(run)
     } else {
+        if let Some(address) = config.control_address {
+            serve_metrics(&io, address, &control)?;
+        }
         None
     };
     let context = TaskContext {
@@ -210,7 +220,6 @@ pub fn run_job(
     }
     if control.serves_after_stop() && control.stop_requested() {
         tracing::info!("stopped with a savepoint; serving the control API until terminated");
-        eprintln!("stopped with a savepoint; serving the control API until terminated");
         io.block_on(std::future::pending::<()>());
     }
     Ok(JobReport {
@@ -295,6 +304,24 @@ fn serve_control_api(
     io.spawn(async move {
         if let Err(error) = axum::serve(listener, router(state)).await {
             tracing::error!(%error, "control API stopped");
+        }
+    });
+    Ok(())
+}
+
+/// Serves this process's metrics on `address` (every process but process 0).
+fn serve_metrics(
+    io: &tokio::runtime::Runtime,
+    address: std::net::SocketAddr,
+    control: &Arc<JobControl>,
+) -> Result<(), JobError> {
+    let listener = io
+        .block_on(tokio::net::TcpListener::bind(address))
+        .map_err(|source| JobError::Control { address, source })?;
+    let router = metrics_router(Arc::clone(control));
+    io.spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "metrics server stopped");
         }
     });
     Ok(())

@@ -90,8 +90,8 @@ pub fn checkpoints_completed(control: &JobControl) -> u64 {
     control
         .metrics_text()
         .lines()
-        .find_map(|line| line.strip_prefix("strom_checkpoints_total "))
-        .and_then(|value| value.trim().parse::<u64>().ok())
+        .filter(|line| line.starts_with("strom_checkpoints_total"))
+        .find_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
         .unwrap_or(0)
 }
 

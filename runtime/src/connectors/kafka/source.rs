@@ -109,9 +109,36 @@ const METADATA_ATTEMPT: Duration = Duration::from_secs(1);
 /// How often the consumer's own queue is served (callbacks: errors, logs).
 const MAIN_QUEUE_INTERVAL: Duration = Duration::from_millis(50);
 
+/// How often librdkafka reports its statistics, from which the consumer lag of
+/// each assigned partition is taken (`strom_kafka_consumer_lag_records`).
+const STATISTICS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The label of a partition's consumer lag.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct PartitionLabel {
+    /// The cluster's name in the job's `kafkaClusters`.
+    pub cluster: String,
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+}
+
+/// Records between each assigned partition's end and this process's position in it,
+/// as librdkafka's statistics last reported (registered with the job's metrics as
+/// `strom_kafka_consumer_lag_records`).
+pub static KAFKA_CONSUMER_LAG: std::sync::LazyLock<
+    prometheus_client::metrics::family::Family<
+        PartitionLabel,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+> = std::sync::LazyLock::new(Default::default);
+
 /// Collects the errors librdkafka reports; the first one that cannot be retried
-/// fails the source.
+/// fails the source. Takes the consumer lag from its statistics.
 struct ErrorCollector {
+    /// The cluster's name in the job, for the lag's labels.
+    cluster: String,
     fatal: Mutex<Option<String>>,
 }
 
@@ -130,6 +157,25 @@ impl ClientContext for ErrorCollector {
                 .get_or_insert_with(|| format!("{error}: {reason}"));
         } else {
             tracing::warn!(%error, reason, "Kafka client error (retried)");
+        }
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, state) in &statistics.topics {
+            for (partition, state) in &state.partitions {
+                // -1: not assigned here, or no position yet; the internal
+                // partition -1 is librdkafka's own.
+                if *partition < 0 || state.consumer_lag < 0 {
+                    continue;
+                }
+                KAFKA_CONSUMER_LAG
+                    .get_or_create(&PartitionLabel {
+                        cluster: self.cluster.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    })
+                    .set(state.consumer_lag);
+            }
         }
     }
 }
@@ -208,9 +254,14 @@ impl KafkaSource {
             // A position that no longer exists (retention removed it) is an error,
             // never a silent jump over what is left.
             ("auto.offset.reset", "error".to_owned()),
+            (
+                "statistics.interval.ms",
+                STATISTICS_INTERVAL.as_millis().to_string(),
+            ),
         ]);
         let consumer: BaseConsumer<ErrorCollector> = config
             .create_with_context(ErrorCollector {
+                cluster: self.config.connection.name.clone(),
                 fatal: Mutex::new(None),
             })
             .map_err(|error| self.error("cannot create a consumer", &error))?;
@@ -532,10 +583,10 @@ impl SplitSource for KafkaSource {
             .iter()
             .map(|(split, offset)| format!("{split}@{offset}"))
             .collect();
-        eprintln!(
-            "Kafka cluster {}: reading {}",
-            self.config.connection.name,
-            assigned.join(", ")
+        tracing::info!(
+            cluster = %self.config.connection.name,
+            partitions = %assigned.join(", "),
+            "partitions assigned"
         );
         if self.config.bounded {
             // A bounded source reads up to the end each partition has now.

@@ -51,6 +51,7 @@ use self::names::{default_prefix, marker_group, records_file_name, sink_folder, 
 use self::recovery::transactions_to_finish;
 use super::sink::{DeliveryErrors, KafkaOutput, KafkaSinkConfig, fail_now, send};
 use crate::checkpoint::{RunId, SnapshotAck, SnapshotId, SubtaskSnapshot};
+use crate::connectors::kafka::retry::with_retries;
 use crate::exec::context::TaskContext;
 use crate::exec::item::Item;
 use crate::state::codec;
@@ -188,9 +189,11 @@ impl Transactions {
     /// The newest checkpoint epoch whose transaction committed with marker `group`.
     fn committed_epoch(&self, group: &str) -> Option<u64> {
         let consumer = self.marker_consumer(group);
-        let committed = consumer
-            .committed_offsets(self.marker_partition(None), CALL_TIMEOUT)
-            .unwrap_or_else(|error| self.fail(format!("cannot read the marker {group}: {error}")));
+        // A group's coordinator may be loading or moving (NotCoordinator): retried.
+        let committed = with_retries(&self.config.connection.name, || {
+            consumer.committed_offsets(self.marker_partition(None), CALL_TIMEOUT)
+        })
+        .unwrap_or_else(|error| self.fail(format!("cannot read the marker {group}: {error}")));
         committed
             .find_partition(&self.config.topic, 0)
             .and_then(|element| match element.offset() {

@@ -19,6 +19,7 @@ use super::names::{
 };
 use super::{CALL_TIMEOUT, Prepared, SLOTS_PER_SUBTASK, SinkState, Transactions};
 use crate::checkpoint::{Manifest, SnapshotId, SnapshotKind, check_state_format, read_object_at};
+use crate::connectors::kafka::retry::with_retries;
 use crate::connectors::kafka::sink::{KafkaOutput, send};
 use crate::exec::context::TaskContext;
 use crate::state::codec;
@@ -139,22 +140,26 @@ impl Transactions {
     fn record_parallelism_in_kafka(&self, parallelism: u32) -> u32 {
         let group = parallelism_group(&self.prefix);
         let consumer = self.marker_consumer(&group);
-        let recorded = consumer
-            .committed_offsets(self.marker_partition(None), CALL_TIMEOUT)
-            .unwrap_or_else(|error| self.fail(format!("cannot read {group}: {error}")))
-            .find_partition(&self.config.topic, 0)
-            .and_then(|element| match element.offset() {
-                Offset::Offset(offset) if offset > 0 => u32::try_from(offset).ok(),
-                _ => None,
-            })
-            .unwrap_or(0);
+        // A group's coordinator may be loading or moving (NotCoordinator): retried.
+        let cluster = &self.config.connection.name;
+        let recorded = with_retries(cluster, || {
+            consumer.committed_offsets(self.marker_partition(None), CALL_TIMEOUT)
+        })
+        .unwrap_or_else(|error| self.fail(format!("cannot read {group}: {error}")))
+        .find_partition(&self.config.topic, 0)
+        .and_then(|element| match element.offset() {
+            Offset::Offset(offset) if offset > 0 => u32::try_from(offset).ok(),
+            _ => None,
+        })
+        .unwrap_or(0);
         let highest = recorded.max(parallelism);
-        consumer
-            .commit(
+        with_retries(cluster, || {
+            consumer.commit(
                 &self.marker_partition(Some(u64::from(highest))),
                 CommitMode::Sync,
             )
-            .unwrap_or_else(|error| self.fail(format!("cannot record {group}: {error}")));
+        })
+        .unwrap_or_else(|error| self.fail(format!("cannot record {group}: {error}")));
         highest
     }
 

@@ -7,15 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::connectors::kafka::{DEFAULT_SECRETS_ROOT, SecretMounts};
+use crate::exec::{JobConfig, JobControl, JobReport, JobSettings, Processes, RestoreFrom, run_job};
+use crate::pipelines::{Environment, OutputFn, Pipelines};
+use crate::state::Partitioning;
 use anyhow::{Context, bail};
 use strom_crds::StreamJob;
 use strom_crds::manifest::{ManifestError, parse_stream_job};
-use strom_runtime::connectors::kafka::{DEFAULT_SECRETS_ROOT, SecretMounts};
-use strom_runtime::exec::{
-    JobConfig, JobControl, JobReport, JobSettings, Processes, RestoreFrom, run_job,
-};
-use strom_runtime::pipelines::{self, OutputFn};
-use strom_runtime::state::Partitioning;
 
 /// Arguments of `strom run`.
 #[derive(clap::Args, Debug)]
@@ -212,26 +210,31 @@ fn wait_for_peers(peers: &[String]) -> anyhow::Result<()> {
 }
 
 /// Runs one process of a job in a pod.
-pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+pub fn worker(args: WorkerArgs, pipelines: &Pipelines) -> anyhow::Result<()> {
+    // Every line of a pod's log a structured one, timely's own prints included.
+    crate::logging::capture_stdout().context("cannot capture standard output")?;
     let process = match args.process {
         Some(index) => index,
         None => host_ordinal()?,
     };
     wait_for_peers(&args.peers)?;
-    run(RunArgs {
-        manifest: args.manifest,
-        from_savepoint: args.from_savepoint,
-        resume: true,
-        parallelism: None,
-        stop_after: None,
-        work_dir: args.work_dir,
-        print_output: false,
-        process: Some(process),
-        peers: args.peers,
-        control_address: Some(args.control_address),
-        job_id: args.job_id,
-        in_pod: true,
-    })
+    run(
+        RunArgs {
+            manifest: args.manifest,
+            from_savepoint: args.from_savepoint,
+            resume: true,
+            parallelism: None,
+            stop_after: None,
+            work_dir: args.work_dir,
+            print_output: false,
+            process: Some(process),
+            peers: args.peers,
+            control_address: Some(args.control_address),
+            job_id: args.job_id,
+            in_pod: true,
+        },
+        pipelines,
+    )
 }
 
 /// Where the job's Secrets are mounted: `STROM_SECRETS_DIR`, by default where the
@@ -249,12 +252,12 @@ fn secret_mounts(in_pod: bool) -> SecretMounts {
 
 /// Runs the job in `args.manifest` until it ends, is stopped by Ctrl-C, or
 /// `--stop-after` elapses; prints progress once a second.
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
+pub fn run(args: RunArgs, pipelines: &Pipelines) -> anyhow::Result<()> {
     let job = load_job(&args.manifest)?;
     let (pipeline, program) = match (&job.spec.sql, &job.spec.pipeline) {
         (Some(sql), _) => {
             let secrets = secret_mounts(args.in_pod);
-            let compiled = strom_runtime::sql::compile(sql)
+            let compiled = crate::sql::compile(sql)
                 .and_then(|mut compiled| {
                     compiled.connect(&job.spec.kafka_clusters, &secrets)?;
                     Ok(compiled)
@@ -273,11 +276,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             });
             let secrets = secret_mounts(args.in_pod);
-            let environment = pipelines::Environment {
+            let environment = Environment {
                 kafka_clusters: &job.spec.kafka_clusters,
                 secrets: &secrets,
             };
-            let pipeline = pipelines::lookup(
+            let pipeline = pipelines.build(
                 &pipeline_spec.name,
                 &pipeline_spec.args,
                 environment,
@@ -291,12 +294,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
     };
     let config = job_config(&job, &args)?;
-    eprintln!(
-        "running {} ({program}) at parallelism {} of {} key groups; state in {}",
-        config.settings.name,
-        config.settings.partitioning.parallelism(),
-        config.settings.partitioning.max_parallelism(),
-        config.storage_url
+    tracing::info!(
+        job = %config.settings.name,
+        %program,
+        parallelism = config.settings.partitioning.parallelism(),
+        key_groups = config.settings.partitioning.max_parallelism(),
+        state = %config.storage_url,
+        "job starting"
     );
 
     let control = Arc::new(JobControl::default());
@@ -389,7 +393,7 @@ fn handle_signals(control: Arc<JobControl>) -> anyhow::Result<()> {
                 tokio::select! {
                     interrupted = tokio::signal::ctrl_c() => {
                         if interrupted.is_ok() {
-                            eprintln!("\nstopping with a savepoint (Ctrl-C again to abort)");
+                            tracing::info!("interrupted: stopping with a savepoint (Ctrl-C again to abort)");
                             control.request_stop();
                             tokio::select! {
                                 _ = tokio::signal::ctrl_c() => std::process::exit(130),
@@ -398,7 +402,7 @@ fn handle_signals(control: Arc<JobControl>) -> anyhow::Result<()> {
                         }
                     }
                     _ = terminate.recv() => {
-                        eprintln!("terminated");
+                        tracing::info!("terminated");
                         std::process::exit(143);
                     }
                 }
@@ -408,7 +412,7 @@ fn handle_signals(control: Arc<JobControl>) -> anyhow::Result<()> {
 }
 
 /// How progress is shown: rewriting one line on a terminal every second, or (in a
-/// pod, whose log keeps whole lines) one line every ten seconds.
+/// pod, whose log takes structured lines) a `progress` event every ten seconds.
 #[derive(Clone, Copy)]
 enum ProgressStyle {
     Terminal,
@@ -421,9 +425,9 @@ fn show_progress(
     stop_after: Option<Duration>,
     style: ProgressStyle,
 ) -> thread::JoinHandle<()> {
-    let (every, start, end) = match style {
-        ProgressStyle::Terminal => (Duration::from_secs(1), "\r", ""),
-        ProgressStyle::LogLines => (Duration::from_secs(10), "", "\n"),
+    let every = match style {
+        ProgressStyle::Terminal => Duration::from_secs(1),
+        ProgressStyle::LogLines => Duration::from_secs(10),
     };
     thread::spawn(move || {
         let started = Instant::now();
@@ -433,7 +437,7 @@ fn show_progress(
             if stop_after.is_some_and(|limit| started.elapsed() >= limit)
                 && !control.stop_requested()
             {
-                eprintln!("\n--stop-after reached: stopping with a savepoint");
+                tracing::info!("--stop-after reached: stopping with a savepoint");
                 control.request_stop();
             }
             if last.0.elapsed() < every {
@@ -454,16 +458,29 @@ fn show_progress(
                             c.duration_ms
                         )
                     });
-            eprint!(
-                "{start}{:>6.0}s  {:>10.0} records/s  {:>12} records  epoch {:>5}  last checkpoint {checkpoint}   {end}",
-                started.elapsed().as_secs_f64(),
-                rate,
-                records,
-                control.epoch()
-            );
-            let _ = std::io::stderr().flush();
+            match style {
+                ProgressStyle::Terminal => {
+                    eprint!(
+                        "\r{:>6.0}s  {:>10.0} records/s  {:>12} records  epoch {:>5}  last checkpoint {checkpoint}   ",
+                        started.elapsed().as_secs_f64(),
+                        rate,
+                        records,
+                        control.epoch()
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+                ProgressStyle::LogLines => tracing::info!(
+                    records,
+                    records_per_second = rate.round(),
+                    epoch = control.epoch(),
+                    last_checkpoint = %checkpoint,
+                    "progress"
+                ),
+            }
         }
-        eprintln!();
+        if matches!(style, ProgressStyle::Terminal) {
+            eprintln!();
+        }
     })
 }
 
