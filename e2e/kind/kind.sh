@@ -48,9 +48,12 @@ OPERATOR_IMAGE=strom-operator:e2e
 CUSTOM_PIPELINE_IMAGE=orders-pipelines:e2e
 STOCK=$([ "${STROM_KIND_NODE_IMAGE:-}" = stock ] && echo 1 || echo 0)
 
+# The container engine kind runs the node in: podman here; in stock mode kind's
+# own default (docker) unless KIND_EXPERIMENTAL_PROVIDER names another.
 if [ "$STOCK" = 0 ]; then
     export KIND_EXPERIMENTAL_PROVIDER=podman
 fi
+PROVIDER=${KIND_EXPERIMENTAL_PROVIDER:-docker}
 
 kind() {
     "$KIND_BIN/kind" "$@"
@@ -235,8 +238,9 @@ node_image() {
     component_image "$work" "$IMAGE_REPOSITORY/coredns:$COREDNS_VERSION" "$BASE_IMAGE" "$NODE_BIN/coredns" /coredns
     component_image "$work" "$PAUSE_IMAGE" scratch "$NODE_BIN/pause" /pause
     log "node image $NODE_IMAGE"
-    local container=strom-kind-build-$$
-    podman rm -f "$container" >/dev/null 2>&1 || true
+    # One name, so a build that failed halfway leaves nothing the next one keeps.
+    local container=strom-kind-build
+    podman rm -f -t 0 "$container" >/dev/null 2>&1 || true
     podman run -d --name "$container" --entrypoint sleep --security-opt seccomp=unconfined \
         "$BASE_IMAGE" infinity >/dev/null
     local binary
@@ -251,7 +255,10 @@ node_image() {
         podman exec -i "$container" ctr --namespace=k8s.io images import \
             --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - <"$archive" >/dev/null
     done
-    podman exec "$container" bash -c 'pkill containerd; sleep 2; rm -rf /tmp/* /run/containerd'
+    # containerd's metadata is complete once it has exited.
+    podman exec "$container" bash -c 'pkill containerd
+        for i in $(seq 100); do pgrep -x containerd >/dev/null || break; sleep 0.1; done
+        ! pgrep -x containerd >/dev/null && rm -rf /tmp/* /run/containerd'
     podman commit -q --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' --change 'CMD []' \
         "$container" "$NODE_IMAGE" >/dev/null
     podman rm -f -t 0 "$container" >/dev/null
@@ -282,7 +289,11 @@ ensure_node_image() {
 
 service_build() {
     build_kind
-    [ "$STOCK" = 1 ] && return 0
+    if [ "$STOCK" = 1 ]; then
+        # kubectl, at the version the tests are built for.
+        "$INFRA_DIR/kubernetes.sh" build
+        return 0
+    fi
     ensure_debian_packages
     configure_podman
     "$INFRA_DIR/kubernetes.sh" build
@@ -292,11 +303,13 @@ service_build() {
 }
 
 cluster_exists() {
-    kind get clusters 2>/dev/null | grep -qx "$CLUSTER"
+    local clusters
+    clusters=$(kind get clusters 2>/dev/null) || return 1
+    grep -qx "$CLUSTER" <<<"$clusters"
 }
 
 node_address() {
-    podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$NODE_CONTAINER"
+    "$PROVIDER" inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$NODE_CONTAINER"
 }
 
 all_healthy() {
@@ -350,12 +363,11 @@ service_up() {
             || { log "CoreDNS did not become ready within 120s"; return 1; }
         log "kind cluster $CLUSTER ready in $((SECONDS - start))s"
     fi
-    if [ "$STOCK" = 0 ]; then
-        # Tests on the host reach pods by IP (the operator's control API calls).
-        ip route replace "$POD_CIDR" via "$(node_address)"
-        # Pods reach the host's services at NODE_HOST_IP through the node's default route.
-        add_host_address
-    fi
+    # Tests on the host reach pods by IP (the operator's control API calls, pods'
+    # metrics).
+    ip route replace "$POD_CIDR" via "$(node_address)"
+    # Pods reach the host's services at NODE_HOST_IP through the node's default route.
+    add_host_address
 }
 
 service_down() {

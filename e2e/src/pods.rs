@@ -341,9 +341,15 @@ impl Drop for TestNamespace {
             eprintln!("STROM_E2E_KEEP is set: keeping namespace {}", self.name);
             return;
         }
-        // Jobs left behind by a failed step: their finalizers would keep the
+        // The operator goes first (it would put a finalizer back), then the
+        // finalizers of jobs a failed step left behind: they would keep the
         // namespace once the operator is gone.
         let plane = &self.services.plane;
+        let kubeconfig = plane.kubeconfig.to_string_lossy().into_owned();
+        let _ = std::process::Command::new(&self.services.helm)
+            .args(["--kubeconfig", &kubeconfig, "--namespace", &self.name])
+            .args(["uninstall", "strom", "--wait", "--timeout", "60s"])
+            .output();
         if let Ok(jobs) = plane.run_kubectl(&["-n", &self.name, "get", "streamjobs", "-o", "name"])
         {
             for job in jobs.lines() {

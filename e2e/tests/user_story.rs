@@ -148,8 +148,16 @@ impl Orders {
         let writer = std::thread::spawn({
             let stop = Arc::clone(&stop);
             move || {
+                // Idempotent: a retried send is never an order written twice.
+                let idempotent = |client: ClientConfig| -> BaseProducer {
+                    client
+                        .clone()
+                        .set("enable.idempotence", "true")
+                        .create()
+                        .unwrap()
+                };
                 let producers: Vec<(&str, BaseProducer)> =
-                    vec![("eu", a.create().unwrap()), ("us", b.create().unwrap())];
+                    vec![("eu", idempotent(a)), ("us", idempotent(b))];
                 let mut written = Vec::new();
                 let mut sequence = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -254,6 +262,26 @@ fn objects_under(s3: &S3Server, path: &str) -> usize {
             .unwrap()
             .len()
     })
+}
+
+/// Checkpoints completed by process 0 since it started (its
+/// `strom_checkpoints_total`; 0 when it does not answer yet).
+fn checkpoints_of_pod_0(story: &TestNamespace) -> u64 {
+    let pod = story.get_json(&["pod", &format!("{JOB}-0")]);
+    let Some(ip) = pod["status"]["podIP"].as_str() else {
+        return 0;
+    };
+    let Ok(address) = format!("{ip}:8081").parse::<std::net::SocketAddr>() else {
+        return 0;
+    };
+    if std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)).is_err() {
+        return 0;
+    }
+    http_get(ip, 8081, "/metrics")
+        .lines()
+        .filter(|line| line.starts_with("strom_checkpoints_total"))
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Asserts that `expected` (reason, message prefix) pairs appear in `events` in
@@ -376,8 +404,16 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    // A runtime pod lost mid-run: the job comes back from its latest checkpoint.
+    // A runtime pod lost mid-run: the other processes lose their peer and restart,
+    // and the job comes back from its latest checkpoint and checkpoints again.
     std::thread::sleep(Duration::from_secs(5));
+    let restarts = |story: &TestNamespace| -> i64 {
+        story.get_json(&["pod", &format!("{JOB}-0")])["status"]["containerStatuses"][0]
+            ["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    let restarts_before = restarts(&story);
     let lost = format!("{JOB}-1");
     let before = story.get_json(&["pod", &lost])["metadata"]["uid"].clone();
     story.kubectl(&["delete", "pod", &lost, "--wait=false"]);
@@ -388,10 +424,12 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
             let pod: Value = serde_json::from_str(&pod).unwrap();
             pod["metadata"]["uid"] != before
         };
-        if replaced
+        let recovered = replaced
+            && restarts(&story) > restarts_before
             && story.ready_runtime_pods(JOB) == 4
             && story.job(JOB).is_some_and(|job| running_at(&job, 4))
-        {
+            && checkpoints_of_pod_0(&story) > 0;
+        if recovered {
             break;
         }
         assert!(
@@ -401,7 +439,6 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    std::thread::sleep(Duration::from_secs(5));
 
     // kubectl scale: 4 -> 1.
     story.kubectl(&["scale", &format!("streamjob/{JOB}"), "--replicas=1"]);

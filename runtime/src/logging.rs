@@ -71,20 +71,55 @@ pub fn librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
 /// structured one, also those printed by code that is not ours (timely's networking
 /// prints its connection progress) and the rows of SQL `print` tables. Only for
 /// `strom worker`: `strom run` prints a job's output on its standard output.
-pub fn capture_stdout() -> std::io::Result<()> {
+/// [`StdoutCapture::finish`] logs what is still on its way before the process ends.
+pub fn capture_stdout() -> std::io::Result<StdoutCapture> {
     use std::io::BufRead;
     let (reader, writer) = std::io::pipe()?;
     rustix::stdio::dup2_stdout(&writer)?;
     drop(writer);
-    std::thread::Builder::new()
+    let reader = std::thread::Builder::new()
         .name("strom-stdout".into())
         .spawn(move || {
-            for line in std::io::BufReader::new(reader).lines() {
-                match line {
-                    Ok(line) => tracing::info!(target: "stdout", "{line}"),
-                    Err(_) => break,
+            let mut reader = std::io::BufReader::new(reader);
+            let mut line = Vec::new();
+            // Until the last writer is gone: bytes that are not UTF-8 are replaced,
+            // never a reason to stop reading (a writer would then fail on a closed
+            // pipe).
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line);
+                        tracing::info!(target: "stdout", "{}", text.trim_end_matches(['\n', '\r']));
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read the standard output any more");
+                        break;
+                    }
                 }
             }
         })?;
-    Ok(())
+    Ok(StdoutCapture { reader })
+}
+
+/// The thread of [`capture_stdout`].
+#[derive(Debug)]
+pub struct StdoutCapture {
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl StdoutCapture {
+    /// Logs what was printed and not yet logged: flushes the standard output, points
+    /// it at `/dev/null` (the pipe's last writer goes) and waits for the reader.
+    pub fn finish(self) {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null")
+            && rustix::stdio::dup2_stdout(&null).is_ok()
+        {
+            let _ = self.reader.join();
+        }
+    }
 }

@@ -48,7 +48,7 @@ fn orders_per_customer(
             .map_err(|error| PipelineError::Kafka(error.to_string()))
     };
     let source = connect(&from.0)?;
-    let sink = KafkaSinkConfig::new(connect(&to.0)?, &to.1, "orders-per-customer");
+    let sink = KafkaSinkConfig::new(connect(&to.0)?, &to.1, "orders-per-customer").exactly_once();
     Ok(Arc::new(move |pipeline: &mut Pipeline<'_>| {
         let job = pipeline.context().settings.name.clone();
         let config = KafkaSourceConfig::new(source.clone(), &[&from.1], &format!("{job}-orders"));

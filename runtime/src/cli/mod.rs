@@ -3,14 +3,14 @@
 //! (a binary of its own, the entrypoint of its image; see `examples/custom-pipeline`):
 //!
 //! ```no_run
-//! use crate::pipelines::Pipelines;
+//! use strom_runtime::pipelines::Pipelines;
 //!
 //! fn main() -> std::process::ExitCode {
 //!     let pipelines = Pipelines::builtin().register("my-pipeline", |args, environment, output| {
 //!         # let _ = (args, environment, output);
 //!         unimplemented!("build the DataStream pipeline")
 //!     });
-//!     crate::cli::main(pipelines)
+//!     strom_runtime::cli::main(pipelines)
 //! }
 //! ```
 //!

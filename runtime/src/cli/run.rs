@@ -45,8 +45,9 @@ pub struct RunArgs {
     /// host:port of every process, comma-separated, in process order.
     #[arg(long, value_delimiter = ',', requires = "process")]
     peers: Vec<String>,
-    /// Serve the control API (status, savepoints, stop, /metrics) on this address
-    /// (process 0 only), e.g. 127.0.0.1:8081.
+    /// Serve the control API (status, savepoints, stop, /metrics) on this address,
+    /// e.g. 127.0.0.1:8081 (process 0; the other processes serve their /metrics
+    /// there when it is free, as in pods).
     #[arg(long)]
     control_address: Option<std::net::SocketAddr>,
     /// The job's run, set by `strom worker`: state lives under
@@ -212,29 +213,32 @@ fn wait_for_peers(peers: &[String]) -> anyhow::Result<()> {
 /// Runs one process of a job in a pod.
 pub fn worker(args: WorkerArgs, pipelines: &Pipelines) -> anyhow::Result<()> {
     // Every line of a pod's log a structured one, timely's own prints included.
-    crate::logging::capture_stdout().context("cannot capture standard output")?;
+    let stdout = crate::logging::capture_stdout().context("cannot capture standard output")?;
     let process = match args.process {
         Some(index) => index,
         None => host_ordinal()?,
     };
-    wait_for_peers(&args.peers)?;
-    run(
-        RunArgs {
-            manifest: args.manifest,
-            from_savepoint: args.from_savepoint,
-            resume: true,
-            parallelism: None,
-            stop_after: None,
-            work_dir: args.work_dir,
-            print_output: false,
-            process: Some(process),
-            peers: args.peers,
-            control_address: Some(args.control_address),
-            job_id: args.job_id,
-            in_pod: true,
-        },
-        pipelines,
-    )
+    let ran = wait_for_peers(&args.peers).and_then(|()| {
+        run(
+            RunArgs {
+                manifest: args.manifest,
+                from_savepoint: args.from_savepoint,
+                resume: true,
+                parallelism: None,
+                stop_after: None,
+                work_dir: args.work_dir,
+                print_output: false,
+                process: Some(process),
+                peers: args.peers,
+                control_address: Some(args.control_address),
+                job_id: args.job_id,
+                in_pod: true,
+            },
+            pipelines,
+        )
+    });
+    stdout.finish();
+    ran
 }
 
 /// Where the job's Secrets are mounted: `STROM_SECRETS_DIR`, by default where the

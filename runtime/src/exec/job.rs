@@ -182,8 +182,13 @@ pub fn run_job(
         }
         Some(run)
     } else {
-        if let Some(address) = config.control_address {
-            serve_metrics(&io, address, &control)?;
+        // Each process serves its own metrics (each pod its own address); several
+        // processes on one machine given one address (`strom run --process`) leave
+        // them to process 0.
+        if let Some(address) = config.control_address
+            && let Err(error) = serve_metrics(&io, address, &control)
+        {
+            tracing::warn!(%error, "this process's metrics are not served");
         }
         None
     };

@@ -160,21 +160,35 @@ impl ClientContext for ErrorCollector {
         }
     }
 
+    /// The lag of each partition read here: its end (the last stable offset, which
+    /// is what a reader of committed records reaches, else the high watermark) less
+    /// the offset after the last record handed to the source (librdkafka's own
+    /// `consumer_lag` counts from the committed offset, which DataStream sources
+    /// never commit). A partition with no position or end has no series.
     fn stats(&self, statistics: rdkafka::Statistics) {
         for (topic, state) in &statistics.topics {
             for (partition, state) in &state.partitions {
-                // -1: not assigned here, or no position yet; the internal
-                // partition -1 is librdkafka's own.
-                if *partition < 0 || state.consumer_lag < 0 {
+                // The internal partition -1 is librdkafka's own.
+                if *partition < 0 {
                     continue;
                 }
-                KAFKA_CONSUMER_LAG
-                    .get_or_create(&PartitionLabel {
-                        cluster: self.cluster.clone(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                    })
-                    .set(state.consumer_lag);
+                let label = PartitionLabel {
+                    cluster: self.cluster.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                let end = if state.ls_offset >= 0 {
+                    state.ls_offset
+                } else {
+                    state.hi_offset
+                };
+                if end < 0 || state.app_offset < 0 {
+                    KAFKA_CONSUMER_LAG.remove(&label);
+                } else {
+                    KAFKA_CONSUMER_LAG
+                        .get_or_create(&label)
+                        .set((end - state.app_offset).max(0));
+                }
             }
         }
     }
