@@ -404,6 +404,28 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    // Pod 0 reports how far behind each Kafka partition it reads it is (librdkafka's
+    // statistics come every 10 s).
+    let pod_0 = story.get_json(&["pod", &format!("{JOB}-0")]);
+    let pod_0_ip = pod_0["status"]["podIP"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + STEP;
+    loop {
+        let metrics = http_get(&pod_0_ip, 8081, "/metrics");
+        let lag = metrics.lines().any(|line| {
+            line.starts_with("strom_kafka_consumer_lag_records{")
+                && line.contains("cluster=\"eu\"")
+                && line.contains(&format!("topic=\"{prefix}orders\""))
+        });
+        if lag {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod 0 reports no Kafka consumer lag:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
     // A runtime pod lost mid-run: the other processes lose their peer and restart,
     // and the job comes back from its latest checkpoint and checkpoints again.
     std::thread::sleep(Duration::from_secs(5));

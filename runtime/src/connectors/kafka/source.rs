@@ -164,7 +164,8 @@ impl ClientContext for ErrorCollector {
     /// is what a reader of committed records reaches, else the high watermark) less
     /// the offset after the last record handed to the source (librdkafka's own
     /// `consumer_lag` counts from the committed offset, which DataStream sources
-    /// never commit). A partition with no position or end has no series.
+    /// never commit). Partitions this consumer has no position in are left alone:
+    /// another worker's consumer in this process may be reading them.
     fn stats(&self, statistics: rdkafka::Statistics) {
         for (topic, state) in &statistics.topics {
             for (partition, state) in &state.partitions {
@@ -172,23 +173,22 @@ impl ClientContext for ErrorCollector {
                 if *partition < 0 {
                     continue;
                 }
-                let label = PartitionLabel {
-                    cluster: self.cluster.clone(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                };
                 let end = if state.ls_offset >= 0 {
                     state.ls_offset
                 } else {
                     state.hi_offset
                 };
                 if end < 0 || state.app_offset < 0 {
-                    KAFKA_CONSUMER_LAG.remove(&label);
-                } else {
-                    KAFKA_CONSUMER_LAG
-                        .get_or_create(&label)
-                        .set((end - state.app_offset).max(0));
+                    continue;
                 }
+                let label = PartitionLabel {
+                    cluster: self.cluster.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                KAFKA_CONSUMER_LAG
+                    .get_or_create(&label)
+                    .set((end - state.app_offset).max(0));
             }
         }
     }
