@@ -246,6 +246,31 @@ pub fn consume_available(client: &ClientConfig, topic: &str, partitions: i32) ->
     values
 }
 
+/// Every committed record of `topic` now, per partition in order, as (key, value):
+/// read until nothing new comes for `quiet`.
+pub fn committed_records(
+    client: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    quiet: Duration,
+) -> Vec<Vec<(String, String)>> {
+    let consumer = committed_reader(client, topic, partitions);
+    let mut records = vec![Vec::new(); partitions as usize];
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            let text = |bytes: Option<&[u8]>| {
+                String::from_utf8(bytes.unwrap_or_default().to_vec()).unwrap()
+            };
+            records[message.partition() as usize]
+                .push((text(message.key()), text(message.payload())));
+            last = Instant::now();
+        }
+    }
+    records
+}
+
 /// A consumer of the committed records of `partitions` partitions of `topic`, from
 /// their beginning.
 fn committed_reader(client: &ClientConfig, topic: &str, partitions: i32) -> BaseConsumer {

@@ -197,6 +197,12 @@ impl TestNamespace {
         ]);
     }
 
+    /// `kubectl patch streamjob JOB --type merge` with `spec` (JSON) as its spec.
+    pub fn patch_spec(&self, job: &str, spec: &str) {
+        let patch = format!(r#"{{"spec":{spec}}}"#);
+        self.kubectl(&["patch", "streamjob", job, "--type", "merge", "-p", &patch]);
+    }
+
     /// The StreamJob `job`, if it exists.
     pub fn job(&self, job: &str) -> Option<Value> {
         let found = self.kubectl(&["get", "streamjob", job, "--ignore-not-found", "-o", "json"]);

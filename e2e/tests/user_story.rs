@@ -21,13 +21,10 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize as _;
 use serde_json::{Value, json};
-use strom_e2e::kafka::create_topic;
+use strom_e2e::kafka::{committed_records, create_topic};
 use strom_e2e::pods::{PodServices, STEP, TestNamespace, http_get, running_at};
 use strom_e2e::{KafkaClusters, S3Server, workspace_root};
 
@@ -202,40 +199,6 @@ impl Orders {
     }
 }
 
-/// Every committed record of `topic` now, per partition in order, as (key, value).
-fn committed_records(
-    client: &ClientConfig,
-    topic: &str,
-    partitions: i32,
-) -> Vec<Vec<(String, String)>> {
-    let consumer: BaseConsumer = client
-        .clone()
-        .set("group.id", strom_e2e::kafka::unique("story-reader"))
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for partition in 0..partitions {
-        list.add_partition_offset(topic, partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).unwrap();
-    let mut records = vec![Vec::new(); partitions as usize];
-    let mut last = Instant::now();
-    while last.elapsed() < Duration::from_secs(2) {
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.unwrap();
-            let text = |bytes: Option<&[u8]>| {
-                String::from_utf8(bytes.unwrap_or_default().to_vec()).unwrap()
-            };
-            records[message.partition() as usize]
-                .push((text(message.key()), text(message.payload())));
-            last = Instant::now();
-        }
-    }
-    records
-}
-
 /// Objects under the savepoint `path` (an `s3://bucket/...` URL) in MinIO.
 fn objects_under(s3: &S3Server, path: &str) -> usize {
     let prefix = path
@@ -370,15 +333,7 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
     }
 
     // kubectl patch: 2 -> 4, through a savepoint.
-    story.kubectl(&[
-        "patch",
-        "streamjob",
-        JOB,
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"parallelism":4}}"#,
-    ]);
+    story.patch_spec(JOB, r#"{"parallelism":4}"#);
     story.wait_running_at(JOB, 4, pods_at(4), &mut phases);
 
     // Every pod serves its own metrics, labelled with the job and the process: pod 1's
@@ -467,28 +422,12 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
     story.wait_running_at(JOB, 1, pods_at(1), &mut phases);
 
     // Suspended (a savepoint, no pods), then running again from it.
-    story.kubectl(&[
-        "patch",
-        "streamjob",
-        JOB,
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"desiredState":"suspended"}}"#,
-    ]);
+    story.patch_spec(JOB, r#"{"desiredState":"suspended"}"#);
     story.wait_for(JOB, "suspended", &mut phases, |job| {
         job["status"]["phase"] == "Suspended"
     });
     assert_eq!(story.runtime_pods(JOB).len(), 0, "pods of a suspended job");
-    story.kubectl(&[
-        "patch",
-        "streamjob",
-        JOB,
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"desiredState":"running"}}"#,
-    ]);
+    story.patch_spec(JOB, r#"{"desiredState":"running"}"#);
     story.wait_running_at(JOB, 1, pods_at(1), &mut phases);
     std::thread::sleep(Duration::from_secs(5));
     let written = orders.stop();
@@ -500,8 +439,9 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
     }
     let deadline = Instant::now() + STEP;
     let (copied, counts) = loop {
-        let copied: Vec<(String, String)> = committed_records(&c, &all_orders, 3).concat();
-        let counts = committed_records(&c, &per_customer, 2);
+        let copied: Vec<(String, String)> =
+            committed_records(&c, &all_orders, 3, Duration::from_secs(2)).concat();
+        let counts = committed_records(&c, &per_customer, 2, Duration::from_secs(2));
         let finals = final_counts(&counts);
         if (copied.len() >= written.len() && finals == expected_counts)
             || Instant::now() >= deadline
