@@ -68,10 +68,10 @@ kubectl_kind() {
 # cgroup host), container networks away from the e2e node's 10.88.0.0/16, and
 # /lib/modules to bind-mount (this VM's kernel ships none).
 configure_podman() {
-    local conf=/etc/containers/containers.conf
-    if ! grep -q 'strom: kind' "$conf" 2>/dev/null; then
-        mkdir -p /etc/containers
-        cat >"$conf" <<'CONF'
+    # A drop-in of our own: the machine's containers.conf is left as it is.
+    local dropin=/etc/containers/containers.conf.d/50-strom-kind.conf
+    mkdir -p "$(dirname "$dropin")"
+    cat >"$dropin" <<'CONF'
 # strom: kind (e2e/kind/kind.sh) needs these on this machine.
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=10000:10000"]
@@ -81,6 +81,9 @@ runtime = "runc"
 default_subnet = "10.213.0.0/16"
 default_subnet_pools = [{"base" = "10.214.0.0/16", "size" = 24}]
 CONF
+    # Earlier versions of this script wrote containers.conf itself.
+    if grep -q 'strom: kind' /etc/containers/containers.conf 2>/dev/null; then
+        rm /etc/containers/containers.conf
     fi
     # The podman package puts a CNI config where a host containerd looks for its
     # pod network; netavark does not use it.

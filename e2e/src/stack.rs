@@ -168,10 +168,15 @@ impl ControlPlane {
         }))
     }
 
-    /// A `kubectl` command against this control plane.
+    /// A `kubectl` command against this control plane; each of its requests
+    /// gives up after 90 s (an apiserver that stopped answering fails the test
+    /// instead of hanging it).
     pub fn kubectl(&self) -> std::process::Command {
         let mut command = std::process::Command::new(&self.kubectl);
-        command.arg("--kubeconfig").arg(&self.kubeconfig);
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--request-timeout=90s");
         command
     }
 

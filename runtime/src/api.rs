@@ -19,7 +19,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -36,6 +35,7 @@ use crate::connectors::kafka::exactly_once::exactly_once_kafka_sink;
 use crate::connectors::kafka::sink::at_least_once_kafka_sink;
 use crate::connectors::kafka::{Delivery, KafkaOutput, KafkaSinkConfig};
 use crate::exec::context::TaskContext;
+use crate::exec::control::OperatorLabel;
 use crate::exec::coordinator::coordinator;
 use crate::exec::file_sink::exactly_once_file_sink;
 use crate::exec::function::{FunctionLogic, KeyedFunction};
@@ -329,6 +329,7 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
     /// replayed.
     pub fn sink(self, mut sink: impl FnMut(u64, Vec<T>) + 'static) {
         let control = self.ctx.control.clone();
+        let series = OperatorLabel::new("sink", self.ctx.subtask);
         let stream = self.observed();
         stream.sink(Local, "Sink", move |(input, _frontier)| {
             input.for_each_stamp(|stamp, batches| {
@@ -341,7 +342,7 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
                             Item::Watermark(_) => None,
                         })
                         .collect();
-                    control.add_records_out("sink", records.len() as u64);
+                    control.add_records_out(&series, records.len() as u64);
                     if !records.is_empty() {
                         sink(epoch, records);
                     }
@@ -415,6 +416,7 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
     {
         let ctx = self.ctx.clone();
         let operator = name.to_owned();
+        let series = OperatorLabel::new(name, ctx.subtask);
         let policy = on_malformed.clone();
         let parsed = per_record(
             self.stream.clone(),
@@ -427,7 +429,7 @@ impl<'scope, T: ExchangeData + Clone> DataStream<'scope, T> {
                         ctx.control.record_failure(message.clone());
                         panic!("{message}");
                     }
-                    OnMalformed::Skip => ctx.control.add_malformed_record(&operator),
+                    OnMalformed::Skip => ctx.control.add_malformed_record(&series),
                     OnMalformed::DeadLetter(_) => out.push(Item::Record(Err(dead_letter(
                         &record,
                         &operator,
@@ -654,8 +656,7 @@ where
                 add: Box::new(add),
                 merge: Box::new(merge),
             },
-            Arc::clone(&input.ctx.control),
-            name,
+            input.ctx.operator_metrics(name),
         );
         input.keyed(name, move |record| encode_key(&route(record)), logic)
     }

@@ -23,8 +23,10 @@ pub enum LogFormat {
 /// The filter used when neither `STROM_LOG` nor `RUST_LOG` is set.
 const DEFAULT_FILTER: &str = "info";
 
-/// Installs the log for this process (once; later calls change nothing).
-pub fn init(format: LogFormat) {
+/// Installs the log for this process (once; later calls change nothing) and
+/// returns the format chosen (`Json` or `Text`). In JSON, panics are logged as
+/// error events too, so a pod's log stays one object per line.
+pub fn init(format: LogFormat) -> LogFormat {
     let filter = ["STROM_LOG", "RUST_LOG"]
         .iter()
         .find_map(|variable| {
@@ -41,11 +43,25 @@ pub fn init(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // A second call (tests start several jobs in one process) keeps the first.
-    let _ = if json {
-        builder.json().with_current_span(false).try_init()
+    if json {
+        if builder.json().with_current_span(false).try_init().is_ok() {
+            std::panic::set_hook(Box::new(|panic| {
+                let location = panic.location().map(ToString::to_string);
+                let message = panic
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|text| (*text).to_owned())
+                    .or_else(|| panic.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".to_owned());
+                let thread = std::thread::current().name().map(str::to_owned);
+                tracing::error!(location, thread, "panicked: {message}");
+            }));
+        }
+        LogFormat::Json
     } else {
-        builder.try_init()
-    };
+        let _ = builder.try_init();
+        LogFormat::Text
+    }
 }
 
 /// One of librdkafka's own log lines, as a `tracing` event of its level

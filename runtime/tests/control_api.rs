@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use strom_runtime::api::Pipeline;
+use strom_runtime::exec::control::OperatorLabel;
 use strom_runtime::exec::{
     Generator, JobConfig, JobControl, JobSettings, PipelineFn, Processes, RestoreFrom, run_job,
 };
@@ -120,9 +121,19 @@ fn the_control_api_reports_takes_savepoints_and_stops_the_job() {
 
     let (status, metrics) = request(address, "GET", "/metrics");
     assert_eq!(status, 200);
-    // Every metric is labelled with the job and the process.
+    // Every metric is labelled with the job and the process, per-operator ones
+    // also with the subtask (both of this process's).
     for (name, label, value) in [
-        ("strom_records_in_total{", "operator=\"clicks\"", None),
+        (
+            "strom_records_in_total{",
+            "operator=\"clicks\",subtask=\"0\"",
+            None,
+        ),
+        (
+            "strom_records_in_total{",
+            "operator=\"clicks\",subtask=\"1\"",
+            None,
+        ),
         ("strom_checkpoints_total{", "process=\"0\"", None),
         ("strom_savepoints_total{", "job_name=\"", Some("1")),
     ] {
@@ -178,12 +189,14 @@ fn the_control_api_reports_takes_savepoints_and_stops_the_job() {
 fn the_dashboard_queries_only_metrics_the_runtime_exports() {
     // Families show once they have a series: one of each.
     let control = JobControl::default();
-    control.add_records_in("source", 1);
-    control.add_records_out("sink", 1);
-    control.add_backpressure("source", Duration::from_millis(5));
-    control.observe_watermark("window", 0);
-    control.add_late_record("window");
-    control.add_malformed_record("source");
+    let source = OperatorLabel::new("source", 0);
+    let window = OperatorLabel::new("window", 1);
+    control.add_records_in(&source, 1);
+    control.add_records_out(&OperatorLabel::new("sink", 0), 1);
+    control.add_backpressure(&source, Duration::from_millis(5));
+    control.observe_watermark(&window, 0);
+    control.add_late_record(&window);
+    control.add_malformed_record(&source);
     strom_runtime::connectors::kafka::source::KAFKA_CONSUMER_LAG
         .get_or_create(&strom_runtime::connectors::kafka::source::PartitionLabel {
             cluster: "a".into(),

@@ -15,7 +15,8 @@
 //! `STROM_LINEAGE_SEQUENCES` sets how many sequences run (50 by default; the soak
 //! command in docs/testing.md runs 1000), `STROM_LINEAGE_SEED` the first seed, and
 //! `STROM_LINEAGE_KAFKA_EVERY` how often a sequence also writes to Kafka (every 5th
-//! by default: such a sequence takes about 18 s instead of 4).
+//! by default: such a sequence takes about 18 s instead of 4), and
+//! `STROM_LINEAGE_THREADS` how many sequences run side by side (4 by default).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -449,18 +450,53 @@ fn committed_output_is_what_the_restored_points_imply_across_random_sequences() 
         .and_then(|text| text.parse().ok())
         .unwrap_or(5)
         .max(1);
+    // Sequences are independent (each its own job name, storage and topic): they
+    // run on `STROM_LINEAGE_THREADS` threads (4 by default: most of a sequence is
+    // waiting for its processes), seeds handed out in
+    // order; the first failure is reported with its seed.
+    let threads: u64 = std::env::var("STROM_LINEAGE_THREADS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(4)
+        .clamp(1, sequences.max(1));
     let kafka = clusters();
-    for seed in first..first + sequences {
-        let with_kafka = kafka.as_ref().filter(|_| seed % kafka_every == 0);
-        sequence(seed, with_kafka);
-        // Progress for the soak (`--nocapture`).
-        eprintln!(
-            "lineage sequence {seed} passed{}",
-            if with_kafka.is_some() {
-                " (with Kafka)"
-            } else {
-                ""
+    let next = std::sync::atomic::AtomicU64::new(first);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    while !failed.load(std::sync::atomic::Ordering::SeqCst) {
+                        let seed = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if seed >= first + sequences {
+                            break;
+                        }
+                        let with_kafka = kafka.as_ref().filter(|_| seed % kafka_every == 0);
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                sequence(seed, with_kafka)
+                            }));
+                        if let Err(panic) = outcome {
+                            failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                            std::panic::resume_unwind(panic);
+                        }
+                        // Progress for the soak (`--nocapture`).
+                        eprintln!(
+                            "lineage sequence {seed} passed{}",
+                            if with_kafka.is_some() {
+                                " (with Kafka)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
             }
-        );
-    }
+        }
+    });
 }

@@ -175,9 +175,17 @@ fn a_wrong_secret_key_fails_the_job_with_a_clear_error_that_hides_it() {
     );
     assert!(!output.status.success(), "the job ran with a wrong key");
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // Not on a terminal, the log is JSON lines: the failure is one of them.
     let error = stderr
         .lines()
-        .find(|line| line.starts_with("strom run: "))
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["level"] == "ERROR" && line["fields"]["command"] == "strom run")
+        .map(|line| {
+            line["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .unwrap_or_else(|| panic!("no error line: {stderr}"));
     assert!(
         error.contains(&format!("s3://{}/{prefix}", server.bucket)),

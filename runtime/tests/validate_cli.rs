@@ -169,3 +169,61 @@ fn strom_run_logs_json_lines() {
     // Filtered to warnings: no info lines.
     assert!(run("warn").iter().all(|line| line["level"] != "INFO"));
 }
+
+/// A job that fails logs JSON lines to the end: the worker's panic and the
+/// command's failure are error events with their causes, no plain text.
+#[test]
+fn a_failing_job_logs_its_panic_and_failure_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("part-0.json"), "{\"n\": 1}\nnot json at all\n").unwrap();
+    let script = dir.path().join("bad-input.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE TABLE numbers (n BIGINT) WITH ('connector' = 'filesystem',
+               'path' = 'file://{}', 'format' = 'json');
+             CREATE TABLE out (n BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT n FROM numbers;",
+            input.display()
+        ),
+    )
+    .unwrap();
+    let out = strom()
+        .current_dir(dir.path())
+        .args(["run", "--log-format", "json", "--work-dir"])
+        .arg(dir.path().join("work"))
+        .arg(&script)
+        .output()
+        .expect("strom runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .split(['\n', '\r'])
+        .filter_map(|line| line.find('{').map(|start| &line[start..]))
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let errors: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|line| line["level"] == "ERROR")
+        .collect();
+    let message = |line: &serde_json::Value| line["fields"]["message"].to_string();
+    assert!(
+        errors
+            .iter()
+            .any(|line| message(line).contains("panicked: source")
+                && message(line).contains("not json at all")
+                && line["fields"]["location"].is_string()),
+        "no panic event in {errors:?}"
+    );
+    let failed = errors
+        .iter()
+        .find(|line| line["fields"]["command"] == "strom run")
+        .unwrap_or_else(|| panic!("no failure event in {errors:?}"));
+    assert!(message(failed).contains("not json at all"), "{failed}");
+    assert!(
+        !stderr.contains("panicked at"),
+        "plain-text panic on stderr: {stderr}"
+    );
+}

@@ -72,22 +72,24 @@ pub fn main(pipelines: Pipelines) -> ExitCode {
     // Failpoints named in FAILPOINTS (tests crash the job at chosen points).
     let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
-    crate::logging::init(cli.log_format);
+    let format = crate::logging::init(cli.log_format);
+    let exit_code = |command: &str, result: anyhow::Result<()>| match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // In a pod the failure is one more JSON line of the log.
+            if format == crate::logging::LogFormat::Json {
+                tracing::error!(command, "failed: {}", describe(&error));
+            } else {
+                eprintln!("{command}: {}", describe(&error));
+            }
+            ExitCode::FAILURE
+        }
+    };
     match cli.command {
         Command::Validate { manifests } => validate(&manifests, &pipelines),
         Command::Run(args) => exit_code("strom run", run::run(args, &pipelines)),
         Command::Worker(args) => exit_code("strom worker", run::worker(args, &pipelines)),
         Command::Explain { file } => exit_code("strom explain", explain(&file)),
-    }
-}
-
-fn exit_code(command: &str, result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("{command}: {}", describe(&error));
-            ExitCode::FAILURE
-        }
     }
 }
 

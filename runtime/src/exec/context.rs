@@ -110,6 +110,15 @@ impl TaskContext {
         self.settings.partitioning
     }
 
+    /// This subtask's handle on the metrics of `operator`.
+    pub fn operator_metrics(&self, operator: &str) -> crate::exec::control::OperatorMetrics {
+        crate::exec::control::OperatorMetrics::new(
+            Arc::clone(&self.control),
+            operator,
+            self.subtask,
+        )
+    }
+
     /// The local working folder of `operator` on this subtask.
     pub fn operator_dir(&self, operator: &str) -> PathBuf {
         self.settings

@@ -3,6 +3,7 @@
 //! progress line read it; the coordinator and the operators write it.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -71,11 +72,51 @@ pub struct Snapshots {
     pub last_error: Option<String>,
 }
 
-/// The label of per-operator metrics.
+/// The labels of per-operator metrics: one series per operator and subtask.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OperatorLabel {
     /// The operator's name.
     pub operator: String,
+    /// The subtask (the operator's parallel instance, 0 to parallelism - 1).
+    pub subtask: u32,
+}
+
+impl OperatorLabel {
+    /// The series of subtask `subtask` of the operator `operator`.
+    pub fn new(operator: &str, subtask: u32) -> Self {
+        Self {
+            operator: operator.to_owned(),
+            subtask,
+        }
+    }
+}
+
+/// One operator subtask's handle on the job's metrics, for operators counting
+/// late or malformed records as they go.
+#[derive(Clone, Debug)]
+pub struct OperatorMetrics {
+    control: std::sync::Arc<JobControl>,
+    series: OperatorLabel,
+}
+
+impl OperatorMetrics {
+    /// The metrics of subtask `subtask` of the operator `operator`.
+    pub fn new(control: std::sync::Arc<JobControl>, operator: &str, subtask: u32) -> Self {
+        Self {
+            control,
+            series: OperatorLabel::new(operator, subtask),
+        }
+    }
+
+    /// Counts a record dropped as too late.
+    pub fn add_late_record(&self) {
+        self.control.add_late_record(&self.series);
+    }
+
+    /// Counts a record that could not be parsed and was skipped.
+    pub fn add_malformed_record(&self) {
+        self.control.add_malformed_record(&self.series);
+    }
 }
 
 /// The job's Prometheus metrics, in Prometheus' units (seconds, bytes). Every
@@ -229,6 +270,8 @@ pub struct JobControl {
     pub metrics: Metrics,
     records_in_total: AtomicU64,
     records_out_total: AtomicU64,
+    /// Malformed records skipped per operator, over its subtasks.
+    malformed_totals: Mutex<BTreeMap<String, u64>>,
     snapshots: Mutex<Snapshots>,
     savepoint_requests: Mutex<Vec<SavepointRequest>>,
     built_workers: AtomicU64,
@@ -399,72 +442,63 @@ impl JobControl {
         self.shutdown.load(Ordering::SeqCst)
     }
 
-    /// Counts records read by the source `operator`.
-    pub fn add_records_in(&self, operator: &str, count: u64) {
-        let label = OperatorLabel {
-            operator: operator.to_owned(),
-        };
-        self.metrics.records_in.get_or_create(&label).inc_by(count);
+    /// Counts records read by a source subtask.
+    pub fn add_records_in(&self, source: &OperatorLabel, count: u64) {
+        self.metrics.records_in.get_or_create(source).inc_by(count);
         self.records_in_total.fetch_add(count, Ordering::Relaxed);
     }
 
-    /// Counts records written by the sink `operator`.
-    pub fn add_records_out(&self, operator: &str, count: u64) {
-        let label = OperatorLabel {
-            operator: operator.to_owned(),
-        };
-        self.metrics.records_out.get_or_create(&label).inc_by(count);
+    /// Counts records written by a sink subtask.
+    pub fn add_records_out(&self, sink: &OperatorLabel, count: u64) {
+        self.metrics.records_out.get_or_create(sink).inc_by(count);
         self.records_out_total.fetch_add(count, Ordering::Relaxed);
     }
 
-    /// Counts a record `operator` dropped as too late.
-    pub fn add_late_record(&self, operator: &str) {
-        let label = OperatorLabel {
-            operator: operator.to_owned(),
-        };
-        self.metrics.late_records.get_or_create(&label).inc();
+    /// Counts a record an operator subtask dropped as too late.
+    pub fn add_late_record(&self, operator: &OperatorLabel) {
+        self.metrics.late_records.get_or_create(operator).inc();
     }
 
-    /// Counts a record `operator` could not parse and skipped.
-    pub fn add_malformed_record(&self, operator: &str) {
-        let label = OperatorLabel {
-            operator: operator.to_owned(),
-        };
-        self.metrics.malformed_records.get_or_create(&label).inc();
+    /// Counts a record an operator subtask could not parse and skipped.
+    pub fn add_malformed_record(&self, operator: &OperatorLabel) {
+        self.metrics.malformed_records.get_or_create(operator).inc();
+        *self
+            .malformed_totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(operator.operator.clone())
+            .or_default() += 1;
     }
 
-    /// How many records `operator` could not parse and skipped so far.
+    /// How many records the operator `operator` (all its subtasks in this
+    /// process) could not parse and skipped so far.
     pub fn malformed_records(&self, operator: &str) -> u64 {
-        let label = OperatorLabel {
-            operator: operator.to_owned(),
-        };
-        self.metrics.malformed_records.get_or_create(&label).get()
+        self.malformed_totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(operator)
+            .copied()
+            .unwrap_or(0)
     }
 
-    /// Counts time the source `operator` spent held back.
-    pub fn add_backpressure(&self, operator: &str, held_back: std::time::Duration) {
-        let label = OperatorLabel {
-            operator: operator.to_owned(),
-        };
+    /// Counts time a source subtask spent held back.
+    pub fn add_backpressure(&self, source: &OperatorLabel, held_back: std::time::Duration) {
         self.metrics
             .backpressure_seconds
-            .get_or_create(&label)
+            .get_or_create(source)
             .inc_by(held_back.as_secs_f64());
     }
 
-    /// Notes that `operator`'s watermark advanced to `watermark` (ms since the Unix
-    /// epoch).
-    pub fn observe_watermark(&self, operator: &str, watermark: u64) {
+    /// Notes that an operator subtask's watermark advanced to `watermark` (ms
+    /// since the Unix epoch).
+    pub fn observe_watermark(&self, operator: &OperatorLabel, watermark: u64) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as u64);
         let lag = now.saturating_sub(watermark) as f64 / 1000.0;
-        let label = OperatorLabel {
-            operator: operator.to_owned(),
-        };
         self.metrics
             .watermark_lag_seconds
-            .get_or_create(&label)
+            .get_or_create(operator)
             .set(lag);
     }
 

@@ -21,6 +21,7 @@ use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use super::context::TaskContext;
+use super::control::OperatorLabel;
 use super::item::Item;
 use crate::checkpoint::{
     PendingCommit, RunId, SnapshotAck, SnapshotId, StorageError, SubtaskSnapshot, open_store,
@@ -132,6 +133,7 @@ pub fn exactly_once_file_sink<'scope, T: 'static>(
     let (mut ack_output, acks) = builder.new_output::<Vec<SnapshotAck>>();
     let ctx = ctx.clone();
     let operator = operator.to_owned();
+    let series = OperatorLabel::new(&operator, ctx.subtask);
 
     builder.build(move |capabilities| {
         let mut ack_cap = capabilities.into_iter().next().map(|mut cap| {
@@ -186,7 +188,7 @@ pub fn exactly_once_file_sink<'scope, T: 'static>(
                             written += 1;
                         }
                     }
-                    ctx.control.add_records_out(&operator, written);
+                    ctx.control.add_records_out(&series, written);
                 }
             });
             let Some(cap) = ack_cap.as_mut() else { return };

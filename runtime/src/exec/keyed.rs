@@ -21,6 +21,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use super::context::TaskContext;
+use super::control::OperatorLabel;
 use super::exchange::by_subtask;
 use super::item::{EventTime, Item, Watermark, WatermarkTracker, fan_out_watermarks};
 use super::snapshot::Uploader;
@@ -415,6 +416,7 @@ where
 
     let ctx = ctx.clone();
     let operator = operator.to_owned();
+    let series = OperatorLabel::new(&operator, ctx.subtask);
     let activator = scope.worker().sync_activator_for(info.address.to_vec());
     let uploader = Uploader::start(
         &ctx.io,
@@ -456,7 +458,7 @@ where
                         apply_items(items, logic, state, &mut tracker, worker)
                             .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
                     if let Some(watermark) = advanced {
-                        ctx.control.observe_watermark(&operator, watermark);
+                        ctx.control.observe_watermark(&series, watermark);
                     }
                     if !outputs.is_empty() {
                         data_output

@@ -21,6 +21,7 @@ use timely::dataflow::{Scope, Stream};
 use xxhash_rust::xxh64::xxh64;
 
 use super::context::TaskContext;
+use super::control::OperatorLabel;
 use super::item::{EventTime, Item, Watermark};
 use crate::checkpoint::{SnapshotAck, SubtaskSnapshot};
 
@@ -382,6 +383,7 @@ pub fn split_source<'scope, S: SplitSource>(
     let (mut ack_output, ack_stream) = builder.new_output::<Vec<SnapshotAck>>();
     let ctx = ctx.clone();
     let operator = operator.to_owned();
+    let series = OperatorLabel::new(&operator, ctx.subtask);
 
     builder.build(move |capabilities| {
         let mut epoch = ctx.start_epoch;
@@ -445,7 +447,7 @@ pub fn split_source<'scope, S: SplitSource>(
             match (held_back, held_back_since) {
                 (true, None) => held_back_since = Some(now),
                 (false, Some(since)) => {
-                    ctx.control.add_backpressure(&operator, since.elapsed());
+                    ctx.control.add_backpressure(&series, since.elapsed());
                     held_back_since = None;
                 }
                 _ => {}
@@ -478,7 +480,7 @@ pub fn split_source<'scope, S: SplitSource>(
                         Item::Watermark(_) => 0,
                     })
                     .sum();
-                ctx.control.add_records_in(&operator, records);
+                ctx.control.add_records_in(&series, records);
             }
             // Also when drained: a subtask without splits, or whose splits all
             // ended, reports a watermark past every time.

@@ -10,13 +10,12 @@
 //! late records.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::control::JobControl;
+use super::control::OperatorMetrics;
 use super::item::EventTime;
 use super::keyed::{KeyedLogic, KeyedState, encode_key};
 use super::timers::{Timer, TimerIndex};
@@ -136,8 +135,7 @@ pub struct WindowLogic<K, T, A, F> {
     watermark: EventTime,
     fire: TimerIndex,
     cleanup: TimerIndex,
-    control: Arc<JobControl>,
-    operator: String,
+    metrics: OperatorMetrics,
     types: PhantomData<fn() -> K>,
 }
 
@@ -149,8 +147,7 @@ impl<K, T, A, F> WindowLogic<K, T, A, F> {
         kind: WindowKind,
         allowed_lateness: Duration,
         aggregation: Aggregation<T, A>,
-        control: Arc<JobControl>,
-        operator: &str,
+        metrics: OperatorMetrics,
     ) -> Self {
         Self {
             key,
@@ -161,14 +158,13 @@ impl<K, T, A, F> WindowLogic<K, T, A, F> {
             watermark: 0,
             fire: TimerIndex::new(FIRE_TIMERS),
             cleanup: TimerIndex::new(CLEANUP_TIMERS),
-            control,
-            operator: operator.to_owned(),
+            metrics,
             types: PhantomData,
         }
     }
 
     fn count_late(&self) {
-        self.control.add_late_record(&self.operator);
+        self.metrics.add_late_record();
     }
 }
 

@@ -228,20 +228,20 @@ impl SqlJob {
                     let routed = stream.flat_map(move |batch: SqlBatch| {
                         split_by_subtask(&batch, &encoder, |key| partitioning.subtask_of_key(key))
                     });
-                    let control = routed.context().control.clone();
+                    let metrics = routed.context().operator_metrics(&aggregate.name);
                     let route = |routed: &Routed| routed.subtask;
                     if let WindowSpec::Session { .. } = aggregate.spec {
                         let logic = SessionAggregateLogic::new(
                             Arc::clone(&aggregate),
                             &input_schema,
-                            control,
+                            metrics,
                         );
                         Some(routed.keyed_by_subtask(&aggregate.name, route, logic)?)
                     } else {
                         let logic = WindowAggregateLogic::new(
                             Arc::clone(&aggregate),
                             &input_schema,
-                            control,
+                            metrics,
                         );
                         Some(routed.keyed_by_subtask(&aggregate.name, route, logic)?)
                     }
@@ -353,8 +353,7 @@ impl SqlJob {
                     Arc::clone(&table.stored),
                     table.projection.clone(),
                     &table.name,
-                    &name,
-                    Arc::clone(&pipeline.context().control),
+                    pipeline.context().operator_metrics(&name),
                 );
                 match event_times {
                     Some(times) => pipeline.source_with_event_times(&name, source, times),
@@ -390,8 +389,7 @@ impl SqlJob {
                     table.projection.clone(),
                     options.parse_errors,
                     &table.name,
-                    &name,
-                    Arc::clone(&pipeline.context().control),
+                    pipeline.context().operator_metrics(&name),
                 );
                 let source = match table.connector {
                     TableConnector::UpsertKafka(_) => source.reading_upserts(),

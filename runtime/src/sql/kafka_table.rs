@@ -18,7 +18,8 @@ use super::error::{SqlError, SqlResult};
 use super::script::{ColumnDefinition, TableDefinition};
 use super::sources::{ReadProjection, decode_text};
 use crate::connectors::kafka::{KafkaOutput, KafkaRecord, KafkaSource};
-use crate::exec::{JobControl, ReadStatus, SourceError, SplitId, SplitSource};
+use crate::exec::control::OperatorMetrics;
+use crate::exec::{ReadStatus, SourceError, SplitId, SplitSource};
 
 /// A value of the record a `METADATA` column holds (Flink's keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -757,9 +758,8 @@ pub struct KafkaTableSource {
     projection: Option<ReadProjection>,
     parse_errors: ParseErrors,
     table: String,
-    /// The source operator's name, under which skipped records are counted.
-    operator: String,
-    control: Arc<JobControl>,
+    /// Where skipped records are counted.
+    metrics: OperatorMetrics,
     buffer: Vec<KafkaRecord>,
     /// Whether the topic is read as upserts (`upsert-kafka`): batches carry the
     /// op column, `+U` for a value and `-D` for a tombstone.
@@ -767,8 +767,8 @@ pub struct KafkaTableSource {
 }
 
 impl KafkaTableSource {
-    /// The table `table` read from `records`; skipped records are counted under
-    /// `operator` in `control`'s metrics.
+    /// The table `table` read from `records`; skipped records are counted in
+    /// `metrics`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         records: KafkaSource,
@@ -776,8 +776,7 @@ impl KafkaTableSource {
         projection: Option<ReadProjection>,
         parse_errors: ParseErrors,
         table: &str,
-        operator: &str,
-        control: Arc<JobControl>,
+        metrics: OperatorMetrics,
     ) -> Self {
         Self {
             records,
@@ -785,8 +784,7 @@ impl KafkaTableSource {
             projection,
             parse_errors,
             table: table.to_owned(),
-            operator: operator.to_owned(),
-            control,
+            metrics,
             buffer: Vec::new(),
             upserts: false,
         }
@@ -847,7 +845,7 @@ impl SplitSource for KafkaTableSource {
                 (batch, None, skipped)
             };
             for _ in 0..skipped {
-                self.control.add_malformed_record(&self.operator);
+                self.metrics.add_malformed_record();
             }
             if batch.num_rows() > 0 {
                 let batch = match (&self.projection, &kinds) {

@@ -30,7 +30,7 @@ use super::state_shape::{StateShape, describe};
 use super::window_aggregate::{KeyEncoder, Routed};
 use super::window_tvf::WindowSpec;
 use crate::exec::EventTime;
-use crate::exec::control::JobControl;
+use crate::exec::control::OperatorMetrics;
 use crate::exec::keyed::{KeyedLogic, KeyedState};
 use crate::state::{StateError, TableId};
 
@@ -68,14 +68,14 @@ pub struct SessionAggregateLogic {
     /// Keys whose sessions changed since the last checkpoint.
     changed: HashSet<Box<[u8]>>,
     state_fields: Vec<FieldRef>,
-    control: Arc<JobControl>,
+    metrics: OperatorMetrics,
     shape: StateShape,
 }
 
 impl SessionAggregateLogic {
     /// The logic of `node` (a `SESSION` window), whose input has `input` as
     /// schema.
-    pub fn new(node: Arc<WindowAggregate>, input: &Schema, control: Arc<JobControl>) -> Self {
+    pub fn new(node: Arc<WindowAggregate>, input: &Schema, metrics: OperatorMetrics) -> Self {
         let WindowSpec::Session { gap } = node.spec else {
             panic!("a session aggregate of another window: {}", node.spec);
         };
@@ -95,7 +95,7 @@ impl SessionAggregateLogic {
             watermark: i64::MIN,
             changed: HashSet::new(),
             state_fields,
-            control,
+            metrics,
         }
     }
 
@@ -257,7 +257,7 @@ impl KeyedLogic<Routed, SqlBatch> for SessionAggregateLogic {
             self.changed.insert(key.clone());
         }
         for _ in 0..late {
-            self.control.add_late_record(&self.node.name);
+            self.metrics.add_late_record();
         }
         Ok(())
     }

@@ -14,7 +14,8 @@ use arrow::datatypes::{DataType, SchemaRef};
 use super::batch::{RowKind, SqlBatch, interleave_batches};
 use super::connectors::{DatagenOptions, FieldGenerator, ParseErrors, TextFormat};
 use super::lower::Computed;
-use crate::exec::{FileSource, JobControl, ReadStatus, SourceError, SplitId, SplitSource};
+use crate::exec::control::OperatorMetrics;
+use crate::exec::{FileSource, ReadStatus, SourceError, SplitId, SplitSource};
 use crate::pipelines::mix;
 
 /// Computes a table's full rows (computed columns added) from its stored ones.
@@ -325,15 +326,14 @@ pub struct FileTableSource {
     stored: SchemaRef,
     projection: Option<ReadProjection>,
     table: String,
-    /// The source operator's name, under which skipped records are counted.
-    operator: String,
-    control: Arc<JobControl>,
+    /// Where skipped records are counted.
+    metrics: OperatorMetrics,
     lines: Vec<String>,
 }
 
 impl FileTableSource {
     /// The files of `dir`, decoded into rows of `stored`; skipped records are
-    /// counted under `operator` in `control`'s metrics.
+    /// counted in `metrics`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         files: FileSource,
@@ -342,8 +342,7 @@ impl FileTableSource {
         stored: SchemaRef,
         projection: Option<ReadProjection>,
         table: &str,
-        operator: &str,
-        control: Arc<JobControl>,
+        metrics: OperatorMetrics,
     ) -> Self {
         Self {
             files,
@@ -352,8 +351,7 @@ impl FileTableSource {
             stored,
             projection,
             table: table.to_owned(),
-            operator: operator.to_owned(),
-            control,
+            metrics,
             lines: Vec::new(),
         }
     }
@@ -516,7 +514,7 @@ impl SplitSource for FileTableSource {
                 |_| split.to_string(),
             )?;
             for _ in kept.len()..values.len() {
-                self.control.add_malformed_record(&self.operator);
+                self.metrics.add_malformed_record();
             }
             let batch = match &self.projection {
                 Some(projection) => projection.apply(batch)?,

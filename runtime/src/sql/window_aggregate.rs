@@ -29,7 +29,7 @@ use super::batch::{SqlBatch, restored_watermark, timestamps_ms};
 use super::lower::{GroupColumn, WindowAggregate};
 use super::state_shape::{StateShape, describe};
 use crate::exec::EventTime;
-use crate::exec::control::JobControl;
+use crate::exec::control::OperatorMetrics;
 use crate::exec::keyed::{KeyedLogic, KeyedState};
 use crate::state::{KeyGroup, StateError, TableId};
 
@@ -232,13 +232,13 @@ pub struct WindowAggregateLogic {
     watermark: i64,
     /// The (key group, entry key) of each entry written at the last checkpoint.
     persisted: Vec<(KeyGroup, Vec<u8>)>,
-    control: Arc<JobControl>,
+    metrics: OperatorMetrics,
     shape: StateShape,
 }
 
 impl WindowAggregateLogic {
     /// The logic of `node`, whose input has `input` as schema.
-    pub fn new(node: Arc<WindowAggregate>, input: &Schema, control: Arc<JobControl>) -> Self {
+    pub fn new(node: Arc<WindowAggregate>, input: &Schema, metrics: OperatorMetrics) -> Self {
         let encoder = KeyEncoder::new(&node, input);
         let functions = node
             .aggregates
@@ -259,7 +259,7 @@ impl WindowAggregateLogic {
             pending_ends: BTreeSet::new(),
             watermark: i64::MIN,
             persisted: Vec::new(),
-            control,
+            metrics,
         }
     }
 
@@ -499,7 +499,7 @@ impl KeyedLogic<Routed, SqlBatch> for WindowAggregateLogic {
             by_slice[slice].1.push(row as u32);
         }
         for _ in 0..late {
-            self.control.add_late_record(&self.node.name);
+            self.metrics.add_late_record();
         }
         let all_rows = by_slice.len() == 1 && late == 0;
         for (slice_end, rows) in by_slice {

@@ -18,6 +18,7 @@ use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use super::connection::ClusterConnection;
 use crate::checkpoint::{SnapshotAck, SubtaskSnapshot};
 use crate::exec::context::TaskContext;
+use crate::exec::control::OperatorLabel;
 use crate::exec::item::Item;
 
 /// A record to write to Kafka.
@@ -188,6 +189,7 @@ pub fn at_least_once_kafka_sink<'scope, T: 'static>(
     let (mut ack_output, acks) = builder.new_output::<Vec<SnapshotAck>>();
     let ctx = ctx.clone();
     let operator = operator.to_owned();
+    let series = OperatorLabel::new(&operator, ctx.subtask);
 
     builder.build(move |capabilities| {
         let mut ack_cap = capabilities.into_iter().next().map(|mut cap| {
@@ -207,7 +209,7 @@ pub fn at_least_once_kafka_sink<'scope, T: 'static>(
                         .unwrap_or_else(|error| fail_now(&ctx, &operator, &config, &error));
                     written += 1;
                 }
-                ctx.control.add_records_out(&operator, written);
+                ctx.control.add_records_out(&series, written);
             });
             producer.poll(Duration::ZERO);
             if let Some(error) = producer.context().take() {

@@ -155,6 +155,9 @@ impl ClientContext for ErrorCollector {
                 .lock()
                 .expect("not poisoned")
                 .get_or_insert_with(|| format!("{error}: {reason}"));
+        } else if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            // The end of a partition, reached on every catch-up: not a problem.
+            tracing::debug!(reason, "end of partition");
         } else {
             tracing::warn!(%error, reason, "Kafka client error (retried)");
         }

@@ -53,6 +53,7 @@ use super::sink::{DeliveryErrors, KafkaOutput, KafkaSinkConfig, fail_now, send};
 use crate::checkpoint::{RunId, SnapshotAck, SnapshotId, SubtaskSnapshot};
 use crate::connectors::kafka::retry::with_retries;
 use crate::exec::context::TaskContext;
+use crate::exec::control::OperatorLabel;
 use crate::exec::item::Item;
 use crate::state::codec;
 
@@ -351,6 +352,7 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
     let (mut ack_output, acks) = builder.new_output::<Vec<SnapshotAck>>();
     let ctx = ctx.clone();
     let operator = operator.to_owned();
+    let series = OperatorLabel::new(&operator, ctx.subtask);
 
     builder.build(move |capabilities| {
         let mut ack_cap = capabilities.into_iter().next().map(|mut cap| {
@@ -375,7 +377,7 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
                         outputs.push(serialize(&record));
                     }
                 }
-                ctx.control.add_records_out(&operator, outputs.len() as u64);
+                ctx.control.add_records_out(&series, outputs.len() as u64);
                 let slot = match open.get(&checkpoint) {
                     Some(&index) => Some(index),
                     // Records of a later checkpoint never pass those waiting.
