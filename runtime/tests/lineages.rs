@@ -471,7 +471,8 @@ fn committed_output_is_what_the_restored_points_imply_across_random_sequences() 
                         if seed >= first + sequences {
                             break;
                         }
-                        let with_kafka = kafka.as_ref().filter(|_| seed % kafka_every == 0);
+                        let with_kafka =
+                            kafka.as_ref().filter(|_| seed.is_multiple_of(kafka_every));
                         let outcome =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                                 sequence(seed, with_kafka)
