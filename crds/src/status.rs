@@ -12,6 +12,11 @@ pub struct StreamJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<JobPhase>,
 
+    /// When the job entered its phase: the deadline of the phase's step (pods
+    /// ready, pods gone) counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_started_at: Option<Time>,
+
     /// Parallelism the job runs at now (the scale subresource's replicas).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<i32>,

@@ -33,8 +33,13 @@ use crate::target::Target;
 /// Timeouts, limits and polling intervals of the decisions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
-    /// How long a savepoint may take before it counts as failed.
+    /// How long a savepoint may take before it counts as failed, from the time
+    /// it was first asked for (answered or not).
     pub savepoint_timeout: Duration,
+    /// How long the pods of a deployment may take to be ready and running, and
+    /// the old pods to go, before the job is reported stuck (Degraded and a
+    /// Warning Event naming what it waits for; the step goes on).
+    pub step_timeout: Duration,
     /// Wait before the first retry of a failed savepoint; doubled each attempt.
     pub retry_backoff: Duration,
     /// The longest wait between retries.
@@ -53,6 +58,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             savepoint_timeout: Duration::from_secs(300),
+            step_timeout: Duration::from_secs(300),
             retry_backoff: Duration::from_secs(10),
             max_retry_backoff: Duration::from_secs(600),
             crash_loop_restarts: 5,
@@ -408,7 +414,15 @@ impl<'a, 'i> Next<'a, 'i> {
             self.requeue = Requeue::After(self.settings.poll_interval);
         } else {
             let phase = self.status.phase.unwrap_or(JobPhase::Deploying);
-            self.not_ready(phase_reason(phase), self.waiting_for_pods(&deployed));
+            let waiting = self.waiting_for_pods(&deployed);
+            if self.step_overdue() {
+                let message = format!(
+                    "the job is not running {}s after it was deployed: {waiting}",
+                    self.settings.step_timeout.as_secs()
+                );
+                self.report_stuck("DeploymentStuck", message);
+            }
+            self.not_ready(phase_reason(phase), waiting);
             self.requeue = Requeue::After(self.settings.step_interval);
         }
     }
@@ -423,9 +437,14 @@ impl<'a, 'i> Next<'a, 'i> {
             return self.new_job();
         };
         if self.status.manual_savepoint.is_some() {
-            // A manual savepoint under way is finished first: it is quick, and a
-            // stop would leave it unanswered.
-            return self.manual_savepoint_progress();
+            // A manual savepoint under way is finished first (within its
+            // deadline): a stop would leave it unanswered. Health is watched
+            // meanwhile.
+            self.manual_savepoint_progress();
+            let requeue = self.requeue;
+            self.watch_health(&deployed);
+            self.requeue = requeue;
+            return;
         }
         let suspend = self.input.spec.desired_state == DesiredState::Suspended;
         let target = self.target();
@@ -491,14 +510,11 @@ impl<'a, 'i> Next<'a, 'i> {
             self.enter(JobPhase::Running, "Running", "nothing to change".into());
             return;
         };
-        let Some(request) = change.savepoint_request else {
-            self.act(
-                Action::StopWithSavepoint,
-                Requeue::After(self.settings.step_interval),
-            );
-            return;
+        let outcome = match change.savepoint_request {
+            Some(request) => self.savepoint_outcome(request, true),
+            None => None,
         };
-        match self.savepoint_outcome(request, true) {
+        match outcome {
             Some(SavepointOutcome::Completed(path)) => {
                 self.record_savepoint(&path, change.reason);
                 if let Some(change) = &mut self.status.change {
@@ -515,17 +531,22 @@ impl<'a, 'i> Next<'a, 'i> {
             Some(SavepointOutcome::Pending) | None => {
                 let waited = self.input.now.duration_since(change.step_started_at.0);
                 if waited >= signed(self.settings.savepoint_timeout) {
-                    let detail = match &self.input.runtime {
-                        RuntimeSeen::Unreachable(error) => {
-                            format!("; the control API did not answer: {error}")
-                        }
-                        _ => String::new(),
-                    };
                     let error = format!(
-                        "not completed within {}s{detail}",
-                        self.settings.savepoint_timeout.as_secs()
+                        "not completed within {}s{}",
+                        self.settings.savepoint_timeout.as_secs(),
+                        self.unreachable_detail()
                     );
                     self.savepoint_failed(&change, &error);
+                } else if change.savepoint_request.is_none() {
+                    // Not accepted yet (or its id not recorded): asked again.
+                    self.not_ready(
+                        "Savepointing",
+                        "asking the job to stop with a savepoint".into(),
+                    );
+                    self.act(
+                        Action::StopWithSavepoint,
+                        Requeue::After(self.settings.step_interval),
+                    );
                 } else {
                     self.not_ready("Savepointing", "stopping with a savepoint".into());
                     self.requeue = Requeue::After(self.settings.step_interval);
@@ -540,6 +561,16 @@ impl<'a, 'i> Next<'a, 'i> {
         let seen = &self.input.deployment;
         if seen.stateful_set.is_some() || seen.pods > 0 {
             let note = format!("removing the job's pods ({} left)", seen.pods);
+            if self.step_overdue() {
+                let message = format!(
+                    "{} pod(s) of the job still there {}s after their removal was asked \
+                     for (a pod on a lost node stays until the node is removed or the pod \
+                     is deleted with --force)",
+                    seen.pods,
+                    self.settings.step_timeout.as_secs()
+                );
+                self.report_stuck("TeardownStuck", message);
+            }
             self.not_ready("Rescaling", note);
             self.act(
                 Action::TearDown,
@@ -801,14 +832,9 @@ impl<'a, 'i> Next<'a, 'i> {
         let Some(manual) = self.status.manual_savepoint.clone() else {
             return;
         };
-        let Some(request) = manual.request else {
-            self.act(
-                Action::TriggerSavepoint,
-                Requeue::After(self.settings.step_interval),
-            );
-            return;
-        };
-        let outcome = self.savepoint_outcome(request, false);
+        let outcome = manual
+            .request
+            .and_then(|request| self.savepoint_outcome(request, false));
         let waited = self.input.now.duration_since(manual.requested_at.0);
         let failure = match outcome {
             Some(SavepointOutcome::Completed(path)) => {
@@ -817,9 +843,18 @@ impl<'a, 'i> Next<'a, 'i> {
             }
             Some(SavepointOutcome::Failed(error)) => Some(error),
             _ if waited >= signed(self.settings.savepoint_timeout) => Some(format!(
-                "not completed within {}s",
-                self.settings.savepoint_timeout.as_secs()
+                "not completed within {}s{}",
+                self.settings.savepoint_timeout.as_secs(),
+                self.unreachable_detail()
             )),
+            _ if manual.request.is_none() => {
+                // Not accepted yet (or its id not recorded): asked again.
+                self.act(
+                    Action::TriggerSavepoint,
+                    Requeue::After(self.settings.step_interval),
+                );
+                return;
+            }
             _ => {
                 self.requeue = Requeue::After(self.settings.step_interval);
                 return;
@@ -997,6 +1032,34 @@ impl<'a, 'i> Next<'a, 'i> {
             )
     }
 
+    /// What the control API said when it did not answer, for a timeout's message.
+    fn unreachable_detail(&self) -> String {
+        match &self.input.runtime {
+            RuntimeSeen::Unreachable(error) => {
+                format!("; the control API did not answer: {error}")
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// Whether the current phase has lasted past the step deadline.
+    fn step_overdue(&self) -> bool {
+        self.status.phase_started_at.as_ref().is_some_and(|since| {
+            self.input.now.duration_since(since.0) >= signed(self.settings.step_timeout)
+        })
+    }
+
+    /// Reports a step past its deadline: Degraded with `reason` and `message`, and
+    /// a Warning Event the first time. The step goes on (pods may yet come, or go).
+    fn report_stuck(&mut self, reason: &'static str, message: String) {
+        let reported = conditions::get(&self.status.conditions, ConditionType::Degraded)
+            .is_some_and(|c| c.status == "True" && c.reason == reason);
+        if !reported {
+            self.event(true, reason, message.clone());
+        }
+        self.set_degraded(Some((reason, message)));
+    }
+
     fn waiting_for_pods(&self, deployed: &Target) -> String {
         let ready = self
             .input
@@ -1015,6 +1078,7 @@ impl<'a, 'i> Next<'a, 'i> {
     fn enter(&mut self, phase: JobPhase, reason: &'static str, note: String) {
         if self.status.phase != Some(phase) {
             self.event(phase == JobPhase::Failed, reason, note);
+            self.status.phase_started_at = Some(Time(self.input.now));
         }
         self.status.phase = Some(phase);
     }
@@ -1060,6 +1124,10 @@ impl<'a, 'i> Next<'a, 'i> {
         let generation = self.input.generation;
         self.status.observed_generation = Some(generation);
         self.status.selector = Some(pod_selector(self.input.name));
+        if self.status.phase.is_some() && self.status.phase_started_at.is_none() {
+            // A status from before phases were timed: the deadline starts now.
+            self.status.phase_started_at = Some(Time(now));
+        }
         let conditions = &mut self.status.conditions;
         match &self.input.spec_error {
             None => conditions::set(

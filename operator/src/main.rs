@@ -44,6 +44,10 @@ struct Args {
     /// How long a savepoint may take, in seconds.
     #[arg(long, env = "STROM_SAVEPOINT_TIMEOUT_SECONDS", default_value_t = 300)]
     savepoint_timeout: u64,
+    /// How long a deployment's pods may take to run, and old pods to go, before
+    /// the job is reported stuck (Degraded, a Warning Event), in seconds.
+    #[arg(long, env = "STROM_STEP_TIMEOUT_SECONDS", default_value_t = 300)]
+    step_timeout: u64,
     /// Reach every job's control API at this URL instead of its Service's DNS name
     /// (an operator run outside the cluster, through a port-forward).
     #[arg(long, env = "STROM_CONTROL_URL", conflicts_with = "control_via_pod_ip")]
@@ -91,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
     }
     config.resources.image_pull_policy = args.image_pull_policy;
     config.decide.savepoint_timeout = Duration::from_secs(args.savepoint_timeout);
+    config.decide.step_timeout = Duration::from_secs(args.step_timeout);
     if let Some(url) = args.control_url {
         config.control_access = ControlAccess::Fixed(url);
     } else if args.control_via_pod_ip {

@@ -1042,14 +1042,27 @@ struct World {
     deployments: Vec<Deployment>,
     /// Savepoints written.
     savepoints: Vec<String>,
+    /// Seconds between two looks of the operator (1 when 0).
+    seconds_per_look: i64,
+    /// Until this second the job's control API does not answer.
+    control_down_until: i64,
+    /// The second of the current look.
+    now: i64,
 }
 
 impl World {
+    fn control_down(&self) -> bool {
+        self.now < self.control_down_until
+    }
+
     fn observe(&self) -> (DeploymentSeen, RuntimeSeen) {
         let Some(deployment) = &self.stateful_set else {
             return (DeploymentSeen::default(), RuntimeSeen::NotAsked);
         };
         let seen = deployed(&deployment.target, deployment.target.spec.pods());
+        if self.control_down() {
+            return (seen, RuntimeSeen::Unreachable("connection refused".into()));
+        }
         let runtime = match self.stop_requested {
             None => answered(RuntimeState::Running, vec![]),
             Some(id) => answered(
@@ -1082,6 +1095,7 @@ impl World {
                 self.deployments.push(deployment.as_ref().clone());
                 None
             }
+            Action::StopWithSavepoint if self.control_down() => None,
             Action::StopWithSavepoint => {
                 let id = *self.stop_requested.get_or_insert(1);
                 let path = format!("s3://b/sp-{id}");
@@ -1111,6 +1125,7 @@ fn run_cycle(
     crash_at: Option<(usize, bool)>,
 ) -> StreamJobStatus {
     for look in 0..40 {
+        world.now = look as i64 * world.seconds_per_look.max(1);
         let (deployment, runtime) = world.observe();
         let input = Input {
             name: "clicks",
@@ -1123,7 +1138,7 @@ fn run_cycle(
             credentials: credentials(),
             deployment,
             runtime,
-            now: at(look as i64),
+            now: at(world.now),
             new_job_id: "run-new",
         };
         let decision = decide(&input, &Settings::default());
@@ -1197,6 +1212,195 @@ fn a_new_job_reaches_running_whatever_step_the_operator_stops_at() {
             );
             assert_eq!(status.phase, Some(JobPhase::Running));
             assert_eq!(world.deployments.last().unwrap().restore_from, None);
+        }
+    }
+}
+
+// ---- Deadlines: no step waits forever (issue 17, points 1 and 2) ----
+
+#[test]
+fn a_stop_never_accepted_fails_at_the_savepoint_deadline() {
+    // The control API never answered the stop: no request id was ever recorded.
+    let mut case = Case::in_cycle(
+        JobPhase::Savepointing,
+        4,
+        change(SavepointReason::Rescale, UpgradeMode::Savepoint),
+    );
+    case.runtime = RuntimeSeen::Unreachable("connection refused".into());
+    case.now = at(100);
+    assert_eq!(case.decide().action, Action::StopWithSavepoint);
+
+    case.now = at(301);
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Running));
+    assert_ne!(decision.action, Action::StopWithSavepoint);
+    let degraded = condition(&decision, ConditionType::Degraded);
+    assert_eq!(degraded.status, "True");
+    assert!(
+        degraded.message.contains("connection refused"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(reasons(&decision), ["SavepointFailed", "Running"]);
+    let change = decision.status.change.as_ref().unwrap();
+    assert_eq!(change.failed_attempts, 1);
+    assert!(change.retry_at.is_some());
+}
+
+#[test]
+fn deleting_a_job_whose_stop_is_never_accepted_ends_at_the_deadline() {
+    let mut case = Case::in_cycle(
+        JobPhase::Savepointing,
+        2,
+        change(SavepointReason::Delete, UpgradeMode::Savepoint),
+    );
+    case.deleting = true;
+    case.runtime = RuntimeSeen::Unreachable("connection refused".into());
+    case.now = at(301);
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::RemoveFinalizer);
+    assert_eq!(reasons(&decision), ["FinalSavepointFailed"]);
+}
+
+#[test]
+fn a_manual_savepoint_never_accepted_ends_at_the_deadline_and_health_is_watched() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.savepoint_trigger_nonce = Some(3);
+    case.status.manual_savepoint = Some(ManualSavepointStatus {
+        nonce: 3,
+        requested_at: Time(at(0)),
+        request: None,
+    });
+    // Every pod is down: the control API does not answer.
+    case.deployment = deployed(&target(&case.spec), 0);
+    case.runtime = RuntimeSeen::Unreachable("connection refused".into());
+    case.now = at(100);
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::TriggerSavepoint);
+    let ready = condition(&decision, ConditionType::Ready);
+    assert_eq!(ready.status, "False", "{ready:?}");
+    assert!(ready.message.contains("0 of 2 pod(s) ready"), "{ready:?}");
+
+    case.now = at(301);
+    let decision = case.decide();
+    assert_ne!(decision.action, Action::TriggerSavepoint);
+    assert_eq!(decision.status.manual_savepoint, None);
+    assert_eq!(decision.status.handled_savepoint_nonce, Some(3));
+    assert_eq!(reasons(&decision), ["SavepointFailed"]);
+    assert!(decision.events[0].note.contains("connection refused"));
+    assert_eq!(condition(&decision, ConditionType::Ready).status, "False");
+}
+
+#[test]
+fn pods_that_never_become_ready_are_reported_at_the_deploy_deadline() {
+    let first = Case::new().decide();
+    assert_eq!(first.status.phase_started_at, Some(Time(at(0))));
+    let deployed_target = deployment_of(&first).target.clone();
+    let mut case = Case {
+        status: first.status.clone(),
+        deployment: deployed(&deployed_target, 0),
+        runtime: RuntimeSeen::NotAsked,
+        now: at(100),
+        ..Case::new()
+    };
+    let waiting = case.decide();
+    assert!(waiting.events.is_empty());
+    assert_eq!(condition(&waiting, ConditionType::Degraded).status, "False");
+
+    case.now = at(301);
+    let overdue = case.decide();
+    assert_eq!(overdue.status.phase, Some(JobPhase::Deploying));
+    assert_eq!(overdue.action, Action::Nothing);
+    let degraded = condition(&overdue, ConditionType::Degraded);
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "DeploymentStuck")
+    );
+    assert!(
+        degraded.message.contains("0 of 2 pod(s) ready"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(reasons(&overdue), ["DeploymentStuck"]);
+    assert!(overdue.events[0].warning);
+
+    // Reported once; cleared when the job runs.
+    case.status = overdue.status;
+    case.now = at(320);
+    assert!(case.decide().events.is_empty());
+    case.deployment = deployed(&deployed_target, 2);
+    case.runtime = answered(RuntimeState::Running, vec![]);
+    let running = case.decide();
+    assert_eq!(running.status.phase, Some(JobPhase::Running));
+    assert_eq!(condition(&running, ConditionType::Degraded).status, "False");
+}
+
+#[test]
+fn pods_that_never_go_away_are_reported_at_the_teardown_deadline() {
+    let mut case = Case::in_cycle(
+        JobPhase::Rescaling,
+        4,
+        ChangeStatus {
+            restore_from: Some("s3://b/sp-1".into()),
+            ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+        },
+    );
+    case.status.phase_started_at = Some(Time(at(0)));
+    case.deployment.stateful_set = None;
+    case.deployment.pods = 1;
+    case.now = at(301);
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::TearDown);
+    assert_eq!(decision.status.phase, Some(JobPhase::Rescaling));
+    let degraded = condition(&decision, ConditionType::Degraded);
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "TeardownStuck")
+    );
+    assert!(
+        degraded.message.contains("1 pod(s)"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(reasons(&decision), ["TeardownStuck"]);
+}
+
+#[test]
+fn a_rescale_whose_stop_is_not_accepted_for_a_while_completes_whatever_step_the_operator_stops_at()
+{
+    // The control API answers nothing for 400 s (pods Pending after a node loss,
+    // say): the stop is not accepted by its deadline, the job goes back to
+    // Running (Degraded) and the change is retried once the API answers.
+    let old = spec(2, UpgradeMode::Savepoint);
+    let new = spec(4, UpgradeMode::Savepoint);
+    let start = Case::running(old.clone());
+    for step in 0..12 {
+        for after_acting in [false, true] {
+            let mut world = World {
+                stateful_set: Some(Deployment {
+                    target: target(&old),
+                    job_id: "run-1".into(),
+                    restore_from: None,
+                }),
+                seconds_per_look: 40,
+                control_down_until: 400,
+                ..World::default()
+            };
+            let status = run_cycle(
+                &new,
+                start.status.clone(),
+                &mut world,
+                Some((step, after_acting)),
+            );
+            let last = world.deployments.last().expect("a deployment");
+            assert_eq!(last.target.spec.parallelism, 4);
+            assert_eq!(last.restore_from.as_deref(), Some("s3://b/sp-1"));
+            assert_eq!(world.savepoints, ["s3://b/sp-1"]);
+            assert_eq!(status.parallelism, Some(4));
+            assert!(
+                status.restarts == 0 && status.last_savepoint.is_some(),
+                "{status:#?}"
+            );
         }
     }
 }
