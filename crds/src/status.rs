@@ -75,6 +75,11 @@ pub struct StreamJobStatus {
     /// (each job restart restarts every pod once): how restarts are counted.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub pod_restarts_seen: i32,
+
+    /// When the job's recent restarts happened (those within the operator's
+    /// crash-loop window): a job is failed only for restarts close together.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_restarts: Vec<Time>,
 }
 
 fn is_zero(value: &i32) -> bool {

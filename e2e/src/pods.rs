@@ -126,15 +126,36 @@ impl TestNamespace {
         applied.unwrap_or_else(|error| panic!("kubectl apply: {error}"));
     }
 
-    /// The Secret `name` with `data` (key to value).
+    /// The Secret `name` with `data` (key to value), created (not applied: an
+    /// applied object keeps its values in the last-applied annotation) from a
+    /// file only this user reads.
     pub fn create_secret(&self, name: &str, data: Value) {
-        self.apply(&serde_json::json!({
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let secret = serde_json::json!({
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": name},
             "type": "Opaque",
             "stringData": data,
-        }));
+        });
+        let file = std::env::temp_dir().join(format!("{}.json", unique("secret")));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .and_then(|mut out| out.write_all(secret.to_string().as_bytes()))
+            .unwrap_or_else(|error| panic!("writing {}: {error}", file.display()));
+        let created = self.services.plane.run_kubectl(&[
+            "create",
+            "-n",
+            &self.name,
+            "-f",
+            &file.to_string_lossy(),
+        ]);
+        let _ = std::fs::remove_file(&file);
+        created.unwrap_or_else(|error| panic!("creating Secret {name}: {error}"));
     }
 
     /// The Secret `s3-creds` with MinIO's keys, as jobs' `state.storageSecret`.
@@ -249,10 +270,11 @@ impl TestNamespace {
             running_at(found, parallelism)
         });
         let deadline = Instant::now() + STEP;
-        while self.ready_runtime_pods(job) != pods {
+        // Exactly `pods` pods, every one ready: none more, ready or not.
+        while self.ready_runtime_pods(job) != pods || self.runtime_pods(job).len() != pods {
             assert!(
                 Instant::now() < deadline,
-                "{pods} ready pod(s) expected at parallelism {parallelism}\n{}",
+                "{pods} pod(s), all ready, expected at parallelism {parallelism}\n{}",
                 self.diagnosis(job)
             );
             std::thread::sleep(Duration::from_millis(500));
@@ -396,7 +418,11 @@ pub fn running_at(job: &Value, parallelism: i64) -> bool {
 /// network from this machine).
 pub fn http_get(host: &str, port: u16, path: &str) -> String {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect((host, port))
+    let address = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .unwrap_or_else(|| panic!("no address for {host}:{port}"));
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(10))
         .unwrap_or_else(|error| panic!("connecting to {host}:{port}: {error}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

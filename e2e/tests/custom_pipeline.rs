@@ -29,6 +29,9 @@ fn job(services: &PodServices, image: &str, input: &str, output: &str, prefix: &
     assert_eq!(spec["kafkaClusters"][0]["name"], "orders");
     spec["kafkaClusters"][0]["bootstrapServers"] = json!(services.kafka_for_pods.a);
     spec["state"] = services.state_spec(&format!("{prefix}jobs"), "2s");
+    // Two slots per pod: pods = parallelism / 2, so the pod count is shown to
+    // follow slotsPerPod (not one pod per slot).
+    spec["slotsPerPod"] = json!(2);
     job
 }
 
@@ -91,7 +94,7 @@ fn a_pipeline_of_the_users_own_image_runs_and_rescales_in_pods() {
 
     namespace.apply(&job(services, &image, &input, &output, &prefix));
     let mut phases = Vec::new();
-    namespace.wait_running_at(JOB, 2, 2, &mut phases);
+    namespace.wait_running_at(JOB, 2, 1, &mut phases);
     let pod = namespace.get_json(&["pod", &format!("{JOB}-0")]);
     assert_eq!(pod["spec"]["containers"][0]["image"], image.as_str());
     assert_eq!(
@@ -100,8 +103,8 @@ fn a_pipeline_of_the_users_own_image_runs_and_rescales_in_pods() {
     );
 
     // Rescaled through a savepoint: the counts go on from the state.
-    namespace.kubectl(&["scale", &format!("streamjob/{JOB}"), "--replicas=3"]);
-    namespace.wait_running_at(JOB, 3, 3, &mut phases);
+    namespace.kubectl(&["scale", &format!("streamjob/{JOB}"), "--replicas=4"]);
+    namespace.wait_running_at(JOB, 4, 2, &mut phases);
     produce_with(&to_input, &input, &orders(500, 800), None);
     assert_eq!(
         counts_reach(&client, &output, &expected(800)),

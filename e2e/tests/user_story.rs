@@ -199,8 +199,9 @@ impl Orders {
     }
 }
 
-/// Objects under the savepoint `path` (an `s3://bucket/...` URL) in MinIO.
-fn objects_under(s3: &S3Server, path: &str) -> usize {
+/// Whether the savepoint `path` (an `s3://bucket/...` URL) is complete in MinIO:
+/// its manifest, written last, is there beside its state.
+fn savepoint_in_minio(s3: &S3Server, path: &str) -> bool {
     let prefix = path
         .strip_prefix(&format!("s3://{}/", s3.bucket))
         .unwrap_or_else(|| panic!("{path} is not in the bucket {}", s3.bucket));
@@ -223,7 +224,8 @@ fn objects_under(s3: &S3Server, path: &str) -> usize {
             .try_collect::<Vec<_>>()
             .await
             .unwrap()
-            .len()
+            .iter()
+            .any(|object| object.location.filename() == Some("_manifest"))
     })
 }
 
@@ -507,7 +509,7 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
     for savepoint in &history {
         let path = savepoint["path"].as_str().unwrap();
         assert!(
-            objects_under(&services.s3, path) > 0,
+            savepoint_in_minio(&services.s3, path),
             "savepoint {path} is not in MinIO"
         );
     }
@@ -544,10 +546,43 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
         })
         .expect("the final savepoint's Event");
     assert!(
-        objects_under(&services.s3, final_savepoint) > 0,
+        savepoint_in_minio(&services.s3, final_savepoint),
         "the final savepoint {final_savepoint} is not in MinIO"
     );
     eprintln!("phases: {phases:?}");
+    // The phases seen while waiting (between the steps, polled) are those of the
+    // story's steps, in order; the long ones (pods starting, suspended) are seen.
+    let expected = [
+        "Deploying",
+        "Running",
+        "Savepointing",
+        "Rescaling",
+        "Restoring",
+        "Running",
+        "Savepointing",
+        "Rescaling",
+        "Restoring",
+        "Running",
+        "Savepointing",
+        "Rescaling",
+        "Suspended",
+        "Restoring",
+        "Running",
+    ];
+    let seen: Vec<&str> = phases
+        .iter()
+        .map(String::as_str)
+        .filter(|phase| !phase.is_empty())
+        .collect();
+    let mut rest = expected.iter();
+    assert!(
+        seen.iter()
+            .all(|phase| rest.any(|expected| expected == phase)),
+        "phases {seen:?} are not in the order of {expected:?}"
+    );
+    for long in ["Restoring", "Suspended", "Running"] {
+        assert!(seen.contains(&long), "phase {long} never seen: {seen:?}");
+    }
 }
 
 /// A record of the upsert topic: (customer, their count of orders).

@@ -44,8 +44,12 @@ pub struct Settings {
     pub retry_backoff: Duration,
     /// The longest wait between retries.
     pub max_retry_backoff: Duration,
-    /// Restarts of a crash-looping runtime container after which the job fails.
+    /// Restarts of the job within `crash_loop_window` after which a
+    /// crash-looping job fails (each one restarted it from its latest checkpoint).
     pub crash_loop_restarts: i32,
+    /// The window restarts are counted in: restarts further apart never fail
+    /// the job.
+    pub crash_loop_window: Duration,
     /// Savepoints kept in `status.savepointHistory`.
     pub savepoint_history: usize,
     /// How often a running job is looked at.
@@ -62,6 +66,7 @@ impl Default for Settings {
             retry_backoff: Duration::from_secs(10),
             max_retry_backoff: Duration::from_secs(600),
             crash_loop_restarts: 5,
+            crash_loop_window: Duration::from_secs(600),
             savepoint_history: 10,
             poll_interval: Duration::from_secs(15),
             step_interval: Duration::from_secs(2),
@@ -914,12 +919,26 @@ impl<'a, 'i> Next<'a, 'i> {
         }
     }
 
-    /// Counts restarts of the job from the pods' restart counts.
+    /// Counts restarts of the job from the pods' restart counts, and keeps when
+    /// those within the crash-loop window happened.
     fn count_restarts(&mut self) {
+        let now = self.input.now;
+        let window = signed(self.settings.crash_loop_window);
+        self.status
+            .recent_restarts
+            .retain(|at| now.duration_since(at.0) < window);
         let highest = self.input.deployment.max_restart_count;
         let seen = self.status.pod_restarts_seen;
         if highest > seen {
-            self.status.restarts += highest - seen;
+            let new = highest - seen;
+            self.status.restarts += new;
+            // Enough to tell a crash loop; never an unbounded list.
+            let keep = self.settings.crash_loop_restarts.max(1) as usize;
+            for _ in 0..new.min(keep as i32) {
+                self.status.recent_restarts.push(Time(now));
+            }
+            let excess = self.status.recent_restarts.len().saturating_sub(keep);
+            self.status.recent_restarts.drain(..excess);
             let note = format!(
                 "a runtime pod failed; the job restarts from its latest checkpoint (restart {})",
                 self.status.restarts
@@ -934,12 +953,16 @@ impl<'a, 'i> Next<'a, 'i> {
         let Some(crash) = &self.input.deployment.crash_loop else {
             return false;
         };
-        if crash.restarts < self.settings.crash_loop_restarts {
+        let recent = self.status.recent_restarts.len() as i32;
+        if recent < self.settings.crash_loop_restarts {
             return false;
         }
+        let minutes = self.settings.crash_loop_window.as_secs().div_ceil(60);
         let note = format!(
-            "a runtime container crashed {} times in a row: {}",
-            crash.restarts, crash.reason
+            "the job crashed {recent} times within {minutes} minutes, each time restarted \
+             from its latest checkpoint: {}. Fix the cause, then change the spec or bump \
+             spec.restartNonce to start it again from its latest checkpoint",
+            crash.reason
         );
         self.status.parallelism = Some(0);
         self.enter(JobPhase::Failed, "Failed", note.clone());

@@ -87,8 +87,9 @@ pub fn librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
 /// structured one, also those printed by code that is not ours (timely's networking
 /// prints its connection progress) and the rows of SQL `print` tables. Only for
 /// `strom worker`: `strom run` prints a job's output on its standard output.
-/// [`StdoutCapture::finish`] logs what is still on its way before the process ends.
-pub fn capture_stdout() -> std::io::Result<StdoutCapture> {
+/// [`finish_stdout_capture`] logs what is still on its way before the process ends
+/// (also when it ends on SIGTERM).
+pub fn capture_stdout() -> std::io::Result<()> {
     use std::io::BufRead;
     let (reader, writer) = std::io::pipe()?;
     rustix::stdio::dup2_stdout(&writer)?;
@@ -117,25 +118,30 @@ pub fn capture_stdout() -> std::io::Result<StdoutCapture> {
                 }
             }
         })?;
-    Ok(StdoutCapture { reader })
+    *STDOUT_READER.lock().unwrap_or_else(|p| p.into_inner()) = Some(reader);
+    Ok(())
 }
 
-/// The thread of [`capture_stdout`].
-#[derive(Debug)]
-pub struct StdoutCapture {
-    reader: std::thread::JoinHandle<()>,
-}
+/// The thread of [`capture_stdout`], while it runs.
+static STDOUT_READER: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(None);
 
-impl StdoutCapture {
-    /// Logs what was printed and not yet logged: flushes the standard output, points
-    /// it at `/dev/null` (the pipe's last writer goes) and waits for the reader.
-    pub fn finish(self) {
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null")
-            && rustix::stdio::dup2_stdout(&null).is_ok()
-        {
-            let _ = self.reader.join();
-        }
+/// Logs what was printed and not yet logged, if standard output is captured:
+/// flushes it, points it at `/dev/null` (the pipe's last writer goes) and waits
+/// for the reader. Later prints go nowhere.
+pub fn finish_stdout_capture() {
+    use std::io::Write;
+    let Some(reader) = STDOUT_READER
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    else {
+        return;
+    };
+    let _ = std::io::stdout().flush();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null")
+        && rustix::stdio::dup2_stdout(&null).is_ok()
+    {
+        let _ = reader.join();
     }
 }

@@ -404,6 +404,8 @@ fn a_spec_changed_while_deploying_redeploys_with_the_same_restore_point() {
 #[test]
 fn a_crash_loop_fails_the_job_with_the_reason_and_removes_its_pods() {
     let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    // Five restarts seen now, within the crash-loop window.
+    case.deployment.max_restart_count = 5;
     case.deployment.crash_loop = Some(CrashLoop {
         restarts: 5,
         reason: "exit code 1: Kafka cluster b: Authentication failed".into(),
@@ -418,7 +420,8 @@ fn a_crash_loop_fails_the_job_with_the_reason_and_removes_its_pods() {
         "{}",
         ready.message
     );
-    assert!(decision.events[0].warning);
+    assert!(decision.events.iter().all(|event| event.warning));
+    assert!(ready.message.contains("restartNonce"), "{}", ready.message);
 
     // Later looks keep the reason while the pods go.
     case.status = decision.status.clone();
@@ -440,7 +443,8 @@ fn a_crash_loop_fails_the_job_with_the_reason_and_removes_its_pods() {
     };
     case.deployment = deployed(&target(&case.spec), 2);
 
-    // Fewer restarts: not yet a crash loop.
+    // Fewer restarts within the window: not yet a crash loop.
+    case.status.recent_restarts.truncate(2);
     case.deployment.crash_loop = Some(CrashLoop {
         restarts: 2,
         reason: "exit code 1".into(),
@@ -1403,4 +1407,63 @@ fn a_rescale_whose_stop_is_not_accepted_for_a_while_completes_whatever_step_the_
             );
         }
     }
+}
+
+// ---- Crash loops are counted within a window (issue 17, point 3) ----
+
+#[test]
+fn old_restarts_do_not_count_towards_a_crash_loop() {
+    // A job running for a week, restarted five times long ago.
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.status.restarts = 5;
+    case.status.pod_restarts_seen = 5;
+    case.now = at(7 * 24 * 3600);
+    // One new crash: the container's lifetime count is 6.
+    case.deployment.max_restart_count = 6;
+    case.deployment.crash_loop = Some(CrashLoop {
+        restarts: 6,
+        reason: "exit code 137".into(),
+    });
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Running));
+    assert_eq!(decision.status.restarts, 6);
+    assert_eq!(reasons(&decision), ["JobRestarted"]);
+
+    // Four more within minutes: now a crash loop.
+    case.status = decision.status;
+    for (restarts, minute) in [(7, 1), (8, 2), (9, 4)] {
+        case.deployment.max_restart_count = restarts;
+        case.now = at(7 * 24 * 3600 + minute * 60);
+        let decision = case.decide();
+        assert_eq!(decision.status.phase, Some(JobPhase::Running), "{restarts}");
+        case.status = decision.status;
+    }
+    case.deployment.max_restart_count = 10;
+    case.now = at(7 * 24 * 3600 + 6 * 60);
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Failed));
+    let ready = condition(&decision, ConditionType::Ready);
+    assert!(
+        ready.message.contains("5 times within 10 minutes"),
+        "{}",
+        ready.message
+    );
+}
+
+#[test]
+fn restarts_spread_beyond_the_window_never_fail_the_job() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    for restart in 1..=12 {
+        case.deployment.max_restart_count = restart;
+        case.deployment.crash_loop = Some(CrashLoop {
+            restarts: restart,
+            reason: "exit code 1".into(),
+        });
+        // One restart every 3 minutes: at most 4 within any 10 minutes.
+        case.now = at(i64::from(restart) * 180);
+        let decision = case.decide();
+        assert_eq!(decision.status.phase, Some(JobPhase::Running), "{restart}");
+        case.status = decision.status;
+    }
+    assert_eq!(case.status.restarts, 12);
 }

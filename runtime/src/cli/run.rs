@@ -213,7 +213,7 @@ fn wait_for_peers(peers: &[String]) -> anyhow::Result<()> {
 /// Runs one process of a job in a pod.
 pub fn worker(args: WorkerArgs, pipelines: &Pipelines) -> anyhow::Result<()> {
     // Every line of a pod's log a structured one, timely's own prints included.
-    let stdout = crate::logging::capture_stdout().context("cannot capture standard output")?;
+    crate::logging::capture_stdout().context("cannot capture standard output")?;
     let process = match args.process {
         Some(index) => index,
         None => host_ordinal()?,
@@ -237,7 +237,7 @@ pub fn worker(args: WorkerArgs, pipelines: &Pipelines) -> anyhow::Result<()> {
             pipelines,
         )
     });
-    stdout.finish();
+    crate::logging::finish_stdout_capture();
     ran
 }
 
@@ -400,19 +400,25 @@ fn handle_signals(control: Arc<JobControl>) -> anyhow::Result<()> {
                             tracing::info!("interrupted: stopping with a savepoint (Ctrl-C again to abort)");
                             control.request_stop();
                             tokio::select! {
-                                _ = tokio::signal::ctrl_c() => std::process::exit(130),
-                                _ = terminate.recv() => std::process::exit(143),
+                                _ = tokio::signal::ctrl_c() => exit_now(130),
+                                _ = terminate.recv() => exit_now(143),
                             }
                         }
                     }
                     _ = terminate.recv() => {
                         tracing::info!("terminated");
-                        std::process::exit(143);
+                        exit_now(143);
                     }
                 }
             });
         })?;
     Ok(())
+}
+
+/// Ends the process on a signal, the lines printed so far logged first.
+fn exit_now(code: i32) -> ! {
+    crate::logging::finish_stdout_capture();
+    std::process::exit(code)
 }
 
 /// How progress is shown: rewriting one line on a terminal every second, or (in a
