@@ -108,8 +108,14 @@ pub struct ChangeStatus {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failed_attempts: i32,
     /// After a failed attempt: not before this time is the savepoint tried again.
+    /// None after the last attempt failed: the change is given up until the spec
+    /// changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<Time>,
+    /// The revision of the target the change goes to (see the operator's
+    /// `Target`): a given-up change is tried again only for another target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_revision: Option<String>,
 }
 
 /// A savepoint asked for through `savepointTriggerNonce`, not yet completed.

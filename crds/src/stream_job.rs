@@ -35,6 +35,12 @@ pub const MAX_MAX_PARALLELISM: i32 = 32768;
     status = "StreamJobStatus",
     derive = "PartialEq",
     doc = "A streaming job run by the Strom operator.",
+    validation = Rule::new(
+        "self.metadata.name.size() <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"
+    )
+    .message(
+        "metadata.name must be at most 52 lowercase letters, digits and '-', starting with a letter and ending with a letter or digit: it names the job's StatefulSet, pods and Services"
+    ),
     scale(
         spec_replicas_path = ".spec.parallelism",
         status_replicas_path = ".status.parallelism",
@@ -64,6 +70,19 @@ pub const MAX_MAX_PARALLELISM: i32 = 32768;
         type_ = "string",
         description = "Whether the job runs and makes progress",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        description = "Why the job is or is not ready",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        description = "What the job waits for, or what went wrong",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = "1"
     ),
     printcolumn(
         name = "Last Savepoint",
@@ -162,6 +181,14 @@ pub struct StreamJobSpec {
     /// stopping the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint_trigger_nonce: Option<i64>,
+
+    /// How long a savepoint may take (`90s`, `10m`) before the attempt counts as
+    /// failed; the operator's `--savepoint-timeout` (5 minutes) when not set. A
+    /// stop drains the job's sources meanwhile. Changing it needs no redeploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('10s')")
+        .message("savepointTimeout must be a duration of at least 10s, such as 90s or 10m"))]
+    pub savepoint_timeout: Option<kube::core::Duration>,
 
     /// Change this number to restart the job's pods (going through the upgrade
     /// cycle of `upgradeMode`).

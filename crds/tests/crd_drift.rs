@@ -21,3 +21,33 @@ fn committed_crd_matches_the_types() {
         );
     }
 }
+
+/// `kubectl get streamjobs` says why a job is not ready (issue 17, point 6): the
+/// Ready condition's reason, and with `-o wide` its message.
+#[test]
+fn the_printer_columns_show_why_a_job_is_not_ready() {
+    let crd = strom_crds::crd::stream_job_crd();
+    let columns = crd.spec.versions[0]
+        .additional_printer_columns
+        .clone()
+        .unwrap_or_default();
+    let column = |name: &str| {
+        columns
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no {name} column in {columns:?}"))
+            .clone()
+    };
+    let reason = column("Reason");
+    assert_eq!(
+        reason.json_path,
+        ".status.conditions[?(@.type==\"Ready\")].reason"
+    );
+    assert_eq!(reason.priority, None);
+    let message = column("Message");
+    assert_eq!(
+        message.json_path,
+        ".status.conditions[?(@.type==\"Ready\")].message"
+    );
+    assert_eq!(message.priority, Some(1));
+}

@@ -215,14 +215,38 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
         actor.record_status(job, &decision.status).await?
     };
     actor.publish(&job, &decision.events).await;
-    let after = actor
+    let acted = actor
         .act(
             &job,
             &decision.status,
             &decision.action,
             control_url.as_deref(),
         )
-        .await?;
+        .await;
+    let after = match acted {
+        Ok(after) => after,
+        Err(Error::Kubernetes {
+            action,
+            source: kube::Error::Api(refusal),
+        }) if refusal.code < 500 && decision.action != decide::Action::RemoveFinalizer => {
+            // Refused, not failed: the user sees why (a condition, an Event), and
+            // the next look tries again.
+            let (status, event) = decide::record_refused_action(
+                decision.status.clone(),
+                &decision.action,
+                &refusal.message,
+                job.metadata.generation.unwrap_or_default(),
+                Timestamp::now(),
+            );
+            actor.record_status(&job, &status).await?;
+            actor.publish(&job, event.as_slice()).await;
+            return Err(Error::Kubernetes {
+                action,
+                source: kube::Error::Api(refusal),
+            });
+        }
+        Err(error) => return Err(error),
+    };
     if let Some(after) = after {
         actor.record_status(&job, &after).await?;
     }

@@ -44,6 +44,9 @@ pub struct Settings {
     pub retry_backoff: Duration,
     /// The longest wait between retries.
     pub max_retry_backoff: Duration,
+    /// Failed savepoint attempts after which a change is given up: the job keeps
+    /// running its previous spec (Degraded) until the spec changes.
+    pub max_savepoint_attempts: i32,
     /// Restarts of the job within `crash_loop_window` after which a
     /// crash-looping job fails (each one restarted it from its latest checkpoint).
     pub crash_loop_restarts: i32,
@@ -65,6 +68,7 @@ impl Default for Settings {
             step_timeout: Duration::from_secs(300),
             retry_backoff: Duration::from_secs(10),
             max_retry_backoff: Duration::from_secs(600),
+            max_savepoint_attempts: 5,
             crash_loop_restarts: 5,
             crash_loop_window: Duration::from_secs(600),
             savepoint_history: 10,
@@ -115,6 +119,31 @@ pub struct DeploymentSeen {
     pub max_restart_count: i32,
     /// A runtime container waiting in `CrashLoopBackOff`.
     pub crash_loop: Option<CrashLoop>,
+    /// Why a pod of the job cannot start, if one cannot (an image that cannot be
+    /// pulled, a pod no node takes, a missing ConfigMap or Secret key, a pod the
+    /// admission chain refused).
+    pub pod_problem: Option<PodProblem>,
+}
+
+/// A pod of the job that cannot start, in Kubernetes' words.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodProblem {
+    /// The pod (or, when the pod could not even be created, the StatefulSet).
+    pub object: String,
+    /// Kubernetes' reason: `ImagePullBackOff`, `Unschedulable`, `FailedCreate`, ...
+    pub reason: String,
+    /// Kubernetes' message.
+    pub message: String,
+}
+
+impl std::fmt::Display for PodProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.object, self.reason)?;
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
 }
 
 /// The job's StatefulSet as seen.
@@ -301,6 +330,46 @@ pub fn record_savepoint_request(
     status
 }
 
+/// Records that the apiserver refused `action` (an admission webhook or policy, a
+/// quota, an object it finds invalid): Degraded with the refusal, and a Warning
+/// Event unless the same refusal is already reported. The action is tried again
+/// on the next look.
+pub fn record_refused_action(
+    mut status: StreamJobStatus,
+    action: &Action,
+    refusal: &str,
+    generation: i64,
+    now: Timestamp,
+) -> (StreamJobStatus, Option<Event>) {
+    let what = match action {
+        Action::Deploy(_) => "applying the job's StatefulSet, Services and ConfigMap",
+        Action::TearDown => "deleting the job's StatefulSet",
+        Action::RestartPods => "restarting the job's pods",
+        Action::AddFinalizer | Action::RemoveFinalizer => "updating the job's finalizer",
+        Action::StopWithSavepoint | Action::TriggerSavepoint | Action::Nothing => {
+            return (status, None);
+        }
+    };
+    let message = format!("{what} was refused: {refusal}");
+    let reported = conditions::get(&status.conditions, ConditionType::Degraded)
+        .is_some_and(|c| c.status == "True" && c.reason == "ActionRefused" && c.message == message);
+    conditions::set(
+        &mut status.conditions,
+        ConditionType::Degraded,
+        true,
+        "ActionRefused",
+        message.clone(),
+        generation,
+        now,
+    );
+    let event = (!reported).then_some(Event {
+        warning: true,
+        reason: "ActionRefused",
+        note: message,
+    });
+    (status, event)
+}
+
 /// A decision being made: the status so far, the events, the action.
 struct Next<'a, 'i> {
     input: &'a Input<'i>,
@@ -420,7 +489,10 @@ impl<'a, 'i> Next<'a, 'i> {
         } else {
             let phase = self.status.phase.unwrap_or(JobPhase::Deploying);
             let waiting = self.waiting_for_pods(&deployed);
-            if self.step_overdue() {
+            if let Some(problem) = &self.input.deployment.pod_problem {
+                let message = format!("a pod of the job cannot start: {problem}");
+                self.report_stuck("DeploymentStuck", message);
+            } else if self.step_overdue() {
                 let message = format!(
                     "the job is not running {}s after it was deployed: {waiting}",
                     self.settings.step_timeout.as_secs()
@@ -476,15 +548,51 @@ impl<'a, 'i> Next<'a, 'i> {
             (false, Some(target)) if deployed.is_rescale_to(target) => SavepointReason::Rescale,
             _ => SavepointReason::Upgrade,
         };
-        if let Some(retry_at) = self.status.change.as_ref().and_then(|c| c.retry_at.clone())
+        let wanted = self.new_change(reason);
+        // The change under way, if it goes where the spec asks now (one recorded
+        // without its target, by an older operator, is taken to).
+        let same_change = self.status.change.as_ref().filter(|previous| {
+            previous.reason == wanted.reason
+                && (previous.target_revision.is_none()
+                    || previous.target_revision == wanted.target_revision)
+        });
+        if let Some(given_up) = same_change.filter(|c| {
+            c.retry_at.is_none() && c.failed_attempts >= self.settings.max_savepoint_attempts
+        }) {
+            // Given up: the previous spec runs until the spec changes again.
+            let message = format!(
+                "{} was given up after {} failed savepoint attempts; the previous spec runs \
+                 at parallelism {}; change the spec to try again",
+                describe_change(reason, &deployed, target.as_ref()),
+                given_up.failed_attempts,
+                deployed.spec.parallelism
+            );
+            self.watch_health(&deployed);
+            if self.not_ready.is_none() {
+                self.not_ready("ChangePending", message);
+            }
+            self.requeue = Requeue::After(self.settings.poll_interval);
+            return;
+        }
+        if let Some(retry_at) = same_change.and_then(|c| c.retry_at.clone())
             && retry_at.0 > self.input.now
         {
             self.watch_health(&deployed);
+            if self.not_ready.is_none() {
+                let message = format!(
+                    "{} waits for its retry in {}s; the previous spec runs at parallelism {}",
+                    describe_change(reason, &deployed, target.as_ref()),
+                    until(self.input.now, retry_at.0).as_secs(),
+                    deployed.spec.parallelism
+                );
+                self.not_ready("ChangePending", message);
+            }
             self.requeue = Requeue::After(until(self.input.now, retry_at.0));
             return;
         }
-        let mut change = self.new_change(reason);
-        if let Some(previous) = &self.status.change {
+        let mut change = wanted;
+        // Attempts count per change: another target starts from zero.
+        if let Some(previous) = same_change {
             change.failed_attempts = previous.failed_attempts;
         }
         let mode = change.upgrade_mode;
@@ -494,7 +602,7 @@ impl<'a, 'i> Next<'a, 'i> {
                 let note = format!(
                     "{}: stopping with a savepoint (timeout {}s)",
                     describe_change(reason, &deployed, target.as_ref()),
-                    self.settings.savepoint_timeout.as_secs()
+                    self.savepoint_timeout().as_secs()
                 );
                 self.enter(JobPhase::Savepointing, "Savepointing", note);
                 self.act(
@@ -535,10 +643,10 @@ impl<'a, 'i> Next<'a, 'i> {
             Some(SavepointOutcome::Failed(error)) => self.savepoint_failed(&change, &error),
             Some(SavepointOutcome::Pending) | None => {
                 let waited = self.input.now.duration_since(change.step_started_at.0);
-                if waited >= signed(self.settings.savepoint_timeout) {
+                if waited >= signed(self.savepoint_timeout()) {
                     let error = format!(
                         "not completed within {}s{}",
-                        self.settings.savepoint_timeout.as_secs(),
+                        self.savepoint_timeout().as_secs(),
                         self.unreachable_detail()
                     );
                     self.savepoint_failed(&change, &error);
@@ -585,8 +693,8 @@ impl<'a, 'i> Next<'a, 'i> {
         }
         let change = self.status.change.clone();
         let reason = change.as_ref().map(|c| c.reason);
-        self.status.parallelism = Some(0);
         if reason == Some(SavepointReason::Suspend) {
+            self.status.parallelism = Some(0);
             let note = describe_restore(change.as_ref().and_then(|c| c.restore_from.as_deref()));
             self.enter(
                 JobPhase::Suspended,
@@ -684,7 +792,7 @@ impl<'a, 'i> Next<'a, 'i> {
                 self.status.change = Some(self.new_change(SavepointReason::Delete));
                 let note = format!(
                     "deleted: taking a final savepoint (waiting at most {}s)",
-                    self.settings.savepoint_timeout.as_secs()
+                    self.savepoint_timeout().as_secs()
                 );
                 self.enter(JobPhase::Savepointing, "Savepointing", note);
                 self.act(
@@ -712,6 +820,9 @@ impl<'a, 'i> Next<'a, 'i> {
             describe_restore(restore_from.as_deref())
         );
         self.status.job_id = Some(job_id.clone());
+        // What runs from now on (the scale subresource's replicas): never 0
+        // in the middle of a cycle.
+        self.status.parallelism = Some(parallelism);
         self.status.last_reconciled_spec = Some(target.to_json());
         self.status.selector = Some(pod_selector(self.input.name));
         if let Some(change) = &mut self.status.change {
@@ -771,6 +882,7 @@ impl<'a, 'i> Next<'a, 'i> {
             return;
         }
         let backoff = backoff(self.settings, attempts);
+        let given_up = attempts >= self.settings.max_savepoint_attempts;
         let retry_at = self
             .input
             .now
@@ -778,18 +890,30 @@ impl<'a, 'i> Next<'a, 'i> {
             .unwrap_or(self.input.now);
         self.status.change = Some(ChangeStatus {
             failed_attempts: attempts,
-            retry_at: Some(Time(retry_at)),
+            retry_at: (!given_up).then_some(Time(retry_at)),
             savepoint_request: None,
             ..change.clone()
         });
-        let parallelism = self.status.parallelism.unwrap_or_default();
+        let parallelism = self
+            .deployed()
+            .map_or(0, |deployed| deployed.spec.parallelism);
+        let next = if given_up {
+            format!("gave up after {attempts} attempts; change the spec to try again")
+        } else {
+            format!("retrying in {}s", backoff.as_secs())
+        };
         let message = format!(
             "savepoint for {} failed (attempt {attempts}): {error}; the job keeps running at \
-             parallelism {parallelism}; retrying in {}s",
+             parallelism {parallelism}; {next}",
             reason_name(change.reason),
-            backoff.as_secs()
         );
+        let backoff = if given_up {
+            self.settings.poll_interval
+        } else {
+            backoff
+        };
         self.set_degraded(Some(("SavepointFailed", message.clone())));
+        self.not_ready("ChangePending", message.clone());
         self.event(true, "SavepointFailed", message);
         self.enter(
             JobPhase::Running,
@@ -847,9 +971,9 @@ impl<'a, 'i> Next<'a, 'i> {
                 None
             }
             Some(SavepointOutcome::Failed(error)) => Some(error),
-            _ if waited >= signed(self.settings.savepoint_timeout) => Some(format!(
+            _ if waited >= signed(self.savepoint_timeout()) => Some(format!(
                 "not completed within {}s{}",
-                self.settings.savepoint_timeout.as_secs(),
+                self.savepoint_timeout().as_secs(),
                 self.unreachable_detail()
             )),
             _ if manual.request.is_none() => {
@@ -906,6 +1030,16 @@ impl<'a, 'i> Next<'a, 'i> {
 
     /// Whether a running job is healthy; sets Ready accordingly.
     fn watch_health(&mut self, deployed: &Target) {
+        if let Some(problem) = &self.input.deployment.pod_problem {
+            let message = format!("a pod of the job cannot start: {problem}");
+            self.report_stuck("DeploymentStuck", message);
+        } else if self.job_runs(deployed)
+            && conditions::get(&self.status.conditions, ConditionType::Degraded).is_some_and(|c| {
+                c.status == "True" && (c.reason == "DeploymentStuck" || c.reason == "ActionRefused")
+            })
+        {
+            self.set_degraded(None);
+        }
         if !self.job_runs(deployed) {
             let message = match &self.input.runtime {
                 RuntimeSeen::Answered(RuntimeReport {
@@ -1017,7 +1151,17 @@ impl<'a, 'i> Next<'a, 'i> {
             restore_from: None,
             failed_attempts: 0,
             retry_at: None,
+            target_revision: self.target().map(|target| target.revision()),
         }
+    }
+
+    /// How long a savepoint may take: the job's `savepointTimeout`, or the
+    /// operator's.
+    fn savepoint_timeout(&self) -> Duration {
+        self.input
+            .spec
+            .savepoint_timeout
+            .map_or(self.settings.savepoint_timeout, Duration::from)
     }
 
     fn wants_manual_savepoint(&self) -> bool {
@@ -1091,6 +1235,9 @@ impl<'a, 'i> Next<'a, 'i> {
             .as_ref()
             .map_or(0, |set| set.ready_replicas);
         let mut message = format!("{ready} of {} pod(s) ready", deployed.spec.pods());
+        if let Some(problem) = &self.input.deployment.pod_problem {
+            message.push_str(&format!("; {problem}"));
+        }
         if let RuntimeSeen::Unreachable(error) = &self.input.runtime {
             message.push_str(&format!("; control API: {error}"));
         }
@@ -1181,7 +1328,11 @@ impl<'a, 'i> Next<'a, 'i> {
                         note: format!("nothing is deployed or changed until it is fixed: {error}"),
                     });
                 }
-                if self.action == Action::Nothing && self.not_ready.is_none() {
+                // Also while the finalizer goes on: the first status written
+                // says why nothing is deployed.
+                if matches!(self.action, Action::Nothing | Action::AddFinalizer)
+                    && self.not_ready.is_none()
+                {
                     self.not_ready = Some(("SpecInvalid", error.clone()));
                 }
             }
@@ -1216,7 +1367,9 @@ impl<'a, 'i> Next<'a, 'i> {
                         note: format!("nothing is deployed or changed until it exists: {message}"),
                     });
                 }
-                if self.action == Action::Nothing && self.not_ready.is_none() {
+                if matches!(self.action, Action::Nothing | Action::AddFinalizer)
+                    && self.not_ready.is_none()
+                {
                     self.not_ready = Some(("CredentialsMissing", message));
                 }
             }
@@ -1245,16 +1398,23 @@ impl<'a, 'i> Next<'a, 'i> {
             generation,
             now,
         );
-        let progressing = matches!(
-            phase,
-            Some(
-                JobPhase::Deploying
-                    | JobPhase::Savepointing
-                    | JobPhase::Rescaling
-                    | JobPhase::Restoring
-            )
-        );
-        let reason = phase.map_or("Pending", phase_reason);
+        // A change waiting for its retry is progress still to make.
+        let change_pending = phase == Some(JobPhase::Running) && self.status.change.is_some();
+        let progressing = change_pending
+            || matches!(
+                phase,
+                Some(
+                    JobPhase::Deploying
+                        | JobPhase::Savepointing
+                        | JobPhase::Rescaling
+                        | JobPhase::Restoring
+                )
+            );
+        let reason = if change_pending {
+            "ChangePending"
+        } else {
+            phase.map_or("Pending", phase_reason)
+        };
         conditions::set(
             conditions,
             ConditionType::Progressing,

@@ -48,6 +48,10 @@ struct Args {
     /// the job is reported stuck (Degraded, a Warning Event), in seconds.
     #[arg(long, env = "STROM_STEP_TIMEOUT_SECONDS", default_value_t = 300)]
     step_timeout: u64,
+    /// Failed savepoint attempts after which a rescale or upgrade is given up
+    /// (the job keeps running its previous spec, Degraded, until the spec changes).
+    #[arg(long, env = "STROM_MAX_SAVEPOINT_ATTEMPTS", default_value_t = 5)]
+    max_savepoint_attempts: i32,
     /// Reach every job's control API at this URL instead of its Service's DNS name
     /// (an operator run outside the cluster, through a port-forward).
     #[arg(long, env = "STROM_CONTROL_URL", conflicts_with = "control_via_pod_ip")]
@@ -96,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
     config.resources.image_pull_policy = args.image_pull_policy;
     config.decide.savepoint_timeout = Duration::from_secs(args.savepoint_timeout);
     config.decide.step_timeout = Duration::from_secs(args.step_timeout);
+    config.decide.max_savepoint_attempts = args.max_savepoint_attempts.max(1);
     if let Some(url) = args.control_url {
         config.control_access = ControlAccess::Fixed(url);
     } else if args.control_via_pod_ip {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::Client;
 use kube::api::{Api, ListParams};
 use strom_crds::StreamJob;
@@ -12,7 +12,7 @@ use strom_crds::StreamJob;
 use crate::Error;
 use crate::control_api::ControlClient;
 use crate::credentials::{self, MissingCredential, ResolvedCredentials, SecretSeen};
-use crate::decide::{CrashLoop, DeploymentSeen, RuntimeSeen, StatefulSetSeen};
+use crate::decide::{CrashLoop, DeploymentSeen, PodProblem, RuntimeSeen, StatefulSetSeen};
 use crate::labels::pod_selector;
 use crate::resources::{CONTAINER, CONTROL_PORT, Names, REVISION_ANNOTATION};
 
@@ -132,21 +132,23 @@ async fn observe_deployment(
             "reading StatefulSet {}",
             names.stateful_set()
         )))?;
-    let stateful_set = set
-        .filter(|set| set.metadata.deletion_timestamp.is_none())
-        .map(|set| StatefulSetSeen {
-            revision: set
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(REVISION_ANNOTATION).cloned()),
-            replicas: set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
-            ready_replicas: set
-                .status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0),
-        });
+    let set = set.filter(|set| set.metadata.deletion_timestamp.is_none());
+    let set_created = set
+        .as_ref()
+        .and_then(|set| set.metadata.creation_timestamp.clone());
+    let stateful_set = set.map(|set| StatefulSetSeen {
+        revision: set
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REVISION_ANNOTATION).cloned()),
+        replicas: set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+        ready_replicas: set
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0),
+    });
     let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
     let list = pods
         .list(&ListParams::default().labels(&pod_selector(&names.job)))
@@ -166,6 +168,28 @@ async fn observe_deployment(
         .iter()
         .find(|pod| pod.metadata.name.as_deref() == Some(first_pod.as_str()))
         .and_then(|pod| pod.status.as_ref()?.pod_ip.clone());
+    seen.pod_problem = list.items.iter().find_map(pod_problem);
+    let missing_pods = seen
+        .stateful_set
+        .as_ref()
+        .is_some_and(|set| (list.items.len() as i32) < set.replicas);
+    if seen.pod_problem.is_none() && missing_pods {
+        // Pods the StatefulSet could not create (an admission webhook or policy,
+        // a quota): only its Events say why.
+        let events: Api<Event> = Api::namespaced(client.clone(), &names.namespace);
+        let fields = format!(
+            "involvedObject.kind=StatefulSet,involvedObject.name={},reason=FailedCreate",
+            names.stateful_set()
+        );
+        let found = events
+            .list(&ListParams::default().fields(&fields))
+            .await
+            .map_err(Error::kubernetes(format!(
+                "listing the Events of StatefulSet {}",
+                names.stateful_set()
+            )))?;
+        seen.pod_problem = failed_create(&found.items, set_created.as_ref(), &names.stateful_set());
+    }
     for pod in &list.items {
         let statuses = pod
             .status
@@ -212,4 +236,177 @@ async fn observe_deployment(
         }
     }
     Ok((seen, first_pod_ip))
+}
+
+/// Container waiting reasons that mean a pod will not start by itself soon
+/// (`CrashLoopBackOff` is followed separately, by its restarts).
+const STUCK_WAITING_REASONS: &[&str] = &[
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// Why `pod` cannot start, if it cannot: a container waiting for a reason of
+/// [`STUCK_WAITING_REASONS`], or no node to run it on.
+pub fn pod_problem(pod: &Pod) -> Option<PodProblem> {
+    let name = format!("pod {}", pod.metadata.name.as_deref().unwrap_or("?"));
+    let status = pod.status.as_ref()?;
+    let containers = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for container in containers {
+        let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+            continue;
+        };
+        let reason = waiting.reason.as_deref().unwrap_or_default();
+        if STUCK_WAITING_REASONS.contains(&reason) {
+            return Some(PodProblem {
+                object: name,
+                reason: reason.to_owned(),
+                message: waiting.message.clone().unwrap_or_default(),
+            });
+        }
+    }
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+        })
+        .map(|c| PodProblem {
+            object: name,
+            reason: "Unschedulable".to_owned(),
+            message: c.message.clone().unwrap_or_default(),
+        })
+}
+
+/// The newest `FailedCreate` Event of the StatefulSet `set`, when it is about
+/// this StatefulSet (not an older one of the same name, created before it).
+pub fn failed_create(
+    events: &[Event],
+    set_created: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    set: &str,
+) -> Option<PodProblem> {
+    let when = |event: &Event| {
+        event
+            .last_timestamp
+            .as_ref()
+            .map(|t| t.0)
+            .or_else(|| event.event_time.as_ref().map(|t| t.0))
+    };
+    events
+        .iter()
+        .filter(|event| event.reason.as_deref() == Some("FailedCreate"))
+        .filter(|event| match (set_created, when(event)) {
+            (Some(created), Some(at)) => at >= created.0,
+            _ => true,
+        })
+        .max_by_key(|event| when(event))
+        .map(|event| PodProblem {
+            object: format!("StatefulSet {set}"),
+            reason: "FailedCreate".to_owned(),
+            message: event.message.clone().unwrap_or_default(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "clicks-0"},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_image_that_cannot_be_pulled_is_a_problem() {
+        let problem = pod_problem(&pod(serde_json::json!({
+            "containerStatuses": [{
+                "name": "strom", "image": "strom:typo", "imageID": "", "ready": false,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff",
+                                      "message": "Back-off pulling image \"strom:typo\""}}
+            }]
+        })))
+        .unwrap();
+        assert_eq!(problem.reason, "ImagePullBackOff");
+        assert_eq!(
+            problem.to_string(),
+            "pod clicks-0: ImagePullBackOff: Back-off pulling image \"strom:typo\""
+        );
+    }
+
+    #[test]
+    fn a_missing_secret_key_and_an_unschedulable_pod_are_problems() {
+        let config = pod_problem(&pod(serde_json::json!({
+            "containerStatuses": [{
+                "name": "strom", "image": "strom", "imageID": "", "ready": false,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "CreateContainerConfigError",
+                                      "message": "couldn't find key password in Secret x/b"}}
+            }]
+        })))
+        .unwrap();
+        assert_eq!(config.reason, "CreateContainerConfigError");
+        let unschedulable = pod_problem(&pod(serde_json::json!({
+            "conditions": [{"type": "PodScheduled", "status": "False",
+                            "reason": "Unschedulable",
+                            "message": "0/1 nodes are available: 1 Insufficient cpu."}]
+        })))
+        .unwrap();
+        assert_eq!(unschedulable.reason, "Unschedulable");
+        assert!(unschedulable.message.contains("Insufficient cpu"));
+    }
+
+    #[test]
+    fn starting_and_crash_looping_pods_are_not_stuck_deploys() {
+        for reason in ["ContainerCreating", "PodInitializing", "CrashLoopBackOff"] {
+            let found = pod_problem(&pod(serde_json::json!({
+                "containerStatuses": [{
+                    "name": "strom", "image": "strom", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": {"waiting": {"reason": reason}}
+                }]
+            })));
+            assert_eq!(found, None, "{reason}");
+        }
+    }
+
+    #[test]
+    fn only_failed_creates_of_this_stateful_set_count() {
+        let event = |at: &str, message: &str| -> Event {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("e-{at}")},
+                "involvedObject": {"kind": "StatefulSet", "name": "clicks"},
+                "reason": "FailedCreate",
+                "message": message,
+                "lastTimestamp": at,
+            }))
+            .unwrap()
+        };
+        let events = [
+            event("2026-01-01T10:00:00Z", "old: forbidden"),
+            event(
+                "2026-01-01T12:00:05Z",
+                "create Pod clicks-0 in StatefulSet clicks failed: admission webhook denied",
+            ),
+            event("2026-01-01T12:00:01Z", "earlier"),
+        ];
+        let created: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time =
+            serde_json::from_value(serde_json::json!("2026-01-01T12:00:00Z")).unwrap();
+        let problem = failed_create(&events, Some(&created), "clicks").unwrap();
+        assert!(problem.message.contains("admission webhook denied"));
+        assert_eq!(problem.object, "StatefulSet clicks");
+        assert_eq!(failed_create(&events[..1], Some(&created), "clicks"), None);
+    }
 }

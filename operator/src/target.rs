@@ -11,7 +11,7 @@ use strom_crds::{DesiredState, StreamJobSpec};
 #[serde(rename_all = "camelCase")]
 pub struct Target {
     /// The spec, less the fields that never need new pods (`desiredState`,
-    /// `savepointTriggerNonce`).
+    /// `savepointTriggerNonce`, `savepointTimeout`).
     pub spec: StreamJobSpec,
     /// Resource versions of the referenced Secrets (see
     /// [`crate::credentials::ResolvedCredentials::version`]); never their values.
@@ -24,6 +24,7 @@ impl Target {
         let mut spec = spec.clone();
         spec.desired_state = DesiredState::Running;
         spec.savepoint_trigger_nonce = None;
+        spec.savepoint_timeout = None;
         Self {
             spec,
             credentials_version: credentials_version.into(),
@@ -80,6 +81,13 @@ mod tests {
             Target::new(&spec(2), "v1").revision(),
             Target::new(&changed, "v1").revision()
         );
+    }
+
+    #[test]
+    fn the_savepoint_timeout_does_not_change_the_target() {
+        let mut changed = spec(2);
+        changed.savepoint_timeout = Some("20m".parse().unwrap());
+        assert_eq!(Target::new(&spec(2), "v1"), Target::new(&changed, "v1"));
     }
 
     #[test]

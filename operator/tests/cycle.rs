@@ -114,6 +114,35 @@ spec:
         apply_text(&self.control_plane, &self.namespace, &manifest);
     }
 
+    /// `kubectl wait --for=condition=Ready streamjob/<name>`, once the operator has
+    /// looked at the job's latest generation (kubectl wait does not check a
+    /// condition's observedGeneration); what kubectl said if Ready did not come
+    /// within `timeout`.
+    async fn kubectl_wait_ready(&self, name: &str, timeout: Duration) -> Result<String, String> {
+        eventually("the latest generation observed", || async {
+            let job = job(&self.client, &self.namespace, name).await?;
+            let ready = condition(&job, "Ready")?;
+            (ready.observed_generation == job.metadata.generation).then_some(())
+        })
+        .await;
+        // Off the test's runtime thread: the operator runs on it meanwhile.
+        let control_plane = self.control_plane.clone();
+        let args = [
+            "wait".to_owned(),
+            "-n".to_owned(),
+            self.namespace.clone(),
+            "--for=condition=Ready".to_owned(),
+            format!("streamjob/{name}"),
+            format!("--timeout={}s", timeout.as_secs()),
+        ];
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            control_plane.run_kubectl(&args)
+        })
+        .await
+        .unwrap()
+    }
+
     /// `kubectl scale streamjob/<name> --replicas=<replicas>`.
     fn scale(&self, name: &str, replicas: i32) {
         self.control_plane
@@ -307,7 +336,23 @@ async fn a_job_runs_rescales_suspends_resumes_and_takes_a_final_savepoint_on_del
     assert_eq!(status.phase, Some(JobPhase::Running));
 
     // kubectl scale: stop with savepoint, old pods removed, new ones restore.
+    // `kubectl wait --for=condition=Ready` returns only once parallelism 3 runs.
     cluster.scale("counts", 3);
+    if let Err(error) = cluster
+        .kubectl_wait_ready("counts", Duration::from_secs(180))
+        .await
+    {
+        let job = job(&cluster.client, &cluster.namespace, "counts").await;
+        panic!("{error}\n{:#?}", job.and_then(|job| job.status));
+    }
+    let waited = job(&cluster.client, &cluster.namespace, "counts")
+        .await
+        .unwrap();
+    assert!(
+        running_at(&waited, 3),
+        "Ready before 3 ran: {:#?}",
+        waited.status
+    );
     phases.clear();
     let rescaled = cluster
         .wait_for("counts", "running at 3", &mut phases, |job| {
@@ -438,6 +483,14 @@ async fn a_failing_savepoint_keeps_the_job_at_its_parallelism_degraded_and_retri
     assert!(
         message.starts_with("savepoint for a rescale failed (attempt 1): not completed within 6s"),
         "{message}"
+    );
+    // Not Ready while parallelism 4 waits: kubectl wait does not return.
+    assert!(
+        cluster
+            .kubectl_wait_ready("stuck", Duration::from_secs(5))
+            .await
+            .is_err(),
+        "Ready while the rescale to 4 failed"
     );
     assert!(
         message.contains("keeps running at parallelism 2"),
@@ -604,4 +657,69 @@ async fn kafka_records_are_copied_exactly_once_through_a_rescale_by_the_operator
         status.last_savepoint.map(|s| s.reason),
         Some(SavepointReason::Rescale)
     );
+}
+
+/// Issue 17, point 4: a deploy that cannot start says why, at once, on the real
+/// control plane: an image the node does not have, and pods the namespace's quota
+/// refuses (the StatefulSet's FailedCreate).
+#[tokio::test]
+async fn a_deploy_that_cannot_start_says_why() {
+    let Some(cluster) = NodeCluster::new("stuck", None).await else {
+        return;
+    };
+    let _operator = start_operator(&cluster.client, cluster.config());
+    let stuck = |job: &StreamJob| {
+        condition(job, "Degraded")
+            .is_some_and(|c| c.status == "True" && c.reason == "DeploymentStuck")
+    };
+
+    cluster.apply_job(
+        "no-image",
+        1,
+        WORD_COUNT,
+        "  image: strom-runtime:does-not-exist\n",
+    );
+    let mut phases = BTreeSet::new();
+    let job = cluster
+        .wait_for("no-image", "the missing image reported", &mut phases, stuck)
+        .await;
+    let degraded = condition(&job, "Degraded").unwrap();
+    assert!(
+        degraded.message.contains("ErrImageNeverPull")
+            && degraded.message.contains("does-not-exist"),
+        "{}",
+        degraded.message
+    );
+    let ready = condition(&job, "Ready").unwrap();
+    assert_eq!(ready.status, "False");
+    assert!(
+        ready.message.contains("ErrImageNeverPull"),
+        "{}",
+        ready.message
+    );
+
+    apply_text(
+        &cluster.control_plane,
+        &cluster.namespace,
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: no-more-pods}\nspec:\n  hard: {pods: \"1\"}\n",
+    );
+    cluster.apply_job("no-room", 1, WORD_COUNT, "");
+    let job = cluster
+        .wait_for("no-room", "the refused pods reported", &mut phases, stuck)
+        .await;
+    let degraded = condition(&job, "Degraded").unwrap();
+    assert!(
+        degraded.message.contains("FailedCreate") && degraded.message.contains("quota"),
+        "{}",
+        degraded.message
+    );
+    let events = cluster.events().await;
+    for needle in ["does-not-exist", "quota"] {
+        assert!(
+            events
+                .iter()
+                .any(|(reason, message)| reason == "DeploymentStuck" && message.contains(needle)),
+            "no DeploymentStuck Event naming {needle}: {events:?}"
+        );
+    }
 }

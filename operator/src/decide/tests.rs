@@ -51,6 +51,7 @@ fn deployed(target: &Target, ready: i32) -> DeploymentSeen {
         pods: target.spec.pods(),
         max_restart_count: 0,
         crash_loop: None,
+        pod_problem: None,
     }
 }
 
@@ -152,6 +153,7 @@ fn change(reason: SavepointReason, mode: UpgradeMode) -> ChangeStatus {
         restore_from: None,
         failed_attempts: 0,
         retry_at: None,
+        target_revision: None,
     }
 }
 
@@ -1466,4 +1468,300 @@ fn restarts_spread_beyond_the_window_never_fail_the_job() {
         case.status = decision.status;
     }
     assert_eq!(case.status.restarts, 12);
+}
+
+// ---- Stuck deploys are visible (issue 17, point 4) ----
+
+fn image_pull_problem() -> PodProblem {
+    PodProblem {
+        object: "pod clicks-0".into(),
+        reason: "ImagePullBackOff".into(),
+        message: "Back-off pulling image \"strom:typo\"".into(),
+    }
+}
+
+#[test]
+fn a_pod_that_cannot_pull_its_image_is_reported_at_once() {
+    let first = Case::new().decide();
+    let deployed_target = deployment_of(&first).target.clone();
+    let mut case = Case {
+        status: first.status.clone(),
+        deployment: deployed(&deployed_target, 0),
+        runtime: RuntimeSeen::NotAsked,
+        now: at(10),
+        ..Case::new()
+    };
+    case.deployment.pod_problem = Some(image_pull_problem());
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Deploying));
+    let degraded = condition(&decision, ConditionType::Degraded);
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "DeploymentStuck")
+    );
+    assert!(
+        degraded.message.contains("ImagePullBackOff") && degraded.message.contains("strom:typo"),
+        "{}",
+        degraded.message
+    );
+    let ready = condition(&decision, ConditionType::Ready);
+    assert!(
+        ready.message.contains("ImagePullBackOff"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(reasons(&decision), ["DeploymentStuck"]);
+    assert!(decision.events[0].warning);
+
+    // Once: the next look publishes nothing new.
+    case.status = decision.status;
+    case.now = at(20);
+    assert!(case.decide().events.is_empty());
+}
+
+#[test]
+fn a_running_job_whose_pod_cannot_be_scheduled_says_why_and_recovers() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.deployment = deployed(&target(&case.spec), 1);
+    case.runtime = RuntimeSeen::Unreachable("connection refused".into());
+    case.deployment.pod_problem = Some(PodProblem {
+        object: "pod clicks-1".into(),
+        reason: "Unschedulable".into(),
+        message: "0/1 nodes are available: 1 Insufficient cpu.".into(),
+    });
+    let decision = case.decide();
+    let ready = condition(&decision, ConditionType::Ready);
+    assert_eq!(ready.status, "False");
+    assert!(
+        ready.message.contains("Insufficient cpu"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(condition(&decision, ConditionType::Degraded).status, "True");
+    assert_eq!(reasons(&decision), ["DeploymentStuck"]);
+
+    case.status = decision.status;
+    case.deployment = deployed(&target(&case.spec), 2);
+    case.runtime = answered(RuntimeState::Running, vec![]);
+    let recovered = case.decide();
+    assert_eq!(condition(&recovered, ConditionType::Ready).status, "True");
+    assert_eq!(
+        condition(&recovered, ConditionType::Degraded).status,
+        "False"
+    );
+}
+
+#[test]
+fn a_refused_deployment_is_reported_once_and_cleared_when_the_job_runs() {
+    let first = Case::new().decide();
+    let refusal = "admission webhook \"policy.example\" denied the request: no privileged";
+    let (status, event) =
+        record_refused_action(first.status.clone(), &first.action, refusal, 3, at(1));
+    let degraded = conditions::get(&status.conditions, ConditionType::Degraded).unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ActionRefused")
+    );
+    assert!(degraded.message.contains("StatefulSet") && degraded.message.contains(refusal));
+    let event = event.expect("an Event");
+    assert!(event.warning && event.note.contains(refusal));
+    // The same refusal again: no second Event.
+    let (status, again) = record_refused_action(status, &first.action, refusal, 3, at(6));
+    assert_eq!(again, None);
+
+    // Applied at last: the job runs, Degraded is cleared.
+    let deployed_target = deployment_of(&first).target.clone();
+    let running = Case {
+        status,
+        deployment: deployed(&deployed_target, 2),
+        runtime: answered(RuntimeState::Running, vec![]),
+        ..Case::new()
+    }
+    .decide();
+    assert_eq!(running.status.phase, Some(JobPhase::Running));
+    assert_eq!(condition(&running, ConditionType::Degraded).status, "False");
+}
+
+// ---- Ready means the spec asked for runs (issue 17, point 6) ----
+
+#[test]
+fn ready_is_false_while_a_failed_change_waits_for_its_retry() {
+    let mut case = Case::in_cycle(
+        JobPhase::Running,
+        4,
+        ChangeStatus {
+            failed_attempts: 1,
+            retry_at: Some(Time(at(100))),
+            ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+        },
+    );
+    case.now = at(10);
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::Nothing);
+    let ready = condition(&decision, ConditionType::Ready);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "ChangePending"),
+        "{ready:?}"
+    );
+    assert!(ready.message.contains("parallelism 2"), "{}", ready.message);
+    assert_eq!(
+        condition(&decision, ConditionType::Progressing).status,
+        "True"
+    );
+    assert_eq!(decision.status.parallelism, Some(2));
+}
+
+#[test]
+fn ready_is_false_right_after_a_savepoint_failed() {
+    let mut case = Case::in_cycle(
+        JobPhase::Savepointing,
+        4,
+        ChangeStatus {
+            savepoint_request: Some(1),
+            ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+        },
+    );
+    case.runtime = answered(
+        RuntimeState::Running,
+        vec![stop_savepoint(
+            1,
+            SavepointOutcome::Failed("disk full".into()),
+        )],
+    );
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Running));
+    let ready = condition(&decision, ConditionType::Ready);
+    assert_eq!(ready.status, "False", "{ready:?}");
+    assert_eq!(ready.reason, "ChangePending");
+}
+
+#[test]
+fn the_parallelism_is_what_runs_through_the_cycle() {
+    // Stopping: the old pods run.
+    let case = Case::in_cycle(
+        JobPhase::Savepointing,
+        4,
+        change(SavepointReason::Rescale, UpgradeMode::Savepoint),
+    );
+    assert_eq!(case.decide().status.parallelism, Some(2));
+    // The old pods gone, the new ones deployed: the new parallelism, never 0.
+    let mut case = Case::in_cycle(
+        JobPhase::Rescaling,
+        4,
+        ChangeStatus {
+            restore_from: Some("s3://b/sp-1".into()),
+            ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+        },
+    );
+    case.deployment = DeploymentSeen::default();
+    let restoring = case.decide();
+    assert_eq!(restoring.status.phase, Some(JobPhase::Restoring));
+    assert_eq!(restoring.status.parallelism, Some(4));
+}
+
+#[test]
+fn the_first_status_of_an_invalid_job_says_why_it_is_not_ready() {
+    // The look that puts the finalizer on writes the first status: Ready already
+    // names the invalid spec (a reader between two looks saw "Pending").
+    let case = Case {
+        has_finalizer: false,
+        spec_error: Some("spec.sql: no table or view named clickz".into()),
+        ..Case::new()
+    };
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::AddFinalizer);
+    let ready = condition(&decision, ConditionType::Ready);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "SpecInvalid")
+    );
+}
+
+// ---- A savepoint that keeps failing is given up, not retried forever (issue 17,
+// point 5) ----
+
+#[test]
+fn a_savepoint_failing_every_time_is_given_up_until_the_spec_changes() {
+    let settings = Settings::default();
+    let last = settings.max_savepoint_attempts;
+    let mut case = Case::in_cycle(
+        JobPhase::Savepointing,
+        4,
+        ChangeStatus {
+            savepoint_request: Some(1),
+            failed_attempts: last - 1,
+            target_revision: Some(target(&spec(4, UpgradeMode::Savepoint)).revision()),
+            ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+        },
+    );
+    case.runtime = answered(
+        RuntimeState::Running,
+        vec![stop_savepoint(
+            1,
+            SavepointOutcome::Failed("disk full".into()),
+        )],
+    );
+    let gave_up = case.decide();
+    assert_eq!(gave_up.status.phase, Some(JobPhase::Running));
+    let change = gave_up.status.change.clone().unwrap();
+    assert_eq!((change.failed_attempts, change.retry_at), (last, None));
+    let degraded = condition(&gave_up, ConditionType::Degraded);
+    assert!(
+        degraded
+            .message
+            .contains(&format!("gave up after {last} attempts"))
+            && degraded.message.contains("disk full")
+            && degraded.message.contains("change the spec"),
+        "{}",
+        degraded.message
+    );
+
+    // Later looks: the old spec keeps running, nothing is asked of it.
+    case.status = gave_up.status;
+    case.runtime = answered(RuntimeState::Running, vec![]);
+    case.now = at(3600);
+    let later = case.decide();
+    assert_eq!(later.action, Action::Nothing);
+    assert_eq!(later.status.phase, Some(JobPhase::Running));
+    assert!(later.events.is_empty(), "{:?}", later.events);
+    assert_eq!(
+        condition(&later, ConditionType::Ready).reason,
+        "ChangePending"
+    );
+    assert_eq!(later.requeue, Requeue::After(settings.poll_interval));
+
+    // A new spec: a new change, its attempts from zero.
+    case.status = later.status;
+    case.spec.parallelism = 5;
+    let retried = case.decide();
+    assert_eq!(retried.action, Action::StopWithSavepoint);
+    assert_eq!(retried.status.change.as_ref().unwrap().failed_attempts, 0);
+}
+
+#[test]
+fn the_savepoint_timeout_of_the_spec_is_used() {
+    let mut case = Case::in_cycle(
+        JobPhase::Savepointing,
+        4,
+        ChangeStatus {
+            savepoint_request: Some(1),
+            ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+        },
+    );
+    case.spec.savepoint_timeout = Some("60s".parse().unwrap());
+    case.runtime = answered(
+        RuntimeState::Running,
+        vec![stop_savepoint(1, SavepointOutcome::Pending)],
+    );
+    case.now = at(59);
+    assert_eq!(case.decide().status.phase, Some(JobPhase::Savepointing));
+    case.now = at(61);
+    let timed_out = case.decide();
+    assert_eq!(timed_out.status.phase, Some(JobPhase::Running));
+    assert!(
+        condition(&timed_out, ConditionType::Degraded)
+            .message
+            .contains("not completed within 60s")
+    );
 }
