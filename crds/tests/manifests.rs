@@ -254,3 +254,19 @@ fn a_stream_job_without_a_name_is_refused() {
         "{error}"
     );
 }
+
+/// The longest name the job's objects can take is accepted; one more character,
+/// or a dot, is not (`invalid/name-*.yaml` hold the refusals' messages).
+#[test]
+fn a_name_of_52_characters_is_the_longest_accepted() {
+    let manifest = |name: &str| {
+        format!(
+            "apiVersion: strom.dev/v1alpha1\nkind: StreamJob\nmetadata: {{name: {name}}}\nspec: {{sql: x}}\n"
+        )
+    };
+    let longest = format!("a{}", "-b".repeat(25) + "c");
+    assert_eq!(longest.len(), 52);
+    parse_stream_job(&manifest(&longest)).unwrap();
+    assert!(parse_stream_job(&manifest(&format!("{longest}d"))).is_err());
+    assert!(parse_stream_job(&manifest("orders.v2")).is_err());
+}

@@ -193,8 +193,15 @@ impl TestNamespace {
     }
 
     /// The chart, from this checkout, watching this namespace, with the images
-    /// loaded into the cluster (there is no registry to pull from).
+    /// loaded into the cluster (there is no registry to pull from). Helm installs
+    /// a chart's CRD only where there is none and never upgrades it (users apply
+    /// it on upgrades, README), so the checkout's CRD is applied first: the
+    /// operator writes the status fields of this checkout.
     pub fn install_operator(&self) {
+        self.services
+            .plane
+            .install_stream_job_crd()
+            .unwrap_or_else(|error| panic!("applying the StreamJob CRD: {error}"));
         let (operator_repository, operator_tag) = split_image(&self.services.operator_image);
         let (runtime_repository, runtime_tag) = split_image(&self.services.runtime_image);
         let chart = workspace_root().join("charts/strom-operator");

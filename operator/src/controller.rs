@@ -228,7 +228,7 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
         Err(Error::Kubernetes {
             action,
             source: kube::Error::Api(refusal),
-        }) if refusal.code < 500 && decision.action != decide::Action::RemoveFinalizer => {
+        }) if is_refusal(refusal.code) && decision.action != decide::Action::RemoveFinalizer => {
             // Refused, not failed: the user sees why (a condition, an Event), and
             // the next look tries again.
             let (status, event) = decide::record_refused_action(
@@ -254,6 +254,13 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
         decide::Requeue::After(wait) => Requeue::requeue(wait),
         decide::Requeue::OnChange => Requeue::await_change(),
     })
+}
+
+/// Whether an apiserver answer of `code` refuses the action for a reason the user
+/// must see (invalid, forbidden, denied by admission, over quota), rather than a
+/// race (409) or throttling (429) the next look gets past.
+fn is_refusal(code: u16) -> bool {
+    (400..500).contains(&code) && code != 409 && code != 429
 }
 
 /// After a failed reconcile: counted, logged, and tried again after a while.

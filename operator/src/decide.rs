@@ -380,6 +380,8 @@ struct Next<'a, 'i> {
     requeue: Requeue,
     /// The Ready condition's reason and message, when not Ready.
     not_ready: Option<(&'static str, String)>,
+    /// A change the spec asks for waits (for a manual savepoint under way).
+    change_waiting: bool,
 }
 
 impl<'a, 'i> Next<'a, 'i> {
@@ -392,6 +394,7 @@ impl<'a, 'i> Next<'a, 'i> {
             action: Action::Nothing,
             requeue: Requeue::After(settings.poll_interval),
             not_ready: None,
+            change_waiting: false,
         }
     }
 
@@ -518,9 +521,25 @@ impl<'a, 'i> Next<'a, 'i> {
             // deadline): a stop would leave it unanswered. Health is watched
             // meanwhile.
             self.manual_savepoint_progress();
-            let requeue = self.requeue;
+            let (requeue, action) = (self.requeue, self.action.clone());
             self.watch_health(&deployed);
-            self.requeue = requeue;
+            // A restart of a stopped job goes first; otherwise the savepoint's step.
+            if self.action == Action::Nothing {
+                self.act(action, requeue);
+            }
+            let wanted = self.input.spec.desired_state == DesiredState::Suspended
+                || self.target().is_some_and(|target| target != deployed);
+            if wanted && self.not_ready.is_none() {
+                self.change_waiting = true;
+                self.not_ready(
+                    "ChangePending",
+                    format!(
+                        "the spec's change waits for the manual savepoint under way; \
+                         parallelism {} runs",
+                        deployed.spec.parallelism
+                    ),
+                );
+            }
             return;
         }
         let suspend = self.input.spec.desired_state == DesiredState::Suspended;
@@ -568,23 +587,34 @@ impl<'a, 'i> Next<'a, 'i> {
                 deployed.spec.parallelism
             );
             self.watch_health(&deployed);
-            if self.not_ready.is_none() {
-                self.not_ready("ChangePending", message);
+            if self.input.deployment.pod_problem.is_none() {
+                self.set_degraded(Some(("SavepointFailed", message.clone())));
             }
-            self.requeue = Requeue::After(self.settings.poll_interval);
+            if self.not_ready.is_none() {
+                self.not_ready("ChangeGivenUp", message);
+            }
+            if self.action == Action::Nothing {
+                self.requeue = Requeue::After(self.settings.poll_interval);
+            }
             return;
         }
         if let Some(retry_at) = same_change.and_then(|c| c.retry_at.clone())
             && retry_at.0 > self.input.now
         {
             self.watch_health(&deployed);
+            let message = format!(
+                "{} waits for its retry in {}s; the previous spec runs at parallelism {}",
+                describe_change(reason, &deployed, target.as_ref()),
+                until(self.input.now, retry_at.0).as_secs(),
+                deployed.spec.parallelism
+            );
+            let degraded_by_savepoint =
+                conditions::get(&self.status.conditions, ConditionType::Degraded)
+                    .is_some_and(|c| c.status == "True" && c.reason == "SavepointFailed");
+            if self.input.deployment.pod_problem.is_none() && !degraded_by_savepoint {
+                self.set_degraded(Some(("SavepointFailed", message.clone())));
+            }
             if self.not_ready.is_none() {
-                let message = format!(
-                    "{} waits for its retry in {}s; the previous spec runs at parallelism {}",
-                    describe_change(reason, &deployed, target.as_ref()),
-                    until(self.input.now, retry_at.0).as_secs(),
-                    deployed.spec.parallelism
-                );
                 self.not_ready("ChangePending", message);
             }
             self.requeue = Requeue::After(until(self.input.now, retry_at.0));
@@ -713,6 +743,7 @@ impl<'a, 'i> Next<'a, 'i> {
     /// No pods; waits for `desiredState: running`.
     fn suspended(&mut self) {
         self.status.parallelism = Some(0);
+        self.clear_refusal();
         if self.input.spec.desired_state == DesiredState::Suspended {
             self.not_ready("Suspended", "desiredState is suspended".into());
             self.requeue = Requeue::OnChange;
@@ -747,6 +778,7 @@ impl<'a, 'i> Next<'a, 'i> {
             return;
         }
         self.status.parallelism = Some(0);
+        self.clear_refusal();
         let deployed = self.deployed();
         let target = self.target();
         let retry = match (&target, &deployed) {
@@ -823,6 +855,8 @@ impl<'a, 'i> Next<'a, 'i> {
         // What runs from now on (the scale subresource's replicas): never 0
         // in the middle of a cycle.
         self.status.parallelism = Some(parallelism);
+        // A new deployment's crash loop is its own.
+        self.status.recent_restarts.clear();
         self.status.last_reconciled_spec = Some(target.to_json());
         self.status.selector = Some(pod_selector(self.input.name));
         if let Some(change) = &mut self.status.change {
@@ -1040,6 +1074,22 @@ impl<'a, 'i> Next<'a, 'i> {
         {
             self.set_degraded(None);
         }
+        if self.stopped_on_request() {
+            // Stopped through its control API while it should run (a stop whose
+            // savepoint then failed, or someone else's): its pods restart it from
+            // its latest checkpoint. Asked again on each look until it runs.
+            self.not_ready(
+                "Restarting",
+                "the job was stopped while it should run: its pods restart from its latest \
+                 checkpoint"
+                    .into(),
+            );
+            self.act(
+                Action::RestartPods,
+                Requeue::After(self.settings.step_interval),
+            );
+            return;
+        }
         if !self.job_runs(deployed) {
             let message = match &self.input.runtime {
                 RuntimeSeen::Answered(RuntimeReport {
@@ -1051,6 +1101,18 @@ impl<'a, 'i> Next<'a, 'i> {
             self.not_ready("Restarting", message);
             self.requeue = Requeue::After(self.settings.step_interval);
         }
+    }
+
+    /// Whether the job answers that it stops or stopped after a stop request (not
+    /// because its bounded input ended).
+    fn stopped_on_request(&self) -> bool {
+        matches!(
+            &self.input.runtime,
+            RuntimeSeen::Answered(RuntimeReport {
+                state: RuntimeState::Stopping | RuntimeState::Finished,
+                savepoints,
+            }) if savepoints.iter().any(|s| s.stop)
+        )
     }
 
     /// Counts restarts of the job from the pods' restart counts, and keeps when
@@ -1209,6 +1271,16 @@ impl<'a, 'i> Next<'a, 'i> {
         }
     }
 
+    /// Clears Degraded when it reports a refused action: with no pods left, the
+    /// action went through.
+    fn clear_refusal(&mut self) {
+        let refused = conditions::get(&self.status.conditions, ConditionType::Degraded)
+            .is_some_and(|c| c.status == "True" && c.reason == "ActionRefused");
+        if refused {
+            self.set_degraded(None);
+        }
+    }
+
     /// Whether the current phase has lasted past the step deadline.
     fn step_overdue(&self) -> bool {
         self.status.phase_started_at.as_ref().is_some_and(|since| {
@@ -1219,8 +1291,12 @@ impl<'a, 'i> Next<'a, 'i> {
     /// Reports a step past its deadline: Degraded with `reason` and `message`, and
     /// a Warning Event the first time. The step goes on (pods may yet come, or go).
     fn report_stuck(&mut self, reason: &'static str, message: String) {
-        let reported = conditions::get(&self.status.conditions, ConditionType::Degraded)
-            .is_some_and(|c| c.status == "True" && c.reason == reason);
+        let degraded = conditions::get(&self.status.conditions, ConditionType::Degraded);
+        if degraded.is_some_and(|c| c.status == "True" && c.reason == "ActionRefused") {
+            // The apiserver's refusal says more precisely why the step is stuck.
+            return;
+        }
+        let reported = degraded.is_some_and(|c| c.status == "True" && c.reason == reason);
         if !reported {
             self.event(true, reason, message.clone());
         }
@@ -1399,7 +1475,11 @@ impl<'a, 'i> Next<'a, 'i> {
             now,
         );
         // A change waiting for its retry is progress still to make.
-        let change_pending = phase == Some(JobPhase::Running) && self.status.change.is_some();
+        let given_up = self.status.change.as_ref().is_some_and(|c| {
+            c.retry_at.is_none() && c.failed_attempts >= self.settings.max_savepoint_attempts
+        });
+        let change_pending = self.change_waiting
+            || (phase == Some(JobPhase::Running) && self.status.change.is_some() && !given_up);
         let progressing = change_pending
             || matches!(
                 phase,
@@ -1412,6 +1492,8 @@ impl<'a, 'i> Next<'a, 'i> {
             );
         let reason = if change_pending {
             "ChangePending"
+        } else if given_up && phase == Some(JobPhase::Running) {
+            "ChangeGivenUp"
         } else {
             phase.map_or("Pending", phase_reason)
         };

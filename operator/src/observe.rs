@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, ListParams};
 use strom_crds::StreamJob;
@@ -181,14 +183,21 @@ async fn observe_deployment(
             "involvedObject.kind=StatefulSet,involvedObject.name={},reason=FailedCreate",
             names.stateful_set()
         );
-        let found = events
-            .list(&ListParams::default().fields(&fields))
-            .await
-            .map_err(Error::kubernetes(format!(
-                "listing the Events of StatefulSet {}",
-                names.stateful_set()
-            )))?;
-        seen.pod_problem = failed_create(&found.items, set_created.as_ref(), &names.stateful_set());
+        // Only recent ones: an Event lives an hour, its cause may be long gone.
+        let recent = Time(Timestamp::now() - SignedDuration::from_mins(5));
+        let since = match set_created {
+            Some(created) if created.0 > recent.0 => created,
+            _ => recent,
+        };
+        match events.list(&ListParams::default().fields(&fields)).await {
+            Ok(found) => {
+                seen.pod_problem = failed_create(&found.items, Some(&since), &names.stateful_set());
+            }
+            // Only an explanation: never a reason to stop looking after the job.
+            Err(error) => {
+                tracing::warn!(%error, job = names.job, "cannot list the StatefulSet's Events")
+            }
+        }
     }
     for pod in &list.items {
         let statuses = pod
@@ -288,13 +297,10 @@ pub fn pod_problem(pod: &Pod) -> Option<PodProblem> {
         })
 }
 
-/// The newest `FailedCreate` Event of the StatefulSet `set`, when it is about
-/// this StatefulSet (not an older one of the same name, created before it).
-pub fn failed_create(
-    events: &[Event],
-    set_created: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
-    set: &str,
-) -> Option<PodProblem> {
+/// The newest `FailedCreate` Event of the StatefulSet `set` at or after `since`
+/// (when this StatefulSet was created, or a few minutes ago: older ones are about
+/// another StatefulSet of the same name, or a cause long gone).
+pub fn failed_create(events: &[Event], since: Option<&Time>, set: &str) -> Option<PodProblem> {
     let when = |event: &Event| {
         event
             .last_timestamp
@@ -305,7 +311,7 @@ pub fn failed_create(
     events
         .iter()
         .filter(|event| event.reason.as_deref() == Some("FailedCreate"))
-        .filter(|event| match (set_created, when(event)) {
+        .filter(|event| match (since, when(event)) {
             (Some(created), Some(at)) => at >= created.0,
             _ => true,
         })
@@ -402,7 +408,7 @@ mod tests {
             ),
             event("2026-01-01T12:00:01Z", "earlier"),
         ];
-        let created: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time =
+        let created: Time =
             serde_json::from_value(serde_json::json!("2026-01-01T12:00:00Z")).unwrap();
         let problem = failed_create(&events, Some(&created), "clicks").unwrap();
         assert!(problem.message.contains("admission webhook denied"));

@@ -1727,7 +1727,7 @@ fn a_savepoint_failing_every_time_is_given_up_until_the_spec_changes() {
     assert!(later.events.is_empty(), "{:?}", later.events);
     assert_eq!(
         condition(&later, ConditionType::Ready).reason,
-        "ChangePending"
+        "ChangeGivenUp"
     );
     assert_eq!(later.requeue, Requeue::After(settings.poll_interval));
 
@@ -1764,4 +1764,109 @@ fn the_savepoint_timeout_of_the_spec_is_used() {
             .message
             .contains("not completed within 60s")
     );
+}
+
+// ---- Found in review ----
+
+#[test]
+fn a_job_stopped_while_it_should_run_is_restarted_on_every_look_until_it_runs() {
+    // A stop whose savepoint failed, the restart lost (the operator restarted
+    // between recording the failure and acting), or someone else's stop.
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.runtime = answered(
+        RuntimeState::Finished,
+        vec![stop_savepoint(
+            3,
+            SavepointOutcome::Completed("s3://b/sp-3".into()),
+        )],
+    );
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::RestartPods);
+    assert_eq!(condition(&decision, ConditionType::Ready).status, "False");
+    // A bounded job whose input ended stopped without a request: left alone.
+    case.runtime = answered(RuntimeState::Finished, vec![]);
+    assert_ne!(case.decide().action, Action::RestartPods);
+}
+
+#[test]
+fn a_change_waiting_for_a_manual_savepoint_is_not_ready() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.savepoint_trigger_nonce = Some(1);
+    case.status.manual_savepoint = Some(ManualSavepointStatus {
+        nonce: 1,
+        requested_at: Time(at(0)),
+        request: Some(4),
+    });
+    case.runtime = answered(
+        RuntimeState::Running,
+        vec![SavepointSeen {
+            id: 4,
+            stop: false,
+            outcome: SavepointOutcome::Pending,
+        }],
+    );
+    case.spec.parallelism = 4;
+    case.now = at(5);
+    let decision = case.decide();
+    let ready = condition(&decision, ConditionType::Ready);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "ChangePending")
+    );
+    assert_eq!(
+        condition(&decision, ConditionType::Progressing).status,
+        "True"
+    );
+}
+
+#[test]
+fn a_given_up_change_is_not_progressing_and_stays_degraded() {
+    let mut case = Case::in_cycle(
+        JobPhase::Running,
+        4,
+        ChangeStatus {
+            failed_attempts: Settings::default().max_savepoint_attempts,
+            retry_at: None,
+            target_revision: Some(target(&spec(4, UpgradeMode::Savepoint)).revision()),
+            ..change(SavepointReason::Rescale, UpgradeMode::Savepoint)
+        },
+    );
+    // A pod problem came and went: Degraded still says the change was given up.
+    let decision = case.decide();
+    let progressing = condition(&decision, ConditionType::Progressing);
+    assert_eq!(
+        (progressing.status.as_str(), progressing.reason.as_str()),
+        ("False", "ChangeGivenUp")
+    );
+    let degraded = condition(&decision, ConditionType::Degraded);
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "SavepointFailed")
+    );
+    assert!(
+        degraded.message.contains("given up"),
+        "{}",
+        degraded.message
+    );
+    case.status = decision.status;
+    assert_eq!(
+        condition(&case.decide(), ConditionType::Degraded).status,
+        "True"
+    );
+}
+
+#[test]
+fn a_redeployed_job_starts_its_crash_loop_count_afresh() {
+    let mut case = Case::in_cycle(
+        JobPhase::Failed,
+        2,
+        change(SavepointReason::Upgrade, UpgradeMode::Savepoint),
+    );
+    case.status.recent_restarts = vec![Time(at(0)); 5];
+    case.deployment = DeploymentSeen::default();
+    case.spec.restart_nonce = Some(1);
+    case.now = at(60);
+    let decision = case.decide();
+    assert_eq!(decision.status.phase, Some(JobPhase::Restoring));
+    assert!(decision.status.recent_restarts.is_empty());
 }
