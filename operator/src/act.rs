@@ -141,7 +141,12 @@ impl Actor<'_> {
                 let requested = if *action == Action::StopWithSavepoint {
                     self.control.stop_with_savepoint(base).await
                 } else {
-                    self.control.trigger_savepoint(base).await
+                    // Keyed by the nonce: a request asked again (after an operator
+                    // restart, or from a status read before its id was recorded)
+                    // is the same request.
+                    let nonce = status.manual_savepoint.as_ref().map_or(0, |m| m.nonce);
+                    let key = format!("savepointTriggerNonce-{nonce}");
+                    self.control.trigger_savepoint(base, &key).await
                 };
                 // Not an error of the reconcile: the decision times the savepoint
                 // out and retries; the next look asks again.

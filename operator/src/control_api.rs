@@ -104,12 +104,14 @@ impl ControlClient {
     /// Asks the job to stop with a savepoint; the request's id. Asking again
     /// answers the same id.
     pub async fn stop_with_savepoint(&self, base: &str) -> Result<i64, String> {
-        self.post(&format!("{base}/v1/stop")).await
+        self.post(&format!("{base}/v1/stop"), None).await
     }
 
-    /// Asks the job for a savepoint without stopping; the request's id.
-    pub async fn trigger_savepoint(&self, base: &str) -> Result<i64, String> {
-        self.post(&format!("{base}/v1/savepoints")).await
+    /// Asks the job for a savepoint without stopping; the request's id. Asking
+    /// again with the same `key` answers the same id (one savepoint, however
+    /// often the operator asks).
+    pub async fn trigger_savepoint(&self, base: &str, key: &str) -> Result<i64, String> {
+        self.post(&format!("{base}/v1/savepoints"), Some(key)).await
     }
 
     async fn get<T: for<'de> Deserialize<'de>>(&self, url: &str) -> Result<T, String> {
@@ -118,8 +120,12 @@ impl ControlClient {
         response.json().await.map_err(describe)
     }
 
-    async fn post(&self, url: &str) -> Result<i64, String> {
-        let response = self.http.post(url).send().await.map_err(describe)?;
+    async fn post(&self, url: &str, key: Option<&str>) -> Result<i64, String> {
+        let mut request = self.http.post(url);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.map_err(describe)?;
         let status = response.status();
         let text = response.text().await.map_err(describe)?;
         if !status.is_success() {

@@ -334,6 +334,17 @@ async fn a_job_runs_rescales_suspends_resumes_and_takes_a_final_savepoint_on_del
     assert_eq!(manual.reason, SavepointReason::Manual);
     assert_eq!(status.savepoint_history.len(), 1);
     assert_eq!(status.phase, Some(JobPhase::Running));
+    // One request for the nonce, however often the operator asked (it may read
+    // a status from before the request's id was recorded): issue 17, point 13.
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let pod_0 = pods.get("counts-0").await.unwrap();
+    let ip = pod_0.status.and_then(|s| s.pod_ip).unwrap();
+    let report = strom_operator::control_api::ControlClient::default()
+        .report(&format!("http://{ip}:8081"))
+        .await
+        .unwrap();
+    let manual_requests = report.savepoints.iter().filter(|s| !s.stop).count();
+    assert_eq!(manual_requests, 1, "{:?}", report.savepoints);
 
     // kubectl scale: stop with savepoint, old pods removed, new ones restore.
     // `kubectl wait --for=condition=Ready` returns only once parallelism 3 runs.

@@ -50,7 +50,7 @@ fn checkpoints_go_on_while_a_savepoint_is_copied_and_the_copy_keeps_its_files() 
     let (control, job) = start(config.clone(), pipeline(None));
     wait_for_a_checkpoint(&control);
     fail::cfg("savepoint-copy-delay", "return(3000)").unwrap();
-    let request = control.request_savepoint();
+    let request = control.request_savepoint(None);
     // The copy starts with the next checkpoint.
     thread::sleep(Duration::from_millis(500));
     let before = checkpoints_completed(&control);
@@ -85,7 +85,7 @@ fn checkpoints_go_on_while_a_savepoint_is_copied_and_the_copy_keeps_its_files() 
     // settles its own request, and then takes its own savepoint.
     fail::cfg("savepoint-copy-delay", "return(1000)").unwrap();
     let requested_at = checkpoints_completed(&control);
-    let copied = control.request_savepoint();
+    let copied = control.request_savepoint(None);
     // Two checkpoints later the copy has started (it takes 1 s).
     let deadline = Instant::now() + Duration::from_secs(30);
     while checkpoints_completed(&control) < requested_at + 2 {

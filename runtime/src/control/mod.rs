@@ -5,7 +5,7 @@
 //! | method and path | what it does |
 //! |---|---|
 //! | `GET /v1/job` | the job's status: state, epoch, last checkpoint, savepoints |
-//! | `POST /v1/savepoints` | takes a savepoint of the next checkpoint (202, with its id) |
+//! | `POST /v1/savepoints` | takes a savepoint of the next checkpoint (202, with its id; an `Idempotency-Key` header sent again answers the first request) |
 //! | `GET /v1/savepoints`, `GET /v1/savepoints/{id}` | savepoint requests and their status |
 //! | `POST /v1/stop` | stops with a savepoint (202, with the savepoint's id) |
 //! | `GET /v1/checkpoints` | the retained completed checkpoints |

@@ -81,14 +81,36 @@ async fn job_status(State(state): State<ControlState>) -> Json<serde_json::Value
     }))
 }
 
-async fn trigger_savepoint(State(state): State<ControlState>) -> Result<Response, ApiError> {
+/// The longest `Idempotency-Key` taken.
+const MAX_KEY_LENGTH: usize = 256;
+
+async fn trigger_savepoint(
+    State(state): State<ControlState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    // A client that may ask again (after a crash, or from a stale view) sends a
+    // key: the same key answers the first request.
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => match value.to_str() {
+            Ok(key) if !key.is_empty() && key.len() <= MAX_KEY_LENGTH => Some(key.to_owned()),
+            _ => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the Idempotency-Key header must be 1 to {MAX_KEY_LENGTH} visible ASCII characters"
+                    ),
+                ));
+            }
+        },
+    };
     if state.control.stop_requested() {
         return Err(ApiError(
             StatusCode::CONFLICT,
             "the job is stopping; its final savepoint is already requested".into(),
         ));
     }
-    let id = state.control.request_savepoint();
+    let id = state.control.request_savepoint(key.as_deref());
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "id": id, "status": "pending" })),

@@ -54,6 +54,10 @@ pub struct SavepointRequest {
     pub id: u64,
     /// Whether the job stops once it is written.
     pub stop: bool,
+    /// The key the client sent with it (`Idempotency-Key`): the same key again
+    /// answers this request instead of making another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// Where it stands.
     #[serde(flatten)]
     pub status: SavepointStatus,
@@ -328,6 +332,7 @@ impl JobControl {
         requests.push(SavepointRequest {
             id,
             stop: true,
+            key: None,
             status: SavepointStatus::Pending,
         });
         self.stop_requested.store(true, Ordering::SeqCst);
@@ -335,13 +340,22 @@ impl JobControl {
     }
 
     /// Asks for a savepoint of the next completed checkpoint, without stopping.
-    /// Returns the request's id.
-    pub fn request_savepoint(&self) -> u64 {
+    /// Returns the request's id: that of an earlier request with the same `key`,
+    /// if there is one (a client retrying), or a new one's.
+    pub fn request_savepoint(&self, key: Option<&str>) -> u64 {
         let mut requests = self.lock_requests();
+        if let Some(key) = key
+            && let Some(earlier) = requests
+                .iter()
+                .find(|request| !request.stop && request.key.as_deref() == Some(key))
+        {
+            return earlier.id;
+        }
         let id = requests.len() as u64 + 1;
         requests.push(SavepointRequest {
             id,
             stop: false,
+            key: key.map(str::to_owned),
             status: SavepointStatus::Pending,
         });
         id
