@@ -40,12 +40,6 @@ summarize_tests() {
          END { printf "tests: %d passed, %d failed, %d skipped\n", passed, failed, ignored }' "$test_log"
 }
 
-# The services the tests run against (e2e/infra): started before the tests, stopped
-# after them whatever happens; the tests read their addresses from the environment.
-services_up() {
-    e2e/infra/stack.sh up || return 1
-    source "$STROM_CACHE/run/env.sh"
-}
 
 # One build for every later step: `cargo test --workspace` resolves the same
 # features as clippy's `--workspace --all-targets`, so librocksdb-sys and librdkafka
@@ -71,31 +65,32 @@ images() {
     fi
 }
 
-# The services' builds (Go and Maven; cached after the first run) go on beside the
-# Rust stages; `services built` waits for them and shows their own stage table.
-stack_build_log="$STROM_CACHE/stack-build.log"
-start_stack_build() {
-    e2e/infra/stack.sh build >"$stack_build_log" 2>&1 &
-    stack_build_pid=$!
+# The services the tests run against (e2e/infra) are built (Go and Maven; cached
+# after the first run) and started beside the Rust stages, mostly waiting on their
+# health checks while cargo works; stopped after the tests whatever happens. The
+# tests read their addresses from the environment.
+stack_log="$STROM_CACHE/stack-build.log"
+start_services() {
+    { e2e/infra/stack.sh build && e2e/infra/stack.sh up; } >"$stack_log" 2>&1 &
+    services_pid=$!
 }
-wait_for_stack_build() {
+wait_for_services() {
     local status=0
-    wait "$stack_build_pid" || status=$?
-    sed -n '/^stage /,$p' "$stack_build_log"
-    [ $status -eq 0 ] || tail -n 40 "$stack_build_log"
-    return $status
+    wait "$services_pid" || status=$?
+    sed -n '/^stage /,$p' "$stack_log"
+    [ $status -eq 0 ] || { tail -n 40 "$stack_log"; return $status; }
+    source "$STROM_CACHE/run/env.sh"
 }
 
 failed=0
 stage "system packages" ensure_debian_packages || exit 1
 stage "rust toolchain" ensure_rust || exit 1
-start_stack_build
+trap 'e2e/infra/stack.sh down' EXIT
+start_services
 stage "format (cargo fmt --check)" cargo fmt --all -- --check || failed=1
 stage "lint (cargo clippy)" cargo clippy --workspace --all-targets --locked -- -D warnings || failed=1
 stage "build (cargo test --no-run)" build_tests || failed=1
-stage "services built (beside the above)" wait_for_stack_build || failed=1
-trap 'e2e/infra/stack.sh down' EXIT
-stage "services up (e2e/infra)" services_up || failed=1
+stage "services built and up (beside the above)" wait_for_services || failed=1
 stage "images (e2e cluster)" images || failed=1
 stage "tests (cargo test)" run_tests || failed=1
 stage "services down" e2e/infra/stack.sh down || failed=1
