@@ -113,25 +113,13 @@ impl TestNamespace {
 
     /// Applies `object` (a manifest as JSON).
     pub fn apply(&self, object: &Value) {
-        let file = std::env::temp_dir().join(format!("{}.json", unique("manifest")));
-        std::fs::write(&file, object.to_string()).unwrap();
-        let applied = self.services.plane.run_kubectl(&[
-            "apply",
-            "-n",
-            &self.name,
-            "-f",
-            &file.to_string_lossy(),
-        ]);
-        let _ = std::fs::remove_file(&file);
-        applied.unwrap_or_else(|error| panic!("kubectl apply: {error}"));
+        self.kubectl_with_manifest("apply", object)
+            .unwrap_or_else(|error| panic!("kubectl apply: {error}"));
     }
 
     /// The Secret `name` with `data` (key to value), created (not applied: an
-    /// applied object keeps its values in the last-applied annotation) from a
-    /// file only this user reads.
+    /// applied object keeps its values in the last-applied annotation).
     pub fn create_secret(&self, name: &str, data: Value) {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let secret = serde_json::json!({
             "apiVersion": "v1",
             "kind": "Secret",
@@ -139,23 +127,32 @@ impl TestNamespace {
             "type": "Opaque",
             "stringData": data,
         });
-        let file = std::env::temp_dir().join(format!("{}.json", unique("secret")));
+        self.kubectl_with_manifest("create", &secret)
+            .unwrap_or_else(|error| panic!("creating Secret {name}: {error}"));
+    }
+
+    /// `kubectl <verb> -f` of `object` in the namespace, from a file only this
+    /// user reads (manifests may hold Secrets' values), removed afterwards.
+    fn kubectl_with_manifest(&self, verb: &str, object: &Value) -> Result<String, String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::env::temp_dir().join(format!("{}.json", unique("manifest")));
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&file)
-            .and_then(|mut out| out.write_all(secret.to_string().as_bytes()))
+            .and_then(|mut out| out.write_all(object.to_string().as_bytes()))
             .unwrap_or_else(|error| panic!("writing {}: {error}", file.display()));
-        let created = self.services.plane.run_kubectl(&[
-            "create",
+        let done = self.services.plane.run_kubectl(&[
+            verb,
             "-n",
             &self.name,
             "-f",
             &file.to_string_lossy(),
         ]);
         let _ = std::fs::remove_file(&file);
-        created.unwrap_or_else(|error| panic!("creating Secret {name}: {error}"));
+        done
     }
 
     /// The Secret `s3-creds` with MinIO's keys, as jobs' `state.storageSecret`.

@@ -335,16 +335,23 @@ mod tests {
         .unwrap()
     }
 
+    /// A pod whose runtime container waits for `reason`, with `message`.
+    fn waiting(reason: &str, message: &str) -> Pod {
+        pod(serde_json::json!({
+            "containerStatuses": [{
+                "name": "strom", "image": "strom", "imageID": "", "ready": false,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": reason, "message": message}}
+            }]
+        }))
+    }
+
     #[test]
     fn an_image_that_cannot_be_pulled_is_a_problem() {
-        let problem = pod_problem(&pod(serde_json::json!({
-            "containerStatuses": [{
-                "name": "strom", "image": "strom:typo", "imageID": "", "ready": false,
-                "restartCount": 0,
-                "state": {"waiting": {"reason": "ImagePullBackOff",
-                                      "message": "Back-off pulling image \"strom:typo\""}}
-            }]
-        })))
+        let problem = pod_problem(&waiting(
+            "ImagePullBackOff",
+            "Back-off pulling image \"strom:typo\"",
+        ))
         .unwrap();
         assert_eq!(problem.reason, "ImagePullBackOff");
         assert_eq!(
@@ -355,14 +362,10 @@ mod tests {
 
     #[test]
     fn a_missing_secret_key_and_an_unschedulable_pod_are_problems() {
-        let config = pod_problem(&pod(serde_json::json!({
-            "containerStatuses": [{
-                "name": "strom", "image": "strom", "imageID": "", "ready": false,
-                "restartCount": 0,
-                "state": {"waiting": {"reason": "CreateContainerConfigError",
-                                      "message": "couldn't find key password in Secret x/b"}}
-            }]
-        })))
+        let config = pod_problem(&waiting(
+            "CreateContainerConfigError",
+            "couldn't find key password in Secret x/b",
+        ))
         .unwrap();
         assert_eq!(config.reason, "CreateContainerConfigError");
         let unschedulable = pod_problem(&pod(serde_json::json!({
@@ -378,12 +381,7 @@ mod tests {
     #[test]
     fn starting_and_crash_looping_pods_are_not_stuck_deploys() {
         for reason in ["ContainerCreating", "PodInitializing", "CrashLoopBackOff"] {
-            let found = pod_problem(&pod(serde_json::json!({
-                "containerStatuses": [{
-                    "name": "strom", "image": "strom", "imageID": "", "ready": false,
-                    "restartCount": 0, "state": {"waiting": {"reason": reason}}
-                }]
-            })));
+            let found = pod_problem(&waiting(reason, ""));
             assert_eq!(found, None, "{reason}");
         }
     }
