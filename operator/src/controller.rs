@@ -12,6 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use strom_crds::StreamJob;
@@ -117,8 +118,10 @@ pub async fn run(
             let job = pod.labels().get(JOB_LABEL)?.clone();
             Some(ObjectRef::new(&job).within(&pod.namespace()?))
         })
+        // Secrets are watched by their metadata only: no Secret's values are held
+        // by the watch; a reconcile reads the referenced ones and keeps digests.
         .watches(
-            api::<Secret>(&client, namespace),
+            api::<PartialObjectMeta<Secret>>(&client, namespace),
             watcher::Config::default(),
             move |secret| jobs_referencing(&jobs, &secret),
         )
@@ -133,7 +136,10 @@ pub async fn run(
 }
 
 /// The jobs in `secret`'s namespace that reference it.
-fn jobs_referencing(jobs: &Store<StreamJob>, secret: &Secret) -> Vec<ObjectRef<StreamJob>> {
+fn jobs_referencing(
+    jobs: &Store<StreamJob>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<StreamJob>> {
     let name = secret.name_any();
     let namespace = secret.namespace();
     jobs.state()

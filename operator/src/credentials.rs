@@ -1,10 +1,11 @@
 //! The Secrets a job references, and whether they hold every key it needs. Pure:
-//! the Secrets' names, key names and resource versions come from the observer;
-//! values never reach this module.
+//! the Secrets' names, key names and digests of their values come from the
+//! observer; values never reach this module.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use sha2::{Digest, Sha256};
 use strom_crds::StreamJobSpec;
 
 /// Keys of `state.storageSecret` the runtime reads as environment.
@@ -64,6 +65,19 @@ pub fn required_keys(spec: &StreamJobSpec) -> Vec<RequiredKey> {
     keys
 }
 
+/// Every Secret key the job's pods read: the required ones and, when `spec` names
+/// a storage Secret, its optional session token.
+fn used_keys(spec: &StreamJobSpec) -> BTreeSet<(String, String)> {
+    let mut keys: BTreeSet<(String, String)> = required_keys(spec)
+        .into_iter()
+        .map(|key| (key.secret, key.key))
+        .collect();
+    if let Some(secret) = &spec.state.storage_secret {
+        keys.insert((secret.name.clone(), STORAGE_OPTIONAL_KEY.to_owned()));
+    }
+    keys
+}
+
 /// Names of every Secret `spec` references.
 pub fn referenced_secrets(spec: &StreamJobSpec) -> BTreeSet<String> {
     required_keys(spec)
@@ -72,13 +86,35 @@ pub fn referenced_secrets(spec: &StreamJobSpec) -> BTreeSet<String> {
         .collect()
 }
 
-/// What the observer saw of one Secret: its version and key names, no values.
+/// What the observer saw of one Secret: its keys and a digest of each value, never
+/// the values.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct SecretSeen {
-    /// `metadata.resourceVersion`: changes whenever the Secret does.
-    pub resource_version: String,
-    /// The keys of its `data`.
-    pub keys: BTreeSet<String>,
+    /// Each key of its `data`, with [`value_digest`] of its value.
+    pub keys: BTreeMap<String, String>,
+}
+
+impl SecretSeen {
+    /// The keys and digests of a Secret whose `data` is `values`; the values
+    /// themselves are not kept.
+    pub fn of<'a>(values: impl IntoIterator<Item = (&'a String, &'a [u8])>) -> Self {
+        Self {
+            keys: values
+                .into_iter()
+                .map(|(key, value)| (key.clone(), value_digest(value)))
+                .collect(),
+        }
+    }
+}
+
+/// The SHA-256 of a Secret value, in hex: tells a changed value from an unchanged
+/// one without keeping it.
+pub fn value_digest(value: &[u8]) -> String {
+    hex(&Sha256::digest(value))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// A Secret or key a job needs and its namespace lacks.
@@ -108,8 +144,12 @@ impl fmt::Display for MissingCredential {
 /// The referenced Secrets, all present with every key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolvedCredentials {
-    /// The Secrets' names and resource versions, `name=version` joined by `,`:
-    /// a rotated Secret gives another version, and so another deployment target.
+    /// Each referenced Secret's name and a digest of the values the job reads
+    /// from it, `name=digest` joined by `,`. A changed value gives another
+    /// version, and so another deployment target; a write that changes no value
+    /// the job reads (labels, other keys) gives the same. The digest covers every
+    /// value of the Secret the job reads at once and is salted with its names, so
+    /// it tells nothing about any one value.
     pub version: String,
 }
 
@@ -122,7 +162,7 @@ pub fn resolve(
     for required in required_keys(spec) {
         let key = match secrets.get(&required.secret) {
             None => None,
-            Some(seen) if seen.keys.contains(&required.key) => continue,
+            Some(seen) if seen.keys.contains_key(&required.key) => continue,
             Some(_) => Some(required.key),
         };
         let entry = MissingCredential {
@@ -137,9 +177,17 @@ pub fn resolve(
     if !missing.is_empty() {
         return Err(missing);
     }
+    let used = used_keys(spec);
     let version = referenced_secrets(spec)
         .iter()
-        .map(|name| format!("{name}={}", secrets[name].resource_version))
+        .map(|name| {
+            let mut digest = Sha256::new();
+            for (_, key) in used.iter().filter(|(secret, _)| secret == name) {
+                let value = secrets[name].keys.get(key).map_or("absent", String::as_str);
+                digest.update(format!("{name}\0{key}\0{value}\0"));
+            }
+            format!("{name}={}", &hex(&digest.finalize())[..16])
+        })
         .collect::<Vec<_>>()
         .join(",");
     Ok(ResolvedCredentials { version })
@@ -176,10 +224,13 @@ mod tests {
         .unwrap()
     }
 
-    fn seen(version: &str, keys: &[&str]) -> SecretSeen {
+    /// A Secret holding `keys`, each with the value `value`.
+    fn seen(value: &str, keys: &[&str]) -> SecretSeen {
         SecretSeen {
-            resource_version: version.into(),
-            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            keys: keys
+                .iter()
+                .map(|k| ((*k).to_owned(), value_digest(value.as_bytes())))
+                .collect(),
         }
     }
 
@@ -216,9 +267,16 @@ mod tests {
     }
 
     #[test]
-    fn present_secrets_resolve_to_their_versions() {
-        let resolved = resolve(&spec(), &all_secrets()).unwrap();
-        assert_eq!(resolved.version, "b-app=11,c-app=13,c-ca=12,s3=14");
+    fn present_secrets_resolve_to_a_digest_each_without_their_values() {
+        let version = resolve(&spec(), &all_secrets()).unwrap().version;
+        let names: Vec<&str> = version
+            .split(',')
+            .map(|entry| entry.split_once('=').unwrap().0)
+            .collect();
+        assert_eq!(names, ["b-app", "c-app", "c-ca", "s3"]);
+        for value in ["11", "12", "13", "14"] {
+            assert!(!version.contains(&value_digest(value.as_bytes())));
+        }
     }
 
     #[test]
@@ -238,7 +296,35 @@ mod tests {
     fn a_rotated_secret_changes_the_version() {
         let before = resolve(&spec(), &all_secrets()).unwrap().version;
         let mut secrets = all_secrets();
-        secrets.get_mut("b-app").unwrap().resource_version = "99".into();
+        secrets.insert("b-app".into(), seen("99", &["password"]));
         assert_ne!(resolve(&spec(), &secrets).unwrap().version, before);
+    }
+
+    #[test]
+    fn a_key_the_job_does_not_read_leaves_the_version() {
+        let before = resolve(&spec(), &all_secrets()).unwrap().version;
+        let mut secrets = all_secrets();
+        // c-app's ca.crt is not read: its trusted certificates come from c-ca.
+        let c_app = secrets.get_mut("c-app").unwrap();
+        c_app
+            .keys
+            .insert("ca.crt".into(), value_digest(b"another CA"));
+        c_app.keys.insert("note".into(), value_digest(b"rotated"));
+        assert_eq!(resolve(&spec(), &secrets).unwrap().version, before);
+    }
+
+    #[test]
+    fn the_optional_session_token_is_a_value_the_job_reads() {
+        let before = resolve(&spec(), &all_secrets()).unwrap().version;
+        let mut secrets = all_secrets();
+        let s3 = secrets.get_mut("s3").unwrap();
+        s3.keys
+            .insert(STORAGE_OPTIONAL_KEY.into(), value_digest(b"token"));
+        let with_token = resolve(&spec(), &secrets).unwrap().version;
+        assert_ne!(with_token, before);
+        let s3 = secrets.get_mut("s3").unwrap();
+        s3.keys
+            .insert(STORAGE_OPTIONAL_KEY.into(), value_digest(b"token-2"));
+        assert_ne!(resolve(&spec(), &secrets).unwrap().version, with_token);
     }
 }

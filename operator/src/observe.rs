@@ -96,26 +96,12 @@ async fn observe_credentials(
             .await
             .map_err(Error::kubernetes(format!("reading Secret {name}")))?;
         if let Some(secret) = secret {
-            // Only the key names and the version are kept; values are dropped here.
-            let keys = secret
-                .data
-                .iter()
-                .flat_map(|data| data.keys().cloned())
-                .chain(
-                    secret
-                        .string_data
-                        .iter()
-                        .flat_map(|data| data.keys().cloned()),
-                )
-                .collect();
-            let resource_version = secret.metadata.resource_version.unwrap_or_default();
-            seen.insert(
-                name,
-                SecretSeen {
-                    resource_version,
-                    keys,
-                },
-            );
+            // Only the key names and digests of the values are kept.
+            let data = secret.data.iter().flatten();
+            let data = data.map(|(key, value)| (key, value.0.as_slice()));
+            let string_data = secret.string_data.iter().flatten();
+            let string_data = string_data.map(|(key, value)| (key, value.as_bytes()));
+            seen.insert(name, SecretSeen::of(data.chain(string_data)));
         }
     }
     Ok(credentials::resolve(&job.spec, &seen))

@@ -258,9 +258,22 @@ spec:
     let written = serde_json::to_string(&(&set, &job)).unwrap();
     assert!(!written.contains("s3cr3t-value"));
 
-    // A rotated Secret rolls the job: a new target, a new StatefulSet revision.
+    // A write that changes no value the job uses (a label, a key it does not read)
+    // leaves the job alone.
     let revision = |set: &StatefulSet| set.annotations()[resources::REVISION_ANNOTATION].clone();
     let first = revision(&set);
+    let mut secret = secrets.get("us-reader").await.unwrap();
+    secret.metadata.labels = Some([("team".to_owned(), "payments".to_owned())].into());
+    secret.string_data = Some([("comment".to_owned(), "rotated monthly".to_owned())].into());
+    secrets
+        .replace("us-reader", &PostParams::default(), &secret)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let set = sets.get("orders").await.unwrap();
+    assert_eq!(revision(&set), first, "a write to an unused key redeployed");
+
+    // A rotated Secret rolls the job: a new target, a new StatefulSet revision.
     let mut secret = secrets.get("us-reader").await.unwrap();
     secret.string_data = Some([("password".to_owned(), "rotated".to_owned())].into());
     secrets
