@@ -249,6 +249,17 @@ pub enum UpgradeMode {
     Stateless,
 }
 
+impl UpgradeMode {
+    /// The mode as a manifest spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Savepoint => "savepoint",
+            Self::LastState => "last-state",
+            Self::Stateless => "stateless",
+        }
+    }
+}
+
 /// Whether the job should run.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "kebab-case")]

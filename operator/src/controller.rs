@@ -199,6 +199,7 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
         runtime: observed.runtime,
         now: Timestamp::now(),
         new_job_id: &new_job_id,
+        default_image: &config.resources.default_image,
     };
     let decision = decide::decide(&input, &config.decide);
     tracing::debug!(action = ?decision.action, phase = ?decision.status.phase, "decided");

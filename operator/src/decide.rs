@@ -106,6 +106,8 @@ pub struct Input<'a> {
     pub now: Timestamp,
     /// An id for the job's run, used only if it starts without state.
     pub new_job_id: &'a str,
+    /// The runtime image of jobs that name none: part of their target.
+    pub default_image: &'a str,
 }
 
 /// The job's StatefulSet and pods as seen.
@@ -426,6 +428,10 @@ impl<'a, 'i> Next<'a, 'i> {
         let Some(deployed) = self.deployed() else {
             return self.new_job();
         };
+        if deployed.unreadable && self.target().is_none() {
+            // What is being deployed cannot be read, nor anything else deployed.
+            return self.wait_for_target();
+        }
         let restore_from = self
             .status
             .change
@@ -446,7 +452,11 @@ impl<'a, 'i> Next<'a, 'i> {
                 restore_from,
                 ..change
             });
-            return self.tear_down();
+            let why = format!(
+                "{}; the job does not run yet, so no savepoint can be taken",
+                describe_change(reason, &deployed, self.target().as_ref())
+            );
+            return self.tear_down(&why);
         }
         let job_id = self.job_id_or_new();
         let deployment = Deployment {
@@ -641,7 +651,12 @@ impl<'a, 'i> Next<'a, 'i> {
                 );
             }
             UpgradeMode::LastState | UpgradeMode::Stateless => {
-                self.tear_down();
+                let why = format!(
+                    "{} (upgrade mode {}: no savepoint)",
+                    describe_change(reason, &deployed, target.as_ref()),
+                    mode.as_str()
+                );
+                self.tear_down(&why);
             }
         }
     }
@@ -667,7 +682,7 @@ impl<'a, 'i> Next<'a, 'i> {
                 if change.reason == SavepointReason::Delete {
                     self.act(Action::RemoveFinalizer, Requeue::OnChange);
                 } else {
-                    self.tear_down();
+                    self.tear_down("the savepoint is complete");
                 }
             }
             Some(SavepointOutcome::Failed(error)) => self.savepoint_failed(&change, &error),
@@ -889,11 +904,12 @@ impl<'a, 'i> Next<'a, 'i> {
     }
 
     /// Records the teardown of the running deployment, then takes it.
-    fn tear_down(&mut self) {
+    /// Removes the old pods, `why` (said first in the Event).
+    fn tear_down(&mut self, why: &str) {
         if let Some(change) = &mut self.status.change {
             change.step_started_at = Time(self.input.now);
         }
-        let note = "removing the old pods before deploying the new ones".to_owned();
+        let note = format!("{why}; removing the old pods before deploying the new ones");
         self.enter(JobPhase::Rescaling, "Rescaling", note.clone());
         self.not_ready("Rescaling", note);
         self.act(
@@ -1183,18 +1199,24 @@ impl<'a, 'i> Next<'a, 'i> {
         if self.input.spec_error.is_some() {
             return None;
         }
-        self.input
-            .credentials
-            .as_ref()
-            .ok()
-            .map(|resolved| Target::new(self.input.spec, &resolved.version))
+        self.input.credentials.as_ref().ok().map(|resolved| {
+            Target::new(self.input.spec, &resolved.version, self.input.default_image)
+        })
     }
 
+    /// What the current deployment runs; `None` before the first one. One
+    /// recorded in a form this operator cannot read is [`Target::unreadable`], at
+    /// the parallelism that runs, so it is replaced through a savepoint.
     fn deployed(&self) -> Option<Target> {
-        self.status
-            .last_reconciled_spec
-            .as_deref()
-            .and_then(Target::from_json)
+        let recorded = self.status.last_reconciled_spec.as_deref()?;
+        Some(Target::from_json(recorded).unwrap_or_else(|| {
+            let parallelism = self
+                .status
+                .parallelism
+                .filter(|p| *p > 0)
+                .unwrap_or(self.input.spec.parallelism);
+            Target::unreadable(self.input.spec, parallelism)
+        }))
     }
 
     fn job_id_or_new(&self) -> String {
@@ -1572,6 +1594,18 @@ fn describe_change(reason: SavepointReason, deployed: &Target, target: Option<&T
             deployed.spec.parallelism, target.spec.parallelism
         ),
         (SavepointReason::Suspend, _) => "suspending".to_owned(),
+        _ if deployed.unreadable => "redeploying: the running deployment was recorded by \
+             another operator version, in a form this one cannot read"
+            .to_owned(),
+        (_, Some(target)) if target.spec.image != deployed.spec.image => format!(
+            "upgrading the runtime image from {} to {}",
+            deployed
+                .spec
+                .image
+                .as_deref()
+                .unwrap_or("the previous operator's default"),
+            target.spec.image.as_deref().unwrap_or_default()
+        ),
         _ => "upgrading to the new spec".to_owned(),
     }
 }

@@ -477,7 +477,7 @@ mod tests {
 
     fn deployment(job: &StreamJob, restore_from: Option<&str>) -> Deployment {
         Deployment {
-            target: Target::new(&job.spec, "s3-creds=7"),
+            target: Target::new(&job.spec, "s3-creds=7", "strom-runtime:test"),
             job_id: "run-1".into(),
             restore_from: restore_from.map(str::to_owned),
         }

@@ -416,6 +416,54 @@ async fn kubectl_scale_starts_the_cycle_and_redeploys_at_the_new_parallelism() {
 }
 
 #[tokio::test]
+async fn an_operator_with_another_default_image_redeploys_its_jobs_visibly() {
+    let Some((control_plane, client, namespace)) = cluster("image").await else {
+        return;
+    };
+    let mut config = test_config(&namespace);
+    config.resources.default_image = "strom-runtime:old".into();
+    let operator = start_operator(&client, config.clone());
+    let path = workspace_root().join("examples/pipeline-word-count.yaml");
+    apply_file(&control_plane, &namespace, &path);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    let image = |set: &StatefulSet| {
+        let pod = set.spec.as_ref()?.template.spec.as_ref()?;
+        pod.containers[0].image.clone()
+    };
+    let set = eventually("the StatefulSet", || async {
+        sets.get_opt("word-count").await.unwrap()
+    })
+    .await;
+    assert_eq!(image(&set).as_deref(), Some("strom-runtime:old"));
+
+    // The operator is upgraded: its default image is part of what the job runs,
+    // so the job is redeployed at once (through a savepoint, had it run), and
+    // says so, rather than at its next rescale.
+    drop(operator);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    config.resources.default_image = "strom-runtime:new".into();
+    let _operator = start_operator(&client, config);
+    eventually("the StatefulSet at the new image", || async {
+        let set = sets.get_opt("word-count").await.unwrap()?;
+        (image(&set).as_deref() == Some("strom-runtime:new")).then_some(())
+    })
+    .await;
+    let job = job(&client, &namespace, "word-count").await.unwrap();
+    let recorded = job.status.unwrap().last_reconciled_spec.unwrap();
+    assert!(recorded.contains("strom-runtime:new"), "{recorded}");
+    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    eventually("an Event naming the image", || async {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        list.items.into_iter().find(|e| {
+            e.message.as_deref().is_some_and(|note| {
+                note.contains("strom-runtime:old") && note.contains("strom-runtime:new")
+            })
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn deleting_a_job_runs_the_finalizer_and_removes_what_it_owns() {
     let Some((control_plane, client, namespace)) = cluster("delete").await else {
         return;

@@ -36,8 +36,10 @@ fn missing() -> Result<ResolvedCredentials, Vec<MissingCredential>> {
     }])
 }
 
+const IMAGE: &str = "strom-runtime:1";
+
 fn target(spec: &StreamJobSpec) -> Target {
-    Target::new(spec, "")
+    Target::new(spec, "", IMAGE)
 }
 
 /// A StatefulSet of `target` with `ready` pods ready.
@@ -139,6 +141,7 @@ impl Case {
             runtime: self.runtime.clone(),
             now: self.now,
             new_job_id: "run-2",
+            default_image: IMAGE,
         };
         decide(&input, &Settings::default())
     }
@@ -484,6 +487,54 @@ fn a_new_parallelism_starts_the_cycle_with_a_stop_with_savepoint() {
     // Still reported at the old parallelism until the new one runs.
     assert_eq!(decision.status.parallelism, Some(2));
     assert!(decision.events[0].note.contains("from parallelism 2 to 4"));
+}
+
+#[test]
+fn a_deployed_spec_this_operator_cannot_read_is_replaced_through_a_savepoint() {
+    // Recorded by another operator version, in a shape this one cannot read: the
+    // job still runs, so it is stopped with a savepoint, never redeployed without.
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.status.last_reconciled_spec = Some(r#"{"spec": {"parallelism": "two"}}"#.into());
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::StopWithSavepoint);
+    assert_eq!(decision.status.phase, Some(JobPhase::Savepointing));
+    let change = decision.status.change.as_ref().unwrap();
+    assert_eq!(change.reason, SavepointReason::Upgrade);
+    assert_eq!(decision.status.parallelism, Some(2));
+    assert!(
+        decision.events[0].note.contains("cannot read"),
+        "{:?}",
+        decision.events
+    );
+}
+
+#[test]
+fn a_new_default_image_upgrades_the_runtime_through_a_savepoint() {
+    // Recorded by an operator whose default image was strom-runtime:0.
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    let mut old = Target::new(&case.spec, "", "strom-runtime:0");
+    case.status.last_reconciled_spec = Some(old.to_json());
+    case.deployment = deployed(&old, 2);
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::StopWithSavepoint);
+    assert!(
+        decision.events[0]
+            .note
+            .contains("upgrading the runtime image from strom-runtime:0 to strom-runtime:1"),
+        "{:?}",
+        decision.events
+    );
+
+    // One recorded before targets held the image: the same, said as well as known.
+    old.spec.image = None;
+    case.status.last_reconciled_spec = Some(old.to_json());
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::StopWithSavepoint);
+    assert!(
+        decision.events[0]
+            .note
+            .contains("previous operator's default")
+    );
 }
 
 #[test]
@@ -1146,6 +1197,7 @@ fn run_cycle(
             runtime,
             now: at(world.now),
             new_job_id: "run-new",
+            default_image: IMAGE,
         };
         let decision = decide(&input, &Settings::default());
         status = decision.status.clone();
