@@ -40,7 +40,9 @@ pub struct PodTemplate {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_pull_secrets: Vec<LocalObjectReference>,
 
-    /// Extra environment variables of the runtime container.
+    /// Extra environment variables of the runtime container. `STROM_*` and
+    /// `TMPDIR` are the operator's, and `AWS_*` too when `state.storageSecret` is
+    /// set: a manifest setting them is refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
 }

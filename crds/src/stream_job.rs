@@ -105,6 +105,10 @@ pub const MAX_MAX_PARALLELISM: i32 = 32768;
         .message("parallelism must be a multiple of slotsPerPod (pods = parallelism / slotsPerPod)"),
     validation = Rule::new("!has(self.kafkaClusters) || self.kafkaClusters.all(c, self.kafkaClusters.exists_one(d, d.name == c.name))")
         .message("kafkaClusters names must be unique"),
+    validation = Rule::new("!has(self.podTemplate) || !has(self.podTemplate.env) || self.podTemplate.env.all(e, !e.name.startsWith('STROM_') && e.name != 'TMPDIR')")
+        .message("podTemplate.env must not set STROM_* variables or TMPDIR: the operator sets them"),
+    validation = Rule::new("!has(self.podTemplate) || !has(self.podTemplate.env) || !has(self.state) || !has(self.state.storageSecret) || self.podTemplate.env.all(e, !e.name.startsWith('AWS_'))")
+        .message("podTemplate.env must not set AWS_* variables when state.storageSecret is set: the operator sets them from that Secret"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct StreamJobSpec {

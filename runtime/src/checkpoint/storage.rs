@@ -346,13 +346,7 @@ impl CheckpointStorage {
         let newest_checkpoint = completed.last().copied();
         match (newest_run, newest_checkpoint) {
             (Some(run), checkpoint) if checkpoint.is_none_or(|c| c.run < run) => {
-                let relative = format!("{RUNS_DIR}/{run}");
-                let json = self.get_object(&relative).await?;
-                let record: RunRecord =
-                    serde_json::from_slice(&json).map_err(|source| StorageError::Manifest {
-                        path: self.url_of(&self.under(&relative)),
-                        source,
-                    })?;
+                let record = self.run_record(&format!("{RUNS_DIR}/{run}")).await?;
                 Ok(match record.restored_from {
                     Some(_) => ResumePoint::StartOf(Some(record)),
                     None => ResumePoint::StartOf(None),
@@ -507,16 +501,45 @@ impl CheckpointStorage {
     /// any.
     pub async fn latest_checkpoint_restored_through(
         &self,
-        point: &SnapshotId,
+        points: &[SnapshotId],
     ) -> Result<Option<(SnapshotLocation, Manifest)>, StorageError> {
+        if points.is_empty() {
+            return Ok(None);
+        }
         for id in self.completed_checkpoints().await?.into_iter().rev() {
             let location = self.checkpoint_location(&id);
             let manifest = self.read_manifest(&location).await?;
-            if manifest.restored_through(point) {
+            if points.iter().any(|point| manifest.restored_through(point)) {
                 return Ok(Some((location, manifest)));
             }
         }
         Ok(None)
+    }
+
+    /// The points that runs recorded here restored from `url` (a savepoint's or
+    /// checkpoint's URL): read from the run records, so found when the snapshot
+    /// itself has been deleted since.
+    pub async fn points_restored_from(&self, url: &str) -> Result<Vec<SnapshotId>, StorageError> {
+        let mut points = Vec::new();
+        for name in self.list_folder(RUNS_DIR).await? {
+            if name.parse::<RunId>().is_err() {
+                continue;
+            }
+            let record = self.run_record(&format!("{RUNS_DIR}/{name}")).await?;
+            if record.restored_from.as_deref() == Some(url) {
+                // The restored point is the last of the run's ancestry.
+                points.extend(record.run.ancestry.last().copied());
+            }
+        }
+        Ok(points)
+    }
+
+    async fn run_record(&self, relative: &str) -> Result<RunRecord, StorageError> {
+        let json = self.get_object(relative).await?;
+        serde_json::from_slice(&json).map_err(|source| StorageError::Manifest {
+            path: self.url_of(&self.under(relative)),
+            source,
+        })
     }
 
     /// Finishes the sink commits of every completed checkpoint here. Each manifest

@@ -599,17 +599,40 @@ async fn find_restore(
             // The job's own checkpoints count only if their lineage restored the
             // snapshot (a pod restarting after the run that restored it); those of
             // other runs do not, whatever their epochs — not even later ones of the
-            // run the snapshot was taken from.
+            // run the snapshot was taken from. The run records name the snapshot,
+            // so once such a checkpoint exists the snapshot is not read: it may
+            // have been deleted since.
+            let restored = storage.points_restored_from(&snapshot_url(path)?).await?;
+            if let Some(found) = storage
+                .latest_checkpoint_restored_through(&restored)
+                .await?
+            {
+                return Ok(Some(own_checkpoint(found)));
+            }
             let snapshot = read_snapshot(config, path).await?;
             Ok(Some(
                 storage
-                    .latest_checkpoint_restored_through(&snapshot.manifest.id())
+                    .latest_checkpoint_restored_through(&[snapshot.manifest.id()])
                     .await?
                     .map_or(snapshot, own_checkpoint),
             ))
         }
         RestoreFrom::Snapshot(path) => read_snapshot(config, path).await.map(Some),
     }
+}
+
+/// The URL a snapshot at `path` (a URL or a local folder) is recorded by.
+fn snapshot_url(path: &str) -> Result<String, StorageError> {
+    if path.contains("://") {
+        return Ok(path.trim_end_matches('/').to_owned());
+    }
+    // A local folder: recorded absolute, so a resume from elsewhere finds it.
+    let absolute = std::path::absolute(path).map_err(|source| StorageError::Io {
+        operation: "resolve",
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(format!("file://{}", absolute.display()))
 }
 
 async fn read_snapshot(config: &JobConfig, path: &str) -> Result<RestorePoint, JobError> {
@@ -622,17 +645,7 @@ async fn read_snapshot(config: &JobConfig, path: &str) -> Result<RestorePoint, J
         }) => return Err(JobError::NoSnapshot(path.to_owned())),
         Err(error) => return Err(error.into()),
     };
-    let url = if path.contains("://") {
-        path.trim_end_matches('/').to_owned()
-    } else {
-        // A local folder: recorded absolute, so a resume from elsewhere finds it.
-        let absolute = std::path::absolute(path).map_err(|source| StorageError::Io {
-            operation: "resolve",
-            path: path.to_owned(),
-            source,
-        })?;
-        format!("file://{}", absolute.display())
-    };
+    let url = snapshot_url(path)?;
     Ok(RestorePoint {
         store,
         location,
