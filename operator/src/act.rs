@@ -34,8 +34,11 @@ pub struct Actor<'a> {
 }
 
 impl Actor<'_> {
-    /// Writes `status` (when it differs from the job's) by server-side apply;
-    /// returns the job as the apiserver now holds it (a new resource version).
+    /// Writes `status` (when it differs from the job's) by server-side apply,
+    /// only if the job is still at the resource version it was read at: a status
+    /// decided on a stale read (by a replica that lost the Lease, or from a
+    /// lagging cache) is refused (409) rather than written over a newer one.
+    /// Returns the job as the apiserver now holds it (a new resource version).
     pub async fn record_status(
         &self,
         job: &StreamJob,
@@ -49,6 +52,7 @@ impl Actor<'_> {
         let patch = serde_json::json!({
             "apiVersion": "strom.dev/v1alpha1",
             "kind": "StreamJob",
+            "metadata": {"resourceVersion": job.resource_version()},
             "status": status,
         });
         api.patch_status(

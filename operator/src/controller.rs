@@ -273,6 +273,12 @@ fn is_refusal(code: u16) -> bool {
 /// After a failed reconcile: counted, logged, and tried again after a while.
 pub fn error_policy(job: Arc<StreamJob>, error: &Error, context: Arc<Context>) -> Requeue {
     context.metrics.failed(error);
+    if error.is_conflict() {
+        // Decided on a read the job has moved past (its status is written only
+        // if it is unchanged since): decided again on a fresh read.
+        tracing::debug!(job = %job.name_any(), %error, "the job changed; looking again");
+        return Requeue::requeue(std::time::Duration::from_secs(1));
+    }
     tracing::warn!(job = %job.name_any(), %error, "reconcile failed");
     Requeue::requeue(std::time::Duration::from_secs(5))
 }

@@ -21,9 +21,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the apiserver refused a write because the object changed since it
+    /// was read (409): the next look reads it again.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            Self::Kubernetes { source: kube::Error::Api(status), .. } if status.code == 409
+        )
+    }
+
     /// The `error` label of the failure metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
+            _ if self.is_conflict() => "conflict",
             Self::Kubernetes { .. } => "kubernetes",
             Self::MissingMetadata(_) => "invalid_object",
             Self::LostLeadership(_) => "leadership",

@@ -1,7 +1,10 @@
 //! Leader election by a `coordination.k8s.io` Lease, so that two operator replicas
 //! never reconcile at once: the holder renews the Lease; another takes it over only
 //! once it has not been renewed for its whole duration. Updates carry the Lease's
-//! resource version, so two candidates cannot both win.
+//! resource version, so two candidates cannot both win. The holder gives up at its
+//! renew deadline, two thirds of the duration after its last renewal, so it has
+//! stopped before another can take over; a holder that stops releases the Lease,
+//! so its successor need not wait.
 
 use std::time::Duration;
 
@@ -137,28 +140,80 @@ impl LeaderElection {
         }
     }
 
+    /// How long after its last renewal the holder gives leadership up when it
+    /// cannot renew: two thirds of the Lease's duration (as client-go's 10 s of
+    /// 15 s), leaving a third for its last writes to end before another candidate
+    /// may take over.
+    pub fn renew_deadline(&self) -> Duration {
+        self.duration * 2 / 3
+    }
+
     /// Renews the Lease every third of its duration; returns when leadership is
-    /// lost (another holds the Lease, or it could not be renewed in time).
+    /// lost: another holds the Lease, or it was not renewed within
+    /// [`Self::renew_deadline`] of the last renewal (each attempt is cut off there).
     pub async fn keep(&self) -> Error {
-        let mut last_renewal = tokio::time::Instant::now();
+        let deadline = self.renew_deadline();
+        // Taken just before the acquisition that made this candidate the leader.
+        let mut renewed = tokio::time::Instant::now();
+        let not_renewed = |why: String| {
+            Error::LostLeadership(format!(
+                "Lease {} not renewed within {}s: {why}",
+                self.lease,
+                deadline.as_secs_f32()
+            ))
+        };
         loop {
-            tokio::time::sleep(self.duration / 3).await;
-            match self.try_acquire().await {
-                Ok(Leadership::Leading) => last_renewal = tokio::time::Instant::now(),
-                Ok(Leadership::Following(holder)) => {
+            let left = deadline.saturating_sub(renewed.elapsed());
+            tokio::time::sleep((self.duration / 3).min(left)).await;
+            let attempt = tokio::time::Instant::now();
+            let left = deadline.saturating_sub(renewed.elapsed());
+            if left.is_zero() {
+                return not_renewed("the last attempt failed".into());
+            }
+            match tokio::time::timeout(left, self.try_acquire()).await {
+                // The Lease records the time taken at the attempt's start.
+                Ok(Ok(Leadership::Leading)) => renewed = attempt,
+                Ok(Ok(Leadership::Following(holder))) => {
                     return Error::LostLeadership(format!(
                         "Lease {} is held by {holder}",
                         self.lease
                     ));
                 }
-                Err(error) if last_renewal.elapsed() >= self.duration => {
-                    return Error::LostLeadership(format!(
-                        "Lease {} not renewed: {error}",
-                        self.lease
-                    ));
-                }
-                Err(error) => tracing::warn!(%error, "cannot renew the Lease; retrying"),
+                Ok(Err(error)) => tracing::warn!(%error, "cannot renew the Lease; retrying"),
+                Err(_) => return not_renewed("the renewal did not answer in time".into()),
             }
+        }
+    }
+
+    /// Gives the Lease up, if this candidate holds it: its holder is cleared, so
+    /// another candidate takes it at its next attempt. Called by a leader that
+    /// stops (after its last write).
+    pub async fn release(&self) -> Result<(), Error> {
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.lease)
+            .await
+            .map_err(Error::kubernetes(format!("reading Lease {}", self.lease)))?
+        else {
+            return Ok(());
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.acquire_time = None;
+        spec.renew_time = None;
+        match self
+            .api
+            .replace(&self.lease, &PostParams::default(), &lease)
+            .await
+        {
+            // Changed since it was read: taken over by another already.
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            result => result
+                .map(|_| ())
+                .map_err(Error::kubernetes(format!("releasing Lease {}", self.lease))),
         }
     }
 }

@@ -107,9 +107,10 @@ async fn main() -> anyhow::Result<()> {
         config.control_access = ControlAccess::PodIp;
     }
 
+    let keeper = leader.clone();
     let (lost_sender, lost) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        let error = leader.keep().await;
+        let error = keeper.keep().await;
         let _ = lost_sender.send(error);
     });
     let (stop_sender, stop) = tokio::sync::oneshot::channel::<()>();
@@ -117,19 +118,33 @@ async fn main() -> anyhow::Result<()> {
         let _ = stop.await;
     };
     let controller = tokio::spawn(controller::run(client, config, metrics, shutdown));
+    // What is left of the Lease after the renew deadline: in-flight reconciles
+    // get that long to end before the process exits.
+    let last_writes = leader.duration.saturating_sub(leader.renew_deadline());
+    let stop_controller = async move {
+        let _ = stop_sender.send(());
+        if tokio::time::timeout(last_writes, controller).await.is_err() {
+            tracing::warn!("reconciles still running at exit were cut short");
+        }
+    };
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot handle SIGTERM")?;
     tokio::select! {
         error = lost => {
-            let _ = stop_sender.send(());
-            let _ = controller.await;
+            stop_controller.await;
             let error = error.map_or_else(|_| "the Lease keeper ended".to_owned(), |e| e.to_string());
             anyhow::bail!("{error}");
         }
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("stopping");
-            let _ = stop_sender.send(());
-            let _ = controller.await;
-        }
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+        _ = terminate.recv() => tracing::info!("terminated: stopping"),
     }
+    // Stopped on request: the last writes end, then the Lease is given up so a
+    // successor (the next pod of a rolling update) leads at once.
+    stop_controller.await;
+    if let Err(error) = leader.release().await {
+        tracing::warn!(%error, "cannot release the Lease; a successor waits for it to expire");
+    }
+    tracing::info!("stopped; Lease released");
     Ok(())
 }
 

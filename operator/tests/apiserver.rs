@@ -524,3 +524,116 @@ async fn one_of_two_candidates_leads_and_the_other_takes_over_an_expired_lease()
         Leadership::Following("second".into())
     );
 }
+
+#[tokio::test]
+async fn a_leader_that_cannot_renew_stops_before_its_lease_can_be_taken_over() {
+    // An apiserver that cannot be reached: every renewal fails.
+    let unreachable = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+    let client = Client::try_from(unreachable).unwrap();
+    let duration = Duration::from_secs(3);
+    let leader = LeaderElection::new(client, "default", "strom-operator-leader", "me", duration);
+    let started = tokio::time::Instant::now();
+    let lost = leader.keep().await;
+    let held = started.elapsed();
+    // Another candidate takes the Lease over once it is `duration` old: the
+    // leader must have stopped well before, leaving time for its last writes.
+    assert!(
+        held <= duration * 3 / 4,
+        "led for {held:?} without renewing a Lease of {duration:?}: {lost}"
+    );
+}
+
+#[tokio::test]
+async fn a_status_written_from_a_stale_read_is_refused() {
+    let Some((control_plane, client, namespace)) = cluster("stale").await else {
+        return;
+    };
+    let path = workspace_root().join("examples/pipeline-word-count.yaml");
+    apply_file(&control_plane, &namespace, &path);
+    let read = job(&client, &namespace, "word-count").await.unwrap();
+    // Another writer (a newer leader) changes the job after this read.
+    let mut labelled = read.clone();
+    labelled.metadata.labels = Some([("changed".to_owned(), "yes".to_owned())].into());
+    let jobs: Api<strom_crds::StreamJob> = Api::namespaced(client.clone(), &namespace);
+    jobs.replace("word-count", &PostParams::default(), &labelled)
+        .await
+        .unwrap();
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "test".into(),
+            instance: None,
+        },
+    );
+    let control = strom_operator::control_api::ControlClient::default();
+    let resources = ResourceSettings::default();
+    let actor = strom_operator::act::Actor {
+        client: &client,
+        recorder: &recorder,
+        control: &control,
+        resources: &resources,
+    };
+    let status = strom_crds::StreamJobStatus {
+        phase: Some(JobPhase::Running),
+        ..Default::default()
+    };
+    let written = actor.record_status(&read, &status).await;
+    assert!(
+        written.is_err(),
+        "a status decided on a stale read was written"
+    );
+    let now = job(&client, &namespace, "word-count").await.unwrap();
+    assert_ne!(now.status.and_then(|s| s.phase), Some(JobPhase::Running));
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_operator_and_releases_its_lease() {
+    let Some((control_plane, client, namespace)) = cluster("sigterm").await else {
+        return;
+    };
+    let mut operator = std::process::Command::new(env!("CARGO_BIN_EXE_strom-operator"))
+        .env("KUBECONFIG", &control_plane.kubeconfig)
+        .args(["--namespace", &namespace, "--lease-namespace", &namespace])
+        .args(["--identity", "operator-1", "--lease-duration", "60"])
+        .args(["--metrics-address", "127.0.0.1:0"])
+        .spawn()
+        .unwrap();
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &namespace);
+    let holder = |lease: Option<k8s_openapi::api::coordination::v1::Lease>| {
+        lease.and_then(|l| l.spec?.holder_identity)
+    };
+    eventually("the operator leads", || async {
+        let lease = leases.get_opt("strom-operator-leader").await.unwrap();
+        (holder(lease).as_deref() == Some("operator-1")).then_some(())
+    })
+    .await;
+    let pid = operator.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = operator.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "SIGTERM did not stop the operator"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(exit.success(), "SIGTERM ended the operator with {exit}");
+    // Released: a successor leads at once, not a Lease duration (60 s) later.
+    let lease = leases.get_opt("strom-operator-leader").await.unwrap();
+    assert_eq!(holder(lease), None);
+    let successor = LeaderElection::new(
+        client.clone(),
+        &namespace,
+        "strom-operator-leader",
+        "operator-2",
+        Duration::from_secs(60),
+    );
+    assert_eq!(successor.try_acquire().await.unwrap(), Leadership::Leading);
+}
