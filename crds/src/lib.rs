@@ -18,7 +18,7 @@ pub use kafka::{
     KafkaCluster, KafkaTls, PasswordSecretSource, SaslCredentials, SecretKeyRef,
 };
 pub use pod_template::PodTemplate;
-pub use state::{SecretRef, StateSpec};
+pub use state::{SecretRef, StateSpec, StateVolume};
 pub use status::{
     ChangeStatus, ConditionType, JobPhase, ManualSavepointStatus, SavepointInfo, SavepointReason,
     StreamJobStatus,

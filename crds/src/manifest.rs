@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::StreamJob;
 use crate::crd::stream_job_crd;
+use crate::stream_job::{FILE_STORAGE_ON_VOLUME, STORAGE_REQUIRED};
 
 /// The `apiVersion` of a StreamJob manifest.
 pub const API_VERSION: &str = "strom.dev/v1alpha1";
@@ -113,16 +114,35 @@ pub fn is_stream_job(document: &Value) -> bool {
         && document.get("apiVersion").and_then(Value::as_str) == Some(API_VERSION)
 }
 
+/// Where a StreamJob is to run, for the rules that depend on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// On Kubernetes, by the operator: every rule of the CRD.
+    Kubernetes,
+    /// In one process here (`strom run`): state may stay on this machine's disk,
+    /// so the rules that make it outlive pods ([`KUBERNETES_ONLY_RULES`]) are not
+    /// checked.
+    Local,
+}
+
+/// Messages of the CRD's rules that only a job on Kubernetes must meet.
+pub const KUBERNETES_ONLY_RULES: [&str; 2] = [STORAGE_REQUIRED, FILE_STORAGE_ON_VOLUME];
+
 /// Reads the one StreamJob of a manifest text (other documents, such as the Secrets
 /// it references, are left alone) and checks it as `kubectl apply` would.
 pub fn parse_stream_job(text: &str) -> Result<StreamJob, ManifestError> {
+    parse_stream_job_for(text, Placement::Kubernetes)
+}
+
+/// Reads the one StreamJob of a manifest text and checks it for `placement`.
+pub fn parse_stream_job_for(text: &str, placement: Placement) -> Result<StreamJob, ManifestError> {
     let mut jobs: Vec<Value> = read_documents(text)?
         .into_iter()
         .filter(is_stream_job)
         .collect();
     match jobs.len() {
         0 => Err(ManifestError::NoStreamJob),
-        1 => stream_job_from_value(jobs.remove(0)),
+        1 => check(jobs.remove(0), None, placement),
         n => Err(ManifestError::SeveralStreamJobs(n)),
     }
 }
@@ -130,7 +150,7 @@ pub fn parse_stream_job(text: &str) -> Result<StreamJob, ManifestError> {
 /// Checks one StreamJob document as the apiserver would on create, and returns it
 /// typed, with every default filled in.
 pub fn stream_job_from_value(document: Value) -> Result<StreamJob, ManifestError> {
-    check(document, None)
+    check(document, None, Placement::Kubernetes)
 }
 
 /// Checks a change to a StreamJob as the apiserver would on update: everything
@@ -139,10 +159,14 @@ pub fn stream_job_from_value(document: Value) -> Result<StreamJob, ManifestError
 pub fn check_update(old: &StreamJob, new: Value) -> Result<StreamJob, ManifestError> {
     let old = serde_json::to_value(old)
         .unwrap_or_else(|e| unreachable!("a StreamJob always serializes: {e}"));
-    check(new, Some(&old))
+    check(new, Some(&old), Placement::Kubernetes)
 }
 
-fn check(document: Value, old: Option<&Value>) -> Result<StreamJob, ManifestError> {
+fn check(
+    document: Value,
+    old: Option<&Value>,
+    placement: Placement,
+) -> Result<StreamJob, ManifestError> {
     let name = document
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -153,6 +177,11 @@ fn check(document: Value, old: Option<&Value>) -> Result<StreamJob, ManifestErro
     size_violations(&SCHEMA, &document, "", &mut violations);
     let structure_ok = typed.is_some();
     for violation in cel_violations(&document, old, structure_ok) {
+        if placement == Placement::Local
+            && KUBERNETES_ONLY_RULES.contains(&violation.message.as_str())
+        {
+            continue;
+        }
         // Some rules are checked by both the types and CEL; say each once.
         violations.retain(|v| !v.message.ends_with(&violation.message));
         violations.push(violation);

@@ -23,15 +23,21 @@ pub struct StateSpec {
     pub checkpoint_interval: Duration,
 
     /// Object-storage URL under which checkpoints and savepoints are written,
-    /// one folder per job: `s3://bucket/prefix`, or `file:///path` for local runs.
-    /// Every runtime pod must reach the same storage. Defaults to a folder on local
-    /// disk in local runs (`strom run`); required on Kubernetes unless `upgradeMode`
-    /// is `stateless`.
+    /// one folder per job: `s3://bucket/prefix`, or `file:///path`. Every runtime
+    /// pod must reach the same storage, and it must outlive them: required on
+    /// Kubernetes, where `file://` must be a folder on `volume`. Defaults to a
+    /// folder on local disk in local runs (`strom run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     #[x_kube(validation = Rule::new("self.matches('^(s3|file)://.+')")
         .message("storage must be an object-storage URL: s3://bucket/prefix or file:///path"))]
     pub storage: Option<String>,
+
+    /// A PersistentVolumeClaim every runtime pod mounts, for `file://` storage on
+    /// it (an NFS or CephFS share: ReadWriteMany; ReadWriteOnce only where all pods
+    /// run on one node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<StateVolume>,
 
     /// Secret with the object-storage credentials, passed to the runtime as
     /// environment: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optionally
@@ -60,6 +66,7 @@ impl Default for StateSpec {
         Self {
             checkpoint_interval: default_checkpoint_interval(),
             storage: None,
+            volume: None,
             storage_secret: None,
             storage_options: BTreeMap::new(),
             retained_checkpoints: DEFAULT_RETAINED_CHECKPOINTS,
@@ -75,6 +82,20 @@ fn default_checkpoint_interval() -> Duration {
 
 fn default_retained_checkpoints() -> i32 {
     DEFAULT_RETAINED_CHECKPOINTS
+}
+
+/// A PersistentVolumeClaim mounted into every runtime pod for `file://` state.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StateVolume {
+    /// Name of the PersistentVolumeClaim, in the StreamJob's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
+    /// Where the pods mount it; `storage` is then `file://<mountPath>/<folder>`.
+    #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new("self.matches('^/.*[^/]$') && !self.startsWith('/etc/strom') && self != '/var/lib/strom' && !self.startsWith('/var/lib/strom/')")
+        .message("state.volume.mountPath must be an absolute path without a trailing slash, outside /etc/strom and /var/lib/strom"))]
+    pub mount_path: String,
 }
 
 /// A Secret in the StreamJob's namespace, referenced by name.

@@ -105,6 +105,10 @@ pub const MAX_MAX_PARALLELISM: i32 = 32768;
         .message("parallelism must be a multiple of slotsPerPod (pods = parallelism / slotsPerPod)"),
     validation = Rule::new("!has(self.kafkaClusters) || self.kafkaClusters.all(c, self.kafkaClusters.exists_one(d, d.name == c.name))")
         .message("kafkaClusters names must be unique"),
+    validation = Rule::new("has(self.state) && has(self.state.storage)")
+        .message(STORAGE_REQUIRED),
+    validation = Rule::new("!has(self.state) || !has(self.state.storage) || !self.state.storage.startsWith('file:') || (has(self.state.volume) && self.state.storage.startsWith('file://' + self.state.volume.mountPath + '/'))")
+        .message(FILE_STORAGE_ON_VOLUME),
     validation = Rule::new("!has(self.podTemplate) || !has(self.podTemplate.env) || self.podTemplate.env.all(e, !e.name.startsWith('STROM_') && e.name != 'TMPDIR')")
         .message("podTemplate.env must not set STROM_* variables or TMPDIR: the operator sets them"),
     validation = Rule::new("!has(self.podTemplate) || !has(self.podTemplate.env) || !has(self.state) || !has(self.state.storageSecret) || self.podTemplate.env.all(e, !e.name.startsWith('AWS_'))")
@@ -237,6 +241,15 @@ pub struct PipelineSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub args: BTreeMap<String, String>,
 }
+
+/// Why a job on Kubernetes needs `state.storage`: the message of its CEL rule.
+pub const STORAGE_REQUIRED: &str = "state.storage is required on Kubernetes: an object-storage URL \
+     (s3://bucket/prefix) or file:// on state.volume, so that checkpoints outlive the pods";
+/// Why `file://` storage must be on `state.volume` on Kubernetes: the message of its
+/// CEL rule.
+pub const FILE_STORAGE_ON_VOLUME: &str = "file:// storage must be a folder on state.volume \
+     (file://<mountPath>/...), a volume every pod mounts: a pod's own disk is lost when the \
+     pod is replaced, and with it the job's state";
 
 /// How state is carried over when the job is upgraded or rescaled.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]

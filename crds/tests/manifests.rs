@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use strom_crds::manifest::{
-    ManifestError, check_update, is_stream_job, parse_stream_job, read_documents,
-    stream_job_from_value,
+    ManifestError, Placement, check_update, is_stream_job, parse_stream_job, parse_stream_job_for,
+    read_documents,
 };
 use strom_crds::{SecretKeyRef, StreamJob};
 
@@ -27,6 +27,16 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// Examples named `local-*` are for `strom run`; the others for Kubernetes.
+fn placement(path: &Path) -> Placement {
+    let name = path.file_name().unwrap().to_string_lossy();
+    if name.starts_with("local-") {
+        Placement::Local
+    } else {
+        Placement::Kubernetes
+    }
 }
 
 fn examples() -> Vec<(PathBuf, String)> {
@@ -47,7 +57,7 @@ fn examples() -> Vec<(PathBuf, String)> {
 #[test]
 fn every_example_is_accepted() {
     for (path, text) in examples() {
-        if let Err(e) = parse_stream_job(&text) {
+        if let Err(e) = parse_stream_job_for(&text, placement(&path)) {
             panic!("{} is rejected:\n{e}", path.display());
         }
     }
@@ -56,9 +66,9 @@ fn every_example_is_accepted() {
 #[test]
 fn every_example_round_trips() {
     for (path, text) in examples() {
-        let job = parse_stream_job(&text).unwrap();
+        let job = parse_stream_job_for(&text, placement(&path)).unwrap();
         let written = serde_json::to_value(&job).unwrap();
-        let reread = stream_job_from_value(written.clone())
+        let reread = parse_stream_job_for(&written.to_string(), placement(&path))
             .unwrap_or_else(|e| panic!("{} does not read back:\n{e}", path.display()));
         assert_eq!(job, reread, "{} changes on a round trip", path.display());
 
@@ -99,7 +109,7 @@ fn assert_contains(outer: &Value, inner: &Value, at: &str) {
 #[test]
 fn every_secret_an_example_references_is_in_the_example() {
     for (path, text) in examples() {
-        let job = parse_stream_job(&text).unwrap();
+        let job = parse_stream_job_for(&text, placement(&path)).unwrap();
         let secrets: BTreeMap<String, Value> = read_documents(&text)
             .unwrap()
             .into_iter()
@@ -129,9 +139,27 @@ fn every_secret_an_example_references_is_in_the_example() {
 }
 
 #[test]
+fn a_local_run_keeps_state_on_its_own_disk_and_a_job_on_kubernetes_may_not() {
+    let manifest = |state: &str| {
+        format!(
+            "apiVersion: strom.dev/v1alpha1\nkind: StreamJob\nmetadata: {{name: local}}\n\
+             spec: {{sql: x{state}}}\n"
+        )
+    };
+    for state in ["", ", state: {storage: file:///tmp/strom}"] {
+        parse_stream_job_for(&manifest(state), Placement::Local).unwrap();
+        assert!(parse_stream_job(&manifest(state)).is_err(), "{state}");
+    }
+    let on_volume = ", state: {storage: file:///state/jobs, \
+                     volume: {claimName: strom-state, mountPath: /state}}";
+    parse_stream_job(&manifest(on_volume)).unwrap();
+}
+
+#[test]
 fn defaults_are_filled_in() {
     let job = parse_stream_job(
-        "apiVersion: strom.dev/v1alpha1\nkind: StreamJob\nmetadata: {name: tiny}\nspec: {sql: SELECT 1}\n",
+        "apiVersion: strom.dev/v1alpha1\nkind: StreamJob\nmetadata: {name: tiny}\n\
+         spec: {sql: SELECT 1, state: {storage: s3://bucket/jobs}}\n",
     )
     .unwrap();
     let spec = &job.spec;
@@ -261,7 +289,8 @@ fn a_stream_job_without_a_name_is_refused() {
 fn a_name_of_52_characters_is_the_longest_accepted() {
     let manifest = |name: &str| {
         format!(
-            "apiVersion: strom.dev/v1alpha1\nkind: StreamJob\nmetadata: {{name: {name}}}\nspec: {{sql: x}}\n"
+            "apiVersion: strom.dev/v1alpha1\nkind: StreamJob\nmetadata: {{name: {name}}}\n\
+             spec: {{sql: x, state: {{storage: s3://bucket/jobs}}}}\n"
         )
     };
     let longest = format!("a{}", "-b".repeat(25) + "c");

@@ -78,13 +78,20 @@ pub struct TestNamespace {
 }
 
 impl TestNamespace {
-    /// A new namespace named `<prefix>-<random>`.
+    /// A new namespace named `<prefix>-<random>`, enforcing Pod Security
+    /// "restricted": the operator and the jobs' pods must pass it.
     pub fn new(services: PodServices, prefix: &str) -> Self {
         let namespace = Self {
             services,
             name: unique(prefix),
         };
         namespace.kubectl_global(&["create", "namespace", &namespace.name]);
+        namespace.kubectl_global(&[
+            "label",
+            "namespace",
+            &namespace.name,
+            "pod-security.kubernetes.io/enforce=restricted",
+        ]);
         namespace
     }
 

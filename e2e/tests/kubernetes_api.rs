@@ -93,13 +93,27 @@ fn dry_run(manifest: &Path) -> [&str; 6] {
 }
 
 #[test]
-fn server_side_dry_run_accepts_every_example() {
+fn server_side_dry_run_accepts_every_kubernetes_example_and_refuses_local_ones() {
     let Some(control_plane) = control_plane() else {
         return;
     };
     let examples = yaml_files(&workspace_root().join("examples"));
     assert!(examples.len() >= 3, "examples: {examples:?}");
     for example in examples {
+        let name = example.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("local-") {
+            // For `strom run`: state on the local disk, which a job on
+            // Kubernetes may not keep there.
+            let out = kubectl(&control_plane, &dry_run(&example));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{name} is accepted");
+            assert!(
+                stderr.contains("state.storage is required")
+                    || stderr.contains("file:// storage must be a folder on state.volume"),
+                "{name}: {stderr}"
+            );
+            continue;
+        }
         let out = succeed(&control_plane, &dry_run(&example));
         assert!(
             out.contains("streamjob.strom.dev/"),

@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ProjectedVolumeSource, SecretKeySelector, SecretProjection, SecurityContext, Service,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection,
+    EnvVar, EnvVarSource, KeyToPath, PersistentVolumeClaimVolumeSource, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ProjectedVolumeSource, SeccompProfile, SecretKeySelector,
+    SecretProjection, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -367,6 +368,21 @@ fn stateful_set(
         volumes.push(volume);
         mounts.push(mount);
     }
+    if let Some(state) = &spec.state.volume {
+        volumes.push(Volume {
+            name: "state".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: state.claim_name.clone(),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "state".into(),
+            mount_path: state.mount_path.clone(),
+            ..VolumeMount::default()
+        });
+    }
 
     let container = Container {
         name: CONTAINER.into(),
@@ -439,9 +455,16 @@ fn stateful_set(
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes: Some(volumes),
-                    // The volumes (work folder, Secrets) belong to the runtime's group.
+                    // The volumes (work folder, Secrets) belong to the runtime's
+                    // group; with the container's settings, the pods pass Pod
+                    // Security "restricted".
                     security_context: Some(PodSecurityContext {
                         fs_group: Some(RUNTIME_USER),
+                        run_as_non_root: Some(true),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
                         ..PodSecurityContext::default()
                     }),
                     node_selector: non_empty(template.node_selector.clone()),
@@ -463,13 +486,14 @@ fn stateful_set(
 mod tests {
     use super::*;
     use crate::target::Target;
-    use strom_crds::manifest::parse_stream_job;
+    use strom_crds::manifest::{Placement, parse_stream_job, parse_stream_job_for};
 
-    /// The first StreamJob of an example manifest, as the apiserver would hold it.
+    /// The first StreamJob of an example manifest (the `local-*` ones too), as
+    /// the apiserver would hold it.
     fn example(file: &str) -> StreamJob {
         let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap();
-        let mut job = parse_stream_job(&text).unwrap();
+        let mut job = parse_stream_job_for(&text, Placement::Local).unwrap();
         job.metadata.namespace = Some("analytics".into());
         job.metadata.uid = Some("0b5e3c1e-0000-4000-8000-000000000001".into());
         job

@@ -87,8 +87,6 @@ async fn objects_of_every_example_are_created_with_the_expected_shape_and_status
         "pipeline-word-count.yaml",
         "multi-cluster.yaml",
         "kafka-sql.yaml",
-        "local-pipeline.yaml",
-        "local-clicks.yaml",
     ] {
         let path = workspace_root().join("examples").join(file);
         apply_file(&control_plane, &namespace, &path);
@@ -181,6 +179,7 @@ metadata: {name: orders}
 spec:
   parallelism: 2
   pipeline: {name: kafka-copy}
+  state: {storage: "s3://bucket/jobs"}
   kafkaClusters:
     - name: us
       bootstrapServers: kafka-us:9093
@@ -301,6 +300,7 @@ kind: StreamJob
 metadata: {{name: counts}}
 spec:
   parallelism: 2
+  state: {{storage: "s3://bucket/jobs"}}
   sql: |
     CREATE TABLE clicks (user_id STRING, url STRING)
       WITH ('connector' = 'datagen', 'number-of-rows' = '100');

@@ -41,6 +41,15 @@ impl NodeCluster {
     /// own when `None`); `None` outside CI when the services are not running.
     async fn new(test: &str, secret_access_key: Option<&str>) -> Option<Self> {
         let (control_plane, client, namespace) = cluster(test).await?;
+        // Every job of these tests runs under Pod Security "restricted".
+        control_plane
+            .run_kubectl(&[
+                "label",
+                "namespace",
+                &namespace,
+                "pod-security.kubernetes.io/enforce=restricted",
+            ])
+            .unwrap();
         let node_ip = service("STROM_NODE_HOST_IP", "the e2e node").unwrap()?;
         let image = service("STROM_RUNTIME_IMAGE", "the runtime image on the e2e node").unwrap()?;
         let s3 = S3Server::from_env().unwrap()?;
@@ -375,7 +384,10 @@ async fn a_job_runs_rescales_suspends_resumes_and_takes_a_final_savepoint_on_del
     let events = cluster.events().await;
     for (reason, note) in [
         ("Savepointing", "rescaling from parallelism 2 to 3"),
-        ("Rescaling", "removing the old pods"),
+        (
+            "Rescaling",
+            "the savepoint is complete; removing the old pods",
+        ),
         (
             "Restoring",
             "deploying 3 pod(s) at parallelism 3, restoring from savepoint",

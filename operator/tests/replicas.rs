@@ -69,7 +69,8 @@ async fn reporters(client: &Client, namespace: &str, name: &str) -> Vec<String> 
 fn job_manifest(name: &str) -> String {
     format!(
         "apiVersion: strom.dev/v1alpha1\nkind: StreamJob\nmetadata: {{name: {name}}}\n\
-         spec: {{parallelism: 1, pipeline: {{name: word-count}}}}\n"
+         spec: {{parallelism: 1, pipeline: {{name: word-count}}, \
+         state: {{storage: s3://bucket/jobs}}}}\n"
     )
 }
 

@@ -38,7 +38,7 @@ fn a_broken_manifest_fails_with_the_apiserver_message() {
     let out = strom()
         .args([
             "validate",
-            &workspace_file("examples/local-clicks.yaml"),
+            &workspace_file("examples/kafka-sql.yaml"),
             &workspace_file("crds/tests/invalid/duplicate-cluster-names.yaml"),
         ])
         .output()
@@ -49,7 +49,29 @@ fn a_broken_manifest_fails_with_the_apiserver_message() {
         stderr.contains("spec: kafkaClusters names must be unique"),
         "{stderr}"
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("clicks-per-user"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("views-per-country"));
+}
+
+#[test]
+fn a_local_example_validates_for_a_local_run_only() {
+    let local = workspace_file("examples/local-clicks.yaml");
+    let out = strom()
+        .args(["validate", &local])
+        .output()
+        .expect("strom runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("file:// storage must be a folder on state.volume"),
+        "{stderr}"
+    );
+    let out = strom()
+        .args(["validate", "--local", &local])
+        .output()
+        .expect("strom runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("clicks-per-user"), "{stdout}");
 }
 
 #[test]

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use strom_crds::manifest::ManifestError;
+use strom_crds::manifest::{ManifestError, Placement};
 
 use crate::pipelines::Pipelines;
 
@@ -51,6 +51,10 @@ enum Command {
         /// `.sql` scripts.
         #[arg(required = true)]
         manifests: Vec<PathBuf>,
+        /// Check manifests as `strom run` takes them, not as `kubectl apply` does:
+        /// state may stay on this machine's disk.
+        #[arg(long)]
+        local: bool,
     },
     /// Run a StreamJob: all of it in this process by default, with state under
     /// spec.state.storage (default: a local folder). Ctrl-C stops it with a savepoint.
@@ -86,7 +90,14 @@ pub fn main(pipelines: Pipelines) -> ExitCode {
         }
     };
     match cli.command {
-        Command::Validate { manifests } => validate(&manifests, &pipelines),
+        Command::Validate { manifests, local } => {
+            let placement = if local {
+                Placement::Local
+            } else {
+                Placement::Kubernetes
+            };
+            validate(&manifests, placement, &pipelines)
+        }
         Command::Run(args) => exit_code("strom run", run::run(args, &pipelines)),
         Command::Worker(args) => exit_code("strom worker", run::worker(args, &pipelines)),
         Command::Explain { file } => exit_code("strom explain", explain(&file)),
@@ -121,10 +132,10 @@ fn explain(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn validate(paths: &[PathBuf], pipelines: &Pipelines) -> ExitCode {
+fn validate(paths: &[PathBuf], placement: Placement, pipelines: &Pipelines) -> ExitCode {
     let mut failed = 0;
     for path in paths {
-        match validate_file(path, pipelines) {
+        match validate_file(path, placement, pipelines) {
             Ok(summary) => println!("{}: ok: {summary}", path.display()),
             Err(error) => {
                 failed += 1;
@@ -154,9 +165,13 @@ enum ValidateError {
 
 /// A one-line description of the valid job in `path` (a manifest, or a `.sql`
 /// script as the job `strom run` makes of it).
-fn validate_file(path: &Path, pipelines: &Pipelines) -> Result<String, ValidateError> {
+fn validate_file(
+    path: &Path,
+    placement: Placement,
+    pipelines: &Pipelines,
+) -> Result<String, ValidateError> {
     let text = std::fs::read_to_string(path)?;
-    let job = run::job_of_file(path, &text)?;
+    let job = run::job_of_file(path, &text, placement)?;
     let spec = &job.spec;
     let program = if crate::sql::compile_spec(spec)?.is_some() {
         "sql".to_owned()

@@ -13,7 +13,7 @@ use crate::pipelines::{Environment, OutputFn, Pipelines};
 use crate::state::Partitioning;
 use anyhow::{Context, bail};
 use strom_crds::StreamJob;
-use strom_crds::manifest::{ManifestError, parse_stream_job};
+use strom_crds::manifest::{ManifestError, Placement, parse_stream_job_for};
 
 /// Arguments of `strom run`.
 #[derive(clap::Args, Debug)]
@@ -335,12 +335,13 @@ pub fn run(args: RunArgs, pipelines: &Pipelines) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The job in `path`: a StreamJob manifest, or a SQL script (`.sql`) as a job
-/// named after the file, with the defaults of a manifest that gives only its SQL.
+/// The job in `path`, to run here (see [`Placement::Local`]): a StreamJob
+/// manifest, or a SQL script (`.sql`) as a job named after the file, with the
+/// defaults of a manifest that gives only its SQL.
 pub fn load_job(path: &std::path::Path) -> anyhow::Result<StreamJob> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    job_of_file(path, &text).with_context(|| path.display().to_string())
+    job_of_file(path, &text, Placement::Local).with_context(|| path.display().to_string())
 }
 
 /// Whether `path` names a SQL script (`.sql`, in any case) rather than a manifest.
@@ -352,11 +353,16 @@ pub fn is_sql_script(path: &std::path::Path) -> bool {
 /// The job that `text`, read from `path`, holds: the StreamJob of a manifest, or
 /// for a SQL script (see [`is_sql_script`]) a job named after the file (its stem
 /// in lower case, `-` for other characters than letters and digits) with the
-/// defaults of a manifest that gives only its SQL (parallelism 1). What `strom
-/// run`, `strom explain` and `strom validate` take.
-pub fn job_of_file(path: &std::path::Path, text: &str) -> Result<StreamJob, ManifestError> {
+/// defaults of a manifest that gives only its SQL (parallelism 1), checked for
+/// `placement` (a script always runs here). What `strom run`, `strom explain` and
+/// `strom validate` take.
+pub fn job_of_file(
+    path: &std::path::Path,
+    text: &str,
+    placement: Placement,
+) -> Result<StreamJob, ManifestError> {
     if !is_sql_script(path) {
-        return parse_stream_job(text);
+        return parse_stream_job_for(text, placement);
     }
     let stem = path
         .file_stem()
@@ -376,7 +382,7 @@ pub fn job_of_file(path: &std::path::Path, text: &str) -> Result<StreamJob, Mani
         "metadata": {"name": name},
         "spec": {"parallelism": 1, "sql": text},
     });
-    parse_stream_job(&manifest.to_string())
+    parse_stream_job_for(&manifest.to_string(), Placement::Local)
 }
 
 /// Ctrl-C stops the job with a savepoint (a second one aborts). SIGTERM, which a pod
