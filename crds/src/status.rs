@@ -40,6 +40,12 @@ pub struct StreamJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
 
+    /// Whether the job's run (`jobId`) has completed a checkpoint: its state is
+    /// then on storage, and its pods fail rather than start without it (a
+    /// redeploy that finds no checkpoint, on storage not shared or emptied).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub checkpointed: bool,
+
     /// The latest completed savepoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_savepoint: Option<SavepointInfo>,

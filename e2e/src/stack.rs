@@ -131,6 +131,21 @@ impl S3Server {
     }
 }
 
+impl S3Server {
+    /// A client of the bucket, as the runtime makes one.
+    pub fn store(&self) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_region(&self.region)
+            .with_bucket_name(&self.bucket)
+            .with_access_key_id(&self.access_key_id)
+            .with_secret_access_key(&self.secret_access_key)
+            .build()
+            .expect("an S3 client of the test server")
+    }
+}
+
 impl fmt::Debug for S3Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("S3Server")

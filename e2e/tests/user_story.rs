@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::Deserialize as _;
@@ -205,15 +204,7 @@ fn savepoint_in_minio(s3: &S3Server, path: &str) -> bool {
     let prefix = path
         .strip_prefix(&format!("s3://{}/", s3.bucket))
         .unwrap_or_else(|| panic!("{path} is not in the bucket {}", s3.bucket));
-    let store = AmazonS3Builder::new()
-        .with_endpoint(&s3.endpoint)
-        .with_allow_http(true)
-        .with_region(&s3.region)
-        .with_bucket_name(&s3.bucket)
-        .with_access_key_id(&s3.access_key_id)
-        .with_secret_access_key(&s3.secret_access_key)
-        .build()
-        .unwrap();
+    let store = s3.store();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -39,6 +39,8 @@ struct JobAnswer {
     state: String,
     #[serde(default)]
     failure: Option<String>,
+    #[serde(default, rename = "lastCheckpoint")]
+    last_checkpoint: Option<serde_json::Value>,
 }
 
 /// `GET /v1/savepoints`.
@@ -98,7 +100,11 @@ impl ControlClient {
                 },
             })
             .collect();
-        Ok(RuntimeReport { state, savepoints })
+        Ok(RuntimeReport {
+            state,
+            savepoints,
+            checkpointed: job.last_checkpoint.is_some_and(|c| !c.is_null()),
+        })
     }
 
     /// Asks the job to stop with a savepoint; the request's id. Asking again

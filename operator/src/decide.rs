@@ -186,6 +186,8 @@ pub struct RuntimeReport {
     pub state: RuntimeState,
     /// Savepoints asked of this run of the job.
     pub savepoints: Vec<SavepointSeen>,
+    /// Whether the job has completed a checkpoint since its pods started.
+    pub checkpointed: bool,
 }
 
 /// Where a job's run stands, as its control API says.
@@ -253,6 +255,9 @@ pub struct Deployment {
     pub job_id: String,
     /// A savepoint to restore from when the run has no newer checkpoint.
     pub restore_from: Option<String>,
+    /// The run has completed checkpoints before: its pods fail rather than
+    /// start without one (see `status.checkpointed`).
+    pub expect_state: bool,
 }
 
 /// When to look at the job again (besides when something it watches changes).
@@ -292,6 +297,7 @@ pub struct Decision {
 pub fn decide(input: &Input<'_>, settings: &Settings) -> Decision {
     let mut next = Next::new(input, settings);
     next.count_restarts();
+    next.note_checkpoints();
     if input.deleting {
         next.deleting();
     } else if !input.has_finalizer {
@@ -463,6 +469,7 @@ impl<'a, 'i> Next<'a, 'i> {
             target: deployed.clone(),
             job_id,
             restore_from,
+            expect_state: self.status.checkpointed,
         };
         let revision = deployed.revision();
         let seen = &self.input.deployment;
@@ -866,6 +873,10 @@ impl<'a, 'i> Next<'a, 'i> {
             target.spec.pods(),
             describe_restore(restore_from.as_deref())
         );
+        if self.status.job_id.as_ref() != Some(&job_id) {
+            // A new run: nothing of it is on storage yet.
+            self.status.checkpointed = false;
+        }
         self.status.job_id = Some(job_id.clone());
         // What runs from now on (the scale subresource's replicas): never 0
         // in the middle of a cycle.
@@ -885,6 +896,7 @@ impl<'a, 'i> Next<'a, 'i> {
                 target,
                 job_id,
                 restore_from,
+                expect_state: self.status.checkpointed,
             })),
             Requeue::After(self.settings.step_interval),
         );
@@ -1127,6 +1139,7 @@ impl<'a, 'i> Next<'a, 'i> {
             RuntimeSeen::Answered(RuntimeReport {
                 state: RuntimeState::Stopping | RuntimeState::Finished,
                 savepoints,
+                ..
             }) if savepoints.iter().any(|s| s.stop)
         )
     }
@@ -1184,6 +1197,17 @@ impl<'a, 'i> Next<'a, 'i> {
             Requeue::After(self.settings.step_interval),
         );
         true
+    }
+
+    /// A completed checkpoint the job reports is recorded: its run's state is on
+    /// storage from then on, and its pods are told to expect it.
+    fn note_checkpoints(&mut self) {
+        if let RuntimeSeen::Answered(report) = &self.input.runtime
+            && report.checkpointed
+            && self.status.job_id.is_some()
+        {
+            self.status.checkpointed = true;
+        }
     }
 
     /// Nothing can be deployed until the spec is valid and every referenced

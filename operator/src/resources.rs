@@ -328,6 +328,9 @@ fn stateful_set(
     if let Some(path) = &deployment.restore_from {
         env_vars.push(env("STROM_RESTORE_FROM", path.clone()));
     }
+    if deployment.expect_state {
+        env_vars.push(env("STROM_EXPECT_STATE", "true"));
+    }
     if let Some(secret) = &spec.state.storage_secret {
         for key in STORAGE_KEYS {
             env_vars.push(secret_env(key, &secret.name, false));
@@ -504,6 +507,8 @@ mod tests {
             target: Target::new(&job.spec, "s3-creds=7", "strom-runtime:test"),
             job_id: "run-1".into(),
             restore_from: restore_from.map(str::to_owned),
+            // A redeploy from a savepoint: the run has checkpointed before.
+            expect_state: restore_from.is_some(),
         }
     }
 

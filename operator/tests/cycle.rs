@@ -746,3 +746,69 @@ async fn a_deploy_that_cannot_start_says_why() {
         );
     }
 }
+
+/// Issue 17, point 8: a job that has completed checkpoints never starts empty.
+/// Its storage is emptied behind its back while it is suspended (a storage not
+/// shared by its pods would look the same to them); resumed in last-state mode,
+/// its new pods find no checkpoint and the job fails saying so, rather than run
+/// again from nothing and report Running.
+#[tokio::test]
+async fn a_job_whose_checkpoints_are_gone_fails_rather_than_start_empty() {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+
+    let Some(cluster) = NodeCluster::new("state-lost", None).await else {
+        return;
+    };
+    let mut config = cluster.config();
+    config.decide.crash_loop_restarts = 2;
+    let _operator = start_operator(&cluster.client, config);
+    cluster.apply_job("counts", 2, WORD_COUNT, "  upgradeMode: last-state\n");
+    let mut phases = BTreeSet::new();
+    cluster
+        .wait_for("counts", "a checkpoint seen", &mut phases, |job| {
+            running_at(job, 2) && job.status.as_ref().is_some_and(|s| s.checkpointed)
+        })
+        .await;
+
+    // Suspended (last-state: no savepoint), its state deleted, then resumed.
+    cluster
+        .patch_spec("counts", serde_json::json!({"desiredState": "suspended"}))
+        .await;
+    cluster
+        .wait_for("counts", "suspended", &mut phases, |job| {
+            phase(job) == Some(JobPhase::Suspended)
+        })
+        .await;
+    eventually("the pods gone", || async {
+        (cluster.pods("counts").await == 0).then_some(())
+    })
+    .await;
+    let store = cluster.s3.store();
+    let prefix = object_store::path::Path::from(format!("{}/counts", cluster.namespace));
+    let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+    assert!(!objects.is_empty(), "no state under {prefix}");
+    for object in objects {
+        store.delete(&object.location).await.unwrap();
+    }
+    cluster
+        .patch_spec("counts", serde_json::json!({"desiredState": "running"}))
+        .await;
+
+    phases.clear();
+    let failed = cluster
+        .wait_for("counts", "failed", &mut phases, |job| {
+            phase(job) == Some(JobPhase::Failed)
+        })
+        .await;
+    assert!(
+        !phases.contains("Running"),
+        "ran again without its state: {phases:?}"
+    );
+    let ready = condition(&failed, "Ready").unwrap();
+    assert!(
+        ready.message.contains("refusing to start with empty state"),
+        "{}",
+        ready.message
+    );
+}

@@ -12,7 +12,7 @@ use common::{local_config, run_then_stop};
 use strom_runtime::api::Pipeline;
 use strom_runtime::checkpoint::CheckpointStorage;
 use strom_runtime::exec::{
-    CompletedSnapshot, Generator, JobConfig, JobReport, PipelineFn, RestoreFrom, run_job,
+    CompletedSnapshot, Generator, JobConfig, JobError, JobReport, PipelineFn, RestoreFrom, run_job,
 };
 
 const SPLITS: u32 = 16;
@@ -531,4 +531,41 @@ fn unbuildable_pipeline() -> PipelineFn {
         pipeline.source("clicks", generator())?;
         Ok(())
     })
+}
+
+/// Issue 17: a job that has completed checkpoints before never starts empty. Its
+/// pods, told so, go on from its checkpoint, and fail when its storage holds
+/// none (storage a pod does not share, or emptied) rather than start over.
+#[test]
+fn a_job_that_checkpointed_before_fails_rather_than_start_empty() {
+    let per_split = 3000;
+    let total = per_split * u64::from(SPLITS);
+    let state = tempfile::tempdir().unwrap();
+    let (early, _) = stop_early(state.path(), per_split);
+    assert!(early.records_in > 0);
+    let resumed = run_job(
+        config(state.path(), 2, RestoreFrom::ExistingCheckpoint, 2),
+        clicks_per_user(per_split, None, Output::default()),
+        Arc::default(),
+    )
+    .unwrap();
+    assert!(
+        resumed.records_in < total,
+        "the job started over: {} records",
+        resumed.records_in
+    );
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let error = run_job(
+        config(elsewhere.path(), 2, RestoreFrom::ExistingCheckpoint, 2),
+        clicks_per_user(per_split, None, Output::default()),
+        Arc::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, JobError::StateMissing(_)), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("refusing to start with empty state")
+    );
 }

@@ -58,7 +58,11 @@ fn deployed(target: &Target, ready: i32) -> DeploymentSeen {
 }
 
 fn answered(state: RuntimeState, savepoints: Vec<SavepointSeen>) -> RuntimeSeen {
-    RuntimeSeen::Answered(RuntimeReport { state, savepoints })
+    RuntimeSeen::Answered(RuntimeReport {
+        state,
+        savepoints,
+        checkpointed: false,
+    })
 }
 
 fn stop_savepoint(id: i64, outcome: SavepointOutcome) -> SavepointSeen {
@@ -910,21 +914,38 @@ fn tearing_down_waits_until_every_old_pod_is_gone() {
 
 #[test]
 fn last_state_restores_from_the_latest_checkpoint_and_stateless_starts_empty() {
-    for (mode, job_id) in [
-        (UpgradeMode::LastState, "run-1"),
-        (UpgradeMode::Stateless, "run-2"),
+    for (mode, job_id, expect_state) in [
+        (UpgradeMode::LastState, "run-1", true),
+        (UpgradeMode::Stateless, "run-2", false),
     ] {
         let mut case = Case::in_cycle(
             JobPhase::Rescaling,
             4,
             change(SavepointReason::Rescale, mode),
         );
+        case.status.checkpointed = true;
         case.deployment = DeploymentSeen::default();
         let decision = case.decide();
         let deployment = deployment_of(&decision);
         assert_eq!(deployment.restore_from, None, "{mode:?}");
         assert_eq!(deployment.job_id, job_id, "{mode:?}");
+        // The run checkpointed: its pods must find a checkpoint rather than
+        // start empty. A stateless redeploy is a new run with nothing stored.
+        assert_eq!(deployment.expect_state, expect_state, "{mode:?}");
+        assert_eq!(decision.status.checkpointed, expect_state, "{mode:?}");
     }
+}
+
+#[test]
+fn a_checkpoint_the_running_job_reports_is_recorded() {
+    let mut case = Case::running(spec(2, UpgradeMode::LastState));
+    assert!(!case.decide().status.checkpointed);
+    case.runtime = RuntimeSeen::Answered(RuntimeReport {
+        state: RuntimeState::Running,
+        savepoints: vec![],
+        checkpointed: true,
+    });
+    assert!(case.decide().status.checkpointed);
 }
 
 #[test]
@@ -1105,6 +1126,8 @@ struct World {
     control_down_until: i64,
     /// The second of the current look.
     now: i64,
+    /// Whether the job has completed checkpoints (the running one reports them).
+    checkpointed: bool,
 }
 
 impl World {
@@ -1121,7 +1144,11 @@ impl World {
             return (seen, RuntimeSeen::Unreachable("connection refused".into()));
         }
         let runtime = match self.stop_requested {
-            None => answered(RuntimeState::Running, vec![]),
+            None => RuntimeSeen::Answered(RuntimeReport {
+                state: RuntimeState::Running,
+                savepoints: vec![],
+                checkpointed: self.checkpointed,
+            }),
             Some(id) => answered(
                 RuntimeState::Finished,
                 vec![stop_savepoint(
@@ -1137,6 +1164,11 @@ impl World {
     fn act(&mut self, action: &Action) -> Option<i64> {
         match action {
             Action::Deploy(deployment) => {
+                // A job that checkpointed before: its new pods never start empty.
+                assert!(
+                    !self.checkpointed || deployment.expect_state,
+                    "{deployment:?} may start without the job's state"
+                );
                 // A deployment always replaces what runs, never beside it.
                 assert!(
                     self.stateful_set
@@ -1235,7 +1267,9 @@ fn the_rescale_cycle_completes_whatever_step_the_operator_stops_at() {
                     target: target(&old),
                     job_id: "run-1".into(),
                     restore_from: None,
+                    expect_state: false,
                 }),
+                checkpointed: true,
                 ..World::default()
             };
             let status = run_cycle(
@@ -1439,9 +1473,11 @@ fn a_rescale_whose_stop_is_not_accepted_for_a_while_completes_whatever_step_the_
                     target: target(&old),
                     job_id: "run-1".into(),
                     restore_from: None,
+                    expect_state: false,
                 }),
                 seconds_per_look: 40,
                 control_down_until: 400,
+                checkpointed: true,
                 ..World::default()
             };
             let status = run_cycle(

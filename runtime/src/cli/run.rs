@@ -58,6 +58,9 @@ pub struct RunArgs {
     /// job stopped with a savepoint waits to be terminated.
     #[arg(skip)]
     in_pod: bool,
+    /// Set by `strom worker`: with `--resume`, the job's checkpoint must be there.
+    #[arg(skip)]
+    expect_state: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -96,6 +99,7 @@ fn job_config(job: &StreamJob, args: &RunArgs) -> anyhow::Result<JobConfig> {
     let restore = match (&args.from_savepoint, args.resume) {
         (Some(path), true) => RestoreFrom::NewestOf(path.clone()),
         (Some(path), false) => RestoreFrom::Snapshot(path.clone()),
+        (None, true) if args.expect_state => RestoreFrom::ExistingCheckpoint,
         (None, true) => RestoreFrom::LatestCheckpoint,
         (None, false) => RestoreFrom::Nothing,
     };
@@ -167,6 +171,11 @@ pub struct WorkerArgs {
     /// `<storage>/<job>/<run>`.
     #[arg(long, env = "STROM_JOB_ID")]
     job_id: Option<String>,
+    /// The job has completed checkpoints before (the operator saw one): without
+    /// `--from-savepoint`, its latest checkpoint must be found, or the worker
+    /// fails rather than start with empty state.
+    #[arg(long, env = "STROM_EXPECT_STATE")]
+    expect_state: bool,
 }
 
 /// The ordinal ending a StatefulSet pod's host name (`clicks-2` -> 2).
@@ -233,6 +242,7 @@ pub fn worker(args: WorkerArgs, pipelines: &Pipelines) -> anyhow::Result<()> {
                 control_address: Some(args.control_address),
                 job_id: args.job_id,
                 in_pod: true,
+                expect_state: args.expect_state,
             },
             pipelines,
         )

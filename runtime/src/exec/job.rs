@@ -31,6 +31,11 @@ pub enum RestoreFrom {
     Nothing,
     /// The newest completed checkpoint of the job, if there is one (after a crash).
     LatestCheckpoint,
+    /// The newest completed checkpoint of the job, which must be there: the job
+    /// has completed checkpoints before (a pod of a redeploy in `last-state`
+    /// mode). None found means its storage is not the one it checkpointed to, or
+    /// was emptied: the job fails rather than start with empty state.
+    ExistingCheckpoint,
     /// A savepoint or retained checkpoint: a local folder or a URL.
     Snapshot(String),
     /// Whichever is newer: the job's latest checkpoint or the given snapshot (a pod
@@ -87,6 +92,13 @@ pub enum JobError {
     /// The snapshot named to restore from does not exist.
     #[error("no snapshot to restore at {0}")]
     NoSnapshot(String),
+    /// The job has completed checkpoints before, and its storage holds none.
+    #[error(
+        "no checkpoint of this job under {0}, though it has completed checkpoints before: \
+         its state storage is not shared by every pod, or was deleted; refusing to start with \
+         empty state"
+    )]
+    StateMissing(String),
     /// The timely workers could not start (e.g. peers unreachable).
     #[error("cannot start workers: {0}")]
     Start(String),
@@ -564,37 +576,14 @@ async fn find_restore(
     config: &JobConfig,
     storage: &CheckpointStorage,
 ) -> Result<Option<RestorePoint>, JobError> {
-    let own_checkpoint = |(location, manifest): (SnapshotLocation, Manifest)| RestorePoint {
-        store: Arc::clone(storage.store()),
-        url: storage.url_of(&location.dir),
-        location,
-        ancestry: manifest.ancestry.clone(),
-        manifest,
-        explicit: false,
-    };
+    let own_checkpoint = |found| own_checkpoint(storage, found);
     match &config.restore {
         RestoreFrom::Nothing => Ok(None),
-        RestoreFrom::LatestCheckpoint => {
-            // Where the newest run of the job's storage was: its newest checkpoint,
-            // or, if it completed none, what it started from itself (a run that
-            // restored an older savepoint and crashed at once goes on from that
-            // savepoint, not from the abandoned run's checkpoints).
-            match storage.resume_point().await? {
-                ResumePoint::Checkpoint(location, manifest) => {
-                    Ok(Some(own_checkpoint((location, manifest))))
-                }
-                ResumePoint::StartOf(Some(record)) => {
-                    // Going on from where that run started, with its lineage: a
-                    // run that restored savepoint S keeps S in its ancestry.
-                    let url = record.restored_from.as_deref().expect("a restored run");
-                    let mut point = read_snapshot(config, url).await?;
-                    point.explicit = false;
-                    point.ancestry = record.run.ancestry;
-                    Ok(Some(point))
-                }
-                ResumePoint::StartOf(_) => Ok(None),
-            }
-        }
+        RestoreFrom::ExistingCheckpoint => match resume_point(config, storage).await? {
+            Some(point) => Ok(Some(point)),
+            None => Err(JobError::StateMissing(config.storage_url.clone())),
+        },
+        RestoreFrom::LatestCheckpoint => resume_point(config, storage).await,
         RestoreFrom::NewestOf(path) => {
             // The job's own checkpoints count only if their lineage restored the
             // snapshot (a pod restarting after the run that restored it); those of
@@ -618,6 +607,46 @@ async fn find_restore(
             ))
         }
         RestoreFrom::Snapshot(path) => read_snapshot(config, path).await.map(Some),
+    }
+}
+
+/// A checkpoint of the job's own storage, as a restore point.
+fn own_checkpoint(
+    storage: &CheckpointStorage,
+    (location, manifest): (SnapshotLocation, Manifest),
+) -> RestorePoint {
+    RestorePoint {
+        store: Arc::clone(storage.store()),
+        url: storage.url_of(&location.dir),
+        location,
+        ancestry: manifest.ancestry.clone(),
+        manifest,
+        explicit: false,
+    }
+}
+
+/// Where the newest run of the job's storage was: its newest checkpoint, or, if
+/// it completed none, what it started from itself (a run that restored an older
+/// savepoint and crashed at once goes on from that savepoint, not from the
+/// abandoned run's checkpoints). `None` when there is nothing to resume.
+async fn resume_point(
+    config: &JobConfig,
+    storage: &CheckpointStorage,
+) -> Result<Option<RestorePoint>, JobError> {
+    match storage.resume_point().await? {
+        ResumePoint::Checkpoint(location, manifest) => {
+            Ok(Some(own_checkpoint(storage, (location, manifest))))
+        }
+        ResumePoint::StartOf(Some(record)) => {
+            // Going on from where that run started, with its lineage: a run that
+            // restored savepoint S keeps S in its ancestry.
+            let url = record.restored_from.as_deref().expect("a restored run");
+            let mut point = read_snapshot(config, url).await?;
+            point.explicit = false;
+            point.ancestry = record.run.ancestry;
+            Ok(Some(point))
+        }
+        ResumePoint::StartOf(_) => Ok(None),
     }
 }
 
