@@ -93,8 +93,8 @@ pub struct StateVolume {
     pub claim_name: String,
     /// Where the pods mount it; `storage` is then `file://<mountPath>/<folder>`.
     #[schemars(length(max = 1024))]
-    #[x_kube(validation = Rule::new("self.matches('^/.*[^/]$') && !self.startsWith('/etc/strom') && self != '/var/lib/strom' && !self.startsWith('/var/lib/strom/')")
-        .message("state.volume.mountPath must be an absolute path without a trailing slash, outside /etc/strom and /var/lib/strom"))]
+    #[x_kube(validation = Rule::new("self.matches('^/.*[^/]$') && !self.contains('/..') && !(self + '/').startsWith('/etc/strom/') && !'/etc/strom/'.startsWith(self + '/') && !(self + '/').startsWith('/var/lib/strom/') && !'/var/lib/strom/'.startsWith(self + '/')")
+        .message("state.volume.mountPath must be an absolute path without a trailing slash or '..', neither in nor above /etc/strom and /var/lib/strom"))]
     pub mount_path: String,
 }
 

@@ -107,7 +107,7 @@ pub const MAX_MAX_PARALLELISM: i32 = 32768;
         .message("kafkaClusters names must be unique"),
     validation = Rule::new("has(self.state) && has(self.state.storage)")
         .message(STORAGE_REQUIRED),
-    validation = Rule::new("!has(self.state) || !has(self.state.storage) || !self.state.storage.startsWith('file:') || (has(self.state.volume) && self.state.storage.startsWith('file://' + self.state.volume.mountPath + '/'))")
+    validation = Rule::new("!has(self.state) || !has(self.state.storage) || !self.state.storage.startsWith('file:') || (has(self.state.volume) && self.state.storage.startsWith('file://' + self.state.volume.mountPath + '/') && !self.state.storage.contains('/..'))")
         .message(FILE_STORAGE_ON_VOLUME),
     validation = Rule::new("!has(self.podTemplate) || !has(self.podTemplate.env) || self.podTemplate.env.all(e, !e.name.startsWith('STROM_') && e.name != 'TMPDIR')")
         .message("podTemplate.env must not set STROM_* variables or TMPDIR: the operator sets them"),

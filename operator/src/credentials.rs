@@ -186,11 +186,25 @@ pub fn resolve(
                 let value = secrets[name].keys.get(key).map_or("absent", String::as_str);
                 digest.update(format!("{name}\0{key}\0{value}\0"));
             }
-            format!("{name}={}", &hex(&digest.finalize())[..16])
+            format!("{name}={DIGEST_PREFIX}{}", &hex(&digest.finalize())[..16])
         })
         .collect::<Vec<_>>()
         .join(",");
     Ok(ResolvedCredentials { version })
+}
+
+/// What each entry of a [`ResolvedCredentials::version`] holds after `name=`.
+const DIGEST_PREFIX: &str = "sha256:";
+
+/// Whether `version` is made of digests (as [`resolve`] makes it), rather than the
+/// resource versions an older operator recorded. One without Secrets is both.
+pub fn is_digest_version(version: &str) -> bool {
+    version.is_empty()
+        || version.split(',').all(|entry| {
+            entry
+                .split_once('=')
+                .is_some_and(|(_, value)| value.starts_with(DIGEST_PREFIX))
+        })
 }
 
 /// One sentence naming every missing Secret and key.
@@ -274,6 +288,8 @@ mod tests {
             .map(|entry| entry.split_once('=').unwrap().0)
             .collect();
         assert_eq!(names, ["b-app", "c-app", "c-ca", "s3"]);
+        assert!(is_digest_version(&version));
+        assert!(!is_digest_version("b-app=11,c-app=13"));
         for value in ["11", "12", "13", "14"] {
             assert!(!version.contains(&value_digest(value.as_bytes())));
         }

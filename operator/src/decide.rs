@@ -157,6 +157,8 @@ pub struct StatefulSetSeen {
     pub replicas: i32,
     /// Pods that are ready.
     pub ready_replicas: i32,
+    /// The image its runtime container runs.
+    pub image: Option<String>,
 }
 
 /// A runtime container that keeps failing.
@@ -1233,14 +1235,34 @@ impl<'a, 'i> Next<'a, 'i> {
     /// the parallelism that runs, so it is replaced through a savepoint.
     fn deployed(&self) -> Option<Target> {
         let recorded = self.status.last_reconciled_spec.as_deref()?;
-        Some(Target::from_json(recorded).unwrap_or_else(|| {
-            let parallelism = self
-                .status
-                .parallelism
-                .filter(|p| *p > 0)
-                .unwrap_or(self.input.spec.parallelism);
-            Target::unreadable(self.input.spec, parallelism)
-        }))
+        Some(Target::from_json(recorded).map_or_else(
+            || self.unreadable_deployment(),
+            |mut target| {
+                // Recorded by an older operator: completed with what runs, so
+                // that an upgrade of the operator alone redeploys nothing.
+                let running = self.input.deployment.stateful_set.as_ref();
+                let image = running.and_then(|set| set.image.as_deref());
+                target.complete_older_record(
+                    image.unwrap_or(self.input.default_image),
+                    self.input
+                        .credentials
+                        .as_ref()
+                        .ok()
+                        .map(|c| c.version.as_str()),
+                );
+                target
+            },
+        ))
+    }
+
+    /// See [`Target::unreadable`].
+    fn unreadable_deployment(&self) -> Target {
+        let parallelism = self
+            .status
+            .parallelism
+            .filter(|p| *p > 0)
+            .unwrap_or(self.input.spec.parallelism);
+        Target::unreadable(self.input.spec, parallelism)
     }
 
     fn job_id_or_new(&self) -> String {

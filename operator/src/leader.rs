@@ -127,11 +127,13 @@ impl LeaderElection {
         }
     }
 
-    /// Waits until this candidate leads.
-    pub async fn acquire(&self) -> Result<(), Error> {
+    /// Waits until this candidate leads; returns when the winning attempt began
+    /// (the time the Lease records, to [`Self::keep`] it from).
+    pub async fn acquire(&self) -> Result<tokio::time::Instant, Error> {
         loop {
+            let attempt = tokio::time::Instant::now();
             match self.try_acquire().await? {
-                Leadership::Leading => return Ok(()),
+                Leadership::Leading => return Ok(attempt),
                 Leadership::Following(holder) => {
                     tracing::info!(%holder, lease = self.lease, "waiting for leadership");
                     tokio::time::sleep(self.duration / 3).await;
@@ -142,19 +144,18 @@ impl LeaderElection {
 
     /// How long after its last renewal the holder gives leadership up when it
     /// cannot renew: two thirds of the Lease's duration (as client-go's 10 s of
-    /// 15 s), leaving a third for its last writes to end before another candidate
-    /// may take over.
+    /// 15 s). The holder then stops at once; the last third is margin for clock
+    /// skew and a request already on its way.
     pub fn renew_deadline(&self) -> Duration {
         self.duration * 2 / 3
     }
 
-    /// Renews the Lease every third of its duration; returns when leadership is
-    /// lost: another holds the Lease, or it was not renewed within
-    /// [`Self::renew_deadline`] of the last renewal (each attempt is cut off there).
-    pub async fn keep(&self) -> Error {
+    /// Renews the Lease every third of its duration from `renewed` (when the
+    /// last successful attempt began); returns when leadership is lost: another
+    /// holds the Lease, or it was not renewed within [`Self::renew_deadline`] of
+    /// the last renewal (each attempt is cut off there).
+    pub async fn keep(&self, mut renewed: tokio::time::Instant) -> Error {
         let deadline = self.renew_deadline();
-        // Taken just before the acquisition that made this candidate the leader.
-        let mut renewed = tokio::time::Instant::now();
         let not_renewed = |why: String| {
             Error::LostLeadership(format!(
                 "Lease {} not renewed within {}s: {why}",

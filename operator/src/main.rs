@@ -86,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
         &identity,
         Duration::from_secs(args.lease_duration.max(1)),
     );
-    leader.acquire().await?;
+    let acquired = leader.acquire().await?;
     tracing::info!(%identity, "leading: reconciling StreamJobs");
 
     let mut config = Config {
@@ -109,38 +109,41 @@ async fn main() -> anyhow::Result<()> {
 
     let keeper = leader.clone();
     let (lost_sender, lost) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let error = keeper.keep().await;
+    let keeping = tokio::spawn(async move {
+        let error = keeper.keep(acquired).await;
         let _ = lost_sender.send(error);
     });
     let (stop_sender, stop) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         let _ = stop.await;
     };
-    let controller = tokio::spawn(controller::run(client, config, metrics, shutdown));
-    // What is left of the Lease after the renew deadline: in-flight reconciles
-    // get that long to end before the process exits.
-    let last_writes = leader.duration.saturating_sub(leader.renew_deadline());
-    let stop_controller = async move {
-        let _ = stop_sender.send(());
-        if tokio::time::timeout(last_writes, controller).await.is_err() {
-            tracing::warn!("reconciles still running at exit were cut short");
-        }
-    };
+    let mut controller = tokio::spawn(controller::run(client, config, metrics, shutdown));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot handle SIGTERM")?;
     tokio::select! {
         error = lost => {
-            stop_controller.await;
+            // Another may lead soon: nothing more is written, in-flight
+            // reconciles included.
+            controller.abort();
             let error = error.map_or_else(|_| "the Lease keeper ended".to_owned(), |e| e.to_string());
             anyhow::bail!("{error}");
         }
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
         _ = terminate.recv() => tracing::info!("terminated: stopping"),
     }
-    // Stopped on request: the last writes end, then the Lease is given up so a
-    // successor (the next pod of a rolling update) leads at once.
-    stop_controller.await;
+    // Stopped on request, still leading: in-flight reconciles end (within a
+    // third of the Lease), then the Lease is given up so a successor (the next
+    // pod of a rolling update) leads at once.
+    let _ = stop_sender.send(());
+    let last_writes = leader.duration / 3;
+    if tokio::time::timeout(last_writes, &mut controller)
+        .await
+        .is_err()
+    {
+        tracing::warn!("reconciles still running at exit were cut short");
+        controller.abort();
+    }
+    keeping.abort();
     if let Err(error) = leader.release().await {
         tracing::warn!(%error, "cannot release the Lease; a successor waits for it to expire");
     }

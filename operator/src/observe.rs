@@ -136,6 +136,12 @@ async fn observe_deployment(
             .as_ref()
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0),
+        image: set
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|pod| pod.containers.iter().find(|c| c.name == CONTAINER))
+            .and_then(|c| c.image.clone()),
     });
     let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
     let list = pods

@@ -70,6 +70,22 @@ impl Target {
         serde_json::from_str(text).ok()
     }
 
+    /// Completes a target recorded by an older operator with what it left out:
+    /// the image (recorded only when the job named one; `running` is what its
+    /// StatefulSet runs, or the default when none is there) and digests of the
+    /// Secrets' values (it recorded their resource versions instead; `current`
+    /// is taken for them, so the first look after an upgrade sees no rotation).
+    /// An operator upgrade alone so redeploys nothing; a new default image still
+    /// does, at the first look, through the job's upgrade mode.
+    pub fn complete_older_record(&mut self, running: &str, current: Option<&str>) {
+        self.spec.image.get_or_insert_with(|| running.to_owned());
+        if let Some(current) = current
+            && !crate::credentials::is_digest_version(&self.credentials_version)
+        {
+            current.clone_into(&mut self.credentials_version);
+        }
+    }
+
     /// A short hash naming this target, written on the objects it deploys.
     pub fn revision(&self) -> String {
         let seed = u64::from(self.unreadable);

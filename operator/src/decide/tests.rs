@@ -49,6 +49,7 @@ fn deployed(target: &Target, ready: i32) -> DeploymentSeen {
             revision: Some(target.revision()),
             replicas: target.spec.pods(),
             ready_replicas: ready,
+            image: target.spec.image.clone(),
         }),
         pods: target.spec.pods(),
         max_restart_count: 0,
@@ -529,7 +530,7 @@ fn a_new_default_image_upgrades_the_runtime_through_a_savepoint() {
         decision.events
     );
 
-    // One recorded before targets held the image: the same, said as well as known.
+    // One recorded before targets held the image: what its StatefulSet runs.
     old.spec.image = None;
     case.status.last_reconciled_spec = Some(old.to_json());
     let decision = case.decide();
@@ -537,8 +538,31 @@ fn a_new_default_image_upgrades_the_runtime_through_a_savepoint() {
     assert!(
         decision.events[0]
             .note
-            .contains("previous operator's default")
+            .contains("from strom-runtime:0 to strom-runtime:1")
     );
+}
+
+#[test]
+fn an_operator_upgrade_alone_redeploys_nothing() {
+    // Recorded by an older operator: no image (the default ran), the Secrets'
+    // resource versions instead of digests of their values.
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    let mut older = target(&case.spec);
+    older.spec.image = None;
+    older.credentials_version = "s3=4711".into();
+    case.status.last_reconciled_spec = Some(older.to_json());
+    case.credentials = Ok(ResolvedCredentials {
+        version: "s3=sha256:0123456789abcdef".into(),
+    });
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(decision.status.phase, Some(JobPhase::Running));
+    assert!(decision.events.is_empty(), "{:?}", decision.events);
+
+    // A failed job is not restarted by the upgrade either.
+    case.status.phase = Some(JobPhase::Failed);
+    case.deployment = DeploymentSeen::default();
+    assert_eq!(case.decide().action, Action::Nothing);
 }
 
 #[test]

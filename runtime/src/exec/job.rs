@@ -96,7 +96,7 @@ pub enum JobError {
     #[error(
         "no checkpoint of this job under {0}, though it has completed checkpoints before: \
          its state storage is not shared by every pod, or was deleted; refusing to start with \
-         empty state"
+         empty state (fix spec.state, or set upgradeMode: stateless to start over empty)"
     )]
     StateMissing(String),
     /// The timely workers could not start (e.g. peers unreachable).
