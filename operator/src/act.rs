@@ -2,7 +2,7 @@
 //! action. The only writer of a StreamJob's status.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
@@ -123,6 +123,23 @@ impl Actor<'_> {
                 ignore_not_found(deleted.map(|_| ())).map_err(Error::kubernetes(format!(
                     "deleting StatefulSet {}",
                     names.job
+                )))?;
+            }
+            Action::ExpectState => {
+                let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &names.namespace);
+                let patch = serde_json::json!({
+                    "data": {resources::EXPECT_STATE_KEY: "true"}
+                });
+                let patched = api
+                    .patch(
+                        &names.config_map(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await;
+                ignore_not_found(patched.map(|_| ())).map_err(Error::kubernetes(format!(
+                    "updating ConfigMap {}",
+                    names.config_map()
                 )))?;
             }
             Action::RestartPods => {

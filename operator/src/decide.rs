@@ -121,6 +121,8 @@ pub struct DeploymentSeen {
     pub max_restart_count: i32,
     /// A runtime container waiting in `CrashLoopBackOff`.
     pub crash_loop: Option<CrashLoop>,
+    /// Whether the job's ConfigMap tells its pods to expect the job's state.
+    pub state_expected: bool,
     /// Why a pod of the job cannot start, if one cannot (an image that cannot be
     /// pulled, a pod no node takes, a missing ConfigMap or Secret key, a pod the
     /// admission chain refused).
@@ -242,6 +244,9 @@ pub enum Action {
     TriggerSavepoint,
     /// Delete the job's pods so that they restart from the latest checkpoint.
     RestartPods,
+    /// Mark in the job's ConfigMap that its run has checkpointed, so a pod that
+    /// restarts from now on fails rather than start without the job's state.
+    ExpectState,
     /// Delete the job's StatefulSet and wait until its pods are gone.
     TearDown,
     /// Take the operator's finalizer off: the job may go.
@@ -315,6 +320,7 @@ pub fn decide(input: &Input<'_>, settings: &Settings) -> Decision {
             Some(JobPhase::Failed) => next.failed(),
         }
     }
+    next.expect_state();
     next.finish()
 }
 
@@ -355,6 +361,7 @@ pub fn record_refused_action(
         Action::Deploy(_) => "applying the job's StatefulSet, Services and ConfigMap",
         Action::TearDown => "deleting the job's StatefulSet",
         Action::RestartPods => "restarting the job's pods",
+        Action::ExpectState => "updating the job's ConfigMap",
         Action::AddFinalizer | Action::RemoveFinalizer => "updating the job's finalizer",
         Action::StopWithSavepoint | Action::TriggerSavepoint | Action::Nothing => {
             return (status, None);
@@ -1202,13 +1209,29 @@ impl<'a, 'i> Next<'a, 'i> {
     }
 
     /// A completed checkpoint the job reports is recorded: its run's state is on
-    /// storage from then on, and its pods are told to expect it.
+    /// storage from then on, and its pods are told to expect it (see
+    /// [`Self::expect_state`]).
     fn note_checkpoints(&mut self) {
         if let RuntimeSeen::Answered(report) = &self.input.runtime
             && report.checkpointed
             && self.status.job_id.is_some()
         {
             self.status.checkpointed = true;
+        }
+    }
+
+    /// Once the run has checkpointed, the pods of the deployment in place are told
+    /// through its ConfigMap (read when a container starts, so none restarts for
+    /// it): a pod restarting after that never starts without the job's state.
+    /// When nothing else is to be done.
+    fn expect_state(&mut self) {
+        let seen = &self.input.deployment;
+        if self.action == Action::Nothing
+            && self.status.checkpointed
+            && seen.stateful_set.is_some()
+            && !seen.state_expected
+        {
+            self.action = Action::ExpectState;
         }
     }
 

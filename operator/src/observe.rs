@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
@@ -16,7 +16,7 @@ use crate::control_api::ControlClient;
 use crate::credentials::{self, MissingCredential, ResolvedCredentials, SecretSeen};
 use crate::decide::{CrashLoop, DeploymentSeen, PodProblem, RuntimeSeen, StatefulSetSeen};
 use crate::labels::pod_selector;
-use crate::resources::{CONTAINER, CONTROL_PORT, Names, REVISION_ANNOTATION};
+use crate::resources::{CONTAINER, CONTROL_PORT, EXPECT_STATE_KEY, Names, REVISION_ANNOTATION};
 
 /// What was seen of one job.
 #[derive(Clone, Debug)]
@@ -151,9 +151,25 @@ async fn observe_deployment(
             "listing the pods of {}",
             names.job
         )))?;
+    let state_expected = match &stateful_set {
+        Some(_) => {
+            let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &names.namespace);
+            let map = maps
+                .get_opt(&names.config_map())
+                .await
+                .map_err(Error::kubernetes(format!(
+                    "reading ConfigMap {}",
+                    names.config_map()
+                )))?;
+            map.and_then(|map| map.data?.remove(EXPECT_STATE_KEY))
+                .is_some_and(|value| value == "true")
+        }
+        None => false,
+    };
     let mut seen = DeploymentSeen {
         stateful_set,
         pods: list.items.len() as i32,
+        state_expected,
         ..DeploymentSeen::default()
     };
     let first_pod = format!("{}-0", names.stateful_set());

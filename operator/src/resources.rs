@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, KeyToPath, PersistentVolumeClaimVolumeSource, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ProjectedVolumeSource, SeccompProfile, SecretKeySelector,
-    SecretProjection, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeProjection,
+    Capabilities, ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ProjectedVolumeSource, SeccompProfile,
+    SecretKeySelector, SecretProjection, SecurityContext, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -102,6 +102,10 @@ impl Names {
     }
 }
 
+/// The key of the job's ConfigMap that tells its pods to expect the job's state
+/// (`"true"` once its run has checkpointed): `STROM_EXPECT_STATE` comes from it.
+pub const EXPECT_STATE_KEY: &str = "expect-state";
+
 /// Operator-wide settings the objects depend on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResourceSettings {
@@ -137,7 +141,7 @@ pub struct JobObjects {
 pub fn build(job: &StreamJob, deployment: &Deployment, settings: &ResourceSettings) -> JobObjects {
     let names = Names::of(job);
     JobObjects {
-        config_map: config_map(job, &names, &deployment.target.spec),
+        config_map: config_map(job, &names, deployment),
         peers_service: peers_service(job, &names),
         api_service: api_service(job, &names),
         stateful_set: stateful_set(job, &names, deployment, settings),
@@ -172,7 +176,8 @@ fn metadata(job: &StreamJob, names: &Names, name: String) -> ObjectMeta {
     }
 }
 
-fn config_map(job: &StreamJob, names: &Names, spec: &StreamJobSpec) -> ConfigMap {
+fn config_map(job: &StreamJob, names: &Names, deployment: &Deployment) -> ConfigMap {
+    let spec = &deployment.target.spec;
     let manifest = serde_json::json!({
         "apiVersion": "strom.dev/v1alpha1",
         "kind": "StreamJob",
@@ -183,7 +188,13 @@ fn config_map(job: &StreamJob, names: &Names, spec: &StreamJobSpec) -> ConfigMap
         .unwrap_or_else(|e| unreachable!("a manifest always serializes: {e}"));
     ConfigMap {
         metadata: metadata(job, names, names.config_map()),
-        data: Some(BTreeMap::from([("job.yaml".to_owned(), yaml)])),
+        data: Some(BTreeMap::from([
+            ("job.yaml".to_owned(), yaml),
+            (
+                EXPECT_STATE_KEY.to_owned(),
+                deployment.expect_state.to_string(),
+            ),
+        ])),
         ..ConfigMap::default()
     }
 }
@@ -328,9 +339,20 @@ fn stateful_set(
     if let Some(path) = &deployment.restore_from {
         env_vars.push(env("STROM_RESTORE_FROM", path.clone()));
     }
-    if deployment.expect_state {
-        env_vars.push(env("STROM_EXPECT_STATE", "true"));
-    }
+    // From the ConfigMap, read at each container start: set to true once the run
+    // has checkpointed without restarting any pod.
+    env_vars.push(EnvVar {
+        name: "STROM_EXPECT_STATE".into(),
+        value_from: Some(EnvVarSource {
+            config_map_key_ref: Some(ConfigMapKeySelector {
+                name: names.config_map(),
+                key: EXPECT_STATE_KEY.into(),
+                optional: Some(true),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    });
     if let Some(secret) = &spec.state.storage_secret {
         for key in STORAGE_KEYS {
             env_vars.push(secret_env(key, &secret.name, false));

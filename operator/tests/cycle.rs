@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use strom_crds::{JobPhase, SavepointReason, StreamJob};
@@ -770,6 +770,17 @@ async fn a_job_whose_checkpoints_are_gone_fails_rather_than_start_empty() {
             running_at(job, 2) && job.status.as_ref().is_some_and(|s| s.checkpointed)
         })
         .await;
+    // Its pods are told through the ConfigMap, without a restart.
+    let maps: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    eventually("the ConfigMap marked", || async {
+        let map = maps.get("counts-config").await.ok()?;
+        (map.data?.get("expect-state")? == "true").then_some(())
+    })
+    .await;
+    let running = job(&cluster.client, &cluster.namespace, "counts")
+        .await
+        .unwrap();
+    assert_eq!(running.status.unwrap().restarts, 0);
 
     // Suspended (last-state: no savepoint), its state deleted, then resumed.
     cluster

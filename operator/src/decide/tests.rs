@@ -54,6 +54,7 @@ fn deployed(target: &Target, ready: i32) -> DeploymentSeen {
         pods: target.spec.pods(),
         max_restart_count: 0,
         crash_loop: None,
+        state_expected: false,
         pod_problem: None,
     }
 }
@@ -961,6 +962,29 @@ fn last_state_restores_from_the_latest_checkpoint_and_stateless_starts_empty() {
 }
 
 #[test]
+fn the_pods_of_a_job_that_checkpointed_are_told_to_expect_its_state() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.runtime = RuntimeSeen::Answered(RuntimeReport {
+        state: RuntimeState::Running,
+        savepoints: vec![],
+        checkpointed: true,
+    });
+    // Deployed before it checkpointed: its ConfigMap says so, and a pod that
+    // restarted would start without the job's state if storage were empty.
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::ExpectState);
+    assert!(decision.status.checkpointed);
+    case.status = decision.status;
+    case.deployment.state_expected = true;
+    assert_eq!(case.decide().action, Action::Nothing);
+
+    // Another step goes first; the ConfigMap is updated at a later look.
+    case.deployment.state_expected = false;
+    case.spec.parallelism = 4;
+    assert_eq!(case.decide().action, Action::StopWithSavepoint);
+}
+
+#[test]
 fn a_checkpoint_the_running_job_reports_is_recorded() {
     let mut case = Case::running(spec(2, UpgradeMode::LastState));
     assert!(!case.decide().status.checkpointed);
@@ -1163,7 +1187,8 @@ impl World {
         let Some(deployment) = &self.stateful_set else {
             return (DeploymentSeen::default(), RuntimeSeen::NotAsked);
         };
-        let seen = deployed(&deployment.target, deployment.target.spec.pods());
+        let mut seen = deployed(&deployment.target, deployment.target.spec.pods());
+        seen.state_expected = deployment.expect_state;
         if self.control_down() {
             return (seen, RuntimeSeen::Unreachable("connection refused".into()));
         }
@@ -1220,6 +1245,11 @@ impl World {
             Action::TearDown => {
                 self.stateful_set = None;
                 self.stop_requested = None;
+                None
+            }
+            Action::ExpectState => {
+                let deployment = self.stateful_set.as_mut().expect("a deployment");
+                deployment.expect_state = true;
                 None
             }
             _ => None,
