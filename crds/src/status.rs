@@ -68,6 +68,10 @@ pub struct StreamJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manual_savepoint: Option<ManualSavepointStatus>,
 
+    /// When the latest periodic savepoint (`savepointInterval`) was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub periodic_savepoint_at: Option<Time>,
+
     /// The `savepointTriggerNonce` whose savepoint was last taken (or tried).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_savepoint_nonce: Option<i64>,
@@ -124,7 +128,8 @@ pub struct ChangeStatus {
     pub target_revision: Option<String>,
 }
 
-/// A savepoint asked for through `savepointTriggerNonce`, not yet completed.
+/// A savepoint taken without stopping the job (asked for through
+/// `savepointTriggerNonce`, or due by `savepointInterval`), not yet completed.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManualSavepointStatus {
@@ -135,6 +140,10 @@ pub struct ManualSavepointStatus {
     /// Id of the request made to the job's control API, once made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<i64>,
+    /// Taken for `savepointInterval`, not for a `savepointTriggerNonce` (whose
+    /// `nonce` is then 0).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub periodic: bool,
 }
 
 /// Where a job is in its life cycle.
@@ -209,6 +218,8 @@ pub enum SavepointReason {
     Upgrade,
     /// Asked for through `savepointTriggerNonce`.
     Manual,
+    /// Due by `savepointInterval`.
+    Periodic,
     /// Before suspending the job.
     Suspend,
     /// Before deleting the job.

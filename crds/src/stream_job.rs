@@ -198,6 +198,15 @@ pub struct StreamJobSpec {
         .message("savepointTimeout must be a duration of at least 10s, such as 90s or 10m"))]
     pub savepoint_timeout: Option<kube::core::Duration>,
 
+    /// Take a savepoint this often (`1h`, `30m`) while the job runs, as Flink's
+    /// periodic savepoints: a restore point that outlives the retained
+    /// checkpoints. Counted from the latest savepoint of any kind. At least 1m.
+    /// Changing it needs no redeploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')")
+        .message("savepointInterval must be a duration of at least 1m, such as 30m or 6h"))]
+    pub savepoint_interval: Option<kube::core::Duration>,
+
     /// Change this number to restart the job's pods (going through the upgrade
     /// cycle of `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -165,8 +165,15 @@ impl Actor<'_> {
                     // Keyed by the nonce: a request asked again (after an operator
                     // restart, or from a status read before its id was recorded)
                     // is the same request.
-                    let nonce = status.manual_savepoint.as_ref().map_or(0, |m| m.nonce);
-                    let key = format!("savepointTriggerNonce-{nonce}");
+                    let key = match &status.manual_savepoint {
+                        Some(periodic) if periodic.periodic => {
+                            format!("savepointInterval-{}", periodic.requested_at.0.as_second())
+                        }
+                        manual => format!(
+                            "savepointTriggerNonce-{}",
+                            manual.as_ref().map_or(0, |m| m.nonce)
+                        ),
+                    };
                     self.control.trigger_savepoint(base, &key).await
                 };
                 // Not an error of the reconcile: the decision times the savepoint

@@ -585,6 +585,9 @@ impl<'a, 'i> Next<'a, 'i> {
             if self.wants_manual_savepoint() {
                 return self.start_manual_savepoint();
             }
+            if let Some(interval) = self.periodic_savepoint_due() {
+                return self.start_periodic_savepoint(interval);
+            }
             self.watch_health(&deployed);
             return;
         }
@@ -1015,11 +1018,54 @@ impl<'a, 'i> Next<'a, 'i> {
             nonce,
             requested_at: Time(self.input.now),
             request: None,
+            periodic: false,
         });
         self.event(
             false,
             "SavepointRequested",
             format!("savepoint asked for by savepointTriggerNonce {nonce}"),
+        );
+        self.act(
+            Action::TriggerSavepoint,
+            Requeue::After(self.settings.step_interval),
+        );
+    }
+
+    /// `savepointInterval`, when a savepoint is due by it: that long after the
+    /// latest savepoint (of any kind) or periodic attempt, or after the job
+    /// started running when there is neither.
+    fn periodic_savepoint_due(&self) -> Option<Duration> {
+        let interval = Duration::from(self.input.spec.savepoint_interval?);
+        let since = [
+            self.status
+                .last_savepoint
+                .as_ref()
+                .map(|s| s.completed_at.0),
+            self.status.periodic_savepoint_at.as_ref().map(|t| t.0),
+            self.status.phase_started_at.as_ref().map(|t| t.0),
+        ]
+        .into_iter()
+        .flatten()
+        .max()?;
+        (self.input.now.duration_since(since) >= signed(interval)).then_some(interval)
+    }
+
+    /// Asks for a savepoint due by `savepointInterval`, without stopping the job.
+    fn start_periodic_savepoint(&mut self, interval: Duration) {
+        self.status.periodic_savepoint_at = Some(Time(self.input.now));
+        self.status.manual_savepoint = Some(ManualSavepointStatus {
+            nonce: 0,
+            requested_at: Time(self.input.now),
+            request: None,
+            periodic: true,
+        });
+        self.event(
+            false,
+            "SavepointRequested",
+            format!(
+                "periodic savepoint (savepointInterval {}s)",
+                interval.as_secs()
+            ),
         );
         self.act(
             Action::TriggerSavepoint,
@@ -1038,7 +1084,12 @@ impl<'a, 'i> Next<'a, 'i> {
         let waited = self.input.now.duration_since(manual.requested_at.0);
         let failure = match outcome {
             Some(SavepointOutcome::Completed(path)) => {
-                self.record_savepoint(&path, SavepointReason::Manual);
+                let reason = if manual.periodic {
+                    SavepointReason::Periodic
+                } else {
+                    SavepointReason::Manual
+                };
+                self.record_savepoint(&path, reason);
                 None
             }
             Some(SavepointOutcome::Failed(error)) => Some(error),
@@ -1061,17 +1112,17 @@ impl<'a, 'i> Next<'a, 'i> {
             }
         };
         if let Some(error) = failure {
-            self.event(
-                true,
-                "SavepointFailed",
-                format!(
-                    "savepoint for savepointTriggerNonce {} failed: {error}",
-                    manual.nonce
-                ),
-            );
+            let which = if manual.periodic {
+                "periodic savepoint".to_owned()
+            } else {
+                format!("savepoint for savepointTriggerNonce {}", manual.nonce)
+            };
+            self.event(true, "SavepointFailed", format!("{which} failed: {error}"));
         }
         self.status.manual_savepoint = None;
-        self.status.handled_savepoint_nonce = Some(manual.nonce);
+        if !manual.periodic {
+            self.status.handled_savepoint_nonce = Some(manual.nonce);
+        }
         self.requeue = Requeue::After(Duration::ZERO);
     }
 
@@ -1651,6 +1702,7 @@ fn reason_name(reason: SavepointReason) -> &'static str {
         SavepointReason::Rescale => "a rescale",
         SavepointReason::Upgrade => "an upgrade",
         SavepointReason::Manual => "savepointTriggerNonce",
+        SavepointReason::Periodic => "savepointInterval",
         SavepointReason::Suspend => "suspending",
         SavepointReason::Delete => "deleting",
     }

@@ -11,7 +11,8 @@ use strom_crds::{DesiredState, StreamJobSpec};
 #[serde(rename_all = "camelCase")]
 pub struct Target {
     /// The spec, less the fields that never need new pods (`desiredState`,
-    /// `savepointTriggerNonce`, `savepointTimeout`), with `image` always set: the
+    /// `savepointTriggerNonce`, `savepointTimeout`, `savepointInterval`), with
+    /// `image` always set: the
     /// job's own or the operator's default. An operator with another default
     /// image so makes another target, and its jobs are redeployed through a
     /// savepoint when it starts, not silently at their next rescale.
@@ -38,6 +39,7 @@ impl Target {
         spec.desired_state = DesiredState::Running;
         spec.savepoint_trigger_nonce = None;
         spec.savepoint_timeout = None;
+        spec.savepoint_interval = None;
         spec.image.get_or_insert_with(|| default_image.to_owned());
         Self {
             spec,
@@ -134,9 +136,10 @@ mod tests {
     }
 
     #[test]
-    fn the_savepoint_timeout_does_not_change_the_target() {
+    fn the_savepoint_timeout_and_interval_do_not_change_the_target() {
         let mut changed = spec(2);
         changed.savepoint_timeout = Some("20m".parse().unwrap());
+        changed.savepoint_interval = Some("1h".parse().unwrap());
         assert_eq!(
             Target::new(&spec(2), "v1", IMAGE),
             Target::new(&changed, "v1", IMAGE)

@@ -648,6 +648,82 @@ fn savepoint_trigger_nonce_takes_a_savepoint_without_stopping() {
 }
 
 #[test]
+fn a_savepoint_is_taken_every_savepoint_interval_while_the_job_runs() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.savepoint_interval = Some("1h".parse().unwrap());
+    case.status.phase_started_at = Some(Time(at(0)));
+    case.now = at(3599);
+    assert_eq!(case.decide().action, Action::Nothing);
+
+    case.now = at(3600);
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::TriggerSavepoint);
+    let asked = decision.status.manual_savepoint.clone().unwrap();
+    assert!(asked.periodic);
+    assert_eq!(reasons(&decision), ["SavepointRequested"]);
+    assert!(decision.events[0].note.contains("savepointInterval 3600s"));
+
+    // Completed: recorded as periodic, no savepointTriggerNonce handled.
+    case.status = decision.status;
+    case.status.manual_savepoint.as_mut().unwrap().request = Some(4);
+    case.runtime = answered(
+        RuntimeState::Running,
+        vec![SavepointSeen {
+            id: 4,
+            stop: false,
+            outcome: SavepointOutcome::Completed("s3://b/sp-4".into()),
+        }],
+    );
+    case.now = at(3610);
+    let decision = case.decide();
+    let last = decision.status.last_savepoint.clone().unwrap();
+    assert_eq!(last.reason, SavepointReason::Periodic);
+    assert_eq!(decision.status.manual_savepoint, None);
+    assert_eq!(decision.status.handled_savepoint_nonce, None);
+
+    // The next one an interval after that savepoint, not before.
+    case.status = decision.status;
+    case.runtime = answered(RuntimeState::Running, vec![]);
+    case.now = at(3610 + 3599);
+    assert_eq!(case.decide().action, Action::Nothing);
+    case.now = at(3610 + 3600);
+    assert_eq!(case.decide().action, Action::TriggerSavepoint);
+}
+
+#[test]
+fn a_failed_periodic_savepoint_is_tried_again_an_interval_later() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.savepoint_interval = Some("10m".parse().unwrap());
+    case.status.phase_started_at = Some(Time(at(-600)));
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::TriggerSavepoint);
+    case.status = decision.status;
+    case.status.manual_savepoint.as_mut().unwrap().request = Some(2);
+    case.runtime = answered(
+        RuntimeState::Running,
+        vec![SavepointSeen {
+            id: 2,
+            stop: false,
+            outcome: SavepointOutcome::Failed("disk full".into()),
+        }],
+    );
+    case.now = at(5);
+    let decision = case.decide();
+    assert_eq!(reasons(&decision), ["SavepointFailed"]);
+    assert!(
+        decision.events[0]
+            .note
+            .starts_with("periodic savepoint failed: disk full")
+    );
+    case.status = decision.status;
+    case.runtime = answered(RuntimeState::Running, vec![]);
+    case.now = at(599);
+    assert_eq!(case.decide().action, Action::Nothing);
+    case.now = at(600);
+    assert_eq!(case.decide().action, Action::TriggerSavepoint);
+}
+
+#[test]
 fn a_failed_manual_savepoint_is_reported_and_not_retried() {
     let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
     case.spec.savepoint_trigger_nonce = Some(5);
@@ -655,6 +731,7 @@ fn a_failed_manual_savepoint_is_reported_and_not_retried() {
         nonce: 5,
         requested_at: Time(at(0)),
         request: Some(9),
+        periodic: false,
     });
     case.runtime = answered(
         RuntimeState::Running,
@@ -679,6 +756,7 @@ fn the_savepoint_history_keeps_the_newest_up_to_its_limit() {
             nonce,
             requested_at: Time(at(0)),
             request: Some(nonce),
+            periodic: false,
         });
         case.runtime = answered(
             RuntimeState::Running,
@@ -1416,6 +1494,7 @@ fn a_manual_savepoint_never_accepted_ends_at_the_deadline_and_health_is_watched(
         nonce: 3,
         requested_at: Time(at(0)),
         request: None,
+        periodic: false,
     });
     // Every pod is down: the control API does not answer.
     case.deployment = deployed(&target(&case.spec), 0);
@@ -1938,6 +2017,7 @@ fn a_change_waiting_for_a_manual_savepoint_is_not_ready() {
         nonce: 1,
         requested_at: Time(at(0)),
         request: Some(4),
+        periodic: false,
     });
     case.runtime = answered(
         RuntimeState::Running,
