@@ -105,6 +105,7 @@ pub(crate) fn config(
         restore,
         processes: Processes::Local,
         control_address: None,
+        control_token: None,
     }
 }
 

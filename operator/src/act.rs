@@ -2,8 +2,8 @@
 //! action. The only writer of a StreamJob's status.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -110,6 +110,8 @@ impl Actor<'_> {
             Action::RemoveFinalizer => self.set_finalizer(job, false).await?,
             Action::Deploy(deployment) => {
                 let objects = resources::build(job, deployment, self.resources);
+                self.ensure_control_secret(job, &names).await?;
+                self.apply(&names, &objects.network_policy).await?;
                 self.apply(&names, &objects.config_map).await?;
                 self.apply(&names, &objects.peers_service).await?;
                 self.apply(&names, &objects.api_service).await?;
@@ -159,8 +161,10 @@ impl Actor<'_> {
                     tracing::warn!(job = names.job, "no address of the control API yet");
                     return Ok(None);
                 };
+                let token = self.control_token(&names).await?;
+                let token = token.as_deref();
                 let requested = if *action == Action::StopWithSavepoint {
-                    self.control.stop_with_savepoint(base).await
+                    self.control.stop_with_savepoint(base, token).await
                 } else {
                     // Keyed by the nonce: a request asked again (after an operator
                     // restart, or from a status read before its id was recorded)
@@ -174,7 +178,7 @@ impl Actor<'_> {
                             manual.as_ref().map_or(0, |m| m.nonce)
                         ),
                     };
-                    self.control.trigger_savepoint(base, &key).await
+                    self.control.trigger_savepoint(base, &key, token).await
                 };
                 // Not an error of the reconcile: the decision times the savepoint
                 // out and retries; the next look asks again.
@@ -216,6 +220,42 @@ impl Actor<'_> {
             K::kind(&())
         )))?;
         Ok(())
+    }
+
+    /// Makes the job's control Secret with a fresh random token, unless it is
+    /// there: pods of every deployment of the job share it.
+    async fn ensure_control_secret(&self, job: &StreamJob, names: &Names) -> Result<(), Error> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &names.namespace);
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let secret = resources::control_secret(job, token);
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(error) => Err(Error::kubernetes(format!(
+                "creating Secret {}",
+                names.control_secret()
+            ))(error)),
+        }
+    }
+
+    /// The job's control token, if its Secret is there (pods deployed by an
+    /// older operator have none, and need none).
+    async fn control_token(&self, names: &Names) -> Result<Option<String>, Error> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &names.namespace);
+        let secret = api
+            .get_opt(&names.control_secret())
+            .await
+            .map_err(Error::kubernetes(format!(
+                "reading Secret {}",
+                names.control_secret()
+            )))?;
+        Ok(secret
+            .and_then(|secret| secret.data?.remove(resources::CONTROL_TOKEN_KEY))
+            .and_then(|token| String::from_utf8(token.0).ok()))
     }
 
     /// Puts the finalizer on the job or takes it off. Reads the job afresh first:

@@ -107,17 +107,27 @@ impl ControlClient {
         })
     }
 
-    /// Asks the job to stop with a savepoint; the request's id. Asking again
-    /// answers the same id.
-    pub async fn stop_with_savepoint(&self, base: &str) -> Result<i64, String> {
-        self.post(&format!("{base}/v1/stop"), None).await
+    /// Asks the job to stop with a savepoint, with its control `token`; the
+    /// request's id. Asking again answers the same id.
+    pub async fn stop_with_savepoint(
+        &self,
+        base: &str,
+        token: Option<&str>,
+    ) -> Result<i64, String> {
+        self.post(&format!("{base}/v1/stop"), None, token).await
     }
 
     /// Asks the job for a savepoint without stopping; the request's id. Asking
     /// again with the same `key` answers the same id (one savepoint, however
     /// often the operator asks).
-    pub async fn trigger_savepoint(&self, base: &str, key: &str) -> Result<i64, String> {
-        self.post(&format!("{base}/v1/savepoints"), Some(key)).await
+    pub async fn trigger_savepoint(
+        &self,
+        base: &str,
+        key: &str,
+        token: Option<&str>,
+    ) -> Result<i64, String> {
+        self.post(&format!("{base}/v1/savepoints"), Some(key), token)
+            .await
     }
 
     async fn get<T: for<'de> Deserialize<'de>>(&self, url: &str) -> Result<T, String> {
@@ -126,10 +136,15 @@ impl ControlClient {
         response.json().await.map_err(describe)
     }
 
-    async fn post(&self, url: &str, key: Option<&str>) -> Result<i64, String> {
+    /// POSTs to `url` with the job's control `token` (when it has one; the
+    /// requests that change a job need it).
+    async fn post(&self, url: &str, key: Option<&str>, token: Option<&str>) -> Result<i64, String> {
         let mut request = self.http.post(url);
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
         }
         let response = request.send().await.map_err(describe)?;
         let status = response.status();

@@ -12,9 +12,13 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
     EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ProjectedVolumeSource, SeccompProfile,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ProjectedVolumeSource, SeccompProfile, Secret,
     SecretKeySelector, SecretProjection, SecurityContext, Service, ServicePort, ServiceSpec,
     Volume, VolumeMount, VolumeProjection,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -82,6 +86,16 @@ impl Names {
         format!("{}-config", self.job)
     }
 
+    /// The Secret with the job's control token (see [`CONTROL_TOKEN_KEY`]).
+    pub fn control_secret(&self) -> String {
+        format!("{}-control", self.job)
+    }
+
+    /// The NetworkPolicy that keeps the job's dataflow port to its own pods.
+    pub fn network_policy(&self) -> String {
+        format!("{}-dataflow", self.job)
+    }
+
     /// The host:port of pod `index`'s dataflow port, by the StatefulSet's DNS names.
     pub fn peer(&self, index: i32) -> String {
         format!(
@@ -101,6 +115,11 @@ impl Names {
         )
     }
 }
+
+/// The key of the job's control Secret that holds the token its control API
+/// requires of requests that change the job (stop, savepoints): made by the
+/// operator, read by the pods (`STROM_CONTROL_TOKEN`) and the operator only.
+pub const CONTROL_TOKEN_KEY: &str = "token";
 
 /// The key of the job's ConfigMap that tells its pods to expect the job's state
 /// (`"true"` once its run has checkpointed): `STROM_EXPECT_STATE` comes from it.
@@ -135,12 +154,61 @@ pub struct JobObjects {
     pub api_service: Service,
     /// The runtime pods.
     pub stateful_set: StatefulSet,
+    /// Keeps the dataflow port to the job's own pods.
+    pub network_policy: NetworkPolicy,
+}
+
+/// The control Secret of `job`, holding `token`: owned by the job, so it goes
+/// with it.
+pub fn control_secret(job: &StreamJob, token: String) -> Secret {
+    let names = Names::of(job);
+    Secret {
+        metadata: metadata(job, &names, names.control_secret()),
+        string_data: Some(BTreeMap::from([(CONTROL_TOKEN_KEY.to_owned(), token)])),
+        ..Secret::default()
+    }
+}
+
+/// Where enforced (a CNI with NetworkPolicy support), only the job's own pods
+/// reach its pods' ports, but for the control port: that serves `/metrics` to
+/// anyone (Prometheus), and takes changes only with the job's control token.
+fn network_policy(job: &StreamJob, names: &Names) -> NetworkPolicy {
+    let own_pods = LabelSelector {
+        match_labels: Some(selector_labels(names)),
+        match_expressions: None,
+    };
+    NetworkPolicy {
+        metadata: metadata(job, names, names.network_policy()),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(own_pods.clone()),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    from: Some(vec![NetworkPolicyPeer {
+                        pod_selector: Some(own_pods),
+                        ..NetworkPolicyPeer::default()
+                    }]),
+                    ports: None,
+                },
+                NetworkPolicyIngressRule {
+                    from: None,
+                    ports: Some(vec![NetworkPolicyPort {
+                        port: Some(IntOrString::Int(CONTROL_PORT)),
+                        protocol: Some("TCP".into()),
+                        ..NetworkPolicyPort::default()
+                    }]),
+                },
+            ]),
+            ..NetworkPolicySpec::default()
+        }),
+    }
 }
 
 /// Builds the objects of `deployment` of `job`.
 pub fn build(job: &StreamJob, deployment: &Deployment, settings: &ResourceSettings) -> JobObjects {
     let names = Names::of(job);
     JobObjects {
+        network_policy: network_policy(job, &names),
         config_map: config_map(job, &names, deployment),
         peers_service: peers_service(job, &names),
         api_service: api_service(job, &names),
@@ -250,13 +318,18 @@ fn env(name: &str, value: impl Into<String>) -> EnvVar {
 }
 
 fn secret_env(name: &str, secret: &str, optional: bool) -> EnvVar {
+    secret_env_as(name, secret, name, optional)
+}
+
+/// The variable `name` from `key` of `secret`.
+fn secret_env_as(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: None,
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
                 name: secret.into(),
-                key: name.into(),
+                key: key.into(),
                 optional: optional.then_some(true),
             }),
             ..EnvVarSource::default()
@@ -339,6 +412,12 @@ fn stateful_set(
     if let Some(path) = &deployment.restore_from {
         env_vars.push(env("STROM_RESTORE_FROM", path.clone()));
     }
+    env_vars.push(secret_env_as(
+        "STROM_CONTROL_TOKEN",
+        &names.control_secret(),
+        CONTROL_TOKEN_KEY,
+        false,
+    ));
     // From the ConfigMap, read at each container start: set to true once the run
     // has checkpointed without restarting any pod.
     env_vars.push(EnvVar {
@@ -546,6 +625,7 @@ mod tests {
             serde_yaml_ng::to_string(&objects.peers_service).unwrap(),
             serde_yaml_ng::to_string(&objects.api_service).unwrap(),
             serde_yaml_ng::to_string(&objects.stateful_set).unwrap(),
+            serde_yaml_ng::to_string(&objects.network_policy).unwrap(),
         ]
         .join("---\n")
     }

@@ -146,6 +146,16 @@ async fn objects_of_every_example_are_created_with_the_expected_shape_and_status
         assert_on_server(&client, &namespace, &built.peers_service).await;
         assert_on_server(&client, &namespace, &built.api_service).await;
         assert_on_server(&client, &namespace, &built.stateful_set).await;
+        assert_on_server(&client, &namespace, &built.network_policy).await;
+        // The control token: random, in a Secret the job owns, nowhere else.
+        let control = Api::<Secret>::namespaced(client.clone(), &namespace)
+            .get(&format!("{name}-control"))
+            .await
+            .unwrap();
+        let data = control.data.clone().unwrap();
+        let token = String::from_utf8(data["token"].0.clone()).unwrap();
+        assert_eq!(token.len(), 64, "{file}");
+        assert_eq!(control.owner_references()[0].uid, deployed.uid().unwrap());
         let set = Api::<StatefulSet>::namespaced(client.clone(), &namespace)
             .get(&name)
             .await
@@ -161,6 +171,7 @@ async fn objects_of_every_example_are_created_with_the_expected_shape_and_status
             .unwrap();
         let written = serde_json::to_string(&(&config_map, &set, &deployed.status)).unwrap();
         assert!(!written.contains("change-me-please"), "{file}");
+        assert!(!written.contains(&token), "{file}");
     }
 }
 

@@ -65,6 +65,7 @@ fn a_source_waits_for_a_slow_operator_on_another_worker() {
         restore: RestoreFrom::Nothing,
         processes: Processes::Local,
         control_address: None,
+        control_token: None,
     };
     let control = Arc::new(JobControl::default());
     let done = Arc::new(AtomicBool::new(false));

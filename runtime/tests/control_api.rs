@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use strom_runtime::api::Pipeline;
+use strom_runtime::control::ControlToken;
 use strom_runtime::exec::control::OperatorLabel;
 use strom_runtime::exec::{
     Generator, JobConfig, JobControl, JobSettings, PipelineFn, Processes, RestoreFrom, run_job,
@@ -87,6 +88,7 @@ fn the_control_api_reports_takes_savepoints_and_stops_the_job() {
         restore: RestoreFrom::Nothing,
         processes: Processes::Local,
         control_address: Some(address),
+        control_token: None,
     };
     let control = Arc::new(JobControl::default());
     let job = {
@@ -278,4 +280,58 @@ fn the_dashboard_queries_only_metrics_the_runtime_exports() {
             "the dashboard queries {name}, which the runtime does not export:\n{exported}"
         );
     }
+}
+
+/// Issue 17, point 7: a job with a control token (in pods, every job the operator
+/// runs) is changed only by who holds it; reading and metrics stay open.
+#[test]
+fn requests_that_change_a_job_need_its_control_token() {
+    let state = tempfile::tempdir().unwrap();
+    let address: SocketAddr = {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let pipeline: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
+        pipeline
+            .source("clicks", Generator::new(2, |_, n| n % 10).rate(1000))?
+            .sink(|_, _| {});
+        Ok(())
+    });
+    let config = JobConfig {
+        settings: JobSettings {
+            name: "guarded".into(),
+            namespace: None,
+            partitioning: Partitioning::new(1, 128).unwrap(),
+            checkpoint_interval: Duration::from_millis(100),
+            retained_checkpoints: 2,
+            local_dir: state.path().join("local"),
+            storage_options: BTreeMap::new(),
+            allow_non_restored_state: false,
+        },
+        storage_url: format!("file://{}", state.path().join("storage").display()),
+        restore: RestoreFrom::Nothing,
+        processes: Processes::Local,
+        control_address: Some(address),
+        control_token: ControlToken::new("s3cr3t-token".into()),
+    };
+    let job = thread::spawn(move || run_job(config, pipeline, Arc::default()));
+    wait_for("the control API", || TcpStream::connect(address).is_ok());
+
+    assert_eq!(request(address, "GET", "/v1/job").0, 200);
+    assert_eq!(request(address, "GET", "/metrics").0, 200);
+    for path in ["/v1/savepoints", "/v1/stop"] {
+        let (status, body) = request(address, "POST", path);
+        assert_eq!(status, 401, "{path} without the token: {body}");
+        assert!(!body.contains("s3cr3t"), "{body}");
+        let wrong = "Authorization: Bearer s3cr3t-tokem\r\n";
+        assert_eq!(request_with(address, "POST", path, wrong).0, 401, "{path}");
+    }
+    let right = "Authorization: Bearer s3cr3t-token\r\n";
+    assert_eq!(
+        request_with(address, "POST", "/v1/savepoints", right).0,
+        202
+    );
+    assert_eq!(request_with(address, "POST", "/v1/stop", right).0, 202);
+    let report = job.join().unwrap().unwrap();
+    assert!(!report.snapshots.savepoints.is_empty());
 }

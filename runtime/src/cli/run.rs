@@ -15,6 +15,8 @@ use anyhow::{Context, bail};
 use strom_crds::StreamJob;
 use strom_crds::manifest::{ManifestError, Placement, parse_stream_job_for};
 
+use crate::control::ControlToken;
+
 /// Arguments of `strom run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -61,6 +63,9 @@ pub struct RunArgs {
     /// Set by `strom worker`: with `--resume`, the job's checkpoint must be there.
     #[arg(skip)]
     expect_state: bool,
+    /// Set by `strom worker`: the token the control API requires to change the job.
+    #[arg(skip)]
+    control_token: Option<ControlToken>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -139,6 +144,7 @@ fn job_config(job: &StreamJob, args: &RunArgs) -> anyhow::Result<JobConfig> {
         restore,
         processes,
         control_address: args.control_address,
+        control_token: args.control_token.clone(),
     })
 }
 
@@ -176,6 +182,12 @@ pub struct WorkerArgs {
     /// fails rather than start with empty state.
     #[arg(long, env = "STROM_EXPECT_STATE")]
     expect_state: bool,
+    /// The token the control API's requests that change the job (stop,
+    /// savepoints) must carry as `Authorization: Bearer` (from the Secret the
+    /// operator makes for the job). Only from the environment: never on a command
+    /// line, where any process sees it.
+    #[arg(skip = std::env::var("STROM_CONTROL_TOKEN").ok().and_then(ControlToken::new))]
+    control_token: Option<ControlToken>,
 }
 
 /// The ordinal ending a StatefulSet pod's host name (`clicks-2` -> 2).
@@ -243,6 +255,7 @@ pub fn worker(args: WorkerArgs, pipelines: &Pipelines) -> anyhow::Result<()> {
                 job_id: args.job_id,
                 in_pod: true,
                 expect_state: args.expect_state,
+                control_token: args.control_token,
             },
             pipelines,
         )

@@ -15,7 +15,34 @@
 //! ([`metrics_router`]): its own workers' metrics, labelled with `job_name` and `process`.
 //!
 //! Errors are JSON: `{"error": "..."}` with a 4xx or 5xx status.
+//!
+//! A job given a [`ControlToken`] (in pods, from the Secret the operator makes for
+//! it) refuses the requests that change it (`POST`) without `Authorization:
+//! Bearer <token>` (401); reading and metrics stay open.
 
 mod routes;
 
 pub use routes::{ControlState, metrics_router, router};
+
+/// The token a job's control API requires of requests that change the job. Its
+/// `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ControlToken(String);
+
+impl ControlToken {
+    /// The token `text`; `None` when empty.
+    pub fn new(text: String) -> Option<Self> {
+        (!text.is_empty()).then_some(Self(text))
+    }
+
+    /// The token itself, to compare or send.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ControlToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ControlToken(<redacted>)")
+    }
+}

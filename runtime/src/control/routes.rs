@@ -23,6 +23,9 @@ pub struct ControlState {
     pub control: Arc<JobControl>,
     /// The job's checkpoint storage.
     pub storage: CheckpointStorage,
+    /// The token requests that change the job (stop, savepoints) must carry as
+    /// `Authorization: Bearer <token>`; any caller may when `None` (a local run).
+    pub token: Option<super::ControlToken>,
 }
 
 /// An error answer: a status and a message, as JSON.
@@ -84,10 +87,34 @@ async fn job_status(State(state): State<ControlState>) -> Json<serde_json::Value
 /// The longest `Idempotency-Key` taken.
 const MAX_KEY_LENGTH: usize = 256;
 
+/// Refuses a request without the control API's token, when it has one.
+fn authorize(state: &ControlState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &state.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match given {
+        Some(given) if same_secret(given.as_bytes(), token.expose().as_bytes()) => Ok(()),
+        _ => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "this request needs the job's control token (Authorization: Bearer)".into(),
+        )),
+    }
+}
+
+/// Whether two secrets are equal, in a time that depends on their lengths only.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 async fn trigger_savepoint(
     State(state): State<ControlState>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
     // A client that may ask again (after a crash, or from a stale view) sends a
     // key: the same key answers the first request.
     let key = match headers.get("idempotency-key") {
@@ -118,7 +145,11 @@ async fn trigger_savepoint(
         .into_response())
 }
 
-async fn stop_with_savepoint(State(state): State<ControlState>) -> Result<Response, ApiError> {
+async fn stop_with_savepoint(
+    State(state): State<ControlState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
     if state.control.stop_requested() {
         let existing = state
             .control

@@ -71,6 +71,9 @@ pub struct JobConfig {
     pub processes: Processes,
     /// Where process 0 serves the control API, if anywhere.
     pub control_address: Option<std::net::SocketAddr>,
+    /// The token the control API's requests that change the job must carry
+    /// (`Authorization: Bearer`); none for a local run.
+    pub control_token: Option<crate::control::ControlToken>,
 }
 
 /// Why a job could not run to its end.
@@ -190,7 +193,14 @@ pub fn run_job(
         let run = io.block_on(start_run(&storage, restore.as_ref()))?;
         io.block_on(recover_storage(&storage, restore.as_ref()))?;
         if let Some(address) = config.control_address {
-            serve_control_api(&io, address, &config.settings, &control, &storage)?;
+            serve_control_api(
+                &io,
+                address,
+                &config.settings,
+                &control,
+                &storage,
+                config.control_token.as_ref(),
+            )?;
         }
         Some(run)
     } else {
@@ -308,6 +318,7 @@ fn serve_control_api(
     settings: &JobSettings,
     control: &Arc<JobControl>,
     storage: &CheckpointStorage,
+    token: Option<&crate::control::ControlToken>,
 ) -> Result<(), JobError> {
     let listener = io
         .block_on(tokio::net::TcpListener::bind(address))
@@ -317,6 +328,7 @@ fn serve_control_api(
         parallelism: settings.partitioning.parallelism(),
         control: Arc::clone(control),
         storage: storage.clone(),
+        token: token.cloned(),
     };
     io.spawn(async move {
         if let Err(error) = axum::serve(listener, router(state)).await {

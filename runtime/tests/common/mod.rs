@@ -40,6 +40,7 @@ pub fn local_config(
         restore,
         processes: Processes::Local,
         control_address: None,
+        control_token: None,
     }
 }
 
