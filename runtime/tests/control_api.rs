@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -47,6 +48,40 @@ fn json(address: SocketAddr, method: &str, path: &str) -> (u16, Value) {
     (status, body)
 }
 
+/// An address nothing listens on yet.
+fn free_address() -> SocketAddr {
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap()
+}
+
+/// Job `name` at `parallelism` in one process, state under `state`, checkpoints
+/// every 100 ms, serving its control API on `address` (guarded by `token`).
+fn api_job_config(
+    name: &str,
+    parallelism: u32,
+    state: &Path,
+    address: SocketAddr,
+    token: Option<ControlToken>,
+) -> JobConfig {
+    JobConfig {
+        settings: JobSettings {
+            name: name.into(),
+            namespace: None,
+            partitioning: Partitioning::new(parallelism, 128).unwrap(),
+            checkpoint_interval: Duration::from_millis(100),
+            retained_checkpoints: 2,
+            local_dir: state.join("local"),
+            storage_options: BTreeMap::new(),
+            allow_non_restored_state: false,
+        },
+        storage_url: format!("file://{}", state.join("storage").display()),
+        restore: RestoreFrom::Nothing,
+        processes: Processes::Local,
+        control_address: Some(address),
+        control_token: token,
+    }
+}
+
 fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !condition() {
@@ -58,10 +93,7 @@ fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 #[test]
 fn the_control_api_reports_takes_savepoints_and_stops_the_job() {
     let state = tempfile::tempdir().unwrap();
-    let address: SocketAddr = {
-        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap()
-    };
+    let address = free_address();
     let pipeline: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
         pipeline
             .source(
@@ -73,23 +105,7 @@ fn the_control_api_reports_takes_savepoints_and_stops_the_job() {
             .sink(|_, _| {});
         Ok(())
     });
-    let config = JobConfig {
-        settings: JobSettings {
-            name: "api".into(),
-            namespace: None,
-            partitioning: Partitioning::new(2, 128).unwrap(),
-            checkpoint_interval: Duration::from_millis(100),
-            retained_checkpoints: 2,
-            local_dir: state.path().join("local"),
-            storage_options: BTreeMap::new(),
-            allow_non_restored_state: false,
-        },
-        storage_url: format!("file://{}", state.path().join("storage").display()),
-        restore: RestoreFrom::Nothing,
-        processes: Processes::Local,
-        control_address: Some(address),
-        control_token: None,
-    };
+    let config = api_job_config("api", 2, state.path(), address, None);
     let control = Arc::new(JobControl::default());
     let job = {
         let control = Arc::clone(&control);
@@ -287,33 +303,15 @@ fn the_dashboard_queries_only_metrics_the_runtime_exports() {
 #[test]
 fn requests_that_change_a_job_need_its_control_token() {
     let state = tempfile::tempdir().unwrap();
-    let address: SocketAddr = {
-        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap()
-    };
+    let address = free_address();
     let pipeline: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
         pipeline
             .source("clicks", Generator::new(2, |_, n| n % 10).rate(1000))?
             .sink(|_, _| {});
         Ok(())
     });
-    let config = JobConfig {
-        settings: JobSettings {
-            name: "guarded".into(),
-            namespace: None,
-            partitioning: Partitioning::new(1, 128).unwrap(),
-            checkpoint_interval: Duration::from_millis(100),
-            retained_checkpoints: 2,
-            local_dir: state.path().join("local"),
-            storage_options: BTreeMap::new(),
-            allow_non_restored_state: false,
-        },
-        storage_url: format!("file://{}", state.path().join("storage").display()),
-        restore: RestoreFrom::Nothing,
-        processes: Processes::Local,
-        control_address: Some(address),
-        control_token: ControlToken::new("s3cr3t-token".into()),
-    };
+    let token = ControlToken::new("s3cr3t-token".into());
+    let config = api_job_config("guarded", 1, state.path(), address, token);
     let job = thread::spawn(move || run_job(config, pipeline, Arc::default()));
     wait_for("the control API", || TcpStream::connect(address).is_ok());
 

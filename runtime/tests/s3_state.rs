@@ -8,7 +8,6 @@ use std::process::{Command, Output};
 
 use futures::TryStreamExt;
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use strom_e2e::S3Server;
 
@@ -92,16 +91,8 @@ fn succeeded(output: &Output, what: &str) -> String {
 
 /// Every object under `prefix` in the bucket.
 async fn objects(server: &S3Server, prefix: &str) -> Vec<String> {
-    let store = AmazonS3Builder::new()
-        .with_endpoint(&server.endpoint)
-        .with_allow_http(true)
-        .with_region(&server.region)
-        .with_bucket_name(&server.bucket)
-        .with_access_key_id(&server.access_key_id)
-        .with_secret_access_key(&server.secret_access_key)
-        .build()
-        .unwrap();
-    store
+    server
+        .store()
         .list(Some(&ObjectPath::from(prefix)))
         .map_ok(|meta| meta.location.to_string())
         .try_collect()
