@@ -245,6 +245,14 @@ spec:
                 child.wait().unwrap();
             }
             End::Stop(after) => {
+                // Counted from the job's start: a Ctrl-C before `strom run`
+                // handles it (a slow start) would kill it rather than stop it.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !logged("err").contains("job starting") && child.try_wait().unwrap().is_none()
+                {
+                    assert!(Instant::now() < deadline, "step {step}: no start logged");
+                    thread::sleep(Duration::from_millis(20));
+                }
                 thread::sleep(after);
                 let pid = child.id().to_string();
                 Command::new("kill").args(["-INT", &pid]).status().unwrap();
