@@ -97,6 +97,7 @@ pub(crate) fn config(
             partitioning: Partitioning::new(parallelism, 128).expect("valid parallelism"),
             checkpoint_interval: interval,
             retained_checkpoints: 2,
+            savepoint_retention: Default::default(),
             local_dir: dir.join("local").join(format!("{name}-{parallelism}")),
             storage_options: BTreeMap::new(),
             allow_non_restored_state: false,

@@ -23,4 +23,7 @@ pub use status::{
     ChangeStatus, ConditionType, JobPhase, ManualSavepointStatus, SavepointInfo, SavepointReason,
     StreamJobStatus,
 };
-pub use stream_job::{DesiredState, PipelineSpec, StreamJob, StreamJobSpec, UpgradeMode};
+pub use stream_job::{
+    DesiredState, LATEST, PipelineSpec, RestoreFromSpec, StreamJob, StreamJobSpec, UpgradeMode,
+    job_storage_url,
+};

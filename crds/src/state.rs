@@ -55,10 +55,29 @@ pub struct StateSpec {
     pub storage_options: BTreeMap<String, String>,
 
     /// Completed checkpoints kept; older ones are deleted along with every file no
-    /// kept checkpoint needs. Savepoints are never deleted automatically.
+    /// kept checkpoint needs.
     #[serde(default = "default_retained_checkpoints")]
     #[x_kube(validation = Rule::new("self >= 1").message("retainedCheckpoints must be at least 1"))]
     pub retained_checkpoints: i32,
+
+    /// Savepoints kept per deployment of the job (the folder of its
+    /// `status.jobId`, where its manual, periodic, rescale and suspend savepoints
+    /// go): when one completes, the oldest beyond this many are deleted. Never
+    /// the one the deployment restored from, nor those of earlier deployments
+    /// (a deleted job's final savepoint, the point a `restoreFrom` replaced).
+    /// All are kept when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000")
+        .message("retainedSavepoints must be between 1 and 1000"))]
+    pub retained_savepoints: Option<i32>,
+
+    /// Savepoints of the deployment older than this (`24h`, `168h`) are deleted
+    /// when another completes, as `retainedSavepoints` says: the newest is kept
+    /// whatever its age. None are deleted for age when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')")
+        .message("savepointMaxAge must be a duration of at least 1m, such as 24h"))]
+    pub savepoint_max_age: Option<Duration>,
 }
 
 impl Default for StateSpec {
@@ -70,6 +89,8 @@ impl Default for StateSpec {
             storage_secret: None,
             storage_options: BTreeMap::new(),
             retained_checkpoints: DEFAULT_RETAINED_CHECKPOINTS,
+            retained_savepoints: None,
+            savepoint_max_age: None,
         }
     }
 }

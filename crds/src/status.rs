@@ -46,6 +46,11 @@ pub struct StreamJobStatus {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub checkpointed: bool,
 
+    /// The `spec.restoreFrom` the job last restored from (or tried to): a
+    /// `restoreFrom` that differs from it restores the job again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<crate::stream_job::RestoreFromSpec>,
+
     /// The latest completed savepoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_savepoint: Option<SavepointInfo>,
@@ -58,6 +63,17 @@ pub struct StreamJobStatus {
     /// against it to decide whether an upgrade or rescale is needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconciled_spec: Option<String>,
+
+    /// The spec of the last deployment that reached Running, as JSON (in the
+    /// form of `lastReconciledSpec`): what a failed change rolls back to (see
+    /// `spec.rollbackOnFailure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_stable_spec: Option<String>,
+
+    /// The revision of a spec that was rolled back: not deployed again until the
+    /// spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_revision: Option<String>,
 
     /// The rescale, upgrade, suspension or deletion under way: recorded before each
     /// of its steps, so an operator that restarts resumes it where it was.
@@ -224,4 +240,10 @@ pub enum SavepointReason {
     Suspend,
     /// Before deleting the job.
     Delete,
+    /// Not a savepoint: the job is redeployed from `spec.restoreFrom`, without
+    /// one.
+    Restore,
+    /// Not a savepoint: a failed change is rolled back to the last spec that
+    /// ran, from the savepoint the change took.
+    Rollback,
 }

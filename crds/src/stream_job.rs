@@ -207,10 +207,35 @@ pub struct StreamJobSpec {
         .message("savepointInterval must be a duration of at least 1m, such as 30m or 6h"))]
     pub savepoint_interval: Option<kube::core::Duration>,
 
+    /// Roll a failed change back (Flink's
+    /// `kubernetes.operator.deployment.rollback.enabled`): when the deployment of
+    /// a changed spec does not reach Running within the operator's step deadline
+    /// (`--step-timeout`, 5 minutes), or crash-loops, the last spec that ran is
+    /// deployed again, restored from the savepoint taken for the change. The job
+    /// then runs it, `Degraded` and not Ready (reason `RolledBack`), until the
+    /// spec changes again (bump `restartNonce` to try the same spec again). Only
+    /// changes that took a savepoint (`upgradeMode: savepoint`) roll back, and
+    /// the step deadline becomes a hard one: a restore of large state must fit
+    /// in it. Changing it needs no redeploy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback_on_failure: bool,
+
     /// Change this number to restart the job's pods (going through the upgrade
     /// cycle of `upgradeMode`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_nonce: Option<i64>,
+
+    /// Start from this savepoint or checkpoint rather than from the job's own state
+    /// (Flink's `initialSavepointPath` with `savepointRedeployNonce`): at the job's
+    /// first deployment, and again each time `restoreFrom` changes (another
+    /// `path`, `jobName` or `nonce`). A running job is first asked whether the
+    /// point is there and one it can restore; only then are its pods replaced,
+    /// without a savepoint (its own checkpoints stay on storage, under its
+    /// `status.jobId`). A point that is not there leaves the job running as it is,
+    /// Degraded, until it appears or `restoreFrom` changes. Removing `restoreFrom`
+    /// changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<RestoreFromSpec>,
 
     /// Settings of the runtime pods: resources, scheduling, labels, environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -249,6 +274,54 @@ pub struct PipelineSpec {
     /// ConfigMap).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub args: BTreeMap<String, String>,
+}
+
+/// `restoreFrom.path` that names the newest savepoint or checkpoint of a job.
+pub const LATEST: &str = "latest";
+
+/// A savepoint or checkpoint a job starts from instead of its own state.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.jobName) || self.path == 'latest'")
+        .message("restoreFrom.jobName goes only with path: latest"),
+)]
+pub struct RestoreFromSpec {
+    /// The savepoint or retained checkpoint: its URL (`s3://bucket/jobs/orders/<jobId>/savepoints/sp-...`,
+    /// as `status.lastSavepoint.path` and the job's Events name it), or `latest`:
+    /// the newest savepoint or checkpoint of the job `jobName` under this job's
+    /// `state.storage`, whichever deployment of it wrote it. A job deleted (with
+    /// its final savepoint) and created again under the same name goes on from
+    /// where it stopped with `path: latest`.
+    #[x_kube(validation = Rule::new("self == 'latest' || self.startsWith('s3://') || self.startsWith('file:///')")
+        .message("restoreFrom.path must be 'latest' or the URL of a savepoint or checkpoint (s3://... or file:///...)"))]
+    pub path: String,
+
+    /// With `path: latest`: the job whose savepoints and checkpoints are searched
+    /// (under this job's `state.storage`). This job's own name when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("restoreFrom.jobName must be a job's name: lowercase letters, digits and '-'"))]
+    pub job_name: Option<String>,
+
+    /// Change this number (e.g. increment it) to restore from the same `path`
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<i64>,
+}
+
+impl RestoreFromSpec {
+    /// Whether it names the newest point of a job rather than a URL.
+    pub fn is_latest(&self) -> bool {
+        self.path == LATEST
+    }
+}
+
+/// The folder of job `job`'s state under `storage` (a job's `state.storage`):
+/// each of its deployments keeps its checkpoints and savepoints in a folder of
+/// its own under it.
+pub fn job_storage_url(storage: &str, job: &str) -> String {
+    format!("{}/{job}", storage.trim_end_matches('/'))
 }
 
 /// Why a job on Kubernetes needs `state.storage`: the message of its CEL rule.

@@ -252,16 +252,19 @@ node_image() {
     podman cp "$K8S_BIN/kubectl" "$container:/usr/bin/kubectl"
     podman exec "$container" bash -c "echo $K8S_VERSION >/kind/version"
     podman exec "$container" bash -c 'nohup containerd >/tmp/containerd.log 2>&1 &
-        for i in $(seq 50); do [ -S /run/containerd/containerd.sock ] && exit 0; sleep 0.2; done; exit 1'
+        for i in $(seq 300); do [ -S /run/containerd/containerd.sock ] && exit 0; sleep 0.2; done; exit 1'
     local archive
     for archive in "$work"/images/*.tar; do
         podman exec -i "$container" ctr --namespace=k8s.io images import \
             --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - <"$archive" >/dev/null
     done
-    # containerd's metadata is complete once it has exited.
-    podman exec "$container" bash -c 'pkill containerd
-        for i in $(seq 100); do pgrep -x containerd >/dev/null || break; sleep 0.1; done
-        ! pgrep -x containerd >/dev/null && rm -rf /tmp/* /run/containerd'
+    # containerd's metadata is complete once it has exited (a minute at most). The
+    # container's PID 1 (sleep) reaps nothing: an exited containerd stays a zombie,
+    # which counts as gone.
+    podman exec "$container" bash -c 'running() { ps -C containerd -o stat= | grep -qv "^Z"; }
+        pkill containerd
+        for i in $(seq 600); do running || break; sleep 0.1; done
+        ! running && rm -rf /tmp/* /run/containerd'
     podman commit -q --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' --change 'CMD []' \
         "$container" "$NODE_IMAGE" >/dev/null
     podman rm -f -t 0 "$container" >/dev/null

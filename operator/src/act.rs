@@ -161,7 +161,7 @@ impl Actor<'_> {
                     tracing::warn!(job = names.job, "no address of the control API yet");
                     return Ok(None);
                 };
-                let token = self.control_token(&names).await?;
+                let token = crate::observe::control_token(self.client, &names).await?;
                 let token = token.as_deref();
                 let requested = if *action == Action::StopWithSavepoint {
                     self.control.stop_with_savepoint(base, token).await
@@ -223,9 +223,13 @@ impl Actor<'_> {
     }
 
     /// Makes the job's control Secret with a fresh random token, unless it is
-    /// there: pods of every deployment of the job share it.
+    /// there: pods of every deployment of the job share it. One left by a
+    /// deleted job of the same name (owned by it, so about to be collected) is
+    /// adopted: the new pods would take its token, and lose it with it.
     async fn ensure_control_secret(&self, job: &StreamJob, names: &Names) -> Result<(), Error> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &names.namespace);
+        let name = names.control_secret();
+        let failed = |what: &str| Error::kubernetes(format!("{what} Secret {name}"));
         let token = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
@@ -233,29 +237,49 @@ impl Actor<'_> {
         );
         let secret = resources::control_secret(job, token);
         match api.create(&PostParams::default(), &secret).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-            Err(error) => Err(Error::kubernetes(format!(
-                "creating Secret {}",
-                names.control_secret()
-            ))(error)),
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => return Err(failed("creating")(error)),
         }
-    }
-
-    /// The job's control token, if its Secret is there (pods deployed by an
-    /// older operator have none, and need none).
-    async fn control_token(&self, names: &Names) -> Result<Option<String>, Error> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), &names.namespace);
-        let secret = api
-            .get_opt(&names.control_secret())
+        let Some(existing) = api.get_opt(&name).await.map_err(failed("reading"))? else {
+            // Collected since: made again on the next look.
+            return Err(Error::Gone(format!("Secret {name}")));
+        };
+        let owners = secret.metadata.owner_references.clone().unwrap_or_default();
+        let ours = existing
+            .owner_references()
+            .iter()
+            .any(|owner| owners.iter().any(|o| o.uid == owner.uid));
+        if ours {
+            return Ok(());
+        }
+        if existing.metadata.deletion_timestamp.is_some() {
+            return Err(Error::Gone(format!("Secret {name}")));
+        }
+        // Only the Secret of an earlier StreamJob of this name is taken over;
+        // anyone else's is left alone, and the job says why it cannot deploy.
+        let earlier_job =
+            |owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference| {
+                owner.kind == "StreamJob" && owner.name == names.job
+            };
+        let refs = existing.owner_references();
+        if refs.is_empty() || !refs.iter().all(earlier_job) {
+            return Err(Error::Foreign(format!(
+                "Secret {name} exists and is not this job's control Secret: delete or rename it"
+            )));
+        }
+        // Only if it is still the one read: a Secret collected since is made again
+        // on the next look.
+        let adopt = serde_json::json!({
+            "metadata": {
+                "ownerReferences": owners,
+                "resourceVersion": existing.metadata.resource_version,
+            }
+        });
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&adopt))
             .await
-            .map_err(Error::kubernetes(format!(
-                "reading Secret {}",
-                names.control_secret()
-            )))?;
-        Ok(secret
-            .and_then(|secret| secret.data?.remove(resources::CONTROL_TOKEN_KEY))
-            .and_then(|token| String::from_utf8(token.0).ok()))
+            .map_err(failed("adopting"))?;
+        Ok(())
     }
 
     /// Puts the finalizer on the job or takes it off. Reads the job afresh first:

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::decide::{RuntimeReport, RuntimeState, SavepointOutcome, SavepointSeen};
+use crate::decide::{RestoreCheck, RuntimeReport, RuntimeState, SavepointOutcome, SavepointSeen};
 
 /// How long one call may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,6 +128,42 @@ impl ControlClient {
     ) -> Result<i64, String> {
         self.post(&format!("{base}/v1/savepoints"), Some(key), token)
             .await
+    }
+
+    /// Asks the job whether it can restore the point `query` names (`path`, or
+    /// `latestOf` a job's folder), read with its storage credentials: the
+    /// point's URL, or why not.
+    pub async fn check_restore_point(
+        &self,
+        base: &str,
+        query: (&str, &str),
+        token: Option<&str>,
+    ) -> RestoreCheck {
+        let url = format!("{base}/v1/restore-point");
+        let mut request = self.http.get(&url).query(&[query]);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let answer = async {
+            let response = request.send().await.map_err(describe)?;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.map_err(describe)?;
+            let field = |name: &str| body.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+            match (status.is_success(), field("path"), field("error")) {
+                (true, Some(path), _) => Ok(path),
+                (false, _, Some(error)) if error.starts_with("no such endpoint") => Err(
+                    "the job's runtime is too old to check restore points (it has no \
+                     /v1/restore-point): run it on a newer image first"
+                        .to_owned(),
+                ),
+                (_, _, Some(error)) => Err(error),
+                _ => Err(format!("{url}: {status}: unexpected answer {body}")),
+            }
+        };
+        match answer.await {
+            Ok(path) => RestoreCheck::Found(path),
+            Err(error) => RestoreCheck::Failed(error),
+        }
     }
 
     async fn get<T: for<'de> Deserialize<'de>>(&self, url: &str) -> Result<T, String> {

@@ -200,6 +200,7 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
         now: Timestamp::now(),
         new_job_id: &new_job_id,
         default_image: &config.resources.default_image,
+        restore_check: observed.restore_check,
     };
     let decision = decide::decide(&input, &config.decide);
     tracing::debug!(action = ?decision.action, phase = ?decision.status.phase, "decided");

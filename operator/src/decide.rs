@@ -21,8 +21,8 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use strom_crds::{
-    ChangeStatus, ConditionType, DesiredState, JobPhase, ManualSavepointStatus, SavepointInfo,
-    SavepointReason, StreamJobSpec, StreamJobStatus, UpgradeMode,
+    ChangeStatus, ConditionType, DesiredState, JobPhase, LATEST, ManualSavepointStatus,
+    RestoreFromSpec, SavepointInfo, SavepointReason, StreamJobSpec, StreamJobStatus, UpgradeMode,
 };
 
 use crate::conditions;
@@ -108,6 +108,36 @@ pub struct Input<'a> {
     pub new_job_id: &'a str,
     /// The runtime image of jobs that name none: part of their target.
     pub default_image: &'a str,
+    /// What the job's control API said of the point `spec.restoreFrom` names.
+    pub restore_check: RestoreCheck,
+}
+
+/// What a running job's control API said of the point `spec.restoreFrom` names,
+/// asked (with the job's storage credentials) before its pods are replaced to
+/// restore it. Asked only while the job runs and is to restore it (see
+/// [`restore_wanted`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum RestoreCheck {
+    /// Not asked.
+    #[default]
+    NotAsked,
+    /// It is there and the job can restore it: its URL (the newest one's, for
+    /// `latest`).
+    Found(String),
+    /// It is not there, the job cannot restore it, or the job could not tell:
+    /// why.
+    Failed(String),
+}
+
+/// The `spec.restoreFrom` the job is to restore and has not: one set and other
+/// than the one it last restored (or tried to).
+pub fn restore_wanted<'s>(
+    spec: &'s StreamJobSpec,
+    status: &StreamJobStatus,
+) -> Option<&'s RestoreFromSpec> {
+    spec.restore_from
+        .as_ref()
+        .filter(|wanted| status.restored_from.as_ref() != Some(*wanted))
 }
 
 /// The job's StatefulSet and pods as seen.
@@ -260,8 +290,12 @@ pub struct Deployment {
     pub target: Target,
     /// The job's run: its checkpoints live under this id.
     pub job_id: String,
-    /// A savepoint to restore from when the run has no newer checkpoint.
+    /// A savepoint to restore from when the run has no newer checkpoint, or
+    /// `latest` (see `spec.restoreFrom`).
     pub restore_from: Option<String>,
+    /// With `restore_from` `latest`: the job whose newest point is restored, when
+    /// not this one.
+    pub latest_of: Option<String>,
     /// The run has completed checkpoints before: its pods fail rather than
     /// start without one (see `status.checkpointed`).
     pub expect_state: bool,
@@ -431,6 +465,9 @@ impl<'a, 'i> Next<'a, 'i> {
         let Some(target) = self.target() else {
             return self.wait_for_target();
         };
+        if self.restore_wanted().is_some() {
+            return self.deploy_restore(JobPhase::Deploying, target);
+        }
         let job_id = self.job_id_or_new();
         self.deploy(JobPhase::Deploying, target, job_id, None);
     }
@@ -453,12 +490,18 @@ impl<'a, 'i> Next<'a, 'i> {
             .as_ref()
             .and_then(|c| c.restore_from.clone());
         let suspend = self.input.spec.desired_state == DesiredState::Suspended;
-        let changed = self.target().is_some_and(|target| target != deployed);
-        if suspend || changed {
+        let restore = self.target().is_some() && self.restore_wanted().is_some();
+        let changed = self
+            .target()
+            .is_some_and(|target| self.change_wanted(&target, &deployed));
+        if suspend || changed || restore {
             // The job does not run yet, so no savepoint can be taken: the new
-            // deployment restores from what this one was to restore from.
+            // deployment restores from what this one was to restore from (or
+            // from spec.restoreFrom).
             let reason = if suspend {
                 SavepointReason::Suspend
+            } else if restore {
+                SavepointReason::Restore
             } else {
                 SavepointReason::Upgrade
             };
@@ -474,12 +517,7 @@ impl<'a, 'i> Next<'a, 'i> {
             return self.tear_down(&why);
         }
         let job_id = self.job_id_or_new();
-        let deployment = Deployment {
-            target: deployed.clone(),
-            job_id,
-            restore_from,
-            expect_state: self.status.checkpointed,
-        };
+        let deployment = self.deployment(deployed.clone(), job_id, restore_from);
         let revision = deployed.revision();
         let seen = &self.input.deployment;
         match &seen.stateful_set {
@@ -502,22 +540,38 @@ impl<'a, 'i> Next<'a, 'i> {
                 .as_ref()
                 .and_then(|c| c.restore_from.as_ref())
             {
-                Some(savepoint) => {
-                    format!(
-                        "running at parallelism {parallelism}, restored from savepoint {savepoint}"
-                    )
-                }
+                Some(point) => format!(
+                    "running at parallelism {parallelism}, restored from {}",
+                    self.restore_point_name(point)
+                ),
                 None => format!("running at parallelism {parallelism}"),
             };
+            let rolled_back = self
+                .status
+                .change
+                .as_ref()
+                .is_some_and(|c| c.reason == SavepointReason::Rollback);
             self.status.change = None;
             self.status.parallelism = Some(parallelism);
             self.status.pod_restarts_seen = self.input.deployment.max_restart_count;
-            self.set_degraded(None);
+            self.status.last_stable_spec = Some(deployed.to_json());
+            if !rolled_back {
+                self.set_degraded(None);
+            }
             self.enter(JobPhase::Running, "Running", note);
             self.requeue = Requeue::After(self.settings.poll_interval);
         } else {
             let phase = self.status.phase.unwrap_or(JobPhase::Deploying);
             let waiting = self.waiting_for_pods(&deployed);
+            if self.step_overdue() {
+                let why = format!(
+                    "the new spec did not run within {}s: {waiting}",
+                    self.settings.step_timeout.as_secs()
+                );
+                if self.roll_back(&deployed, &why) {
+                    return;
+                }
+            }
             if let Some(problem) = &self.input.deployment.pod_problem {
                 let message = format!("a pod of the job cannot start: {problem}");
                 self.report_stuck("DeploymentStuck", message);
@@ -554,7 +608,10 @@ impl<'a, 'i> Next<'a, 'i> {
                 self.act(action, requeue);
             }
             let wanted = self.input.spec.desired_state == DesiredState::Suspended
-                || self.target().is_some_and(|target| target != deployed);
+                || self.restore_wanted().is_some()
+                || self
+                    .target()
+                    .is_some_and(|target| self.change_wanted(&target, &deployed));
             if wanted && self.not_ready.is_none() {
                 self.change_waiting = true;
                 self.not_ready(
@@ -569,8 +626,13 @@ impl<'a, 'i> Next<'a, 'i> {
             return;
         }
         let suspend = self.input.spec.desired_state == DesiredState::Suspended;
+        if !suspend && self.restore_wanted().is_some() {
+            return self.restore_running(&deployed);
+        }
         let target = self.target();
-        let changed = target.as_ref().is_some_and(|target| *target != deployed);
+        let changed = target
+            .as_ref()
+            .is_some_and(|target| self.change_wanted(target, &deployed));
         if !suspend && !changed {
             // Only a spec back to what runs cancels a change under way; one that
             // cannot run yet (invalid, or a Secret missing) leaves it pending.
@@ -589,6 +651,11 @@ impl<'a, 'i> Next<'a, 'i> {
                 return self.start_periodic_savepoint(interval);
             }
             self.watch_health(&deployed);
+            if self.status.last_stable_spec.is_none() && self.job_runs(&deployed) {
+                // Deployed by an operator that did not record it: it runs.
+                self.status.last_stable_spec = Some(deployed.to_json());
+            }
+            self.report_rolled_back(target.as_ref(), &deployed);
             return;
         }
         let reason = match (suspend, &target) {
@@ -759,7 +826,8 @@ impl<'a, 'i> Next<'a, 'i> {
         let reason = change.as_ref().map(|c| c.reason);
         if reason == Some(SavepointReason::Suspend) {
             self.status.parallelism = Some(0);
-            let note = describe_restore(change.as_ref().and_then(|c| c.restore_from.as_deref()));
+            let note =
+                self.describe_restore(change.as_ref().and_then(|c| c.restore_from.as_deref()));
             self.enter(
                 JobPhase::Suspended,
                 "Suspended",
@@ -767,6 +835,11 @@ impl<'a, 'i> Next<'a, 'i> {
             );
             self.requeue = Requeue::OnChange;
             return;
+        }
+        if reason == Some(SavepointReason::Rollback)
+            && let Some(stable) = self.last_stable()
+        {
+            return self.redeploy(stable, change);
         }
         let Some(target) = self.target() else {
             return self.wait_for_target();
@@ -786,11 +859,24 @@ impl<'a, 'i> Next<'a, 'i> {
         let Some(target) = self.target() else {
             return self.wait_for_target();
         };
-        if self.status.last_reconciled_spec.is_none() {
+        let first = self.status.last_reconciled_spec.is_none();
+        if first && self.restore_wanted().is_some() {
+            return self.deploy_restore(JobPhase::Deploying, target);
+        }
+        if first {
             // Created suspended: this is its first deployment.
             let job_id = self.job_id_or_new();
             return self.deploy(JobPhase::Deploying, target, job_id, None);
         }
+        // A spec that was rolled back is not deployed again: the last that ran is.
+        let target = match self.last_stable() {
+            Some(stable)
+                if self.status.rolled_back_revision.as_ref() == Some(&target.revision()) =>
+            {
+                stable
+            }
+            _ => target,
+        };
         let change = self.status.change.clone();
         self.redeploy(target, change);
     }
@@ -816,7 +902,9 @@ impl<'a, 'i> Next<'a, 'i> {
         let deployed = self.deployed();
         let target = self.target();
         let retry = match (&target, &deployed) {
-            (Some(target), Some(deployed)) => target != deployed,
+            (Some(target), Some(deployed)) => {
+                self.change_wanted(target, deployed) || self.restore_wanted().is_some()
+            }
             (Some(_), None) => true,
             (None, _) => false,
         };
@@ -824,6 +912,12 @@ impl<'a, 'i> Next<'a, 'i> {
             self.requeue = Requeue::OnChange;
             return;
         };
+        if let Some(change) = &mut self.status.change
+            && change.reason == SavepointReason::Rollback
+        {
+            // The rollback failed: what is deployed now is the spec's own.
+            change.reason = SavepointReason::Upgrade;
+        }
         let change = self.status.change.clone();
         self.redeploy(target, change);
     }
@@ -883,7 +977,7 @@ impl<'a, 'i> Next<'a, 'i> {
         let note = format!(
             "deploying {} pod(s) at parallelism {parallelism}, {}",
             target.spec.pods(),
-            describe_restore(restore_from.as_deref())
+            self.describe_restore(restore_from.as_deref())
         );
         if self.status.job_id.as_ref() != Some(&job_id) {
             // A new run: nothing of it is on storage yet.
@@ -895,6 +989,15 @@ impl<'a, 'i> Next<'a, 'i> {
         self.status.parallelism = Some(parallelism);
         // A new deployment's crash loop is its own.
         self.status.recent_restarts.clear();
+        let rolling_back = self
+            .status
+            .change
+            .as_ref()
+            .is_some_and(|c| c.reason == SavepointReason::Rollback);
+        if !rolling_back {
+            // Another spec is deployed: a rolled-back one may be tried again.
+            self.status.rolled_back_revision = None;
+        }
         self.status.last_reconciled_spec = Some(target.to_json());
         self.status.selector = Some(pod_selector(self.input.name));
         if let Some(change) = &mut self.status.change {
@@ -903,25 +1006,258 @@ impl<'a, 'i> Next<'a, 'i> {
         }
         self.enter(phase, phase_reason(phase), note.clone());
         self.not_ready(phase_reason(phase), note);
+        let deployment = self.deployment(target, job_id, restore_from);
         self.act(
-            Action::Deploy(Box::new(Deployment {
-                target,
-                job_id,
-                restore_from,
-                expect_state: self.status.checkpointed,
-            })),
+            Action::Deploy(Box::new(deployment)),
             Requeue::After(self.settings.step_interval),
         );
     }
 
+    /// The deployment of `target` under `job_id`, restoring `restore_from`.
+    fn deployment(
+        &self,
+        target: Target,
+        job_id: String,
+        restore_from: Option<String>,
+    ) -> Deployment {
+        // `latest` is of the job the restoreFrom it came from names.
+        let latest_of = self
+            .status
+            .restored_from
+            .as_ref()
+            .filter(|_| restore_from.as_deref() == Some(LATEST))
+            .and_then(|restored| restored.job_name.clone());
+        Deployment {
+            target,
+            job_id,
+            restore_from,
+            latest_of,
+            expect_state: self.status.checkpointed,
+        }
+    }
+
+    /// Deploys `target` restoring `spec.restoreFrom`, under a new job id: the
+    /// restored point starts a deployment of its own, and the checkpoints of the
+    /// one before stay where they are. Recorded as done (`status.restoredFrom`)
+    /// once asked for: a point that cannot be restored fails the job, and a
+    /// changed `restoreFrom` tries again.
+    fn deploy_restore(&mut self, phase: JobPhase, target: Target) {
+        let Some(restore) = self.input.spec.restore_from.clone() else {
+            return;
+        };
+        self.status.restored_from = Some(restore.clone());
+        let change = match self.status.change.take() {
+            Some(change) => ChangeStatus {
+                reason: SavepointReason::Restore,
+                ..change
+            },
+            None => self.new_change(SavepointReason::Restore),
+        };
+        self.status.change = Some(change);
+        let job_id = self.input.new_job_id.to_owned();
+        self.deploy(phase, target, job_id, Some(restore.path));
+    }
+
+    /// A running job whose `spec.restoreFrom` changed: once its control API says
+    /// the point is there and one it can restore, its pods are replaced (without
+    /// a savepoint) by a deployment restoring it. A job that does not run is
+    /// replaced at once: nothing runs to keep, and its pods say, failing, when
+    /// the point cannot be restored.
+    fn restore_running(&mut self, deployed: &Target) {
+        let Some(restore) = self.restore_wanted().cloned() else {
+            return;
+        };
+        if self.target().is_none() {
+            // SpecValid or CredentialsResolved says why nothing is deployed.
+            self.watch_health(deployed);
+            return self.wait_for_target();
+        }
+        let point = self.restore_point_name(&restore.path);
+        // Down for good (failed, crash-looping, pods that cannot start, or none):
+        // nothing runs to keep, and nothing to ask. A job only slow to answer
+        // is asked again.
+        let seen = &self.input.deployment;
+        let down = seen.stateful_set.is_none()
+            || seen.crash_loop.is_some()
+            || seen.pod_problem.is_some()
+            || matches!(
+                &self.input.runtime,
+                RuntimeSeen::Answered(RuntimeReport {
+                    state: RuntimeState::Failed(_) | RuntimeState::Finished,
+                    ..
+                })
+            );
+        let found = match &self.input.restore_check {
+            _ if down => None,
+            RestoreCheck::Found(url) => Some(url.clone()),
+            RestoreCheck::Failed(error) => {
+                let message = format!(
+                    "spec.restoreFrom cannot be restored: {error}; the job keeps running as it \
+                     is until {point} is there or restoreFrom changes"
+                );
+                self.watch_health(deployed);
+                if self.input.deployment.pod_problem.is_none() {
+                    self.report_stuck("RestoreFailed", message.clone());
+                }
+                if self.not_ready.is_none() {
+                    self.not_ready("RestorePending", message);
+                }
+                self.change_waiting = true;
+                if self.action == Action::Nothing {
+                    self.requeue = Requeue::After(self.settings.poll_interval);
+                }
+                return self.savepoints_meanwhile();
+            }
+            RestoreCheck::NotAsked => {
+                self.watch_health(deployed);
+                if self.not_ready.is_none() {
+                    let detail = self.unreachable_detail();
+                    self.not_ready(
+                        "RestorePending",
+                        format!("asking the job whether {point} can be restored{detail}"),
+                    );
+                }
+                self.change_waiting = true;
+                if self.action == Action::Nothing {
+                    self.requeue = Requeue::After(self.settings.step_interval);
+                }
+                return self.savepoints_meanwhile();
+            }
+        };
+        self.status.change = Some(self.new_change(SavepointReason::Restore));
+        if conditions::get(&self.status.conditions, ConditionType::Degraded)
+            .is_some_and(|c| c.status == "True" && c.reason == "RestoreFailed")
+        {
+            self.set_degraded(None);
+        }
+        let found = found.map_or_else(String::new, |url| format!(" (now {url})"));
+        let job_id = self.status.job_id.clone().unwrap_or_default();
+        let why = format!(
+            "restoring {point}{found} as spec.restoreFrom asks, in place of the job's state, \
+             without a savepoint (the checkpoints of job id {job_id} stay on storage)"
+        );
+        self.tear_down(&why);
+    }
+
+    /// Rolls back the change whose deployment `deployed` did not come up (`why`),
+    /// when the spec asks for it (`rollbackOnFailure`) and it can be: the change
+    /// took a savepoint, and another spec ran before. Tears `deployed` down; the
+    /// last spec that ran is deployed next, restored from that savepoint.
+    /// Whether it did.
+    fn roll_back(&mut self, deployed: &Target, why: &str) -> bool {
+        if !self.input.spec.rollback_on_failure || self.status.phase != Some(JobPhase::Restoring) {
+            return false;
+        }
+        let Some(change) = self.status.change.clone() else {
+            return false;
+        };
+        let Some(savepoint) = change.restore_from.clone() else {
+            return false;
+        };
+        if matches!(
+            change.reason,
+            SavepointReason::Rollback | SavepointReason::Restore
+        ) {
+            // A rollback that fails fails; a restoreFrom has no savepoint of its own.
+            return false;
+        }
+        let Some(stable) = self.last_stable().filter(|stable| stable != deployed) else {
+            return false;
+        };
+        self.status.rolled_back_revision = Some(deployed.revision());
+        self.status.change = Some(ChangeStatus {
+            reason: SavepointReason::Rollback,
+            failed_attempts: 0,
+            retry_at: None,
+            savepoint_request: None,
+            ..change
+        });
+        let message = format!(
+            "{why}; rolling back to the last spec that ran (parallelism {}), from savepoint \
+             {savepoint}",
+            stable.spec.parallelism
+        );
+        self.event(true, "RollingBack", message);
+        self.tear_down("rolling back");
+        true
+    }
+
+    /// While the spec asks for one that was rolled back (`target`), the job runs
+    /// `deployed` instead: Degraded and not Ready, saying so.
+    fn report_rolled_back(&mut self, target: Option<&Target>, deployed: &Target) {
+        let Some(target) = target else {
+            return;
+        };
+        if self.status.rolled_back_revision.as_ref() != Some(&target.revision()) {
+            if target == deployed && self.status.rolled_back_revision.take().is_some() {
+                // The spec is back to what runs.
+                let degraded = conditions::get(&self.status.conditions, ConditionType::Degraded);
+                if degraded.is_some_and(|c| c.status == "True" && c.reason == "RolledBack") {
+                    self.set_degraded(None);
+                }
+            }
+            return;
+        }
+        let message = format!(
+            "the spec was rolled back: it did not run (spec.rollbackOnFailure); the previous \
+             spec runs at parallelism {}; change the spec (or bump restartNonce) to try again",
+            deployed.spec.parallelism
+        );
+        if self.input.deployment.pod_problem.is_none() {
+            let reported = conditions::get(&self.status.conditions, ConditionType::Degraded)
+                .is_some_and(|c| c.status == "True" && c.reason == "RolledBack");
+            if !reported {
+                self.event(true, "RolledBack", message.clone());
+            }
+            self.set_degraded(Some(("RolledBack", message.clone())));
+        }
+        if self.not_ready.is_none() {
+            self.not_ready("RolledBack", message);
+        }
+    }
+
+    /// Whether the spec's `target` asks for another deployment than `deployed`:
+    /// it differs, and is not a spec that was rolled back.
+    fn change_wanted(&self, target: &Target, deployed: &Target) -> bool {
+        target != deployed && self.status.rolled_back_revision.as_ref() != Some(&target.revision())
+    }
+
+    /// The last spec that ran, if one did and it reads as a target.
+    fn last_stable(&self) -> Option<Target> {
+        Target::from_json(self.status.last_stable_spec.as_deref()?)
+    }
+
+    /// While a restore waits for its check, the job's manual and periodic
+    /// savepoints are taken as usual (other spec changes wait for the restore).
+    fn savepoints_meanwhile(&mut self) {
+        if self.action != Action::Nothing {
+            return;
+        }
+        if self.wants_manual_savepoint() {
+            self.start_manual_savepoint();
+        } else if let Some(interval) = self.periodic_savepoint_due() {
+            self.start_periodic_savepoint(interval);
+        }
+    }
+
     /// Deploys `target` after a change took the old deployment down.
     fn redeploy(&mut self, target: Target, change: Option<ChangeStatus>) {
+        if self.restore_wanted().is_some() {
+            return self.deploy_restore(JobPhase::Restoring, target);
+        }
         let mode = change
             .as_ref()
             .map_or(target.spec.upgrade_mode, |c| c.upgrade_mode);
+        let rollback = change
+            .as_ref()
+            .is_some_and(|c| c.reason == SavepointReason::Rollback);
         let restore_from = change.and_then(|c| c.restore_from);
         let (job_id, restore_from) = match mode {
             UpgradeMode::Stateless => (self.input.new_job_id.to_owned(), None),
+            // A deployment of its own, from the change's savepoint: the failed
+            // spec's checkpoints descend from that savepoint too, and must not
+            // be taken for the job's own.
+            _ if rollback => (self.input.new_job_id.to_owned(), restore_from),
             UpgradeMode::Savepoint | UpgradeMode::LastState => (self.job_id_or_new(), restore_from),
         };
         self.deploy(JobPhase::Restoring, target, job_id, restore_from);
@@ -1136,18 +1472,26 @@ impl<'a, 'i> Next<'a, 'i> {
         if self.status.savepoint_history.last().map(|s| &s.path) != Some(&info.path) {
             self.status.savepoint_history.push(info.clone());
         }
-        let excess = self
-            .status
-            .savepoint_history
-            .len()
-            .saturating_sub(self.settings.savepoint_history);
+        // No more than the job keeps (older ones are deleted by its runtime).
+        let kept = self.settings.savepoint_history.min(
+            self.input
+                .spec
+                .state
+                .retained_savepoints
+                .map_or(usize::MAX, |count| count.max(1) as usize),
+        );
+        let excess = self.status.savepoint_history.len().saturating_sub(kept);
         self.status.savepoint_history.drain(..excess);
         self.status.last_savepoint = Some(info);
-        self.event(
-            false,
-            "SavepointCompleted",
-            format!("savepoint for {} at {path}", reason_name(reason)),
-        );
+        let mut note = format!("savepoint for {} at {path}", reason_name(reason));
+        if reason == SavepointReason::Delete {
+            // The status goes with the job: the Event says how to go on from it.
+            note.push_str(&format!(
+                "; a job created again as {} goes on from it with spec.restoreFrom.path: latest",
+                self.input.name
+            ));
+        }
+        self.event(false, "SavepointCompleted", note);
     }
 
     /// Whether a running job is healthy; sets Ready accordingly.
@@ -1157,7 +1501,10 @@ impl<'a, 'i> Next<'a, 'i> {
             self.report_stuck("DeploymentStuck", message);
         } else if self.job_runs(deployed)
             && conditions::get(&self.status.conditions, ConditionType::Degraded).is_some_and(|c| {
-                c.status == "True" && (c.reason == "DeploymentStuck" || c.reason == "ActionRefused")
+                c.status == "True"
+                    && (c.reason == "DeploymentStuck"
+                        || c.reason == "ActionRefused"
+                        || (c.reason == "RestoreFailed" && self.restore_wanted().is_none()))
             })
         {
             self.set_degraded(None);
@@ -1243,6 +1590,15 @@ impl<'a, 'i> Next<'a, 'i> {
             return false;
         }
         let minutes = self.settings.crash_loop_window.as_secs().div_ceil(60);
+        if let Some(deployed) = self.deployed() {
+            let why = format!(
+                "the new spec crashed {recent} times within {minutes} minutes: {}",
+                crash.reason
+            );
+            if self.roll_back(&deployed, &why) {
+                return true;
+            }
+        }
         let note = format!(
             "the job crashed {recent} times within {minutes} minutes, each time restarted \
              from its latest checkpoint: {}. Fix the cause, then change the spec or bump \
@@ -1337,6 +1693,36 @@ impl<'a, 'i> Next<'a, 'i> {
             .filter(|p| *p > 0)
             .unwrap_or(self.input.spec.parallelism);
         Target::unreadable(self.input.spec, parallelism)
+    }
+
+    /// `spec.restoreFrom` when the job is to restore it (see [`restore_wanted`]).
+    fn restore_wanted(&self) -> Option<&'i RestoreFromSpec> {
+        restore_wanted(self.input.spec, &self.status)
+    }
+
+    /// What a deployment starting from `restore_from` restores, for people.
+    fn describe_restore(&self, restore_from: Option<&str>) -> String {
+        match restore_from {
+            Some(point) => format!("restoring from {}", self.restore_point_name(point)),
+            None => "from the job's latest checkpoint, if any".to_owned(),
+        }
+    }
+
+    /// The point `path` (a URL or `latest`) names, for people.
+    fn restore_point_name(&self, path: &str) -> String {
+        if path != LATEST {
+            return format!("savepoint {path}");
+        }
+        let job = self
+            .input
+            .spec
+            .restore_from
+            .iter()
+            .chain(&self.status.restored_from)
+            .find(|restore| restore.is_latest())
+            .and_then(|restore| restore.job_name.as_deref())
+            .unwrap_or(self.input.name);
+        format!("the newest savepoint or checkpoint of job {job}")
     }
 
     fn job_id_or_new(&self) -> String {
@@ -1705,6 +2091,8 @@ fn reason_name(reason: SavepointReason) -> &'static str {
         SavepointReason::Periodic => "savepointInterval",
         SavepointReason::Suspend => "suspending",
         SavepointReason::Delete => "deleting",
+        SavepointReason::Restore => "spec.restoreFrom",
+        SavepointReason::Rollback => "a rollback",
     }
 }
 
@@ -1728,13 +2116,6 @@ fn describe_change(reason: SavepointReason, deployed: &Target, target: Option<&T
             target.spec.image.as_deref().unwrap_or_default()
         ),
         _ => "upgrading to the new spec".to_owned(),
-    }
-}
-
-fn describe_restore(restore_from: Option<&str>) -> String {
-    match restore_from {
-        Some(path) => format!("restoring from savepoint {path}"),
-        None => "from the job's latest checkpoint, if any".to_owned(),
     }
 }
 

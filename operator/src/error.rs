@@ -15,6 +15,14 @@ pub enum Error {
     /// A StreamJob without a name or namespace (never from the apiserver).
     #[error("StreamJob without {0}")]
     MissingMetadata(&'static str),
+    /// An object the operator was making went meanwhile (collected after a
+    /// deleted job of the same name); made again on the next look.
+    #[error("{0} went while it was being made")]
+    Gone(String),
+    /// An object the operator makes for a job exists and belongs to someone
+    /// else: the job cannot deploy until it is removed.
+    #[error("{0}")]
+    Foreign(String),
     /// Another operator replica took the leader Lease.
     #[error("lost leadership: {0}")]
     LostLeadership(String),
@@ -37,6 +45,8 @@ impl Error {
             Self::Kubernetes { .. } => "kubernetes",
             Self::MissingMetadata(_) => "invalid_object",
             Self::LostLeadership(_) => "leadership",
+            Self::Gone(_) => "conflict",
+            Self::Foreign(_) => "invalid_object",
         }
     }
 

@@ -9,14 +9,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, ListParams};
-use strom_crds::StreamJob;
+use strom_crds::{StreamJob, job_storage_url};
 
 use crate::Error;
 use crate::control_api::ControlClient;
 use crate::credentials::{self, MissingCredential, ResolvedCredentials, SecretSeen};
-use crate::decide::{CrashLoop, DeploymentSeen, PodProblem, RuntimeSeen, StatefulSetSeen};
+use crate::decide::{
+    CrashLoop, DeploymentSeen, PodProblem, RestoreCheck, RuntimeSeen, StatefulSetSeen,
+    restore_wanted,
+};
 use crate::labels::pod_selector;
-use crate::resources::{CONTAINER, CONTROL_PORT, EXPECT_STATE_KEY, Names, REVISION_ANNOTATION};
+use crate::resources::{
+    CONTAINER, CONTROL_PORT, CONTROL_TOKEN_KEY, EXPECT_STATE_KEY, Names, REVISION_ANNOTATION,
+};
 
 /// What was seen of one job.
 #[derive(Clone, Debug)]
@@ -29,6 +34,8 @@ pub struct Observed {
     pub runtime: RuntimeSeen,
     /// Where its control API is reached, if it can be now.
     pub control_url: Option<String>,
+    /// What its control API said of the point `spec.restoreFrom` names.
+    pub restore_check: RestoreCheck,
 }
 
 /// How the operator reaches a job's control API.
@@ -75,12 +82,68 @@ pub async fn observe(
         }
         _ => RuntimeSeen::NotAsked,
     };
+    let restore_check = match (&runtime, &control_url) {
+        (RuntimeSeen::Answered(_), Some(base_url)) => {
+            check_restore_point(client, job, &names, control, base_url).await?
+        }
+        _ => RestoreCheck::NotAsked,
+    };
     Ok(Observed {
         credentials,
         deployment,
         runtime,
         control_url,
+        restore_check,
     })
+}
+
+/// Asks the running job whether it can restore the point `spec.restoreFrom`
+/// names, when the job is to restore it.
+async fn check_restore_point(
+    client: &Client,
+    job: &StreamJob,
+    names: &Names,
+    control: &ControlClient,
+    base_url: &str,
+) -> Result<RestoreCheck, Error> {
+    let default_status = Default::default();
+    let status = job.status.as_ref().unwrap_or(&default_status);
+    let Some(restore) = restore_wanted(&job.spec, status) else {
+        return Ok(RestoreCheck::NotAsked);
+    };
+    let folder;
+    let query = if restore.is_latest() {
+        let Some(storage) = &job.spec.state.storage else {
+            return Ok(RestoreCheck::Failed(
+                "restoreFrom.path latest looks under state.storage, which is not set".into(),
+            ));
+        };
+        let of = restore.job_name.as_deref().unwrap_or(&names.job);
+        folder = job_storage_url(storage, of);
+        ("latestOf", folder.as_str())
+    } else {
+        ("path", restore.path.as_str())
+    };
+    let token = control_token(client, names).await?;
+    Ok(control
+        .check_restore_point(base_url, query, token.as_deref())
+        .await)
+}
+
+/// The job's control token, if its Secret is there (pods deployed by an older
+/// operator have none, and need none).
+pub async fn control_token(client: &Client, names: &Names) -> Result<Option<String>, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
+    let secret = api
+        .get_opt(&names.control_secret())
+        .await
+        .map_err(Error::kubernetes(format!(
+            "reading Secret {}",
+            names.control_secret()
+        )))?;
+    Ok(secret
+        .and_then(|secret| secret.data?.remove(CONTROL_TOKEN_KEY))
+        .and_then(|token| String::from_utf8(token.0).ok()))
 }
 
 async fn observe_credentials(

@@ -409,6 +409,9 @@ fn stateful_set(
         env("TMPDIR", WORK_DIR),
         env("STROM_CONTROL_ADDRESS", format!("0.0.0.0:{CONTROL_PORT}")),
     ];
+    if let Some(job) = &deployment.latest_of {
+        env_vars.push(env("STROM_RESTORE_LATEST_OF", job.clone()));
+    }
     if let Some(path) = &deployment.restore_from {
         env_vars.push(env("STROM_RESTORE_FROM", path.clone()));
     }
@@ -608,6 +611,7 @@ mod tests {
             target: Target::new(&job.spec, "s3-creds=7", "strom-runtime:test"),
             job_id: "run-1".into(),
             restore_from: restore_from.map(str::to_owned),
+            latest_of: None,
             // A redeploy from a savepoint: the run has checkpointed before.
             expect_state: restore_from.is_some(),
         }

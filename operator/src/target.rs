@@ -11,7 +11,8 @@ use strom_crds::{DesiredState, StreamJobSpec};
 #[serde(rename_all = "camelCase")]
 pub struct Target {
     /// The spec, less the fields that never need new pods (`desiredState`,
-    /// `savepointTriggerNonce`, `savepointTimeout`, `savepointInterval`), with
+    /// `savepointTriggerNonce`, `savepointTimeout`, `savepointInterval`,
+    /// `rollbackOnFailure`; `restoreFrom` is acted on by itself), with
     /// `image` always set: the
     /// job's own or the operator's default. An operator with another default
     /// image so makes another target, and its jobs are redeployed through a
@@ -40,6 +41,8 @@ impl Target {
         spec.savepoint_trigger_nonce = None;
         spec.savepoint_timeout = None;
         spec.savepoint_interval = None;
+        spec.rollback_on_failure = false;
+        spec.restore_from = None;
         spec.image.get_or_insert_with(|| default_image.to_owned());
         Self {
             spec,

@@ -135,6 +135,7 @@ async fn objects_of_every_example_are_created_with_the_expected_shape_and_status
             target,
             job_id: status.job_id.clone().unwrap(),
             restore_from: None,
+            latest_of: None,
             expect_state: false,
         };
         let settings = ResourceSettings {

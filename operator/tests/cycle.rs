@@ -823,3 +823,207 @@ async fn a_job_whose_checkpoints_are_gone_fails_rather_than_start_empty() {
         ready.message
     );
 }
+
+/// The `restoredFrom` of the runs recorded under `<namespace>/<job>/<job_id>` on
+/// MinIO: what each start of that deployment restored.
+async fn runs_restored_from(cluster: &NodeCluster, job: &str, job_id: &str) -> Vec<Option<String>> {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+
+    let store = cluster.s3.store();
+    let prefix =
+        object_store::path::Path::from(format!("{}/{job}/{job_id}/runs", cluster.namespace));
+    let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+    let mut restored = Vec::new();
+    for object in objects {
+        let bytes = store
+            .get(&object.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        restored.push(record["restoredFrom"].as_str().map(str::to_owned));
+    }
+    restored
+}
+
+/// Issue 17, point 9: a job deleted (with its final savepoint) and created again
+/// with `restoreFrom: {path: latest}` goes on from that savepoint, under a
+/// deployment of its own; a running job asked to restore a point that is not
+/// there keeps running, Degraded; one that is there replaces it.
+#[tokio::test]
+async fn a_job_created_again_goes_on_from_its_final_savepoint_and_restore_from_is_checked_first() {
+    let Some(cluster) = NodeCluster::new("restore-from", None).await else {
+        return;
+    };
+    let _operator = start_operator(&cluster.client, cluster.config());
+    cluster.apply_job("counts", 1, WORD_COUNT, "");
+    let mut phases = BTreeSet::new();
+    let first = cluster
+        .wait_for("counts", "a checkpoint seen", &mut phases, |job| {
+            running_at(job, 1) && job.status.as_ref().is_some_and(|s| s.checkpointed)
+        })
+        .await;
+    let first_id = first.status.unwrap().job_id.unwrap();
+    delete_job(&cluster.client, &cluster.namespace, "counts").await;
+    let prefix = "savepoint for deleting at ";
+    let final_savepoint = cluster
+        .events()
+        .await
+        .into_iter()
+        .find_map(|(reason, note)| {
+            let rest = note
+                .strip_prefix(prefix)
+                .filter(|_| reason == "SavepointCompleted")?;
+            assert!(rest.contains("spec.restoreFrom.path: latest"), "{note}");
+            Some(rest.split(';').next()?.to_owned())
+        })
+        .expect("the final savepoint's Event");
+    eventually("the old pods gone", || async {
+        (cluster.pods("counts").await == 0 && cluster.replicas("counts").await.is_none())
+            .then_some(())
+    })
+    .await;
+
+    // Created again, at another parallelism: from the final savepoint.
+    cluster.apply_job("counts", 2, WORD_COUNT, "  restoreFrom: {path: latest}\n");
+    phases.clear();
+    let again = cluster
+        .wait_for("counts", "running again at 2", &mut phases, |job| {
+            running_at(job, 2)
+        })
+        .await;
+    let status = again.status.unwrap();
+    let second_id = status.job_id.unwrap();
+    assert_ne!(second_id, first_id);
+    assert_eq!(status.restored_from.unwrap().path, "latest");
+    assert_eq!(
+        cluster.restore_from("counts").await.as_deref(),
+        Some("latest")
+    );
+    assert_eq!(
+        runs_restored_from(&cluster, "counts", &second_id).await,
+        [Some(final_savepoint.clone())]
+    );
+
+    // A point that is not there: checked through the running job, which goes on.
+    let missing = format!(
+        "s3://{}/{}/counts/{first_id}/savepoints/sp-missing",
+        cluster.s3.bucket, cluster.namespace
+    );
+    cluster
+        .patch_spec(
+            "counts",
+            serde_json::json!({"restoreFrom": {"path": missing}}),
+        )
+        .await;
+    let degraded = cluster
+        .wait_for("counts", "the missing point reported", &mut phases, |job| {
+            condition(job, "Degraded").is_some_and(|c| c.reason == "RestoreFailed")
+        })
+        .await;
+    let message = &condition(&degraded, "Degraded").unwrap().message;
+    assert!(
+        message.contains("no savepoint or checkpoint at"),
+        "{message}"
+    );
+    let status = degraded.status.clone().unwrap();
+    assert_eq!(status.phase, Some(JobPhase::Running));
+    assert_eq!(status.job_id.as_deref(), Some(second_id.as_str()));
+    assert_eq!(condition(&degraded, "Ready").unwrap().status, "False");
+
+    // One that is: the running job is replaced by a deployment restoring it.
+    cluster
+        .patch_spec(
+            "counts",
+            serde_json::json!({"restoreFrom": {"path": final_savepoint, "nonce": 1}}),
+        )
+        .await;
+    let replaced = cluster
+        .wait_for(
+            "counts",
+            "running from the chosen point",
+            &mut phases,
+            |job| {
+                running_at(job, 2)
+                    && job
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| s.job_id.as_deref() != Some(second_id.as_str()))
+            },
+        )
+        .await;
+    let third_id = replaced.status.clone().unwrap().job_id.unwrap();
+    assert_eq!(
+        runs_restored_from(&cluster, "counts", &third_id).await,
+        [Some(final_savepoint)]
+    );
+    assert_eq!(condition(&replaced, "Degraded").unwrap().status, "False");
+}
+
+/// Issue 17 (automatic rollback): a changed spec whose pods cannot start (an
+/// image the node does not have) is rolled back, with `rollbackOnFailure`, to
+/// the spec that ran, restored from the change's savepoint, and the job says so
+/// instead of waiting forever.
+#[tokio::test]
+async fn a_change_that_cannot_start_is_rolled_back_to_the_spec_that_ran() {
+    let Some(cluster) = NodeCluster::new("rollback", None).await else {
+        return;
+    };
+    let mut config = cluster.config();
+    config.decide.step_timeout = Duration::from_secs(20);
+    let _operator = start_operator(&cluster.client, config);
+    cluster.apply_job("counts", 1, WORD_COUNT, "  rollbackOnFailure: true\n");
+    let mut phases = BTreeSet::new();
+    cluster
+        .wait_for("counts", "running at 1", &mut phases, |job| {
+            running_at(job, 1)
+        })
+        .await;
+
+    cluster
+        .patch_spec(
+            "counts",
+            serde_json::json!({"image": "strom.local/missing:1", "parallelism": 2}),
+        )
+        .await;
+    phases.clear();
+    let rolled_back = cluster
+        .wait_for("counts", "rolled back", &mut phases, |job| {
+            job.status.as_ref().is_some_and(|s| {
+                s.phase == Some(JobPhase::Running)
+                    && s.rolled_back_revision.is_some()
+                    && s.change.is_none()
+            }) && condition(job, "Ready").is_some_and(|c| c.reason == "RolledBack")
+        })
+        .await;
+    assert!(phases.contains("Restoring"), "{phases:?}");
+    let status = rolled_back.status.clone().unwrap();
+    assert_eq!(status.parallelism, Some(1));
+    assert_eq!(condition(&rolled_back, "Ready").unwrap().status, "False");
+    assert_eq!(
+        condition(&rolled_back, "Degraded").unwrap().reason,
+        "RolledBack"
+    );
+    let savepoint = status.last_savepoint.expect("the change's savepoint");
+    assert_eq!(
+        cluster.restore_from("counts").await.as_deref(),
+        Some(savepoint.path.as_str())
+    );
+    assert_eq!(cluster.replicas("counts").await, Some(1));
+    let sets: Api<StatefulSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let set = sets.get("counts").await.unwrap();
+    let image = set.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone();
+    assert_eq!(image.as_deref(), Some(cluster.image.as_str()));
+    let events = cluster.events().await;
+    assert!(
+        events.iter().any(
+            |(reason, note)| reason == "RollingBack" && note.contains("did not run within 20s")
+        ),
+        "{events:#?}"
+    );
+}

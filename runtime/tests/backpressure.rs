@@ -57,6 +57,7 @@ fn a_source_waits_for_a_slow_operator_on_another_worker() {
             partitioning: Partitioning::new(2, 128).unwrap(),
             checkpoint_interval: Duration::from_secs(1),
             retained_checkpoints: 1,
+            savepoint_retention: Default::default(),
             local_dir: state.path().join("local"),
             storage_options: BTreeMap::new(),
             allow_non_restored_state: false,

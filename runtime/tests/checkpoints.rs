@@ -10,7 +10,8 @@ mod common;
 
 use common::{local_config, run_then_stop};
 use strom_runtime::api::Pipeline;
-use strom_runtime::checkpoint::CheckpointStorage;
+use strom_runtime::checkpoint::{CheckpointStorage, SavepointRetention, newest_snapshot};
+use strom_runtime::exec::control::SavepointStatus;
 use strom_runtime::exec::{
     CompletedSnapshot, Generator, JobConfig, JobError, JobReport, PipelineFn, RestoreFrom, run_job,
 };
@@ -568,4 +569,146 @@ fn a_job_that_checkpointed_before_fails_rather_than_start_empty() {
             .to_string()
             .contains("refusing to start with empty state")
     );
+}
+
+/// Issue 17, point 9: `restoreFrom: {path: latest}` restores the newest point of
+/// any deployment of the job (each under a folder of its own, as the operator
+/// lays them out): a job deleted with its final savepoint and created again goes
+/// on from it, and its pods, restarting, go on from their own checkpoints.
+#[test]
+fn latest_restores_the_newest_point_of_any_deployment_of_the_job() {
+    let per_split = 3000;
+    let total = per_split * u64::from(SPLITS);
+    let state = tempfile::tempdir().unwrap();
+    let job_url = format!("file://{}", state.path().join("jobs/clicks").display());
+    let deployment = |id: &str, restore| JobConfig {
+        storage_url: format!("{job_url}/{id}"),
+        ..config(state.path(), 2, restore, 2)
+    };
+    let latest = || RestoreFrom::LatestOf {
+        job_url: job_url.clone(),
+        resume: true,
+    };
+
+    // Nothing there yet: refused, never an empty start.
+    let error = run_job(
+        deployment("run-a", latest()),
+        clicks_per_user(per_split, None, Output::default()),
+        Arc::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, JobError::NoLatestSnapshot(_)), "{error}");
+
+    let output = Output::default();
+    let first = run_then_stop(
+        deployment("run-a", RestoreFrom::Nothing),
+        clicks_per_user(per_split, Some(20_000), Arc::clone(&output)),
+    );
+    let final_savepoint = first.snapshots.savepoints.last().unwrap().location.clone();
+    let io = tokio::runtime::Runtime::new().unwrap();
+    let newest = io
+        .block_on(newest_snapshot(&job_url, &BTreeMap::new()))
+        .unwrap()
+        .expect("a newest point");
+    assert_eq!(newest.url, final_savepoint);
+
+    // Created again: a deployment of its own, from the final savepoint.
+    let second = run_job(
+        deployment("run-b", latest()),
+        clicks_per_user(per_split, None, Arc::clone(&output)),
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(first.records_in + second.records_in, total);
+    assert_eq!(
+        final_counts(&output.lock().unwrap()),
+        expected_counts(per_split)
+    );
+    let newest = io
+        .block_on(newest_snapshot(&job_url, &BTreeMap::new()))
+        .unwrap()
+        .unwrap();
+    assert!(
+        newest.url.starts_with(&format!("{job_url}/run-b/")),
+        "{}",
+        newest.url
+    );
+
+    // A pod of that deployment restarting: from its own checkpoint, not back
+    // to the savepoint.
+    let restarted = run_job(
+        deployment("run-b", latest()),
+        clicks_per_user(per_split, None, Arc::clone(&output)),
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(restarted.records_in, 0, "went back to the final savepoint");
+}
+
+/// Issue 17, point 10: when a savepoint completes, those of the job's folder
+/// beyond `retainedSavepoints` are deleted, never the one its run restored from.
+#[test]
+fn savepoints_past_their_retention_are_deleted_but_never_the_one_restored() {
+    let state = tempfile::tempdir().unwrap();
+    let (_, restored) = stop_early(state.path(), 3000);
+    let mut config = config(
+        state.path(),
+        2,
+        RestoreFrom::Snapshot(restored.location.clone()),
+        2,
+    );
+    config.settings.savepoint_retention = SavepointRetention {
+        max_count: Some(2),
+        max_age: None,
+    };
+    let (control, job) = common::start(
+        config,
+        clicks_per_user(100_000, Some(20_000), Output::default()),
+    );
+    common::wait_for_a_checkpoint(&control);
+    let mut taken = Vec::new();
+    for _ in 0..3 {
+        let id = control.request_savepoint(None);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let location = loop {
+            let request = control
+                .savepoint_requests()
+                .into_iter()
+                .find(|request| request.id == id)
+                .unwrap();
+            match request.status {
+                SavepointStatus::Completed { savepoint } => break savepoint.location,
+                SavepointStatus::Failed { error } => panic!("savepoint failed: {error}"),
+                _ => {}
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no savepoint within a minute"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        taken.push(location);
+    }
+    let stopped = common::stop_and_join(&control, job);
+    let last = stopped
+        .snapshots
+        .savepoints
+        .last()
+        .unwrap()
+        .location
+        .clone();
+
+    let mut kept: Vec<String> = list_files(&state.path().join("storage/savepoints"))
+        .into_iter()
+        .map(|name| {
+            format!(
+                "file://{}/{name}",
+                state.path().join("storage/savepoints").display()
+            )
+        })
+        .collect();
+    kept.sort();
+    let mut expected = vec![restored.location.clone(), taken[2].clone(), last];
+    expected.sort();
+    assert_eq!(kept, expected, "taken: {taken:?}");
 }

@@ -70,6 +70,7 @@ fn api_job_config(
             partitioning: Partitioning::new(parallelism, 128).unwrap(),
             checkpoint_interval: Duration::from_millis(100),
             retained_checkpoints: 2,
+            savepoint_retention: Default::default(),
             local_dir: state.join("local"),
             storage_options: BTreeMap::new(),
             allow_non_restored_state: false,
@@ -136,6 +137,46 @@ fn the_control_api_reports_takes_savepoints_and_stops_the_job() {
         std::path::Path::new(&manifest).exists(),
         "{manifest} missing"
     );
+
+    // Whether the job could restore a point, as the operator asks before it
+    // replaces the job's pods for spec.restoreFrom (issue 17, point 9).
+    let (status, body) = json(
+        address,
+        "GET",
+        &format!("/v1/restore-point?path={location}"),
+    );
+    assert_eq!(
+        (status, body["path"].as_str()),
+        (200, Some(location)),
+        "{body}"
+    );
+    assert_eq!(body["kind"], "savepoint");
+    let gone = format!("file://{}/savepoints/sp-gone", state.path().display());
+    let (status, body) = json(address, "GET", &format!("/v1/restore-point?path={gone}"));
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        body["error"],
+        format!("no savepoint or checkpoint at {gone}")
+    );
+    let folder = format!("file://{}", state.path().join("storage").display());
+    let (status, body) = json(
+        address,
+        "GET",
+        &format!("/v1/restore-point?latestOf={folder}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["path"].as_str().unwrap().starts_with(&folder),
+        "{body}"
+    );
+    let empty = format!("file://{}/other-job", state.path().display());
+    let (status, body) = json(
+        address,
+        "GET",
+        &format!("/v1/restore-point?latestOf={empty}"),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(json(address, "GET", "/v1/restore-point").0, 400);
 
     // Asked twice with one Idempotency-Key (an operator retrying after a crash,
     // or reading a stale status): one request, one savepoint.
@@ -317,6 +358,9 @@ fn requests_that_change_a_job_need_its_control_token() {
 
     assert_eq!(request(address, "GET", "/v1/job").0, 200);
     assert_eq!(request(address, "GET", "/metrics").0, 200);
+    // The job reads what this is asked to, with its storage credentials.
+    let probe = "/v1/restore-point?path=s3://elsewhere/sp-1";
+    assert_eq!(request(address, "GET", probe).0, 401);
     for path in ["/v1/savepoints", "/v1/stop"] {
         let (status, body) = request(address, "POST", path);
         assert_eq!(status, 401, "{path} without the token: {body}");

@@ -85,6 +85,7 @@ struct Case {
     credentials: Result<ResolvedCredentials, Vec<MissingCredential>>,
     deployment: DeploymentSeen,
     runtime: RuntimeSeen,
+    restore_check: RestoreCheck,
     now: Timestamp,
 }
 
@@ -100,6 +101,7 @@ impl Case {
             credentials: credentials(),
             deployment: DeploymentSeen::default(),
             runtime: RuntimeSeen::NotAsked,
+            restore_check: RestoreCheck::NotAsked,
             now: at(0),
         }
     }
@@ -148,6 +150,7 @@ impl Case {
             now: self.now,
             new_job_id: "run-2",
             default_image: IMAGE,
+            restore_check: self.restore_check.clone(),
         };
         decide(&input, &Settings::default())
     }
@@ -749,7 +752,27 @@ fn a_failed_manual_savepoint_is_reported_and_not_retried() {
 
 #[test]
 fn the_savepoint_history_keeps_the_newest_up_to_its_limit() {
-    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    // The operator's limit, or the job's retainedSavepoints when lower (its
+    // runtime deletes the older ones: issue 17, point 10).
+    for (retained, listed) in [(None, Settings::default().savepoint_history), (Some(3), 3)] {
+        let mut spec = spec(2, UpgradeMode::Savepoint);
+        if let Some(retained) = retained {
+            spec.state.retained_savepoints = Some(retained);
+        }
+        let history = history_after_12_savepoints(spec);
+        assert_eq!(history.len(), listed);
+        assert_eq!(
+            history.first().cloned(),
+            Some(format!("s3://b/sp-{}", 13 - listed))
+        );
+        assert_eq!(history.last().map(String::as_str), Some("s3://b/sp-12"));
+    }
+}
+
+/// The paths in `status.savepointHistory` after 12 manual savepoints of a job
+/// running `spec`.
+fn history_after_12_savepoints(spec: StreamJobSpec) -> Vec<String> {
+    let mut case = Case::running(spec);
     for nonce in 1..=12 {
         case.spec.savepoint_trigger_nonce = Some(nonce);
         case.status.manual_savepoint = Some(ManualSavepointStatus {
@@ -768,15 +791,11 @@ fn the_savepoint_history_keeps_the_newest_up_to_its_limit() {
         );
         case.status = case.decide().status;
     }
-    let history: Vec<&str> = case
-        .status
+    case.status
         .savepoint_history
         .iter()
-        .map(|s| s.path.as_str())
-        .collect();
-    assert_eq!(history.len(), Settings::default().savepoint_history);
-    assert_eq!(history.first(), Some(&"s3://b/sp-3"));
-    assert_eq!(history.last(), Some(&"s3://b/sp-12"));
+        .map(|s| s.path.clone())
+        .collect()
 }
 
 #[test]
@@ -1254,6 +1273,8 @@ struct World {
     now: i64,
     /// Whether the job has completed checkpoints (the running one reports them).
     checkpointed: bool,
+    /// A target whose pods never become ready (an image that cannot be pulled).
+    broken: Option<Target>,
 }
 
 impl World {
@@ -1265,6 +1286,9 @@ impl World {
         let Some(deployment) = &self.stateful_set else {
             return (DeploymentSeen::default(), RuntimeSeen::NotAsked);
         };
+        if self.broken.as_ref() == Some(&deployment.target) {
+            return (deployed(&deployment.target, 0), RuntimeSeen::NotAsked);
+        }
         let mut seen = deployed(&deployment.target, deployment.target.spec.pods());
         seen.state_expected = deployment.expect_state;
         if self.control_down() {
@@ -1293,7 +1317,9 @@ impl World {
             Action::Deploy(deployment) => {
                 // A job that checkpointed before: its new pods never start empty.
                 assert!(
-                    !self.checkpointed || deployment.expect_state,
+                    !self.checkpointed
+                        || deployment.expect_state
+                        || deployment.restore_from.is_some(),
                     "{deployment:?} may start without the job's state"
                 );
                 // A deployment always replaces what runs, never beside it.
@@ -1348,6 +1374,11 @@ fn run_cycle(
     for look in 0..40 {
         world.now = look as i64 * world.seconds_per_look.max(1);
         let (deployment, runtime) = world.observe();
+        // The point restoreFrom names is there, as the running job says.
+        let restore_check = match (&runtime, restore_wanted(spec, &status)) {
+            (RuntimeSeen::Answered(_), Some(restore)) => RestoreCheck::Found(restore.path.clone()),
+            _ => RestoreCheck::NotAsked,
+        };
         let input = Input {
             name: "clicks",
             generation: 2,
@@ -1362,6 +1393,7 @@ fn run_cycle(
             now: at(world.now),
             new_job_id: "run-new",
             default_image: IMAGE,
+            restore_check,
         };
         let decision = decide(&input, &Settings::default());
         status = decision.status.clone();
@@ -1399,6 +1431,7 @@ fn the_rescale_cycle_completes_whatever_step_the_operator_stops_at() {
                     target: target(&old),
                     job_id: "run-1".into(),
                     restore_from: None,
+                    latest_of: None,
                     expect_state: false,
                 }),
                 checkpointed: true,
@@ -1606,6 +1639,7 @@ fn a_rescale_whose_stop_is_not_accepted_for_a_while_completes_whatever_step_the_
                     target: target(&old),
                     job_id: "run-1".into(),
                     restore_from: None,
+                    latest_of: None,
                     expect_state: false,
                 }),
                 seconds_per_look: 40,
@@ -2091,4 +2125,491 @@ fn a_redeployed_job_starts_its_crash_loop_count_afresh() {
     let decision = case.decide();
     assert_eq!(decision.status.phase, Some(JobPhase::Restoring));
     assert!(decision.status.recent_restarts.is_empty());
+}
+
+// ---- Restoring a savepoint of the user's choice (issue 17, point 9) ----
+
+fn restore_from(path: &str, job_name: Option<&str>, nonce: Option<i64>) -> RestoreFromSpec {
+    RestoreFromSpec {
+        path: path.into(),
+        job_name: job_name.map(str::to_owned),
+        nonce,
+    }
+}
+
+#[test]
+fn a_new_job_with_restore_from_is_deployed_from_it_under_a_new_run() {
+    let mut case = Case::new();
+    case.spec.restore_from = Some(restore_from("s3://b/old/sp-9", None, None));
+    let decision = case.decide();
+    let deployment = deployment_of(&decision);
+    assert_eq!(deployment.restore_from.as_deref(), Some("s3://b/old/sp-9"));
+    assert_eq!(deployment.job_id, "run-2");
+    assert_eq!(decision.status.restored_from, case.spec.restore_from);
+    // Recorded with the change, so a deploy applied again restores it too.
+    let change = decision.status.change.as_ref().unwrap();
+    assert_eq!(change.reason, SavepointReason::Restore);
+    assert_eq!(change.restore_from.as_deref(), Some("s3://b/old/sp-9"));
+    let note = &decision.events[0].note;
+    assert!(
+        note.contains("restoring from savepoint s3://b/old/sp-9"),
+        "{note}"
+    );
+}
+
+#[test]
+fn latest_restores_the_newest_point_of_the_job_restore_from_names() {
+    let mut case = Case::new();
+    case.spec.restore_from = Some(restore_from(LATEST, Some("clicks-v1"), None));
+    let decision = case.decide();
+    let deployment = deployment_of(&decision);
+    assert_eq!(deployment.restore_from.as_deref(), Some(LATEST));
+    assert_eq!(deployment.latest_of.as_deref(), Some("clicks-v1"));
+    let note = &decision.events[0].note;
+    assert!(
+        note.contains("the newest savepoint or checkpoint of job clicks-v1"),
+        "{note}"
+    );
+
+    // Applied again after an operator stopped between recording and applying.
+    let mut again = Case::new();
+    again.spec = case.spec.clone();
+    again.status = decision.status.clone();
+    let reapplied = again.decide();
+    let deployment = deployment_of(&reapplied);
+    assert_eq!(deployment.restore_from.as_deref(), Some(LATEST));
+    assert_eq!(deployment.latest_of.as_deref(), Some("clicks-v1"));
+    assert_eq!(deployment.job_id, "run-2");
+}
+
+#[test]
+fn a_running_job_is_replaced_only_once_its_control_api_found_the_point() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.spec.restore_from = Some(restore_from("s3://b/old/sp-9", None, Some(1)));
+
+    // Not asked yet: nothing is torn down, and Ready says what it waits for.
+    let waiting = case.decide();
+    assert_eq!(waiting.action, Action::Nothing);
+    assert_eq!(waiting.status.phase, Some(JobPhase::Running));
+    let ready = condition(&waiting, ConditionType::Ready);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "RestorePending")
+    );
+    assert_eq!(
+        condition(&waiting, ConditionType::Progressing).status,
+        "True"
+    );
+
+    // Not there: the job keeps running, Degraded, with a Warning Event once.
+    case.restore_check =
+        RestoreCheck::Failed("no savepoint or checkpoint at s3://b/old/sp-9".into());
+    let missing = case.decide();
+    assert_eq!(missing.action, Action::Nothing);
+    assert_eq!(missing.status.phase, Some(JobPhase::Running));
+    assert_eq!(missing.status.restored_from, None);
+    let degraded = condition(&missing, ConditionType::Degraded);
+    assert_eq!(degraded.reason, "RestoreFailed");
+    assert!(
+        degraded.message.contains("no savepoint or checkpoint at"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(reasons(&missing), ["RestoreFailed"]);
+    case.status = missing.status.clone();
+    assert!(reasons(&case.decide()).is_empty(), "reported once");
+
+    // Found: torn down without a savepoint, then deployed from it under a new run.
+    case.restore_check = RestoreCheck::Found("s3://b/old/sp-9".into());
+    let found = case.decide();
+    assert_eq!(found.action, Action::TearDown);
+    assert_eq!(found.status.phase, Some(JobPhase::Rescaling));
+    assert_eq!(
+        found.status.change.as_ref().unwrap().reason,
+        SavepointReason::Restore
+    );
+    assert!(found.status.last_savepoint.is_none());
+    case.status = found.status;
+    case.deployment = DeploymentSeen::default();
+    case.runtime = RuntimeSeen::NotAsked;
+    case.restore_check = RestoreCheck::NotAsked;
+    let deployed = case.decide();
+    let deployment = deployment_of(&deployed);
+    assert_eq!(deployment.restore_from.as_deref(), Some("s3://b/old/sp-9"));
+    assert_eq!(deployment.job_id, "run-2");
+    assert_eq!(deployed.status.job_id.as_deref(), Some("run-2"));
+    assert_eq!(deployed.status.restored_from, case.spec.restore_from);
+    assert_eq!(
+        condition(&deployed, ConditionType::Degraded).status,
+        "False",
+        "the point is found"
+    );
+}
+
+#[test]
+fn a_restore_from_already_restored_or_removed_changes_nothing() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    let restore = restore_from("s3://b/old/sp-9", None, Some(1));
+    case.spec.restore_from = Some(restore.clone());
+    case.status.restored_from = Some(restore.clone());
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(condition(&decision, ConditionType::Ready).status, "True");
+
+    // Removed after a point that was not there: Degraded clears, nothing moves.
+    case.spec.restore_from = None;
+    case.status.restored_from = None;
+    conditions::set(
+        &mut case.status.conditions,
+        ConditionType::Degraded,
+        true,
+        "RestoreFailed",
+        "spec.restoreFrom cannot be restored",
+        3,
+        at(0),
+    );
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(
+        condition(&decision, ConditionType::Degraded).status,
+        "False"
+    );
+
+    // A new nonce restores the same path again.
+    case.spec.restore_from = Some(RestoreFromSpec {
+        nonce: Some(2),
+        ..restore
+    });
+    case.status.restored_from = Some(restore_from("s3://b/old/sp-9", None, Some(1)));
+    case.restore_check = RestoreCheck::Found("s3://b/old/sp-9".into());
+    assert_eq!(case.decide().action, Action::TearDown);
+}
+
+#[test]
+fn a_failed_or_suspended_job_restores_restore_from_when_it_starts_again() {
+    let restore = restore_from("s3://b/old/sp-9", None, None);
+    let mut failed = Case::running(spec(2, UpgradeMode::Savepoint));
+    failed.status.phase = Some(JobPhase::Failed);
+    failed.deployment = DeploymentSeen::default();
+    failed.runtime = RuntimeSeen::NotAsked;
+    assert_eq!(failed.decide().action, Action::Nothing);
+    failed.spec.restore_from = Some(restore.clone());
+    let decision = failed.decide();
+    let deployment = deployment_of(&decision);
+    assert_eq!(deployment.restore_from.as_deref(), Some("s3://b/old/sp-9"));
+    assert_eq!(deployment.job_id, "run-2");
+
+    // Resumed with restoreFrom set meanwhile: from it, not the suspension's savepoint.
+    let mut suspended = Case::running(spec(2, UpgradeMode::Savepoint));
+    suspended.status.phase = Some(JobPhase::Suspended);
+    suspended.status.change = Some(ChangeStatus {
+        restore_from: Some("s3://b/sp-suspend".into()),
+        ..change(SavepointReason::Suspend, UpgradeMode::Savepoint)
+    });
+    suspended.deployment = DeploymentSeen::default();
+    suspended.runtime = RuntimeSeen::NotAsked;
+    suspended.spec.restore_from = Some(restore);
+    let decision = suspended.decide();
+    let deployment = deployment_of(&decision);
+    assert_eq!(deployment.restore_from.as_deref(), Some("s3://b/old/sp-9"));
+    assert_eq!(deployment.job_id, "run-2");
+}
+
+#[test]
+fn a_job_deploying_when_restore_from_changes_is_replaced_without_waiting_for_it() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.status.phase = Some(JobPhase::Deploying);
+    case.deployment = deployed(&target(&case.spec), 0);
+    case.runtime = RuntimeSeen::NotAsked;
+    case.spec.restore_from = Some(restore_from("s3://b/old/sp-9", None, None));
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::TearDown);
+    assert_eq!(
+        decision.status.change.as_ref().unwrap().reason,
+        SavepointReason::Restore
+    );
+}
+
+#[test]
+fn a_restore_completes_whatever_step_the_operator_stops_at() {
+    let old = spec(2, UpgradeMode::Savepoint);
+    let mut new = spec(3, UpgradeMode::Savepoint);
+    new.restore_from = Some(restore_from("s3://b/old/sp-9", None, Some(1)));
+    let start = Case::running(old.clone());
+    for step in 0..8 {
+        for after_acting in [false, true] {
+            let mut world = World {
+                stateful_set: Some(Deployment {
+                    target: target(&old),
+                    job_id: "run-1".into(),
+                    restore_from: None,
+                    latest_of: None,
+                    expect_state: true,
+                }),
+                checkpointed: true,
+                ..World::default()
+            };
+            let status = run_cycle(
+                &new,
+                start.status.clone(),
+                &mut world,
+                Some((step, after_acting)),
+            );
+            let last = world.deployments.last().expect("a deployment");
+            assert_eq!(last.target.spec.parallelism, 3);
+            assert_eq!(last.job_id, "run-new");
+            assert_eq!(last.restore_from.as_deref(), Some("s3://b/old/sp-9"));
+            // Replaced without a savepoint, and restored once.
+            assert!(world.savepoints.is_empty());
+            assert_eq!(status.restored_from, new.restore_from);
+            assert_eq!(status.job_id.as_deref(), Some("run-new"));
+        }
+    }
+}
+
+#[test]
+fn a_new_job_restoring_reaches_running_whatever_step_the_operator_stops_at() {
+    let mut spec = spec(2, UpgradeMode::Savepoint);
+    spec.restore_from = Some(restore_from(LATEST, Some("clicks-v1"), None));
+    for step in 0..4 {
+        for after_acting in [false, true] {
+            let mut world = World::default();
+            let status = run_cycle(
+                &spec,
+                StreamJobStatus::default(),
+                &mut world,
+                Some((step, after_acting)),
+            );
+            assert_eq!(status.phase, Some(JobPhase::Running));
+            for deployment in &world.deployments {
+                assert_eq!(deployment.restore_from.as_deref(), Some(LATEST));
+                assert_eq!(deployment.latest_of.as_deref(), Some("clicks-v1"));
+            }
+        }
+    }
+}
+
+// ---- A change that does not come up is rolled back, when asked (issue 17) ----
+
+/// A job whose change from parallelism 2 to `new` (with a savepoint, sp-1) is
+/// deploying, pods not ready, `since` seconds ago; rollbackOnFailure set.
+fn restoring_after_a_change(new: &StreamJobSpec) -> Case {
+    let old = spec(2, UpgradeMode::Savepoint);
+    let mut case = Case::running(new.clone());
+    case.spec.rollback_on_failure = true;
+    case.status.phase = Some(JobPhase::Restoring);
+    case.status.phase_started_at = Some(Time(at(0)));
+    case.status.last_stable_spec = Some(target(&old).to_json());
+    case.status.change = Some(ChangeStatus {
+        restore_from: Some("s3://b/sp-1".into()),
+        ..change(SavepointReason::Upgrade, UpgradeMode::Savepoint)
+    });
+    case.deployment = deployed(&target(new), 0);
+    case.runtime = RuntimeSeen::NotAsked;
+    case
+}
+
+#[test]
+fn a_change_not_running_by_its_deadline_is_rolled_back_from_its_savepoint() {
+    let mut new = spec(2, UpgradeMode::Savepoint);
+    new.image = Some("strom-runtime:broken".into());
+    let mut case = restoring_after_a_change(&new);
+    case.deployment.pod_problem = Some(PodProblem {
+        object: "clicks-0".into(),
+        reason: "ErrImageNeverPull".into(),
+        message: "image not present".into(),
+    });
+    case.now = at(100);
+    assert_ne!(
+        case.decide().action,
+        Action::TearDown,
+        "not before its deadline"
+    );
+
+    case.now = at(301);
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::TearDown);
+    let change = decision.status.change.as_ref().unwrap();
+    assert_eq!(change.reason, SavepointReason::Rollback);
+    assert_eq!(change.restore_from.as_deref(), Some("s3://b/sp-1"));
+    let failed_revision = target(&case.spec).revision();
+    assert_eq!(
+        decision.status.rolled_back_revision.as_ref(),
+        Some(&failed_revision)
+    );
+    let rolling_back = decision
+        .events
+        .iter()
+        .find(|e| e.reason == "RollingBack")
+        .unwrap();
+    assert!(rolling_back.warning);
+    assert!(
+        rolling_back.note.contains("ErrImageNeverPull"),
+        "{}",
+        rolling_back.note
+    );
+
+    // The old pods gone: the last spec that ran, from the change's savepoint.
+    case.status = decision.status;
+    case.deployment = DeploymentSeen::default();
+    let redeployed = case.decide();
+    let deployment = deployment_of(&redeployed).clone();
+    assert_eq!(deployment.target, target(&spec(2, UpgradeMode::Savepoint)));
+    assert_eq!(deployment.restore_from.as_deref(), Some("s3://b/sp-1"));
+    // A deployment of its own: the failed spec's checkpoints are not its.
+    assert_eq!(deployment.job_id, "run-2");
+
+    // It runs: Running, but Degraded and not Ready while the spec asks for the
+    // rolled-back one; nothing is deployed again.
+    case.status = redeployed.status;
+    case.deployment = deployed(&deployment.target, 2);
+    case.runtime = answered(RuntimeState::Running, vec![]);
+    case.status = case.decide().status;
+    assert_eq!(case.status.phase, Some(JobPhase::Running));
+    let running = case.decide();
+    assert_eq!(running.action, Action::Nothing);
+    let ready = condition(&running, ConditionType::Ready);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "RolledBack")
+    );
+    assert_eq!(
+        condition(&running, ConditionType::Degraded).reason,
+        "RolledBack"
+    );
+    assert_eq!(reasons(&running), ["RolledBack"]);
+    case.status = running.status;
+    assert!(reasons(&case.decide()).is_empty(), "reported once");
+
+    // A new spec is tried again.
+    case.spec.image = Some("strom-runtime:fixed".into());
+    let retried = case.decide();
+    assert_eq!(retried.action, Action::StopWithSavepoint);
+}
+
+#[test]
+fn without_rollback_on_failure_a_stuck_change_is_only_reported() {
+    let mut new = spec(4, UpgradeMode::Savepoint);
+    new.rollback_on_failure = false;
+    let mut case = restoring_after_a_change(&new);
+    case.spec.rollback_on_failure = false;
+    case.now = at(301);
+    let decision = case.decide();
+    assert_ne!(decision.action, Action::TearDown);
+    assert_eq!(
+        condition(&decision, ConditionType::Degraded).reason,
+        "DeploymentStuck"
+    );
+    assert_eq!(decision.status.rolled_back_revision, None);
+}
+
+#[test]
+fn a_change_that_crash_loops_is_rolled_back_rather_than_failed() {
+    let new = spec(4, UpgradeMode::Savepoint);
+    let mut case = restoring_after_a_change(&new);
+    case.status.recent_restarts = vec![Time(at(0)); 5];
+    case.status.pod_restarts_seen = 5;
+    case.deployment.max_restart_count = 5;
+    case.deployment.crash_loop = Some(CrashLoop {
+        restarts: 5,
+        reason: "exit code 1: no such pipeline".into(),
+    });
+    case.now = at(30);
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::TearDown);
+    assert_ne!(decision.status.phase, Some(JobPhase::Failed));
+    assert_eq!(
+        decision.status.change.as_ref().unwrap().reason,
+        SavepointReason::Rollback
+    );
+
+    // Without a savepoint to go back to (last-state), it fails as before.
+    let mut last_state = restoring_after_a_change(&new);
+    last_state.status.change.as_mut().unwrap().restore_from = None;
+    last_state.status.recent_restarts = case.status.recent_restarts.clone();
+    last_state.status.pod_restarts_seen = 5;
+    last_state.deployment = case.deployment.clone();
+    last_state.now = at(30);
+    assert_eq!(last_state.decide().status.phase, Some(JobPhase::Failed));
+}
+
+#[test]
+fn a_rollback_completes_whatever_step_the_operator_stops_at() {
+    let old = spec(2, UpgradeMode::Savepoint);
+    let mut new = spec(3, UpgradeMode::Savepoint);
+    new.rollback_on_failure = true;
+    let mut start = Case::running(old.clone());
+    start.status.last_stable_spec = Some(target(&old).to_json());
+    for step in 0..30 {
+        for after_acting in [false, true] {
+            let mut world = World {
+                stateful_set: Some(Deployment {
+                    target: target(&old),
+                    job_id: "run-1".into(),
+                    restore_from: None,
+                    latest_of: None,
+                    expect_state: true,
+                }),
+                checkpointed: true,
+                broken: Some(target(&new)),
+                seconds_per_look: 20,
+                ..World::default()
+            };
+            let status = run_rollback(&new, start.status.clone(), &mut world, (step, after_acting));
+            let last = world.deployments.last().expect("a deployment");
+            assert_eq!(last.target, target(&old), "step {step}");
+            assert_eq!(last.restore_from.as_deref(), Some("s3://b/sp-1"));
+            assert_eq!(world.savepoints, ["s3://b/sp-1"]);
+            assert_eq!(status.parallelism, Some(2));
+            assert_eq!(status.rolled_back_revision, Some(target(&new).revision()));
+        }
+    }
+}
+
+/// As [`run_cycle`], until the job runs the spec it rolled back to.
+fn run_rollback(
+    spec: &StreamJobSpec,
+    mut status: StreamJobStatus,
+    world: &mut World,
+    crash_at: (usize, bool),
+) -> StreamJobStatus {
+    for look in 0..80 {
+        world.now = look as i64 * world.seconds_per_look.max(1);
+        let (deployment, runtime) = world.observe();
+        let input = Input {
+            name: "clicks",
+            generation: 2,
+            spec,
+            status: &status,
+            deleting: false,
+            has_finalizer: true,
+            spec_error: None,
+            credentials: credentials(),
+            deployment,
+            runtime,
+            now: at(world.now),
+            new_job_id: "run-new",
+            default_image: IMAGE,
+            restore_check: RestoreCheck::NotAsked,
+        };
+        let decision = decide(&input, &Settings::default());
+        status = decision.status.clone();
+        if crash_at.0 == look {
+            if crash_at.1 {
+                world.act(&decision.action);
+            }
+            continue;
+        }
+        if let Some(id) = world.act(&decision.action) {
+            status = record_savepoint_request(status, &decision.action, id);
+        }
+        if status.phase == Some(JobPhase::Running)
+            && status.change.is_none()
+            && status.rolled_back_revision.is_some()
+            && decision.action == Action::Nothing
+        {
+            return status;
+        }
+    }
+    panic!("the rollback did not end: {status:#?}\n{world:#?}");
 }

@@ -3,6 +3,8 @@
 
 pub mod commit;
 pub mod manifest;
+pub mod newest;
+pub mod retention;
 pub mod run;
 pub mod storage;
 
@@ -11,6 +13,8 @@ pub use manifest::{
     CollectionPlan, MANIFEST_FILE, MANIFEST_FORMAT_VERSION, Manifest, PendingCommit, SnapshotAck,
     SnapshotFile, SnapshotKind, SubtaskSnapshot, plan_collection,
 };
+pub use newest::{NewestSnapshot, newest_snapshot};
+pub use retention::{SavepointAge, SavepointRetention, savepoints_to_delete};
 pub use run::{Restored, RunId, RunInfo, RunRecord, SnapshotId};
 pub use storage::{
     CheckpointStorage, ResumePoint, SnapshotLocation, StorageError, check_state_format,

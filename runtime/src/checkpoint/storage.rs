@@ -29,6 +29,7 @@ use super::manifest::{
     MANIFEST_FILE, MANIFEST_FORMAT_VERSION, Manifest, SHARED_DIR, SnapshotFile, SnapshotKind,
     checkpoint_dir_name, parse_checkpoint_dir_name, plan_collection,
 };
+use super::retention::{SavepointAge, SavepointRetention, savepoints_to_delete};
 use super::run::{RunId, RunRecord, SnapshotId};
 use crate::state::LocalSnapshot;
 use crate::state::codec::STATE_FORMAT;
@@ -107,6 +108,15 @@ pub enum ResumePoint {
 
 /// The folder, relative to a job's root, with one object per run started there.
 const RUNS_DIR: &str = "runs";
+/// The folder of a job's savepoints.
+const SAVEPOINTS_DIR: &str = "savepoints";
+
+/// Whether `name` is one of the folders a job's own layout has at its root
+/// (rather than the folder of one of its deployments, see [`super::newest`]).
+pub(crate) fn is_layout_folder(name: &str) -> bool {
+    [RUNS_DIR, SAVEPOINTS_DIR, SHARED_DIR].contains(&name)
+        || parse_checkpoint_dir_name(name).is_some()
+}
 
 fn store_error(
     operation: &'static str,
@@ -449,6 +459,86 @@ impl CheckpointStorage {
             .collect())
     }
 
+    /// The names of the folders directly in the folder `relative` (`""`: the
+    /// job's root).
+    pub async fn list_subfolders(&self, relative: &str) -> Result<Vec<String>, StorageError> {
+        let folder = self.under(relative);
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&folder))
+            .await
+            .map_err(self.error("list", &folder))?;
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|prefix| prefix.filename().map(str::to_owned))
+            .collect())
+    }
+
+    /// The completed savepoints in the job's `savepoints/` folder (those whose
+    /// manifest is written), with their manifests, in no order.
+    pub async fn completed_savepoints(
+        &self,
+    ) -> Result<Vec<(SnapshotLocation, Manifest)>, StorageError> {
+        let mut completed = Vec::new();
+        for name in self.list_subfolders(SAVEPOINTS_DIR).await? {
+            let dir = self.under(SAVEPOINTS_DIR).join(name);
+            let location = SnapshotLocation {
+                base: dir.clone(),
+                dir,
+            };
+            match self.read_manifest(&location).await {
+                Ok(manifest) => completed.push((location, manifest)),
+                // Being written, or being deleted.
+                Err(StorageError::ObjectStore {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(completed)
+    }
+
+    /// Deletes the savepoints of this folder that `retention` does not keep at
+    /// `now_ms` (see [`super::retention`]), never the point the folder's newest
+    /// run restored from; their URLs.
+    pub async fn dispose_old_savepoints(
+        &self,
+        retention: &SavepointRetention,
+        now_ms: u64,
+    ) -> Result<Vec<String>, StorageError> {
+        if *retention == SavepointRetention::default() {
+            return Ok(Vec::new());
+        }
+        let savepoints = self.completed_savepoints().await?;
+        let ages: Vec<SavepointAge> = savepoints
+            .iter()
+            .map(|(location, manifest)| SavepointAge {
+                url: self.url_of(&location.dir),
+                completed_at_ms: manifest.completed_at_ms,
+            })
+            .collect();
+        let newest_run = self
+            .list_folder(RUNS_DIR)
+            .await?
+            .iter()
+            .filter_map(|name| name.parse::<RunId>().ok())
+            .max();
+        let mut protected = Vec::new();
+        if let Some(run) = newest_run {
+            let record = self.run_record(&format!("{RUNS_DIR}/{run}")).await?;
+            protected.extend(record.restored_from);
+        }
+        let doomed = savepoints_to_delete(&ages, retention, &protected, now_ms);
+        for (location, _) in &savepoints {
+            if doomed.contains(&self.url_of(&location.dir)) {
+                self.delete_folder(&location.dir).await?;
+            }
+        }
+        Ok(doomed)
+    }
+
     /// Deletes `relative` (a path under the job's folder), if it exists.
     pub async fn delete_object(&self, relative: &str) -> Result<(), StorageError> {
         self.delete_if_present(&self.under(relative)).await
@@ -645,7 +735,7 @@ impl CheckpointStorage {
             manifest.epoch,
             uuid::Uuid::new_v4().simple()
         );
-        let dir = self.under("savepoints").clone().join(name);
+        let dir = self.under(SAVEPOINTS_DIR).join(name);
         let result = self.copy_into_savepoint(manifest, &dir).await;
         if result.is_err()
             && let Err(error) = self.delete_folder(&dir).await
@@ -668,6 +758,15 @@ impl CheckpointStorage {
             .map_err(self.error("list", dir))?;
         for object in objects {
             self.delete_if_present(&object.location).await?;
+        }
+        if self.store_url == "file:///" {
+            // A local folder keeps its (now empty) directories: they go too.
+            let local = std::path::PathBuf::from(format!("/{dir}"));
+            match tokio::fs::remove_dir_all(&local).await {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(io_error("delete", &local)(error)),
+            }
         }
         Ok(())
     }

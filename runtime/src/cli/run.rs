@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::checkpoint::SavepointRetention;
 use crate::connectors::kafka::{DEFAULT_SECRETS_ROOT, SecretMounts};
 use crate::exec::{JobConfig, JobControl, JobReport, JobSettings, Processes, RestoreFrom, run_job};
 use crate::pipelines::{Environment, OutputFn, Pipelines};
 use crate::state::Partitioning;
 use anyhow::{Context, bail};
-use strom_crds::StreamJob;
 use strom_crds::manifest::{ManifestError, Placement, parse_stream_job_for};
+use strom_crds::{LATEST, StreamJob, job_storage_url};
 
 use crate::control::ControlToken;
 
@@ -23,7 +24,9 @@ pub struct RunArgs {
     /// The StreamJob manifest (YAML), or a SQL script (`.sql`) run as a job of
     /// its own with the defaults (parallelism 1, state in a local folder).
     manifest: PathBuf,
-    /// Restore from this savepoint or retained checkpoint (a folder or URL).
+    /// Restore from this savepoint or retained checkpoint (a folder or URL), or
+    /// `latest`: the newest savepoint or checkpoint of the job (or of the job
+    /// `spec.restoreFrom.jobName` names, with `spec.restoreFrom.path: latest`).
     #[arg(long, conflicts_with = "resume")]
     from_savepoint: Option<String>,
     /// Restore from the job's latest completed checkpoint, if there is one.
@@ -63,6 +66,10 @@ pub struct RunArgs {
     /// Set by `strom worker`: with `--resume`, the job's checkpoint must be there.
     #[arg(skip)]
     expect_state: bool,
+    /// Set by `strom worker`: the job whose newest point `--from-savepoint latest`
+    /// restores, when not the one the manifest's `restoreFrom` names.
+    #[arg(skip)]
+    latest_of: Option<String>,
     /// Set by `strom worker`: the token the control API requires to change the job.
     #[arg(skip)]
     control_token: Option<ControlToken>,
@@ -91,17 +98,32 @@ fn job_config(job: &StreamJob, args: &RunArgs) -> anyhow::Result<JobConfig> {
     let parallelism = args.parallelism.unwrap_or(spec.parallelism as u32);
     let partitioning = Partitioning::new(parallelism, spec.max_parallelism as u32)
         .with_context(|| format!("parallelism {parallelism}"))?;
-    let mut storage_url = match &spec.state.storage {
-        Some(url) => url.trim_end_matches('/').to_owned() + "/" + &name,
-        None => {
-            let dir = std::path::absolute(".strom/state")?.join(&name);
-            format!("file://{}", dir.display())
-        }
+    let jobs_url = match &spec.state.storage {
+        Some(url) => url.clone(),
+        None => format!("file://{}", std::path::absolute(".strom/state")?.display()),
     };
+    let mut storage_url = job_storage_url(&jobs_url, &name);
     if let Some(job_id) = &args.job_id {
         storage_url = format!("{storage_url}/{job_id}");
     }
     let restore = match (&args.from_savepoint, args.resume) {
+        (Some(path), resume) if path == LATEST => {
+            // The job restoreFrom names, when it asks for its latest point.
+            let of = args
+                .latest_of
+                .as_deref()
+                .or_else(|| {
+                    spec.restore_from
+                        .as_ref()
+                        .filter(|restore| restore.is_latest())
+                        .and_then(|restore| restore.job_name.as_deref())
+                })
+                .unwrap_or(&name);
+            RestoreFrom::LatestOf {
+                job_url: job_storage_url(&jobs_url, of),
+                resume,
+            }
+        }
         (Some(path), true) => RestoreFrom::NewestOf(path.clone()),
         (Some(path), false) => RestoreFrom::Snapshot(path.clone()),
         (None, true) if args.expect_state => RestoreFrom::ExistingCheckpoint,
@@ -136,6 +158,13 @@ fn job_config(job: &StreamJob, args: &RunArgs) -> anyhow::Result<JobConfig> {
             partitioning,
             checkpoint_interval: spec.state.checkpoint_interval.into(),
             retained_checkpoints: spec.state.retained_checkpoints.max(1) as usize,
+            savepoint_retention: SavepointRetention {
+                max_count: spec
+                    .state
+                    .retained_savepoints
+                    .map(|count| count.max(1) as usize),
+                max_age: spec.state.savepoint_max_age.map(Into::into),
+            },
             local_dir: std::path::absolute(&args.work_dir)?,
             storage_options: spec.state.storage_options.clone(),
             allow_non_restored_state: spec.allow_non_restored_state,
@@ -164,9 +193,14 @@ pub struct WorkerArgs {
     #[arg(long, env = "STROM_PEERS", value_delimiter = ',', required = true)]
     peers: Vec<String>,
     /// A savepoint to start from when the job has no newer checkpoint of its own
-    /// (after a rescale or an upgrade).
+    /// (after a rescale or an upgrade), or `latest` (see `strom run
+    /// --from-savepoint`).
     #[arg(long, env = "STROM_RESTORE_FROM")]
     from_savepoint: Option<String>,
+    /// With `--from-savepoint latest`: the job whose newest savepoint or
+    /// checkpoint is restored, when not this one (`spec.restoreFrom.jobName`).
+    #[arg(long, env = "STROM_RESTORE_LATEST_OF", requires = "from_savepoint")]
+    restore_latest_of: Option<String>,
     /// Where process 0 serves the control API.
     #[arg(long, env = "STROM_CONTROL_ADDRESS", default_value = "0.0.0.0:8081")]
     control_address: std::net::SocketAddr,
@@ -244,6 +278,7 @@ pub fn worker(args: WorkerArgs, pipelines: &Pipelines) -> anyhow::Result<()> {
             RunArgs {
                 manifest: args.manifest,
                 from_savepoint: args.from_savepoint,
+                latest_of: args.restore_latest_of,
                 resume: true,
                 parallelism: None,
                 stop_after: None,

@@ -9,7 +9,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::checkpoint::CheckpointStorage;
+use crate::checkpoint::{
+    CheckpointStorage, StorageError, check_state_format, locate_snapshot, newest_snapshot,
+    read_manifest,
+};
 use crate::exec::control::{JobControl, SavepointStatus};
 
 /// What the handlers read and act on.
@@ -19,6 +22,8 @@ pub struct ControlState {
     pub job: String,
     /// The job's parallelism.
     pub parallelism: u32,
+    /// The job's number of key groups: what a point it restores must have.
+    pub max_parallelism: u32,
     /// The job's shared state in this process (process 0).
     pub control: Arc<JobControl>,
     /// The job's checkpoint storage.
@@ -48,6 +53,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/v1/savepoints/{id}", get(savepoint_status))
         .route("/v1/stop", post(stop_with_savepoint))
         .route("/v1/checkpoints", get(list_checkpoints))
+        .route("/v1/restore-point", get(restore_point))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError(
@@ -226,6 +232,97 @@ async fn list_checkpoints(
         }));
     }
     Ok(Json(json!({ "checkpoints": checkpoints })))
+}
+
+/// The query of `GET /v1/restore-point`: one of the two.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RestorePointQuery {
+    /// A savepoint's or retained checkpoint's URL.
+    path: Option<String>,
+    /// The folder of a job (`<state.storage>/<job>`): its newest savepoint or
+    /// checkpoint is meant.
+    latest_of: Option<String>,
+}
+
+/// Whether the job could restore a point, read with the job's own storage
+/// credentials: asked by the operator before it replaces the job's pods to
+/// restore `restoreFrom`. Answers the point's URL (the newest one's, for
+/// `latestOf`), kind and epoch; 404 when it is not there, 409 when the job
+/// cannot restore it (other key groups, a newer format). Needs the token: the
+/// job reads what it is asked to.
+async fn restore_point(
+    State(state): State<ControlState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<RestorePointQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let options = state.storage.options();
+    let unavailable = |error: StorageError| ApiError(StatusCode::BAD_GATEWAY, error.to_string());
+    let is_url = |text: &Option<String>| {
+        text.as_deref()
+            .is_none_or(|text| text.starts_with("s3://") || text.starts_with("file:///"))
+    };
+    if !is_url(&query.path) || !is_url(&query.latest_of) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "path and latestOf must be URLs: s3://... or file:///...".into(),
+        ));
+    }
+    let (url, manifest) = match (query.path, query.latest_of) {
+        (Some(path), None) => {
+            let (store, location) = locate_snapshot(&path, options)
+                .map_err(|error| ApiError(StatusCode::BAD_REQUEST, error.to_string()))?;
+            match read_manifest(&store, &location).await {
+                Ok(manifest) => (path, manifest),
+                Err(StorageError::ObjectStore {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) => {
+                    return Err(ApiError(
+                        StatusCode::NOT_FOUND,
+                        format!("no savepoint or checkpoint at {path}"),
+                    ));
+                }
+                Err(error) => return Err(unavailable(error)),
+            }
+        }
+        (None, Some(job_url)) => match newest_snapshot(&job_url, options).await {
+            Ok(Some(newest)) => (newest.url, newest.manifest),
+            Ok(None) => {
+                return Err(ApiError(
+                    StatusCode::NOT_FOUND,
+                    format!("no savepoint or completed checkpoint under {job_url}"),
+                ));
+            }
+            Err(error) => return Err(unavailable(error)),
+        },
+        _ => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "give one of the query parameters path and latestOf".into(),
+            ));
+        }
+    };
+    check_state_format(&manifest, &url)
+        .map_err(|error| ApiError(StatusCode::CONFLICT, error.to_string()))?;
+    if manifest.max_parallelism != state.max_parallelism {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "{url} has {} key groups (maxParallelism) and the job {}: a job's \
+                 maxParallelism is fixed, so it cannot restore it",
+                manifest.max_parallelism, state.max_parallelism
+            ),
+        ));
+    }
+    Ok(Json(json!({
+        "path": url,
+        "kind": manifest.kind,
+        "epoch": manifest.epoch,
+        "completedAtMs": manifest.completed_at_ms,
+        "parallelism": manifest.parallelism,
+    })))
 }
 
 /// The router of every process but process 0: its metrics only (the control API

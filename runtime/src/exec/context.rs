@@ -27,6 +27,8 @@ pub struct JobSettings {
     pub checkpoint_interval: Duration,
     /// How many completed checkpoints to keep.
     pub retained_checkpoints: usize,
+    /// Which savepoints of the job's folder to keep when another completes.
+    pub savepoint_retention: crate::checkpoint::SavepointRetention,
     /// Local folder for RocksDB working copies and snapshots.
     pub local_dir: PathBuf,
     /// Non-secret object_store options for the job's storage and its file sinks.

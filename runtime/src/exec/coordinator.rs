@@ -15,8 +15,9 @@ use timely::dataflow::operators::generic::Operator;
 use super::context::{JobSettings, TaskContext};
 use super::control::{CompletedSnapshot, JobControl};
 use crate::checkpoint::{
-    CheckpointStorage, MANIFEST_FORMAT_VERSION, Manifest, PendingCommit, RunInfo, SnapshotAck,
-    SnapshotId, SnapshotKind, StorageError, SubtaskSnapshot, finish_commits,
+    CheckpointStorage, MANIFEST_FORMAT_VERSION, Manifest, PendingCommit, RunInfo,
+    SavepointRetention, SnapshotAck, SnapshotId, SnapshotKind, StorageError, SubtaskSnapshot,
+    finish_commits,
 };
 use crate::state::codec::STATE_FORMAT;
 
@@ -43,6 +44,7 @@ pub fn coordinator(
             ctx.storage.clone(),
             ctx.control.clone(),
             settings.retained_checkpoints,
+            settings.savepoint_retention,
             settings.storage_options.clone(),
             completions,
         ));
@@ -174,6 +176,7 @@ async fn complete_checkpoints(
     storage: CheckpointStorage,
     control: Arc<JobControl>,
     retained: usize,
+    retention: SavepointRetention,
     options: BTreeMap<String, String>,
     mut completions: tokio::sync::mpsc::UnboundedReceiver<Completion>,
 ) {
@@ -257,7 +260,8 @@ async fn complete_checkpoints(
         let stopping = all_drained && control.stop_requested();
         let mut savepoint_failed = false;
         if stopping {
-            let stop_copy = tokio::spawn(copy_savepoint(storage.clone(), manifest.clone()));
+            let stop_copy =
+                tokio::spawn(copy_savepoint(storage.clone(), manifest.clone(), retention));
             settle_copy(&mut copying, &control).await;
             let result = joined(stop_copy.await);
             savepoint_failed = result.is_err();
@@ -270,7 +274,7 @@ async fn complete_checkpoints(
             copying = Some(SavepointCopy {
                 requests_through,
                 checkpoint: manifest.id(),
-                task: tokio::spawn(copy_savepoint(storage.clone(), manifest.clone())),
+                task: tokio::spawn(copy_savepoint(storage.clone(), manifest.clone(), retention)),
             });
         }
         let pinned = copying.as_ref().map(|copy| copy.checkpoint);
@@ -323,19 +327,44 @@ fn joined(
 async fn copy_savepoint(
     storage: CheckpointStorage,
     manifest: Manifest,
+    retention: SavepointRetention,
 ) -> Result<CompletedSnapshot, String> {
     let started = Instant::now();
     let epoch = manifest.epoch;
     match write_savepoint(&storage, &manifest).await {
-        Ok(location) => Ok(CompletedSnapshot {
-            epoch,
-            location,
-            state_bytes: manifest.state_size(),
-            duration_ms: started.elapsed().as_millis() as u64,
-        }),
+        Ok(location) => {
+            let duration_ms = started.elapsed().as_millis() as u64;
+            // In a task of its own: a slow deletion never delays the savepoint's
+            // report (a stop's included).
+            tokio::spawn(async move { dispose_old_savepoints(&storage, &retention).await });
+            Ok(CompletedSnapshot {
+                epoch,
+                location,
+                state_bytes: manifest.state_size(),
+                duration_ms,
+            })
+        }
         Err(error) => {
             tracing::warn!(epoch, %error, "savepoint failed");
             Err(format!("savepoint at epoch {epoch}: {error}"))
+        }
+    }
+}
+
+/// Deletes the savepoints `retention` no longer keeps, now that another
+/// completed. A failure is logged: the next savepoint tries again.
+async fn dispose_old_savepoints(storage: &CheckpointStorage, retention: &SavepointRetention) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    match storage.dispose_old_savepoints(retention, now_ms).await {
+        Ok(deleted) => {
+            for savepoint in deleted {
+                tracing::info!(%savepoint, "deleted a savepoint past its retention");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "deleting savepoints past their retention failed");
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::api::{BuildError, Pipeline};
 use crate::checkpoint::{
     CheckpointStorage, Manifest, Restored, ResumePoint, RunInfo, RunRecord, SnapshotId,
     SnapshotLocation, StorageError, check_state_format, finish_commits, locate_snapshot,
-    read_manifest,
+    newest_snapshot, read_manifest,
 };
 use crate::control::{ControlState, metrics_router, router};
 
@@ -41,6 +41,15 @@ pub enum RestoreFrom {
     /// Whichever is newer: the job's latest checkpoint or the given snapshot (a pod
     /// restarting after a rescale that started from that snapshot).
     NewestOf(String),
+    /// The newest savepoint or checkpoint in the job folder at `job_url` (see
+    /// [`crate::checkpoint::newest`]), which must be there: `restoreFrom: latest`.
+    LatestOf {
+        /// The folder of the job whose newest point is restored.
+        job_url: String,
+        /// When this job's own storage has runs already (a pod restarting after
+        /// such a start), the job goes on from its own latest point instead.
+        resume: bool,
+    },
 }
 
 /// Where the job's workers run.
@@ -95,6 +104,14 @@ pub enum JobError {
     /// The snapshot named to restore from does not exist.
     #[error("no snapshot to restore at {0}")]
     NoSnapshot(String),
+    /// `latest` was to be restored, and the job folder holds no savepoint or
+    /// completed checkpoint.
+    #[error(
+        "no savepoint or completed checkpoint under {0} to restore the latest of \
+         (restoreFrom.path: latest looks in the folder of the job restoreFrom.jobName \
+         names, under state.storage)"
+    )]
+    NoLatestSnapshot(String),
     /// The job has completed checkpoints before, and its storage holds none.
     #[error(
         "no checkpoint of this job under {0}, though it has completed checkpoints before: \
@@ -326,6 +343,7 @@ fn serve_control_api(
     let state = ControlState {
         job: settings.name.clone(),
         parallelism: settings.partitioning.parallelism(),
+        max_parallelism: settings.partitioning.max_parallelism(),
         control: Arc::clone(control),
         storage: storage.clone(),
         token: token.cloned(),
@@ -617,6 +635,20 @@ async fn find_restore(
                     .await?
                     .map_or(snapshot, own_checkpoint),
             ))
+        }
+        RestoreFrom::LatestOf { job_url, resume } => {
+            if *resume && !storage.known_runs().await?.is_empty() {
+                // Started before from that job's latest point: its own run goes on.
+                return match resume_point(config, storage).await? {
+                    Some(point) => Ok(Some(point)),
+                    None => Err(JobError::StateMissing(config.storage_url.clone())),
+                };
+            }
+            let options = &config.settings.storage_options;
+            match newest_snapshot(job_url, options).await? {
+                Some(newest) => read_snapshot(config, &newest.url).await.map(Some),
+                None => Err(JobError::NoLatestSnapshot(job_url.clone())),
+            }
         }
         RestoreFrom::Snapshot(path) => read_snapshot(config, path).await.map(Some),
     }

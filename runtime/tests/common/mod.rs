@@ -32,6 +32,7 @@ pub fn local_config(
             partitioning: Partitioning::new(parallelism, 128).unwrap(),
             checkpoint_interval,
             retained_checkpoints,
+            savepoint_retention: Default::default(),
             local_dir: state.join(format!("local-{parallelism}")),
             storage_options: BTreeMap::new(),
             allow_non_restored_state: false,
@@ -122,7 +123,7 @@ pub fn run_read_then_stop(config: JobConfig, pipeline: PipelineFn) -> JobReport 
 }
 
 /// Stops the job with a savepoint and waits (a minute at most) for its report.
-fn stop_and_join(
+pub fn stop_and_join(
     control: &JobControl,
     job: thread::JoinHandle<Result<JobReport, strom_runtime::exec::JobError>>,
 ) -> JobReport {
