@@ -545,8 +545,10 @@ fn the_multi_cluster_example_runs_in_pods_through_rescales_a_lost_pod_and_a_susp
         .iter()
         .rev()
         .find_map(|(reason, message)| {
-            (reason == "SavepointCompleted")
-                .then(|| message.strip_prefix("savepoint for deleting at "))?
+            // "savepoint for deleting at <path>; <how to go on from it>"
+            let rest = (reason == "SavepointCompleted")
+                .then(|| message.strip_prefix("savepoint for deleting at "))??;
+            rest.split(';').next()
         })
         .expect("the final savepoint's Event");
     assert!(
