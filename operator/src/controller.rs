@@ -253,6 +253,19 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
                 source: kube::Error::Api(refusal),
             });
         }
+        Err(Error::Foreign(message)) => {
+            // Someone else's object in the way: said as a refusal is.
+            let (status, event) = decide::record_refused_action(
+                decision.status.clone(),
+                &decision.action,
+                &message,
+                job.metadata.generation.unwrap_or_default(),
+                Timestamp::now(),
+            );
+            actor.record_status(&job, &status).await?;
+            actor.publish(&job, event.as_slice()).await;
+            return Err(Error::Foreign(message));
+        }
         Err(error) => return Err(error),
     };
     if let Some(after) = after {

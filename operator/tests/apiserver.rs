@@ -658,3 +658,74 @@ async fn sigterm_stops_the_operator_and_releases_its_lease() {
     );
     assert_eq!(successor.try_acquire().await.unwrap(), Leadership::Leading);
 }
+
+/// A `<job>-control` Secret that is not the job's (made by someone else) keeps
+/// the job from deploying, said in Degraded and an Event; once it is gone, the
+/// job deploys with a control Secret of its own.
+#[tokio::test]
+async fn another_owners_control_secret_blocks_the_deploy_visibly() {
+    let Some((control_plane, client, namespace)) = cluster("foreign-secret").await else {
+        return;
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let foreign = Secret {
+        metadata: ObjectMeta {
+            name: Some("orders-control".into()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some([("token".to_owned(), "not-ours".to_owned())].into()),
+        ..Secret::default()
+    };
+    secrets
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let _operator = start_operator(&client, test_config(&namespace));
+    apply_text(
+        &control_plane,
+        &namespace,
+        r#"
+apiVersion: strom.dev/v1alpha1
+kind: StreamJob
+metadata: {name: orders}
+spec:
+  parallelism: 1
+  pipeline: {name: word-count}
+  state: {storage: "s3://bucket/jobs"}
+"#,
+    );
+    let degraded = eventually("Degraded=True naming the Secret", || async {
+        let job = job(&client, &namespace, "orders").await?;
+        condition(&job, "Degraded")
+            .filter(|c| c.status == "True" && c.reason == "ActionRefused")
+            .cloned()
+    })
+    .await;
+    assert!(
+        degraded
+            .message
+            .contains("Secret orders-control exists and is not this job's control Secret"),
+        "{}",
+        degraded.message
+    );
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    assert!(sets.get_opt("orders").await.unwrap().is_none());
+    let untouched = secrets.get("orders-control").await.unwrap();
+    assert!(untouched.owner_references().is_empty());
+
+    secrets
+        .delete("orders-control", &Default::default())
+        .await
+        .unwrap();
+    eventually("the StatefulSet deployed", || async {
+        sets.get_opt("orders").await.unwrap()
+    })
+    .await;
+    let ours = secrets.get("orders-control").await.unwrap();
+    let job = job(&client, &namespace, "orders").await.unwrap();
+    assert!(
+        ours.owner_references()
+            .iter()
+            .any(|owner| Some(&owner.uid) == job.metadata.uid.as_ref())
+    );
+}
