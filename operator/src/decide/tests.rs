@@ -1367,11 +1367,26 @@ impl World {
 /// but before it recorded the savepoint request id.
 fn run_cycle(
     spec: &StreamJobSpec,
-    mut status: StreamJobStatus,
+    status: StreamJobStatus,
     world: &mut World,
     crash_at: Option<(usize, bool)>,
 ) -> StreamJobStatus {
-    for look in 0..40 {
+    run_until(spec, status, world, crash_at, 40, |status| {
+        status.parallelism == Some(spec.parallelism)
+    })
+}
+
+/// As [`run_cycle`], for `looks` looks at most, until the job runs, with nothing
+/// under way or to do, and `done` holds of its status.
+fn run_until(
+    spec: &StreamJobSpec,
+    mut status: StreamJobStatus,
+    world: &mut World,
+    crash_at: Option<(usize, bool)>,
+    looks: usize,
+    done: impl Fn(&StreamJobStatus) -> bool,
+) -> StreamJobStatus {
+    for look in 0..looks {
         world.now = look as i64 * world.seconds_per_look.max(1);
         let (deployment, runtime) = world.observe();
         // The point restoreFrom names is there, as the running job says.
@@ -1411,7 +1426,7 @@ fn run_cycle(
         if status.phase == Some(JobPhase::Running)
             && status.change.is_none()
             && decision.action == Action::Nothing
-            && status.parallelism == Some(spec.parallelism)
+            && done(&status)
         {
             return status;
         }
@@ -2555,7 +2570,15 @@ fn a_rollback_completes_whatever_step_the_operator_stops_at() {
                 seconds_per_look: 20,
                 ..World::default()
             };
-            let status = run_rollback(&new, start.status.clone(), &mut world, (step, after_acting));
+            // Until the job runs the spec it rolled back to.
+            let status = run_until(
+                &new,
+                start.status.clone(),
+                &mut world,
+                Some((step, after_acting)),
+                80,
+                |status| status.rolled_back_revision.is_some(),
+            );
             let last = world.deployments.last().expect("a deployment");
             assert_eq!(last.target, target(&old), "step {step}");
             assert_eq!(last.restore_from.as_deref(), Some("s3://b/sp-1"));
@@ -2564,52 +2587,4 @@ fn a_rollback_completes_whatever_step_the_operator_stops_at() {
             assert_eq!(status.rolled_back_revision, Some(target(&new).revision()));
         }
     }
-}
-
-/// As [`run_cycle`], until the job runs the spec it rolled back to.
-fn run_rollback(
-    spec: &StreamJobSpec,
-    mut status: StreamJobStatus,
-    world: &mut World,
-    crash_at: (usize, bool),
-) -> StreamJobStatus {
-    for look in 0..80 {
-        world.now = look as i64 * world.seconds_per_look.max(1);
-        let (deployment, runtime) = world.observe();
-        let input = Input {
-            name: "clicks",
-            generation: 2,
-            spec,
-            status: &status,
-            deleting: false,
-            has_finalizer: true,
-            spec_error: None,
-            credentials: credentials(),
-            deployment,
-            runtime,
-            now: at(world.now),
-            new_job_id: "run-new",
-            default_image: IMAGE,
-            restore_check: RestoreCheck::NotAsked,
-        };
-        let decision = decide(&input, &Settings::default());
-        status = decision.status.clone();
-        if crash_at.0 == look {
-            if crash_at.1 {
-                world.act(&decision.action);
-            }
-            continue;
-        }
-        if let Some(id) = world.act(&decision.action) {
-            status = record_savepoint_request(status, &decision.action, id);
-        }
-        if status.phase == Some(JobPhase::Running)
-            && status.change.is_none()
-            && status.rolled_back_revision.is_some()
-            && decision.action == Action::Nothing
-        {
-            return status;
-        }
-    }
-    panic!("the rollback did not end: {status:#?}\n{world:#?}");
 }

@@ -444,15 +444,20 @@ impl CheckpointStorage {
         }
     }
 
-    /// The names of the objects directly in the folder `relative`.
-    pub async fn list_folder(&self, relative: &str) -> Result<Vec<String>, StorageError> {
+    /// What is directly in the folder `relative` (`""`: the job's root).
+    async fn listing(&self, relative: &str) -> Result<object_store::ListResult, StorageError> {
         let folder = self.under(relative);
-        let listing = self
-            .store
+        self.store
             .list_with_delimiter(Some(&folder))
             .await
-            .map_err(self.error("list", &folder))?;
-        Ok(listing
+            .map_err(self.error("list", &folder))
+    }
+
+    /// The names of the objects directly in the folder `relative`.
+    pub async fn list_folder(&self, relative: &str) -> Result<Vec<String>, StorageError> {
+        Ok(self
+            .listing(relative)
+            .await?
             .objects
             .iter()
             .filter_map(|object| object.location.filename().map(str::to_owned))
@@ -462,13 +467,9 @@ impl CheckpointStorage {
     /// The names of the folders directly in the folder `relative` (`""`: the
     /// job's root).
     pub async fn list_subfolders(&self, relative: &str) -> Result<Vec<String>, StorageError> {
-        let folder = self.under(relative);
-        let listing = self
-            .store
-            .list_with_delimiter(Some(&folder))
-            .await
-            .map_err(self.error("list", &folder))?;
-        Ok(listing
+        Ok(self
+            .listing(relative)
+            .await?
             .common_prefixes
             .iter()
             .filter_map(|prefix| prefix.filename().map(str::to_owned))
