@@ -46,8 +46,9 @@ strom:x:65532:
 EOF
 echo 'hosts: files dns' >"$rootfs/etc/nsswitch.conf"
 if [ "$kind" = runtime ]; then
-    # Where job pods mount the job's manifest and its Kafka clusters' Secrets.
-    mkdir -p "$rootfs/etc/strom/job" "$rootfs/etc/strom/secrets"
+    # Where job pods mount the job's manifest, its control token and its Kafka
+    # clusters' Secrets.
+    mkdir -p "$rootfs/etc/strom/job" "$rootfs/etc/strom/control" "$rootfs/etc/strom/secrets"
 fi
 python3 "$(dirname "$0")/oci_archive.py" --user 65532:65532 \
     "$output" "$reference" "$rootfs" "/usr/local/bin/$name"

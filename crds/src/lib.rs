@@ -17,7 +17,7 @@ pub use kafka::{
     AuthenticationType, CertAndKeySecretSource, CertSecretSource, KafkaAuthentication,
     KafkaCluster, KafkaTls, PasswordSecretSource, SaslCredentials, SecretKeyRef,
 };
-pub use pod_template::PodTemplate;
+pub use pod_template::{PodTemplate, PodTemplateMetadata};
 pub use state::{SecretRef, StateSpec, StateVolume};
 pub use status::{
     ChangeStatus, ConditionType, JobPhase, ManualSavepointStatus, SavepointInfo, SavepointReason,

@@ -109,8 +109,8 @@ pub const MAX_MAX_PARALLELISM: i32 = 32768;
         .message(STORAGE_REQUIRED),
     validation = Rule::new("!has(self.state) || !has(self.state.storage) || !self.state.storage.startsWith('file:') || (has(self.state.volume) && self.state.storage.startsWith('file://' + self.state.volume.mountPath + '/') && !self.state.storage.contains('/..'))")
         .message(FILE_STORAGE_ON_VOLUME),
-    validation = Rule::new("!has(self.podTemplate) || !has(self.podTemplate.env) || self.podTemplate.env.all(e, !e.name.startsWith('STROM_') && e.name != 'TMPDIR')")
-        .message("podTemplate.env must not set STROM_* variables or TMPDIR: the operator sets them"),
+    validation = Rule::new("!has(self.podTemplate) || !has(self.podTemplate.env) || self.podTemplate.env.all(e, (!e.name.startsWith('STROM_') || e.name == 'STROM_LOG') && e.name != 'TMPDIR')")
+        .message("podTemplate.env must not set STROM_* variables (but STROM_LOG) or TMPDIR: the operator sets them"),
     validation = Rule::new("!has(self.podTemplate) || !has(self.podTemplate.env) || !has(self.state) || !has(self.state.storageSecret) || self.podTemplate.env.all(e, !e.name.startsWith('AWS_'))")
         .message("podTemplate.env must not set AWS_* variables when state.storageSecret is set: the operator sets them from that Secret"),
 )]

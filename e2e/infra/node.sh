@@ -169,6 +169,9 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "1Mi", nodefs.available: "1%", imagefs.available: "1%"}
 serializeImagePulls: false
+# Mounted Secrets follow changes within seconds (a kubelet's default: a minute),
+# so a test of a rotated token waits little.
+syncFrequency: 10s
 authentication:
   anonymous: {enabled: false}
   webhook: {enabled: false}

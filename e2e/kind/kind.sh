@@ -345,6 +345,11 @@ kubeadmConfigPatches:
         imageTag: "${ETCD_VERSION#v}"
     dns:
       imageTag: "$COREDNS_VERSION"
+  - |
+    # Mounted Secrets follow changes within seconds (a kubelet's default: a
+    # minute), so a test of a rotated token waits little.
+    kind: KubeletConfiguration
+    syncFrequency: 10s
 nodes:
   - role: control-plane
 YAML

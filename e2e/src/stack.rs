@@ -220,13 +220,23 @@ impl ControlPlane {
         let crd = crate::workspace_root().join(STREAM_JOB_CRD);
         let crd = crd.to_string_lossy();
         self.run_kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &crd])?;
-        self.run_kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/streamjobs.strom.dev",
-        ])?;
-        Ok(())
+        // Polled rather than `kubectl wait`, which fails at once on a CRD whose
+        // status has no conditions yet (just created).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
+        loop {
+            let status =
+                self.run_kubectl(&["get", "crd/streamjobs.strom.dev", "-o", established])?;
+            if status.trim() == "True" {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "the StreamJob CRD was not Established within 60 s ({status:?})"
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 }
 

@@ -222,6 +222,27 @@ impl Actor<'_> {
         Ok(())
     }
 
+    /// Makes the job's control Secret again, with a new token, if it is gone while
+    /// the job has a StatefulSet (someone deleted it): without it the operator
+    /// cannot stop the job or take a savepoint, and a restarting pod cannot start.
+    /// Running pods read the new token from their mounted copy of the Secret,
+    /// which the kubelet updates (within about a minute): no restart. Returns
+    /// whether it was made again.
+    pub async fn restore_control_secret(&self, job: &StreamJob) -> Result<bool, Error> {
+        let names = Names::of(job);
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &names.namespace);
+        let name = names.control_secret();
+        let existing = api
+            .get_opt(&name)
+            .await
+            .map_err(Error::kubernetes(format!("reading Secret {name}")))?;
+        if existing.is_some() {
+            return Ok(false);
+        }
+        self.ensure_control_secret(job, &names).await?;
+        Ok(true)
+    }
+
     /// Makes the job's control Secret with a fresh random token, unless it is
     /// there: pods of every deployment of the job share it. One left by a
     /// deleted job of the same name (owned by it, so about to be collected) is

@@ -26,7 +26,7 @@ use crate::decide::{self, Input};
 use crate::labels::JOB_LABEL;
 use crate::metrics::Metrics;
 use crate::observe::{ControlAccess, observe};
-use crate::resources::ResourceSettings;
+use crate::resources::{Names, ResourceSettings};
 use crate::validation;
 
 /// How the operator runs.
@@ -144,7 +144,11 @@ fn jobs_referencing(
     let namespace = secret.namespace();
     jobs.state()
         .iter()
-        .filter(|job| job.namespace() == namespace && referenced_secrets(&job.spec).contains(&name))
+        .filter(|job| {
+            job.namespace() == namespace
+                && (referenced_secrets(&job.spec).contains(&name)
+                    || Names::of(job).control_secret() == name)
+        })
         .map(|job| ObjectRef::from_obj(job.as_ref()))
         .collect()
 }
@@ -182,6 +186,7 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
     )
     .await?;
     let control_url = observed.control_url.clone();
+    let observed_pods = observed.deployment.stateful_set.is_some();
     let default_status = Default::default();
     let status = job.status.as_ref().unwrap_or(&default_status);
     let new_job_id = uuid::Uuid::new_v4().to_string();
@@ -223,6 +228,19 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
         actor.record_status(job, &decision.status).await?
     };
     actor.publish(&job, &decision.events).await;
+    if observed_pods && actor.restore_control_secret(&job).await? {
+        let note = format!(
+            "Secret {} was gone; made it again with a new token, which the running pods \
+             read from their mounted copy within about a minute",
+            Names::of(&job).control_secret()
+        );
+        let event = decide::Event {
+            warning: true,
+            reason: "ControlSecretRestored",
+            note,
+        };
+        actor.publish(&job, &[event]).await;
+    }
     let acted = actor
         .act(
             &job,

@@ -16,6 +16,7 @@ pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
+pub mod pod_template;
 pub mod resources;
 pub mod target;
 pub mod validation;

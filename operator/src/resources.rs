@@ -13,8 +13,8 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
     EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, PersistentVolumeClaimVolumeSource,
     PodSecurityContext, PodSpec, PodTemplateSpec, ProjectedVolumeSource, SeccompProfile, Secret,
-    SecretKeySelector, SecretProjection, SecurityContext, Service, ServicePort, ServiceSpec,
-    Volume, VolumeMount, VolumeProjection,
+    SecretKeySelector, SecretProjection, SecretVolumeSource, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -28,6 +28,8 @@ use strom_crds::{StreamJob, StreamJobSpec};
 use crate::credentials::{STORAGE_KEYS, STORAGE_OPTIONAL_KEY};
 use crate::decide::Deployment;
 use crate::labels::{COMPONENT_LABEL, JOB_LABEL};
+use crate::pod_template;
+use crate::target::Target;
 
 /// Port of timely's TCP connections between the runtime pods.
 pub const DATAFLOW_PORT: i32 = 7000;
@@ -40,6 +42,9 @@ pub const MANIFEST_DIR: &str = "/etc/strom/job";
 /// Under which folder each Kafka cluster's Secret keys are mounted, one folder per
 /// cluster: `<dir>/<cluster>/<secret>/<key>`.
 pub const SECRETS_DIR: &str = "/etc/strom/secrets";
+/// Where the job's control Secret is mounted: the runtime reads the token from
+/// `<dir>/token` at each request, so a token made again reaches running pods.
+pub const CONTROL_TOKEN_DIR: &str = "/etc/strom/control";
 /// The runtime's local working folder (RocksDB).
 pub const WORK_DIR: &str = "/var/lib/strom";
 
@@ -47,6 +52,11 @@ pub const WORK_DIR: &str = "/var/lib/strom";
 pub const RUNTIME_USER: i64 = 65532;
 /// The runtime container's name.
 pub const CONTAINER: &str = "runtime";
+/// The volume of the runtime's work folder ([`WORK_DIR`]): an `emptyDir` unless
+/// the job's `podTemplate` has a volume of this name.
+pub const WORK_VOLUME: &str = "work";
+/// Pod annotation naming the container `kubectl logs` and `kubectl exec` pick.
+const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 
 /// Names of the objects of one job.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -396,9 +406,70 @@ fn stateful_set(
     settings: &ResourceSettings,
 ) -> StatefulSet {
     let spec = &deployment.target.spec;
-    let template = spec.pod_template.clone().unwrap_or_default();
-    let pods = spec.pods();
-    let peers: Vec<String> = (0..pods).map(|i| names.peer(i)).collect();
+    let merged = pod_template::merge(
+        spec.pod_template.as_ref(),
+        runtime_pod(names, deployment, settings),
+    );
+    if !merged.refused.is_empty() {
+        // Decide deploys no spec with a refused template; a deployment recorded by
+        // an operator with other rules is deployed without the refused values.
+        tracing::warn!(job = names.job, refused = ?merged.refused, "podTemplate values left out");
+    }
+    let mut meta = metadata(job, names, names.stateful_set());
+    meta.annotations = Some(BTreeMap::from([(
+        REVISION_ANNOTATION.to_owned(),
+        deployment.target.revision(),
+    )]));
+    StatefulSet {
+        metadata: meta,
+        spec: Some(StatefulSetSpec {
+            replicas: Some(spec.pods()),
+            service_name: Some(names.peers_service()),
+            // Every process must be up before the dataflow starts.
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(names)),
+                match_expressions: None,
+            },
+            template: merged.pod,
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+/// Why the job's `podTemplate` cannot be merged with the operator's pod, if it
+/// cannot (see [`pod_template`]). What is refused depends on the spec only (the
+/// names of the operator's volumes, mounts, ports and variables), not on the
+/// job's name or deployment.
+pub fn pod_template_error(spec: &StreamJobSpec) -> Option<String> {
+    spec.pod_template.as_ref()?;
+    let names = Names {
+        job: "job".into(),
+        namespace: String::new(),
+    };
+    let deployment = Deployment {
+        target: Target::new(spec, "", ""),
+        job_id: String::new(),
+        restore_from: None,
+        latest_of: None,
+        expect_state: false,
+    };
+    let ours = runtime_pod(&names, &deployment, &ResourceSettings::default());
+    let refused = pod_template::merge(spec.pod_template.as_ref(), ours).refused;
+    (!refused.is_empty()).then(|| refused.join("; "))
+}
+
+/// The runtime pod as the operator builds it, before the job's `podTemplate` is
+/// merged in: one container running `strom worker` with the job's manifest,
+/// Secrets and work folder, passing Pod Security "restricted".
+fn runtime_pod(
+    names: &Names,
+    deployment: &Deployment,
+    settings: &ResourceSettings,
+) -> PodTemplateSpec {
+    let spec = &deployment.target.spec;
+    let peers: Vec<String> = (0..spec.pods()).map(|i| names.peer(i)).collect();
 
     let mut env_vars = vec![
         env("STROM_MANIFEST", format!("{MANIFEST_DIR}/job.yaml")),
@@ -415,6 +486,11 @@ fn stateful_set(
     if let Some(path) = &deployment.restore_from {
         env_vars.push(env("STROM_RESTORE_FROM", path.clone()));
     }
+    env_vars.push(env(
+        "STROM_CONTROL_TOKEN_FILE",
+        format!("{CONTROL_TOKEN_DIR}/{CONTROL_TOKEN_KEY}"),
+    ));
+    // The token's value too, for runtime images from before the file.
     env_vars.push(secret_env_as(
         "STROM_CONTROL_TOKEN",
         &names.control_secret(),
@@ -441,7 +517,6 @@ fn stateful_set(
         }
         env_vars.push(secret_env(STORAGE_OPTIONAL_KEY, &secret.name, true));
     }
-    env_vars.extend(template.env.iter().cloned());
 
     let mut volumes = vec![
         Volume {
@@ -453,8 +528,23 @@ fn stateful_set(
             ..Volume::default()
         },
         Volume {
-            name: "work".into(),
+            name: WORK_VOLUME.into(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+        Volume {
+            name: "control".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(names.control_secret()),
+                items: Some(vec![KeyToPath {
+                    key: CONTROL_TOKEN_KEY.into(),
+                    path: CONTROL_TOKEN_KEY.into(),
+                    mode: None,
+                }]),
+                // Readable by the runtime's group (fsGroup) only.
+                default_mode: Some(0o440),
+                optional: None,
+            }),
             ..Volume::default()
         },
     ];
@@ -466,8 +556,14 @@ fn stateful_set(
             ..VolumeMount::default()
         },
         VolumeMount {
-            name: "work".into(),
+            name: WORK_VOLUME.into(),
             mount_path: WORK_DIR.into(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "control".into(),
+            mount_path: CONTROL_TOKEN_DIR.into(),
+            read_only: Some(true),
             ..VolumeMount::default()
         },
     ];
@@ -513,7 +609,6 @@ fn stateful_set(
                 ..ContainerPort::default()
             },
         ]),
-        resources: template.resources.clone(),
         volume_mounts: Some(mounts),
         // The runtime's last error is what `kubectl describe` and the operator show.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -533,59 +628,33 @@ fn stateful_set(
         ..Container::default()
     };
 
-    let mut pod_labels = template.labels.clone();
-    pod_labels.extend(labels(names));
-    let mut annotations = template.annotations.clone();
-    let revision = deployment.target.revision();
-    annotations.insert(REVISION_ANNOTATION.into(), revision.clone());
-    let non_empty = |map: BTreeMap<String, String>| (!map.is_empty()).then_some(map);
-
-    let mut meta = metadata(job, names, names.stateful_set());
-    meta.annotations = Some(BTreeMap::from([(REVISION_ANNOTATION.to_owned(), revision)]));
-    StatefulSet {
-        metadata: meta,
-        spec: Some(StatefulSetSpec {
-            replicas: Some(pods),
-            service_name: Some(names.peers_service()),
-            // Every process must be up before the dataflow starts.
-            pod_management_policy: Some("Parallel".into()),
-            selector: LabelSelector {
-                match_labels: Some(selector_labels(names)),
-                match_expressions: None,
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(annotations),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    volumes: Some(volumes),
-                    // The volumes (work folder, Secrets) belong to the runtime's
-                    // group; with the container's settings, the pods pass Pod
-                    // Security "restricted".
-                    security_context: Some(PodSecurityContext {
-                        fs_group: Some(RUNTIME_USER),
-                        run_as_non_root: Some(true),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..SeccompProfile::default()
-                        }),
-                        ..PodSecurityContext::default()
-                    }),
-                    node_selector: non_empty(template.node_selector.clone()),
-                    tolerations: (!template.tolerations.is_empty())
-                        .then(|| template.tolerations.clone()),
-                    service_account_name: template.service_account_name.clone(),
-                    image_pull_secrets: (!template.image_pull_secrets.is_empty())
-                        .then(|| template.image_pull_secrets.clone()),
-                    ..PodSpec::default()
-                }),
-            },
-            ..StatefulSetSpec::default()
+    let mut annotations =
+        BTreeMap::from([(REVISION_ANNOTATION.to_owned(), deployment.target.revision())]);
+    // `kubectl logs` and `kubectl exec` pick the runtime when there are sidecars.
+    annotations.insert(DEFAULT_CONTAINER_ANNOTATION.into(), CONTAINER.into());
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(names)),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
         }),
-        ..StatefulSet::default()
+        spec: Some(PodSpec {
+            containers: vec![container],
+            volumes: Some(volumes),
+            // The volumes (work folder, Secrets) belong to the runtime's
+            // group; with the container's settings, the pods pass Pod
+            // Security "restricted".
+            security_context: Some(PodSecurityContext {
+                fs_group: Some(RUNTIME_USER),
+                run_as_non_root: Some(true),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..SeccompProfile::default()
+                }),
+                ..PodSecurityContext::default()
+            }),
+            ..PodSpec::default()
+        }),
     }
 }
 

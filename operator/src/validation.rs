@@ -1,5 +1,7 @@
-//! What the operator checks in a spec before it deploys anything: the job's SQL
-//! compiles and names only the job's Kafka clusters. It uses the runtime's own
+//! What the operator checks in a spec before it deploys anything: its
+//! `podTemplate` merges with the operator's pod (nothing the job needs is
+//! overridden), and the job's SQL compiles and names only the job's Kafka
+//! clusters. The SQL check uses the runtime's own
 //! compiler, so a spec the operator accepts is one the pods can run, and a
 //! mistake shows as condition `SpecValid=False` (construct, line and column)
 //! instead of a crash-looping pod.
@@ -23,6 +25,9 @@ const CACHED_RESULTS: usize = 256;
 
 /// Why `spec` cannot run as written, if it cannot.
 pub async fn spec_error(spec: &StreamJobSpec) -> Option<String> {
+    if let Some(error) = crate::resources::pod_template_error(spec) {
+        return Some(error);
+    }
     spec.sql.as_ref()?;
     let key = cache_key(spec);
     if let Some(cached) = cache().lock().expect("not poisoned").get(&key) {
@@ -131,6 +136,41 @@ CREATE TABLE sink (user_id STRING) WITH ('connector' = 'blackhole');
     async fn a_job_without_sql_is_not_checked_here() {
         let mut spec = spec("");
         spec.sql = None;
+        assert_eq!(spec_error(&spec).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_pod_template_overriding_the_operator_is_refused_naming_the_fields() {
+        let mut spec = spec(&format!(
+            "{TABLES}INSERT INTO sink SELECT user_id FROM clicks;"
+        ));
+        spec.kafka_clusters[0].authentication = serde_json::from_value(serde_json::json!({
+            "type": "scram-sha-512",
+            "username": "reader",
+            "passwordSecret": {"secretName": "reader", "password": "password"},
+        }))
+        .unwrap();
+        let template = |pod: serde_json::Value| serde_json::from_value(pod).unwrap();
+        spec.pod_template = Some(template(serde_json::json!({
+            "spec": {
+                "volumes": [{"name": "kafka-a", "emptyDir": {}}, {"name": "x", "emptyDir": {}}],
+                "containers": [{
+                    "name": "runtime",
+                    "volumeMounts": [{"name": "x", "mountPath": "/etc/strom/secrets/a"}],
+                }],
+                "affinity": {},
+            },
+        })));
+        assert_eq!(
+            spec_error(&spec).await.as_deref(),
+            Some(
+                "podTemplate.spec.containers[runtime].volumeMounts: /etc/strom/secrets/a is \
+                 where the operator mounts kafka-a; podTemplate.spec.volumes[kafka-a]: the \
+                 name is taken by a volume of the operator"
+            )
+        );
+        // The same cluster without Secrets has no such volume or mount.
+        spec.kafka_clusters[0].authentication = None;
         assert_eq!(spec_error(&spec).await, None);
     }
 

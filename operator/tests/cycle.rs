@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
-use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use strom_crds::{JobPhase, SavepointReason, StreamJob};
 use strom_e2e::kafka::{create_topic, once_each, produce_with, producer, values};
@@ -318,7 +318,38 @@ async fn a_job_runs_rescales_suspends_resumes_and_takes_a_final_savepoint_on_del
         return;
     };
     let _operator = start_operator(&cluster.client, cluster.config());
-    cluster.apply_job("counts", 2, WORD_COUNT, "");
+    // A pod template of the kinds users write, merged with the operator's pod and
+    // still passing Pod Security "restricted": scheduling, an init container, an
+    // extra volume and mount, the work folder on a volume of the template's, a
+    // group added to the pod's security context.
+    let template = format!(
+        r#"  podTemplate:
+    env: [{{name: STROM_LOG, value: info}}]
+    spec:
+      topologySpreadConstraints:
+        - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway,
+           labelSelector: {{matchLabels: {{strom.dev/job: counts}}}}}}
+      tolerations: [{{key: dedicated, operator: Exists, effect: NoSchedule}}]
+      securityContext: {{supplementalGroups: [4000]}}
+      volumes:
+        - {{name: scratch, emptyDir: {{}}}}
+        - {{name: work, emptyDir: {{sizeLimit: 2Gi}}}}
+      initContainers:
+        - name: check-manifest
+          image: {image}
+          imagePullPolicy: Never
+          args: [validate, /etc/strom/job/job.yaml]
+          volumeMounts: [{{name: job, mountPath: /etc/strom/job, readOnly: true}}]
+          securityContext:
+            allowPrivilegeEscalation: false
+            capabilities: {{drop: [ALL]}}
+      containers:
+        - name: runtime
+          volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+"#,
+        image = cluster.image
+    );
+    cluster.apply_job("counts", 2, WORD_COUNT, &template);
     let mut phases = BTreeSet::new();
     let running = cluster
         .wait_for("counts", "running at 2", &mut phases, |job| {
@@ -326,6 +357,37 @@ async fn a_job_runs_rescales_suspends_resumes_and_takes_a_final_savepoint_on_del
         })
         .await;
     let job_id = running.status.unwrap().job_id.unwrap();
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let pod = pods.get("counts-1").await.unwrap().spec.unwrap();
+    let runtime = &pod.containers[0];
+    assert_eq!(runtime.name, "runtime");
+    let mounts: Vec<_> = runtime
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.as_str())
+        .collect();
+    assert!(
+        mounts.contains(&"/scratch") && mounts.contains(&"/var/lib/strom"),
+        "{mounts:?}"
+    );
+    let work = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "work")
+        .unwrap();
+    assert!(
+        work.empty_dir.as_ref().unwrap().size_limit.is_some(),
+        "{work:?}"
+    );
+    let security = pod.security_context.unwrap();
+    assert_eq!(
+        (security.fs_group, security.supplemental_groups),
+        (Some(65532), Some(vec![4000]))
+    );
+    assert_eq!(pod.topology_spread_constraints.map(|c| c.len()), Some(1));
+    assert_eq!(pod.init_containers.unwrap()[0].name, "check-manifest");
 
     // A manual savepoint, without stopping.
     cluster
@@ -345,7 +407,6 @@ async fn a_job_runs_rescales_suspends_resumes_and_takes_a_final_savepoint_on_del
     assert_eq!(status.phase, Some(JobPhase::Running));
     // One request for the nonce, however often the operator asked (it may read
     // a status from before the request's id was recorded): issue 17, point 13.
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let pod_0 = pods.get("counts-0").await.unwrap();
     let ip = pod_0.status.and_then(|s| s.pod_ip).unwrap();
     let report = strom_operator::control_api::ControlClient::default()
@@ -448,6 +509,29 @@ async fn a_job_runs_rescales_suspends_resumes_and_takes_a_final_savepoint_on_del
     assert_eq!(
         cluster.restore_from("counts").await.as_deref(),
         Some(suspend_savepoint.path.as_str())
+    );
+
+    // The control Secret deleted while the job runs is made again with a new
+    // token, which the running pods read from their mounted copy, without a
+    // restart: the final savepoint below is asked for with it.
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let token = |secret: Secret| secret.data?.remove("token");
+    let old_token = token(secrets.get("counts-control").await.unwrap());
+    secrets
+        .delete("counts-control", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the control Secret made again", || async {
+        let new_token = token(secrets.get_opt("counts-control").await.unwrap()?);
+        (new_token.is_some() && new_token != old_token).then_some(())
+    })
+    .await;
+    let events = cluster.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, _)| reason == "ControlSecretRestored"),
+        "{events:#?}"
     );
 
     // Deleting it takes a final savepoint, then the job and its pods go.

@@ -54,6 +54,42 @@ fn free_address() -> SocketAddr {
     probe.local_addr().unwrap()
 }
 
+/// A control token the operator makes again (its Secret was deleted) reaches a
+/// running job through the mounted file, read at each request: no restart.
+#[test]
+fn a_token_file_is_read_at_each_request() {
+    let state = tempfile::tempdir().unwrap();
+    let token_file = state.path().join("token");
+    std::fs::write(&token_file, "first-token\n").unwrap();
+    let address = free_address();
+    let pipeline: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
+        pipeline
+            .source("clicks", Generator::new(2, |_, n| n % 10).rate(1000))?
+            .sink(|_, _| {});
+        Ok(())
+    });
+    let token = Some(ControlToken::from_file(&token_file));
+    let config = api_job_config("rotated", 1, state.path(), address, token);
+    let job = thread::spawn(move || run_job(config, pipeline, Arc::default()));
+    wait_for("the control API", || TcpStream::connect(address).is_ok());
+
+    let bearer = |token: &str| format!("Authorization: Bearer {token}\r\n");
+    let save = |token: &str| request_with(address, "POST", "/v1/savepoints", &bearer(token)).0;
+    assert_eq!(save("first-token"), 202);
+    // No token to be read (the file gone): every request refused.
+    std::fs::remove_file(&token_file).unwrap();
+    let (status, body) = request_with(address, "POST", "/v1/savepoints", &bearer("first-token"));
+    assert_eq!(status, 401);
+    assert!(body.contains("cannot be read yet"), "{body}");
+    // Made again with a new token: the new one is taken, the old one no more.
+    std::fs::write(&token_file, "second-token").unwrap();
+    assert_eq!(save("first-token"), 401);
+    assert_eq!(save("second-token"), 202);
+    let stop = request_with(address, "POST", "/v1/stop", &bearer("second-token"));
+    assert_eq!(stop.0, 202, "{}", stop.1);
+    job.join().unwrap().unwrap();
+}
+
 /// Job `name` at `parallelism` in one process, state under `state`, checkpoints
 /// every 100 ms, serving its control API on `address` (guarded by `token`).
 fn api_job_config(

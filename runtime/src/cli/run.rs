@@ -218,10 +218,22 @@ pub struct WorkerArgs {
     expect_state: bool,
     /// The token the control API's requests that change the job (stop,
     /// savepoints) must carry as `Authorization: Bearer` (from the Secret the
-    /// operator makes for the job). Only from the environment: never on a command
-    /// line, where any process sees it.
-    #[arg(skip = std::env::var("STROM_CONTROL_TOKEN").ok().and_then(ControlToken::new))]
+    /// operator makes for the job): read from the file `STROM_CONTROL_TOKEN_FILE`
+    /// names at each request, else `STROM_CONTROL_TOKEN` (operators before the
+    /// file). Only from the environment: never on a command line, where any
+    /// process sees it.
+    #[arg(skip = control_token_from_env())]
     control_token: Option<ControlToken>,
+}
+
+/// The control token the operator gives a worker: its file, else its value.
+fn control_token_from_env() -> Option<ControlToken> {
+    match std::env::var_os("STROM_CONTROL_TOKEN_FILE") {
+        Some(path) if !path.is_empty() => Some(ControlToken::from_file(path)),
+        _ => std::env::var("STROM_CONTROL_TOKEN")
+            .ok()
+            .and_then(ControlToken::new),
+    }
 }
 
 /// The ordinal ending a StatefulSet pod's host name (`clicks-2` -> 2).

@@ -22,27 +22,52 @@
 
 mod routes;
 
+use std::path::PathBuf;
+
 pub use routes::{ControlState, metrics_router, router};
 
 /// The token a job's control API requires of requests that change the job. Its
 /// `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ControlToken(String);
+pub enum ControlToken {
+    /// A token given once, at start (`STROM_CONTROL_TOKEN`).
+    Fixed(String),
+    /// A file holding the token, read at each request (`STROM_CONTROL_TOKEN_FILE`):
+    /// in a pod, the mounted copy of the job's control Secret, which the kubelet
+    /// replaces when the Secret changes. A token the operator makes again (the
+    /// Secret was deleted) so reaches running pods without restarting them.
+    File(PathBuf),
+}
 
 impl ControlToken {
     /// The token `text`; `None` when empty.
     pub fn new(text: String) -> Option<Self> {
-        (!text.is_empty()).then_some(Self(text))
+        (!text.is_empty()).then_some(Self::Fixed(text))
     }
 
-    /// The token itself, to compare or send.
-    pub fn expose(&self) -> &str {
-        &self.0
+    /// The token in the file at `path`, read when a request comes.
+    pub fn from_file(path: impl Into<PathBuf>) -> Self {
+        Self::File(path.into())
+    }
+
+    /// The token now: `None` when its file cannot be read or is empty, and
+    /// then every request that needs the token is refused.
+    pub fn current(&self) -> Option<String> {
+        match self {
+            Self::Fixed(token) => Some(token.clone()),
+            Self::File(path) => std::fs::read_to_string(path)
+                .ok()
+                .map(|text| text.trim().to_owned())
+                .filter(|token| !token.is_empty()),
+        }
     }
 }
 
 impl std::fmt::Debug for ControlToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ControlToken(<redacted>)")
+        match self {
+            Self::Fixed(_) => f.write_str("ControlToken(<redacted>)"),
+            Self::File(path) => write!(f, "ControlToken(file {})", path.display()),
+        }
     }
 }

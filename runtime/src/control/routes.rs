@@ -98,12 +98,22 @@ fn authorize(state: &ControlState, headers: &axum::http::HeaderMap) -> Result<()
     let Some(token) = &state.token else {
         return Ok(());
     };
+    let Some(expected) = token.current() else {
+        tracing::warn!(
+            ?token,
+            "the control token cannot be read: refusing the request"
+        );
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "the job's control token cannot be read yet; try again".into(),
+        ));
+    };
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     match given {
-        Some(given) if same_secret(given.as_bytes(), token.expose().as_bytes()) => Ok(()),
+        Some(given) if same_secret(given.as_bytes(), expected.as_bytes()) => Ok(()),
         _ => Err(ApiError(
             StatusCode::UNAUTHORIZED,
             "this request needs the job's control token (Authorization: Bearer)".into(),
