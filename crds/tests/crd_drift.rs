@@ -22,6 +22,20 @@ fn committed_crd_matches_the_types() {
     }
 }
 
+/// A client-side `kubectl apply` stores the whole object, as JSON, in an
+/// annotation of at most 256 KiB: the CRD must stay well under it (the PodSpec in
+/// `podTemplate.spec` is kept without its descriptions for that).
+#[test]
+fn the_crd_fits_a_client_side_kubectl_apply() {
+    let crd = serde_json::to_string(&strom_crds::crd::stream_job_crd()).unwrap();
+    let limit = 256 * 1024;
+    assert!(
+        crd.len() < limit * 3 / 4,
+        "the CRD is {} bytes as JSON, near the {limit} bytes kubectl apply can store",
+        crd.len()
+    );
+}
+
 /// `kubectl get streamjobs` says why a job is not ready (issue 17, point 6): the
 /// Ready condition's reason, and with `-o wide` its message.
 #[test]

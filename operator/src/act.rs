@@ -14,7 +14,7 @@ use crate::Error;
 use crate::control_api::ControlClient;
 use crate::decide::{Action, Event, record_savepoint_request};
 use crate::labels::pod_selector;
-use crate::resources::{self, Names, ResourceSettings};
+use crate::resources::{self, CONTROL_TOKEN_KEY, Names, ResourceSettings};
 
 /// The field manager of everything the operator applies.
 pub const FIELD_MANAGER: &str = "strom-operator";
@@ -144,18 +144,7 @@ impl Actor<'_> {
                     names.config_map()
                 )))?;
             }
-            Action::RestartPods => {
-                let api: Api<Pod> = Api::namespaced(self.client.clone(), &names.namespace);
-                api.delete_collection(
-                    &DeleteParams::default(),
-                    &ListParams::default().labels(&pod_selector(&names.job)),
-                )
-                .await
-                .map_err(Error::kubernetes(format!(
-                    "restarting the pods of {}",
-                    names.job
-                )))?;
-            }
+            Action::RestartPods => self.restart_pods(&names).await?,
             Action::StopWithSavepoint | Action::TriggerSavepoint => {
                 let Some(base) = control_url else {
                     tracing::warn!(job = names.job, "no address of the control API yet");
@@ -222,13 +211,19 @@ impl Actor<'_> {
         Ok(())
     }
 
-    /// Makes the job's control Secret again, with a new token, if it is gone while
-    /// the job has a StatefulSet (someone deleted it): without it the operator
+    /// Makes the job's control Secret again, with a new token, if it is gone (or
+    /// its token is) while the job has a StatefulSet: without it the operator
     /// cannot stop the job or take a savepoint, and a restarting pod cannot start.
-    /// Running pods read the new token from their mounted copy of the Secret,
-    /// which the kubelet updates (within about a minute): no restart. Returns
-    /// whether it was made again.
-    pub async fn restore_control_secret(&self, job: &StreamJob) -> Result<bool, Error> {
+    /// Pods that read the token from their mounted copy of the Secret take the
+    /// new one when the kubelet updates it (within about a minute), without a
+    /// restart; pods deployed before the token file (`pods_read_token_file`
+    /// false) hold the old token in their environment and are restarted (they
+    /// go on from the latest checkpoint). Returns what was done, for an Event.
+    pub async fn restore_control_secret(
+        &self,
+        job: &StreamJob,
+        pods_read_token_file: bool,
+    ) -> Result<Option<String>, Error> {
         let names = Names::of(job);
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &names.namespace);
         let name = names.control_secret();
@@ -236,11 +231,57 @@ impl Actor<'_> {
             .get_opt(&name)
             .await
             .map_err(Error::kubernetes(format!("reading Secret {name}")))?;
-        if existing.is_some() {
-            return Ok(false);
+        match existing {
+            None => self.ensure_control_secret(job, &names).await?,
+            Some(secret) => {
+                let has_token = secret
+                    .data
+                    .as_ref()
+                    .and_then(|data| data.get(CONTROL_TOKEN_KEY))
+                    .is_some_and(|token| !token.0.is_empty());
+                let ours = job
+                    .uid()
+                    .is_some_and(|uid| secret.owner_references().iter().any(|o| o.uid == uid));
+                if has_token || !ours {
+                    return Ok(None);
+                }
+                let patch = serde_json::json!({
+                    "stringData": {CONTROL_TOKEN_KEY: new_control_token()},
+                    "metadata": {"resourceVersion": secret.metadata.resource_version},
+                });
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::kubernetes(format!(
+                        "restoring the token of Secret {name}"
+                    )))?;
+            }
         }
-        self.ensure_control_secret(job, &names).await?;
-        Ok(true)
+        if pods_read_token_file {
+            return Ok(Some(format!(
+                "Secret {name} or its token was gone; made a new token, which the running \
+                 pods read from their mounted copy within about a minute"
+            )));
+        }
+        self.restart_pods(&names).await?;
+        Ok(Some(format!(
+            "Secret {name} or its token was gone; made a new token and restarted the pods, \
+             which were deployed before the token file (they go on from the latest checkpoint)"
+        )))
+    }
+
+    /// Deletes the job's pods; its StatefulSet makes them again.
+    async fn restart_pods(&self, names: &Names) -> Result<(), Error> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &names.namespace);
+        api.delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels(&pod_selector(&names.job)),
+        )
+        .await
+        .map_err(Error::kubernetes(format!(
+            "restarting the pods of {}",
+            names.job
+        )))?;
+        Ok(())
     }
 
     /// Makes the job's control Secret with a fresh random token, unless it is
@@ -251,12 +292,7 @@ impl Actor<'_> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &names.namespace);
         let name = names.control_secret();
         let failed = |what: &str| Error::kubernetes(format!("{what} Secret {name}"));
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        let secret = resources::control_secret(job, token);
+        let secret = resources::control_secret(job, new_control_token());
         match api.create(&PostParams::default(), &secret).await {
             Ok(_) => return Ok(()),
             Err(kube::Error::Api(status)) if status.code == 409 => {}
@@ -367,6 +403,15 @@ fn ignore_not_found(result: Result<(), kube::Error>) -> Result<(), kube::Error> 
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         other => other,
     }
+}
+
+/// A fresh random control token (256 bits, hex).
+fn new_control_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 #[cfg(test)]

@@ -186,7 +186,11 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
     )
     .await?;
     let control_url = observed.control_url.clone();
-    let observed_pods = observed.deployment.stateful_set.is_some();
+    let pods_read_token_file = observed
+        .deployment
+        .stateful_set
+        .as_ref()
+        .map(|set| set.reads_token_file);
     let default_status = Default::default();
     let status = job.status.as_ref().unwrap_or(&default_status);
     let new_job_id = uuid::Uuid::new_v4().to_string();
@@ -228,18 +232,25 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
         actor.record_status(job, &decision.status).await?
     };
     actor.publish(&job, &decision.events).await;
-    if observed_pods && actor.restore_control_secret(&job).await? {
-        let note = format!(
-            "Secret {} was gone; made it again with a new token, which the running pods \
-             read from their mounted copy within about a minute",
-            Names::of(&job).control_secret()
-        );
-        let event = decide::Event {
-            warning: true,
-            reason: "ControlSecretRestored",
-            note,
-        };
-        actor.publish(&job, &[event]).await;
+    if let Some(pods_read_token_file) = pods_read_token_file {
+        // Best effort: a Secret that cannot be made again (quota, admission) must
+        // not keep the decided action (a teardown, a finalizer's removal) from
+        // being taken; the savepoints it blocks fail within their deadlines.
+        match actor
+            .restore_control_secret(&job, pods_read_token_file)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(note)) => {
+                let event = decide::Event {
+                    warning: true,
+                    reason: "ControlSecretRestored",
+                    note,
+                };
+                actor.publish(&job, &[event]).await;
+            }
+            Err(error) => tracing::warn!(%error, "cannot make the control Secret again"),
+        }
     }
     let acted = actor
         .act(

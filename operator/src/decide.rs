@@ -187,10 +187,14 @@ pub struct StatefulSetSeen {
     pub revision: Option<String>,
     /// Pods it should have.
     pub replicas: i32,
-    /// Pods that are ready.
+    /// Pods whose runtime container is ready (sidecars aside), not going away.
     pub ready_replicas: i32,
     /// The image its runtime container runs.
     pub image: Option<String>,
+    /// Its pods read the control token from the mounted Secret
+    /// (`STROM_CONTROL_TOKEN_FILE`), so a new token reaches them without a
+    /// restart; pods deployed by an older operator do not.
+    pub reads_token_file: bool,
 }
 
 /// A runtime container that keeps failing.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Event, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
@@ -20,7 +20,8 @@ use crate::decide::{
 };
 use crate::labels::pod_selector;
 use crate::resources::{
-    CONTAINER, CONTROL_PORT, CONTROL_TOKEN_KEY, EXPECT_STATE_KEY, Names, REVISION_ANNOTATION,
+    CONTAINER, CONTROL_PORT, CONTROL_TOKEN_FILE_VARIABLE, CONTROL_TOKEN_KEY, EXPECT_STATE_KEY,
+    Names, REVISION_ANNOTATION,
 };
 
 /// What was seen of one job.
@@ -194,17 +195,12 @@ async fn observe_deployment(
             .as_ref()
             .and_then(|a| a.get(REVISION_ANNOTATION).cloned()),
         replicas: set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
-        ready_replicas: set
-            .status
-            .as_ref()
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0),
-        image: set
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-            .and_then(|pod| pod.containers.iter().find(|c| c.name == CONTAINER))
-            .and_then(|c| c.image.clone()),
+        // Counted from the pods below.
+        ready_replicas: 0,
+        image: runtime_container(&set).and_then(|c| c.image.clone()),
+        reads_token_file: runtime_container(&set)
+            .and_then(|c| c.env.as_ref())
+            .is_some_and(|env| env.iter().any(|e| e.name == CONTROL_TOKEN_FILE_VARIABLE)),
     });
     let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
     let list = pods
@@ -229,6 +225,12 @@ async fn observe_deployment(
         }
         None => false,
     };
+    // Ready is the runtime container's readiness, not the pod's: a sidecar of
+    // the pod template that is not ready does not keep the job from running.
+    let stateful_set = stateful_set.map(|set| StatefulSetSeen {
+        ready_replicas: list.items.iter().filter(|pod| runtime_ready(pod)).count() as i32,
+        ..set
+    });
     let mut seen = DeploymentSeen {
         stateful_set,
         pods: list.items.len() as i32,
@@ -318,6 +320,22 @@ async fn observe_deployment(
     Ok((seen, first_pod_ip))
 }
 
+/// Whether `pod` is not going away and its runtime container is ready.
+fn runtime_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .iter()
+            .flat_map(|s| s.container_statuses.iter().flatten())
+            .any(|c| c.name == CONTAINER && c.ready)
+}
+
+/// The runtime container of `set`'s pod template.
+fn runtime_container(set: &StatefulSet) -> Option<&Container> {
+    let pod = set.spec.as_ref()?.template.spec.as_ref()?;
+    pod.containers.iter().find(|c| c.name == CONTAINER)
+}
+
 /// Container waiting reasons that mean a pod will not start by itself soon
 /// (`CrashLoopBackOff` is followed separately, by its restarts).
 const STUCK_WAITING_REASONS: &[&str] = &[
@@ -339,6 +357,29 @@ pub fn pod_problem(pod: &Pod) -> Option<PodProblem> {
         .iter()
         .flatten()
         .chain(status.container_statuses.iter().flatten());
+    // An init container of the pod template that keeps failing keeps the
+    // runtime from starting (one failing after the runtime started does not).
+    let runtime_started = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .any(|c| c.name == CONTAINER && c.state.as_ref().is_some_and(|s| s.running.is_some()));
+    let init = status.init_container_statuses.iter().flatten();
+    let failing_init = init.filter(|_| !runtime_started).find_map(|container| {
+        let waiting = container.state.as_ref()?.waiting.as_ref()?;
+        (waiting.reason.as_deref() == Some("CrashLoopBackOff")).then(|| PodProblem {
+            object: name.clone(),
+            reason: "CrashLoopBackOff".into(),
+            message: format!(
+                "init container {} keeps failing: {}",
+                container.name,
+                waiting.message.as_deref().unwrap_or("see its log")
+            ),
+        })
+    });
+    if failing_init.is_some() {
+        return failing_init;
+    }
     for container in containers {
         let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
             continue;
@@ -455,6 +496,48 @@ mod tests {
             let found = pod_problem(&waiting(reason, ""));
             assert_eq!(found, None, "{reason}");
         }
+    }
+
+    #[test]
+    fn an_init_container_failing_before_the_runtime_starts_is_a_problem() {
+        let status = |runtime: serde_json::Value| {
+            pod(serde_json::json!({
+                "initContainerStatuses": [{
+                    "name": "check-manifest", "image": "x", "imageID": "", "ready": false,
+                    "restartCount": 4,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}}
+                }],
+                "containerStatuses": [{
+                    "name": "runtime", "image": "strom", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": runtime
+                }]
+            }))
+        };
+        let problem = pod_problem(&status(
+            serde_json::json!({"waiting": {"reason": "PodInitializing"}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            problem.to_string(),
+            "pod clicks-0: CrashLoopBackOff: init container check-manifest keeps failing: back-off"
+        );
+        // A sidecar failing after the runtime started does not keep it from running.
+        let running = status(serde_json::json!({"running": {}}));
+        assert_eq!(pod_problem(&running), None);
+    }
+
+    #[test]
+    fn the_runtime_containers_readiness_counts_not_a_sidecars() {
+        let pod = |runtime_ready: bool, sidecar_ready: bool| {
+            pod(serde_json::json!({"containerStatuses": [
+                {"name": "runtime", "image": "s", "imageID": "", "ready": runtime_ready,
+                 "restartCount": 0},
+                {"name": "exporter", "image": "e", "imageID": "", "ready": sidecar_ready,
+                 "restartCount": 0},
+            ]}))
+        };
+        assert!(runtime_ready(&pod(true, false)));
+        assert!(!runtime_ready(&pod(false, true)));
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //!   arguments are the operator's; its environment, ports and volume mounts are
 //!   the operator's followed by the template's; its security context is the
 //!   operator's with the template's fields over it; everything else (probes,
-//!   lifecycle, resources, ...) is the template's. Other containers are sidecars,
-//!   kept as written, after the runtime container.
+//!   lifecycle, resources, ...) is the template's; capabilities dropped by
+//!   either stay dropped. Other containers (sidecars, init containers) are kept
+//!   as written, after the runtime container, with no privilege escalation and
+//!   all capabilities dropped unless they say otherwise (Pod Security
+//!   "restricted").
 //! - volumes are the operator's followed by the template's; a template volume
 //!   named [`WORK_VOLUME`] replaces the operator's work folder (an `emptyDir`),
 //!   e.g. with an `ephemeral` volume for RocksDB; the pod's security
@@ -19,15 +22,17 @@
 //!
 //! What would break the job is refused rather than merged: a value the operator
 //! owns (the runtime's image, command, arguments, `STROM_*` and the other
-//! variables it sets, its ports, its volumes' names and mount paths, the pods'
-//! host names, a restart policy other than `Always`), or a setting given twice
+//! variables it sets, also through an `envFrom` prefix, its ports, also on
+//! another container, its volumes' names and mount paths, the pods' host names,
+//! a restart policy other than `Always`, a second container named
+//! [`CONTAINER`]), or a setting given twice
 //! (`resources` as a shorthand and on the container, two service accounts). Each
 //! refusal names the field; the merged pod leaves the refused value out, but
 //! [`crate::decide`] deploys nothing while there is one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Capabilities, Container, PodTemplateSpec, SecurityContext};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -90,20 +95,42 @@ pub fn merge(template: Option<&PodTemplate>, ours: PodTemplateSpec) -> Merged {
         .unwrap_or_default();
     let their_index = pod.containers.iter().position(|c| c.name == CONTAINER);
     let their_container = their_index.map(|i| pod.containers.remove(i));
+    let our_ports = our_container.ports.clone().unwrap_or_default();
     let runtime = merge_runtime_container(template, their_container, our_container, &mut refused);
-    let sidecars = std::mem::take(&mut pod.containers);
+    let mut sidecars = std::mem::take(&mut pod.containers);
+    let mut init = pod.init_containers.take().unwrap_or_default();
+    for (field, containers) in [("containers", &mut sidecars), ("initContainers", &mut init)] {
+        if containers.iter().any(|c| c.name == CONTAINER) {
+            refused.push(format!(
+                "podTemplate.spec.{field}[{CONTAINER}]: a second container of the runtime's name"
+            ));
+            containers.retain(|c| c.name != CONTAINER);
+        }
+        for container in containers.iter_mut() {
+            for port in container.ports.iter().flatten() {
+                if our_ports
+                    .iter()
+                    .any(|o| o.container_port == port.container_port)
+                {
+                    refused.push(format!(
+                        "podTemplate.spec.{field}[{}].ports: port {} is the runtime's",
+                        container.name, port.container_port
+                    ));
+                }
+            }
+            // The restricted defaults the runtime container has, under the
+            // template's own settings.
+            container.security_context = merge_security_context(
+                Some(restricted_container_defaults()),
+                container.security_context.take(),
+            );
+        }
+    }
     pod.containers = std::iter::once(runtime)
         .chain(our_spec.containers)
         .chain(sidecars)
         .collect();
-    if let Some(init) = &mut pod.init_containers
-        && init.iter().any(|c| c.name == CONTAINER)
-    {
-        refused.push(format!(
-            "podTemplate.spec.initContainers[{CONTAINER}]: the name is the runtime container's"
-        ));
-        init.retain(|c| c.name != CONTAINER);
-    }
+    pod.init_containers = (!init.is_empty()).then_some(init);
 
     let mut volumes = our_spec.volumes.unwrap_or_default();
     let taken: BTreeSet<String> = volumes.iter().map(|v| v.name.clone()).collect();
@@ -195,6 +222,20 @@ fn merge_runtime_container(
         }
     }
 
+    for source in container.env_from.iter().flatten() {
+        if source
+            .prefix
+            .as_deref()
+            .is_some_and(|p| p.starts_with("STROM_"))
+        {
+            refused.push(format!(
+                "{}: prefix {} makes variables of the operator's",
+                field("envFrom"),
+                source.prefix.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+
     let our_ports = ours.ports.unwrap_or_default();
     let mut ports = our_ports.clone();
     for port in container.ports.take().unwrap_or_default() {
@@ -254,7 +295,10 @@ fn merge_runtime_container(
         termination_message_policy: container
             .termination_message_policy
             .or(ours.termination_message_policy),
-        security_context: overlay(ours.security_context, container.security_context.take()),
+        security_context: merge_security_context(
+            ours.security_context,
+            container.security_context.take(),
+        ),
         ..container
     }
 }
@@ -267,6 +311,48 @@ fn is_same_or_under(path: &str, base: &str) -> bool {
         || path
             .strip_prefix(base)
             .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// A container's security context: the template's fields over `ours`, but
+/// capabilities dropped by either stay dropped (a template adding one need not
+/// repeat `drop: [ALL]`, which Pod Security "restricted" requires).
+fn merge_security_context(
+    ours: Option<SecurityContext>,
+    theirs: Option<SecurityContext>,
+) -> Option<SecurityContext> {
+    let dropped: Vec<String> = [&ours, &theirs]
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.capabilities.as_ref()?.drop.clone())
+        .flatten()
+        .fold(Vec::new(), |mut all, name| {
+            if !all.contains(&name) {
+                all.push(name);
+            }
+            all
+        });
+    let mut merged = overlay(ours, theirs)?;
+    if !dropped.is_empty() {
+        merged
+            .capabilities
+            .get_or_insert_with(Capabilities::default)
+            .drop = Some(dropped);
+    }
+    Some(merged)
+}
+
+/// What every container of a runtime pod has unless its template says
+/// otherwise: no privilege escalation, no capabilities (Pod Security
+/// "restricted").
+fn restricted_container_defaults() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
 }
 
 /// `ours` with each field `theirs` sets replaced by theirs (one level deep: a
@@ -439,7 +525,7 @@ spec:
       ports: [{name: profiler, containerPort: 6060}]
       livenessProbe: {tcpSocket: {port: 6060}}
       securityContext:
-        capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}
+        capabilities: {add: [NET_BIND_SERVICE]}
 "#,
         );
         let merged = merge(Some(&template), ours());
@@ -513,6 +599,17 @@ spec:
         assert_eq!(security.run_as_non_root, Some(true));
         let capabilities = security.capabilities.as_ref().unwrap();
         assert_eq!(capabilities.add, Some(vec!["NET_BIND_SERVICE".to_owned()]));
+        assert_eq!(capabilities.drop, Some(vec!["ALL".to_owned()]));
+        // Sidecars and init containers get the restricted defaults.
+        for container in pod.containers[1..]
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+        {
+            let security = container.security_context.as_ref().unwrap();
+            assert_eq!(security.allow_privilege_escalation, Some(false));
+            let dropped = security.capabilities.as_ref().unwrap().drop.clone();
+            assert_eq!(dropped, Some(vec!["ALL".to_owned()]), "{}", container.name);
+        }
         let pod_security = pod.security_context.as_ref().unwrap();
         assert_eq!(pod_security.run_as_user, Some(1000));
         assert_eq!(pod_security.supplemental_groups, Some(vec![4000]));
@@ -570,16 +667,22 @@ spec:
   volumes: [{name: job, emptyDir: {}}]
   initContainers: [{name: runtime, image: busybox}]
   containers:
+    - name: proxy
+      image: envoy
+      ports: [{containerPort: 8081}]
     - name: runtime
       image: my/strom:2
       command: [/bin/sh]
       args: [-c, sleep]
+      envFrom: [{prefix: STROM_, configMapRef: {name: settings}}, {configMapRef: {name: other}}]
       env: [{name: AWS_REGION, value: eu}, {name: STROM_ANYTHING, value: x}]
       ports: [{containerPort: 7000}, {name: control, containerPort: 9000}]
       volumeMounts:
         - {name: scratch, mountPath: /etc/strom/job/extra}
         - {name: scratch, mountPath: /var/lib/strom/}
       resources: {requests: {cpu: 2}}
+    - name: runtime
+      image: my/strom:3
 "#,
         );
         let merged = merge(Some(&template), ours());
@@ -594,12 +697,15 @@ spec:
             "podTemplate.env: TMPDIR is set by the operator",
             "podTemplate.spec.containers[runtime].env: AWS_REGION is set by the operator",
             "podTemplate.spec.containers[runtime].env: STROM_ANYTHING is set by the operator",
+            "podTemplate.spec.containers[runtime].envFrom: prefix STROM_ makes variables of the operator's",
             "podTemplate.spec.containers[runtime].ports: port 7000 (unnamed) is the runtime's",
             "podTemplate.spec.containers[runtime].ports: port 9000 (control) is the runtime's",
             "podTemplate.spec.containers[runtime].volumeMounts: /etc/strom/job/extra is where the operator mounts job",
             "podTemplate.spec.containers[runtime].volumeMounts: /var/lib/strom/ is where the operator mounts work",
             "podTemplate.resources and podTemplate.spec.containers[runtime].resources: set one",
-            "podTemplate.spec.initContainers[runtime]: the name is the runtime container's",
+            "podTemplate.spec.containers[runtime]: a second container of the runtime's name",
+            "podTemplate.spec.containers[proxy].ports: port 8081 is the runtime's",
+            "podTemplate.spec.initContainers[runtime]: a second container of the runtime's name",
             "podTemplate.spec.volumes[job]: the name is taken by a volume of the operator",
             "podTemplate.serviceAccountName and podTemplate.spec.serviceAccountName differ: set one",
         ];
@@ -622,7 +728,9 @@ spec:
             (None, None)
         );
         assert_eq!(pod.volumes, ours().spec.unwrap().volumes);
-        assert_eq!(pod.init_containers, Some(Vec::new()));
+        assert_eq!(pod.init_containers, None);
+        let names: Vec<_> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, [CONTAINER, "proxy"]);
     }
 
     #[test]

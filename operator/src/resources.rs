@@ -45,6 +45,8 @@ pub const SECRETS_DIR: &str = "/etc/strom/secrets";
 /// Where the job's control Secret is mounted: the runtime reads the token from
 /// `<dir>/token` at each request, so a token made again reaches running pods.
 pub const CONTROL_TOKEN_DIR: &str = "/etc/strom/control";
+/// The variable naming the control token's file in the runtime container.
+pub const CONTROL_TOKEN_FILE_VARIABLE: &str = "STROM_CONTROL_TOKEN_FILE";
 /// The runtime's local working folder (RocksDB).
 pub const WORK_DIR: &str = "/var/lib/strom";
 
@@ -180,13 +182,42 @@ pub fn control_secret(job: &StreamJob, token: String) -> Secret {
 }
 
 /// Where enforced (a CNI with NetworkPolicy support), only the job's own pods
-/// reach its pods' ports, but for the control port: that serves `/metrics` to
-/// anyone (Prometheus), and takes changes only with the job's control token.
-fn network_policy(job: &StreamJob, names: &Names) -> NetworkPolicy {
+/// reach its pods' ports, but for the control port (it serves `/metrics` to
+/// anyone, for Prometheus, and takes changes only with the job's control token)
+/// and the ports the job's `podTemplate` declares.
+fn network_policy(job: &StreamJob, names: &Names, spec: &StreamJobSpec) -> NetworkPolicy {
     let own_pods = LabelSelector {
         match_labels: Some(selector_labels(names)),
         match_expressions: None,
     };
+    // The control port, and the ports the pod template declares (sidecars'
+    // metrics, a profiler): reachable from anywhere.
+    let declared = spec
+        .pod_template
+        .as_ref()
+        .and_then(|template| template.spec.as_ref())
+        .into_iter()
+        .flat_map(|pod| {
+            pod.containers
+                .iter()
+                .chain(pod.init_containers.iter().flatten())
+        })
+        .flat_map(|container| container.ports.iter().flatten())
+        .filter(|port| port.container_port != CONTROL_PORT && port.container_port != DATAFLOW_PORT)
+        .map(|port| {
+            (
+                port.container_port,
+                port.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            )
+        });
+    let open_ports = std::iter::once((CONTROL_PORT, "TCP".to_owned()))
+        .chain(declared)
+        .map(|(port, protocol)| NetworkPolicyPort {
+            port: Some(IntOrString::Int(port)),
+            protocol: Some(protocol),
+            ..NetworkPolicyPort::default()
+        })
+        .collect();
     NetworkPolicy {
         metadata: metadata(job, names, names.network_policy()),
         spec: Some(NetworkPolicySpec {
@@ -202,11 +233,7 @@ fn network_policy(job: &StreamJob, names: &Names) -> NetworkPolicy {
                 },
                 NetworkPolicyIngressRule {
                     from: None,
-                    ports: Some(vec![NetworkPolicyPort {
-                        port: Some(IntOrString::Int(CONTROL_PORT)),
-                        protocol: Some("TCP".into()),
-                        ..NetworkPolicyPort::default()
-                    }]),
+                    ports: Some(open_ports),
                 },
             ]),
             ..NetworkPolicySpec::default()
@@ -218,7 +245,7 @@ fn network_policy(job: &StreamJob, names: &Names) -> NetworkPolicy {
 pub fn build(job: &StreamJob, deployment: &Deployment, settings: &ResourceSettings) -> JobObjects {
     let names = Names::of(job);
     JobObjects {
-        network_policy: network_policy(job, &names),
+        network_policy: network_policy(job, &names, &deployment.target.spec),
         config_map: config_map(job, &names, deployment),
         peers_service: peers_service(job, &names),
         api_service: api_service(job, &names),
@@ -487,7 +514,7 @@ fn runtime_pod(
         env_vars.push(env("STROM_RESTORE_FROM", path.clone()));
     }
     env_vars.push(env(
-        "STROM_CONTROL_TOKEN_FILE",
+        CONTROL_TOKEN_FILE_VARIABLE,
         format!("{CONTROL_TOKEN_DIR}/{CONTROL_TOKEN_KEY}"),
     ));
     // The token's value too, for runtime images from before the file.
@@ -715,6 +742,35 @@ mod tests {
             let name = file.trim_end_matches(".yaml");
             insta::assert_snapshot!(name, snapshot(file, Some("s3://strom/jobs/sp-1")));
         }
+    }
+
+    #[test]
+    fn ports_the_pod_template_declares_are_open_beside_the_control_port() {
+        let mut job = example("kafka-sql.yaml");
+        let template = job.spec.pod_template.as_mut().unwrap();
+        template.spec.as_mut().unwrap().containers.push(Container {
+            name: "exporter".into(),
+            image: Some("exporter:1".into()),
+            ports: Some(vec![ContainerPort {
+                container_port: 9100,
+                ..ContainerPort::default()
+            }]),
+            ..Container::default()
+        });
+        let objects = build(&job, &deployment(&job, None), &ResourceSettings::default());
+        let rules = objects.network_policy.spec.unwrap().ingress.unwrap();
+        let open: Vec<_> = rules[1]
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| p.port.clone().unwrap())
+            .collect();
+        assert_eq!(
+            open,
+            [IntOrString::Int(CONTROL_PORT), IntOrString::Int(9100)]
+        );
+        // The dataflow port stays the job's own pods'.
+        assert!(rules[0].from.is_some() && rules[0].ports.is_none());
     }
 
     #[test]

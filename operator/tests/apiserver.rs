@@ -729,3 +729,77 @@ spec:
             .any(|owner| Some(&owner.uid) == job.metadata.uid.as_ref())
     );
 }
+
+/// A control Secret deleted while the job has a StatefulSet is made again with a
+/// new token; pods deployed before the token file (no `STROM_CONTROL_TOKEN_FILE`)
+/// are restarted to take it, and the Event says which of the two happened.
+#[tokio::test]
+async fn a_deleted_control_secret_is_made_again_with_a_new_token() {
+    let Some((control_plane, client, namespace)) = cluster("control-secret").await else {
+        return;
+    };
+    let _operator = start_operator(&client, test_config(&namespace));
+    apply_text(
+        &control_plane,
+        &namespace,
+        r#"
+apiVersion: strom.dev/v1alpha1
+kind: StreamJob
+metadata: {name: orders}
+spec:
+  parallelism: 1
+  pipeline: {name: word-count}
+  state: {storage: "s3://bucket/jobs"}
+"#,
+    );
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    eventually("the StatefulSet deployed", || async {
+        sets.get_opt("orders").await.unwrap()
+    })
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    let token = |secret: Secret| secret.data?.remove("token");
+    let restored_note = |hint: &'static str| {
+        let events = events.clone();
+        async move {
+            events
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("ControlSecretRestored"))
+                .filter_map(|e| e.message)
+                .find(|note| note.contains(hint))
+        }
+    };
+
+    for (pods_read_the_file, hint) in [
+        (true, "which the running pods read from their mounted copy"),
+        (false, "restarted the pods"),
+    ] {
+        if !pods_read_the_file {
+            // As an older operator deployed it: the token in the environment only.
+            let mut set = sets.get("orders").await.unwrap();
+            let pod = set.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+            let env = pod.containers[0].env.as_mut().unwrap();
+            env.retain(|e| e.name != "STROM_CONTROL_TOKEN_FILE");
+            set.metadata.managed_fields = None;
+            sets.replace("orders", &PostParams::default(), &set)
+                .await
+                .unwrap();
+        }
+        let old_token = token(secrets.get("orders-control").await.unwrap());
+        secrets
+            .delete("orders-control", &Default::default())
+            .await
+            .unwrap();
+        eventually("the control Secret made again", || async {
+            let new_token = token(secrets.get_opt("orders-control").await.unwrap()?);
+            (new_token.is_some() && new_token != old_token).then_some(())
+        })
+        .await;
+        eventually(hint, || restored_note(hint)).await;
+    }
+}

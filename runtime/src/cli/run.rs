@@ -241,13 +241,20 @@ fn host_ordinal() -> anyhow::Result<usize> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::env::var("HOSTNAME"))
         .context("cannot read the host name; pass --process")?;
-    let host = host.trim();
-    host.rsplit('-')
-        .next()
-        .and_then(|ordinal| ordinal.parse().ok())
-        .with_context(|| {
-            format!("host name {host:?} does not end in a pod ordinal; pass --process")
-        })
+    ordinal_of(host.trim()).with_context(|| {
+        format!(
+            "host name {:?} does not end in a pod ordinal; pass --process",
+            host.trim()
+        )
+    })
+}
+
+/// The pod ordinal of a StatefulSet pod's host name: the number after the last
+/// `-` of its first label (`clicks-2`, or `clicks-2.clicks-peers.ns.svc...` when
+/// the pod's host name is its FQDN).
+fn ordinal_of(host: &str) -> Option<usize> {
+    let name = host.split('.').next()?;
+    name.rsplit('-').next()?.parse().ok()
 }
 
 /// How long a pod waits for its peers' names to resolve.
@@ -590,5 +597,22 @@ fn print_report(report: &JobReport) {
             "resume with: strom run <manifest> --from-savepoint {}",
             savepoint.location
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordinal_of;
+
+    #[test]
+    fn the_ordinal_is_read_from_a_short_or_a_fully_qualified_host_name() {
+        assert_eq!(ordinal_of("clicks-2"), Some(2));
+        assert_eq!(ordinal_of("my-job-12"), Some(12));
+        assert_eq!(
+            ordinal_of("clicks-3.clicks-peers.analytics.svc.cluster.local"),
+            Some(3)
+        );
+        assert_eq!(ordinal_of("clicks"), None);
+        assert_eq!(ordinal_of("clicks-x.peers"), None);
     }
 }
