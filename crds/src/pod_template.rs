@@ -65,13 +65,15 @@ pub struct PodTemplate {
     /// arguments, ports 7000 and 8081, `STROM_*` environment and mounts under
     /// `/etc/strom` and `/var/lib/strom` are the operator's; the rest is merged, the
     /// template's security context over the operator's restricted defaults); any
-    /// other container is a sidecar or init container, given the restricted
-    /// defaults unless it says otherwise; volumes are added to the operator's
+    /// other container is a sidecar, kept as written (in a namespace enforcing Pod
+    /// Security "restricted", it must drop its capabilities and privilege
+    /// escalation itself); volumes are added to the operator's
     /// (names `job`, `control`, `state` and `kafka-*` are taken; one named `work`
     /// replaces the runtime's work folder, an `emptyDir`, e.g. with an `ephemeral`
     /// volume for RocksDB); `restartPolicy` can only be `Always`, and `hostname`
-    /// and `subdomain` are the StatefulSet's. The ports it declares are open to
-    /// other pods (the job's NetworkPolicy). `containers` may be left out. A
+    /// and `subdomain` are the StatefulSet's. The job's NetworkPolicy opens only
+    /// the control port to other pods: a sidecar's port needs a NetworkPolicy of
+    /// the user's own. `containers` may be left out. A
     /// template that changes what the operator owns is reported in condition
     /// `SpecValid`, naming the field. Field reference: the Kubernetes PodSpec.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,7 +12,7 @@ use strom_crds::{StreamJob, StreamJobStatus};
 
 use crate::Error;
 use crate::control_api::ControlClient;
-use crate::decide::{Action, Event, record_savepoint_request};
+use crate::decide::{Action, Event, PodsToken, record_savepoint_request};
 use crate::labels::pod_selector;
 use crate::resources::{self, CONTROL_TOKEN_KEY, Names, ResourceSettings};
 
@@ -216,13 +216,14 @@ impl Actor<'_> {
     /// cannot stop the job or take a savepoint, and a restarting pod cannot start.
     /// Pods that read the token from their mounted copy of the Secret take the
     /// new one when the kubelet updates it (within about a minute), without a
-    /// restart; pods deployed before the token file (`pods_read_token_file`
-    /// false) hold the old token in their environment and are restarted (they
-    /// go on from the latest checkpoint). Returns what was done, for an Event.
+    /// restart. Pods deployed before the token file hold the old token until they
+    /// restart: they are not restarted here, outside the job's steps (a stop with
+    /// savepoint may be under way); the Event says how. Returns the Event's note
+    /// when the Secret was made again.
     pub async fn restore_control_secret(
         &self,
         job: &StreamJob,
-        pods_read_token_file: bool,
+        pods: PodsToken,
     ) -> Result<Option<String>, Error> {
         let names = Names::of(job);
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &names.namespace);
@@ -256,17 +257,21 @@ impl Actor<'_> {
                     )))?;
             }
         }
-        if pods_read_token_file {
-            return Ok(Some(format!(
-                "Secret {name} or its token was gone; made a new token, which the running \
-                 pods read from their mounted copy within about a minute"
-            )));
-        }
-        self.restart_pods(&names).await?;
-        Ok(Some(format!(
-            "Secret {name} or its token was gone; made a new token and restarted the pods, \
-             which were deployed before the token file (they go on from the latest checkpoint)"
-        )))
+        let made = format!("Secret {name} or its token was gone; made a new token");
+        Ok(Some(match pods {
+            PodsToken::File => format!(
+                "{made}, which the running pods read from their mounted copy within about a minute"
+            ),
+            PodsToken::Environment => format!(
+                "{made}. The pods were deployed before the token file and hold the old one: \
+                 stops and savepoints are refused until they restart (kubectl delete pods -l \
+                 {}; they go on from the latest checkpoint)",
+                pod_selector(&names.job)
+            ),
+            PodsToken::Unguarded => format!(
+                "{made}; the pods, deployed before the token, take it at their next deployment"
+            ),
+        }))
     }
 
     /// Deletes the job's pods; its StatefulSet makes them again.

@@ -186,11 +186,11 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
     )
     .await?;
     let control_url = observed.control_url.clone();
-    let pods_read_token_file = observed
+    let pods_token = observed
         .deployment
         .stateful_set
         .as_ref()
-        .map(|set| set.reads_token_file);
+        .map(|set| set.token);
     let default_status = Default::default();
     let status = job.status.as_ref().unwrap_or(&default_status);
     let new_job_id = uuid::Uuid::new_v4().to_string();
@@ -232,14 +232,11 @@ async fn reconcile_job(job: &StreamJob, context: &Context, name: &str) -> Result
         actor.record_status(job, &decision.status).await?
     };
     actor.publish(&job, &decision.events).await;
-    if let Some(pods_read_token_file) = pods_read_token_file {
+    if let Some(pods_token) = pods_token {
         // Best effort: a Secret that cannot be made again (quota, admission) must
         // not keep the decided action (a teardown, a finalizer's removal) from
         // being taken; the savepoints it blocks fail within their deadlines.
-        match actor
-            .restore_control_secret(&job, pods_read_token_file)
-            .await
-        {
+        match actor.restore_control_secret(&job, pods_token).await {
             Ok(None) => {}
             Ok(Some(note)) => {
                 let event = decide::Event {

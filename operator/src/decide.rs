@@ -191,10 +191,21 @@ pub struct StatefulSetSeen {
     pub ready_replicas: i32,
     /// The image its runtime container runs.
     pub image: Option<String>,
-    /// Its pods read the control token from the mounted Secret
-    /// (`STROM_CONTROL_TOKEN_FILE`), so a new token reaches them without a
-    /// restart; pods deployed by an older operator do not.
-    pub reads_token_file: bool,
+    /// Where its pods take the control token from.
+    pub token: PodsToken,
+}
+
+/// Where a StatefulSet's pods take the job's control token from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodsToken {
+    /// The mounted Secret, read at each request (`STROM_CONTROL_TOKEN_FILE`): a
+    /// new token reaches running pods without a restart.
+    File,
+    /// Their environment, read once at start (deployed by an operator from
+    /// before the file): a new token reaches them only when they restart.
+    Environment,
+    /// None: deployed by an operator from before the token; anyone may stop them.
+    Unguarded,
 }
 
 /// A runtime container that keeps failing.

@@ -15,13 +15,13 @@ use crate::Error;
 use crate::control_api::ControlClient;
 use crate::credentials::{self, MissingCredential, ResolvedCredentials, SecretSeen};
 use crate::decide::{
-    CrashLoop, DeploymentSeen, PodProblem, RestoreCheck, RuntimeSeen, StatefulSetSeen,
+    CrashLoop, DeploymentSeen, PodProblem, PodsToken, RestoreCheck, RuntimeSeen, StatefulSetSeen,
     restore_wanted,
 };
 use crate::labels::pod_selector;
 use crate::resources::{
-    CONTAINER, CONTROL_PORT, CONTROL_TOKEN_FILE_VARIABLE, CONTROL_TOKEN_KEY, EXPECT_STATE_KEY,
-    Names, REVISION_ANNOTATION,
+    CONTAINER, CONTROL_PORT, CONTROL_TOKEN_FILE_VARIABLE, CONTROL_TOKEN_KEY,
+    CONTROL_TOKEN_VARIABLE, EXPECT_STATE_KEY, Names, REVISION_ANNOTATION,
 };
 
 /// What was seen of one job.
@@ -198,9 +198,7 @@ async fn observe_deployment(
         // Counted from the pods below.
         ready_replicas: 0,
         image: runtime_container(&set).and_then(|c| c.image.clone()),
-        reads_token_file: runtime_container(&set)
-            .and_then(|c| c.env.as_ref())
-            .is_some_and(|env| env.iter().any(|e| e.name == CONTROL_TOKEN_FILE_VARIABLE)),
+        token: pods_token(&set),
     });
     let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
     let list = pods
@@ -320,14 +318,35 @@ async fn observe_deployment(
     Ok((seen, first_pod_ip))
 }
 
-/// Whether `pod` is not going away and its runtime container is ready.
+/// Whether `pod` is not going away and its runtime container is ready. A pod
+/// whose every container says ready but whose `Ready` condition is False has
+/// stale statuses (its node stopped reporting): not ready.
 fn runtime_ready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .iter()
-            .flat_map(|s| s.container_statuses.iter().flatten())
-            .any(|c| c.name == CONTAINER && c.ready)
+    let Some(status) = &pod.status else {
+        return false;
+    };
+    let containers = status.container_statuses.iter().flatten();
+    let runtime_ready = containers.clone().any(|c| c.name == CONTAINER && c.ready);
+    let all_ready = containers.clone().all(|c| c.ready);
+    let pod_not_ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "False");
+    pod.metadata.deletion_timestamp.is_none() && runtime_ready && !(all_ready && pod_not_ready)
+}
+
+/// Where the pods of `set` take the control token from, by their variables.
+fn pods_token(set: &StatefulSet) -> PodsToken {
+    let env = runtime_container(set).and_then(|c| c.env.as_ref());
+    let has = |name: &str| env.is_some_and(|env| env.iter().any(|e| e.name == name));
+    if has(CONTROL_TOKEN_FILE_VARIABLE) {
+        PodsToken::File
+    } else if has(CONTROL_TOKEN_VARIABLE) {
+        PodsToken::Environment
+    } else {
+        PodsToken::Unguarded
+    }
 }
 
 /// The runtime container of `set`'s pod template.
@@ -538,6 +557,13 @@ mod tests {
         };
         assert!(runtime_ready(&pod(true, false)));
         assert!(!runtime_ready(&pod(false, true)));
+        // Every container ready but the pod not: its node is gone (stale).
+        let lost = super::tests::pod(serde_json::json!({
+            "conditions": [{"type": "Ready", "status": "False", "reason": "NodeLost"}],
+            "containerStatuses": [{"name": "runtime", "image": "s", "imageID": "",
+                                   "ready": true, "restartCount": 0}],
+        }));
+        assert!(!runtime_ready(&lost));
     }
 
     #[test]

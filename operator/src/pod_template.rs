@@ -8,9 +8,10 @@
 //!   operator's with the template's fields over it; everything else (probes,
 //!   lifecycle, resources, ...) is the template's; capabilities dropped by
 //!   either stay dropped. Other containers (sidecars, init containers) are kept
-//!   as written, after the runtime container, with no privilege escalation and
-//!   all capabilities dropped unless they say otherwise (Pod Security
-//!   "restricted").
+//!   as written, after the runtime container: in a namespace enforcing Pod
+//!   Security "restricted" they must say so themselves (no privilege
+//!   escalation, all capabilities dropped), as the operator cannot know what
+//!   they need.
 //! - volumes are the operator's followed by the template's; a template volume
 //!   named [`WORK_VOLUME`] replaces the operator's work folder (an `emptyDir`),
 //!   e.g. with an `ephemeral` volume for RocksDB; the pod's security
@@ -106,7 +107,7 @@ pub fn merge(template: Option<&PodTemplate>, ours: PodTemplateSpec) -> Merged {
             ));
             containers.retain(|c| c.name != CONTAINER);
         }
-        for container in containers.iter_mut() {
+        for container in containers.iter() {
             for port in container.ports.iter().flatten() {
                 if our_ports
                     .iter()
@@ -118,12 +119,6 @@ pub fn merge(template: Option<&PodTemplate>, ours: PodTemplateSpec) -> Merged {
                     ));
                 }
             }
-            // The restricted defaults the runtime container has, under the
-            // template's own settings.
-            container.security_context = merge_security_context(
-                Some(restricted_container_defaults()),
-                container.security_context.take(),
-            );
         }
     }
     pod.containers = std::iter::once(runtime)
@@ -222,12 +217,10 @@ fn merge_runtime_container(
         }
     }
 
+    // A prefix `STROM` with a key `_RESTORE_FROM` makes one of the operator's too.
+    let reserved = |p: &str| !p.is_empty() && (p.starts_with("STROM_") || "STROM_".starts_with(p));
     for source in container.env_from.iter().flatten() {
-        if source
-            .prefix
-            .as_deref()
-            .is_some_and(|p| p.starts_with("STROM_"))
-        {
+        if source.prefix.as_deref().is_some_and(reserved) {
             refused.push(format!(
                 "{}: prefix {} makes variables of the operator's",
                 field("envFrom"),
@@ -339,20 +332,6 @@ fn merge_security_context(
             .drop = Some(dropped);
     }
     Some(merged)
-}
-
-/// What every container of a runtime pod has unless its template says
-/// otherwise: no privilege escalation, no capabilities (Pod Security
-/// "restricted").
-fn restricted_container_defaults() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            ..Capabilities::default()
-        }),
-        ..SecurityContext::default()
-    }
 }
 
 /// `ours` with each field `theirs` sets replaced by theirs (one level deep: a
@@ -600,16 +579,8 @@ spec:
         let capabilities = security.capabilities.as_ref().unwrap();
         assert_eq!(capabilities.add, Some(vec!["NET_BIND_SERVICE".to_owned()]));
         assert_eq!(capabilities.drop, Some(vec!["ALL".to_owned()]));
-        // Sidecars and init containers get the restricted defaults.
-        for container in pod.containers[1..]
-            .iter()
-            .chain(pod.init_containers.iter().flatten())
-        {
-            let security = container.security_context.as_ref().unwrap();
-            assert_eq!(security.allow_privilege_escalation, Some(false));
-            let dropped = security.capabilities.as_ref().unwrap().drop.clone();
-            assert_eq!(dropped, Some(vec!["ALL".to_owned()]), "{}", container.name);
-        }
+        // Sidecars and init containers are as written.
+        assert_eq!(pod.containers[1].security_context, None);
         let pod_security = pod.security_context.as_ref().unwrap();
         assert_eq!(pod_security.run_as_user, Some(1000));
         assert_eq!(pod_security.supplemental_groups, Some(vec![4000]));
@@ -674,7 +645,10 @@ spec:
       image: my/strom:2
       command: [/bin/sh]
       args: [-c, sleep]
-      envFrom: [{prefix: STROM_, configMapRef: {name: settings}}, {configMapRef: {name: other}}]
+      envFrom:
+        - {prefix: STROM_, configMapRef: {name: settings}}
+        - {prefix: STR, configMapRef: {name: settings}}
+        - {prefix: APP_, configMapRef: {name: other}}
       env: [{name: AWS_REGION, value: eu}, {name: STROM_ANYTHING, value: x}]
       ports: [{containerPort: 7000}, {name: control, containerPort: 9000}]
       volumeMounts:
@@ -698,6 +672,7 @@ spec:
             "podTemplate.spec.containers[runtime].env: AWS_REGION is set by the operator",
             "podTemplate.spec.containers[runtime].env: STROM_ANYTHING is set by the operator",
             "podTemplate.spec.containers[runtime].envFrom: prefix STROM_ makes variables of the operator's",
+            "podTemplate.spec.containers[runtime].envFrom: prefix STR makes variables of the operator's",
             "podTemplate.spec.containers[runtime].ports: port 7000 (unnamed) is the runtime's",
             "podTemplate.spec.containers[runtime].ports: port 9000 (control) is the runtime's",
             "podTemplate.spec.containers[runtime].volumeMounts: /etc/strom/job/extra is where the operator mounts job",

@@ -45,6 +45,8 @@ pub const SECRETS_DIR: &str = "/etc/strom/secrets";
 /// Where the job's control Secret is mounted: the runtime reads the token from
 /// `<dir>/token` at each request, so a token made again reaches running pods.
 pub const CONTROL_TOKEN_DIR: &str = "/etc/strom/control";
+/// The variable holding the control token, for runtime images from before the file.
+pub const CONTROL_TOKEN_VARIABLE: &str = "STROM_CONTROL_TOKEN";
 /// The variable naming the control token's file in the runtime container.
 pub const CONTROL_TOKEN_FILE_VARIABLE: &str = "STROM_CONTROL_TOKEN_FILE";
 /// The runtime's local working folder (RocksDB).
@@ -182,42 +184,15 @@ pub fn control_secret(job: &StreamJob, token: String) -> Secret {
 }
 
 /// Where enforced (a CNI with NetworkPolicy support), only the job's own pods
-/// reach its pods' ports, but for the control port (it serves `/metrics` to
-/// anyone, for Prometheus, and takes changes only with the job's control token)
-/// and the ports the job's `podTemplate` declares.
-fn network_policy(job: &StreamJob, names: &Names, spec: &StreamJobSpec) -> NetworkPolicy {
+/// reach its pods' ports, but for the control port: that serves `/metrics` to
+/// anyone (Prometheus), and takes changes only with the job's control token.
+/// Ports of the job's `podTemplate` (a sidecar's) stay closed too: a
+/// NetworkPolicy of the user's own opens them (policies add up).
+fn network_policy(job: &StreamJob, names: &Names) -> NetworkPolicy {
     let own_pods = LabelSelector {
         match_labels: Some(selector_labels(names)),
         match_expressions: None,
     };
-    // The control port, and the ports the pod template declares (sidecars'
-    // metrics, a profiler): reachable from anywhere.
-    let declared = spec
-        .pod_template
-        .as_ref()
-        .and_then(|template| template.spec.as_ref())
-        .into_iter()
-        .flat_map(|pod| {
-            pod.containers
-                .iter()
-                .chain(pod.init_containers.iter().flatten())
-        })
-        .flat_map(|container| container.ports.iter().flatten())
-        .filter(|port| port.container_port != CONTROL_PORT && port.container_port != DATAFLOW_PORT)
-        .map(|port| {
-            (
-                port.container_port,
-                port.protocol.clone().unwrap_or_else(|| "TCP".into()),
-            )
-        });
-    let open_ports = std::iter::once((CONTROL_PORT, "TCP".to_owned()))
-        .chain(declared)
-        .map(|(port, protocol)| NetworkPolicyPort {
-            port: Some(IntOrString::Int(port)),
-            protocol: Some(protocol),
-            ..NetworkPolicyPort::default()
-        })
-        .collect();
     NetworkPolicy {
         metadata: metadata(job, names, names.network_policy()),
         spec: Some(NetworkPolicySpec {
@@ -233,7 +208,11 @@ fn network_policy(job: &StreamJob, names: &Names, spec: &StreamJobSpec) -> Netwo
                 },
                 NetworkPolicyIngressRule {
                     from: None,
-                    ports: Some(open_ports),
+                    ports: Some(vec![NetworkPolicyPort {
+                        port: Some(IntOrString::Int(CONTROL_PORT)),
+                        protocol: Some("TCP".into()),
+                        ..NetworkPolicyPort::default()
+                    }]),
                 },
             ]),
             ..NetworkPolicySpec::default()
@@ -245,7 +224,7 @@ fn network_policy(job: &StreamJob, names: &Names, spec: &StreamJobSpec) -> Netwo
 pub fn build(job: &StreamJob, deployment: &Deployment, settings: &ResourceSettings) -> JobObjects {
     let names = Names::of(job);
     JobObjects {
-        network_policy: network_policy(job, &names, &deployment.target.spec),
+        network_policy: network_policy(job, &names),
         config_map: config_map(job, &names, deployment),
         peers_service: peers_service(job, &names),
         api_service: api_service(job, &names),
@@ -330,6 +309,9 @@ fn api_service(job: &StreamJob, names: &Names) -> Service {
         spec: Some(ServiceSpec {
             selector: Some(selector),
             ports: Some(vec![port("control", CONTROL_PORT)]),
+            // Pod 0 answers even while a sidecar of its pod is not ready: the
+            // operator judges the runtime's readiness itself.
+            publish_not_ready_addresses: Some(true),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -519,7 +501,7 @@ fn runtime_pod(
     ));
     // The token's value too, for runtime images from before the file.
     env_vars.push(secret_env_as(
-        "STROM_CONTROL_TOKEN",
+        CONTROL_TOKEN_VARIABLE,
         &names.control_secret(),
         CONTROL_TOKEN_KEY,
         false,
@@ -742,35 +724,6 @@ mod tests {
             let name = file.trim_end_matches(".yaml");
             insta::assert_snapshot!(name, snapshot(file, Some("s3://strom/jobs/sp-1")));
         }
-    }
-
-    #[test]
-    fn ports_the_pod_template_declares_are_open_beside_the_control_port() {
-        let mut job = example("kafka-sql.yaml");
-        let template = job.spec.pod_template.as_mut().unwrap();
-        template.spec.as_mut().unwrap().containers.push(Container {
-            name: "exporter".into(),
-            image: Some("exporter:1".into()),
-            ports: Some(vec![ContainerPort {
-                container_port: 9100,
-                ..ContainerPort::default()
-            }]),
-            ..Container::default()
-        });
-        let objects = build(&job, &deployment(&job, None), &ResourceSettings::default());
-        let rules = objects.network_policy.spec.unwrap().ingress.unwrap();
-        let open: Vec<_> = rules[1]
-            .ports
-            .iter()
-            .flatten()
-            .map(|p| p.port.clone().unwrap())
-            .collect();
-        assert_eq!(
-            open,
-            [IntOrString::Int(CONTROL_PORT), IntOrString::Int(9100)]
-        );
-        // The dataflow port stays the job's own pods'.
-        assert!(rules[0].from.is_some() && rules[0].ports.is_none());
     }
 
     #[test]

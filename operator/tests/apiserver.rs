@@ -731,8 +731,9 @@ spec:
 }
 
 /// A control Secret deleted while the job has a StatefulSet is made again with a
-/// new token; pods deployed before the token file (no `STROM_CONTROL_TOKEN_FILE`)
-/// are restarted to take it, and the Event says which of the two happened.
+/// new token; the Event says whether the pods take it as they run (the token
+/// file) or only when restarted (deployed before the file: the token in their
+/// environment), and how.
 #[tokio::test]
 async fn a_deleted_control_secret_is_made_again_with_a_new_token() {
     let Some((control_plane, client, namespace)) = cluster("control-secret").await else {
@@ -777,7 +778,10 @@ spec:
 
     for (pods_read_the_file, hint) in [
         (true, "which the running pods read from their mounted copy"),
-        (false, "restarted the pods"),
+        (
+            false,
+            "hold the old one: stops and savepoints are refused until they restart",
+        ),
     ] {
         if !pods_read_the_file {
             // As an older operator deployed it: the token in the environment only.

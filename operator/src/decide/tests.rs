@@ -50,7 +50,7 @@ fn deployed(target: &Target, ready: i32) -> DeploymentSeen {
             replicas: target.spec.pods(),
             ready_replicas: ready,
             image: target.spec.image.clone(),
-            reads_token_file: true,
+            token: PodsToken::File,
         }),
         pods: target.spec.pods(),
         max_restart_count: 0,
