@@ -220,19 +220,23 @@ impl ControlPlane {
         let crd = crate::workspace_root().join(STREAM_JOB_CRD);
         let crd = crd.to_string_lossy();
         self.run_kubectl(&["apply", "--server-side", "--force-conflicts", "-f", &crd])?;
-        // Polled rather than `kubectl wait`, which fails at once on a CRD whose
-        // status has no conditions yet (just created).
+        // Polled rather than `kubectl wait` (or a jsonpath filter), which fail at
+        // once on a CRD whose status has no conditions yet (just created).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
         loop {
-            let status =
-                self.run_kubectl(&["get", "crd/streamjobs.strom.dev", "-o", established])?;
-            if status.trim() == "True" {
+            let crd = self.run_kubectl(&["get", "crd/streamjobs.strom.dev", "-o", "json"])?;
+            let crd: serde_json::Value = serde_json::from_str(&crd)
+                .map_err(|e| format!("kubectl printed a CRD that is not JSON: {e}"))?;
+            let conditions = crd["status"]["conditions"].as_array().cloned();
+            let established = conditions.iter().flatten().any(|condition| {
+                condition["type"] == "Established" && condition["status"] == "True"
+            });
+            if established {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {
                 return Err(format!(
-                    "the StreamJob CRD was not Established within 60 s ({status:?})"
+                    "the StreamJob CRD was not Established within 60 s (conditions: {conditions:?})"
                 ));
             }
             std::thread::sleep(std::time::Duration::from_millis(200));

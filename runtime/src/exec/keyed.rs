@@ -87,15 +87,42 @@ fn open_store(ctx: &TaskContext, operator: &str) -> Result<KeyedStore, StateErro
 /// id), value.
 pub type ScannedEntry = (KeyGroup, Vec<u8>, Vec<u8>);
 
-/// One operator subtask's keyed state during an epoch: reads see the epoch's
-/// writes, which reach RocksDB in one batch when the epoch (or a scan) needs them.
+/// One operator subtask's keyed state: a cache of written values in front of
+/// RocksDB. Reads see the latest writes; writes reach RocksDB in one batch when
+/// the epoch is snapshotted, a scan needs them, or the cache is over its memory
+/// budget. Written values stay cached (clean once in RocksDB) until the cache is
+/// over its budget, so a key updated every epoch is read from RocksDB once.
 pub struct KeyedState {
     store: KeyedStore,
     max_parallelism: u32,
-    touched: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    cache: HashMap<Vec<u8>, CachedValue>,
+    /// Bytes the cache holds, by [`CachedValue::bytes`].
+    cached_bytes: usize,
+    /// Bytes the cache may hold ([`STATE_CACHE_BYTES`]).
+    cache_budget: usize,
     /// Whether anything was written since the last snapshot.
     changed_since_snapshot: bool,
 }
+
+/// A value in [`KeyedState`]'s cache: `None` when the key was deleted; `dirty`
+/// until written to RocksDB.
+struct CachedValue {
+    value: Option<Vec<u8>>,
+    dirty: bool,
+}
+
+impl CachedValue {
+    /// What a key of `key_length` bytes and this value take in memory, with a
+    /// map entry's overhead.
+    fn bytes(&self, key_length: usize) -> usize {
+        const ENTRY_OVERHEAD: usize = 64;
+        key_length + self.value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
+    }
+}
+
+/// The memory the value cache of one keyed operator subtask may hold before it
+/// writes its changes and forgets about half of what it holds.
+pub const STATE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 impl KeyedState {
     /// The key group of a key's stable encoding.
@@ -108,7 +135,9 @@ impl KeyedState {
         self.store.key_groups()
     }
 
-    /// The value under `key` in `table`.
+    /// The value under `key` in `table`: from the cache when the key was written
+    /// (and not yet forgotten), else from RocksDB (a value only read is not kept:
+    /// reads need no `&mut`, and a key read is mostly written next).
     pub fn get(
         &self,
         table: TableId,
@@ -116,21 +145,52 @@ impl KeyedState {
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, StateError> {
         let stored = store_key(group, table, key);
-        match self.touched.get(&stored) {
-            Some(value) => Ok(value.clone()),
+        match self.cache.get(&stored) {
+            Some(cached) => Ok(cached.value.clone()),
             None => self.store.get(&stored),
         }
     }
 
     /// Sets the value under `key` in `table`.
     pub fn put(&mut self, table: TableId, group: KeyGroup, key: &[u8], value: Vec<u8>) {
-        self.touched
-            .insert(store_key(group, table, key), Some(value));
+        self.cache_value(store_key(group, table, key), Some(value));
     }
 
     /// Removes `key` from `table`.
     pub fn delete(&mut self, table: TableId, group: KeyGroup, key: &[u8]) {
-        self.touched.insert(store_key(group, table, key), None);
+        self.cache_value(store_key(group, table, key), None);
+    }
+
+    /// Keeps `value` of the stored key `stored` in the cache, to be written.
+    fn cache_value(&mut self, stored: Vec<u8>, value: Option<Vec<u8>>) {
+        let key_length = stored.len();
+        let cached = CachedValue { value, dirty: true };
+        self.cached_bytes += cached.bytes(key_length);
+        if let Some(old) = self.cache.insert(stored, cached) {
+            self.cached_bytes -= old.bytes(key_length);
+        }
+    }
+
+    /// Whether the cache holds more than its budget.
+    fn over_budget(&self) -> bool {
+        self.cached_bytes > self.cache_budget
+    }
+
+    /// Writes the cache's changes to RocksDB and forgets about half of what it
+    /// holds (every other entry, in the map's order: no order of use is kept).
+    fn shrink(&mut self) -> Result<(), StateError> {
+        self.flush()?;
+        let mut keep = false;
+        let mut freed = 0;
+        self.cache.retain(|key, cached| {
+            keep = !keep;
+            if !keep {
+                freed += cached.bytes(key.len());
+            }
+            keep
+        });
+        self.cached_bytes -= freed;
+        Ok(())
     }
 
     /// The value under `key` in `table`, decoded.
@@ -208,17 +268,18 @@ impl KeyedState {
             .collect())
     }
 
-    /// Writes the touched values to RocksDB.
+    /// Writes the changed values to RocksDB; they stay cached, clean.
     fn flush(&mut self) -> Result<(), StateError> {
-        if self.touched.is_empty() {
-            return Ok(());
-        }
         let mut batch = WriteBatch::default();
-        for (key, value) in self.touched.drain() {
-            match value {
+        for (key, cached) in self.cache.iter_mut().filter(|(_, c)| c.dirty) {
+            match &cached.value {
                 Some(value) => batch.put(key, value),
                 None => batch.delete(key),
             }
+            cached.dirty = false;
+        }
+        if batch.is_empty() {
+            return Ok(());
         }
         self.store.write(batch)?;
         self.changed_since_snapshot = true;
@@ -309,9 +370,6 @@ where
     }
 }
 
-/// How many touched keys are kept in memory before they are written to RocksDB.
-const MAX_TOUCHED_KEYS: usize = 100_000;
-
 /// A snapshot waiting for its upload (or reusing the previous one's files).
 enum PendingAck {
     Uploading,
@@ -393,7 +451,9 @@ where
     let mut state = KeyedState {
         store: open_store(ctx, operator)?,
         max_parallelism: partitioning.max_parallelism(),
-        touched: HashMap::new(),
+        cache: HashMap::new(),
+        cached_bytes: 0,
+        cache_budget: STATE_CACHE_BYTES,
         changed_since_snapshot: true,
     };
     let key_groups = state.store.key_groups();
@@ -480,6 +540,11 @@ where
                 if let Some(advanced) = apply(items, &mut logic, &mut state, epoch) {
                     watermark = advanced;
                 }
+                if state.over_budget() {
+                    state
+                        .shrink()
+                        .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
+                }
                 if frontier.is_some() && ctx.settings.is_checkpoint_epoch(epoch) {
                     logic
                         .before_snapshot(&mut state)
@@ -520,9 +585,9 @@ where
                 if let Some(advanced) = apply(items, &mut logic, &mut state, current) {
                     watermark = advanced;
                 }
-                if state.touched.len() >= MAX_TOUCHED_KEYS {
+                if state.over_budget() {
                     state
-                        .flush()
+                        .shrink()
                         .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
                 }
             }
@@ -605,7 +670,9 @@ impl KeyedState {
         Self {
             store: KeyedStore::create(dir, key_groups).expect("a new store opens"),
             max_parallelism,
-            touched: HashMap::new(),
+            cache: HashMap::new(),
+            cached_bytes: 0,
+            cache_budget: STATE_CACHE_BYTES,
             changed_since_snapshot: true,
         }
     }
@@ -645,5 +712,50 @@ mod tests {
                 "{pinned_hex}"
             );
         }
+    }
+
+    /// Issue 18: the value cache is bounded by bytes, not keys; values read after
+    /// it shrank, deletes included, are the latest, and what reached RocksDB is
+    /// exactly the latest values.
+    #[test]
+    fn the_value_cache_shrinks_to_its_budget_and_loses_no_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = KeyedState::for_tests(dir.path(), 128);
+        state.cache_budget = 4_000;
+        let table = TableId(1);
+        let keys: Vec<Vec<u8>> = (0..200u64).map(|k| encode_key(&k)).collect();
+        let group = |state: &KeyedState, key: &[u8]| state.key_group(key);
+        for round in 0..3u64 {
+            for key in &keys {
+                let at = group(&state, key);
+                let old = state.get_value::<u64>(table, at, key).unwrap().unwrap_or(0);
+                assert_eq!(old, round, "round {round}");
+                state.put_value(table, at, key, &(old + 1));
+                if state.over_budget() {
+                    state.shrink().unwrap();
+                }
+                assert!(state.cached_bytes <= 4_000 + 200, "{}", state.cached_bytes);
+            }
+        }
+        let deleted = &keys[7];
+        state.delete(table, group(&state, deleted), deleted);
+        state.shrink().unwrap();
+        state.shrink().unwrap();
+        assert_eq!(
+            state.get(table, group(&state, deleted), deleted).unwrap(),
+            None
+        );
+        state.flush().unwrap();
+        let stored = state.scan_between(table, &[], &[0xff; 16]).unwrap();
+        assert_eq!(stored.len(), keys.len() - 1);
+        for (_, _, value) in stored {
+            assert_eq!(codec::from_bytes::<u64>(&value).unwrap(), 3);
+        }
+        // Reads and a flush with nothing changed write nothing.
+        state.changed_since_snapshot = false;
+        let key = &keys[0];
+        state.get(table, group(&state, key), key).unwrap();
+        state.flush().unwrap();
+        assert!(!state.changed_since_snapshot);
     }
 }
