@@ -100,6 +100,9 @@ pub struct KeyedState {
     cached_bytes: usize,
     /// Bytes the cache may hold ([`STATE_CACHE_BYTES`]).
     cache_budget: usize,
+    /// The keys of the cache's dirty entries, each once: a flush visits them,
+    /// not the whole cache (scans flush, and timers scan at every watermark).
+    dirty_keys: Vec<Vec<u8>>,
     /// Whether anything was written since the last snapshot.
     changed_since_snapshot: bool,
 }
@@ -115,7 +118,8 @@ impl CachedValue {
     /// What a key of `key_length` bytes and this value take in memory, with a
     /// map entry's overhead.
     fn bytes(&self, key_length: usize) -> usize {
-        const ENTRY_OVERHEAD: usize = 64;
+        // The map slot, two allocations and the map's slack.
+        const ENTRY_OVERHEAD: usize = 128;
         key_length + self.value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
     }
 }
@@ -166,8 +170,20 @@ impl KeyedState {
         let key_length = stored.len();
         let cached = CachedValue { value, dirty: true };
         self.cached_bytes += cached.bytes(key_length);
-        if let Some(old) = self.cache.insert(stored, cached) {
-            self.cached_bytes -= old.bytes(key_length);
+        match self.cache.entry(stored) {
+            std::collections::hash_map::Entry::Occupied(mut entry) => {
+                if !entry.get().dirty {
+                    self.cached_bytes += key_length;
+                    self.dirty_keys.push(entry.key().clone());
+                }
+                let old = entry.insert(cached);
+                self.cached_bytes -= old.bytes(key_length);
+            }
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                self.cached_bytes += key_length;
+                self.dirty_keys.push(entry.key().clone());
+                entry.insert(cached);
+            }
         }
     }
 
@@ -176,20 +192,23 @@ impl KeyedState {
         self.cached_bytes > self.cache_budget
     }
 
-    /// Writes the cache's changes to RocksDB and forgets about half of what it
-    /// holds (every other entry, in the map's order: no order of use is kept).
+    /// Writes the cache's changes to RocksDB and forgets entries (every other
+    /// one, in the map's order: no order of use is kept) until the cache holds at
+    /// most half its budget.
     fn shrink(&mut self) -> Result<(), StateError> {
         self.flush()?;
-        let mut keep = false;
-        let mut freed = 0;
-        self.cache.retain(|key, cached| {
-            keep = !keep;
-            if !keep {
-                freed += cached.bytes(key.len());
-            }
-            keep
-        });
-        self.cached_bytes -= freed;
+        while self.cached_bytes > self.cache_budget / 2 && !self.cache.is_empty() {
+            let mut keep = false;
+            let mut freed = 0;
+            self.cache.retain(|key, cached| {
+                keep = !keep;
+                if !keep {
+                    freed += cached.bytes(key.len());
+                }
+                keep
+            });
+            self.cached_bytes -= freed;
+        }
         Ok(())
     }
 
@@ -268,21 +287,38 @@ impl KeyedState {
             .collect())
     }
 
-    /// Writes the changed values to RocksDB; they stay cached, clean.
+    /// Writes the changed values to RocksDB; once written they stay cached,
+    /// clean, but for deletions (a key deleted is mostly not read again: window
+    /// and timer keys).
     fn flush(&mut self) -> Result<(), StateError> {
         let mut batch = WriteBatch::default();
-        for (key, cached) in self.cache.iter_mut().filter(|(_, c)| c.dirty) {
-            match &cached.value {
-                Some(value) => batch.put(key, value),
-                None => batch.delete(key),
+        for key in &self.dirty_keys {
+            match self.cache.get(key).filter(|c| c.dirty).map(|c| &c.value) {
+                Some(Some(value)) => batch.put(key, value),
+                Some(None) => batch.delete(key),
+                None => {}
             }
-            cached.dirty = false;
         }
-        if batch.is_empty() {
-            return Ok(());
+        let wrote = !batch.is_empty();
+        if wrote {
+            self.store.write(batch)?;
         }
-        self.store.write(batch)?;
-        self.changed_since_snapshot = true;
+        for key in std::mem::take(&mut self.dirty_keys) {
+            self.cached_bytes -= key.len();
+            let deleted = match self.cache.get_mut(&key) {
+                Some(cached) => {
+                    cached.dirty = false;
+                    cached.value.is_none()
+                }
+                None => false,
+            };
+            if deleted && let Some(cached) = self.cache.remove(&key) {
+                self.cached_bytes -= cached.bytes(key.len());
+            }
+        }
+        if wrote {
+            self.changed_since_snapshot = true;
+        }
         Ok(())
     }
 }
@@ -397,7 +433,11 @@ fn apply_items<T, O, L: KeyedLogic<T, O>>(
     let mut records = Vec::new();
     let mut out = Vec::new();
     let mut advanced = None;
-    for item in items {
+    for (index, item) in items.into_iter().enumerate() {
+        // A long epoch of many keys stays within the cache's budget too.
+        if index % 4096 == 4095 && state.over_budget() {
+            state.shrink()?;
+        }
         match item {
             Item::Record(record) => logic.on_record(record, state, &mut records)?,
             Item::Watermark(watermark) => {
@@ -454,6 +494,7 @@ where
         cache: HashMap::new(),
         cached_bytes: 0,
         cache_budget: STATE_CACHE_BYTES,
+        dirty_keys: Vec::new(),
         changed_since_snapshot: true,
     };
     let key_groups = state.store.key_groups();
@@ -571,6 +612,13 @@ where
                             ack: PendingAck::Ready(Vec::new()),
                         });
                     }
+                    // What the checkpoint wrote (an operator persisting its
+                    // in-memory state) stays within the cache's budget too.
+                    if state.over_budget() {
+                        state
+                            .shrink()
+                            .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
+                    }
                 }
                 // Skip the epochs with nothing to apply and no checkpoint.
                 let next_stashed = stash.keys().next().copied().unwrap_or(u64::MAX);
@@ -673,6 +721,7 @@ impl KeyedState {
             cache: HashMap::new(),
             cached_bytes: 0,
             cache_budget: STATE_CACHE_BYTES,
+            dirty_keys: Vec::new(),
             changed_since_snapshot: true,
         }
     }
@@ -745,6 +794,9 @@ mod tests {
             state.get(table, group(&state, deleted), deleted).unwrap(),
             None
         );
+        // Written deletions are not kept in the cache.
+        let deleted_stored = store_key(group(&state, deleted), table, deleted);
+        assert!(!state.cache.contains_key(&deleted_stored));
         state.flush().unwrap();
         let stored = state.scan_between(table, &[], &[0xff; 16]).unwrap();
         assert_eq!(stored.len(), keys.len() - 1);
