@@ -198,7 +198,8 @@ impl KeyedState {
     fn shrink(&mut self) -> Result<(), StateError> {
         self.flush()?;
         while self.cached_bytes > self.cache_budget / 2 && !self.cache.is_empty() {
-            let mut keep = false;
+            // The first entry goes: one value larger than half the budget too.
+            let mut keep = true;
             let mut freed = 0;
             self.cache.retain(|key, cached| {
                 keep = !keep;
@@ -803,6 +804,18 @@ mod tests {
         for (_, _, value) in stored {
             assert_eq!(codec::from_bytes::<u64>(&value).unwrap(), 3);
         }
+        // A cache of one value larger than the budget is written and forgotten
+        // too (a shrink that kept its first entry never ended).
+        let other = tempfile::tempdir().unwrap();
+        let mut alone = KeyedState::for_tests(other.path(), 128);
+        alone.cache_budget = 4_000;
+        let big = &keys[1];
+        alone.put(table, group(&alone, big), big, vec![7; 10_000]);
+        alone.shrink().unwrap();
+        assert!(alone.cache.is_empty(), "{} bytes left", alone.cached_bytes);
+        assert_eq!(alone.cached_bytes, 0);
+        let read = alone.get(table, group(&alone, big), big).unwrap();
+        assert_eq!(read, Some(vec![7; 10_000]));
         // Reads and a flush with nothing changed write nothing.
         state.changed_since_snapshot = false;
         let key = &keys[0];
