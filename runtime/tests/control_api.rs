@@ -62,12 +62,7 @@ fn a_token_file_is_read_at_each_request() {
     let token_file = state.path().join("token");
     std::fs::write(&token_file, "first-token\n").unwrap();
     let address = free_address();
-    let pipeline: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
-        pipeline
-            .source("clicks", Generator::new(2, |_, n| n % 10).rate(1000))?
-            .sink(|_, _| {});
-        Ok(())
-    });
+    let pipeline = paced_clicks();
     let token = Some(ControlToken::from_file(&token_file));
     let config = api_job_config("rotated", 1, state.path(), address, token);
     let job = thread::spawn(move || run_job(config, pipeline, Arc::default()));
@@ -88,6 +83,17 @@ fn a_token_file_is_read_at_each_request() {
     let stop = request_with(address, "POST", "/v1/stop", &bearer("second-token"));
     assert_eq!(stop.0, 202, "{}", stop.1);
     job.join().unwrap().unwrap();
+}
+
+/// Clicks generated at 1000 a second into a sink that drops them: a job that runs
+/// until it is stopped.
+fn paced_clicks() -> PipelineFn {
+    Arc::new(|pipeline: &mut Pipeline<'_>| {
+        pipeline
+            .source("clicks", Generator::new(2, |_, n| n % 10).rate(1000))?
+            .sink(|_, _| {});
+        Ok(())
+    })
 }
 
 /// Job `name` at `parallelism` in one process, state under `state`, checkpoints
@@ -381,12 +387,7 @@ fn the_dashboard_queries_only_metrics_the_runtime_exports() {
 fn requests_that_change_a_job_need_its_control_token() {
     let state = tempfile::tempdir().unwrap();
     let address = free_address();
-    let pipeline: PipelineFn = Arc::new(|pipeline: &mut Pipeline<'_>| {
-        pipeline
-            .source("clicks", Generator::new(2, |_, n| n % 10).rate(1000))?
-            .sink(|_, _| {});
-        Ok(())
-    });
+    let pipeline = paced_clicks();
     let token = ControlToken::new("s3cr3t-token".into());
     let config = api_job_config("guarded", 1, state.path(), address, token);
     let job = thread::spawn(move || run_job(config, pipeline, Arc::default()));
