@@ -82,6 +82,21 @@ wait_for_services() {
     source "$STROM_CACHE/run/env.sh"
 }
 
+# The Java sides of the benchmark comparisons (bench/flink, bench/kstreams, Maven):
+# their unit tests, among them the Nexmark generator's values pinned by the Rust
+# tests and the Kafka Streams topologies.
+bench_harnesses() {
+    local log="$STROM_CACHE/bench-harnesses.log" project
+    : >"$log"
+    for project in bench/flink bench/kstreams; do
+        if ! mvn -q -B -f "$project/pom.xml" test >>"$log" 2>&1; then
+            echo "mvn test failed in $project; the end of $log:"
+            tail -n 40 "$log"
+            return 1
+        fi
+    done
+}
+
 failed=0
 stage "system packages" ensure_debian_packages || exit 1
 stage "rust toolchain" ensure_rust || exit 1
@@ -90,6 +105,7 @@ start_services
 stage "format (cargo fmt --check)" cargo fmt --all -- --check || failed=1
 stage "lint (cargo clippy)" cargo clippy --workspace --all-targets --locked -- -D warnings || failed=1
 stage "build (cargo test --no-run)" build_tests || failed=1
+stage "benchmark harnesses (mvn test)" bench_harnesses || failed=1
 stage "services built and up (beside the above)" wait_for_services || failed=1
 stage "images (e2e cluster)" images || failed=1
 stage "tests (cargo test)" run_tests || failed=1

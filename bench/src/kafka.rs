@@ -23,6 +23,7 @@ use strom_runtime::connectors::kafka::{
 use strom_runtime::exec::{JobControl, PipelineFn, RestoreFrom, run_job};
 
 use crate::config;
+use crate::java::{JavaProject, Measured};
 
 /// Partitions of the benchmark topics.
 const PARTITIONS: i32 = 8;
@@ -207,7 +208,7 @@ fn raw_copy(a: &ClusterConnection, from: &str, to: &str, events: u64) -> anyhow:
     })
 }
 
-/// What a Strom job does with the input.
+/// What a job does with the input (on Strom, and on Kafka Streams).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Job {
     /// Copies every record, at least once.
@@ -216,14 +217,49 @@ enum Job {
     PassthroughExactlyOnce,
     /// Counts records per key (RocksDB state) and writes each running count.
     KeyedCount,
+    /// The keyed count, exactly once.
+    KeyedCountExactlyOnce,
 }
 
 impl Job {
-    fn describe(self) -> &'static str {
+    const ALL: [Job; 4] = [
+        Job::Passthrough,
+        Job::PassthroughExactlyOnce,
+        Job::KeyedCount,
+        Job::KeyedCountExactlyOnce,
+    ];
+
+    /// What the job is, without the system.
+    fn what(self) -> &'static str {
         match self {
-            Self::Passthrough => "Strom passthrough, at least once",
-            Self::PassthroughExactlyOnce => "Strom passthrough, exactly once",
-            Self::KeyedCount => "Strom keyed count, at least once",
+            Self::Passthrough => "passthrough, at least once",
+            Self::PassthroughExactlyOnce => "passthrough, exactly once",
+            Self::KeyedCount => "keyed count, at least once",
+            Self::KeyedCountExactlyOnce => "keyed count, exactly once",
+        }
+    }
+
+    fn describe(self) -> String {
+        format!("Strom {}", self.what())
+    }
+
+    fn exactly_once(self) -> bool {
+        matches!(
+            self,
+            Self::PassthroughExactlyOnce | Self::KeyedCountExactlyOnce
+        )
+    }
+
+    fn counts(self) -> bool {
+        matches!(self, Self::KeyedCount | Self::KeyedCountExactlyOnce)
+    }
+
+    /// The same job at least once.
+    fn at_least_once(self) -> Self {
+        if self.counts() {
+            Self::KeyedCount
+        } else {
+            Self::Passthrough
         }
     }
 }
@@ -243,19 +279,12 @@ fn strom_run(
         let mut source = KafkaSourceConfig::new(a.clone(), &[from_topic.as_str()], "bench");
         source.bounded = true;
         let mut sink = KafkaSinkConfig::new(a.clone(), &to_topic, "bench");
-        if job == Job::PassthroughExactlyOnce {
+        if job.exactly_once() {
             sink = sink.exactly_once();
         }
         let records = pipeline.source("in", KafkaSource::new(source))?;
-        match job {
-            Job::Passthrough | Job::PassthroughExactlyOnce => {
-                records.sink_kafka("out", sink, |record: &KafkaRecord| KafkaOutput {
-                    key: record.key.clone(),
-                    value: record.value.clone(),
-                    ..KafkaOutput::default()
-                })?
-            }
-            Job::KeyedCount => records
+        if job.counts() {
+            records
                 .map(|record: KafkaRecord| record.key.unwrap_or_default())
                 .key_by(|key: &Vec<u8>| key.clone())
                 .count("count")?
@@ -263,7 +292,13 @@ fn strom_run(
                     key: Some(key.clone()),
                     value: Some(count.to_string().into_bytes()),
                     ..KafkaOutput::default()
-                })?,
+                })?;
+        } else {
+            records.sink_kafka("out", sink, |record: &KafkaRecord| KafkaOutput {
+                key: record.key.clone(),
+                value: record.value.clone(),
+                ..KafkaOutput::default()
+            })?;
         }
         Ok(())
     });
@@ -279,7 +314,7 @@ fn strom_run(
     let report = run_job(config, pipeline, Arc::clone(&control))?;
     let running = control.running_since().context("the job never ran")?;
     Ok(KafkaRun {
-        what: job.describe().into(),
+        what: job.describe(),
         parallelism: Some(parallelism),
         events: report.records_in,
         seconds: running.elapsed().as_secs_f64(),
@@ -287,9 +322,59 @@ fn strom_run(
     })
 }
 
-/// Runs the Kafka benchmarks over `events` records at each of `parallelisms`.
-pub fn run(dir: &Path, events: u64, parallelisms: &[u32]) -> anyhow::Result<Vec<KafkaRun>> {
+/// Runs `job` on Kafka Streams (`bench/kstreams`) with `threads` stream threads
+/// over all of `from` into `to`: from the application's start until its
+/// committed offsets reach the input's end (commits every second, as Strom's
+/// checkpoints).
+#[allow(clippy::too_many_arguments)]
+fn kstreams_run(
+    streams: &JavaProject,
+    bootstrap: &str,
+    from: &str,
+    to: &str,
+    job: Job,
+    threads: u32,
+    events: u64,
+    dir: &Path,
+) -> anyhow::Result<KafkaRun> {
+    let state = dir.join(format!("kstreams-{to}"));
+    let mut command = streams.java("strom.bench.kstreams.Run");
+    command
+        .args(["--bootstrap", bootstrap, "--input", from, "--output", to])
+        .args(["--job", if job.counts() { "count" } else { "passthrough" }])
+        .args([
+            "--guarantee",
+            if job.exactly_once() {
+                "exactly_once_v2"
+            } else {
+                "at_least_once"
+            },
+        ])
+        .args(["--threads", &threads.to_string()])
+        .args(["--events", &events.to_string()])
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--application-id", &format!("bench-{to}")]);
+    let measured = Measured::parse(&streams.output(command)?)?;
+    Ok(KafkaRun {
+        what: format!("Kafka Streams {}", job.what()),
+        parallelism: Some(threads),
+        events: measured.events,
+        seconds: measured.seconds,
+        baseline: None,
+    })
+}
+
+/// Runs the Kafka benchmarks over `events` records at each of `parallelisms`,
+/// and the same jobs on Kafka Streams when `kstreams` is given.
+pub fn run(
+    dir: &Path,
+    events: u64,
+    parallelisms: &[u32],
+    kstreams: Option<&JavaProject>,
+) -> anyhow::Result<Vec<KafkaRun>> {
     let a = cluster_a()?;
+    let bootstrap = std::env::var("STROM_KAFKA_A_BOOTSTRAP")?;
     let run_id = std::process::id();
     let input = format!("bench-in-{run_id}");
     create_topic(&a, &input)?;
@@ -303,27 +388,41 @@ pub fn run(dir: &Path, events: u64, parallelisms: &[u32]) -> anyhow::Result<Vec<
     create_topic(&a, &copy)?;
     runs.push(raw_copy(&a, &input, &copy, events)?);
     for &parallelism in parallelisms {
-        let mut at_least_once = None;
-        for job in [
-            Job::Passthrough,
-            Job::PassthroughExactlyOnce,
-            Job::KeyedCount,
-        ] {
+        let mut at_least_once = std::collections::HashMap::new();
+        for job in Job::ALL {
             let output = format!("bench-out-{run_id}-{parallelism}-{}", runs.len());
             create_topic(&a, &output)?;
             let mut run = strom_run(dir, &a, &input, &output, job, parallelism)?;
             if run.events != events {
                 bail!("{} read {} of {events} records", job.describe(), run.events);
             }
-            run.baseline = Some(match job {
-                Job::PassthroughExactlyOnce => at_least_once.unwrap_or(raw_ceiling),
-                _ => raw_ceiling,
+            run.baseline = Some(if job.exactly_once() {
+                at_least_once
+                    .get(&job.at_least_once().what())
+                    .copied()
+                    .unwrap_or(raw_ceiling)
+            } else {
+                at_least_once.insert(job.what(), run.rate());
+                raw_ceiling
             });
-            if job == Job::Passthrough {
-                at_least_once = Some(run.rate());
-            }
             println!("{} at {parallelism}: {:.0} events/s", run.what, run.rate());
             runs.push(run);
+            if let Some(streams) = kstreams {
+                let output = format!("bench-kstreams-{run_id}-{parallelism}-{}", runs.len());
+                create_topic(&a, &output)?;
+                let run = kstreams_run(
+                    streams,
+                    &bootstrap,
+                    &input,
+                    &output,
+                    job,
+                    parallelism,
+                    events,
+                    dir,
+                )?;
+                println!("{} at {parallelism}: {:.0} events/s", run.what, run.rate());
+                runs.push(run);
+            }
         }
     }
     Ok(runs)
@@ -349,7 +448,10 @@ pub fn report(runs: &[KafkaRun], events: u64, cores: u32) -> anyhow::Result<Stri
         "| run | parallelism | events | seconds | events/s | ratio | ratio to |"
     )?;
     writeln!(out, "|---|---:|---:|---:|---:|---:|---|")?;
-    for run in runs {
+    for run in runs
+        .iter()
+        .filter(|run| !run.what.starts_with("Kafka Streams"))
+    {
         let (ratio, to) = match (run.baseline, run.what.as_str()) {
             (Some(base), what) if what.contains("exactly once") => {
                 (format!("{:.2}", run.rate() / base), "at least once")
@@ -372,5 +474,46 @@ pub fn report(runs: &[KafkaRun], events: u64, cores: u32) -> anyhow::Result<Stri
         )?;
     }
     writeln!(out)?;
+    let streams: Vec<&KafkaRun> = runs
+        .iter()
+        .filter(|run| run.what.starts_with("Kafka Streams"))
+        .collect();
+    if !streams.is_empty() {
+        writeln!(
+            out,
+            "Kafka Streams {KSTREAMS_VERSION} on the same input, into topics of its own: \
+             `bench/kstreams`, one stream thread per core of Strom's parallelism, commits \
+             every second (Strom: checkpoints every second), `statestore.cache.max.bytes` 0 \
+             (every running count written, as Strom writes them), RocksDB stores. Time from \
+             the application's start until its committed offsets reach the input's end \
+             (looked at every 100 ms, so about ±1 s; start-up and the group's first \
+             rebalance included).\n"
+        )?;
+        writeln!(
+            out,
+            "| job | parallelism | Strom events/s | Kafka Streams events/s | Strom / Kafka Streams |"
+        )?;
+        writeln!(out, "|---|---:|---:|---:|---:|")?;
+        for theirs in streams {
+            let job = theirs.what.trim_start_matches("Kafka Streams ");
+            let Some(ours) = runs.iter().find(|run| {
+                run.parallelism == theirs.parallelism && run.what == format!("Strom {job}")
+            }) else {
+                continue;
+            };
+            writeln!(
+                out,
+                "| {job} | {} | {:.0} | {:.0} | {:.2} |",
+                theirs.parallelism.unwrap_or(1),
+                ours.rate(),
+                theirs.rate(),
+                ours.rate() / theirs.rate()
+            )?;
+        }
+        writeln!(out)?;
+    }
     Ok(out)
 }
+
+/// The Kafka Streams version of `bench/kstreams`.
+const KSTREAMS_VERSION: &str = "4.4.0";

@@ -1,18 +1,23 @@
 //! `strom-bench`: throughput of the Strom runtime, with and without checkpoints, and
 //! the time of a savepoint and of a restore at a new parallelism, for state of a
 //! given size (suite `runtime`); Kafka to Kafka against raw librdkafka (suite
-//! `kafka`, on the test services' cluster A); Nexmark q0-q2 and a HOP count in
-//! SQL (suite `sql`). Prints the tables and writes each
-//! suite's part of docs/benchmarks.md, leaving the rest of it as it is.
+//! `kafka`, on the test services' cluster A); Nexmark q0-q2, a HOP and a TUMBLE
+//! count in SQL (suite `sql`); the same SQL on Strom and on Apache Flink side by
+//! side (suite `compare`, needs Java 17 and Maven). Prints the tables and writes
+//! each suite's part of docs/benchmarks.md, leaving the rest of it as it is.
 //!
 //! ```sh
 //! cargo run --release -p strom-bench -- --seconds 20 --state-mb 100,1000
 //! e2e/infra/stack.sh up && source ~/.cache/strom/run/env.sh
 //! cargo run --release -p strom-bench -- --suite kafka --kafka-events 2000000
 //! cargo run --release -p strom-bench -- --suite sql --seconds 20
+//! cargo run --release -p strom-bench -- --suite compare --events 10000000
 //! ```
 
+mod compare;
+mod java;
 mod kafka;
+mod plot;
 mod report;
 mod sql;
 
@@ -40,8 +45,10 @@ enum Suite {
     Runtime,
     /// Kafka to Kafka against raw librdkafka (needs the test services).
     Kafka,
-    /// Nexmark q0-q2 and a HOP count in SQL.
+    /// Nexmark q0-q2, a HOP and a TUMBLE count in SQL.
     Sql,
+    /// The `sql` queries on Strom and on Apache Flink, side by side.
+    Compare,
 }
 
 /// Benchmarks of the Strom runtime.
@@ -72,6 +79,25 @@ struct Args {
     /// Folder for state and scratch files (default: a temporary folder).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Events of each `compare` run (the same on both systems).
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// The Flink side's Maven project.
+    #[arg(long, default_value = "bench/flink")]
+    flink_project: PathBuf,
+    /// The Kafka Streams side's Maven project (suite `kafka`).
+    #[arg(long, default_value = "bench/kstreams")]
+    kstreams_project: PathBuf,
+    /// Suite `kafka` without the Kafka Streams runs.
+    #[arg(long)]
+    without_kstreams: bool,
+    /// Runs this SQL script once and prints what it measured (a `compare` run's
+    /// process; with `--parallelism` and `--checkpoints`).
+    #[arg(long, hide = true)]
+    run_script: Option<PathBuf>,
+    /// With `--run-script`: checkpoints every 10 s (else none but the final one).
+    #[arg(long, hide = true)]
+    checkpoints: bool,
 }
 
 /// Distinct keys of the keyed throughput pipeline.
@@ -79,7 +105,7 @@ const KEYS: u64 = 100_000;
 /// Splits of every generator (more than any parallelism measured).
 const SPLITS: u32 = 64;
 /// A checkpoint interval longer than any run: only the final checkpoint is taken.
-const NO_CHECKPOINTS: Duration = Duration::from_secs(3600);
+pub(crate) const NO_CHECKPOINTS: Duration = Duration::from_secs(3600);
 /// Bytes of state per key in the savepoint benchmark.
 const VALUE_BYTES: usize = 100;
 
@@ -301,6 +327,10 @@ fn main() -> anyhow::Result<()> {
         .work_dir
         .clone()
         .unwrap_or_else(|| scratch.path().to_path_buf());
+    if let Some(script) = &args.run_script {
+        let parallelism = parallelisms.first().copied().unwrap_or(1);
+        return compare::run_script(&dir, script, parallelism, args.checkpoints);
+    }
     let (suite, section) = match args.suite {
         Suite::Runtime => ("runtime", runtime_suite(&args, cores, &parallelisms, &dir)?),
         Suite::Sql => {
@@ -312,8 +342,31 @@ fn main() -> anyhow::Result<()> {
             }
             ("sql", section)
         }
+        Suite::Compare => {
+            let comparisons = compare::run(
+                &dir,
+                &args.flink_project,
+                args.events,
+                &parallelisms,
+                &args.query,
+            )?;
+            let chart = "benchmarks/compare.png";
+            let report_dir = args.report.parent().unwrap_or(Path::new("."));
+            compare::chart(&comparisons, &report_dir.join(chart))?;
+            let section = compare::report(&comparisons, args.events, cores, &versions(), chart)?;
+            println!("{section}");
+            if !args.query.is_empty() {
+                return Ok(());
+            }
+            ("compare", section)
+        }
         Suite::Kafka => {
-            let runs = kafka::run(&dir, args.kafka_events, &parallelisms)?;
+            let kstreams = if args.without_kstreams {
+                None
+            } else {
+                Some(java::JavaProject::build(&args.kstreams_project)?)
+            };
+            let runs = kafka::run(&dir, args.kafka_events, &parallelisms, kstreams.as_ref())?;
             let section = kafka::report(&runs, args.kafka_events, cores)?;
             println!("{section}");
             ("kafka", section)
@@ -327,6 +380,25 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", args.report.display()))?;
     println!("\nwritten to {}", args.report.display());
     Ok(())
+}
+
+/// The versions of what runs: Strom's, and Java's (Flink's is fixed by its project).
+fn versions() -> String {
+    let java = std::process::Command::new("java")
+        .arg("-version")
+        .output()
+        .ok()
+        .and_then(|output| {
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "java: unknown".to_owned());
+    format!(
+        "Strom {}, Apache Flink 2.3.0, {java}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// Throughput on generated input, and savepoint and restore times: the report's

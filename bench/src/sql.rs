@@ -1,4 +1,4 @@
-//! The `sql` suite: Nexmark q0, q1, q2 and a HOP(2 s, 10 s) count per auction
+//! The `sql` suite: Nexmark q0, q1, q2, a HOP(2 s, 10 s) and a TUMBLE(10 s) count per auction
 //! over `bid`, from their Flink SQL text over the `nexmark` connector (unpaced,
 //! bounded) into `blackhole` sinks, with 10 s checkpoints: events per second and
 //! per core, counting every event the generator makes (persons and auctions
@@ -19,7 +19,7 @@ use crate::config;
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The queries: a name and the statements after the DDL.
-const QUERIES: [(&str, &str); 4] = [
+pub(crate) const QUERIES: [(&str, &str); 5] = [
     (
         "q0 (pass-through)",
         "CREATE TABLE nexmark_q0 (auction BIGINT, bidder BIGINT, price BIGINT,
@@ -47,6 +47,15 @@ const QUERIES: [(&str, &str); 4] = [
          FROM TABLE(HOP(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '2' SECOND, INTERVAL '10' SECOND))
          GROUP BY auction, window_start, window_end;",
     ),
+    (
+        "TUMBLE(10 s) count per auction",
+        "CREATE TABLE tumble_counts (auction BIGINT, window_start TIMESTAMP(3),
+            window_end TIMESTAMP(3), bids BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO tumble_counts
+         SELECT auction, window_start, window_end, COUNT(*)
+         FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+         GROUP BY auction, window_start, window_end;",
+    ),
 ];
 
 /// One measured run.
@@ -57,11 +66,11 @@ pub struct Run {
     seconds: f64,
 }
 
-/// The script of `statements` over `events` Nexmark events, event times 1 ms
-/// apart (1,000 events/s of event time: a HOP window holds 10,000 events).
-fn script(statements: &str, events: u64) -> String {
+/// The script of `statements` over `events` Nexmark events, `rate` events per
+/// second of event time (at 1,000, a HOP window of 10 s holds 10,000 events).
+pub(crate) fn script(statements: &str, events: u64, rate: u64) -> String {
     let ddl = flink_ddl(&[
-        ("first-event.rate", "1000".to_owned()),
+        ("first-event.rate", rate.to_string()),
         ("events.num", events.to_string()),
     ]);
     format!("{ddl}\n{statements}")
@@ -77,7 +86,7 @@ fn run_once(
     events: u64,
     parallelism: u32,
 ) -> anyhow::Result<(u64, f64)> {
-    let job = strom_runtime::sql::compile(&script(statements, events))
+    let job = strom_runtime::sql::compile(&script(statements, events, 1000))
         .map_err(|error| anyhow::anyhow!("{name}: {error}"))?;
     let config = config(
         dir,

@@ -288,6 +288,19 @@ impl KeyedState {
             .collect())
     }
 
+    /// Every entry of `table` in this subtask's key groups: `(key group, key,
+    /// value)`, in key order within each group.
+    pub fn scan_table(&mut self, table: TableId) -> Result<Vec<ScannedEntry>, StateError> {
+        let mut out = Vec::new();
+        for index in self.store.key_groups().indices() {
+            let group = KeyGroup(index as u16);
+            for (key, value) in self.scan_group(table, group, &[], None)? {
+                out.push((group, key, value));
+            }
+        }
+        Ok(out)
+    }
+
     /// Writes the changed values to RocksDB; once written they stay cached,
     /// clean, but for deletions (a key deleted is mostly not read again: window
     /// and timer keys).

@@ -92,25 +92,6 @@ impl TimerIndex {
         state.put(self.table, timer.group, &timer.stored_key(), Vec::new());
     }
 
-    /// Removes `timer` if it is set.
-    pub(crate) fn remove(
-        &mut self,
-        state: &mut KeyedState,
-        timer: &Timer,
-    ) -> Result<(), StateError> {
-        let stored = timer.stored_key();
-        if state.get(self.table, timer.group, &stored)?.is_some() {
-            if let Some(count) = self.due.get_mut(&timer.time) {
-                *count -= 1;
-                if *count == 0 {
-                    self.due.remove(&timer.time);
-                }
-            }
-            state.delete(self.table, timer.group, &stored);
-        }
-        Ok(())
-    }
-
     /// The timers due at `watermark`, removed: every timer at or below it, also one
     /// set at a time the watermark had already passed.
     pub(crate) fn take_due(
