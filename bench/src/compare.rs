@@ -197,13 +197,30 @@ fn run_strom(
     Measured::parse(&String::from_utf8_lossy(&output.stdout))
 }
 
-/// Runs every query (or those whose name starts with one of `only`) over `events`
-/// events at each of `parallelisms`, with and without checkpoints, on Strom and on
-/// Flink.
+/// Runs `run` over `events` events, and again over as many as last about
+/// `seconds` when the first run took less than half of that (so a run takes its
+/// periodic checkpoints, and start-up weighs little).
+fn sized_run(
+    seconds: u64,
+    events: u64,
+    mut run: impl FnMut(u64) -> anyhow::Result<Measured>,
+) -> anyhow::Result<Measured> {
+    let first = run(events)?;
+    if first.seconds >= seconds as f64 / 2.0 {
+        return Ok(first);
+    }
+    run((first.rate() * seconds as f64) as u64)
+}
+
+/// Runs every query (or those whose name starts with one of `only`) at each of
+/// `parallelisms`, with and without checkpoints, on Strom and on Flink: each run
+/// over the first `events` events or, if that lasts less than half of `seconds`,
+/// over as many as last about `seconds`.
 pub fn run(
     dir: &Path,
     project: &Path,
     events: u64,
+    seconds: u64,
     parallelisms: &[u32],
     only: &[String],
 ) -> anyhow::Result<Vec<Comparison>> {
@@ -218,8 +235,12 @@ pub fn run(
         .enumerate()
         .filter(|(_, (query, _))| chosen(query))
     {
-        let file = dir.join(format!("query-{index}.sql"));
-        std::fs::write(&file, script(statements, events, EVENT_RATE))?;
+        // The script over the first `events` events, written once per count.
+        let script_of = |events: u64| -> anyhow::Result<PathBuf> {
+            let file = dir.join(format!("query-{index}-{events}.sql"));
+            std::fs::write(&file, script(statements, events, EVENT_RATE))?;
+            Ok(file)
+        };
         for &parallelism in parallelisms {
             for checkpoints in [true, false] {
                 let scratch = |system: &str| -> anyhow::Result<PathBuf> {
@@ -227,8 +248,22 @@ pub fn run(
                     std::fs::create_dir_all(&path)?;
                     Ok(path)
                 };
-                let strom = run_strom(&file, parallelism, checkpoints, &scratch("strom")?)?;
-                let flink = flink.run(&file, parallelism, checkpoints, &scratch("flink")?)?;
+                let strom = sized_run(seconds, events, |events| {
+                    run_strom(
+                        &script_of(events)?,
+                        parallelism,
+                        checkpoints,
+                        &scratch("strom")?,
+                    )
+                })?;
+                let flink = sized_run(seconds, events, |events| {
+                    flink.run(
+                        &script_of(events)?,
+                        parallelism,
+                        checkpoints,
+                        &scratch("flink")?,
+                    )
+                })?;
                 let comparison = Comparison {
                     query,
                     parallelism,
@@ -237,10 +272,12 @@ pub fn run(
                     flink,
                 };
                 println!(
-                    "{query} at parallelism {parallelism}, checkpoints {}: Strom {:.0}, Flink {:.0} events/s/core, {:.2}x",
+                    "{query} at parallelism {parallelism}, checkpoints {}: Strom {:.0} ({} events), Flink {:.0} ({} events) events/s/core, {:.2}x",
                     if checkpoints { "every 10 s" } else { "none" },
                     strom.per_core(parallelism),
+                    strom.events,
                     flink.per_core(parallelism),
+                    flink.events,
                     comparison.ratio()
                 );
                 comparisons.push(comparison);
@@ -284,18 +321,22 @@ fn short_name(query: &str) -> &str {
 pub fn report(
     comparisons: &[Comparison],
     events: u64,
+    seconds: u64,
     cores: u32,
     versions: &str,
     chart: &str,
 ) -> anyhow::Result<String> {
     let mut report = String::new();
+    let half = seconds as f64 / 2.0;
     writeln!(report, "## Strom and Apache Flink side by side\n")?;
     writeln!(
         report,
-        "Written by `cargo run --release -p strom-bench -- --suite compare --events {events}` on a machine \
-         with {cores} cores ({versions}). The same Flink SQL text over the same {events} Nexmark events \
+        "Written by `cargo run --release -p strom-bench -- --suite compare --events {events} --seconds {seconds}` \
+         on a machine with {cores} cores ({versions}). The same Flink SQL text over the same Nexmark events \
          (`nexmark` connector, unpaced, bounded, 1000 events per second of event time; both generators' \
-         first {CHECKED_EVENTS} events are checked equal before measuring) into `blackhole` sinks. \
+         first {CHECKED_EVENTS} events are checked equal before measuring) into `blackhole` sinks: each run \
+         over the first {events} events, or, when that took less than {half} s, over as many as last about \
+         {seconds} s (the run's length is in the table). \
          Flink: a local MiniCluster in one JVM (`bench/flink`), RocksDB state backend, incremental \
          checkpoints on the local file system. Strom: RocksDB, checkpoints on the local file system. \
          Events/s from each job's start to its end, per core = per subtask slot; peak RSS of each \
@@ -303,18 +344,20 @@ pub fn report(
     )?;
     writeln!(
         report,
-        "| query | parallelism | checkpoints | Strom events/s/core | Flink events/s/core | Strom / Flink | Strom peak RSS | Flink peak RSS |"
+        "| query | parallelism | checkpoints | Strom events/s/core (run) | Flink events/s/core (run) | Strom / Flink | Strom peak RSS | Flink peak RSS |"
     )?;
     writeln!(report, "|---|---:|---|---:|---:|---:|---:|---:|")?;
     for c in comparisons {
         writeln!(
             report,
-            "| {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.0} MB | {:.0} MB |",
+            "| {} | {} | {} | {:.0} ({:.1} s) | {:.0} ({:.1} s) | {:.2} | {:.0} MB | {:.0} MB |",
             c.query,
             c.parallelism,
             if c.checkpoints { "every 10 s" } else { "none" },
             c.strom.per_core(c.parallelism),
+            c.strom.seconds,
             c.flink.per_core(c.parallelism),
+            c.flink.seconds,
             c.ratio(),
             c.strom.peak_rss_bytes as f64 / 1e6,
             c.flink.peak_rss_bytes as f64 / 1e6,

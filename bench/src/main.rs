@@ -11,7 +11,7 @@
 //! e2e/infra/stack.sh up && source ~/.cache/strom/run/env.sh
 //! cargo run --release -p strom-bench -- --suite kafka --kafka-events 2000000
 //! cargo run --release -p strom-bench -- --suite sql --seconds 20
-//! cargo run --release -p strom-bench -- --suite compare --events 10000000
+//! cargo run --release -p strom-bench -- --suite compare --events 5000000 --seconds 20
 //! ```
 
 mod compare;
@@ -79,8 +79,9 @@ struct Args {
     /// Folder for state and scratch files (default: a temporary folder).
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// Events of each `compare` run (the same on both systems).
-    #[arg(long, default_value_t = 10_000_000)]
+    /// Events of each `compare` run (more where that lasts less than half of
+    /// `--seconds`).
+    #[arg(long, default_value_t = 5_000_000)]
     events: u64,
     /// The Flink side's Maven project.
     #[arg(long, default_value = "bench/flink")]
@@ -347,13 +348,21 @@ fn main() -> anyhow::Result<()> {
                 &dir,
                 &args.flink_project,
                 args.events,
+                args.seconds,
                 &parallelisms,
                 &args.query,
             )?;
             let chart = "benchmarks/compare.png";
             let report_dir = args.report.parent().unwrap_or(Path::new("."));
             compare::chart(&comparisons, &report_dir.join(chart))?;
-            let section = compare::report(&comparisons, args.events, cores, &versions(), chart)?;
+            let section = compare::report(
+                &comparisons,
+                args.events,
+                args.seconds,
+                cores,
+                &versions(),
+                chart,
+            )?;
             println!("{section}");
             if !args.query.is_empty() {
                 return Ok(());

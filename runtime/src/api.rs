@@ -647,6 +647,7 @@ where
         let key = self.keyed.key;
         let route = key.clone();
         let logic = WindowLogic::new(
+            name,
             key,
             self.timestamp,
             self.kind,

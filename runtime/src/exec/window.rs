@@ -22,7 +22,7 @@
 //! such a snapshot takes its windows and sessions as they are and deletes its
 //! timers (the in-memory ends replace them).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -152,7 +152,7 @@ fn split_window_key(stored: &[u8]) -> Option<(&[u8], EventTime, EventTime)> {
 type Sessions<A> = Vec<(EventTime, EventTime, A)>;
 
 /// Where an in-memory entry stands against the keyed state.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Persistence {
     /// Changed since the last checkpoint wrote it.
     dirty: bool,
@@ -203,18 +203,22 @@ pub struct WindowLogic<K, T, A, F> {
     windows: BTreeMap<EventTime, HashMap<Vec<u8>, Window<A>>>,
     /// Session windows, by encoded key.
     sessions: HashMap<Vec<u8>, KeySessions<A>>,
-    /// The keys with a session ending at each time (a key whose session grew
-    /// since stays listed under the old end: it is skipped when that end fires).
-    session_ends: BTreeMap<EventTime, Vec<Vec<u8>>>,
+    /// Every open session's end and key, in the order they fire (a key's
+    /// sessions never share an end: they would overlap).
+    session_ends: BTreeSet<(EventTime, Vec<u8>)>,
     /// Stored entries gone since the last checkpoint.
     removed: Vec<Removed>,
+    /// The operator's name, for errors.
+    operator: String,
     metrics: OperatorMetrics,
     types: PhantomData<fn() -> K>,
 }
 
 impl<K, T, A, F> WindowLogic<K, T, A, F> {
-    /// Windows of `kind` over records keyed by `key` and timed by `timestamp`.
+    /// Windows of `kind` over records keyed by `key` and timed by `timestamp`,
+    /// for the operator `operator`.
     pub fn new(
+        operator: &str,
         key: F,
         timestamp: Box<dyn Fn(&T) -> EventTime>,
         kind: WindowKind,
@@ -231,8 +235,9 @@ impl<K, T, A, F> WindowLogic<K, T, A, F> {
             watermark: 0,
             windows: BTreeMap::new(),
             sessions: HashMap::new(),
-            session_ends: BTreeMap::new(),
+            session_ends: BTreeSet::new(),
             removed: Vec::new(),
+            operator: operator.to_owned(),
             metrics,
             types: PhantomData,
         }
@@ -252,16 +257,15 @@ where
     K: Serialize + DeserializeOwned + 'static,
     A: Serialize + DeserializeOwned + Clone + 'static,
 {
+    /// The result of a window of `table` (whose key failed to decode, if any).
     fn result(
+        table: TableId,
         encoded: &[u8],
         start: EventTime,
         end: EventTime,
         value: A,
     ) -> Result<WindowResult<K, A>, StateError> {
-        let key = codec::from_bytes(encoded).map_err(|source| StateError::Decode {
-            table: WINDOWS,
-            source,
-        })?;
+        let key = decode(table, encoded)?;
         Ok(WindowResult {
             key,
             start,
@@ -299,7 +303,13 @@ where
         window.persistence.dirty = true;
         if let Some(encoded) = key_if_fired {
             // Already fired, still within the allowed lateness: fire again.
-            out.push(Self::result(&encoded, start, end, window.value.clone())?);
+            out.push(Self::result(
+                WINDOWS,
+                &encoded,
+                start,
+                end,
+                window.value.clone(),
+            )?);
         }
         Ok(())
     }
@@ -321,12 +331,11 @@ where
                 persistence: Persistence::NEW,
             });
         let mut kept = Vec::with_capacity(entry.sessions.len() + 1);
-        let mut listed_ends = Vec::new();
         for (other_start, other_end, other) in entry.sessions.drain(..) {
             if other_start < end && start < other_end {
                 start = start.min(other_start);
                 end = end.max(other_end);
-                listed_ends.push(other_end);
+                self.session_ends.remove(&(other_end, encoded.clone()));
                 accumulator = (self.aggregation.merge)(other, accumulator);
             } else {
                 kept.push((other_start, other_end, other));
@@ -336,11 +345,7 @@ where
         kept.sort_by_key(|session| session.0);
         entry.sessions = kept;
         entry.persistence.dirty = true;
-        // Every session's end is listed when it is made: a merge ending where
-        // one of its sessions ended is listed already.
-        if !listed_ends.contains(&end) {
-            self.session_ends.entry(end).or_default().push(encoded);
-        }
+        self.session_ends.insert((end, encoded));
     }
 
     /// Fires the tumbling and hopping windows ending at or below `watermark` not
@@ -363,7 +368,13 @@ where
                     self.removed.push((WINDOWS, window.group, stored));
                 }
                 if end > fired_until {
-                    out.push(Self::result(&key, window.start, end, window.value)?);
+                    out.push(Self::result(
+                        WINDOWS,
+                        &key,
+                        window.start,
+                        end,
+                        window.value,
+                    )?);
                 }
             }
         }
@@ -376,7 +387,13 @@ where
             keys.sort_unstable();
             for key in keys {
                 let window = &windows[key];
-                out.push(Self::result(key, window.start, end, window.value.clone())?);
+                out.push(Self::result(
+                    WINDOWS,
+                    key,
+                    window.start,
+                    end,
+                    window.value.clone(),
+                )?);
             }
         }
         Ok(())
@@ -388,45 +405,59 @@ where
         watermark: EventTime,
         out: &mut Vec<WindowResult<K, A>>,
     ) -> Result<(), StateError> {
-        while let Some(first) = self.session_ends.first_entry() {
-            if *first.key() > watermark {
-                break;
-            }
-            for key in first.remove() {
-                let Some(entry) = self.sessions.get_mut(&key) else {
-                    continue;
-                };
-                let (due, open): (Sessions<A>, Sessions<A>) = entry
-                    .sessions
-                    .drain(..)
-                    .partition(|(_, end, _)| *end <= watermark);
-                entry.sessions = open;
-                if due.is_empty() {
-                    continue;
-                }
-                entry.persistence.dirty = true;
-                for (start, end, value) in due {
-                    out.push(Self::result(&key, start, end, value)?);
-                }
-                if entry.sessions.is_empty() {
-                    let entry = self.sessions.remove(&key).expect("looked up above");
-                    if entry.persistence.stored {
-                        self.removed.push((SESSIONS, entry.group, key));
-                    }
+        while let Some((end, _)) = self.session_ends.first()
+            && *end <= watermark
+        {
+            let (end, key) = self.session_ends.pop_first().expect("looked at above");
+            let Some(entry) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            let Some(index) = entry.sessions.iter().position(|session| session.1 == end) else {
+                continue;
+            };
+            let (start, end, value) = entry.sessions.remove(index);
+            entry.persistence.dirty = true;
+            out.push(Self::result(SESSIONS, &key, start, end, value)?);
+            if entry.sessions.is_empty() {
+                let entry = self.sessions.remove(&key).expect("looked up above");
+                if entry.persistence.stored {
+                    self.removed.push((SESSIONS, entry.group, key));
                 }
             }
         }
         Ok(())
     }
 
-    /// Reads back the windows and sessions of a snapshot, and deletes the
-    /// timers of the format before issue 18.
-    fn restore_windows(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
+    /// Reads back the windows (or sessions) of a snapshot, and deletes the
+    /// timer rows of the format before issue 18.
+    fn restore_state(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
         for table in [OLD_FIRE_TIMERS, OLD_CLEANUP_TIMERS] {
             for (group, key, _) in state.scan_table(table)? {
                 state.delete(table, group, &key);
             }
         }
+        let (other, held, ours) = if self.is_session() {
+            (WINDOWS, "tumbling or hopping", "session")
+        } else {
+            (SESSIONS, "session", "tumbling or hopping")
+        };
+        if !state.scan_table(other)?.is_empty() {
+            return Err(StateError::Operator {
+                operator: self.operator.clone(),
+                message: format!(
+                    "the restored state holds {held} windows, and this operator has {ours} windows; \
+                     restore a savepoint taken with the same kind of window, or start without one"
+                ),
+            });
+        }
+        if self.is_session() {
+            self.restore_sessions(state)
+        } else {
+            self.restore_windows(state)
+        }
+    }
+
+    fn restore_windows(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
         for (group, stored, value) in state.scan_table(WINDOWS)? {
             let Some((key, start, end)) = split_window_key(&stored) else {
                 return Err(StateError::Decode {
@@ -439,21 +470,36 @@ where
                 state.delete(WINDOWS, group, &stored);
                 continue;
             }
-            let window = Window {
-                group,
-                start,
-                value: decode(WINDOWS, &value)?,
-                persistence: Persistence::STORED,
-            };
-            self.windows
-                .entry(end)
-                .or_default()
-                .insert(key.to_vec(), window);
+            let value: A = decode(WINDOWS, &value)?;
+            let windows = self.windows.entry(end).or_default();
+            match windows.get_mut(key) {
+                // Two windows of a key with one end and other starts: the window
+                // size changed. They merge into the first, the other is deleted.
+                Some(window) => {
+                    let first = std::mem::replace(&mut window.value, (self.aggregation.init)());
+                    window.value = (self.aggregation.merge)(first, value);
+                    window.persistence.dirty = true;
+                    self.removed.push((WINDOWS, group, stored.clone()));
+                }
+                None => {
+                    let window = Window {
+                        group,
+                        start,
+                        value,
+                        persistence: Persistence::STORED,
+                    };
+                    windows.insert(key.to_vec(), window);
+                }
+            }
         }
+        Ok(())
+    }
+
+    fn restore_sessions(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
         for (group, key, value) in state.scan_table(SESSIONS)? {
             let sessions: Sessions<A> = decode(SESSIONS, &value)?;
             for (_, end, _) in &sessions {
-                self.session_ends.entry(*end).or_default().push(key.clone());
+                self.session_ends.insert((*end, key.clone()));
             }
             let entry = KeySessions {
                 group,
@@ -521,6 +567,8 @@ where
             self.add_to_sessions(&record, time, group, encoded);
             return Ok(());
         }
+        // The encoded key is moved into the last window's entry, copied into
+        // the others' (a tumbling window takes it without a copy).
         let mut windows = self.kind.assign(time);
         let last = windows.pop().expect("a time is in at least one window");
         for window in windows {
@@ -534,7 +582,7 @@ where
     }
 
     fn restore(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
-        self.restore_windows(state)
+        self.restore_state(state)
     }
 
     fn on_watermark(
@@ -571,6 +619,7 @@ mod tests {
     /// Counts `(key, time)` records in windows of `kind`.
     fn counting(kind: WindowKind, lateness: u64) -> Counting {
         WindowLogic::new(
+            "windows",
             |record: &(u64, u64)| record.0,
             Box::new(|record: &(u64, u64)| record.1),
             kind,
@@ -743,6 +792,8 @@ mod tests {
         );
         // (1, 8) joins [0, 10) and [15, 25) into [0, 25).
         add(&mut logic, &mut state, &[(1, 8)]);
+        // One index entry per open session, however many records grew it.
+        assert_eq!(logic.session_ends.len(), 2);
         logic.before_snapshot(&mut state).unwrap();
         assert_eq!(stored(&mut state, SESSIONS).len(), 2);
         let mut again = restored(session(10), 0, &mut state, 0);
@@ -755,6 +806,26 @@ mod tests {
         }
         again.before_snapshot(&mut state).unwrap();
         assert!(stored(&mut state, SESSIONS).is_empty());
+    }
+
+    /// State of one kind of window restored into an operator of another kind is
+    /// refused, naming both (its windows could never fire).
+    #[test]
+    fn a_restore_into_another_kind_of_window_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = KeyedState::for_tests(dir.path(), 128);
+        let mut logic = counting(session(10), 0);
+        add(&mut logic, &mut state, &[(1, 0)]);
+        logic.before_snapshot(&mut state).unwrap();
+        let mut tumbling = counting(tumbling(10), 0);
+        let error = tumbling.restore(&mut state).unwrap_err().to_string();
+        assert!(
+            error.contains("holds session windows")
+                && error.contains("has tumbling or hopping windows"),
+            "{error}"
+        );
+        let mut again = counting(session(10), 0);
+        again.restore(&mut state).unwrap();
     }
 
     /// A snapshot of the format before issue 18 (a window per entry and a timer
