@@ -47,6 +47,16 @@ pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError>
     Ok(encoder.out)
 }
 
+/// Appends the encoding of `value` to `out` (as [`to_bytes`] would make it).
+pub fn append_bytes<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), CodecError> {
+    let mut encoder = Encoder {
+        out: std::mem::take(out),
+    };
+    let result = value.serialize(&mut encoder);
+    *out = encoder.out;
+    result
+}
+
 /// Decodes a value of type `T` from `bytes` (all of them) in the current state format.
 pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let mut decoder = Decoder { input: bytes };

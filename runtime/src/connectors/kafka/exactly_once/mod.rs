@@ -60,6 +60,13 @@ use crate::state::codec;
 /// Transactions one subtask may have open or prepared at once.
 pub const SLOTS_PER_SUBTASK: u32 = 4;
 
+/// Slots whose producers are made when the sink starts, side by side (the
+/// others when first needed): one transaction open while the last one awaits
+/// its commit. Making a producer waits for the broker (`init_transactions`,
+/// hundreds of milliseconds), which held up the first checkpoints' records when
+/// each was made on first use.
+const SLOTS_AT_START: u32 = 2;
+
 /// How long a transaction may stay open before the brokers abort it: longer than
 /// the longest recovery (a restart, fencing, re-sending one checkpoint's records).
 /// It must not exceed the brokers' `transaction.max.timeout.ms` (15 minutes by
@@ -110,11 +117,38 @@ struct Slot {
 
 enum SlotState {
     Idle,
-    Open {
-        epoch: u64,
-        records: Vec<KafkaOutput>,
-    },
+    Open { epoch: u64, records: KeptRecords },
     Prepared(Prepared),
+}
+
+/// The records sent in an open transaction, encoded as they are sent: the
+/// bytes of a `Vec<KafkaOutput>` in the state format, which is what recovery
+/// reads back (a sequence is its length, as a `u64`, then its elements).
+#[derive(Debug, Default)]
+struct KeptRecords {
+    count: u64,
+    /// The encoded records, after 8 bytes left for the count.
+    bytes: Vec<u8>,
+}
+
+impl KeptRecords {
+    fn push(&mut self, record: &KafkaOutput) {
+        if self.bytes.is_empty() {
+            self.bytes.extend_from_slice(&[0; 8]);
+        }
+        codec::append_bytes(&mut self.bytes, record)
+            .expect("records encode: their fields know their length");
+        self.count += 1;
+    }
+
+    /// The encoded `Vec<KafkaOutput>`.
+    fn into_bytes(mut self) -> Vec<u8> {
+        if self.bytes.is_empty() {
+            self.bytes.extend_from_slice(&[0; 8]);
+        }
+        self.bytes[..8].copy_from_slice(&self.count.to_le_bytes());
+        self.bytes
+    }
 }
 
 /// Talks to Kafka for one subtask of the sink.
@@ -217,6 +251,22 @@ impl Transactions {
         }
     }
 
+    /// The slots `0..count`, their producers made side by side.
+    fn new_slots(&self, count: u32) -> Vec<Slot> {
+        std::thread::scope(|scope| {
+            let making: Vec<_> = (0..count)
+                .map(|slot| scope.spawn(move || self.new_slot(slot)))
+                .collect();
+            making
+                .into_iter()
+                .map(|made| {
+                    made.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+
     fn new_slot(&self, slot: u32) -> Slot {
         let id = transactional_id(&self.prefix, self.ctx.subtask, slot);
         let producer = self.producer(&id);
@@ -263,9 +313,7 @@ impl Transactions {
             sink_folder(&self.operator),
             records_file_name(&checkpoint, self.ctx.subtask, &slot.transactional_id)
         );
-        let bytes =
-            codec::to_bytes(&records).expect("records encode: their fields know their length");
-        self.run(self.ctx.storage.put_object(&file, bytes))
+        self.run(self.ctx.storage.put_object(&file, records.into_bytes()))
             .unwrap_or_else(|error| self.fail(error));
         slot.state = SlotState::Prepared(Prepared {
             transactional_id: slot.transactional_id.clone(),
@@ -340,6 +388,7 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
         earlier_prefix,
     };
     kafka.recover(&found);
+    let first_slots = kafka.new_slots(SLOTS_AT_START);
 
     let mut builder = OperatorBuilder::new(
         format!("Kafka exactly-once sink {operator}"),
@@ -359,7 +408,7 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
             cap.downgrade(&ctx.start_epoch);
             cap
         });
-        let mut slots: Vec<Slot> = Vec::new();
+        let mut slots: Vec<Slot> = first_slots;
         // The slot holding the open transaction of each checkpoint epoch.
         let mut open: BTreeMap<u64, usize> = BTreeMap::new();
         // Records of checkpoint epochs for which no slot was free, oldest first.
@@ -518,7 +567,7 @@ impl Transactions {
         for record in records {
             send(&slot.producer, &self.config.topic, &record)
                 .unwrap_or_else(|error| self.fail(error));
-            kept.push(record);
+            kept.push(&record);
         }
     }
 }
@@ -579,7 +628,37 @@ fn open_transaction(kafka: &Transactions, slots: &mut Vec<Slot>, checkpoint: u64
         .unwrap_or_else(|error| kafka.fail(format!("begin: {error}")));
     slot.state = SlotState::Open {
         epoch: checkpoint,
-        records: Vec::new(),
+        records: KeptRecords::default(),
     };
     Some(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records kept as they are sent are the bytes recovery decodes, the same as
+    /// the whole list encoded at once (the format of files already written).
+    #[test]
+    fn kept_records_are_the_encoded_list_recovery_reads() {
+        let records = vec![
+            KafkaOutput {
+                key: Some(b"k".to_vec()),
+                value: Some(b"v1".to_vec()),
+                headers: vec![("h".to_owned(), b"x".to_vec())],
+                partition: Some(3),
+            },
+            KafkaOutput::default(),
+        ];
+        let mut kept = KeptRecords::default();
+        for record in &records {
+            kept.push(record);
+        }
+        let bytes = kept.into_bytes();
+        assert_eq!(bytes, codec::to_bytes(&records).unwrap());
+        let decoded: Vec<KafkaOutput> = codec::from_bytes(&bytes).unwrap();
+        assert_eq!(decoded, records);
+        let none = KeptRecords::default().into_bytes();
+        assert_eq!(none, codec::to_bytes(&Vec::<KafkaOutput>::new()).unwrap());
+    }
 }
