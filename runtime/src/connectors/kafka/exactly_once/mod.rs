@@ -35,7 +35,7 @@
 mod names;
 mod recovery;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
@@ -46,11 +46,12 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Pipeline as Local;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::scheduling::SyncActivator;
 
 use self::names::{default_prefix, marker_group, records_file_name, sink_folder, transactional_id};
 use self::recovery::transactions_to_finish;
 use super::sink::{DeliveryErrors, KafkaOutput, KafkaSinkConfig, fail_now, send};
-use crate::checkpoint::{RunId, SnapshotAck, SnapshotId, SubtaskSnapshot};
+use crate::checkpoint::{RunId, SnapshotAck, SnapshotId, StorageError, SubtaskSnapshot};
 use crate::connectors::kafka::retry::with_retries;
 use crate::exec::context::TaskContext;
 use crate::exec::control::OperatorLabel;
@@ -149,6 +150,56 @@ impl KeptRecords {
         self.bytes[..8].copy_from_slice(&self.count.to_le_bytes());
         self.bytes
     }
+}
+
+/// A kept-records file written, or why not: its checkpoint epoch and the result.
+type Written = (u64, Result<(), StorageError>);
+
+/// Writes the kept records of prepared transactions to object storage on the
+/// I/O runtime, one file at a time in the order queued, so the worker goes on
+/// with the next checkpoint's records meanwhile (the write took 10–200 ms per
+/// second of records on the worker thread).
+struct RecordsWriter {
+    requests: tokio::sync::mpsc::UnboundedSender<(u64, String, Vec<u8>)>,
+    results: std::sync::mpsc::Receiver<Written>,
+}
+
+impl RecordsWriter {
+    /// Starts the writing task; `activator` wakes the sink when a write ends.
+    fn start(ctx: &TaskContext, activator: SyncActivator) -> Self {
+        let (requests, mut incoming) =
+            tokio::sync::mpsc::unbounded_channel::<(u64, String, Vec<u8>)>();
+        let (done, results) = std::sync::mpsc::channel();
+        let storage = ctx.storage.clone();
+        ctx.io.spawn(async move {
+            while let Some((epoch, file, bytes)) = incoming.recv().await {
+                let result = storage.put_object(&file, bytes).await;
+                if done.send((epoch, result)).is_err() {
+                    break;
+                }
+                let _ = activator.activate();
+            }
+        });
+        Self { requests, results }
+    }
+
+    /// Queues the kept records of checkpoint `epoch`'s transaction.
+    fn write(&self, epoch: u64, file: String, bytes: Vec<u8>) {
+        // The task ends only when this sender is dropped.
+        let _ = self.requests.send((epoch, file, bytes));
+    }
+
+    /// The writes ended since the last call, in the order queued.
+    fn finished(&self) -> Vec<Written> {
+        self.results.try_iter().collect()
+    }
+}
+
+/// A checkpoint's acknowledgement, given once its kept records are written.
+struct PendingAck {
+    epoch: u64,
+    ack: SnapshotAck,
+    written: bool,
 }
 
 /// Talks to Kafka for one subtask of the sink.
@@ -283,13 +334,14 @@ impl Transactions {
         }
     }
 
-    /// Prepares the open transaction of `slot`: the marker, a flush, the records
-    /// kept. Returns what the snapshot records.
-    fn prepare(&self, slot: &mut Slot) {
+    /// Prepares the open transaction of `slot`: the marker, a flush, and the
+    /// kept records queued on `writer` (the checkpoint's acknowledgement waits
+    /// for their write). Returns whether there was an open transaction.
+    fn prepare(&self, slot: &mut Slot, writer: &RecordsWriter) -> bool {
         let SlotState::Open { epoch, records } =
             std::mem::replace(&mut slot.state, SlotState::Idle)
         else {
-            return;
+            return false;
         };
         slot.producer
             .send_offsets_to_transaction(
@@ -313,14 +365,14 @@ impl Transactions {
             sink_folder(&self.operator),
             records_file_name(&checkpoint, self.ctx.subtask, &slot.transactional_id)
         );
-        self.run(self.ctx.storage.put_object(&file, records.into_bytes()))
-            .unwrap_or_else(|error| self.fail(error));
+        writer.write(epoch, file.clone(), records.into_bytes());
         slot.state = SlotState::Prepared(Prepared {
             transactional_id: slot.transactional_id.clone(),
             run: self.ctx.run.id,
             epoch,
             records: file,
         });
+        true
     }
 
     fn commit(&self, slot: &mut Slot) {
@@ -397,6 +449,13 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
     let activator = stream
         .scope()
         .activator_for(builder.operator_info().address);
+    let writer = RecordsWriter::start(
+        ctx,
+        stream
+            .scope()
+            .worker()
+            .sync_activator_for(builder.operator_info().address.to_vec()),
+    );
     let mut input = builder.new_input(stream, Local);
     let (mut ack_output, acks) = builder.new_output::<Vec<SnapshotAck>>();
     let ctx = ctx.clone();
@@ -415,6 +474,9 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
         let mut waiting: BTreeMap<u64, Vec<KafkaOutput>> = BTreeMap::new();
         let mut next_epoch = ctx.start_epoch;
         let mut last_poll = Instant::now();
+        // Acknowledgements of prepared checkpoints, oldest first, given in order
+        // once their kept records are written.
+        let mut unacked: VecDeque<PendingAck> = VecDeque::new();
 
         move |frontiers| {
             input.for_each(|stamp, batch| {
@@ -468,6 +530,12 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
                         "sink {operator}: the transactions of checkpoints {left:?} were not committed by the end of the job; a restart from the latest checkpoint commits them"
                     ));
                 }
+                let unsent: Vec<u64> = unacked.iter().map(|pending| pending.epoch).collect();
+                if !unsent.is_empty() {
+                    ctx.control.record_failure(format!(
+                        "sink {operator}: checkpoints {unsent:?} were not acknowledged by the end of the job (their kept records were still being written)"
+                    ));
+                }
             }
             // Records that waited for a slot, oldest checkpoint first, as slots free.
             while let Some(entry) = waiting.first_entry() {
@@ -496,9 +564,9 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
                     if epoch >= held {
                         break;
                     }
-                    if let Some(index) = open.remove(&epoch) {
-                        kafka.prepare(&mut slots[index]);
-                    }
+                    let writing = open
+                        .remove(&epoch)
+                        .is_some_and(|index| kafka.prepare(&mut slots[index], &writer));
                     let state = SinkState {
                         subtask: ctx.subtask,
                         prepared: prepared_of(&slots),
@@ -518,11 +586,29 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
                         },
                         drained: None,
                     };
+                    unacked.push_back(PendingAck {
+                        epoch,
+                        ack,
+                        written: !writing,
+                    });
+                    next_epoch = epoch + 1;
+                }
+                for (epoch, result) in writer.finished() {
+                    result.unwrap_or_else(|error| kafka.fail(error));
+                    if let Some(pending) = unacked.iter_mut().find(|p| p.epoch == epoch) {
+                        pending.written = true;
+                    }
+                }
+                while unacked.front().is_some_and(|pending| pending.written) {
+                    let PendingAck { epoch, ack, .. } =
+                        unacked.pop_front().expect("looked at above");
                     ack_output
                         .activate()
                         .give(&cap.delayed(&epoch), &mut vec![ack]);
-                    next_epoch = epoch + 1;
                 }
+                let held = unacked
+                    .front()
+                    .map_or(held, |pending| pending.epoch.min(held));
                 if held > *cap.time() {
                     cap.downgrade(&held);
                 }
