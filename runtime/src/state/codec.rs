@@ -47,13 +47,18 @@ pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError>
     Ok(encoder.out)
 }
 
-/// Appends the encoding of `value` to `out` (as [`to_bytes`] would make it).
+/// Appends the encoding of `value` to `out` (as [`to_bytes`] would make it); on
+/// an error `out` is left as it was.
 pub fn append_bytes<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), CodecError> {
+    let length = out.len();
     let mut encoder = Encoder {
         out: std::mem::take(out),
     };
     let result = value.serialize(&mut encoder);
     *out = encoder.out;
+    if result.is_err() {
+        out.truncate(length);
+    }
     result
 }
 

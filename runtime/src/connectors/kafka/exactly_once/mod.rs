@@ -6,9 +6,10 @@
 //! with every run, so a marker of another run — an earlier lineage of a redeployed
 //! job, or the abandoned future of a restored older savepoint — says nothing about
 //! this run's transactions). When the input passes `C` the transaction is
-//! *prepared*: flushed, its records kept in a file beside the checkpoints, and
-//! listed in the sink's snapshot of `C`. Once checkpoint `C` completes, it is
-//! committed.
+//! *prepared*: flushed, its records kept in a file beside the checkpoints
+//! (written on the I/O runtime; the sink acknowledges `C` once it is written),
+//! and listed in the sink's snapshot of `C`. Once checkpoint `C` completes, it
+//! is committed.
 //!
 //! librdkafka cannot resume a transaction another producer opened, so recovery does
 //! not finish a prepared transaction: it fences the transactional id (which aborts
@@ -184,15 +185,29 @@ impl RecordsWriter {
     }
 
     /// Queues the kept records of checkpoint `epoch`'s transaction.
-    fn write(&self, epoch: u64, file: String, bytes: Vec<u8>) {
-        // The task ends only when this sender is dropped.
-        let _ = self.requests.send((epoch, file, bytes));
+    fn write(&self, epoch: u64, file: String, bytes: Vec<u8>) -> Result<(), String> {
+        self.requests
+            .send((epoch, file, bytes))
+            .map_err(|_| Self::STOPPED.to_owned())
     }
 
-    /// The writes ended since the last call, in the order queued.
-    fn finished(&self) -> Vec<Written> {
-        self.results.try_iter().collect()
+    /// The writes ended since the last call, in the order queued; an error when
+    /// the writing task is gone (it ends only with this writer otherwise), as
+    /// its checkpoints would never be acknowledged.
+    fn finished(&self) -> Result<Vec<Written>, String> {
+        let mut written = Vec::new();
+        loop {
+            match self.results.try_recv() {
+                Ok(result) => written.push(result),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(written),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Err(Self::STOPPED.to_owned());
+                }
+            }
+        }
     }
+
+    const STOPPED: &str = "the task writing kept records stopped";
 }
 
 /// A checkpoint's acknowledgement, given once its kept records are written.
@@ -365,7 +380,9 @@ impl Transactions {
             sink_folder(&self.operator),
             records_file_name(&checkpoint, self.ctx.subtask, &slot.transactional_id)
         );
-        writer.write(epoch, file.clone(), records.into_bytes());
+        writer
+            .write(epoch, file.clone(), records.into_bytes())
+            .unwrap_or_else(|error| self.fail(error));
         slot.state = SlotState::Prepared(Prepared {
             transactional_id: slot.transactional_id.clone(),
             run: self.ctx.run.id,
@@ -593,11 +610,14 @@ pub fn exactly_once_kafka_sink<'scope, T: 'static>(
                     });
                     next_epoch = epoch + 1;
                 }
-                for (epoch, result) in writer.finished() {
+                let written = writer.finished().unwrap_or_else(|error| kafka.fail(error));
+                for (epoch, result) in written {
                     result.unwrap_or_else(|error| kafka.fail(error));
-                    if let Some(pending) = unacked.iter_mut().find(|p| p.epoch == epoch) {
-                        pending.written = true;
-                    }
+                    unacked
+                        .iter_mut()
+                        .find(|pending| pending.epoch == epoch)
+                        .expect("each write is of a checkpoint waiting for it")
+                        .written = true;
                 }
                 while unacked.front().is_some_and(|pending| pending.written) {
                     let PendingAck { epoch, ack, .. } =
