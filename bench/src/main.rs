@@ -3,8 +3,11 @@
 //! given size (suite `runtime`); Kafka to Kafka against raw librdkafka (suite
 //! `kafka`, on the test services' cluster A); Nexmark q0-q2, a HOP and a TUMBLE
 //! count in SQL (suite `sql`); the same SQL on Strom and on Apache Flink side by
-//! side (suite `compare`, needs Java 17 and Maven). Prints the tables and writes
-//! each suite's part of docs/benchmarks.md, leaving the rest of it as it is.
+//! side (suite `compare`, needs Java 17 and Maven); a `kubectl patch` rescale of
+//! state on MinIO next to Flink's stop-with-savepoint and restore (suite `rescale`,
+//! on the e2e kind cluster with a release build loaded as its runtime image).
+//! Prints the tables and writes each suite's part of docs/benchmarks.md, leaving
+//! the rest of it as it is.
 //!
 //! ```sh
 //! cargo run --release -p strom-bench -- --seconds 20 --state-mb 100,1000
@@ -12,6 +15,8 @@
 //! cargo run --release -p strom-bench -- --suite kafka --kafka-events 2000000
 //! cargo run --release -p strom-bench -- --suite sql --seconds 20
 //! cargo run --release -p strom-bench -- --suite compare --events 5000000 --seconds 20
+//! e2e/kind/kind.sh image runtime "${CARGO_TARGET_DIR:-target}/release/strom"
+//! cargo run --release -p strom-bench -- --suite rescale --state-mb 100,1000 --parallelism 1,2
 //! ```
 
 mod compare;
@@ -19,6 +24,7 @@ mod java;
 mod kafka;
 mod plot;
 mod report;
+mod rescale;
 mod sql;
 
 use std::collections::BTreeMap;
@@ -35,7 +41,7 @@ use strom_runtime::exec::{
     EventTimes, Generator, JobConfig, JobControl, JobReport, JobSettings, PipelineFn, Processes,
     RestoreFrom, WindowKind, run_job,
 };
-use strom_runtime::pipelines::mix;
+use strom_runtime::pipelines::{KEYED_STATE_SPLITS, keyed_state, mix};
 use strom_runtime::state::Partitioning;
 
 /// Which benchmarks to run.
@@ -49,6 +55,10 @@ enum Suite {
     Sql,
     /// The `sql` queries on Strom and on Apache Flink, side by side.
     Compare,
+    /// Rescale of `--state-mb` of keyed state from the first `--parallelism` to
+    /// the second: Strom through the operator on the e2e cluster, Flink's
+    /// stop-with-savepoint and restore, both on MinIO (needs the test services).
+    Rescale,
 }
 
 /// Benchmarks of the Strom runtime.
@@ -229,25 +239,9 @@ fn savepoint_and_restore(
     to: u32,
 ) -> anyhow::Result<StateRun> {
     let keys = state_mb * 1_000_000 / (VALUE_BYTES as u64 + 8);
-    let per_split = keys.div_ceil(u64::from(SPLITS));
-    let pipeline: PipelineFn = Arc::new(move |pipeline: &mut Pipeline<'_>| {
-        let generator = Generator::new(SPLITS, move |split, n| u64::from(split) * per_split + n)
-            .bounded(per_split);
-        pipeline
-            .source("keys", generator)?
-            .key_by(|key: &u64| *key)
-            .process(
-                "values",
-                |key: &u64, _record: u64, value: &mut Option<Vec<u8>>, _out: &mut Vec<u64>| {
-                    // Incompressible bytes, so the state on disk is as large as asked.
-                    let bytes =
-                        (0..VALUE_BYTES / 8).flat_map(|i| mix(*key, i as u64, 3).to_le_bytes());
-                    *value = Some(bytes.collect());
-                },
-            )?
-            .sink(|_, _| {});
-        Ok(())
-    });
+    let keys = keys.next_multiple_of(u64::from(KEYED_STATE_SPLITS));
+    // The `keyed-state` pipeline: one incompressible value per key, then idle.
+    let pipeline = keyed_state(keys, VALUE_BYTES, None);
     let name = format!("state-{state_mb}");
     let dir = dir.join(&name);
     let control = Arc::new(JobControl::default());
@@ -264,7 +258,7 @@ fn savepoint_and_restore(
         thread::spawn(move || run_job(config, pipeline, control))
     };
     let started = Instant::now();
-    while control.records_in() < per_split * u64::from(SPLITS) {
+    while control.records_in() < keys {
         if build.is_finished() {
             break;
         }
@@ -291,10 +285,23 @@ fn savepoint_and_restore(
         Duration::from_secs(3600),
         RestoreFrom::Snapshot(savepoint.location.clone()),
     );
-    let restored = run_job(restore_config, pipeline, Arc::clone(&restore_control))?;
-    let restore_seconds = restore_control.running_since().map_or(f64::NAN, |running| {
-        running.duration_since(restore_started).as_secs_f64()
-    });
+    let restore = {
+        let control = Arc::clone(&restore_control);
+        thread::spawn(move || run_job(restore_config, pipeline, control))
+    };
+    let running = loop {
+        if let Some(running) = restore_control.running_since() {
+            break running;
+        }
+        if restore.is_finished() {
+            restore.join().expect("job thread")?;
+            bail!("the restored job ended before it ran");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let restore_seconds = running.duration_since(restore_started).as_secs_f64();
+    restore_control.request_stop();
+    let restored = restore.join().expect("job thread")?;
     if restored.records_in != 0 {
         bail!(
             "the restored job read {} records again",
@@ -368,6 +375,16 @@ fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             ("compare", section)
+        }
+        Suite::Rescale => {
+            let [from, to] = parallelisms[..] else {
+                bail!("--suite rescale takes two parallelisms: --parallelism FROM,TO");
+            };
+            let flink = java::JavaProject::build(&args.flink_project)?;
+            let runs = rescale::run(&flink, &args.state_mb, from, to)?;
+            let section = rescale::report(&runs, from, to, &versions())?;
+            println!("{section}");
+            ("rescale", section)
         }
         Suite::Kafka => {
             let kstreams = if args.without_kstreams {

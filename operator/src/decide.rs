@@ -59,6 +59,9 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// How often a job in the middle of a step is looked at.
     pub step_interval: Duration,
+    /// How often a savepoint being taken is looked at: the savepoint's end is
+    /// the one step no Kubernetes object tells of, and a rescale waits on it.
+    pub savepoint_poll_interval: Duration,
 }
 
 impl Default for Settings {
@@ -74,6 +77,7 @@ impl Default for Settings {
             savepoint_history: 10,
             poll_interval: Duration::from_secs(15),
             step_interval: Duration::from_secs(2),
+            savepoint_poll_interval: Duration::from_millis(250),
         }
     }
 }
@@ -808,7 +812,7 @@ impl<'a, 'i> Next<'a, 'i> {
                     );
                 } else {
                     self.not_ready("Savepointing", "stopping with a savepoint".into());
-                    self.requeue = Requeue::After(self.settings.step_interval);
+                    self.requeue = Requeue::After(self.settings.savepoint_poll_interval);
                 }
             }
         }

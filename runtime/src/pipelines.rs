@@ -70,7 +70,7 @@ pub enum PipelineError {
 }
 
 /// The names of the built-in pipelines.
-pub const NAMES: &[&str] = &["clicks-per-user", "word-count", "kafka-copy"];
+pub const NAMES: &[&str] = &["clicks-per-user", "word-count", "kafka-copy", "keyed-state"];
 
 /// What pipelines may use besides their arguments.
 #[derive(Debug, Clone, Copy)]
@@ -144,7 +144,7 @@ impl Pipelines {
     }
 
     /// The pipelines compiled into the runtime: `clicks-per-user`, `word-count`,
-    /// `kafka-copy`.
+    /// `kafka-copy`, `keyed-state`.
     pub fn builtin() -> Self {
         NAMES.iter().fold(Self::empty(), |pipelines, name| {
             pipelines.register(name, move |args, environment, output| {
@@ -259,6 +259,29 @@ fn lookup(
             Ok(word_count(rate, seed, output))
         }
         "kafka-copy" => kafka_copy(&args, environment),
+        "keyed-state" => {
+            args.check_known(&["keys", "valueBytes", "keysPerSecond"])?;
+            let keys = args.number("keys", 1_000_000)?;
+            let value_bytes = usize::try_from(args.number("valueBytes", 100)?)
+                .ok()
+                .filter(|bytes| (1..=1 << 20).contains(bytes))
+                .ok_or_else(|| {
+                    invalid(
+                        "valueBytes",
+                        &args.given["valueBytes"],
+                        "1 to 1048576 bytes",
+                    )
+                })?;
+            let rate = match args.given.get("keysPerSecond") {
+                Some(given) => Some(
+                    Some(args.number("keysPerSecond", 0)?)
+                        .filter(|&rate| rate > 0)
+                        .ok_or_else(|| invalid("keysPerSecond", given, "a positive rate"))?,
+                ),
+                None => None,
+            };
+            Ok(keyed_state(keys, value_bytes, rate))
+        }
         _ => Err(PipelineError::Unknown {
             name: name.to_owned(),
             known: NAMES.iter().map(|name| (*name).to_owned()).collect(),
@@ -372,6 +395,49 @@ pub fn mix(seed: u64, a: u64, b: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// Splits of the `keyed-state` pipeline's generator.
+pub const KEYED_STATE_SPLITS: u32 = 16;
+
+/// `keyed-state`: writes one value of `value_bytes` incompressible bytes for each
+/// of `keys` keys (rounded up to a multiple of [`KEYED_STATE_SPLITS`]), so the job
+/// holds about `keys * (value_bytes + 8)` bytes of keyed state, then runs on idle:
+/// a job of a known state size to savepoint, rescale and restore (benchmarks, and
+/// a first look at how long a job of a given state takes to rescale).
+pub fn keyed_state(keys: u64, value_bytes: usize, rate: Option<u64>) -> PipelineFn {
+    let per_split = keys.div_ceil(u64::from(KEYED_STATE_SPLITS));
+    Arc::new(move |pipeline: &mut Pipeline<'_>| {
+        let mut generator = Generator::new(KEYED_STATE_SPLITS, move |split, n| {
+            u64::from(split) * per_split + n
+        })
+        .bounded(per_split)
+        .keep_open();
+        if let Some(rate) = rate {
+            generator = generator.rate(rate);
+        }
+        pipeline
+            .source("keys", generator)?
+            .key_by(|key: &u64| *key)
+            .process(
+                "values",
+                move |key: &u64, _: u64, value: &mut Option<Vec<u8>>, _: &mut Vec<u64>| {
+                    *value = Some(incompressible_value(*key, value_bytes));
+                },
+            )?
+            .sink(|_, _| {});
+        Ok(())
+    })
+}
+
+/// `bytes` pseudo-random bytes drawn from `key` (`mix(key, i, 3)` for the `i`th
+/// 8 bytes, little-endian): compression leaves them as large.
+pub fn incompressible_value(key: u64, bytes: usize) -> Vec<u8> {
+    let mut value: Vec<u8> = (0..bytes.div_ceil(8))
+        .flat_map(|i| mix(key, i as u64, 3).to_le_bytes())
+        .collect();
+    value.truncate(bytes);
+    value
 }
 
 struct ClickSettings {
@@ -533,6 +599,14 @@ mod tests {
         );
     }
 
+    /// Why `pipeline` refuses the single argument `name: value`.
+    fn refusal(pipeline: &str, name: &str, value: &str) -> PipelineError {
+        let args = BTreeMap::from([(name.to_owned(), value.to_owned())]);
+        lookup(pipeline, &args, no_environment(), no_output())
+            .err()
+            .expect("the argument is refused")
+    }
+
     #[test]
     fn unknown_pipelines_and_arguments_are_refused_with_the_choices() {
         let error = lookup("page-rank", &BTreeMap::new(), no_environment(), no_output())
@@ -540,28 +614,39 @@ mod tests {
             .unwrap();
         assert_eq!(
             error.to_string(),
-            "unknown pipeline \"page-rank\"; this runtime has: clicks-per-user, word-count, kafka-copy"
+            "unknown pipeline \"page-rank\"; this runtime has: clicks-per-user, word-count, kafka-copy, keyed-state"
         );
-        let args = BTreeMap::from([("sentencesPerSec".to_owned(), "5".to_owned())]);
-        let error = lookup("word-count", &args, no_environment(), no_output())
-            .err()
-            .unwrap();
+        assert_eq!(
+            refusal("keyed-state", "valueBytes", "0").to_string(),
+            "pipeline argument valueBytes=\"0\": expected 1 to 1048576 bytes"
+        );
+        assert_eq!(
+            refusal("keyed-state", "keysPerSecond", "0").to_string(),
+            "pipeline argument keysPerSecond=\"0\": expected a positive rate"
+        );
+        let error = refusal("word-count", "sentencesPerSec", "5");
         assert!(
             error
                 .to_string()
                 .contains("takes no argument \"sentencesPerSec\""),
             "{error}"
         );
-        let args = BTreeMap::from([("seed".to_owned(), "seven".to_owned())]);
-        let error = lookup("word-count", &args, no_environment(), no_output())
-            .err()
-            .unwrap();
         assert_eq!(
-            error,
+            refusal("word-count", "seed", "seven"),
             PipelineError::NotANumber {
                 name: "seed".into(),
                 value: "seven".into()
             }
         );
+    }
+
+    #[test]
+    fn incompressible_values_have_the_bytes_asked_for_and_are_pinned() {
+        let value = incompressible_value(7, 100);
+        assert_eq!(value.len(), 100);
+        assert_eq!(value[..8], mix(7, 0, 3).to_le_bytes());
+        assert_eq!(value[96..], mix(7, 12, 3).to_le_bytes()[..4]);
+        // The value bench/flink's Rescale writes for key 7 (RescaleTest pins it too).
+        assert_eq!(mix(7, 0, 3), 0x894f_020b_6aae_524e);
     }
 }

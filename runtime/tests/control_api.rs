@@ -164,6 +164,7 @@ fn the_control_api_reports_takes_savepoints_and_stops_the_job() {
     assert_eq!(body["state"], "running");
     assert_eq!(body["parallelism"], 2);
     assert!(body["epoch"].as_u64().unwrap() >= 2, "{body}");
+    assert_eq!(request(address, "GET", "/ready"), (200, "ready\n".into()));
 
     let (status, body) = json(address, "POST", "/v1/savepoints");
     assert_eq!(status, 202, "{body}");

@@ -896,6 +896,11 @@ fn a_pending_savepoint_is_waited_for_until_its_timeout() {
     let decision = case.decide();
     assert_eq!(decision.action, Action::Nothing);
     assert_eq!(decision.status.phase, Some(JobPhase::Savepointing));
+    // Looked at often: a rescale waits on the savepoint's end.
+    assert_eq!(
+        decision.requeue,
+        Requeue::After(Settings::default().savepoint_poll_interval)
+    );
 
     // Timed out while the job is stopping: it is restarted at its old parallelism.
     case.now = at(300);

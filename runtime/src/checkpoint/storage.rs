@@ -19,7 +19,7 @@ use std::path::Path as LocalPath;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
@@ -33,6 +33,10 @@ use super::retention::{SavepointAge, SavepointRetention, savepoints_to_delete};
 use super::run::{RunId, RunRecord, SnapshotId};
 use crate::state::LocalSnapshot;
 use crate::state::codec::STATE_FORMAT;
+
+/// Objects downloaded or copied at once by a restore or a savepoint (Flink's
+/// RocksDB backend transfers 4 files at a time too).
+const CONCURRENT_TRANSFERS: usize = 4;
 
 /// Why checkpoint storage could not be reached, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -794,20 +798,28 @@ impl CheckpointStorage {
                     }
                 }
             }
-            for subtask in subtasks {
+            // The table files, copied by the store (nothing passes through here),
+            // several at a time.
+            let mut copies = Vec::new();
+            for subtask in subtasks.iter_mut() {
                 for file in &mut subtask.files {
                     let relative = format!("{operator}/{}/{}", subtask.subtask, file.name);
                     let to = relative
                         .split('/')
                         .fold(dir.clone(), |path, part| path.join(part));
-                    let from = self.under(&file.path);
-                    self.store
-                        .copy(&from, &to)
-                        .await
-                        .map_err(self.error("copy", &from))?;
+                    copies.push((self.under(&file.path), to));
                     file.path = relative;
                 }
             }
+            futures::stream::iter(copies.into_iter().map(|(from, to)| async move {
+                self.store
+                    .copy(&from, &to)
+                    .await
+                    .map_err(self.error("copy", &from))
+            }))
+            .buffer_unordered(CONCURRENT_TRANSFERS)
+            .try_collect::<()>()
+            .await?;
         }
         self.put_manifest(&dir.clone().join(MANIFEST_FILE), &savepoint)
             .await?;
@@ -923,18 +935,46 @@ pub async fn download_files(
     tokio::fs::create_dir_all(into)
         .await
         .map_err(io_error("create", into))?;
-    for file in files {
+    futures::stream::iter(files.iter().map(|file| async move {
         let path = file
             .path
             .split('/')
             .fold(base.clone(), |path, part| path.join(part));
-        let bytes = get_bytes(store, &path).await?;
-        let local = into.join(&file.name);
-        tokio::fs::write(&local, &bytes)
+        download_file(store, &path, &into.join(&file.name)).await
+    }))
+    .buffer_unordered(CONCURRENT_TRANSFERS)
+    .try_collect::<()>()
+    .await
+}
+
+/// Writes the object at `path` to the local file `local`: a local file copied
+/// whole, a remote object written as its parts arrive.
+async fn download_file(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    local: &LocalPath,
+) -> Result<(), StorageError> {
+    use tokio::io::AsyncWriteExt;
+    let result = store.get(path).await.map_err(store_error("read", path))?;
+    let mut parts = match result.payload {
+        object_store::GetResultPayload::File(_, source) => {
+            tokio::fs::copy(&source, local)
+                .await
+                .map_err(io_error("copy", local))?;
+            return Ok(());
+        }
+        object_store::GetResultPayload::Stream(parts) => parts,
+    };
+    let file = tokio::fs::File::create(local)
+        .await
+        .map_err(io_error("create", local))?;
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    while let Some(part) = parts.try_next().await.map_err(store_error("read", path))? {
+        out.write_all(&part)
             .await
-            .map_err(io_error("write", &local))?;
+            .map_err(io_error("write", local))?;
     }
-    Ok(())
+    out.flush().await.map_err(io_error("write", local))
 }
 
 /// Resolves a user-given snapshot path (a local folder or a URL, of a savepoint or

@@ -55,6 +55,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/v1/checkpoints", get(list_checkpoints))
         .route("/v1/restore-point", get(restore_point))
         .route("/metrics", get(metrics))
+        .route(READY_PATH, get(ready))
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -338,6 +339,7 @@ async fn restore_point(
 /// The router of every process but process 0: its metrics only (the control API
 /// is process 0's), so that each pod of a job is scraped for its own workers.
 pub fn metrics_router(control: Arc<JobControl>) -> Router {
+    let ready = Arc::clone(&control);
     Router::new()
         .route(
             "/metrics",
@@ -346,16 +348,46 @@ pub fn metrics_router(control: Arc<JobControl>) -> Router {
                 async move { metrics_answer(&control) }
             }),
         )
+        .route(
+            READY_PATH,
+            get(move || {
+                let control = Arc::clone(&ready);
+                async move { ready_answer(&control) }
+            }),
+        )
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
-                "this process serves /metrics only; the control API is process 0's".into(),
+                "this process serves /metrics and /ready only; the control API is process 0's"
+                    .into(),
             )
         })
 }
 
+/// Where a process answers whether it is ready: its pod's readiness probe.
+pub const READY_PATH: &str = "/ready";
+
 async fn metrics(State(state): State<ControlState>) -> Result<Response, ApiError> {
     metrics_answer(&state.control)
+}
+
+async fn ready(State(state): State<ControlState>) -> Response {
+    ready_answer(&state.control)
+}
+
+/// 200 once every worker of this process has built its operators and restored
+/// their state, or once the job failed (so the operator asks the control API and
+/// reports why); 503 before (a pod restoring a large state is not ready yet).
+fn ready_answer(control: &JobControl) -> Response {
+    if control.running_since().is_some() || control.failure().is_some() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "building operators and restoring state\n",
+        )
+            .into_response()
+    }
 }
 
 fn metrics_answer(control: &JobControl) -> Result<Response, ApiError> {
@@ -371,4 +403,29 @@ fn metrics_answer(control: &JobControl) -> Result<Response, ApiError> {
         text,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_ready_once_all_its_workers_built_their_operators() {
+        let control = JobControl::default();
+        assert_eq!(
+            ready_answer(&control).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        control.worker_built(2);
+        assert_eq!(
+            ready_answer(&control).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        control.worker_built(2);
+        assert_eq!(ready_answer(&control).status(), StatusCode::OK);
+
+        let failed = JobControl::default();
+        failed.record_failure("restoring: no such file".into());
+        assert_eq!(ready_answer(&failed).status(), StatusCode::OK);
+    }
 }

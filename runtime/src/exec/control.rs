@@ -432,6 +432,10 @@ impl JobControl {
         if self.built_workers.fetch_add(1, Ordering::SeqCst) + 1 == workers {
             *self.running_since.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(std::time::Instant::now());
+            if self.failure().is_none() {
+                // Its time marks the end of a restore (rescale timings read it).
+                tracing::info!(workers, "operators built, state restored");
+            }
         }
     }
 

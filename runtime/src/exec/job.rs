@@ -513,12 +513,12 @@ fn run_worker(
         pipeline(&mut builder)?;
         builder.finish()
     });
-    control.worker_built(threads as u64);
     if let Err(error) = &built {
         // The job fails: every worker ends on its next step (`step_or_fail`).
         control.record_failure(error.to_string());
         control.shut_down();
     }
+    control.worker_built(threads as u64);
     let (mut sent_stop, mut sent_shutdown) = (false, false);
     let mut sent_completed = 0;
     let mut sent_pace = false;

@@ -50,6 +50,8 @@ fn open_store(ctx: &TaskContext, operator: &str) -> Result<KeyedStore, StateErro
     let Some(old_subtasks) = restore.manifest.operators.get(operator) else {
         return KeyedStore::create(&dir.join("db"), range);
     };
+    let started = std::time::Instant::now();
+    let mut downloaded_bytes = 0;
     let mut sources = Vec::new();
     for old in old_subtasks {
         let Some(old_range) = old.key_groups else {
@@ -71,15 +73,27 @@ fn open_store(ctx: &TaskContext, operator: &str) -> Result<KeyedStore, StateErro
                 path: local.clone(),
                 source: std::io::Error::other(error.to_string()),
             })?;
+        downloaded_bytes += old.files.iter().map(|file| file.size).sum::<u64>();
         sources.push(RestoreSource {
             dir: local,
             key_groups: old_range,
         });
     }
+    let downloaded = started.elapsed();
+    let snapshots = sources.len();
     let store = KeyedStore::restore(&dir.join("db"), range, &sources)?;
     for source in sources {
         let _ = fs::remove_dir_all(source.dir);
     }
+    tracing::info!(
+        operator,
+        subtask = ctx.subtask,
+        snapshots,
+        downloaded_bytes,
+        download_seconds = downloaded.as_secs_f64(),
+        restore_seconds = (started.elapsed() - downloaded).as_secs_f64(),
+        "keyed state restored"
+    );
     Ok(store)
 }
 

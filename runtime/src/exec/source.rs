@@ -595,6 +595,8 @@ pub struct Generator<T> {
     splits: u32,
     records_per_split: Option<u64>,
     records_per_second_per_split: Option<f64>,
+    /// Whether a bounded split idles after its records instead of ending.
+    keep_open: bool,
     make: Box<dyn FnMut(u32, u64) -> T>,
     started: Option<(Instant, BTreeMap<u32, u64>)>,
 }
@@ -606,6 +608,7 @@ impl<T> Generator<T> {
             splits,
             records_per_split: None,
             records_per_second_per_split: None,
+            keep_open: false,
             make: Box::new(make),
             started: None,
         }
@@ -614,6 +617,14 @@ impl<T> Generator<T> {
     /// Ends each split after `count` records.
     pub fn bounded(mut self, count: u64) -> Self {
         self.records_per_split = Some(count);
+        self
+    }
+
+    /// Keeps each bounded split open after its records: it idles instead of
+    /// ending, so the job runs on (and can be savepointed and rescaled) with its
+    /// input read.
+    pub fn keep_open(mut self) -> Self {
+        self.keep_open = true;
         self
     }
 
@@ -668,6 +679,7 @@ impl<T: ExchangeData + Clone> SplitSource for Generator<T> {
             *position += 1;
         }
         Ok(match self.records_per_split {
+            Some(count) if *position >= count && self.keep_open => ReadStatus::Idle,
             Some(count) if *position >= count => ReadStatus::Ended,
             _ if limited => ReadStatus::Idle,
             _ => ReadStatus::More,
@@ -751,5 +763,18 @@ mod tests {
         );
         assert_eq!(out, (0..5).map(|n| (1, n)).collect::<Vec<_>>());
         assert_eq!(position, 5);
+    }
+
+    #[test]
+    fn a_generator_kept_open_idles_after_its_records() {
+        let mut generator = Generator::new(1, |_, n| n).bounded(2).keep_open();
+        let (split, mut position, mut out) = (SplitId::new("", 0), 0, Vec::new());
+        for _ in 0..2 {
+            assert_eq!(
+                generator.read(&split, &mut position, 10, &mut out),
+                Ok(ReadStatus::Idle)
+            );
+        }
+        assert_eq!(out, vec![0, 1]);
     }
 }

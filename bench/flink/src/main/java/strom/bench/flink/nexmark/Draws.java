@@ -1,5 +1,7 @@
 package strom.bench.flink.nexmark;
 
+import static strom.bench.flink.Mix.mix;
+
 /**
  * The random draws of one event, as Strom's {@code Draws} (runtime/src/sql/nexmark.rs):
  * SplitMix64 from a seed made of the event's number. Java longs hold Rust's u64 values;
@@ -10,14 +12,6 @@ final class Draws {
 
     Draws(long seed, long number) {
         this.state = mix(seed, number, 0);
-    }
-
-    /** Strom's {@code pipelines::mix}: a reproducible number from a seed and two indices. */
-    static long mix(long seed, long a, long b) {
-        long z = seed ^ (a * 0x9e3779b97f4a7c15L) ^ (b * 0xbf58476d1ce4e5b9L);
-        z = (z ^ (z >>> 30)) * 0xbf58476d1ce4e5b9L;
-        z = (z ^ (z >>> 27)) * 0x94d049bb133111ebL;
-        return z ^ (z >>> 31);
     }
 
     long next() {
