@@ -25,7 +25,7 @@ use crate::sql::{QUERIES, script};
 
 /// The checkpoint interval of the runs with checkpoints, as Nexmark's Flink runs
 /// use.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 /// Events compared between the two generators before measuring.
 const CHECKED_EVENTS: u64 = 20_000;
 /// The event-time rate of the benchmark's tables (events per second of event

@@ -5,7 +5,8 @@
 //! count in SQL (suite `sql`); the same SQL on Strom and on Apache Flink side by
 //! side (suite `compare`, needs Java 17 and Maven); a `kubectl patch` rescale of
 //! state on MinIO next to Flink's stop-with-savepoint and restore (suite `rescale`,
-//! on the e2e kind cluster with a release build loaded as its runtime image).
+//! on the e2e kind cluster with a release build loaded as its runtime image);
+//! end-to-end latency at a fixed rate on Strom and on Flink (suite `latency`).
 //! Prints the tables and writes each suite's part of docs/benchmarks.md, leaving
 //! the rest of it as it is.
 //!
@@ -15,6 +16,7 @@
 //! cargo run --release -p strom-bench -- --suite kafka --kafka-events 2000000
 //! cargo run --release -p strom-bench -- --suite sql --seconds 20
 //! cargo run --release -p strom-bench -- --suite compare --events 5000000 --seconds 20
+//! cargo run --release -p strom-bench -- --suite latency --rate 10000 --seconds 20
 //! e2e/kind/kind.sh image runtime "${CARGO_TARGET_DIR:-target}/release/strom"
 //! cargo run --release -p strom-bench -- --suite rescale --state-mb 100,1000 --parallelism 1,2
 //! ```
@@ -22,6 +24,7 @@
 mod compare;
 mod java;
 mod kafka;
+mod latency;
 mod plot;
 mod report;
 mod rescale;
@@ -59,6 +62,9 @@ enum Suite {
     /// the second: Strom through the operator on the e2e cluster, Flink's
     /// stop-with-savepoint and restore, both on MinIO (needs the test services).
     Rescale,
+    /// End-to-end latency of q0-q2 and a TUMBLE count on Strom and on Apache
+    /// Flink at a fixed rate (`--rate` events a second for `--seconds`).
+    Latency,
 }
 
 /// Benchmarks of the Strom runtime.
@@ -109,6 +115,13 @@ struct Args {
     /// With `--run-script`: checkpoints every 10 s (else none but the final one).
     #[arg(long, hide = true)]
     checkpoints: bool,
+    /// With `--run-script`: a `latency` run, writing each printed row's time and
+    /// arrival to this file.
+    #[arg(long, hide = true)]
+    latency_out: Option<PathBuf>,
+    /// Events a second of the `latency` suite's paced input.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
 }
 
 /// Distinct keys of the keyed throughput pipeline.
@@ -337,6 +350,9 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| scratch.path().to_path_buf());
     if let Some(script) = &args.run_script {
         let parallelism = parallelisms.first().copied().unwrap_or(1);
+        if let Some(out) = &args.latency_out {
+            return latency::run_script(&dir, script, parallelism, out);
+        }
         return compare::run_script(&dir, script, parallelism, args.checkpoints);
     }
     let (suite, section) = match args.suite {
@@ -375,6 +391,33 @@ fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             ("compare", section)
+        }
+        Suite::Latency => {
+            let flink = java::JavaProject::build(&args.flink_project)?;
+            let comparisons = latency::run(
+                &dir,
+                &flink,
+                args.rate,
+                args.seconds,
+                &parallelisms,
+                &args.query,
+            )?;
+            let chart = "benchmarks/latency.png";
+            let report_dir = args.report.parent().unwrap_or(Path::new("."));
+            latency::chart(&comparisons, &report_dir.join(chart))?;
+            let section = latency::report(
+                &comparisons,
+                args.rate,
+                args.seconds,
+                cores,
+                &versions(),
+                chart,
+            )?;
+            println!("{section}");
+            if !args.query.is_empty() {
+                return Ok(());
+            }
+            ("latency", section)
         }
         Suite::Rescale => {
             let [from, to] = parallelisms[..] else {

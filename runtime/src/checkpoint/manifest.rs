@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::run::{RunId, SnapshotId};
-use crate::state::KeyGroupRange;
+use crate::state::{KeyGroupRange, TableFileInfo};
 
 /// The name of the file that completes a checkpoint or savepoint: written last, and a
 /// checkpoint folder without it does not exist.
@@ -34,6 +34,12 @@ pub struct SnapshotFile {
     pub path: String,
     /// Its size in bytes.
     pub size: u64,
+    /// For a table file (`*.sst`), its place in the snapshot's RocksDB tree, so a
+    /// restore fetches only the files holding its key groups; absent for other
+    /// files and in snapshots written before Strom recorded it (then a restore
+    /// fetches every file and lists them itself).
+    #[serde(default)]
+    pub table: Option<TableFileInfo>,
 }
 
 /// The state of one subtask of one operator at one epoch.
@@ -346,6 +352,7 @@ mod tests {
                             name: path.rsplit('/').next().unwrap().to_owned(),
                             path: (*path).to_owned(),
                             size: 1,
+                            table: None,
                         })
                         .collect(),
                     operator_state: None,

@@ -282,19 +282,23 @@ impl CheckpointStorage {
         uploaded: &mut BTreeMap<String, SnapshotFile>,
     ) -> Result<Vec<SnapshotFile>, StorageError> {
         let mut files = Vec::new();
-        for name in &snapshot.table_files {
-            if let Some(file) = uploaded.get(name) {
-                files.push(file.clone());
-                continue;
-            }
-            let path = format!("{SHARED_DIR}/{store_id}-{name}");
-            let file = self
-                .upload_file(&snapshot.dir.join(name), name, path)
-                .await?;
-            uploaded.insert(name.clone(), file.clone());
+        for (name, info) in &snapshot.table_files {
+            let mut file = match uploaded.get(name) {
+                Some(file) => file.clone(),
+                None => {
+                    let path = format!("{SHARED_DIR}/{store_id}-{name}");
+                    let file = self
+                        .upload_file(&snapshot.dir.join(name), name, path)
+                        .await?;
+                    uploaded.insert(name.clone(), file.clone());
+                    file
+                }
+            };
+            // A file keeps its keys but may have moved to another level since.
+            file.table = Some(*info);
             files.push(file);
         }
-        uploaded.retain(|name, _| snapshot.table_files.contains(name));
+        uploaded.retain(|name, _| snapshot.table_files.contains_key(name));
         let private = format!("{}/{operator}/{subtask}", checkpoint_dir_name(checkpoint));
         for name in &snapshot.meta_files {
             let path = format!("{private}/{name}");
@@ -325,6 +329,7 @@ impl CheckpointStorage {
             name: name.to_owned(),
             path,
             size,
+            table: None,
         })
     }
 

@@ -334,6 +334,13 @@ async fn copy_savepoint(
     match write_savepoint(&storage, &manifest).await {
         Ok(location) => {
             let duration_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(
+                epoch,
+                bytes = manifest.state_size(),
+                duration_ms,
+                %location,
+                "savepoint written"
+            );
             // In a task of its own: a slow deletion never delays the savepoint's
             // report (a stop's included).
             tokio::spawn(async move { dispose_old_savepoints(&storage, &retention).await });

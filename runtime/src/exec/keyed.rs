@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::marker::PhantomData;
 
+use futures::{StreamExt, TryStreamExt};
 use rocksdb::WriteBatch;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,7 +29,8 @@ use super::snapshot::Uploader;
 use crate::checkpoint::{SnapshotAck, SnapshotFile, SubtaskSnapshot, download_files};
 use crate::state::store::Entry;
 use crate::state::{
-    KeyGroup, KeyGroupRange, KeyedStore, RestoreSource, StateError, TableId, codec, store_key,
+    KeyGroup, KeyGroupRange, KeyedStore, LocalTableFile, RestoreSource, StateError, TableId, codec,
+    store_key,
 };
 
 /// The table holding each key's value state (of `process`, `count`, `reduce`).
@@ -51,40 +53,51 @@ fn open_store(ctx: &TaskContext, operator: &str) -> Result<KeyedStore, StateErro
         return KeyedStore::create(&dir.join("db"), range);
     };
     let started = std::time::Instant::now();
-    let mut downloaded_bytes = 0;
-    let mut sources = Vec::new();
-    for old in old_subtasks {
-        let Some(old_range) = old.key_groups else {
-            continue;
-        };
-        if old_range.intersection(range).is_empty() {
-            continue;
-        }
-        let local = dir.join(format!("restore-{}", old.subtask));
-        ctx.io
-            .block_on(download_files(
-                &restore.store,
-                &restore.location.base,
-                &old.files,
-                &local,
-            ))
+    // The old subtasks holding some of this subtask's key groups: what to fetch of
+    // each, and where to.
+    let fetches: Vec<_> = old_subtasks
+        .iter()
+        .filter_map(|old| {
+            let old_range = old.key_groups?;
+            (!old_range.intersection(range).is_empty()).then(|| {
+                let local = dir.join(format!("restore-{}", old.subtask));
+                (old_range, files_to_fetch(&old.files, range), local)
+            })
+        })
+        .collect();
+    let downloads = fetches.iter().map(|(_, files, local)| async move {
+        download_files(&restore.store, &restore.location.base, files, local)
+            .await
             .map_err(|error| StateError::Io {
                 operation: "download snapshot",
                 path: local.clone(),
                 source: std::io::Error::other(error.to_string()),
-            })?;
-        downloaded_bytes += old.files.iter().map(|file| file.size).sum::<u64>();
-        sources.push(RestoreSource {
-            dir: local,
-            key_groups: old_range,
-        });
-    }
+            })
+    });
+    // Two old subtasks at a time, each four files at a time.
+    let downloaded = ctx.io.block_on(
+        futures::stream::iter(downloads)
+            .buffer_unordered(2)
+            .try_collect::<Vec<()>>(),
+    );
+    let sources = downloaded.and_then(|_| {
+        fetches
+            .iter()
+            .map(|(old_range, files, local)| restore_source(*old_range, files, local))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let downloaded_bytes: u64 = fetches
+        .iter()
+        .flat_map(|(_, files, _)| files)
+        .map(|file| file.size)
+        .sum();
     let downloaded = started.elapsed();
-    let snapshots = sources.len();
-    let store = KeyedStore::restore(&dir.join("db"), range, &sources)?;
-    for source in sources {
-        let _ = fs::remove_dir_all(source.dir);
+    let snapshots = fetches.len();
+    let store = sources.and_then(|sources| KeyedStore::restore(&dir.join("db"), range, &sources));
+    for (_, _, local) in &fetches {
+        let _ = fs::remove_dir_all(local);
     }
+    let store = store?;
     tracing::info!(
         operator,
         subtask = ctx.subtask,
@@ -95,6 +108,49 @@ fn open_store(ctx: &TaskContext, operator: &str) -> Result<KeyedStore, StateErro
         "keyed state restored"
     );
     Ok(store)
+}
+
+/// A downloaded snapshot of the old subtask that owned `key_groups`: `files`, in
+/// `local`.
+fn restore_source(
+    key_groups: KeyGroupRange,
+    files: &[SnapshotFile],
+    local: &std::path::Path,
+) -> Result<RestoreSource, StateError> {
+    let tables: Option<Vec<LocalTableFile>> = files
+        .iter()
+        .map(|file| {
+            file.table.map(|info| LocalTableFile {
+                path: local.join(&file.name),
+                info,
+            })
+        })
+        .collect();
+    match tables {
+        Some(tables) => Ok(RestoreSource { key_groups, tables }),
+        // Written before table files were recorded: RocksDB lists them.
+        None => RestoreSource::from_folder(local, key_groups),
+    }
+}
+
+/// The files of a snapshot that a subtask owning the key groups `range` needs: the
+/// table files whose key groups overlap it, when the snapshot recorded where each
+/// table file sits in its tree; every file (the MANIFEST too) otherwise.
+fn files_to_fetch(files: &[SnapshotFile], range: KeyGroupRange) -> Vec<SnapshotFile> {
+    let tables_known = files
+        .iter()
+        .all(|file| file.table.is_some() || !file.name.ends_with(".sst"));
+    if !tables_known {
+        return files.to_vec();
+    }
+    files
+        .iter()
+        .filter(|file| {
+            file.table
+                .is_some_and(|table| !table.key_groups.intersection(range).is_empty())
+        })
+        .cloned()
+        .collect()
 }
 
 /// An entry found by [`KeyedState::scan_below`]: key group, key (after the table
@@ -759,6 +815,47 @@ impl KeyedState {
 mod tests {
     use super::*;
     use crate::state::KeyGroup;
+
+    #[test]
+    fn a_restore_fetches_the_table_files_of_its_key_groups_or_every_file() {
+        use crate::state::TableFileInfo;
+        let file = |name: &str, groups: Option<(u32, u32)>| SnapshotFile {
+            name: name.to_owned(),
+            path: format!("shared/{name}"),
+            size: 1,
+            table: groups.map(|(start, end)| TableFileInfo {
+                level: 1,
+                rank: 0,
+                key_groups: KeyGroupRange { start, end },
+            }),
+        };
+        let names = |files: Vec<SnapshotFile>| -> Vec<String> {
+            files.into_iter().map(|file| file.name).collect()
+        };
+        let recorded = [
+            file("1.sst", Some((0, 40))),
+            file("2.sst", Some((40, 64))),
+            file("3.sst", Some((64, 128))),
+            file("4.sst", Some((0, 128))),
+            file("MANIFEST-5", None),
+        ];
+        let upper = KeyGroupRange {
+            start: 64,
+            end: 128,
+        };
+        assert_eq!(names(files_to_fetch(&recorded, upper)), ["3.sst", "4.sst"]);
+        let lower = KeyGroupRange { start: 0, end: 64 };
+        assert_eq!(
+            names(files_to_fetch(&recorded, lower)),
+            ["1.sst", "2.sst", "4.sst"]
+        );
+        // Written before table files were recorded: everything, MANIFEST too.
+        let older = [file("1.sst", None), file("MANIFEST-5", None)];
+        assert_eq!(
+            names(files_to_fetch(&older, upper)),
+            ["1.sst", "MANIFEST-5"]
+        );
+    }
 
     /// Issue 14, point 14: saved state is placed by the key group of the exact
     /// bytes `key_by` keys are encoded to; a change of the encoding (a serializer

@@ -48,8 +48,12 @@
 //! - `first-event.rate` (10000): events per second of event time, and of wall
 //!   time when paced;
 //! - `max-emit-speed` (true): as in nexmark-flink, events are made as fast as the
-//!   job takes them and the rate only spaces their event times; `false` paces
-//!   them at `first-event.rate` in wall time too;
+//!   job takes them and the rate only spaces their event times; `false` makes
+//!   each event once the wall clock reaches its event time, so they come at
+//!   `first-event.rate` in wall time too and an event's lateness at a sink is the
+//!   job's latency (nexmark-flink paces from when each reader starts instead; a
+//!   job that starts late or is restored here first catches up, as a reader of
+//!   a live stream would);
 //! - `events.num` (0: unbounded) and `stop-at` (-1: none): the table ends after
 //!   that many events (the fewer of the two);
 //! - `keep-alive` (false): a bounded table's splits stay open (idle) instead of
@@ -84,9 +88,8 @@
 //!   the job manager). Restored splits keep the base time they started with.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::{
     ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, StructArray,
@@ -1155,8 +1158,6 @@ pub struct NexmarkSource {
     columns: Result<Vec<ColumnPlan>, String>,
     projection: Option<ReadProjection>,
     splits: u32,
-    /// Per split, when paced reading started and from which position.
-    paced_from: HashMap<u32, (Instant, u64)>,
     /// The stored columns and fields the plan reads (`None`: all): the others
     /// are made null, not built.
     reads: Option<Reads>,
@@ -1177,7 +1178,6 @@ impl NexmarkSource {
             stored,
             projection,
             splits: splits.max(1),
-            paced_from: HashMap::new(),
             reads: None,
         }
     }
@@ -1235,12 +1235,15 @@ impl SplitSource for NexmarkSource {
         let mut end = position.read + max as u64;
         let mut paced = false;
         if !self.options().max_emit_speed {
-            let rate = self.options().first_event_rate as f64;
-            let (started, from) = *self
-                .paced_from
-                .entry(split.index)
-                .or_insert_with(|| (Instant::now(), position.read));
-            let due = from + (started.elapsed().as_secs_f64() * rate / splits as f64) as u64;
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as i64);
+            let due = due_events(
+                now_ms - position.base_time,
+                self.options().first_event_rate,
+                splits,
+                index,
+            );
             if due < end {
                 end = due.max(position.read);
                 paced = true;
@@ -1281,6 +1284,22 @@ impl SplitSource for NexmarkSource {
     fn count(record: &SqlBatch) -> u64 {
         record.num_rows() as u64
     }
+}
+
+/// How many events of split `index` of `splits` have come by `elapsed_ms` after
+/// the base time, at `rate` events per second of event time: event `g` of the
+/// table has event time `g * 1000 / rate` ms (rounded down), split `index` holds
+/// events `index`, `index + splits`, ….
+fn due_events(elapsed_ms: i64, rate: u64, splits: u64, index: u64) -> u64 {
+    let Ok(elapsed_ms) = u128::try_from(elapsed_ms) else {
+        return 0;
+    };
+    // Events g with g * 1000 / rate <= elapsed, that is g < (elapsed + 1) * rate / 1000.
+    let of_table = ((elapsed_ms + 1) * u128::from(rate)).div_ceil(1000);
+    let of_split = of_table
+        .saturating_sub(u128::from(index))
+        .div_ceil(u128::from(splits));
+    u64::try_from(of_split).unwrap_or(u64::MAX)
 }
 
 /// nexmark-flink's table and views as they are (its `ddl_gen.sql` and
@@ -1663,20 +1682,47 @@ mod tests {
     }
 
     #[test]
-    fn paced_reading_waits_for_its_events() {
-        let options = NexmarkOptions {
-            first_event_rate: 1,
-            max_emit_speed: false,
-            base_time: BASE,
-            ..NexmarkOptions::default()
+    fn paced_reading_makes_the_events_whose_time_has_come() {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let read = |base_time: i64, splits: u32, index: u32| {
+            let options = NexmarkOptions {
+                first_event_rate: 1,
+                max_emit_speed: false,
+                base_time,
+                ..NexmarkOptions::default()
+            };
+            let mut source = NexmarkSource::new(options, flink_schema(), None, splits);
+            let split = SplitId::new("", index);
+            let mut position = source.start(&split, false).unwrap();
+            let mut out = Vec::new();
+            let status = source.read(&split, &mut position, 100, &mut out).unwrap();
+            (status, position.read)
         };
-        let mut source = NexmarkSource::new(options, flink_schema(), None, 1);
-        let split = SplitId::new("", 0);
-        let mut position = source.start(&split, false).unwrap();
-        let mut out = Vec::new();
-        let status = source.read(&split, &mut position, 100, &mut out).unwrap();
-        assert_eq!((status, position.read), (ReadStatus::Idle, 0));
-        assert!(out.is_empty());
+        // One event a second: none has come before the base time; events 0..=10
+        // have 10.5 s after it (the test has half a second to read them).
+        assert_eq!(read(now_ms + 3_600_000, 1, 0), (ReadStatus::Idle, 0));
+        assert_eq!(read(now_ms - 10_500, 1, 0), (ReadStatus::Idle, 11));
+        // Of two splits, the first holds events 0, 2, …, 10; the second 1, …, 9.
+        assert_eq!(read(now_ms - 10_500, 2, 0), (ReadStatus::Idle, 6));
+        assert_eq!(read(now_ms - 10_500, 2, 1), (ReadStatus::Idle, 5));
+    }
+
+    #[test]
+    fn due_events_count_the_events_at_or_before_now() {
+        // 1000 events a second: event g at g ms.
+        assert_eq!(due_events(-1, 1000, 1, 0), 0);
+        assert_eq!(due_events(0, 1000, 1, 0), 1);
+        assert_eq!(due_events(9, 1000, 1, 0), 10);
+        // 3 events a second: at 0, 333, 666, 1000 ms.
+        assert_eq!(due_events(332, 3, 1, 0), 1);
+        assert_eq!(due_events(333, 3, 1, 0), 2);
+        assert_eq!(due_events(1000, 3, 1, 0), 4);
+        // 10 events due, in 4 splits: 3, 3, 2, 2.
+        let split = |index| due_events(9, 1000, 4, index);
+        assert_eq!([split(0), split(1), split(2), split(3)], [3, 3, 2, 2]);
     }
 
     #[test]

@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
 import org.apache.flink.api.connector.source.ReaderOutput;
 import org.apache.flink.api.connector.source.SourceReader;
 import org.apache.flink.core.io.InputStatus;
@@ -11,7 +12,9 @@ import org.apache.flink.table.data.RowData;
 
 /**
  * Reads its splits' events in increasing event number: round {@code r}, then its splits in
- * order (event {@code r * 16 + s}), as fast as the job takes them (unpaced), a batch per call.
+ * order (event {@code r * 16 + s}), a batch per call: as fast as the job takes them, or, with
+ * {@code max-emit-speed} false, each once the wall clock reaches its event time (as Strom's
+ * generator does).
  */
 final class NexmarkReader implements SourceReader<RowData, NexmarkSplit> {
     /** Events emitted per {@link #pollNext} call at most. */
@@ -61,6 +64,8 @@ final class NexmarkReader implements SourceReader<RowData, NexmarkSplit> {
     @Override
     public InputStatus pollNext(ReaderOutput<RowData> output) {
         int emitted = 0;
+        long notYetDue = Long.MAX_VALUE;
+        rounds:
         while (emitted < BATCH) {
             // The next round: the least position of the splits not ended.
             long round = Long.MAX_VALUE;
@@ -75,6 +80,14 @@ final class NexmarkReader implements SourceReader<RowData, NexmarkSplit> {
             for (Reading split : splits) {
                 if (split.position == round && split.position < split.count) {
                     long n = split.position * NexmarkGenerator.SPLITS + split.index;
+                    if (!options.maxEmitSpeed) {
+                        long due = split.generator.timestamp(n);
+                        if (due > System.currentTimeMillis()) {
+                            // Later events are due later still.
+                            notYetDue = due;
+                            break rounds;
+                        }
+                    }
                     output.collect(rows.row(split.generator.event(n)));
                     split.position++;
                     emitted++;
@@ -84,11 +97,18 @@ final class NexmarkReader implements SourceReader<RowData, NexmarkSplit> {
         if (emitted > 0) {
             return InputStatus.MORE_AVAILABLE;
         }
-        if (noMoreSplits) {
+        if (noMoreSplits && notYetDue == Long.MAX_VALUE) {
             return InputStatus.END_OF_INPUT;
         }
         if (available.isDone()) {
             available = new CompletableFuture<>();
+        }
+        if (notYetDue != Long.MAX_VALUE) {
+            // Woken when the next event is due.
+            CompletableFuture<Void> waiting = available;
+            long waitMs = Math.max(1, notYetDue - System.currentTimeMillis());
+            CompletableFuture.delayedExecutor(waitMs, TimeUnit.MILLISECONDS)
+                    .execute(() -> waiting.complete(null));
         }
         return InputStatus.NOTHING_AVAILABLE;
     }

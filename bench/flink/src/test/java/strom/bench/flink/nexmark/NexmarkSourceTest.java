@@ -131,6 +131,36 @@ class NexmarkSourceTest {
     }
 
     @Test
+    void aPacedReaderEmitsTheEventsWhoseTimeHasCome() throws Exception {
+        // One event a second, the base time 10.5 s ago: events 0..10 have come (the test has
+        // half a second to read them), in splits 0..10 of 16.
+        NexmarkOptions options = new NexmarkOptions();
+        options.firstEventRate = 1;
+        options.maxEmitSpeed = false;
+        options.baseTime = System.currentTimeMillis() - 10_500;
+        NexmarkReader reader = new NexmarkReader(options, new RowMaker(schema()));
+        List<NexmarkSplit> splits = new ArrayList<>();
+        for (int s = 0; s < 16; s++) {
+            splits.add(new NexmarkSplit(s, 0, options.baseTime));
+        }
+        reader.addSplits(splits);
+        reader.notifyNoMoreSplits();
+        Rows out = new Rows();
+        InputStatus status;
+        do {
+            status = reader.pollNext(out);
+        } while (status == InputStatus.MORE_AVAILABLE);
+        assertEquals(InputStatus.NOTHING_AVAILABLE, status);
+        assertEquals(11, out.rows.size());
+        // The reader is woken when the next event is due, about a second later.
+        reader.isAvailable().get(5, java.util.concurrent.TimeUnit.SECONDS);
+        do {
+            status = reader.pollNext(out);
+        } while (status == InputStatus.MORE_AVAILABLE);
+        assertEquals(12, out.rows.size());
+    }
+
+    @Test
     void eventsPerSplitSumToTheTotal() {
         for (long total : new long[] {1, 15, 16, 17, 200_000, 1_000_003}) {
             long sum = 0;
