@@ -56,6 +56,9 @@ pub struct RescaleRun {
     /// Of the restore, the longest download of a subtask's state (Strom; Flink
     /// does not say).
     pub download: Option<f64>,
+    /// Of the savepoint, the copy of the final checkpoint into the savepoint's
+    /// folder (Strom, from process 0's log).
+    pub savepoint_copy: Option<f64>,
     /// From the request to running restored at the new parallelism.
     pub total: f64,
 }
@@ -174,12 +177,27 @@ fn strom_rescale(
         thread::sleep(Duration::from_millis(200));
     }
 
-    let watch = PhaseWatch::start(namespace, &name)?;
+    let watch = watch_phases(namespace, &name)?;
+    // Process 0 coordinates checkpoints and copies savepoints: its log says how
+    // long the stop's savepoint copy took.
+    let leader_log = {
+        let mut command = namespace.services.plane.kubectl();
+        command.args(["-n", &namespace.name, "logs", "-f", &format!("{name}-0")]);
+        Follow::start(command)?
+    };
     let deadline = std::time::Instant::now() + STEP;
     let patched = SystemTime::now();
     namespace.patch_spec(&name, &format!(r#"{{"parallelism":{to}}}"#));
     let found = namespace.wait_running_at(&name, i64::from(to), to as usize, &mut phases);
-    let seen = watch.stop();
+    let seen = phases_seen(watch.stop());
+    let savepoint_copy = leader_log
+        .stop()
+        .iter()
+        .filter(|(at, _)| *at >= patched)
+        .filter_map(|(_, line)| logged(line, "savepoint written").pop())
+        .filter_map(|event| event["fields"]["duration_ms"].as_f64())
+        .next_back()
+        .map(|ms| ms / 1000.0);
     let first = |phase: &str, parallelism: Option<u32>| -> anyhow::Result<SystemTime> {
         seen.iter()
             .find(|(at, p, n)| {
@@ -243,6 +261,7 @@ fn strom_rescale(
             seconds(started, restored),
         ],
         download: Some(download),
+        savepoint_copy,
         total: seconds(patched, running.max(restored)),
     })
 }
@@ -297,6 +316,7 @@ fn flink_rescale(
         savepoint_bytes: io.block_on(bytes_under(s3, savepoint))?,
         phases,
         download: None,
+        savepoint_copy: None,
         total: phases.iter().sum(),
     })
 }
@@ -305,64 +325,54 @@ fn flink_rescale(
 /// was seen: (time, phase, parallelism).
 type Seen = Vec<(SystemTime, String, Option<u32>)>;
 
-/// A `kubectl get streamjob --watch` in the background.
-struct PhaseWatch {
+/// A kubectl command that prints lines until it is stopped (`--watch`, `logs
+/// -f`), in the background: each line with when it came.
+struct Follow {
     child: Child,
-    seen: Arc<Mutex<Seen>>,
+    lines: Arc<Mutex<Vec<(SystemTime, String)>>>,
     reader: Option<thread::JoinHandle<()>>,
 }
 
-impl PhaseWatch {
-    fn start(namespace: &TestNamespace, job: &str) -> anyhow::Result<Self> {
-        let mut command = namespace.services.plane.kubectl();
-        command
-            .args(["-n", &namespace.name, "get", "streamjob", job, "--watch"])
-            .args([
-                "-o",
-                r#"jsonpath={.status.phase} {.status.parallelism}{"\n"}"#,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+impl Follow {
+    /// Starts `command` and waits for its first line (what it follows as it is
+    /// now), so nothing after this returns is missed.
+    fn start(mut command: std::process::Command) -> anyhow::Result<Self> {
+        command.stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = command.spawn().context("cannot run kubectl")?;
         let stdout = child.stdout.take().context("no kubectl output")?;
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::new(Mutex::new(Vec::new()));
         let reader = {
-            let seen = Arc::clone(&seen);
+            let lines = Arc::clone(&lines);
             thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                     let at = SystemTime::now();
-                    let mut words = line.split_whitespace();
-                    let phase = words.next().unwrap_or_default().to_owned();
-                    let parallelism = words.next().and_then(|p| p.parse().ok());
-                    seen.lock()
-                        .expect("watch lock")
-                        .push((at, phase, parallelism));
+                    lines.lock().expect("follow lock").push((at, line));
                 }
             })
         };
-        // The watch's first line is the object as it is: wait for it, so nothing
-        // after the patch is missed.
+        let mut follow = Self {
+            child,
+            lines,
+            reader: Some(reader),
+        };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while seen.lock().expect("watch lock").is_empty() {
+        while follow.lines.lock().expect("follow lock").is_empty() {
             if std::time::Instant::now() > deadline {
-                bail!("kubectl get --watch printed nothing in 30 s");
+                follow.end();
+                bail!("kubectl printed nothing in 30 s: {:?}", command);
             }
             thread::sleep(Duration::from_millis(10));
         }
-        Ok(Self {
-            child,
-            seen,
-            reader: Some(reader),
-        })
+        Ok(follow)
     }
 
-    /// Ends the watch: what it saw.
-    fn stop(mut self) -> Seen {
+    /// Ends the command: the lines it printed.
+    fn stop(mut self) -> Vec<(SystemTime, String)> {
         self.end();
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
-        std::mem::take(&mut *self.seen.lock().expect("watch lock"))
+        std::mem::take(&mut *self.lines.lock().expect("follow lock"))
     }
 
     fn end(&mut self) {
@@ -371,11 +381,36 @@ impl PhaseWatch {
     }
 }
 
-impl Drop for PhaseWatch {
+impl Drop for Follow {
     fn drop(&mut self) {
         // A wait that failed leaves no kubectl behind.
         self.end();
     }
+}
+
+/// A `kubectl get streamjob --watch` of `job`'s phase and parallelism.
+fn watch_phases(namespace: &TestNamespace, job: &str) -> anyhow::Result<Follow> {
+    let mut command = namespace.services.plane.kubectl();
+    command
+        .args(["-n", &namespace.name, "get", "streamjob", job, "--watch"])
+        .args([
+            "-o",
+            r#"jsonpath={.status.phase} {.status.parallelism}{"\n"}"#,
+        ]);
+    Follow::start(command)
+}
+
+/// The phases a [`watch_phases`] saw.
+fn phases_seen(lines: Vec<(SystemTime, String)>) -> Seen {
+    lines
+        .into_iter()
+        .map(|(at, line)| {
+            let mut words = line.split_whitespace();
+            let phase = words.next().unwrap_or_default().to_owned();
+            let parallelism = words.next().and_then(|p| p.parse().ok());
+            (at, phase, parallelism)
+        })
+        .collect()
 }
 
 /// The lines of the runtime's JSON log `log` that say `message`.
@@ -453,7 +488,8 @@ pub fn report(runs: &[RescaleRun], from: u32, to: u32, versions: &str) -> anyhow
         out,
         "Phases. Strom, from a `kubectl get --watch` of the job and its new pods' logs: \
          savepoint = the patch until the operator tears the old pods down (its reaction, \
-         the final checkpoint, the savepoint's copy on the store); teardown = until the \
+         the final checkpoint, the savepoint's copy on the store, of which copy: from process 0's \
+         log); teardown = until the \
          old pods are gone and the new ones created; start = until the last new pod's \
          process has started and found its peers (scheduling, container start); restore = until the last pod has \
          downloaded and opened its state (of which download: the longest download of one \
@@ -467,11 +503,11 @@ pub fn report(runs: &[RescaleRun], from: u32, to: u32, versions: &str) -> anyhow
     )?;
     writeln!(
         out,
-        "| state | system | keys | savepoint size | savepoint | teardown | start | restore | of which download | total | Strom / Flink |"
+        "| state | system | keys | savepoint size | savepoint | of which copy | teardown | start | restore | of which download | total | Strom / Flink |"
     )?;
     writeln!(
         out,
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )?;
     let flink_totals: BTreeMap<u64, f64> = runs
         .iter()
@@ -486,17 +522,22 @@ pub fn report(runs: &[RescaleRun], from: u32, to: u32, versions: &str) -> anyhow
         let [savepoint, teardown, start, restore] = run.phases;
         writeln!(
             out,
-            "| {} MB | {} | {} | {:.0} MB | {savepoint:.1} s | {teardown:.1} s | {start:.1} s | {restore:.1} s | {} | {:.1} s | {ratio} |",
+            "| {} MB | {} | {} | {:.0} MB | {savepoint:.1} s | {} | {teardown:.1} s | {start:.1} s | {restore:.1} s | {} | {:.1} s | {ratio} |",
             run.state_mb,
             run.system,
             run.keys,
             run.savepoint_bytes as f64 / 1e6,
-            run.download
-                .map_or_else(String::new, |seconds| format!("{seconds:.1} s")),
+            seconds_or_blank(run.savepoint_copy),
+            seconds_or_blank(run.download),
             run.total
         )?;
     }
     Ok(out)
+}
+
+/// `1.5 s`, or nothing when not known.
+fn seconds_or_blank(seconds: Option<f64>) -> String {
+    seconds.map_or_else(String::new, |seconds| format!("{seconds:.1} s"))
 }
 
 #[cfg(test)]

@@ -473,7 +473,10 @@ impl KeyedStore {
     ) -> Result<(), StateError> {
         let range = source.key_groups.intersection(self.key_groups);
         remove_dir_if_present(scratch)?;
-        let old = Self::open(scratch, range)?;
+        // Read once and removed: not worth compacting.
+        let mut options = db_options();
+        options.set_disable_auto_compactions(true);
+        let old = Self::open_with(scratch, range, &options)?;
         ingest_db_files(&old.db, &files_to_ingest(&source.tables, range)).map_err(|error| {
             StateError::Ingest {
                 dir: scratch.to_path_buf(),
