@@ -563,7 +563,7 @@ fn runtime_suite(
         report,
         "Keyed state of {VALUE_BYTES}-byte incompressible values. Savepoint: stop with savepoint (final checkpoint, \
          upload, copy into a self-contained folder). Restore: from the start of the new run until every operator has \
-         its state (download, RocksDB adoption of the best-overlapping snapshot, copy of the rest).\n"
+         its state (download of the table files holding its key groups, added to a new store as they are).\n"
     )?;
     writeln!(
         report,
