@@ -175,6 +175,23 @@ fn run_strom(
     checkpoints: bool,
     dir: &Path,
 ) -> anyhow::Result<Measured> {
+    let stdout = run_strom_script(script, parallelism, dir, |command| {
+        if checkpoints {
+            command.arg("--checkpoints");
+        }
+    })?;
+    Measured::parse(&stdout)
+}
+
+/// Runs this program again with `--run-script` `script` at `parallelism` in `dir`,
+/// with the arguments `more` adds: its standard output, or an error with its
+/// standard error.
+pub(crate) fn run_strom_script(
+    script: &Path,
+    parallelism: u32,
+    dir: &Path,
+    more: impl FnOnce(&mut Command),
+) -> anyhow::Result<String> {
     let program = std::env::current_exe().context("cannot find this program")?;
     let mut command = Command::new(program);
     command
@@ -183,9 +200,7 @@ fn run_strom(
         .args(["--parallelism", &parallelism.to_string()])
         .arg("--work-dir")
         .arg(dir);
-    if checkpoints {
-        command.arg("--checkpoints");
-    }
+    more(&mut command);
     let output = command.output().context("cannot run strom-bench")?;
     if !output.status.success() {
         bail!(
@@ -194,7 +209,7 @@ fn run_strom(
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    Measured::parse(&String::from_utf8_lossy(&output.stdout))
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Runs `run` over `events` events, and again over as many as last about

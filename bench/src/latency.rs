@@ -14,7 +14,6 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -22,7 +21,7 @@ use anyhow::{Context, bail};
 use strom_runtime::exec::{JobControl, RestoreFrom, run_job};
 use strom_runtime::sql::nexmark::flink_ddl;
 
-use crate::compare::CHECKPOINT_INTERVAL;
+use crate::compare::{CHECKPOINT_INTERVAL, run_strom_script};
 use crate::java::JavaProject;
 use crate::plot::{self, Bar};
 
@@ -201,24 +200,9 @@ fn read_rows(file: &Path) -> anyhow::Result<Vec<(i64, i64)>> {
 /// in a process of its own; its rows.
 fn run_strom(script: &Path, parallelism: u32, dir: &Path) -> anyhow::Result<Vec<(i64, i64)>> {
     let out = dir.join("rows.txt");
-    let program = std::env::current_exe().context("cannot find this program")?;
-    let output = Command::new(program)
-        .arg("--run-script")
-        .arg(script)
-        .args(["--parallelism", &parallelism.to_string()])
-        .arg("--work-dir")
-        .arg(dir)
-        .arg("--latency-out")
-        .arg(&out)
-        .output()
-        .context("cannot run strom-bench")?;
-    if !output.status.success() {
-        bail!(
-            "Strom failed on {}: {}",
-            script.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    run_strom_script(script, parallelism, dir, |command| {
+        command.arg("--latency-out").arg(&out);
+    })?;
     read_rows(&out)
 }
 
