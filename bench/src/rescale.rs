@@ -57,8 +57,12 @@ pub struct RescaleRun {
     /// does not say).
     pub download: Option<f64>,
     /// Of the savepoint, the copy of the final checkpoint into the savepoint's
-    /// folder (Strom, from process 0's log).
+    /// folder (Strom, from process 0's log; about nothing where the savepoint is
+    /// handed over).
     pub savepoint_copy: Option<f64>,
+    /// For a savepoint handed over (Strom), how long after the restore the new
+    /// run had copied its files in and made it self-contained.
+    pub copied_in_after: Option<f64>,
     /// From the request to running restored at the new parallelism.
     pub total: f64,
 }
@@ -235,6 +239,26 @@ fn strom_rescale(
     }
     let started = started.into_iter().max().context("no pods")?;
     let restored = restored.into_iter().max().context("no pods")?;
+    // A savepoint handed over is completed by the new run's process 0 after its
+    // first checkpoint: its size is measured once it holds its files.
+    let handed_over = savepoint_copy.is_some_and(|seconds| seconds < 0.5);
+    let mut copied_in_after = None;
+    while handed_over {
+        let log = namespace.kubectl(&["logs", &format!("{name}-0")]);
+        if !logged(&log, COPIED_IN).is_empty() {
+            copied_in_after = Some(
+                logged_at(&log, COPIED_IN)?
+                    .duration_since(restored)
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            );
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("{name} did not complete its savepoint in {STEP:?}");
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
     let savepoint = found["status"]["lastSavepoint"]["path"]
         .as_str()
         .context("no savepoint in the job's status")?
@@ -262,6 +286,7 @@ fn strom_rescale(
         ],
         download: Some(download),
         savepoint_copy,
+        copied_in_after,
         total: seconds(patched, running.max(restored)),
     })
 }
@@ -317,6 +342,7 @@ fn flink_rescale(
         phases,
         download: None,
         savepoint_copy: None,
+        copied_in_after: None,
         total: phases.iter().sum(),
     })
 }
@@ -421,6 +447,9 @@ fn logged(log: &str, message: &str) -> Vec<Value> {
         .collect()
 }
 
+/// What the runtime logs once a savepoint handed over to it holds its files.
+const COPIED_IN: &str = "borrowed savepoint completed: it holds its own copies now";
+
 /// When the runtime's JSON log `log` says `message` (its last such line).
 fn logged_at(log: &str, message: &str) -> anyhow::Result<SystemTime> {
     let line = logged(log, message)
@@ -488,8 +517,10 @@ pub fn report(runs: &[RescaleRun], from: u32, to: u32, versions: &str) -> anyhow
         out,
         "Phases. Strom, from a `kubectl get --watch` of the job and its new pods' logs: \
          savepoint = the patch until the operator tears the old pods down (its reaction, \
-         the final checkpoint, the savepoint's copy on the store, of which copy: from process 0's \
-         log); teardown = until the \
+         the final checkpoint, the savepoint: handed over, so its copy on the store, of which \
+         copy: from process 0's log, is done by the new run after its first checkpoint, \
+         copied in: seconds after the restore when the savepoint was self-contained, \
+         not part of the total); teardown = until the \
          old pods are gone and the new ones created; start = until the last new pod's \
          process has started and found its peers (scheduling, container start); restore = until the last pod has \
          downloaded and opened its state (of which download: the longest download of one \
@@ -503,11 +534,11 @@ pub fn report(runs: &[RescaleRun], from: u32, to: u32, versions: &str) -> anyhow
     )?;
     writeln!(
         out,
-        "| state | system | keys | savepoint size | savepoint | of which copy | teardown | start | restore | of which download | total | Strom / Flink |"
+        "| state | system | keys | savepoint size | savepoint | of which copy | teardown | start | restore | of which download | total | Strom / Flink | copied in |"
     )?;
     writeln!(
         out,
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )?;
     let flink_totals: BTreeMap<u64, f64> = runs
         .iter()
@@ -522,14 +553,15 @@ pub fn report(runs: &[RescaleRun], from: u32, to: u32, versions: &str) -> anyhow
         let [savepoint, teardown, start, restore] = run.phases;
         writeln!(
             out,
-            "| {} MB | {} | {} | {:.0} MB | {savepoint:.1} s | {} | {teardown:.1} s | {start:.1} s | {restore:.1} s | {} | {:.1} s | {ratio} |",
+            "| {} MB | {} | {} | {:.0} MB | {savepoint:.1} s | {} | {teardown:.1} s | {start:.1} s | {restore:.1} s | {} | {:.1} s | {ratio} | {} |",
             run.state_mb,
             run.system,
             run.keys,
             run.savepoint_bytes as f64 / 1e6,
             seconds_or_blank(run.savepoint_copy),
             seconds_or_blank(run.download),
-            run.total
+            run.total,
+            seconds_or_blank(run.copied_in_after),
         )?;
     }
     Ok(out)

@@ -153,7 +153,10 @@ impl Actor<'_> {
                 let token = crate::observe::control_token(self.client, &names).await?;
                 let token = token.as_deref();
                 let requested = if *action == Action::StopWithSavepoint {
-                    self.control.stop_with_savepoint(base, token).await
+                    let hand_over = crate::decide::stop_hands_over(status);
+                    self.control
+                        .stop_with_savepoint(base, token, hand_over)
+                        .await
                 } else {
                     // Keyed by the nonce: a request asked again (after an operator
                     // restart, or from a status read before its id was recorded)

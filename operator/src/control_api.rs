@@ -108,13 +108,18 @@ impl ControlClient {
     }
 
     /// Asks the job to stop with a savepoint, with its control `token`; the
-    /// request's id. Asking again answers the same id.
+    /// request's id. Asking again answers the same id. With `hand_over`, the job
+    /// writes the savepoint without copying its files (the next run, restoring
+    /// it at once, completes it); a runtime that predates it copies as before.
     pub async fn stop_with_savepoint(
         &self,
         base: &str,
         token: Option<&str>,
+        hand_over: bool,
     ) -> Result<i64, String> {
-        self.post(&format!("{base}/v1/stop"), None, token).await
+        let query = if hand_over { "?handOver=true" } else { "" };
+        self.post(&format!("{base}/v1/stop{query}"), None, token)
+            .await
     }
 
     /// Asks the job for a savepoint without stopping; the request's id. Asking

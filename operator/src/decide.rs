@@ -278,6 +278,20 @@ pub enum SavepointOutcome {
     Failed(String),
 }
 
+/// Whether the stop asked for the change in `status` hands its savepoint over to
+/// the next run instead of copying it before the job ends: for a rescale or an
+/// upgrade, whose next run restores it at once and completes it beside its first
+/// checkpoints, so the new pods do not wait for the copy. A suspended or deleted
+/// job's savepoint is copied first: nothing may run after it.
+pub fn stop_hands_over(status: &StreamJobStatus) -> bool {
+    status.change.as_ref().is_some_and(|change| {
+        matches!(
+            change.reason,
+            SavepointReason::Rescale | SavepointReason::Upgrade
+        )
+    })
+}
+
 /// What to do next.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {

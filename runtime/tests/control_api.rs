@@ -305,10 +305,12 @@ fn the_control_api_reports_takes_savepoints_and_stops_the_job() {
     assert_eq!(status, 404);
     assert!(body["error"].is_string());
 
-    let (status, body) = json(address, "POST", "/v1/stop");
+    // The operator's stop before a rescale: the savepoint is handed over.
+    let (status, body) = json(address, "POST", "/v1/stop?handOver=true");
     assert_eq!(status, 202, "{body}");
     let stop_id = body["id"].as_u64().unwrap();
     let report = job.join().unwrap().unwrap();
+    assert!(control.stop_hands_over(), "handOver=true was not passed on");
     // The first, the keyed ones' (one or two checkpoints), the stop's.
     assert!(
         report.snapshots.savepoints.len() >= 3,

@@ -494,6 +494,8 @@ fn a_new_parallelism_starts_the_cycle_with_a_stop_with_savepoint() {
     let change = decision.status.change.as_ref().unwrap();
     assert_eq!(change.reason, SavepointReason::Rescale);
     assert_eq!(change.step_started_at, Time(at(0)));
+    // The next run restores the savepoint at once: it is handed over, not copied.
+    assert!(stop_hands_over(&decision.status));
     // Still reported at the old parallelism until the new one runs.
     assert_eq!(decision.status.parallelism, Some(2));
     assert!(decision.events[0].note.contains("from parallelism 2 to 4"));
@@ -510,6 +512,7 @@ fn a_deployed_spec_this_operator_cannot_read_is_replaced_through_a_savepoint() {
     assert_eq!(decision.status.phase, Some(JobPhase::Savepointing));
     let change = decision.status.change.as_ref().unwrap();
     assert_eq!(change.reason, SavepointReason::Upgrade);
+    assert!(stop_hands_over(&decision.status));
     assert_eq!(decision.status.parallelism, Some(2));
     assert!(
         decision.events[0].note.contains("cannot read"),
@@ -1129,6 +1132,8 @@ fn suspending_stops_with_a_savepoint_and_resuming_restores_from_it() {
         decision.status.change.as_ref().unwrap().reason,
         SavepointReason::Suspend
     );
+    // Nothing runs after a suspension: its savepoint is copied before the stop.
+    assert!(!stop_hands_over(&decision.status));
 
     let mut case = Case::in_cycle(
         JobPhase::Rescaling,
@@ -1188,6 +1193,7 @@ fn deleting_a_running_job_takes_a_final_savepoint_then_removes_the_finalizer() {
     let decision = case.decide();
     assert_eq!(decision.action, Action::StopWithSavepoint);
     assert_eq!(decision.status.phase, Some(JobPhase::Savepointing));
+    assert!(!stop_hands_over(&decision.status));
     let status = record_savepoint_request(decision.status, &decision.action, 3);
 
     case.status = status;

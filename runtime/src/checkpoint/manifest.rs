@@ -19,8 +19,9 @@ pub enum SnapshotKind {
     /// Taken periodically; shares table files with other checkpoints under
     /// `shared/`; removed by retention.
     Checkpoint,
-    /// Taken on request; self-contained (every file under its own folder); never
-    /// removed automatically.
+    /// Taken on request; self-contained (every file under its own folder) — or,
+    /// for a while, borrowed (see [`Manifest::borrowed`]); removed only by
+    /// `state.retainedSavepoints` / `state.savepointMaxAge`.
     Savepoint,
 }
 
@@ -106,8 +107,15 @@ pub struct SnapshotAck {
 
 /// The manifest format this runtime writes. Version 1 had no run identity (its
 /// manifests read as run [`RunId::LEGACY`]); version 2 added `run` and `ancestry`.
-/// A manifest of a newer version is refused, not half-read.
+/// A manifest of a newer version than [`BORROWED_MANIFEST_FORMAT_VERSION`] is
+/// refused, not half-read.
 pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+
+/// The format of a borrowed savepoint's manifest, and the newest this runtime
+/// reads: version 3 added [`Manifest::borrowed`]. Only borrowed savepoints are
+/// written with it, so a runtime that reads up to version 2 refuses them by their
+/// version (its paths would not resolve there) and reads everything else.
+pub const BORROWED_MANIFEST_FORMAT_VERSION: u32 = 3;
 
 fn format_version_1() -> u32 {
     1
@@ -146,6 +154,14 @@ pub struct Manifest {
     pub completed_at_ms: u64,
     /// Per operator id, the snapshot of each subtask, ordered by subtask.
     pub operators: BTreeMap<String, Vec<SubtaskSnapshot>>,
+    /// For a savepoint handed over to the run restoring it (a stop before a
+    /// rescale or an upgrade, so the new pods need not wait for a copy): its files
+    /// are still those of the checkpoint it was taken at, named relative to the
+    /// job's root (the folder above `savepoints/`), and that checkpoint is pinned
+    /// (`pins/`) until a run of the job copies them in and rewrites this manifest
+    /// self-contained ([`super::CheckpointStorage::complete_borrowed_savepoints`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub borrowed: bool,
 }
 
 impl Manifest {
@@ -272,19 +288,19 @@ pub struct CollectionPlan {
 /// without changes refers to the previous snapshot's files, private ones included —
 /// so a removed checkpoint's folder may still hold files a retained one needs.
 /// Files of checkpoints still being written are never in the plan, and savepoints
-/// never refer to a checkpoint's files. The `pinned` checkpoint (one being copied
-/// into a savepoint) is kept whatever its age.
+/// refer to a checkpoint's files only while it is `pinned`: the checkpoints being
+/// copied into a savepoint, or lent to a borrowed one, are kept whatever their age.
 pub fn plan_collection(
     completed: &[Manifest],
     retained: usize,
-    pinned: Option<SnapshotId>,
+    pinned: &BTreeSet<SnapshotId>,
 ) -> CollectionPlan {
     let mut newest_first: Vec<&Manifest> = completed.iter().collect();
     newest_first.sort_by_key(|manifest| std::cmp::Reverse(manifest.id()));
     let (newest, older) = newest_first.split_at(retained.min(newest_first.len()));
     let (older_pinned, removed): (Vec<&Manifest>, Vec<&Manifest>) = older
         .iter()
-        .partition(|manifest| Some(manifest.id()) == pinned);
+        .partition(|manifest| pinned.contains(&manifest.id()));
     let kept = newest.iter().chain(&older_pinned);
     let referenced: BTreeSet<&str> = kept.flat_map(|m| m.file_paths()).collect();
     let files = removed
@@ -362,6 +378,7 @@ mod tests {
                     watermark: None,
                 }],
             )]),
+            borrowed: false,
         }
     }
 
@@ -394,21 +411,21 @@ mod tests {
                 .map(|&epoch| SnapshotId { run: run(1), epoch })
                 .collect()
         };
-        let plan = plan_collection(&completed, 3, None);
+        let plan = plan_collection(&completed, 3, &BTreeSet::new());
         assert_eq!(plan.checkpoints, ids(&[1]));
         assert_eq!(
             plan.files,
             files(&["chk-1/count/0/CURRENT", "shared/b.sst"])
         );
 
-        let plan = plan_collection(&completed, 2, None);
+        let plan = plan_collection(&completed, 2, &BTreeSet::new());
         assert_eq!(plan.checkpoints, ids(&[1, 2]));
         assert_eq!(
             plan.files,
             files(&["chk-1/count/0/CURRENT", "shared/b.sst"])
         );
 
-        let plan = plan_collection(&completed, 1, None);
+        let plan = plan_collection(&completed, 1, &BTreeSet::new());
         assert_eq!(plan.checkpoints, ids(&[1, 2, 3]));
         assert_eq!(
             plan.files,
@@ -434,7 +451,7 @@ mod tests {
             run: run(1),
             epoch: 1,
         };
-        let plan = plan_collection(&completed, 1, Some(pinned));
+        let plan = plan_collection(&completed, 1, &BTreeSet::from([pinned]));
         assert_eq!(
             plan.checkpoints,
             vec![SnapshotId {
@@ -465,10 +482,13 @@ mod tests {
     fn collection_with_fewer_checkpoints_than_retained_deletes_nothing() {
         let completed = [manifest(7, &["shared/a.sst"])];
         assert_eq!(
-            plan_collection(&completed, 3, None),
+            plan_collection(&completed, 3, &BTreeSet::new()),
             CollectionPlan::default()
         );
-        assert_eq!(plan_collection(&[], 3, None), CollectionPlan::default());
+        assert_eq!(
+            plan_collection(&[], 3, &BTreeSet::new()),
+            CollectionPlan::default()
+        );
     }
 
     /// Issue 14, point 2: retention ranks by run, then epoch.
@@ -480,7 +500,7 @@ mod tests {
             manifest_of(run(2), 20, &["shared/new-20.sst"]),
             manifest_of(run(2), 30, &["shared/new-30.sst"]),
         ];
-        let plan = plan_collection(&completed, 2, None);
+        let plan = plan_collection(&completed, 2, &BTreeSet::new());
         assert_eq!(
             plan.checkpoints,
             vec![

@@ -8,7 +8,15 @@
 //! chk-<run>-<epoch>/<operator>/<subtask>/…  the small private RocksDB files of one snapshot
 //! chk-<run>-<epoch>/_manifest               written last: the checkpoint exists once it does
 //! savepoints/sp-<epoch>-<id>/…              self-contained copies, never collected
+//! pins/<savepoint>/<checkpoint folder>       a borrowed savepoint's hold on its checkpoint
 //! ```
+//!
+//! A stop before a rescale or an upgrade hands its savepoint over instead of
+//! copying it: the savepoint's manifest is written at once and refers to the
+//! final checkpoint's files (`borrowed`, see [`Manifest::borrowed`]); a pin keeps
+//! that checkpoint from garbage collection until the next run — which restores
+//! from it meanwhile — has copied the files in
+//! ([`CheckpointStorage::complete_borrowed_savepoints`]).
 //!
 //! Checkpoints are named by run and epoch (see [`super::run`]): epochs restart with
 //! every run, so several runs' checkpoints can share the folder, and the newest is
@@ -26,8 +34,8 @@ use url::Url;
 
 use super::commit::finish_commits;
 use super::manifest::{
-    MANIFEST_FILE, MANIFEST_FORMAT_VERSION, Manifest, SHARED_DIR, SnapshotFile, SnapshotKind,
-    checkpoint_dir_name, parse_checkpoint_dir_name, plan_collection,
+    BORROWED_MANIFEST_FORMAT_VERSION, MANIFEST_FILE, MANIFEST_FORMAT_VERSION, Manifest, SHARED_DIR,
+    SnapshotFile, SnapshotKind, checkpoint_dir_name, parse_checkpoint_dir_name, plan_collection,
 };
 use super::retention::{SavepointAge, SavepointRetention, savepoints_to_delete};
 use super::run::{RunId, RunRecord, SnapshotId};
@@ -79,7 +87,7 @@ pub enum StorageError {
     },
     /// A manifest was written by a newer Strom, in a format this one cannot read.
     #[error(
-        "manifest {path} has format version {version}; this Strom reads up to {MANIFEST_FORMAT_VERSION}: restore it with a newer Strom"
+        "manifest {path} has format version {version}; this Strom reads up to {BORROWED_MANIFEST_FORMAT_VERSION}: restore it with a newer Strom"
     )]
     NewerFormat {
         /// Where the manifest is stored.
@@ -96,6 +104,15 @@ pub enum StorageError {
         path: String,
         /// The state format of its snapshot.
         state_format: u32,
+    },
+    /// A borrowed savepoint was read from somewhere other than its job's
+    /// `savepoints/` folder, so the checkpoint files it refers to cannot be found.
+    #[error(
+        "savepoint {path} still refers to the files of its job's checkpoint (the run restoring it copies them in): restore it from its job's savepoints/ folder, or once that run has completed it"
+    )]
+    BorrowedElsewhere {
+        /// Where the savepoint was read.
+        path: String,
     },
 }
 
@@ -114,11 +131,14 @@ pub enum ResumePoint {
 const RUNS_DIR: &str = "runs";
 /// The folder of a job's savepoints.
 const SAVEPOINTS_DIR: &str = "savepoints";
+/// The folder of pins: an empty object `pins/<savepoint>/<checkpoint folder>` per
+/// borrowed savepoint, keeping the checkpoint it refers to.
+const PINS_DIR: &str = "pins";
 
 /// Whether `name` is one of the folders a job's own layout has at its root
 /// (rather than the folder of one of its deployments, see [`super::newest`]).
 pub(crate) fn is_layout_folder(name: &str) -> bool {
-    [RUNS_DIR, SAVEPOINTS_DIR, SHARED_DIR].contains(&name)
+    [RUNS_DIR, SAVEPOINTS_DIR, SHARED_DIR, PINS_DIR].contains(&name)
         || parse_checkpoint_dir_name(name).is_some()
 }
 
@@ -196,6 +216,27 @@ pub struct SnapshotLocation {
     /// The folder that the manifest's file paths are relative to: the job's root for
     /// a checkpoint, the savepoint's own folder for a savepoint.
     pub base: Path,
+}
+
+impl SnapshotLocation {
+    /// Where the files of `manifest`, read from this location, are: a borrowed
+    /// savepoint's are its job's checkpoint files, under the folder holding
+    /// `savepoints/`.
+    pub fn resolved_for(self, manifest: &Manifest) -> Result<Self, StorageError> {
+        if !manifest.borrowed {
+            return Ok(self);
+        }
+        let parts: Vec<_> = self.dir.parts().collect();
+        match parts.len().checked_sub(2) {
+            Some(root) if parts[root].as_ref() == SAVEPOINTS_DIR => Ok(Self {
+                base: Path::from_iter(parts[..root].iter().cloned()),
+                dir: self.dir,
+            }),
+            _ => Err(StorageError::BorrowedElsewhere {
+                path: self.dir.to_string(),
+            }),
+        }
+    }
 }
 
 /// A job's checkpoints and savepoints in object storage.
@@ -541,9 +582,15 @@ impl CheckpointStorage {
             protected.extend(record.restored_from);
         }
         let doomed = savepoints_to_delete(&ages, retention, &protected, now_ms);
+        let pins = self.pins().await?;
         for (location, _) in &savepoints {
             if doomed.contains(&self.url_of(&location.dir)) {
                 self.delete_folder(&location.dir).await?;
+                // A borrowed savepoint's checkpoint is free to go now.
+                let name = location.dir.filename().unwrap_or_default();
+                for (_, checkpoint) in pins.iter().filter(|(pinned, _)| pinned == name) {
+                    self.delete_object(&pin_path(name, checkpoint)).await?;
+                }
             }
         }
         Ok(doomed)
@@ -653,17 +700,27 @@ impl CheckpointStorage {
         Ok(moved)
     }
 
-    /// Keeps the newest `retained` checkpoints, and `pinned` (one being copied into
-    /// a savepoint), and deletes the others with every file that only they referred
-    /// to. A checkpoint's sink commits are finished before its manifest goes.
-    /// Returns the number of objects deleted.
+    /// Keeps the newest `retained` checkpoints, `copying` (one being copied into
+    /// a savepoint) and those borrowed savepoints refer to (`pins/`), and deletes
+    /// the others with every file that only they referred to. A checkpoint's sink
+    /// commits are finished before its manifest goes. Returns the number of
+    /// objects deleted.
     pub async fn collect_garbage(
         &self,
         retained: usize,
-        pinned: Option<SnapshotId>,
+        copying: Option<SnapshotId>,
     ) -> Result<usize, StorageError> {
+        // The pins are listed before the manifests: a savepoint handed over later
+        // pins a checkpoint newer than every one this collection may delete.
+        let mut pinned: BTreeSet<SnapshotId> = copying.into_iter().collect();
+        pinned.extend(
+            self.pins()
+                .await?
+                .into_iter()
+                .map(|(_, checkpoint)| checkpoint),
+        );
         let manifests = self.completed_manifests().await?;
-        let plan = plan_collection(&manifests, retained, pinned);
+        let plan = plan_collection(&manifests, retained, &pinned);
         for manifest in manifests
             .iter()
             .filter(|manifest| plan.checkpoints.contains(&manifest.id()))
@@ -740,12 +797,7 @@ impl CheckpointStorage {
         &self,
         manifest: &Manifest,
     ) -> Result<SnapshotLocation, StorageError> {
-        let name = format!(
-            "sp-{:020}-{}",
-            manifest.epoch,
-            uuid::Uuid::new_v4().simple()
-        );
-        let dir = self.under(SAVEPOINTS_DIR).join(name);
+        let dir = self.under(SAVEPOINTS_DIR).join(savepoint_name(manifest));
         let result = self.copy_into_savepoint(manifest, &dir).await;
         if result.is_err()
             && let Err(error) = self.delete_folder(&dir).await
@@ -753,6 +805,95 @@ impl CheckpointStorage {
             tracing::warn!(%error, savepoint = %dir, "cannot remove the failed savepoint's files");
         }
         result
+    }
+
+    /// Makes the checkpoint `manifest` completed a savepoint without copying it:
+    /// a borrowed savepoint ([`Manifest::borrowed`]) that refers to the
+    /// checkpoint's files, which its pin keeps until a run of this job completes
+    /// it ([`Self::complete_borrowed_savepoints`]). For a stop whose savepoint the
+    /// next run restores at once; its location.
+    pub async fn hand_over_savepoint(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<SnapshotLocation, StorageError> {
+        let name = savepoint_name(manifest);
+        let dir = self.under(SAVEPOINTS_DIR).join(name.as_str());
+        // The pin first: a borrowed savepoint is never without it.
+        let pin = pin_path(&name, &manifest.id());
+        self.put_object(&pin, Vec::new()).await?;
+        let mut savepoint = manifest.clone();
+        savepoint.kind = SnapshotKind::Savepoint;
+        savepoint.borrowed = true;
+        savepoint.format_version = BORROWED_MANIFEST_FORMAT_VERSION;
+        if let Err(error) = self
+            .put_manifest(&dir.clone().join(MANIFEST_FILE), &savepoint)
+            .await
+        {
+            if let Err(error) = self.delete_object(&pin).await {
+                tracing::warn!(%error, %pin, "cannot remove the pin of a failed savepoint");
+            }
+            return Err(error);
+        }
+        Ok(SnapshotLocation {
+            base: self.root.clone(),
+            dir,
+        })
+    }
+
+    /// Completes every borrowed savepoint of this job: copies the files of the
+    /// checkpoint it refers to into its folder, rewrites its manifest
+    /// self-contained, then removes its pin (so its checkpoint is collected as
+    /// usual). Returns the URLs of the savepoints completed. A failure leaves the
+    /// savepoint borrowed and pinned, for the next call.
+    pub async fn complete_borrowed_savepoints(&self) -> Result<Vec<String>, StorageError> {
+        let mut completed = Vec::new();
+        for (name, checkpoint) in self.pins().await? {
+            let dir = self.under(SAVEPOINTS_DIR).join(name.as_str());
+            let location = SnapshotLocation {
+                base: self.root.clone(),
+                dir: dir.clone(),
+            };
+            match self.read_manifest(&location).await {
+                Ok(manifest) if manifest.borrowed => {
+                    self.copy_into_savepoint(&manifest, &dir).await?;
+                    completed.push(self.url_of(&dir));
+                }
+                // Completed before, but its pin not removed yet.
+                Ok(_) => {}
+                // Deleted since (retention), or its hand-over failed.
+                Err(StorageError::ObjectStore {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) => {}
+                Err(error) => return Err(error),
+            }
+            self.delete_object(&pin_path(&name, &checkpoint)).await?;
+        }
+        Ok(completed)
+    }
+
+    /// Every pin of a borrowed savepoint: the savepoint's folder name and the
+    /// checkpoint it keeps.
+    async fn pins(&self) -> Result<Vec<(String, SnapshotId)>, StorageError> {
+        let folder = self.under(PINS_DIR);
+        let objects: Vec<_> = match self.store.list(Some(&folder)).try_collect().await {
+            Ok(objects) => objects,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(error) => return Err(self.error("list", &folder)(error)),
+        };
+        Ok(objects
+            .iter()
+            .filter_map(|object| {
+                let parts: Vec<_> = object.location.prefix_match(&folder)?.collect();
+                match parts.as_slice() {
+                    [savepoint, checkpoint] => Some((
+                        savepoint.as_ref().to_owned(),
+                        parse_checkpoint_dir_name(checkpoint.as_ref())?,
+                    )),
+                    _ => None,
+                }
+            })
+            .collect())
     }
 
     /// Deletes every object under `dir`, its manifest first (a half-deleted
@@ -789,6 +930,8 @@ impl CheckpointStorage {
     ) -> Result<SnapshotLocation, StorageError> {
         let mut savepoint = manifest.clone();
         savepoint.kind = SnapshotKind::Savepoint;
+        savepoint.borrowed = false;
+        savepoint.format_version = MANIFEST_FORMAT_VERSION;
         for (operator, subtasks) in &mut savepoint.operators {
             for subtask in subtasks.iter() {
                 for object in &subtask.objects {
@@ -842,6 +985,22 @@ impl CheckpointStorage {
     }
 }
 
+/// The folder name of a new savepoint of `manifest`'s checkpoint:
+/// `sp-<epoch>-<random>`, zero-padded so that names sort by epoch.
+fn savepoint_name(manifest: &Manifest) -> String {
+    format!(
+        "sp-{:020}-{}",
+        manifest.epoch,
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// The pin, relative to the job's root, by which the savepoint `savepoint` (its
+/// folder name) keeps `checkpoint`.
+fn pin_path(savepoint: &str, checkpoint: &SnapshotId) -> String {
+    format!("{PINS_DIR}/{savepoint}/{}", checkpoint_dir_name(checkpoint))
+}
+
 /// `path` relative to `root`, as a manifest records it.
 fn relative_path(root: &Path, path: &Path) -> String {
     match path.prefix_match(root) {
@@ -880,7 +1039,7 @@ pub fn parse_manifest(json: &[u8], path: &str) -> Result<Manifest, StorageError>
         .map_err(unreadable)?
         .format_version
         .unwrap_or(1);
-    if version > MANIFEST_FORMAT_VERSION {
+    if version > BORROWED_MANIFEST_FORMAT_VERSION {
         return Err(StorageError::NewerFormat {
             path: path.to_owned(),
             version,
@@ -1013,12 +1172,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_borrowed_savepoint_resolves_against_its_jobs_root_and_only_there() {
+        let newer = br#"{"formatVersion": 3, "kind": "savepoint", "job": "j", "epoch": 7,
+            "parallelism": 1, "maxParallelism": 128, "completedAtMs": 0, "operators": {},
+            "borrowed": true}"#;
+        let borrowed = parse_manifest(newer, "p").unwrap();
+        assert!(borrowed.borrowed);
+        let at = |dir: &str| SnapshotLocation {
+            dir: Path::from(dir),
+            base: Path::from(dir),
+        };
+        let resolved = at("b/jobs/clicks/savepoints/sp-7")
+            .resolved_for(&borrowed)
+            .unwrap();
+        assert_eq!(resolved.base, Path::from("b/jobs/clicks"));
+        assert_eq!(resolved.dir, Path::from("b/jobs/clicks/savepoints/sp-7"));
+        // Moved out of its job's savepoints/, its files cannot be found.
+        let error = at("b/kept/sp-7").resolved_for(&borrowed).unwrap_err();
+        assert!(matches!(error, StorageError::BorrowedElsewhere { .. }));
+        assert!(error.to_string().contains("savepoints/ folder"), "{error}");
+        // A self-contained one resolves against its own folder.
+        let plain = Manifest {
+            borrowed: false,
+            ..borrowed
+        };
+        let own = at("b/kept/sp-7").resolved_for(&plain).unwrap();
+        assert_eq!(own.base, Path::from("b/kept/sp-7"));
+    }
+
+    #[test]
     fn a_manifest_of_a_newer_format_is_refused_as_such() {
-        let newer = br#"{"formatVersion": 3, "somethingNew": {"shape": "unknown"}}"#;
+        let newer = br#"{"formatVersion": 4, "somethingNew": {"shape": "unknown"}}"#;
         let error = parse_manifest(newer, "s3://b/job/chk-1/_manifest").unwrap_err();
         assert!(matches!(
             error,
-            StorageError::NewerFormat { version: 3, .. }
+            StorageError::NewerFormat { version: 4, .. }
         ));
         assert!(error.to_string().contains("newer Strom"), "{error}");
         assert!(matches!(

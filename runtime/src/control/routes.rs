@@ -162,9 +162,21 @@ async fn trigger_savepoint(
         .into_response())
 }
 
+/// The query of `POST /v1/stop`.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct StopQuery {
+    /// Whether the savepoint is handed over to the next run, which restores it at
+    /// once and completes it (`handOver=true`: the operator's rescales and
+    /// upgrades), rather than copied before the job ends.
+    #[serde(default)]
+    hand_over: bool,
+}
+
 async fn stop_with_savepoint(
     State(state): State<ControlState>,
     headers: axum::http::HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<StopQuery>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     if state.control.stop_requested() {
@@ -180,7 +192,11 @@ async fn stop_with_savepoint(
         )
             .into_response());
     }
-    let id = state.control.request_stop();
+    let id = if query.hand_over {
+        state.control.request_stop_handing_over()
+    } else {
+        state.control.request_stop()
+    };
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "id": id, "status": "pending" })),

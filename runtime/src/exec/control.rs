@@ -268,6 +268,8 @@ impl Metrics {
 #[derive(Debug, Default)]
 pub struct JobControl {
     stop_requested: AtomicBool,
+    /// Whether the stop's savepoint is handed over rather than copied.
+    stop_hands_over: AtomicBool,
     shutdown: AtomicBool,
     serve_after_stop: AtomicBool,
     /// The job's metrics.
@@ -324,10 +326,15 @@ impl JobControl {
     /// takes a savepoint of it and shuts down. Returns the savepoint request's id.
     /// Asking again returns the first request's id.
     pub fn request_stop(&self) -> u64 {
+        self.request_stop_with(false)
+    }
+
+    fn request_stop_with(&self, hand_over: bool) -> u64 {
         let mut requests = self.lock_requests();
         if let Some(existing) = requests.iter().find(|request| request.stop) {
             return existing.id;
         }
+        self.stop_hands_over.store(hand_over, Ordering::SeqCst);
         let id = requests.len() as u64 + 1;
         requests.push(SavepointRequest {
             id,
@@ -337,6 +344,20 @@ impl JobControl {
         });
         self.stop_requested.store(true, Ordering::SeqCst);
         id
+    }
+
+    /// [`JobControl::request_stop`] for a job the next run restores at once (the
+    /// operator's rescales and upgrades): the savepoint is handed over — written
+    /// without a copy, its files still the final checkpoint's — and that run
+    /// completes it ([`crate::checkpoint::CheckpointStorage::hand_over_savepoint`]).
+    /// Asking again answers the first stop's id, and the stop stays as first asked.
+    pub fn request_stop_handing_over(&self) -> u64 {
+        self.request_stop_with(true)
+    }
+
+    /// Whether the stop asked for hands its savepoint over.
+    pub fn stop_hands_over(&self) -> bool {
+        self.stop_hands_over.load(Ordering::SeqCst)
     }
 
     /// Asks for a savepoint of the next completed checkpoint, without stopping.

@@ -154,6 +154,7 @@ fn checkpoint_manifest(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as u64),
         operators: by_operator,
+        borrowed: false,
     })
 }
 
@@ -185,6 +186,9 @@ async fn complete_checkpoints(
     let mut uncommitted: Vec<Manifest> = Vec::new();
     // The savepoint being copied beside the checkpoints that follow it.
     let mut copying: Option<SavepointCopy> = None;
+    // Borrowed savepoints of the job (handed over by the stop before this run)
+    // are completed beside the checkpoints, from this run's first one on, once.
+    let mut borrowed = BorrowedSavepoints::default();
     loop {
         let completion = tokio::select! {
             // A copy that finishes settles the requests it was started for (first,
@@ -253,15 +257,26 @@ async fn complete_checkpoints(
         });
         tracing::info!(epoch, bytes = manifest.state_size(), "checkpoint completed");
 
-        // A stop's savepoint is copied before the job ends, beside a copy under way
-        // (which settles its own requests first); a requested one beside the
-        // checkpoints that follow (one copy at a time), its checkpoint kept from
-        // garbage collection until it is done.
+        // A stop's savepoint is copied (or handed over) before the job ends,
+        // beside a copy under way (which settles its own requests first); a
+        // requested one beside the checkpoints that follow (one copy at a time),
+        // its checkpoint kept from garbage collection until it is done.
         let stopping = all_drained && control.stop_requested();
         let mut savepoint_failed = false;
+        if !stopping {
+            borrowed.complete_after_a_checkpoint(&storage).await;
+        }
         if stopping {
-            let stop_copy =
-                tokio::spawn(copy_savepoint(storage.clone(), manifest.clone(), retention));
+            // No completion runs while a stop hands its savepoint over: it could
+            // take the new pin, its manifest not yet written, for a failed one's.
+            borrowed.leave_to_the_next_run().await;
+            let hand_over = control.stop_hands_over();
+            let stop_copy = tokio::spawn(copy_savepoint(
+                storage.clone(),
+                manifest.clone(),
+                retention,
+                hand_over,
+            ));
             settle_copy(&mut copying, &control).await;
             let result = joined(stop_copy.await);
             savepoint_failed = result.is_err();
@@ -274,7 +289,12 @@ async fn complete_checkpoints(
             copying = Some(SavepointCopy {
                 requests_through,
                 checkpoint: manifest.id(),
-                task: tokio::spawn(copy_savepoint(storage.clone(), manifest.clone(), retention)),
+                task: tokio::spawn(copy_savepoint(
+                    storage.clone(),
+                    manifest.clone(),
+                    retention,
+                    false,
+                )),
             });
         }
         let pinned = copying.as_ref().map(|copy| copy.checkpoint);
@@ -297,7 +317,84 @@ async fn complete_checkpoints(
     // checkpoint that will not come.
     settle_copy(&mut copying, &control).await;
     control.fail_unsettled_savepoints("the job ended before a checkpoint could take it");
+    borrowed.leave_to_the_next_run().await;
     control.shut_down();
+}
+
+/// The completion of the job's borrowed savepoints
+/// ([`CheckpointStorage::complete_borrowed_savepoints`]): started after this run's
+/// first checkpoint — every subtask has restored by then, so the copy neither
+/// delays the restore nor competes with its downloads — and after each later one
+/// until it succeeds once (only a stop hands a savepoint over, and it ends the run).
+#[derive(Default)]
+struct BorrowedSavepoints {
+    task: Option<tokio::task::JoinHandle<Result<Vec<String>, StorageError>>>,
+    done: bool,
+}
+
+impl BorrowedSavepoints {
+    /// Starts the completion if it is due, or notes how the last one ended.
+    async fn complete_after_a_checkpoint(&mut self, storage: &CheckpointStorage) {
+        if self.done {
+            return;
+        }
+        if let Some(task) = &self.task {
+            if !task.is_finished() {
+                return;
+            }
+            let task = self.task.take().expect("checked");
+            match task.await {
+                Ok(Ok(_)) => {
+                    self.done = true;
+                    return;
+                }
+                Ok(Err(error)) => tracing::warn!(
+                    %error,
+                    "completing a borrowed savepoint failed; retried after the next checkpoint"
+                ),
+                Err(error) => tracing::warn!(%error, "completing borrowed savepoints stopped"),
+            }
+        }
+        let storage = storage.clone();
+        self.task = Some(tokio::spawn(async move {
+            // Tests slow the completion down with
+            // `borrowed-savepoint-delay=return(<ms>)`.
+            let delay_ms = (|| {
+                fail::fail_point!("borrowed-savepoint-delay", |ms| ms
+                    .and_then(|ms| ms.parse().ok()));
+                None::<u64>
+            })();
+            if let Some(ms) = delay_ms {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            let started = Instant::now();
+            let completed = storage.complete_borrowed_savepoints().await?;
+            for savepoint in &completed {
+                tracing::info!(
+                    %savepoint,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "borrowed savepoint completed: it holds its own copies now"
+                );
+            }
+            Ok(completed)
+        }));
+    }
+
+    /// At the run's end: a completion under way stops, and is waited for (what it
+    /// copied is copied again); the savepoints it did not complete stay borrowed
+    /// and pinned for the next run.
+    async fn leave_to_the_next_run(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            if let Err(error) = task.await
+                && error.is_cancelled()
+            {
+                tracing::info!(
+                    "the job ends before its borrowed savepoints are completed: the next run completes them"
+                );
+            }
+        }
+    }
 }
 
 /// A savepoint copied in the background: the checkpoint it copies, the task, and
@@ -323,21 +420,24 @@ fn joined(
     result.unwrap_or_else(|error| Err(format!("the savepoint copy stopped: {error}")))
 }
 
-/// Copies the checkpoint `manifest` completed into a savepoint.
+/// Copies the checkpoint `manifest` completed into a savepoint, or hands it over
+/// (`hand_over`: a stop whose savepoint the next run restores and completes).
 async fn copy_savepoint(
     storage: CheckpointStorage,
     manifest: Manifest,
     retention: SavepointRetention,
+    hand_over: bool,
 ) -> Result<CompletedSnapshot, String> {
     let started = Instant::now();
     let epoch = manifest.epoch;
-    match write_savepoint(&storage, &manifest).await {
+    match write_savepoint(&storage, &manifest, hand_over).await {
         Ok(location) => {
             let duration_ms = started.elapsed().as_millis() as u64;
             tracing::info!(
                 epoch,
                 bytes = manifest.state_size(),
                 duration_ms,
+                handed_over = hand_over,
                 %location,
                 "savepoint written"
             );
@@ -481,11 +581,13 @@ fn injected(failpoint: &str) -> StorageError {
     }
 }
 
-/// Writes the savepoint of `manifest`; its URL. The failpoint `savepoint-write`
-/// makes it fail (tests of what follows a failed savepoint).
+/// Writes the savepoint of `manifest` (a copy, or handed over); its URL. The
+/// failpoint `savepoint-write` makes it fail (tests of what follows a failed
+/// savepoint).
 async fn write_savepoint(
     storage: &CheckpointStorage,
     manifest: &Manifest,
+    hand_over: bool,
 ) -> Result<String, String> {
     fail::fail_point!("savepoint-write", |_| Err(
         "failpoint savepoint-write".to_owned()
@@ -499,10 +601,12 @@ async fn write_savepoint(
     if let Some(ms) = delay_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let savepoint = storage
-        .write_savepoint(manifest)
-        .await
-        .map_err(|error| error.to_string())?;
+    let savepoint = if hand_over {
+        storage.hand_over_savepoint(manifest).await
+    } else {
+        storage.write_savepoint(manifest).await
+    }
+    .map_err(|error| error.to_string())?;
     Ok(storage.url_of(&savepoint.dir))
 }
 

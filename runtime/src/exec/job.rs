@@ -718,6 +718,7 @@ async fn read_snapshot(config: &JobConfig, path: &str) -> Result<RestorePoint, J
         }) => return Err(JobError::NoSnapshot(path.to_owned())),
         Err(error) => return Err(error.into()),
     };
+    let location = location.resolved_for(&manifest)?;
     let url = snapshot_url(path)?;
     Ok(RestorePoint {
         store,

@@ -1,0 +1,237 @@
+//! Issue 18: a stop before a rescale hands its savepoint over instead of copying
+//! it (the copy was the largest phase of a 1 GB rescale). The savepoint is written
+//! at once and refers to the final checkpoint's files, a pin keeps that checkpoint
+//! from garbage collection, and the run restoring the savepoint copies the files
+//! in beside its own checkpoints: then the savepoint is self-contained and the
+//! checkpoint is collected as usual.
+//!
+//! A test binary of its own: the failpoint is process-wide.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{checkpoints_completed, local_config, start, stop_and_join, wait_for_records};
+use strom_runtime::api::Pipeline;
+use strom_runtime::exec::{Generator, JobConfig, PipelineFn, RestoreFrom, run_job};
+
+const SPLITS: u32 = 8;
+const USERS: u64 = 300;
+const PER_SPLIT: u64 = 3000;
+
+/// Everything the sinks of a run saw: (user, running count).
+type Output = Arc<Mutex<Vec<(u64, u64)>>>;
+
+fn user_of(split: u32, n: u64) -> u64 {
+    (u64::from(split) * 7919 + n * 104_729) % USERS
+}
+
+/// Clicks per user, `PER_SPLIT` per split, at `rate` records/s when given.
+fn clicks_per_user(rate: Option<u64>, output: Output) -> PipelineFn {
+    Arc::new(move |pipeline: &mut Pipeline<'_>| {
+        let mut generator = Generator::new(SPLITS, user_of).bounded(PER_SPLIT);
+        if let Some(rate) = rate {
+            generator = generator.rate(rate);
+        }
+        let output = Arc::clone(&output);
+        pipeline
+            .source("clicks", generator)?
+            .key_by(|&user| user)
+            .count("clicks-per-user")?
+            .sink(move |_epoch, batch| output.lock().unwrap().extend(batch));
+        Ok(())
+    })
+}
+
+fn config(state: &Path, parallelism: u32, restore: RestoreFrom) -> JobConfig {
+    // One retained checkpoint: without its pin, the checkpoint a borrowed
+    // savepoint refers to goes with the restored run's first checkpoint.
+    local_config(
+        state,
+        "clicks",
+        parallelism,
+        Duration::from_millis(50),
+        1,
+        restore,
+    )
+}
+
+/// Every file under `dir`, relative to it.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).unwrap();
+                files.push(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn local_path(url: &str) -> PathBuf {
+    PathBuf::from(url.strip_prefix("file://").expect("a file:// URL"))
+}
+
+fn manifest_at(folder: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(folder.join("_manifest")).unwrap()).unwrap()
+}
+
+fn is_borrowed(folder: &Path) -> bool {
+    manifest_at(folder)["borrowed"] == serde_json::json!(true)
+}
+
+/// The stored paths (relative to the job's root) of the table and RocksDB files
+/// the manifest in `folder` names.
+fn named_files(folder: &Path) -> Vec<String> {
+    let manifest = manifest_at(folder);
+    let mut paths = Vec::new();
+    for subtasks in manifest["operators"].as_object().unwrap().values() {
+        for subtask in subtasks.as_array().unwrap() {
+            for file in subtask["files"].as_array().unwrap() {
+                paths.push(file["path"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    paths
+}
+
+/// Checks that each user's running counts are exactly 1..=n, and returns n per user.
+fn final_counts(output: &[(u64, u64)]) -> BTreeMap<u64, u64> {
+    let mut per_user: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for &(user, count) in output {
+        per_user.entry(user).or_default().push(count);
+    }
+    per_user
+        .into_iter()
+        .map(|(user, mut counts)| {
+            counts.sort_unstable();
+            let expected: Vec<u64> = (1..=counts.len() as u64).collect();
+            assert_eq!(counts, expected, "user {user}: counts skipped or repeated");
+            (user, *counts.last().unwrap())
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what} within a minute");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_handed_over_savepoint_restores_at_a_new_parallelism_and_its_restorer_completes_it() {
+    let state = tempfile::tempdir().unwrap();
+    let storage = state.path().join("storage");
+    // The first run, then the run that goes on from its savepoint to the end.
+    let lineage = Output::default();
+    let total = PER_SPLIT * u64::from(SPLITS);
+
+    // 20k records/s: the input lasts 1.2 s, so the stop lands mid-run.
+    let (control, job) = start(
+        config(state.path(), 2, RestoreFrom::Nothing),
+        clicks_per_user(Some(20_000), Arc::clone(&lineage)),
+    );
+    wait_for_records(&control, 1);
+    let read_before = checkpoints_completed(&control);
+    wait_until("a checkpoint after the first record", || {
+        checkpoints_completed(&control) > read_before
+    });
+    control.request_stop_handing_over();
+    let first = stop_and_join(&control, job);
+    assert!(first.records_in < total, "the first run read everything");
+    let savepoint = first.snapshots.savepoints.last().expect("a savepoint");
+    let folder = local_path(&savepoint.location);
+
+    // Handed over: its manifest alone, referring to the checkpoint's files, which
+    // a pin keeps.
+    assert_eq!(files_under(&folder), ["_manifest"]);
+    assert!(is_borrowed(&folder));
+    assert_eq!(manifest_at(&folder)["formatVersion"], 3);
+    let borrowed_files = named_files(&folder);
+    assert!(!borrowed_files.is_empty(), "no state in the savepoint");
+    let pins = files_under(&storage.join("pins"));
+    assert_eq!(pins.len(), 1, "one pin: {pins:?}");
+
+    // The next run restores it at parallelism 4 and checkpoints on while its
+    // completion is held back: the pinned files stay, one retained checkpoint
+    // or not. (At 2000 records/s its input lasts past the completion: a run
+    // that ends first leaves the savepoint to the next run.)
+    fail::cfg("borrowed-savepoint-delay", "return(1500)").unwrap();
+    let sideline = Output::default();
+    let (control, job) = start(
+        config(
+            state.path(),
+            4,
+            RestoreFrom::Snapshot(savepoint.location.clone()),
+        ),
+        clicks_per_user(Some(2000), Arc::clone(&sideline)),
+    );
+    wait_until("five checkpoints of the restored run", || {
+        checkpoints_completed(&control) >= 5
+    });
+    fail::cfg("borrowed-savepoint-delay", "off").unwrap();
+    assert!(is_borrowed(&folder), "completed before the delay ended");
+    for path in &borrowed_files {
+        assert!(
+            storage.join(path).is_file(),
+            "{path} of the borrowed savepoint was collected"
+        );
+    }
+
+    // Completed: the savepoint holds its files, its pin is gone, and the
+    // checkpoint it borrowed from is collected like any other.
+    wait_until("the savepoint completed", || !is_borrowed(&folder));
+    assert_eq!(manifest_at(&folder)["formatVersion"], 2);
+    assert!(files_under(&storage.join("pins")).is_empty());
+    for path in named_files(&folder) {
+        assert!(folder.join(&path).is_file(), "{path} not copied in");
+    }
+    wait_until("the borrowed checkpoint's files collected", || {
+        borrowed_files
+            .iter()
+            .filter(|path| path.starts_with("shared/"))
+            .all(|path| !storage.join(path).exists())
+    });
+    stop_and_join(&control, job);
+
+    // Self-contained: moved out of its job, whose folder is then deleted, it
+    // still restores, and that run reads exactly what the first one had not.
+    let moved = state.path().join("elsewhere");
+    std::fs::create_dir_all(&moved).unwrap();
+    let moved = moved.join(folder.file_name().unwrap());
+    std::fs::rename(&folder, &moved).unwrap();
+    std::fs::remove_dir_all(&storage).unwrap();
+    let last = run_job(
+        config(
+            state.path(),
+            1,
+            RestoreFrom::Snapshot(format!("file://{}", moved.display())),
+        ),
+        clicks_per_user(None, Arc::clone(&lineage)),
+        Arc::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        first.records_in + last.records_in,
+        total,
+        "records read twice or never across the hand-over"
+    );
+    let counts = final_counts(&lineage.lock().unwrap());
+    assert_eq!(counts.values().sum::<u64>(), total);
+}
