@@ -194,14 +194,19 @@ fn strom_rescale(
     namespace.patch_spec(&name, &format!(r#"{{"parallelism":{to}}}"#));
     let found = namespace.wait_running_at(&name, i64::from(to), to as usize, &mut phases);
     let seen = phases_seen(watch.stop());
-    let savepoint_copy = leader_log
+    let written = leader_log
         .stop()
         .iter()
         .filter(|(at, _)| *at >= patched)
         .filter_map(|(_, line)| logged(line, "savepoint written").pop())
-        .filter_map(|event| event["fields"]["duration_ms"].as_f64())
-        .next_back()
+        .next_back();
+    let savepoint_copy = written
+        .as_ref()
+        .and_then(|event| event["fields"]["duration_ms"].as_f64())
         .map(|ms| ms / 1000.0);
+    let handed_over = written
+        .as_ref()
+        .is_some_and(|event| event["fields"]["handed_over"] == json!(true));
     let first = |phase: &str, parallelism: Option<u32>| -> anyhow::Result<SystemTime> {
         seen.iter()
             .find(|(at, p, n)| {
@@ -241,7 +246,6 @@ fn strom_rescale(
     let restored = restored.into_iter().max().context("no pods")?;
     // A savepoint handed over is completed by the new run's process 0 after its
     // first checkpoint: its size is measured once it holds its files.
-    let handed_over = savepoint_copy.is_some_and(|seconds| seconds < 0.5);
     let mut copied_in_after = None;
     while handed_over {
         let log = namespace.kubectl(&["logs", &format!("{name}-0")]);

@@ -279,17 +279,17 @@ pub enum SavepointOutcome {
 }
 
 /// Whether the stop asked for the change in `status` hands its savepoint over to
-/// the next run instead of copying it before the job ends: for a rescale or an
-/// upgrade, whose next run restores it at once and completes it beside its first
-/// checkpoints, so the new pods do not wait for the copy. A suspended or deleted
-/// job's savepoint is copied first: nothing may run after it.
+/// the next run instead of copying it before the job ends: for a rescale, whose
+/// next run (same image, same folder) restores it at once and completes it beside
+/// its first checkpoints, so the new pods do not wait for the copy. Not for an
+/// upgrade: its image may be a Strom that cannot read a borrowed savepoint (a
+/// downgrade). A suspended or deleted job's savepoint is copied first: nothing
+/// may run after it (a deletion during a rescale's stop asks again, plainly).
 pub fn stop_hands_over(status: &StreamJobStatus) -> bool {
-    status.change.as_ref().is_some_and(|change| {
-        matches!(
-            change.reason,
-            SavepointReason::Rescale | SavepointReason::Upgrade
-        )
-    })
+    status
+        .change
+        .as_ref()
+        .is_some_and(|change| change.reason == SavepointReason::Rescale)
 }
 
 /// What to do next.
@@ -974,9 +974,16 @@ impl<'a, 'i> Next<'a, 'i> {
         match self.status.change.clone() {
             Some(change) if change.reason == SavepointReason::Delete => self.savepointing(),
             Some(change) if self.status.phase == Some(JobPhase::Savepointing) => {
-                // The stop asked for by another change serves as the final one.
+                // The stop asked for by another change serves as the final one;
+                // a rescale's handed its savepoint over, so it is asked for again,
+                // plainly (the job answers the same request, copied).
+                let savepoint_request = match change.reason {
+                    SavepointReason::Rescale => None,
+                    _ => change.savepoint_request,
+                };
                 self.status.change = Some(ChangeStatus {
                     reason: SavepointReason::Delete,
+                    savepoint_request,
                     ..change
                 });
                 self.savepointing();

@@ -17,7 +17,9 @@ mod common;
 
 use common::{checkpoints_completed, local_config, start, stop_and_join, wait_for_records};
 use strom_runtime::api::Pipeline;
-use strom_runtime::exec::{Generator, JobConfig, PipelineFn, RestoreFrom, run_job};
+use strom_runtime::exec::{
+    Generator, JobConfig, JobError, JobReport, PipelineFn, RestoreFrom, run_job,
+};
 
 const SPLITS: u32 = 8;
 const USERS: u64 = 300;
@@ -126,6 +128,13 @@ fn final_counts(output: &[(u64, u64)]) -> BTreeMap<u64, u64> {
         .collect()
 }
 
+/// Waits (a minute at most) for the stopping job's report (`stop_and_join` would
+/// ask for a plain stop).
+fn join(job: thread::JoinHandle<Result<JobReport, JobError>>) -> JobReport {
+    wait_until("the job stopped", || job.is_finished());
+    job.join().unwrap().unwrap()
+}
+
 fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !condition() {
@@ -153,7 +162,7 @@ fn a_handed_over_savepoint_restores_at_a_new_parallelism_and_its_restorer_comple
         checkpoints_completed(&control) > read_before
     });
     control.request_stop_handing_over();
-    let first = stop_and_join(&control, job);
+    let first = join(job);
     assert!(first.records_in < total, "the first run read everything");
     let savepoint = first.snapshots.savepoints.last().expect("a savepoint");
     let folder = local_path(&savepoint.location);
@@ -170,9 +179,8 @@ fn a_handed_over_savepoint_restores_at_a_new_parallelism_and_its_restorer_comple
 
     // The next run restores it at parallelism 4 and checkpoints on while its
     // completion is held back: the pinned files stay, one retained checkpoint
-    // or not. (At 2000 records/s its input lasts past the completion: a run
-    // that ends first leaves the savepoint to the next run.)
-    fail::cfg("borrowed-savepoint-delay", "return(1500)").unwrap();
+    // or not. (At 300 records/s per split its input lasts past the completion.)
+    fail::cfg("borrowed-savepoint-delay", "return(3000)").unwrap();
     let sideline = Output::default();
     let (control, job) = start(
         config(
@@ -180,7 +188,7 @@ fn a_handed_over_savepoint_restores_at_a_new_parallelism_and_its_restorer_comple
             4,
             RestoreFrom::Snapshot(savepoint.location.clone()),
         ),
-        clicks_per_user(Some(2000), Arc::clone(&sideline)),
+        clicks_per_user(Some(300), Arc::clone(&sideline)),
     );
     wait_until("five checkpoints of the restored run", || {
         checkpoints_completed(&control) >= 5
@@ -232,6 +240,59 @@ fn a_handed_over_savepoint_restores_at_a_new_parallelism_and_its_restorer_comple
         total,
         "records read twice or never across the hand-over"
     );
+    let counts = final_counts(&lineage.lock().unwrap());
+    assert_eq!(counts.values().sum::<u64>(), total);
+}
+
+/// Runs the job in `state` until it has read a record and checkpointed after it,
+/// then stops it handing its savepoint over; the savepoint's URL and the records
+/// read.
+fn run_then_hand_over(state: &Path, output: Output) -> (String, u64) {
+    let (control, job) = start(
+        config(state, 2, RestoreFrom::Nothing),
+        clicks_per_user(Some(20_000), output),
+    );
+    wait_for_records(&control, 1);
+    let read_before = checkpoints_completed(&control);
+    wait_until("a checkpoint after the first record", || {
+        checkpoints_completed(&control) > read_before
+    });
+    control.request_stop_handing_over();
+    let report = join(job);
+    let savepoint = report.snapshots.savepoints.last().expect("a savepoint");
+    (savepoint.location.clone(), report.records_in)
+}
+
+#[test]
+fn a_run_in_another_folder_that_ends_by_itself_completes_the_savepoint_it_restored() {
+    // A rollback, or a new restoreFrom, deploys under a new job id: no run comes
+    // to the old folder again, so the run that restored the savepoint completes
+    // it there; one whose input ends waits for that before it ends.
+    let state = tempfile::tempdir().unwrap();
+    let lineage = Output::default();
+    let (savepoint, read_first) = run_then_hand_over(state.path(), Arc::clone(&lineage));
+    let folder = local_path(&savepoint);
+    assert!(is_borrowed(&folder));
+
+    let mut elsewhere = config(state.path(), 3, RestoreFrom::Snapshot(savepoint.clone()));
+    elsewhere.storage_url = format!("file://{}", state.path().join("new-job-id").display());
+    let report = run_job(
+        elsewhere,
+        clicks_per_user(None, Arc::clone(&lineage)),
+        Arc::default(),
+    )
+    .unwrap();
+
+    assert!(
+        !is_borrowed(&folder),
+        "the restored savepoint is still borrowed"
+    );
+    assert!(files_under(&state.path().join("storage/pins")).is_empty());
+    for path in named_files(&folder) {
+        assert!(folder.join(&path).is_file(), "{path} not copied in");
+    }
+    let total = PER_SPLIT * u64::from(SPLITS);
+    assert_eq!(read_first + report.records_in, total);
     let counts = final_counts(&lineage.lock().unwrap());
     assert_eq!(counts.values().sum::<u64>(), total);
 }

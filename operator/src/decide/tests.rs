@@ -512,7 +512,8 @@ fn a_deployed_spec_this_operator_cannot_read_is_replaced_through_a_savepoint() {
     assert_eq!(decision.status.phase, Some(JobPhase::Savepointing));
     let change = decision.status.change.as_ref().unwrap();
     assert_eq!(change.reason, SavepointReason::Upgrade);
-    assert!(stop_hands_over(&decision.status));
+    // Its image may not read a borrowed savepoint: copied before the stop.
+    assert!(!stop_hands_over(&decision.status));
     assert_eq!(decision.status.parallelism, Some(2));
     assert!(
         decision.events[0].note.contains("cannot read"),
@@ -1209,6 +1210,35 @@ fn deleting_a_running_job_takes_a_final_savepoint_then_removes_the_finalizer() {
     assert_eq!(
         decision.status.last_savepoint.as_ref().unwrap().reason,
         SavepointReason::Delete
+    );
+}
+
+#[test]
+fn deleting_a_job_during_a_rescales_stop_asks_again_for_a_plain_stop() {
+    // The rescale's stop handed its savepoint over; a deleted job has no next run
+    // to complete it, so the stop is asked for again, without hand-over (the job
+    // answers the same request and copies).
+    let mut rescale = change(SavepointReason::Rescale, UpgradeMode::Savepoint);
+    rescale.savepoint_request = Some(3);
+    let mut case = Case::in_cycle(JobPhase::Savepointing, 4, rescale);
+    case.deleting = true;
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::StopWithSavepoint);
+    let asked = decision.status.change.as_ref().unwrap();
+    assert_eq!(asked.reason, SavepointReason::Delete);
+    assert_eq!(asked.savepoint_request, None);
+    assert!(!stop_hands_over(&decision.status));
+
+    // Another change's stop (an upgrade's, copied) serves as it is.
+    let mut upgrade = change(SavepointReason::Upgrade, UpgradeMode::Savepoint);
+    upgrade.savepoint_request = Some(3);
+    let mut case = Case::in_cycle(JobPhase::Savepointing, 2, upgrade);
+    case.deleting = true;
+    let decision = case.decide();
+    assert_ne!(decision.action, Action::StopWithSavepoint);
+    assert_eq!(
+        decision.status.change.as_ref().unwrap().savepoint_request,
+        Some(3)
     );
 }
 

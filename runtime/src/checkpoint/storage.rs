@@ -7,7 +7,7 @@
 //! shared/<store>-<file>.sst                 table files, uploaded once, shared by checkpoints
 //! chk-<run>-<epoch>/<operator>/<subtask>/…  the small private RocksDB files of one snapshot
 //! chk-<run>-<epoch>/_manifest               written last: the checkpoint exists once it does
-//! savepoints/sp-<epoch>-<id>/…              self-contained copies, never collected
+//! savepoints/sp-<epoch>-<id>/…              self-contained copies (or borrowed, below)
 //! pins/<savepoint>/<checkpoint folder>       a borrowed savepoint's hold on its checkpoint
 //! ```
 //!
@@ -266,6 +266,21 @@ impl CheckpointStorage {
             store_url,
             options: options.clone(),
         })
+    }
+
+    /// The storage of the job whose `savepoints/` folder holds the savepoint at
+    /// `url` (for a borrowed savepoint, the folder its files are in).
+    pub fn of_savepoint(
+        url: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<Self, StorageError> {
+        let trimmed = url.trim_end_matches('/');
+        match trimmed.rsplitn(3, '/').collect::<Vec<_>>().as_slice() {
+            [_, SAVEPOINTS_DIR, root] => Self::open(root, options),
+            _ => Err(StorageError::BorrowedElsewhere {
+                path: url.to_owned(),
+            }),
+        }
     }
 
     /// The URL of `path` in this store, as `strom run --from-savepoint` takes it.
@@ -553,7 +568,7 @@ impl CheckpointStorage {
 
     /// Deletes the savepoints of this folder that `retention` does not keep at
     /// `now_ms` (see [`super::retention`]), never the point the folder's newest
-    /// run restored from; their URLs.
+    /// run restored from nor a borrowed one; their URLs.
     pub async fn dispose_old_savepoints(
         &self,
         retention: &SavepointRetention,
@@ -581,16 +596,15 @@ impl CheckpointStorage {
             let record = self.run_record(&format!("{RUNS_DIR}/{run}")).await?;
             protected.extend(record.restored_from);
         }
+        // A borrowed savepoint waits until it is completed (its completion may be
+        // copying into its folder now).
+        for (name, _) in self.pins().await? {
+            protected.push(self.url_of(&self.under(SAVEPOINTS_DIR).join(name.as_str())));
+        }
         let doomed = savepoints_to_delete(&ages, retention, &protected, now_ms);
-        let pins = self.pins().await?;
         for (location, _) in &savepoints {
             if doomed.contains(&self.url_of(&location.dir)) {
                 self.delete_folder(&location.dir).await?;
-                // A borrowed savepoint's checkpoint is free to go now.
-                let name = location.dir.filename().unwrap_or_default();
-                for (_, checkpoint) in pins.iter().filter(|(pinned, _)| pinned == name) {
-                    self.delete_object(&pin_path(name, checkpoint)).await?;
-                }
             }
         }
         Ok(doomed)
@@ -825,15 +839,10 @@ impl CheckpointStorage {
         savepoint.kind = SnapshotKind::Savepoint;
         savepoint.borrowed = true;
         savepoint.format_version = BORROWED_MANIFEST_FORMAT_VERSION;
-        if let Err(error) = self
-            .put_manifest(&dir.clone().join(MANIFEST_FILE), &savepoint)
-            .await
-        {
-            if let Err(error) = self.delete_object(&pin).await {
-                tracing::warn!(%error, %pin, "cannot remove the pin of a failed savepoint");
-            }
-            return Err(error);
-        }
+        // A failed write keeps its pin (the manifest may have been written all the
+        // same): the next completion removes it, or completes the savepoint.
+        self.put_manifest(&dir.clone().join(MANIFEST_FILE), &savepoint)
+            .await?;
         Ok(SnapshotLocation {
             base: self.root.clone(),
             dir,

@@ -326,15 +326,28 @@ impl JobControl {
     /// takes a savepoint of it and shuts down. Returns the savepoint request's id.
     /// Asking again returns the first request's id.
     pub fn request_stop(&self) -> u64 {
-        self.request_stop_with(false)
+        self.request_stop_with(Some(false))
     }
 
-    fn request_stop_with(&self, hand_over: bool) -> u64 {
+    /// Worker 0's broadcast of a stop: a stop in this process too, as it was
+    /// asked (whether it hands over matters to process 0 alone, where it was).
+    pub fn learn_stop(&self) {
+        self.request_stop_with(None);
+    }
+
+    /// A stop, handing its savepoint over or not (`None`: as asked before, or not).
+    fn request_stop_with(&self, hand_over: Option<bool>) -> u64 {
         let mut requests = self.lock_requests();
         if let Some(existing) = requests.iter().find(|request| request.stop) {
+            if hand_over == Some(false) {
+                // A plain stop asked after a handing-over one (the job is deleted
+                // during a rescale): copied, unless handed over already.
+                self.stop_hands_over.store(false, Ordering::SeqCst);
+            }
             return existing.id;
         }
-        self.stop_hands_over.store(hand_over, Ordering::SeqCst);
+        self.stop_hands_over
+            .store(hand_over == Some(true), Ordering::SeqCst);
         let id = requests.len() as u64 + 1;
         requests.push(SavepointRequest {
             id,
@@ -350,9 +363,10 @@ impl JobControl {
     /// operator's rescales and upgrades): the savepoint is handed over — written
     /// without a copy, its files still the final checkpoint's — and that run
     /// completes it ([`crate::checkpoint::CheckpointStorage::hand_over_savepoint`]).
-    /// Asking again answers the first stop's id, and the stop stays as first asked.
+    /// Asking again answers the first stop's id; a plain stop asked after it
+    /// makes it plain.
     pub fn request_stop_handing_over(&self) -> u64 {
-        self.request_stop_with(true)
+        self.request_stop_with(Some(true))
     }
 
     /// Whether the stop asked for hands its savepoint over.

@@ -12,7 +12,7 @@ use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
-use super::context::{JobSettings, TaskContext};
+use super::context::{JobSettings, RestorePoint, TaskContext};
 use super::control::{CompletedSnapshot, JobControl};
 use crate::checkpoint::{
     CheckpointStorage, MANIFEST_FORMAT_VERSION, Manifest, PendingCommit, RunInfo,
@@ -40,7 +40,9 @@ pub fn coordinator(
     let is_coordinator = ctx.subtask == 0;
     let (sender, completions) = tokio::sync::mpsc::unbounded_channel::<Completion>();
     if is_coordinator {
+        let borrowed = BorrowedSavepoints::of(&ctx.storage, ctx.restore.as_deref());
         ctx.io.spawn(complete_checkpoints(
+            borrowed,
             ctx.storage.clone(),
             ctx.control.clone(),
             settings.retained_checkpoints,
@@ -174,6 +176,7 @@ const FINAL_COMMIT_DEADLINE: Duration = Duration::from_secs(60);
 /// not exist, and its staged output is committed with the next checkpoint; a commit
 /// that fails is retried after every later checkpoint and at the end of the job.
 async fn complete_checkpoints(
+    mut borrowed: BorrowedSavepoints,
     storage: CheckpointStorage,
     control: Arc<JobControl>,
     retained: usize,
@@ -186,9 +189,6 @@ async fn complete_checkpoints(
     let mut uncommitted: Vec<Manifest> = Vec::new();
     // The savepoint being copied beside the checkpoints that follow it.
     let mut copying: Option<SavepointCopy> = None;
-    // Borrowed savepoints of the job (handed over by the stop before this run)
-    // are completed beside the checkpoints, from this run's first one on, once.
-    let mut borrowed = BorrowedSavepoints::default();
     loop {
         let completion = tokio::select! {
             // A copy that finishes settles the requests it was started for (first,
@@ -264,12 +264,12 @@ async fn complete_checkpoints(
         let stopping = all_drained && control.stop_requested();
         let mut savepoint_failed = false;
         if !stopping {
-            borrowed.complete_after_a_checkpoint(&storage).await;
+            borrowed.complete_after_a_checkpoint().await;
         }
         if stopping {
             // No completion runs while a stop hands its savepoint over: it could
             // take the new pin, its manifest not yet written, for a failed one's.
-            borrowed.leave_to_the_next_run().await;
+            borrowed.stop().await;
             let hand_over = control.stop_hands_over();
             let stop_copy = tokio::spawn(copy_savepoint(
                 storage.clone(),
@@ -317,24 +317,60 @@ async fn complete_checkpoints(
     // checkpoint that will not come.
     settle_copy(&mut copying, &control).await;
     control.fail_unsettled_savepoints("the job ended before a checkpoint could take it");
-    borrowed.leave_to_the_next_run().await;
+    if control.stop_requested() {
+        borrowed.stop().await;
+    } else {
+        // A job that ends by itself (bounded input) finishes the copy first.
+        borrowed.finish().await;
+    }
     control.shut_down();
 }
 
-/// The completion of the job's borrowed savepoints
-/// ([`CheckpointStorage::complete_borrowed_savepoints`]): started after this run's
-/// first checkpoint — every subtask has restored by then, so the copy neither
-/// delays the restore nor competes with its downloads — and after each later one
-/// until it succeeds once (only a stop hands a savepoint over, and it ends the run).
-#[derive(Default)]
+/// How long a job that ends by itself waits for the completion of borrowed
+/// savepoints under way (a copy on the store: 40 s for 10 GB at 250 MB/s).
+const COMPLETION_DEADLINE: Duration = Duration::from_secs(600);
+
+/// The completion of borrowed savepoints
+/// ([`CheckpointStorage::complete_borrowed_savepoints`]) — those of the job's own
+/// folder, and the one this run restored wherever it lies (a rollback or a new
+/// `restoreFrom` deploys under a new job id, so nothing would run in its folder
+/// again) — started after this run's first checkpoint: every subtask has restored
+/// by then, so the copy neither delays the restore nor competes with its
+/// downloads. Retried after each later checkpoint until it succeeds once (only a
+/// stop hands a savepoint over, and it ends the run).
 struct BorrowedSavepoints {
+    /// The job folders whose borrowed savepoints this run completes.
+    folders: Vec<CheckpointStorage>,
     task: Option<tokio::task::JoinHandle<Result<Vec<String>, StorageError>>>,
     done: bool,
 }
 
 impl BorrowedSavepoints {
+    /// For a run of the job at `storage` that restored `restore`.
+    fn of(storage: &CheckpointStorage, restore: Option<&RestorePoint>) -> Self {
+        let mut folders = vec![storage.clone()];
+        if let Some(restore) = restore.filter(|restore| restore.manifest.borrowed) {
+            match CheckpointStorage::of_savepoint(&restore.url, storage.options()) {
+                Ok(folder) if folder.url_of(folder.root()) != storage.url_of(storage.root()) => {
+                    folders.push(folder);
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(
+                    %error,
+                    savepoint = %restore.url,
+                    "the folder of the restored savepoint cannot be opened: it stays borrowed"
+                ),
+            }
+        }
+        Self {
+            folders,
+            task: None,
+            done: false,
+        }
+    }
+
     /// Starts the completion if it is due, or notes how the last one ended.
-    async fn complete_after_a_checkpoint(&mut self, storage: &CheckpointStorage) {
+    async fn complete_after_a_checkpoint(&mut self) {
         if self.done {
             return;
         }
@@ -355,7 +391,7 @@ impl BorrowedSavepoints {
                 Err(error) => tracing::warn!(%error, "completing borrowed savepoints stopped"),
             }
         }
-        let storage = storage.clone();
+        let folders = self.folders.clone();
         self.task = Some(tokio::spawn(async move {
             // Tests slow the completion down with
             // `borrowed-savepoint-delay=return(<ms>)`.
@@ -368,22 +404,48 @@ impl BorrowedSavepoints {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
             let started = Instant::now();
-            let completed = storage.complete_borrowed_savepoints().await?;
-            for savepoint in &completed {
-                tracing::info!(
-                    %savepoint,
-                    duration_ms = started.elapsed().as_millis() as u64,
-                    "borrowed savepoint completed: it holds its own copies now"
-                );
+            let mut completed = Vec::new();
+            for folder in &folders {
+                for savepoint in folder.complete_borrowed_savepoints().await? {
+                    tracing::info!(
+                        %savepoint,
+                        duration_ms = started.elapsed().as_millis() as u64,
+                        "borrowed savepoint completed: it holds its own copies now"
+                    );
+                    completed.push(savepoint);
+                }
             }
             Ok(completed)
         }));
     }
 
-    /// At the run's end: a completion under way stops, and is waited for (what it
-    /// copied is copied again); the savepoints it did not complete stay borrowed
-    /// and pinned for the next run.
-    async fn leave_to_the_next_run(&mut self) {
+    /// At the end of a run that ends by itself: the completion under way ends
+    /// first (within [`COMPLETION_DEADLINE`]).
+    async fn finish(&mut self) {
+        let Some(mut task) = self.task.take() else {
+            return;
+        };
+        match tokio::time::timeout(COMPLETION_DEADLINE, &mut task).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(
+                %error,
+                "completing a borrowed savepoint failed: the next run completes it"
+            ),
+            Ok(Err(error)) => tracing::warn!(%error, "completing borrowed savepoints stopped"),
+            Err(_) => {
+                task.abort();
+                tracing::warn!(
+                    "completing borrowed savepoints takes longer than {}s: the next run completes them",
+                    COMPLETION_DEADLINE.as_secs()
+                );
+            }
+        }
+    }
+
+    /// Before a stop's savepoint: a completion under way stops, and is waited for
+    /// (what it copied is copied again); the savepoints it did not complete stay
+    /// borrowed and pinned for the next run.
+    async fn stop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
             if let Err(error) = task.await

@@ -496,9 +496,7 @@ fn run_worker(
                 input.for_each(|_, batch| {
                     for command in batch.drain(..) {
                         match command {
-                            Command::Stop => {
-                                apply.request_stop();
-                            }
+                            Command::Stop => apply.learn_stop(),
                             Command::ShutDown => apply.shut_down(),
                             Command::CheckpointCompleted(epoch) => apply.learn_completed(epoch),
                             Command::PaceDrainedSources => apply.pace_drained_sources(),

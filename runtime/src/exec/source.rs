@@ -32,6 +32,10 @@ pub enum ReadStatus {
     More,
     /// Nothing to read now; try again later.
     Idle,
+    /// Nothing to read before this instant, when the next record is due (a
+    /// paced generator): the source wakes then rather than at its idle poll, so a
+    /// record waits for no poll.
+    IdleUntil(Instant),
     /// The split has ended: nothing more will come.
     Ended,
 }
@@ -217,6 +221,13 @@ const DRAINED_EPOCH_INTERVAL: Duration = Duration::from_millis(20);
 
 /// How often a source with positions awaiting a checkpoint looks whether it completed.
 const CHECKPOINT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How often a source whose splits have nothing to read looks again.
+const IDLE_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The shortest wait for a record due soon ([`ReadStatus::IdleUntil`]): records
+/// due closer together than this go out together, in one batch.
+const MIN_WAKE_INTERVAL: Duration = Duration::from_millis(1);
 
 /// When a source's epochs end: one epoch length after another from the moment the
 /// source started, whatever delays its activations had.
@@ -453,6 +464,8 @@ pub fn split_source<'scope, S: SplitSource>(
                 _ => {}
             }
             let mut more = false;
+            // The earliest instant a split said its next record is due.
+            let mut next_due: Option<Instant> = None;
             if !drained && !held_back {
                 let share = RECORDS_PER_ACTIVATION / splits.len().max(1);
                 for split in splits.iter_mut().filter(|split| !split.ended) {
@@ -461,6 +474,9 @@ pub fn split_source<'scope, S: SplitSource>(
                     match status {
                         Ok(ReadStatus::More) => more = true,
                         Ok(ReadStatus::Idle) => {}
+                        Ok(ReadStatus::IdleUntil(due)) => {
+                            next_due = Some(next_due.map_or(due, |next| next.min(due)));
+                        }
                         Ok(ReadStatus::Ended) => split.ended = true,
                         Err(error) => fail_now(&ctx, &operator, &error),
                     }
@@ -577,11 +593,13 @@ pub fn split_source<'scope, S: SplitSource>(
             } else if held_back {
                 activator.activate_after(Duration::from_millis(1));
             } else {
-                activator.activate_after(
-                    epoch_ends_at
-                        .saturating_duration_since(now)
-                        .min(Duration::from_millis(10)),
-                );
+                let mut wait = epoch_ends_at
+                    .saturating_duration_since(now)
+                    .min(IDLE_POLL_INTERVAL);
+                if let Some(due) = next_due {
+                    wait = wait.min(due.saturating_duration_since(now).max(MIN_WAKE_INTERVAL));
+                }
+                activator.activate_after(wait);
             }
         }
     });

@@ -89,7 +89,7 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{
     ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, StructArray,
@@ -1234,10 +1234,10 @@ impl SplitSource for NexmarkSource {
             .map(|total| total / splits + u64::from(index < total % splits));
         let mut end = position.read + max as u64;
         let mut paced = false;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64);
         if !self.options().max_emit_speed {
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |since| since.as_millis() as i64);
             let due = due_events(
                 now_ms - position.base_time,
                 self.options().first_event_rate,
@@ -1276,7 +1276,15 @@ impl SplitSource for NexmarkSource {
                 ReadStatus::Ended
             }
             Some(count) if position.read >= count => ReadStatus::Idle,
-            _ if paced => ReadStatus::Idle,
+            _ if paced => {
+                let event = position.read * splits + index;
+                let due_ms = self
+                    .generator
+                    .at_base_time(position.base_time)
+                    .timestamp(event);
+                let wait_ms = u64::try_from(due_ms - now_ms).unwrap_or(0);
+                ReadStatus::IdleUntil(Instant::now() + Duration::from_millis(wait_ms))
+            }
             _ => ReadStatus::More,
         })
     }
@@ -1699,15 +1707,22 @@ mod tests {
             let mut position = source.start(&split, false).unwrap();
             let mut out = Vec::new();
             let status = source.read(&split, &mut position, 100, &mut out).unwrap();
-            (status, position.read)
+            // When the split's next event is due, in whole seconds from now.
+            let ReadStatus::IdleUntil(due) = status else {
+                panic!("a paced split with events to come is idle until the next: {status:?}");
+            };
+            let due_in = due.saturating_duration_since(Instant::now()).as_millis();
+            (due_in.div_ceil(1000), position.read)
         };
-        // One event a second: none has come before the base time; events 0..=10
-        // have 10.5 s after it (the test has half a second to read them).
-        assert_eq!(read(now_ms + 3_600_000, 1, 0), (ReadStatus::Idle, 0));
-        assert_eq!(read(now_ms - 10_500, 1, 0), (ReadStatus::Idle, 11));
-        // Of two splits, the first holds events 0, 2, …, 10; the second 1, …, 9.
-        assert_eq!(read(now_ms - 10_500, 2, 0), (ReadStatus::Idle, 6));
-        assert_eq!(read(now_ms - 10_500, 2, 1), (ReadStatus::Idle, 5));
+        // One event a second: none has come before the base time (the first is
+        // due an hour from now); events 0..=10 have 10.5 s after it (the test
+        // has half a second to read them), and event 11 is due in 0.5 s.
+        assert_eq!(read(now_ms + 3_600_000, 1, 0), (3600, 0));
+        assert_eq!(read(now_ms - 10_500, 1, 0), (1, 11));
+        // Of two splits, the first holds events 0, 2, …, 10 (12 due in 1.5 s);
+        // the second 1, …, 9 (11 due in 0.5 s).
+        assert_eq!(read(now_ms - 10_500, 2, 0), (2, 6));
+        assert_eq!(read(now_ms - 10_500, 2, 1), (1, 5));
     }
 
     #[test]
