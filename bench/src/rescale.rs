@@ -521,10 +521,11 @@ pub fn report(runs: &[RescaleRun], from: u32, to: u32, versions: &str) -> anyhow
         out,
         "Phases. Strom, from a `kubectl get --watch` of the job and its new pods' logs: \
          savepoint = the patch until the operator tears the old pods down (its reaction, \
-         the final checkpoint, the savepoint: handed over, so its copy on the store, of which \
-         copy: from process 0's log, is done by the new run after its first checkpoint, \
-         copied in: seconds after the restore when the savepoint was self-contained, \
-         not part of the total); teardown = until the \
+         the final checkpoint, the savepoint's manifest; of which copy: the copy of the \
+         files into the savepoint's folder before the stop, from process 0's log, about \
+         nothing now that a rescale hands its savepoint over); copied in = when the new run \
+         had copied the files in after its first checkpoint, in seconds after the \
+         restore, while the job runs (not part of the total); teardown = until the \
          old pods are gone and the new ones created; start = until the last new pod's \
          process has started and found its peers (scheduling, container start); restore = until the last pod has \
          downloaded and opened its state (of which download: the longest download of one \

@@ -5,7 +5,8 @@
 //! in beside its own checkpoints: then the savepoint is self-contained and the
 //! checkpoint is collected as usual.
 //!
-//! A test binary of its own: the failpoint is process-wide.
+//! A test binary of its own, its tests one at a time: the failpoint is
+//! process-wide.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,11 @@ use strom_runtime::exec::{
 const SPLITS: u32 = 8;
 const USERS: u64 = 300;
 const PER_SPLIT: u64 = 3000;
+/// The first runs' rate: their input lasts 4.8 s, so a stop lands mid-run.
+const FIRST_RATE: u64 = 5000;
+
+/// One test at a time: they share the failpoint.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Everything the sinks of a run saw: (user, running count).
 type Output = Arc<Mutex<Vec<(u64, u64)>>>;
@@ -145,27 +151,18 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[test]
 fn a_handed_over_savepoint_restores_at_a_new_parallelism_and_its_restorer_completes_it() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let state = tempfile::tempdir().unwrap();
     let storage = state.path().join("storage");
     // The first run, then the run that goes on from its savepoint to the end.
     let lineage = Output::default();
     let total = PER_SPLIT * u64::from(SPLITS);
 
-    // 20k records/s: the input lasts 1.2 s, so the stop lands mid-run.
-    let (control, job) = start(
-        config(state.path(), 2, RestoreFrom::Nothing),
-        clicks_per_user(Some(20_000), Arc::clone(&lineage)),
-    );
-    wait_for_records(&control, 1);
-    let read_before = checkpoints_completed(&control);
-    wait_until("a checkpoint after the first record", || {
-        checkpoints_completed(&control) > read_before
-    });
-    control.request_stop_handing_over();
-    let first = join(job);
-    assert!(first.records_in < total, "the first run read everything");
-    let savepoint = first.snapshots.savepoints.last().expect("a savepoint");
-    let folder = local_path(&savepoint.location);
+    let (savepoint, read_first) = run_then_hand_over(state.path(), Arc::clone(&lineage));
+    assert!(read_first < total, "the first run read everything");
+    let folder = local_path(&savepoint);
 
     // Handed over: its manifest alone, referring to the checkpoint's files, which
     // a pin keeps.
@@ -179,15 +176,11 @@ fn a_handed_over_savepoint_restores_at_a_new_parallelism_and_its_restorer_comple
 
     // The next run restores it at parallelism 4 and checkpoints on while its
     // completion is held back: the pinned files stay, one retained checkpoint
-    // or not. (At 300 records/s per split its input lasts past the completion.)
-    fail::cfg("borrowed-savepoint-delay", "return(3000)").unwrap();
+    // or not. (At 300 records/s its input lasts past the completion.)
+    fail::cfg("borrowed-savepoint-delay", "return(10000)").unwrap();
     let sideline = Output::default();
     let (control, job) = start(
-        config(
-            state.path(),
-            4,
-            RestoreFrom::Snapshot(savepoint.location.clone()),
-        ),
+        config(state.path(), 4, RestoreFrom::Snapshot(savepoint.clone())),
         clicks_per_user(Some(300), Arc::clone(&sideline)),
     );
     wait_until("five checkpoints of the restored run", || {
@@ -236,7 +229,7 @@ fn a_handed_over_savepoint_restores_at_a_new_parallelism_and_its_restorer_comple
     )
     .unwrap();
     assert_eq!(
-        first.records_in + last.records_in,
+        read_first + last.records_in,
         total,
         "records read twice or never across the hand-over"
     );
@@ -250,7 +243,7 @@ fn a_handed_over_savepoint_restores_at_a_new_parallelism_and_its_restorer_comple
 fn run_then_hand_over(state: &Path, output: Output) -> (String, u64) {
     let (control, job) = start(
         config(state, 2, RestoreFrom::Nothing),
-        clicks_per_user(Some(20_000), output),
+        clicks_per_user(Some(FIRST_RATE), output),
     );
     wait_for_records(&control, 1);
     let read_before = checkpoints_completed(&control);
@@ -265,6 +258,9 @@ fn run_then_hand_over(state: &Path, output: Output) -> (String, u64) {
 
 #[test]
 fn a_run_in_another_folder_that_ends_by_itself_completes_the_savepoint_it_restored() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     // A rollback, or a new restoreFrom, deploys under a new job id: no run comes
     // to the old folder again, so the run that restored the savepoint completes
     // it there; one whose input ends waits for that before it ends.

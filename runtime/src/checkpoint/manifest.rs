@@ -155,7 +155,7 @@ pub struct Manifest {
     /// Per operator id, the snapshot of each subtask, ordered by subtask.
     pub operators: BTreeMap<String, Vec<SubtaskSnapshot>>,
     /// For a savepoint handed over to the run restoring it (a stop before a
-    /// rescale or an upgrade, so the new pods need not wait for a copy): its files
+    /// rescale, so the new pods need not wait for a copy): its files
     /// are still those of the checkpoint it was taken at, named relative to the
     /// job's root (the folder above `savepoints/`), and that checkpoint is pinned
     /// (`pins/`) until a run of the job copies them in and rewrites this manifest

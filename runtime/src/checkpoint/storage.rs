@@ -11,7 +11,7 @@
 //! pins/<savepoint>/<checkpoint folder>       a borrowed savepoint's hold on its checkpoint
 //! ```
 //!
-//! A stop before a rescale or an upgrade hands its savepoint over instead of
+//! A stop before a rescale hands its savepoint over instead of
 //! copying it: the savepoint's manifest is written at once and refers to the
 //! final checkpoint's files (`borrowed`, see [`Manifest::borrowed`]); a pin keeps
 //! that checkpoint from garbage collection until the next run — which restores
@@ -854,9 +854,20 @@ impl CheckpointStorage {
     /// self-contained, then removes its pin (so its checkpoint is collected as
     /// usual). Returns the URLs of the savepoints completed. A failure leaves the
     /// savepoint borrowed and pinned, for the next call.
-    pub async fn complete_borrowed_savepoints(&self) -> Result<Vec<String>, StorageError> {
+    ///
+    /// `only` limits it to the savepoint of that folder name, and then a pin
+    /// whose savepoint has no manifest stays: in another job's folder, that job
+    /// may be handing it over right now.
+    pub async fn complete_borrowed_savepoints(
+        &self,
+        only: Option<&str>,
+    ) -> Result<Vec<String>, StorageError> {
         let mut completed = Vec::new();
-        for (name, checkpoint) in self.pins().await? {
+        let pins = self.pins().await?;
+        for (name, checkpoint) in pins
+            .into_iter()
+            .filter(|(name, _)| only.is_none_or(|only| only == name))
+        {
             let dir = self.under(SAVEPOINTS_DIR).join(name.as_str());
             let location = SnapshotLocation {
                 base: self.root.clone(),
@@ -869,7 +880,13 @@ impl CheckpointStorage {
                 }
                 // Completed before, but its pin not removed yet.
                 Ok(_) => {}
-                // Deleted since (retention), or its hand-over failed.
+                // Never written: a pin of another job's folder may be of a
+                // hand-over under way there.
+                Err(StorageError::ObjectStore {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) if only.is_some() => continue,
+                // Its hand-over failed (or it was deleted since).
                 Err(StorageError::ObjectStore {
                     source: object_store::Error::NotFound { .. },
                     ..

@@ -167,8 +167,8 @@ async fn trigger_savepoint(
 #[serde(rename_all = "camelCase")]
 struct StopQuery {
     /// Whether the savepoint is handed over to the next run, which restores it at
-    /// once and completes it (`handOver=true`: the operator's rescales and
-    /// upgrades), rather than copied before the job ends.
+    /// once and completes it (`handOver=true`: the operator's rescales), rather
+    /// than copied before the job ends.
     #[serde(default)]
     hand_over: bool,
 }
@@ -179,27 +179,18 @@ async fn stop_with_savepoint(
     axum::extract::Query(query): axum::extract::Query<StopQuery>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    if state.control.stop_requested() {
-        let existing = state
-            .control
-            .savepoint_requests()
-            .into_iter()
-            .find(|request| request.stop)
-            .map(|request| request.id);
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({ "id": existing, "status": "stopping" })),
-        )
-            .into_response());
-    }
+    let stopping = state.control.stop_requested();
+    // Asked again, the same request answers (a plain stop after a handing-over
+    // one makes it plain: the job is deleted during a rescale).
     let id = if query.hand_over {
         state.control.request_stop_handing_over()
     } else {
         state.control.request_stop()
     };
+    let status = if stopping { "stopping" } else { "pending" };
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "status": "pending" })),
+        Json(json!({ "id": id, "status": status })),
     )
         .into_response())
 }
@@ -424,6 +415,43 @@ fn metrics_answer(control: &JobControl) -> Result<Response, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_stop_after_a_handing_over_one_makes_it_plain() {
+        // The operator asks again, plainly, when the job is deleted during a
+        // rescale's stop: the same request answers, and its savepoint is copied.
+        let control = Arc::new(JobControl::default());
+        let state = ControlState {
+            job: "clicks".into(),
+            parallelism: 1,
+            max_parallelism: 128,
+            control: Arc::clone(&control),
+            storage: CheckpointStorage::open("file:///nowhere", &Default::default()).unwrap(),
+            token: None,
+        };
+        let stop = |hand_over| {
+            let answer = tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(stop_with_savepoint(
+                    State(state.clone()),
+                    axum::http::HeaderMap::new(),
+                    axum::extract::Query(StopQuery { hand_over }),
+                ));
+            let Ok(answer) = answer else {
+                panic!("the stop was refused")
+            };
+            assert_eq!(answer.status(), StatusCode::ACCEPTED);
+        };
+        stop(true);
+        assert!(control.stop_hands_over());
+        stop(false);
+        assert!(!control.stop_hands_over());
+        // A handing-over ask after a plain one leaves it plain.
+        stop(true);
+        assert!(!control.stop_hands_over());
+        let stops = control.savepoint_requests();
+        assert_eq!(stops.iter().filter(|request| request.stop).count(), 1);
+    }
 
     #[test]
     fn a_process_is_ready_once_all_its_workers_built_their_operators() {

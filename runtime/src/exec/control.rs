@@ -360,7 +360,7 @@ impl JobControl {
     }
 
     /// [`JobControl::request_stop`] for a job the next run restores at once (the
-    /// operator's rescales and upgrades): the savepoint is handed over — written
+    /// operator's rescales): the savepoint is handed over — written
     /// without a copy, its files still the final checkpoint's — and that run
     /// completes it ([`crate::checkpoint::CheckpointStorage::hand_over_savepoint`]).
     /// Asking again answers the first stop's id; a plain stop asked after it

@@ -316,13 +316,13 @@ async fn complete_checkpoints(
     // under way still settles its requests, and no request is left waiting for a
     // checkpoint that will not come.
     settle_copy(&mut copying, &control).await;
-    control.fail_unsettled_savepoints("the job ended before a checkpoint could take it");
     if control.stop_requested() {
         borrowed.stop().await;
     } else {
         // A job that ends by itself (bounded input) finishes the copy first.
         borrowed.finish().await;
     }
+    control.fail_unsettled_savepoints("the job ended before a checkpoint could take it");
     control.shut_down();
 }
 
@@ -339,8 +339,10 @@ const COMPLETION_DEADLINE: Duration = Duration::from_secs(600);
 /// downloads. Retried after each later checkpoint until it succeeds once (only a
 /// stop hands a savepoint over, and it ends the run).
 struct BorrowedSavepoints {
-    /// The job folders whose borrowed savepoints this run completes.
-    folders: Vec<CheckpointStorage>,
+    /// The job folders whose borrowed savepoints this run completes, each with
+    /// the only one it completes there (in another job's folder: the one this
+    /// run restored).
+    folders: Vec<(CheckpointStorage, Option<String>)>,
     task: Option<tokio::task::JoinHandle<Result<Vec<String>, StorageError>>>,
     done: bool,
 }
@@ -348,11 +350,12 @@ struct BorrowedSavepoints {
 impl BorrowedSavepoints {
     /// For a run of the job at `storage` that restored `restore`.
     fn of(storage: &CheckpointStorage, restore: Option<&RestorePoint>) -> Self {
-        let mut folders = vec![storage.clone()];
+        let mut folders = vec![(storage.clone(), None)];
         if let Some(restore) = restore.filter(|restore| restore.manifest.borrowed) {
             match CheckpointStorage::of_savepoint(&restore.url, storage.options()) {
                 Ok(folder) if folder.url_of(folder.root()) != storage.url_of(storage.root()) => {
-                    folders.push(folder);
+                    let name = restore.location.dir.filename().map(str::to_owned);
+                    folders.push((folder, name));
                 }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(
@@ -405,8 +408,8 @@ impl BorrowedSavepoints {
             }
             let started = Instant::now();
             let mut completed = Vec::new();
-            for folder in &folders {
-                for savepoint in folder.complete_borrowed_savepoints().await? {
+            for (folder, only) in &folders {
+                for savepoint in folder.complete_borrowed_savepoints(only.as_deref()).await? {
                     tracing::info!(
                         %savepoint,
                         duration_ms = started.elapsed().as_millis() as u64,
@@ -448,12 +451,16 @@ impl BorrowedSavepoints {
     async fn stop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
-            if let Err(error) = task.await
-                && error.is_cancelled()
-            {
-                tracing::info!(
+            match task.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::warn!(
+                    %error,
+                    "completing a borrowed savepoint failed: the next run completes it"
+                ),
+                Err(error) if error.is_cancelled() => tracing::info!(
                     "the job ends before its borrowed savepoints are completed: the next run completes them"
-                );
+                ),
+                Err(error) => tracing::warn!(%error, "completing borrowed savepoints stopped"),
             }
         }
     }

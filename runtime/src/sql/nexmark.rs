@@ -1234,6 +1234,7 @@ impl SplitSource for NexmarkSource {
             .map(|total| total / splits + u64::from(index < total % splits));
         let mut end = position.read + max as u64;
         let mut paced = false;
+        let now = Instant::now();
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as i64);
@@ -1282,8 +1283,9 @@ impl SplitSource for NexmarkSource {
                     .generator
                     .at_base_time(position.base_time)
                     .timestamp(event);
-                let wait_ms = u64::try_from(due_ms - now_ms).unwrap_or(0);
-                ReadStatus::IdleUntil(Instant::now() + Duration::from_millis(wait_ms))
+                // At most a day ahead: an Instant far out would overflow.
+                let wait_ms = u64::try_from(due_ms - now_ms).unwrap_or(0).min(86_400_000);
+                ReadStatus::IdleUntil(now + Duration::from_millis(wait_ms))
             }
             _ => ReadStatus::More,
         })
