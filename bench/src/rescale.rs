@@ -246,23 +246,26 @@ fn strom_rescale(
     let restored = restored.into_iter().max().context("no pods")?;
     // A savepoint handed over is completed by the new run's process 0 after its
     // first checkpoint: its size is measured once it holds its files.
-    let mut copied_in_after = None;
-    while handed_over {
-        let log = namespace.kubectl(&["logs", &format!("{name}-0")]);
-        if !logged(&log, COPIED_IN).is_empty() {
-            copied_in_after = Some(
-                logged_at(&log, COPIED_IN)?
-                    .duration_since(restored)
-                    .unwrap_or_default()
-                    .as_secs_f64(),
-            );
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            bail!("{name} did not complete its savepoint in {STEP:?}");
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
+    let copied_in_after = if handed_over {
+        let copied_in = loop {
+            let log = namespace.kubectl(&["logs", &format!("{name}-0")]);
+            if !logged(&log, COPIED_IN).is_empty() {
+                break logged_at(&log, COPIED_IN)?;
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("{name} did not complete its savepoint in {STEP:?}");
+            }
+            thread::sleep(Duration::from_millis(200));
+        };
+        Some(
+            copied_in
+                .duration_since(restored)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        )
+    } else {
+        None
+    };
     let savepoint = found["status"]["lastSavepoint"]["path"]
         .as_str()
         .context("no savepoint in the job's status")?
