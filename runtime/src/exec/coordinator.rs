@@ -336,8 +336,8 @@ const COMPLETION_DEADLINE: Duration = Duration::from_secs(600);
 /// `restoreFrom` deploys under a new job id, so nothing would run in its folder
 /// again) — started after this run's first checkpoint: every subtask has restored
 /// by then, so the copy neither delays the restore nor competes with its
-/// downloads. Retried after each later checkpoint until it succeeds once (only a
-/// stop hands a savepoint over, and it ends the run).
+/// downloads. Retried after a later checkpoint, with a growing wait, until it
+/// succeeds once (only a stop hands a savepoint over, and it ends the run).
 struct BorrowedSavepoints {
     /// The job folders whose borrowed savepoints this run completes, each with
     /// the only one it completes there (in another job's folder: the one this
@@ -345,7 +345,17 @@ struct BorrowedSavepoints {
     folders: Vec<(CheckpointStorage, Option<String>)>,
     task: Option<tokio::task::JoinHandle<Result<Vec<String>, StorageError>>>,
     done: bool,
+    /// Failed completions so far, and when the next may start.
+    failures: u32,
+    retry_at: Option<Instant>,
 }
+
+/// The wait before the first retry of a failed completion; doubled each time, up
+/// to [`MAX_COMPLETION_BACKOFF`] (a copy that keeps failing half-way would copy
+/// up to the whole state again at every checkpoint).
+const COMPLETION_BACKOFF: Duration = Duration::from_secs(10);
+/// The longest wait between retries of a failed completion.
+const MAX_COMPLETION_BACKOFF: Duration = Duration::from_secs(600);
 
 impl BorrowedSavepoints {
     /// For a run of the job at `storage` that restored `restore`.
@@ -369,7 +379,19 @@ impl BorrowedSavepoints {
             folders,
             task: None,
             done: false,
+            failures: 0,
+            retry_at: None,
         }
+    }
+
+    /// Notes a failed completion: the next waits longer.
+    fn failed(&mut self) -> Duration {
+        let wait = COMPLETION_BACKOFF
+            .saturating_mul(1 << self.failures.min(16))
+            .min(MAX_COMPLETION_BACKOFF);
+        self.failures += 1;
+        self.retry_at = Some(Instant::now() + wait);
+        wait
     }
 
     /// Starts the completion if it is due, or notes how the last one ended.
@@ -377,22 +399,29 @@ impl BorrowedSavepoints {
         if self.done {
             return;
         }
+        if self.task.is_none() && self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
         if let Some(task) = &self.task {
             if !task.is_finished() {
                 return;
             }
             let task = self.task.take().expect("checked");
-            match task.await {
+            let error = match task.await {
                 Ok(Ok(_)) => {
                     self.done = true;
                     return;
                 }
-                Ok(Err(error)) => tracing::warn!(
-                    %error,
-                    "completing a borrowed savepoint failed; retried after the next checkpoint"
-                ),
-                Err(error) => tracing::warn!(%error, "completing borrowed savepoints stopped"),
-            }
+                Ok(Err(error)) => error.to_string(),
+                Err(error) => error.to_string(),
+            };
+            let wait = self.failed();
+            tracing::warn!(
+                %error,
+                retry_in_s = wait.as_secs(),
+                "completing a borrowed savepoint failed; retried after a later checkpoint"
+            );
+            return;
         }
         let folders = self.folders.clone();
         self.task = Some(tokio::spawn(async move {
@@ -683,4 +712,18 @@ async fn write_savepoint(
 fn crash(failpoint: &str) -> ! {
     eprintln!("failpoint {failpoint}: crashing");
     std::process::exit(137)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_completion_waits_longer_each_time_up_to_ten_minutes() {
+        let storage = CheckpointStorage::open("file:///nowhere", &BTreeMap::new()).unwrap();
+        let mut borrowed = BorrowedSavepoints::of(&storage, None);
+        let waits: Vec<u64> = (0..9).map(|_| borrowed.failed().as_secs()).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 600, 600, 600]);
+        assert!(borrowed.retry_at.is_some_and(|at| at > Instant::now()));
+    }
 }
