@@ -8,7 +8,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{local_config, run_then_stop};
+use common::{final_counts, local_config, run_then_stop};
 use strom_runtime::api::Pipeline;
 use strom_runtime::checkpoint::{CheckpointStorage, SavepointRetention, newest_snapshot};
 use strom_runtime::exec::control::SavepointStatus;
@@ -55,27 +55,6 @@ fn config(state: &Path, parallelism: u32, restore: RestoreFrom, retained: usize)
         retained,
         restore,
     )
-}
-
-/// Checks that for every user the running counts seen are exactly 1..=n (none
-/// missing, none twice), and returns the final count per user.
-fn final_counts(output: &[(u64, u64)]) -> BTreeMap<u64, u64> {
-    let mut per_user: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for &(user, count) in output {
-        per_user.entry(user).or_default().push(count);
-    }
-    per_user
-        .into_iter()
-        .map(|(user, mut counts)| {
-            counts.sort_unstable();
-            let expected: Vec<u64> = (1..=counts.len() as u64).collect();
-            assert_eq!(
-                counts, expected,
-                "user {user}: counts reset, skipped or repeated"
-            );
-            (user, *counts.last().unwrap())
-        })
-        .collect()
 }
 
 /// The per-user totals computed directly from the generated input.

@@ -8,7 +8,6 @@
 //! A test binary of its own, its tests one at a time: the failpoint is
 //! process-wide.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -16,7 +15,9 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{checkpoints_completed, local_config, start, stop_and_join, wait_for_records};
+use common::{
+    checkpoints_completed, final_counts, local_config, start, stop_and_join, wait_for_records,
+};
 use strom_runtime::api::Pipeline;
 use strom_runtime::exec::{
     Generator, JobConfig, JobError, JobReport, PipelineFn, RestoreFrom, run_job,
@@ -115,23 +116,6 @@ fn named_files(folder: &Path) -> Vec<String> {
         }
     }
     paths
-}
-
-/// Checks that each user's running counts are exactly 1..=n, and returns n per user.
-fn final_counts(output: &[(u64, u64)]) -> BTreeMap<u64, u64> {
-    let mut per_user: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for &(user, count) in output {
-        per_user.entry(user).or_default().push(count);
-    }
-    per_user
-        .into_iter()
-        .map(|(user, mut counts)| {
-            counts.sort_unstable();
-            let expected: Vec<u64> = (1..=counts.len() as u64).collect();
-            assert_eq!(counts, expected, "user {user}: counts skipped or repeated");
-            (user, *counts.last().unwrap())
-        })
-        .collect()
 }
 
 /// Waits (a minute at most) for the stopping job's report (`stop_and_join` would

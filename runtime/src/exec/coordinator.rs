@@ -425,16 +425,8 @@ impl BorrowedSavepoints {
         }
         let folders = self.folders.clone();
         self.task = Some(tokio::spawn(async move {
-            // Tests slow the completion down with
-            // `borrowed-savepoint-delay=return(<ms>)`.
-            let delay_ms = (|| {
-                fail::fail_point!("borrowed-savepoint-delay", |ms| ms
-                    .and_then(|ms| ms.parse().ok()));
-                None::<u64>
-            })();
-            if let Some(ms) = delay_ms {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
+            // Tests slow the completion down.
+            failpoint_delay("borrowed-savepoint-delay").await;
             let started = Instant::now();
             let mut completed = Vec::new();
             for (folder, only) in &folders {
@@ -690,15 +682,8 @@ async fn write_savepoint(
     fail::fail_point!("savepoint-write", |_| Err(
         "failpoint savepoint-write".to_owned()
     ));
-    // Tests slow the copy down with `savepoint-copy-delay=return(<ms>)`.
-    let delay_ms = (|| {
-        fail::fail_point!("savepoint-copy-delay", |ms| ms
-            .and_then(|ms| ms.parse().ok()));
-        None::<u64>
-    })();
-    if let Some(ms) = delay_ms {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
+    // Tests slow the copy down.
+    failpoint_delay("savepoint-copy-delay").await;
     let savepoint = if hand_over {
         storage.hand_over_savepoint(manifest).await
     } else {
@@ -706,6 +691,18 @@ async fn write_savepoint(
     }
     .map_err(|error| error.to_string())?;
     Ok(storage.url_of(&savepoint.dir))
+}
+
+/// Waits as long as the failpoint `name` says when tests set it to
+/// `return(<ms>)`; not at all otherwise.
+async fn failpoint_delay(name: &str) {
+    let delay_ms = (|| {
+        fail::fail_point!(name, |ms| ms.and_then(|ms| ms.parse().ok()));
+        None::<u64>
+    })();
+    if let Some(ms) = delay_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
 }
 
 /// Ends the process at once, as a crash would (failpoints in tests).

@@ -212,3 +212,25 @@ pub fn assert_each_running_count_once(
         "results for unknown users: {per_user:?}"
     );
 }
+
+/// Checks that for every user the running counts seen are exactly 1..=n (none
+/// missing, none twice), and returns the final count per user.
+#[allow(dead_code)] // Not every test file uses every helper.
+pub fn final_counts(output: &[(u64, u64)]) -> BTreeMap<u64, u64> {
+    let mut per_user: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for &(user, count) in output {
+        per_user.entry(user).or_default().push(count);
+    }
+    per_user
+        .into_iter()
+        .map(|(user, mut counts)| {
+            counts.sort_unstable();
+            let expected: Vec<u64> = (1..=counts.len() as u64).collect();
+            assert_eq!(
+                counts, expected,
+                "user {user}: counts reset, skipped or repeated"
+            );
+            (user, *counts.last().unwrap())
+        })
+        .collect()
+}
