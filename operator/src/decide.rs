@@ -149,6 +149,9 @@ pub fn restore_wanted<'s>(
 pub struct DeploymentSeen {
     /// The StatefulSet, unless missing or being deleted.
     pub stateful_set: Option<StatefulSetSeen>,
+    /// Whether a StatefulSet of the job's is still there, being deleted: a
+    /// foreground deletion removes the pods first and the StatefulSet after.
+    pub stateful_set_terminating: bool,
     /// The job's runtime pods, terminating ones included.
     pub pods: i32,
     /// The highest container restart count among the pods.
@@ -161,6 +164,14 @@ pub struct DeploymentSeen {
     /// pulled, a pod no node takes, a missing ConfigMap or Secret key, a pod the
     /// admission chain refused).
     pub pod_problem: Option<PodProblem>,
+}
+
+impl DeploymentSeen {
+    /// Whether anything of a deployment is left: its StatefulSet (being deleted
+    /// or not) or a pod.
+    pub fn anything_left(&self) -> bool {
+        self.stateful_set.is_some() || self.stateful_set_terminating || self.pods > 0
+    }
 }
 
 /// A pod of the job that cannot start, in Kubernetes' words.
@@ -836,16 +847,27 @@ impl<'a, 'i> Next<'a, 'i> {
     /// suspends).
     fn tearing_down(&mut self) {
         let seen = &self.input.deployment;
-        if seen.stateful_set.is_some() || seen.pods > 0 {
-            let note = format!("removing the job's pods ({} left)", seen.pods);
+        if seen.anything_left() {
+            // The StatefulSet goes after its pods (foreground deletion).
+            let note = match seen.pods {
+                0 => "removing the job's StatefulSet".to_owned(),
+                pods => format!("removing the job's pods ({pods} left)"),
+            };
             if self.step_overdue() {
-                let message = format!(
-                    "{} pod(s) of the job still there {}s after their removal was asked \
-                     for (a pod on a lost node stays until the node is removed or the pod \
-                     is deleted with --force)",
-                    seen.pods,
-                    self.settings.step_timeout.as_secs()
-                );
+                let waited = self.settings.step_timeout.as_secs();
+                let message = match seen.pods {
+                    0 => format!(
+                        "StatefulSet {} still there {waited}s after its removal was asked for \
+                         and its pods went (a finalizer on it keeps it: see its \
+                         metadata.finalizers)",
+                        self.input.name
+                    ),
+                    pods => format!(
+                        "{pods} pod(s) of the job still there {waited}s after their removal \
+                         was asked for (a pod on a lost node stays until the node is removed \
+                         or the pod is deleted with --force)"
+                    ),
+                };
                 self.report_stuck("TeardownStuck", message);
             }
             self.not_ready("Rescaling", note);
@@ -922,8 +944,7 @@ impl<'a, 'i> Next<'a, 'i> {
             .map(|c| c.message.clone())
             .unwrap_or_default();
         self.not_ready("Failed", reason);
-        let seen = &self.input.deployment;
-        if seen.stateful_set.is_some() || seen.pods > 0 {
+        if self.input.deployment.anything_left() {
             self.act(
                 Action::TearDown,
                 Requeue::After(self.settings.step_interval),

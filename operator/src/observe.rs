@@ -184,6 +184,9 @@ async fn observe_deployment(
             "reading StatefulSet {}",
             names.stateful_set()
         )))?;
+    let stateful_set_terminating = set
+        .as_ref()
+        .is_some_and(|set| set.metadata.deletion_timestamp.is_some());
     let set = set.filter(|set| set.metadata.deletion_timestamp.is_none());
     let set_created = set
         .as_ref()
@@ -231,6 +234,7 @@ async fn observe_deployment(
     });
     let mut seen = DeploymentSeen {
         stateful_set,
+        stateful_set_terminating,
         pods: list.items.len() as i32,
         state_expected,
         ..DeploymentSeen::default()

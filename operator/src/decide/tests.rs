@@ -52,6 +52,7 @@ fn deployed(target: &Target, ready: i32) -> DeploymentSeen {
             image: target.spec.image.clone(),
             token: PodsToken::File,
         }),
+        stateful_set_terminating: false,
         pods: target.spec.pods(),
         max_restart_count: 0,
         crash_loop: None,
@@ -1045,6 +1046,40 @@ fn tearing_down_waits_until_every_old_pod_is_gone() {
 }
 
 #[test]
+fn tearing_down_waits_until_the_stateful_set_itself_is_gone() {
+    // A foreground deletion removes the pods first and the StatefulSet after:
+    // a job called suspended while its StatefulSet is still there, or a
+    // redeploy applied onto the StatefulSet about to go, would be wrong.
+    for (reason, next) in [
+        (SavepointReason::Rescale, JobPhase::Restoring),
+        (SavepointReason::Suspend, JobPhase::Suspended),
+    ] {
+        let mut case = Case::in_cycle(
+            JobPhase::Rescaling,
+            4,
+            ChangeStatus {
+                restore_from: Some("s3://b/sp-1".into()),
+                ..change(reason, UpgradeMode::Savepoint)
+            },
+        );
+        case.deployment.stateful_set = None;
+        case.deployment.stateful_set_terminating = true;
+        case.deployment.pods = 0;
+        let decision = case.decide();
+        assert_eq!(
+            decision.status.phase,
+            Some(JobPhase::Rescaling),
+            "{reason:?}"
+        );
+        assert_eq!(decision.action, Action::TearDown, "{reason:?}");
+
+        case.deployment.stateful_set_terminating = false;
+        let decision = case.decide();
+        assert_eq!(decision.status.phase, Some(next), "{reason:?}");
+    }
+}
+
+#[test]
 fn last_state_restores_from_the_latest_checkpoint_and_stateless_starts_empty() {
     for (mode, job_id, expect_state) in [
         (UpgradeMode::LastState, "run-1", true),
@@ -1678,6 +1713,21 @@ fn pods_that_never_go_away_are_reported_at_the_teardown_deadline() {
         degraded.message
     );
     assert_eq!(reasons(&decision), ["TeardownStuck"]);
+
+    // The pods went; a finalizer keeps the StatefulSet: that is what is named.
+    case.deployment.pods = 0;
+    case.deployment.stateful_set_terminating = true;
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::TearDown);
+    let degraded = condition(&decision, ConditionType::Degraded);
+    assert!(
+        degraded
+            .message
+            .starts_with("StatefulSet clicks still there")
+            && degraded.message.contains("finalizer"),
+        "{}",
+        degraded.message
+    );
 }
 
 #[test]
