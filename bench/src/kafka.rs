@@ -37,19 +37,102 @@ const SERVE_EVERY: u64 = 1000;
 /// Checkpoints (and so exactly-once commits) in the Strom runs.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// One measured run.
+/// One measured run, or the repetitions of one Strom job.
 pub struct KafkaRun {
     what: String,
     parallelism: Option<u32>,
     events: u64,
-    seconds: f64,
-    baseline: Option<f64>,
+    /// Seconds of each repetition, in the order run.
+    seconds: Vec<f64>,
+    baseline: Baseline,
+}
+
+/// What a run is compared with.
+enum Baseline {
+    None,
+    /// The raw ceiling's events/s.
+    RawCeiling(f64),
+    /// The events/s of each repetition of the same job at least once, run just
+    /// before this job's repetition of the same number.
+    AtLeastOnce(Vec<f64>),
 }
 
 impl KafkaRun {
-    fn rate(&self) -> f64 {
-        self.events as f64 / self.seconds
+    fn once(what: impl Into<String>, parallelism: Option<u32>, events: u64, seconds: f64) -> Self {
+        Self {
+            what: what.into(),
+            parallelism,
+            events,
+            seconds: vec![seconds],
+            baseline: Baseline::None,
+        }
     }
+
+    /// Events/s of each repetition.
+    fn rates(&self) -> Vec<f64> {
+        self.seconds
+            .iter()
+            .map(|seconds| self.events as f64 / seconds)
+            .collect()
+    }
+
+    /// Events/s over the median repetition's time.
+    fn rate(&self) -> f64 {
+        self.events as f64 / median(&self.seconds)
+    }
+
+    /// The ratio to the baseline.
+    fn ratio(&self) -> Option<Ratio> {
+        match &self.baseline {
+            Baseline::None => None,
+            Baseline::RawCeiling(ceiling) => Some(Ratio {
+                median: self.rate() / ceiling,
+                range: None,
+                to: "raw ceiling: the slower of raw produce and raw consume",
+            }),
+            Baseline::AtLeastOnce(theirs) => {
+                let ratios: Vec<f64> = self
+                    .rates()
+                    .iter()
+                    .zip(theirs)
+                    .map(|(ours, theirs)| ours / theirs)
+                    .collect();
+                Some(Ratio {
+                    median: median(&ratios),
+                    range: (ratios.len() > 1).then(|| min_max(&ratios)),
+                    to: "at least once",
+                })
+            }
+        }
+    }
+}
+
+/// A run's ratio to its baseline.
+struct Ratio {
+    /// The median of the repetitions' ratios.
+    median: f64,
+    /// Their lowest and highest, when there are several.
+    range: Option<(f64, f64)>,
+    /// What it is a ratio to.
+    to: &'static str,
+}
+
+/// The median of `values` (the mean of the middle two of an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    } else {
+        sorted[middle]
+    }
+}
+
+fn min_max(values: &[f64]) -> (f64, f64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
 }
 
 /// The benchmark's connection to cluster A, from `STROM_KAFKA_A_BOOTSTRAP`.
@@ -137,13 +220,12 @@ fn raw_produce(a: &ClusterConnection, topic: &str, events: u64) -> anyhow::Resul
         }
     }
     producer.flush(Duration::from_secs(120))?;
-    Ok(KafkaRun {
-        what: "raw librdkafka produce".into(),
-        parallelism: None,
+    Ok(KafkaRun::once(
+        "raw librdkafka produce",
+        None,
         events,
-        seconds: started.elapsed().as_secs_f64(),
-        baseline: None,
-    })
+        started.elapsed().as_secs_f64(),
+    ))
 }
 
 /// Reads `events` records of `topic` with a raw consumer.
@@ -162,13 +244,12 @@ fn raw_consume(a: &ClusterConnection, topic: &str, events: u64) -> anyhow::Resul
         }
     }
     std::hint::black_box(bytes);
-    Ok(KafkaRun {
-        what: "raw librdkafka consume".into(),
-        parallelism: None,
+    Ok(KafkaRun::once(
+        "raw librdkafka consume",
+        None,
         events,
-        seconds: started.elapsed().as_secs_f64(),
-        baseline: None,
-    })
+        started.elapsed().as_secs_f64(),
+    ))
 }
 
 /// Copies `events` records of `from` to `to` in one loop of a raw consumer and
@@ -199,13 +280,12 @@ fn raw_copy(a: &ClusterConnection, from: &str, to: &str, events: u64) -> anyhow:
         }
     }
     producer.flush(Duration::from_secs(120))?;
-    Ok(KafkaRun {
-        what: "raw librdkafka consume + produce".into(),
-        parallelism: None,
+    Ok(KafkaRun::once(
+        "raw librdkafka consume + produce",
+        None,
         events,
-        seconds: started.elapsed().as_secs_f64(),
-        baseline: None,
-    })
+        started.elapsed().as_secs_f64(),
+    ))
 }
 
 /// What a job does with the input (on Strom, and on Kafka Streams).
@@ -264,8 +344,9 @@ impl Job {
     }
 }
 
-/// Runs `job` over all of `from` (bounded) into `to` at `parallelism`; events/s
-/// from the moment its operators were built to its end, final checkpoint included.
+/// Runs `job` over all of `from` (bounded) into `to` at `parallelism`: the records
+/// it read and the seconds from the moment its operators were built to its end,
+/// final checkpoint included.
 fn strom_run(
     dir: &Path,
     a: &ClusterConnection,
@@ -273,7 +354,7 @@ fn strom_run(
     to: &str,
     job: Job,
     parallelism: u32,
-) -> anyhow::Result<KafkaRun> {
+) -> anyhow::Result<(u64, f64)> {
     let (a, from_topic, to_topic) = (a.clone(), from.to_owned(), to.to_owned());
     let pipeline: PipelineFn = Arc::new(move |pipeline: &mut Pipeline<'_>| {
         let mut source = KafkaSourceConfig::new(a.clone(), &[from_topic.as_str()], "bench");
@@ -313,13 +394,7 @@ fn strom_run(
     let control = Arc::new(JobControl::default());
     let report = run_job(config, pipeline, Arc::clone(&control))?;
     let running = control.running_since().context("the job never ran")?;
-    Ok(KafkaRun {
-        what: job.describe(),
-        parallelism: Some(parallelism),
-        events: report.records_in,
-        seconds: running.elapsed().as_secs_f64(),
-        baseline: None,
-    })
+    Ok((report.records_in, running.elapsed().as_secs_f64()))
 }
 
 /// Runs `job` on Kafka Streams (`bench/kstreams`) with `threads` stream threads
@@ -356,21 +431,23 @@ fn kstreams_run(
         .arg(&state)
         .args(["--application-id", &format!("bench-{to}")]);
     let measured = Measured::parse(&streams.output(command)?)?;
-    Ok(KafkaRun {
-        what: format!("Kafka Streams {}", job.what()),
-        parallelism: Some(threads),
-        events: measured.events,
-        seconds: measured.seconds,
-        baseline: None,
-    })
+    Ok(KafkaRun::once(
+        format!("Kafka Streams {}", job.what()),
+        Some(threads),
+        measured.events,
+        measured.seconds,
+    ))
 }
 
-/// Runs the Kafka benchmarks over `events` records at each of `parallelisms`,
-/// and the same jobs on Kafka Streams when `kstreams` is given.
+/// Runs the Kafka benchmarks over `events` records at each of `parallelisms`:
+/// each Strom job `repeats` times, the jobs taking turns (so that what else the
+/// machine does weighs on all of them alike), and the same jobs once each on
+/// Kafka Streams when `kstreams` is given.
 pub fn run(
     dir: &Path,
     events: u64,
     parallelisms: &[u32],
+    repeats: u32,
     kstreams: Option<&JavaProject>,
 ) -> anyhow::Result<Vec<KafkaRun>> {
     let a = cluster_a()?;
@@ -387,27 +464,46 @@ pub fn run(
     let copy = format!("bench-raw-copy-{run_id}");
     create_topic(&a, &copy)?;
     runs.push(raw_copy(&a, &input, &copy, events)?);
+    let mut outputs = 0;
     for &parallelism in parallelisms {
-        let mut at_least_once = std::collections::HashMap::new();
-        for job in Job::ALL {
-            let output = format!("bench-out-{run_id}-{parallelism}-{}", runs.len());
-            create_topic(&a, &output)?;
-            let mut run = strom_run(dir, &a, &input, &output, job, parallelism)?;
-            if run.events != events {
-                bail!("{} read {} of {events} records", job.describe(), run.events);
+        let mut strom: Vec<KafkaRun> = Job::ALL
+            .iter()
+            .map(|job| KafkaRun {
+                seconds: Vec::new(),
+                ..KafkaRun::once(job.describe(), Some(parallelism), events, 0.0)
+            })
+            .collect();
+        for repetition in 1..=repeats {
+            for (job, run) in Job::ALL.iter().zip(&mut strom) {
+                outputs += 1;
+                let output = format!("bench-out-{run_id}-{parallelism}-{outputs}");
+                create_topic(&a, &output)?;
+                let (read, seconds) = strom_run(dir, &a, &input, &output, *job, parallelism)?;
+                if read != events {
+                    bail!("{} read {read} of {events} records", job.describe());
+                }
+                run.seconds.push(seconds);
+                println!(
+                    "{} at {parallelism} ({repetition} of {repeats}): {:.0} events/s",
+                    run.what,
+                    events as f64 / seconds
+                );
             }
-            run.baseline = Some(if job.exactly_once() {
-                at_least_once
-                    .get(&job.at_least_once().what())
-                    .copied()
-                    .unwrap_or(raw_ceiling)
+        }
+        for (index, job) in Job::ALL.iter().enumerate() {
+            strom[index].baseline = if job.exactly_once() {
+                let theirs = Job::ALL
+                    .iter()
+                    .position(|other| *other == job.at_least_once())
+                    .expect("every job has an at-least-once form");
+                Baseline::AtLeastOnce(strom[theirs].rates())
             } else {
-                at_least_once.insert(job.what(), run.rate());
-                raw_ceiling
-            });
-            println!("{} at {parallelism}: {:.0} events/s", run.what, run.rate());
-            runs.push(run);
-            if let Some(streams) = kstreams {
+                Baseline::RawCeiling(raw_ceiling)
+            };
+        }
+        runs.extend(strom);
+        if let Some(streams) = kstreams {
+            for job in Job::ALL {
                 let output = format!("bench-kstreams-{run_id}-{parallelism}-{}", runs.len());
                 create_topic(&a, &output)?;
                 let run = kstreams_run(
@@ -429,47 +525,61 @@ pub fn run(
 }
 
 /// The Markdown section of the Kafka runs.
-pub fn report(runs: &[KafkaRun], events: u64, cores: u32) -> anyhow::Result<String> {
+pub fn report(runs: &[KafkaRun], events: u64, repeats: u32, cores: u32) -> anyhow::Result<String> {
     let mut out = String::new();
     writeln!(out, "## Kafka\n")?;
     writeln!(
         out,
-        "Written by `cargo run --release -p strom-bench -- --suite kafka --kafka-events {events}` \
-         on a machine with {cores} cores, against the plaintext test cluster of \
-         `e2e/infra` (one KRaft broker on the same machine). {events} records of \
-         {VALUE_BYTES} bytes with {KEYS} distinct keys in a topic of {PARTITIONS} \
-         partitions; Strom jobs read it bounded (to the end it had at start) and write \
-         another {PARTITIONS}-partition topic, checkpointing every \
-         {} s. Producers are idempotent with a 5 ms linger in every run.\n",
+        "Written by `cargo run --release -p strom-bench -- --suite kafka --kafka-events {events} \
+         --kafka-repeats {repeats}` on a machine with {cores} cores, against the plaintext \
+         test cluster of `e2e/infra` (one KRaft broker on the same machine). {events} \
+         records of {VALUE_BYTES} bytes with {KEYS} distinct keys in a topic of \
+         {PARTITIONS} partitions; Strom jobs read it bounded (to the end it had at start) \
+         and write another {PARTITIONS}-partition topic, checkpointing every {} s. \
+         Producers are idempotent with a 5 ms linger in every run. Each Strom job ran \
+         {repeats} times, the four jobs taking turns: seconds and events/s are the \
+         median run's, the range the slowest and fastest run's events/s; an exactly-once \
+         job's ratio is the median of its runs' ratios to the at-least-once run just \
+         before each (their lowest and highest in brackets). The raw loops ran once.\n",
         CHECKPOINT_INTERVAL.as_secs()
     )?;
     writeln!(
         out,
-        "| run | parallelism | events | seconds | events/s | ratio | ratio to |"
+        "| run | parallelism | events | seconds | events/s | range (events/s) | ratio | ratio to |"
     )?;
-    writeln!(out, "|---|---:|---:|---:|---:|---:|---|")?;
+    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|")?;
     for run in runs
         .iter()
         .filter(|run| !run.what.starts_with("Kafka Streams"))
     {
-        let (ratio, to) = match (run.baseline, run.what.as_str()) {
-            (Some(base), what) if what.contains("exactly once") => {
-                (format!("{:.2}", run.rate() / base), "at least once")
-            }
-            (Some(base), _) => (
-                format!("{:.2}", run.rate() / base),
-                "raw ceiling: the slower of raw produce and raw consume",
-            ),
-            (None, _) => (String::new(), ""),
+        let (ratio, to) = match run.ratio() {
+            Some(Ratio {
+                median,
+                range: None,
+                to,
+            }) => (format!("{median:.2}"), to),
+            Some(Ratio {
+                median,
+                range: Some((low, high)),
+                to,
+            }) => (format!("{median:.2} ({low:.2}–{high:.2})"), to),
+            None => (String::new(), ""),
+        };
+        let rates = run.rates();
+        let range = if rates.len() > 1 {
+            let (low, high) = min_max(&rates);
+            format!("{low:.0}–{high:.0}")
+        } else {
+            String::new()
         };
         writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {:.0} | {ratio} | {to} |",
+            "| {} | {} | {} | {:.1} | {:.0} | {range} | {ratio} | {to} |",
             run.what,
             run.parallelism
                 .map_or("1 thread".to_owned(), |p| p.to_string()),
             run.events,
-            run.seconds,
+            median(&run.seconds),
             run.rate(),
         )?;
     }
@@ -481,7 +591,8 @@ pub fn report(runs: &[KafkaRun], events: u64, cores: u32) -> anyhow::Result<Stri
     if !streams.is_empty() {
         writeln!(
             out,
-            "Kafka Streams {KSTREAMS_VERSION} on the same input, into topics of its own: \
+            "Kafka Streams {KSTREAMS_VERSION} on the same input, into topics of its own, \
+             each job once (Strom: its median run above): \
              `bench/kstreams`, one stream thread per core of Strom's parallelism, commits \
              every second (Strom: checkpoints every second), `statestore.cache.max.bytes` 0 \
              (every running count written, as Strom writes them), RocksDB stores. Time from \
@@ -517,3 +628,26 @@ pub fn report(runs: &[KafkaRun], events: u64, cores: u32) -> anyhow::Result<Stri
 
 /// The Kafka Streams version of `bench/kstreams`.
 const KSTREAMS_VERSION: &str = "4.4.0";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exactly_once_ratio_is_the_median_of_each_repetitions_ratio_to_the_run_before() {
+        let mut run = KafkaRun::once("Strom passthrough, exactly once", Some(2), 1000, 0.0);
+        // 500, 250 and 1000 events/s against 1000, 500 and 1000: ratios 0.5, 0.5, 1.
+        run.seconds = vec![2.0, 4.0, 1.0];
+        run.baseline = Baseline::AtLeastOnce(vec![1000.0, 500.0, 1000.0]);
+        let ratio = run.ratio().unwrap();
+        assert_eq!((ratio.median, ratio.range), (0.5, Some((0.5, 1.0))));
+        assert_eq!(ratio.to, "at least once");
+        // The median run's time: 2 s.
+        assert_eq!(run.rate(), 500.0);
+        assert_eq!(median(&[3.0, 1.0, 4.0, 2.0]), 2.5);
+
+        run.baseline = Baseline::RawCeiling(250.0);
+        let ratio = run.ratio().unwrap();
+        assert_eq!((ratio.median, ratio.range), (2.0, None));
+    }
+}

@@ -76,6 +76,9 @@ struct Args {
     /// Records of the Kafka benchmarks' input topic.
     #[arg(long, default_value_t = 2_000_000)]
     kafka_events: u64,
+    /// Runs of each Strom job of the Kafka benchmarks (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    kafka_repeats: u32,
     /// How long each throughput run reads input.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
@@ -333,8 +336,17 @@ fn savepoint_and_restore(
     })
 }
 
+/// Strom's allocator (`strom_runtime::Allocator`).
+#[global_allocator]
+static ALLOCATOR: strom_runtime::Allocator = strom_runtime::Allocator;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if std::env::var_os("STROM_LOG").is_some() {
+        // The runtime's log of the jobs run in this process, when asked for
+        // (e.g. `STROM_LOG=strom_runtime::connectors=debug`).
+        strom_runtime::logging::init(strom_runtime::logging::LogFormat::Text);
+    }
     let cores = thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     let parallelisms = if args.parallelism.is_empty() {
         let mut all = vec![1, cores];
@@ -435,8 +447,15 @@ fn main() -> anyhow::Result<()> {
             } else {
                 Some(java::JavaProject::build(&args.kstreams_project)?)
             };
-            let runs = kafka::run(&dir, args.kafka_events, &parallelisms, kstreams.as_ref())?;
-            let section = kafka::report(&runs, args.kafka_events, cores)?;
+            let repeats = args.kafka_repeats.max(1);
+            let runs = kafka::run(
+                &dir,
+                args.kafka_events,
+                &parallelisms,
+                repeats,
+                kstreams.as_ref(),
+            )?;
+            let section = kafka::report(&runs, args.kafka_events, repeats, cores)?;
             println!("{section}");
             ("kafka", section)
         }

@@ -17,6 +17,10 @@ use strom_runtime::connectors::kafka::{
 use strom_runtime::exec::PipelineFn;
 use strom_runtime::pipelines::{Environment, OutputFn, PipelineError, Pipelines};
 
+/// Strom's allocator (`strom_runtime::Allocator`).
+#[global_allocator]
+static ALLOCATOR: strom_runtime::Allocator = strom_runtime::Allocator;
+
 fn main() -> std::process::ExitCode {
     let pipelines = Pipelines::builtin().register("orders-per-customer", orders_per_customer);
     strom_runtime::cli::main(pipelines)

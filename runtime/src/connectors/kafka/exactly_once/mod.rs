@@ -358,6 +358,7 @@ impl Transactions {
         else {
             return false;
         };
+        let started = Instant::now();
         slot.producer
             .send_offsets_to_transaction(
                 &self.marker_partition(Some(epoch)),
@@ -365,9 +366,18 @@ impl Transactions {
                 CALL_TIMEOUT,
             )
             .unwrap_or_else(|error| self.fail(format!("marker: {error}")));
+        let marked = Instant::now();
         slot.producer
             .flush(CALL_TIMEOUT)
             .unwrap_or_else(|error| self.fail(format!("flush: {error}")));
+        tracing::debug!(
+            operator = self.operator,
+            subtask = self.ctx.subtask,
+            epoch,
+            marker_ms = (marked - started).as_secs_f64() * 1e3,
+            flush_ms = marked.elapsed().as_secs_f64() * 1e3,
+            "transaction prepared"
+        );
         if let Some(error) = slot.producer.context().take() {
             self.fail(error);
         }
@@ -405,12 +415,22 @@ impl Transactions {
             self.ctx.control.stop_requested(),
             |_| {}
         );
+        let started = Instant::now();
         slot.producer
             .commit_transaction(CALL_TIMEOUT)
             .unwrap_or_else(|error| {
                 self.fail(format!("commit of checkpoint {}: {error}", prepared.epoch))
             });
+        let committed = Instant::now();
         self.delete_records(&prepared.records);
+        tracing::debug!(
+            operator = self.operator,
+            subtask = self.ctx.subtask,
+            epoch = prepared.epoch,
+            commit_ms = (committed - started).as_secs_f64() * 1e3,
+            delete_ms = committed.elapsed().as_secs_f64() * 1e3,
+            "transaction committed"
+        );
     }
 
     /// The newest completed checkpoint of this run, if it is at or after `oldest`
