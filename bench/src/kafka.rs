@@ -157,6 +157,32 @@ fn create_topic(a: &ClusterConnection, topic: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Deletes `topic` and the topics Kafka Streams made for an application named
+/// after it (`bench-<topic>-...`): the broker would keep every record of every
+/// run otherwise, tens of GB for one suite (its data goes with the next
+/// `stack.sh up` too).
+fn delete_topic(a: &ClusterConnection, topic: &str) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = a.client_config([]).create()?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(30))?;
+    let internal = format!("bench-{topic}-");
+    let doomed: Vec<&str> = metadata
+        .topics()
+        .iter()
+        .map(|found| found.name())
+        .filter(|name| *name == topic || name.starts_with(&internal))
+        .collect();
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    let results = futures::executor::block_on(admin.delete_topics(&doomed, &AdminOptions::new()))?;
+    for result in results {
+        result.map_err(|(topic, error)| anyhow::anyhow!("deleting {topic}: {error}"))?;
+    }
+    Ok(())
+}
+
 /// A producer set as the Strom sinks set theirs (idempotent, 5 ms linger).
 fn producer(a: &ClusterConnection) -> anyhow::Result<BaseProducer> {
     Ok(a.client_config([
@@ -464,6 +490,7 @@ pub fn run(
     let copy = format!("bench-raw-copy-{run_id}");
     create_topic(&a, &copy)?;
     runs.push(raw_copy(&a, &input, &copy, events)?);
+    delete_topic(&a, &copy)?;
     let mut outputs = 0;
     for &parallelism in parallelisms {
         let mut strom: Vec<KafkaRun> = Job::ALL
@@ -479,6 +506,7 @@ pub fn run(
                 let output = format!("bench-out-{run_id}-{parallelism}-{outputs}");
                 create_topic(&a, &output)?;
                 let (read, seconds) = strom_run(dir, &a, &input, &output, *job, parallelism)?;
+                delete_topic(&a, &output)?;
                 if read != events {
                     bail!("{} read {read} of {events} records", job.describe());
                 }
@@ -516,11 +544,13 @@ pub fn run(
                     events,
                     dir,
                 )?;
+                delete_topic(&a, &output)?;
                 println!("{} at {parallelism}: {:.0} events/s", run.what, run.rate());
                 runs.push(run);
             }
         }
     }
+    delete_topic(&a, &input)?;
     Ok(runs)
 }
 
