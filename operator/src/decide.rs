@@ -566,6 +566,21 @@ impl<'a, 'i> Next<'a, 'i> {
         let seen = &self.input.deployment;
         match &seen.stateful_set {
             Some(set) if set.revision.as_deref() == Some(revision.as_str()) => {}
+            None if seen.stateful_set_terminating => {
+                // The StatefulSet was deleted under the deployment (foreground: its
+                // pods first): applied onto it, the deployment would go with it.
+                // Applied once it is gone.
+                self.report_teardown_if_overdue();
+                let reason = phase_reason(self.status.phase.unwrap_or(JobPhase::Deploying));
+                self.not_ready(
+                    reason,
+                    "waiting for the job's StatefulSet, being deleted, to go before \
+                     applying it again"
+                        .into(),
+                );
+                self.requeue = Requeue::After(self.settings.step_interval);
+                return;
+            }
             _ => {
                 // Recorded as deploying but not (or not this target) deployed: an
                 // operator stopped between the two. Applying again is harmless.
@@ -853,23 +868,7 @@ impl<'a, 'i> Next<'a, 'i> {
                 0 => "removing the job's StatefulSet".to_owned(),
                 pods => format!("removing the job's pods ({pods} left)"),
             };
-            if self.step_overdue() {
-                let waited = self.settings.step_timeout.as_secs();
-                let message = match seen.pods {
-                    0 => format!(
-                        "StatefulSet {} still there {waited}s after its removal was asked for \
-                         and its pods went (a finalizer on it keeps it: see its \
-                         metadata.finalizers)",
-                        self.input.name
-                    ),
-                    pods => format!(
-                        "{pods} pod(s) of the job still there {waited}s after their removal \
-                         was asked for (a pod on a lost node stays until the node is removed \
-                         or the pod is deleted with --force)"
-                    ),
-                };
-                self.report_stuck("TeardownStuck", message);
-            }
+            self.report_teardown_if_overdue();
             self.not_ready("Rescaling", note);
             self.act(
                 Action::TearDown,
@@ -945,6 +944,7 @@ impl<'a, 'i> Next<'a, 'i> {
             .unwrap_or_default();
         self.not_ready("Failed", reason);
         if self.input.deployment.anything_left() {
+            self.report_teardown_if_overdue();
             self.act(
                 Action::TearDown,
                 Requeue::After(self.settings.step_interval),
@@ -1875,6 +1875,37 @@ impl<'a, 'i> Next<'a, 'i> {
         self.status.phase_started_at.as_ref().is_some_and(|since| {
             self.input.now.duration_since(since.0) >= signed(self.settings.step_timeout)
         })
+    }
+
+    /// Reports a teardown past its step's deadline (`TeardownStuck`), naming what
+    /// is left: pods, or the StatefulSet.
+    fn report_teardown_if_overdue(&mut self) {
+        if !self.step_overdue() {
+            return;
+        }
+        let seen = &self.input.deployment;
+        let waited = self.settings.step_timeout.as_secs();
+        let name = self.input.name;
+        let message = if seen.pods > 0 {
+            format!(
+                "{} pod(s) of the job still there {waited}s after their removal was asked \
+                 for (a pod on a lost node stays until the node is removed or the pod is \
+                 deleted with --force)",
+                seen.pods
+            )
+        } else if seen.stateful_set_terminating {
+            format!(
+                "StatefulSet {name} still there {waited}s after its removal was asked for \
+                 and its pods went (a finalizer on it keeps it: see its metadata.finalizers)"
+            )
+        } else {
+            format!(
+                "StatefulSet {name} still there {waited}s after its deletion was asked for \
+                 (the deletion did not take effect: see the operator's log and the job's \
+                 Events)"
+            )
+        };
+        self.report_stuck("TeardownStuck", message);
     }
 
     /// Reports a step past its deadline: Degraded with `reason` and `message`, and

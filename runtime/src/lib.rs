@@ -35,7 +35,8 @@ pub mod state;
 /// so librdkafka's and RocksDB's allocations go through it as well: they are
 /// many small ones, made on one thread and often freed on another (a worker's
 /// message copies, freed by librdkafka's broker thread). Against the system
-/// allocator it ran a Kafka keyed count about 1.4x and Nexmark q1 and a HOP
-/// count 1.1-1.9x as fast on 2 cores (docs/benchmarks.md). Any binary that links
-/// the runtime gets the override; the declaration above makes sure of it.
+/// allocator it ran a Kafka keyed count 1.3-1.6x and Nexmark q1 and a HOP count
+/// 1.2-1.8x as fast on 2 cores (docs/architecture.md, "Memory allocator"). Any
+/// binary that links the runtime gets the override; the declaration above makes
+/// sure of it. mimalloc 2: mimalloc 3.3 crashes before `main` on glibc 2.44.
 pub use mimalloc::MiMalloc as Allocator;

@@ -358,6 +358,28 @@ fn deploying_applies_again_when_the_statefulset_is_missing() {
 }
 
 #[test]
+fn deploying_waits_for_a_statefulset_being_deleted_to_go_before_applying_again() {
+    // Deleted under the deployment (foreground: pods first): applied onto it,
+    // the deployment would go with it.
+    let first = Case::new().decide();
+    let mut case = Case {
+        status: first.status.clone(),
+        ..Case::new()
+    };
+    case.deployment.stateful_set_terminating = true;
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::Nothing);
+    assert_eq!(decision.status.phase, Some(JobPhase::Deploying));
+    assert_eq!(
+        decision.requeue,
+        Requeue::After(Settings::default().step_interval)
+    );
+
+    case.deployment.stateful_set_terminating = false;
+    assert_eq!(case.decide().action, first.action);
+}
+
+#[test]
 fn deploying_waits_for_every_pod_and_the_job_to_run() {
     let first = Case::new().decide();
     let deployed_target = deployment_of(&first).target.clone();
@@ -1220,6 +1242,29 @@ fn a_failed_job_waits_for_a_new_spec_then_restarts_from_its_latest_checkpoint() 
     assert_eq!(deployment.job_id, "run-1");
 }
 
+#[test]
+fn a_failed_job_whose_statefulset_never_goes_says_so_at_the_teardown_deadline() {
+    let mut case = Case::running(spec(2, UpgradeMode::Savepoint));
+    case.status.phase = Some(JobPhase::Failed);
+    case.status.phase_started_at = Some(Time(at(0)));
+    case.deployment = DeploymentSeen {
+        stateful_set_terminating: true,
+        ..DeploymentSeen::default()
+    };
+    case.spec.restart_nonce = Some(1);
+    case.now = at(301);
+    let decision = case.decide();
+    // Not restarted onto the StatefulSet about to go; why, said.
+    assert_eq!(decision.action, Action::TearDown);
+    let degraded = condition(&decision, ConditionType::Degraded);
+    assert_eq!(degraded.reason, "TeardownStuck");
+    assert!(
+        degraded.message.contains("finalizer"),
+        "{}",
+        degraded.message
+    );
+}
+
 // ---- Deletion ----
 
 #[test]
@@ -1725,6 +1770,18 @@ fn pods_that_never_go_away_are_reported_at_the_teardown_deadline() {
             .message
             .starts_with("StatefulSet clicks still there")
             && degraded.message.contains("finalizer"),
+        "{}",
+        degraded.message
+    );
+
+    // Not even being deleted: the deletion did not take effect.
+    case.deployment = deployed(&target(&case.spec), 0);
+    case.deployment.pods = 0;
+    let decision = case.decide();
+    assert_eq!(decision.action, Action::TearDown);
+    let degraded = condition(&decision, ConditionType::Degraded);
+    assert!(
+        degraded.message.contains("did not take effect"),
         "{}",
         degraded.message
     );
