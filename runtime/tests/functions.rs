@@ -85,6 +85,7 @@ fn pipeline(per_split: u64, rate: Option<u64>, reports: Reports) -> PipelineFn {
             timestamp: Box::new(|click: &(u64, u64)| click.1),
             max_out_of_orderness: Duration::from_millis(100),
             idle_timeout: None,
+            max_drift: None,
         };
         let reports = Arc::clone(&reports);
         pipeline
@@ -235,6 +236,7 @@ fn timers_registered_at_or_below_the_watermark_fire() {
             timestamp: Box::new(|click: &(u64, u64)| click.1),
             max_out_of_orderness: Duration::from_millis(100),
             idle_timeout: None,
+            max_drift: None,
         };
         let sink = Arc::clone(&sink);
         pipeline

@@ -56,6 +56,7 @@ fn pipeline(
             timestamp: Box::new(|click: &(u64, u64)| click.1),
             max_out_of_orderness: Duration::from_millis(100),
             idle_timeout: None,
+            max_drift: None,
         };
         let results = Arc::clone(&results);
         pipeline

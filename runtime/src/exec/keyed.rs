@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::marker::PhantomData;
+use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 use rocksdb::WriteBatch;
@@ -371,6 +372,54 @@ impl KeyedState {
         Ok(out)
     }
 
+    /// Writes `writes` to RocksDB now, past the cache, sorted by key: RocksDB's
+    /// memtable takes keys in order several times faster than in any order (a
+    /// checkpoint of a million windows spent seconds inserting them unsorted).
+    /// Changes still in the cache are written first; the cache forgets the keys
+    /// written here. Of two changes to one key, the later wins.
+    pub fn write_through(&mut self, writes: StateWrites) -> Result<(), StateError> {
+        /// Entries per write batch: a batch of a whole checkpoint's windows
+        /// grew to tens of megabytes, copied as it grew.
+        const BATCH_ENTRIES: usize = 16 * 1024;
+        let entries = writes.entries;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.flush()?;
+        if !self.cache.is_empty() {
+            for (key, _) in &entries {
+                if let Some(cached) = self.cache.remove(key) {
+                    self.cached_bytes -= cached.bytes(key.len());
+                }
+            }
+        }
+        // Sorted by the keys' first 32 bytes as two integers (most keys end
+        // there), then by the whole key, then by the order the changes were made.
+        let mut order: Vec<(SortPrefix, u32)> = entries
+            .iter()
+            .enumerate()
+            .map(|(index, (key, _))| (SortPrefix::of(key), index as u32))
+            .collect();
+        order.sort_unstable_by(|(a_prefix, a), (b_prefix, b)| {
+            a_prefix
+                .cmp(b_prefix)
+                .then_with(|| entries[*a as usize].0.cmp(&entries[*b as usize].0))
+                .then(a.cmp(b))
+        });
+        for chunk in order.chunks(BATCH_ENTRIES) {
+            let mut batch = WriteBatch::default();
+            for &(_, index) in chunk {
+                match &entries[index as usize] {
+                    (key, Some(value)) => batch.put(key, value),
+                    (key, None) => batch.delete(key),
+                }
+            }
+            self.store.write(batch)?;
+        }
+        self.changed_since_snapshot = true;
+        Ok(())
+    }
+
     /// Writes the changed values to RocksDB; once written they stay cached,
     /// clean, but for deletions (a key deleted is mostly not read again: window
     /// and timer keys).
@@ -404,6 +453,63 @@ impl KeyedState {
             self.changed_since_snapshot = true;
         }
         Ok(())
+    }
+}
+
+/// Puts and deletions for [`KeyedState::write_through`], gathered by an operator
+/// that keeps its state in memory and writes what changed at each checkpoint.
+#[derive(Default)]
+pub struct StateWrites {
+    /// Store key and value (`None`: a deletion), in the order they were made.
+    entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl StateWrites {
+    /// Sets the value under `key` in `table`, encoded.
+    pub fn put_value<V: Serialize>(
+        &mut self,
+        table: TableId,
+        group: KeyGroup,
+        key: &[u8],
+        value: &V,
+    ) {
+        let bytes = codec::to_bytes(value)
+            .expect("state values encode: sequences and maps in them know their length");
+        self.entries
+            .push((store_key(group, table, key), Some(bytes)));
+    }
+
+    /// Removes `key` from `table`.
+    pub fn delete(&mut self, table: TableId, group: KeyGroup, key: &[u8]) {
+        self.entries.push((store_key(group, table, key), None));
+    }
+
+    /// How many puts and deletions it holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// The first 32 bytes of a key as two big-endian integers (zero-padded): they
+/// sort as the bytes do, and compare in two instructions rather than a `memcmp`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SortPrefix(u128, u128);
+
+impl SortPrefix {
+    fn of(key: &[u8]) -> Self {
+        let mut bytes = [0u8; 32];
+        let length = key.len().min(32);
+        bytes[..length].copy_from_slice(&key[..length]);
+        let (high, low) = bytes.split_at(16);
+        Self(
+            u128::from_be_bytes(high.try_into().expect("16 bytes")),
+            u128::from_be_bytes(low.try_into().expect("16 bytes")),
+        )
     }
 }
 
@@ -671,17 +777,29 @@ where
                         .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
                 }
                 if frontier.is_some() && ctx.settings.is_checkpoint_epoch(epoch) {
+                    let started = Instant::now();
                     logic
                         .before_snapshot(&mut state)
                         .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
+                    let persisted = started.elapsed();
                     state
                         .flush()
                         .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
+                    let flushed = started.elapsed();
                     if state.changed_since_snapshot {
                         let local = state
                             .store
                             .snapshot(&snapshot_root.join(epoch.to_string()))
                             .unwrap_or_else(|e| fail_now(&ctx, &operator, &e));
+                        tracing::debug!(
+                            operator,
+                            subtask = ctx.subtask,
+                            epoch,
+                            ?persisted,
+                            ?flushed,
+                            snapshotted = ?started.elapsed(),
+                            "keyed state snapshotted"
+                        );
                         uploader.upload(epoch, local);
                         pending.push_back(PendingSnapshot {
                             epoch,
@@ -945,6 +1063,64 @@ mod tests {
         let key = &keys[0];
         state.get(table, group(&state, key), key).unwrap();
         state.flush().unwrap();
+        assert!(!state.changed_since_snapshot);
+    }
+
+    /// Issue 18: writes past the cache land sorted in one batch after the
+    /// cache's own changes; of two changes to a key the later wins, and the
+    /// cache does not answer with a value written over.
+    #[test]
+    fn writes_past_the_cache_come_after_its_changes_and_the_later_change_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = KeyedState::for_tests(dir.path(), 128);
+        let table = TableId(1);
+        let keys: Vec<Vec<u8>> = (0..100u64).map(|k| encode_key(&k)).collect();
+        let at = |state: &KeyedState, key: &[u8]| state.key_group(key);
+        // In the cache, dirty: 0..50 set to 1, and key 99 set to 1.
+        for key in keys[..50].iter().chain([&keys[99]]) {
+            state.put_value(table, at(&state, key), key, &1u64);
+        }
+        state.changed_since_snapshot = false;
+        let mut writes = StateWrites::default();
+        // In reverse order, to be sorted: 50..100 set to 2, then 10 deleted and
+        // set again to 3, 20 set and deleted.
+        for key in keys[50..].iter().rev() {
+            writes.put_value(table, at(&state, key), key, &2u64);
+        }
+        writes.delete(table, at(&state, &keys[10]), &keys[10]);
+        writes.put_value(table, at(&state, &keys[10]), &keys[10], &3u64);
+        writes.put_value(table, at(&state, &keys[20]), &keys[20], &3u64);
+        writes.delete(table, at(&state, &keys[20]), &keys[20]);
+        // Keys longer than the sort's 32-byte prefix, alike in it.
+        let long = |last: u8| [vec![5u8; 40], vec![last]].concat();
+        let long_group = state.key_group(&long(0));
+        writes.put_value(table, long_group, &long(2), &4u64);
+        writes.put_value(table, long_group, &long(1), &4u64);
+        writes.delete(table, long_group, &long(1));
+        writes.put_value(table, long_group, &long(1), &5u64);
+        assert_eq!(writes.len(), 58);
+        state.write_through(writes).unwrap();
+        assert!(state.changed_since_snapshot);
+        let value = |state: &KeyedState, key: &[u8]| {
+            state
+                .get_value::<u64>(table, state.key_group(key), key)
+                .unwrap()
+        };
+        assert_eq!(value(&state, &keys[0]), Some(1));
+        assert_eq!(value(&state, &keys[10]), Some(3));
+        assert_eq!(value(&state, &keys[20]), None);
+        assert_eq!(value(&state, &keys[60]), Some(2));
+        // Written over: the cache forgot its 1.
+        assert_eq!(value(&state, &keys[99]), Some(2));
+        assert_eq!(
+            state.get_value::<u64>(table, long_group, &long(1)).unwrap(),
+            Some(5)
+        );
+        let stored = state.scan_between(table, &[], &[0xff; 64]).unwrap();
+        assert_eq!(stored.len(), 101);
+        // Nothing to write writes nothing.
+        state.changed_since_snapshot = false;
+        state.write_through(StateWrites::default()).unwrap();
         assert!(!state.changed_since_snapshot);
     }
 }

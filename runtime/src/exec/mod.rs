@@ -3,10 +3,13 @@
 //! boundary is a checkpoint.
 //!
 //! - [`source`]: split sources that close epochs and checkpoint their positions;
+//! - [`alignment`]: source subtasks reading no further ahead in event time than
+//!   a set drift;
 //! - [`keyed`]: the keyed stateful operator (epoch-exact apply, RocksDB snapshots);
 //! - [`coordinator`]: turns the snapshots of an epoch into a checkpoint;
 //! - [`job`]: starts workers and runs a job to its end.
 
+pub mod alignment;
 pub mod context;
 pub mod control;
 pub mod coordinator;

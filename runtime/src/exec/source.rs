@@ -9,7 +9,9 @@
 //! subtask discovers on its own and takes the new splits it owns, so no coordination
 //! is needed.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -20,6 +22,7 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::{Scope, Stream};
 use xxhash_rust::xxh64::xxh64;
 
+use super::alignment::{Alignment, AlignmentReport, deliver_reports, worth_reporting};
 use super::context::TaskContext;
 use super::control::OperatorLabel;
 use super::item::{EventTime, Item, Watermark};
@@ -160,6 +163,13 @@ pub struct EventTimes<T> {
     /// watermark back, until it gives one again. `None`: splits never count as idle.
     /// While every split of a subtask is idle, its watermark stays where it is.
     pub idle_timeout: Option<Duration>,
+    /// Watermark alignment (as Flink's `withWatermarkAlignment`): a subtask stops
+    /// reading while it reads more than this far ahead in event time of the
+    /// source's other subtasks that have records waiting (`exec::alignment`).
+    /// It keeps windows and timers from piling up when the subtasks read a
+    /// backlog at different speeds, at the price of pacing the fastest subtask
+    /// to the slowest. `None`: subtasks read as fast as each can.
+    pub max_drift: Option<Duration>,
 }
 
 /// One split a subtask reads.
@@ -171,6 +181,12 @@ struct SplitState<P> {
     max_event_time: Option<EventTime>,
     /// When the split last gave a record (or was assigned).
     last_record_at: Instant,
+    /// When a read last found more records waiting right away.
+    backlog_seen_at: Option<Instant>,
+    /// Whether it has records waiting, as its last read found (with a short
+    /// memory: a Kafka partition catching up finds its fetch queue empty now and
+    /// then). Kept while the subtask does not read.
+    waiting: bool,
 }
 
 impl<P> SplitState<P> {
@@ -181,8 +197,35 @@ impl<P> SplitState<P> {
             ended: false,
             max_event_time: None,
             last_record_at: Instant::now(),
+            backlog_seen_at: None,
+            waiting: false,
         }
     }
+
+    /// Notes what a read at `now` found: more records waiting right away or not.
+    fn note_backlog(&mut self, more: bool, now: Instant) {
+        if more {
+            self.backlog_seen_at = Some(now);
+        }
+        self.waiting = self
+            .backlog_seen_at
+            .is_some_and(|seen| now.saturating_duration_since(seen) < BACKLOG_MEMORY);
+    }
+}
+
+/// How long a split that found records waiting counts as still having some.
+const BACKLOG_MEMORY: Duration = Duration::from_millis(100);
+
+/// Where a subtask reads in event time, for watermark alignment: the least of the
+/// largest event times read from its splits with records waiting. `None` when
+/// none has any: an idle split, or one caught up, says nothing about how far
+/// ahead the subtask reads, and must not hold the other subtasks back.
+fn reading_at<P>(splits: &[SplitState<P>]) -> Option<EventTime> {
+    splits
+        .iter()
+        .filter(|split| split.waiting && !split.ended)
+        .filter_map(|split| split.max_event_time)
+        .min()
 }
 
 /// The subtask's watermark: the least over its splits that have not ended and are
@@ -387,11 +430,25 @@ pub fn split_source<'scope, S: SplitSource>(
     let discovery_interval = source.discovery_interval();
     let mut next_discovery = discovery_interval.map(|interval| Instant::now() + interval);
 
+    let peers = scope.peers() as u32;
     let mut builder = OperatorBuilder::new(format!("Source {operator}"), scope);
     let info = builder.operator_info();
     let activator = scope.activator_for(info.address);
     let (mut data_output, data_stream) = builder.new_output::<Vec<Item<S::Record>>>();
     let (mut ack_output, ack_stream) = builder.new_output::<Vec<SnapshotAck>>();
+    let (mut alignment_output, alignment_stream) = builder.new_output::<Vec<AlignmentReport>>();
+    let max_drift = event_times
+        .as_ref()
+        .and_then(|times| times.max_drift)
+        .map(|drift| drift.as_millis() as u64);
+    let aligned = max_drift.is_some();
+    let alignment = Rc::new(RefCell::new(Alignment::new(
+        ctx.subtask,
+        max_drift.unwrap_or(0),
+    )));
+    if aligned {
+        deliver_reports(alignment_stream, Rc::clone(&alignment));
+    }
     let ctx = ctx.clone();
     let operator = operator.to_owned();
     let series = OperatorLabel::new(&operator, ctx.subtask);
@@ -418,6 +475,8 @@ pub fn split_source<'scope, S: SplitSource>(
         let mut batch = Vec::new();
         let mut watermark: EventTime = 0;
         let mut held_back_since: Option<Instant> = None;
+        // What was last told to the other subtasks (watermark alignment).
+        let mut reported: Option<Option<EventTime>> = None;
         // Positions of checkpoint epochs whose checkpoints have not completed yet.
         let mut awaiting_checkpoint: BTreeMap<u64, Positions<S::Position>> = BTreeMap::new();
         let mut next_checkpoint_poll = Instant::now();
@@ -463,14 +522,27 @@ pub fn split_source<'scope, S: SplitSource>(
                 }
                 _ => {}
             }
+            // Watermark alignment: no reading while further ahead of the other
+            // subtasks with records waiting than the allowed drift.
+            let aligning = aligned
+                && !drained
+                && reading_at(&splits).is_some_and(|at| alignment.borrow().holds_back(at));
+            if held_back || aligning {
+                // Time spent not reading does not make a split with records
+                // waiting idle (its records would be late once read again).
+                for split in splits.iter_mut().filter(|split| split.waiting) {
+                    split.last_record_at = now;
+                }
+            }
             let mut more = false;
             // The earliest instant a split said its next record is due.
             let mut next_due: Option<Instant> = None;
-            if !drained && !held_back {
+            if !drained && !held_back && !aligning {
                 let share = RECORDS_PER_ACTIVATION / splits.len().max(1);
                 for split in splits.iter_mut().filter(|split| !split.ended) {
                     let status =
                         source.read(&split.id, &mut split.position, share.max(1), &mut read);
+                    split.note_backlog(matches!(status, Ok(ReadStatus::More)), now);
                     match status {
                         Ok(ReadStatus::More) => more = true,
                         Ok(ReadStatus::Idle) => {}
@@ -516,6 +588,23 @@ pub fn split_source<'scope, S: SplitSource>(
                 data_output.activate().give(&held[0], &mut batch);
                 batch.clear();
             }
+            if aligned {
+                let behind_at = reading_at(&splits).filter(|_| !drained);
+                if worth_reporting(reported, behind_at, max_drift.unwrap_or(0)) {
+                    reported = Some(behind_at);
+                    let mut reports: Vec<AlignmentReport> = (0..peers)
+                        .filter(|&to| to != ctx.subtask)
+                        .map(|to| AlignmentReport {
+                            from: ctx.subtask,
+                            to,
+                            behind_at,
+                        })
+                        .collect();
+                    if !reports.is_empty() {
+                        alignment_output.activate().give(&held[2], &mut reports);
+                    }
+                }
+            }
 
             // Nothing more to read: close epochs soon, whatever the interval, so the
             // final checkpoint comes quickly; at the job's pace once a checkpoint of
@@ -558,6 +647,13 @@ pub fn split_source<'scope, S: SplitSource>(
                     drained: Some(drained),
                 };
                 ack_output.activate().give(&held[1], &mut vec![ack]);
+                tracing::debug!(
+                    operator,
+                    subtask = ctx.subtask,
+                    epoch,
+                    watermark,
+                    "checkpoint epoch closed"
+                );
                 awaiting_checkpoint.insert(epoch, positions);
             }
             if !awaiting_checkpoint.is_empty() && now >= next_checkpoint_poll {
@@ -590,7 +686,7 @@ pub fn split_source<'scope, S: SplitSource>(
             }
             if more {
                 activator.activate();
-            } else if held_back {
+            } else if held_back || aligning {
                 activator.activate_after(Duration::from_millis(1));
             } else {
                 let mut wait = epoch_ends_at

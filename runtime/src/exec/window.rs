@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::control::OperatorMetrics;
 use super::item::EventTime;
-use super::keyed::{KeyedLogic, KeyedState, encode_key};
+use super::keyed::{KeyedLogic, KeyedState, StateWrites, encode_key};
 use crate::state::{KeyGroup, StateError, TableId, codec};
 
 /// The accumulators of tumbling and hopping windows: key, start, end.
@@ -521,27 +521,38 @@ where
     }
 
     /// Writes the windows and sessions changed since the last checkpoint, and
-    /// deletes the stored ones gone since.
-    fn persist(&mut self, state: &mut KeyedState) {
+    /// deletes the stored ones gone since, sorted by key, past the value cache.
+    fn persist(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
+        let mut writes = StateWrites::default();
         // Deletions first: a key gone and made again is written after.
         for (table, group, key) in self.removed.drain(..) {
-            state.delete(table, group, &key);
+            writes.delete(table, group, &key);
         }
+        let deleted = writes.len();
         for (&end, windows) in &mut self.windows {
             for (key, window) in windows.iter_mut() {
                 if window.persistence.dirty {
                     let stored = window_key(key, window.start, end);
-                    state.put_value(WINDOWS, window.group, &stored, &window.value);
+                    writes.put_value(WINDOWS, window.group, &stored, &window.value);
                     window.persistence = Persistence::STORED;
                 }
             }
         }
         for (key, entry) in &mut self.sessions {
             if entry.persistence.dirty {
-                state.put_value(SESSIONS, entry.group, key, &entry.sessions);
+                writes.put_value(SESSIONS, entry.group, key, &entry.sessions);
                 entry.persistence = Persistence::STORED;
             }
         }
+        tracing::debug!(
+            operator = self.operator,
+            deleted,
+            written = writes.len() - deleted,
+            window_ends = self.windows.len(),
+            sessions = self.sessions.len(),
+            "windows persisted"
+        );
+        state.write_through(writes)
     }
 }
 
@@ -603,8 +614,7 @@ where
     }
 
     fn before_snapshot(&mut self, state: &mut KeyedState) -> Result<(), StateError> {
-        self.persist(state);
-        Ok(())
+        self.persist(state)
     }
 }
 

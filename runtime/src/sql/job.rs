@@ -305,6 +305,7 @@ impl SqlJob {
             }),
             max_out_of_orderness: delay,
             idle_timeout: self.idle_timeout,
+            max_drift: None,
         });
         match &table.connector {
             TableConnector::Datagen(options) => {
