@@ -160,15 +160,15 @@ fn run(idle_split: bool) -> Seen {
     Arc::into_inner(seen).unwrap().into_inner().unwrap()
 }
 
-/// Split 1 was read alongside split 0, about a third of it by the time split 0
-/// ended (aligned in event time): neither free (nearly all of it) nor stopped
-/// (a few thousand records: its first reads, before it heard from split 0's
-/// subtask).
+/// Split 1 was read alongside split 0 (about a third of it by the time split 0
+/// ended, aligned in event time), not stopped until split 0 ended (then only its
+/// first reads had come, before it heard from split 0's subtask: 4 096-24 576
+/// records, seen with the subtask's watermark as where it reads).
 fn assert_read_alongside(seen: &Seen) {
     let alongside = seen.split_1_when_split_0_ended.unwrap();
     assert!(
-        (PER_SPLIT / 5..PER_SPLIT * 3 / 5).contains(&alongside),
-        "{alongside} records of split 1 had come when split 0 ended"
+        alongside >= PER_SPLIT / 5,
+        "only {alongside} records of split 1 had come when split 0 ended"
     );
 }
 
@@ -182,10 +182,11 @@ fn subtasks_reading_a_backlog_stay_within_the_drift_of_each_other() {
     // Measured past the middle of split 0, a record's lead over the watermark
     // is bounded by the drift (1 s), one read of split 1 (4096 records, 12 s),
     // the out-of-orderness, and records in flight (reads of split 1 the keyed
-    // operators have not caught up with: up to three seen on a loaded machine).
+    // operators have not caught up with, and epochs of the two subtasks that
+    // close at different times: up to three reads seen on a loaded machine).
     // Unaligned: 310-370 s.
     assert!(
-        seen.largest_lead < 60_000,
+        seen.largest_lead < 100_000,
         "a record came {} ms ahead of the watermark",
         seen.largest_lead
     );

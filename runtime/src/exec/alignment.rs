@@ -83,8 +83,9 @@ impl Alignment {
 }
 
 /// Whether a subtask that last reported `reported` (`None`: nothing yet) tells
-/// the others `behind_at`: when it starts or stops having records waiting, and
-/// when where it reads moved a quarter of `max_drift` since (not at every read).
+/// the others `behind_at`: when it starts or stops having records waiting, when
+/// where it reads went back (a split further behind has records waiting again),
+/// and when it moved forward a quarter of `max_drift` since (not at every read).
 /// A report at most that stale cannot hold back the subtask furthest behind:
 /// it is never more than the drift ahead of what the others know of it.
 pub fn worth_reporting(
@@ -94,7 +95,7 @@ pub fn worth_reporting(
 ) -> bool {
     match (reported, behind_at) {
         (None, _) => true,
-        (Some(Some(last)), Some(now)) => now >= last.saturating_add(max_drift / 4),
+        (Some(Some(last)), Some(now)) => now < last || now >= last.saturating_add(max_drift / 4),
         (Some(last), now) => last.is_some() != now.is_some(),
     }
 }
@@ -145,6 +146,8 @@ mod tests {
         assert!(!worth_reporting(Some(None), None, drift));
         assert!(!worth_reporting(Some(Some(1_000)), Some(1_249), drift));
         assert!(worth_reporting(Some(Some(1_000)), Some(1_250), drift));
+        // Back: at once.
+        assert!(worth_reporting(Some(Some(1_000)), Some(999), drift));
     }
 
     #[test]
