@@ -307,9 +307,7 @@ impl KeyedState {
         key: &[u8],
         value: &V,
     ) {
-        let bytes = codec::to_bytes(value)
-            .expect("state values encode: sequences and maps in them know their length");
-        self.put(table, group, key, bytes);
+        self.put(table, group, key, encode_value(value));
     }
 
     /// The entries of `table`, in every key group of this subtask, whose key sorts
@@ -456,6 +454,12 @@ impl KeyedState {
     }
 }
 
+/// A state value's bytes.
+fn encode_value<V: Serialize>(value: &V) -> Vec<u8> {
+    codec::to_bytes(value)
+        .expect("state values encode: sequences and maps in them know their length")
+}
+
 /// Puts and deletions for [`KeyedState::write_through`], gathered by an operator
 /// that keeps its state in memory and writes what changed at each checkpoint.
 #[derive(Default)]
@@ -473,10 +477,8 @@ impl StateWrites {
         key: &[u8],
         value: &V,
     ) {
-        let bytes = codec::to_bytes(value)
-            .expect("state values encode: sequences and maps in them know their length");
         self.entries
-            .push((store_key(group, table, key), Some(bytes)));
+            .push((store_key(group, table, key), Some(encode_value(value))));
     }
 
     /// Removes `key` from `table`.
