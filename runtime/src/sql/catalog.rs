@@ -25,7 +25,7 @@ use datafusion::optimizer::analyzer::Analyzer;
 use datafusion::sql::planner::{ParserOptions, PlannerContext, SqlToRel};
 use sqlparser::ast::{self, Query};
 
-use super::connectors::TableConnector;
+use super::connectors::{ScanWatermark, TableConnector, TableOptions};
 use super::error::{Position, SqlError, SqlResult};
 use super::flink_syntax::FlinkSyntax;
 use super::functions;
@@ -47,6 +47,8 @@ pub struct Table {
     pub read_plan: Option<LogicalPlan>,
     /// Where rows come from or go to.
     pub connector: TableConnector,
+    /// A source's own watermark options (`scan.watermark.*`).
+    pub scan_watermark: ScanWatermark,
 }
 
 /// What a script asks to run: its INSERTs and queries, in order.
@@ -181,7 +183,10 @@ impl Catalog {
             }
         }
         let stored_schema = Arc::new(Schema::new(stored));
-        let connector = TableConnector::from_definition(&definition, &stored_schema)?;
+        let TableOptions {
+            connector,
+            scan_watermark,
+        } = TableOptions::from_definition(&definition, &stored_schema)?;
         let scan = self.table_plan(&definition, &stored_schema)?;
         let schema = Arc::new(scan.schema().as_arrow().clone());
         let read_plan = matches!(scan, LogicalPlan::Projection(_)).then_some(scan);
@@ -196,6 +201,7 @@ impl Catalog {
                 schema,
                 read_plan,
                 connector,
+                scan_watermark,
             },
         );
         Ok(())

@@ -10,6 +10,10 @@
 //! - `blackhole`: rows dropped;
 //! - `nexmark`: the Nexmark benchmark's events (options and table in
 //!   [`super::nexmark`]).
+//!
+//! Every source with a `WATERMARK` also takes Flink's per-table watermark options
+//! ([`ScanWatermark`]): `scan.watermark.idle-timeout` and
+//! `scan.watermark.alignment.max-drift` (with `.group` and `.update-interval`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -110,6 +114,49 @@ pub enum TableConnector {
     /// an upsert of its key and each tombstone a delete, made `+I`/`-U`/`+U`/`-D`
     /// by a changelog normalize (see [`super::changelog_normalize`]).
     UpsertKafka(KafkaOptions),
+}
+
+/// A source table's own watermark options (`scan.watermark.*`), which every
+/// connector takes when the table has a `WATERMARK`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanWatermark {
+    /// `scan.watermark.idle-timeout`: how long a split may give nothing before
+    /// it no longer holds the watermark back. Set, it replaces the script's
+    /// `table.exec.source.idle-timeout` for this table, as in Flink: zero
+    /// never takes a split for idle. `None`: the script's.
+    pub idle_timeout: Option<Duration>,
+    /// `scan.watermark.alignment.*`: the table's source subtasks read within this
+    /// drift of event time of each other.
+    pub alignment: Option<WatermarkAlignment>,
+}
+
+/// Watermark alignment of a source table (Flink's
+/// `scan.watermark.alignment.group` and `.max-drift`): a source subtask stops
+/// reading while it reads more than `max_drift` of event time ahead of the
+/// table's other subtasks with records waiting (see
+/// [`crate::exec::EventTimes::max_drift`]).
+///
+/// As in Flink, the group and the drift are set together. Strom aligns the
+/// subtasks of one table's source: a group names one table.
+/// `scan.watermark.alignment.update-interval` is taken and checked, not used (a
+/// subtask reports where it reads when that moved a quarter of the drift, not
+/// on a clock).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatermarkAlignment {
+    /// The alignment group.
+    pub group: String,
+    /// How far ahead in event time a subtask may read.
+    pub max_drift: Duration,
+}
+
+/// A table's `WITH` options, read: where its rows come from or go to, and, for
+/// a source, its watermark options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableOptions {
+    /// The connector.
+    pub connector: TableConnector,
+    /// `scan.watermark.*` (all unset for a sink).
+    pub scan_watermark: ScanWatermark,
 }
 
 /// Where a `kafka` table starts reading (`scan.startup.mode`).
@@ -243,9 +290,10 @@ fn kafka_format(
     ))
 }
 
-impl TableConnector {
-    /// The connector the options of `definition` describe, for a table whose
-    /// stored columns are `schema`.
+impl TableOptions {
+    /// The connector and watermark options `definition` gives, for a table whose
+    /// stored columns are `schema`. Options no connector takes are refused,
+    /// naming the ones it takes.
     pub fn from_definition(definition: &TableDefinition, schema: &SchemaRef) -> SqlResult<Self> {
         let upsert_options;
         let given =
@@ -263,7 +311,7 @@ impl TableConnector {
         };
         let connector = options.required("connector")?;
         let connector = match connector.as_str() {
-            "datagen" => Self::Datagen(datagen(&mut options, schema)?),
+            "datagen" => TableConnector::Datagen(datagen(&mut options, schema)?),
             "filesystem" => {
                 let path = options.required("path")?;
                 if path.trim().is_empty() {
@@ -287,7 +335,7 @@ impl TableConnector {
                         options.flag("csv.ignore-parse-errors")?
                     }
                 };
-                Self::Filesystem {
+                TableConnector::Filesystem {
                     path,
                     format,
                     parse_errors: if ignore {
@@ -299,14 +347,14 @@ impl TableConnector {
             }
             "print" => {
                 options.optional("standard-error");
-                Self::Print {
+                TableConnector::Print {
                     identifier: options.optional("print-identifier"),
                 }
             }
-            "blackhole" => Self::Blackhole,
-            "kafka" => Self::Kafka(kafka(&mut options, definition, schema)?),
-            "upsert-kafka" => Self::UpsertKafka(kafka(&mut options, definition, schema)?),
-            "nexmark" => Self::Nexmark(NexmarkOptions::from_options(
+            "blackhole" => TableConnector::Blackhole,
+            "kafka" => TableConnector::Kafka(kafka(&mut options, definition, schema)?),
+            "upsert-kafka" => TableConnector::UpsertKafka(kafka(&mut options, definition, schema)?),
+            "nexmark" => TableConnector::Nexmark(NexmarkOptions::from_options(
                 options.table,
                 options.at,
                 schema,
@@ -322,10 +370,88 @@ impl TableConnector {
                 ));
             }
         };
+        let scan_watermark = if connector.is_source() {
+            scan_watermark(&mut options, definition)?
+        } else {
+            ScanWatermark::default()
+        };
         options.check_all_used(&connector_name(&connector))?;
-        Ok(connector)
+        Ok(Self {
+            connector,
+            scan_watermark,
+        })
     }
+}
 
+/// The `scan.watermark.*` options a source table takes.
+const SCAN_WATERMARK_OPTIONS: [&str; 4] = [
+    "scan.watermark.idle-timeout",
+    "scan.watermark.alignment.group",
+    "scan.watermark.alignment.max-drift",
+    "scan.watermark.alignment.update-interval",
+];
+
+/// The least alignment drift: positions are compared in milliseconds.
+const MIN_DRIFT: Duration = Duration::from_millis(1);
+
+/// The `scan.watermark.*` options of a source table, which need its `WATERMARK`.
+fn scan_watermark(
+    options: &mut Options<'_>,
+    definition: &TableDefinition,
+) -> SqlResult<ScanWatermark> {
+    if definition.watermark.is_none()
+        && let Some(key) = SCAN_WATERMARK_OPTIONS
+            .iter()
+            .find(|key| options.given.contains_key(**key))
+    {
+        return Err(SqlError::new(
+            format!(
+                "table {}: '{key}' needs the table's event time: add WATERMARK FOR <column> AS <column> - INTERVAL ...",
+                definition.name
+            ),
+            definition.at,
+        ));
+    }
+    let idle_timeout = options.duration("scan.watermark.idle-timeout")?;
+    let group = options.optional("scan.watermark.alignment.group");
+    let max_drift = options.duration("scan.watermark.alignment.max-drift")?;
+    let update_interval = options.duration("scan.watermark.alignment.update-interval")?;
+    if let Some(drift) = max_drift
+        && drift < MIN_DRIFT
+    {
+        return Err(options.invalid(
+            "scan.watermark.alignment.max-drift",
+            &options.given["scan.watermark.alignment.max-drift"],
+            "a drift of at least 1 ms, such as '1 min'",
+        ));
+    }
+    if update_interval.is_some_and(|interval| interval.is_zero()) {
+        return Err(options.invalid(
+            "scan.watermark.alignment.update-interval",
+            &options.given["scan.watermark.alignment.update-interval"],
+            "an interval longer than zero, such as '1 s'",
+        ));
+    }
+    let alignment = match (group, max_drift) {
+        (Some(group), Some(max_drift)) => Some(WatermarkAlignment { group, max_drift }),
+        (None, None) if update_interval.is_none() => None,
+        _ => {
+            return Err(SqlError::new(
+                format!(
+                    "table {}: watermark alignment needs both 'scan.watermark.alignment.group' (a name) and 'scan.watermark.alignment.max-drift' (how far ahead in event time a subtask may read, such as '1 min')",
+                    definition.name
+                ),
+                definition.at,
+            ));
+        }
+    };
+    Ok(ScanWatermark {
+        idle_timeout,
+        alignment,
+    })
+}
+
+impl TableConnector {
     /// Whether the connector can be read.
     pub fn is_source(&self) -> bool {
         matches!(
@@ -411,6 +537,17 @@ impl Options<'_> {
             None | Some("false") => Ok(false),
             Some("true") => Ok(true),
             Some(other) => Err(self.invalid(key, other, "true or false")),
+        }
+    }
+
+    /// A duration as Flink writes one (`'30 s'`, `'1 min'`; see
+    /// [`super::settings::parse_duration`]).
+    fn duration(&mut self, key: &str) -> SqlResult<Option<Duration>> {
+        match self.optional(key) {
+            None => Ok(None),
+            Some(text) => super::settings::parse_duration(&text)
+                .map(Some)
+                .ok_or_else(|| self.invalid(key, &text, "a duration such as '30 s' or '1 min'")),
         }
     }
 
@@ -890,10 +1027,145 @@ mod tests {
             ),
         ] {
             let t = table(&format!("CREATE TABLE t (a BIGINT) WITH ({options})"));
-            let error = TableConnector::from_definition(&t, &schema).unwrap_err();
+            let error = TableOptions::from_definition(&t, &schema).unwrap_err();
             assert!(error.message.contains(expected), "{options}: {error}");
             assert_eq!(error.at, t.at, "{options}");
         }
+    }
+
+    /// The options of a datagen table `t` with a TIMESTAMP column `ts`, with a
+    /// watermark on it or none.
+    fn datagen_with(options: &str, watermark: bool) -> SqlResult<TableOptions> {
+        let watermark = if watermark {
+            ", WATERMARK FOR ts AS ts - INTERVAL '1' SECOND"
+        } else {
+            ""
+        };
+        let t = table(&format!(
+            "CREATE TABLE t (ts TIMESTAMP(3){watermark}) WITH ('connector' = 'datagen'{options})"
+        ));
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new(
+                "ts",
+                DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                true,
+            ),
+        ]));
+        TableOptions::from_definition(&t, &schema)
+    }
+
+    #[test]
+    fn a_source_reads_its_watermark_idle_timeout_and_alignment() {
+        let read = |options: &str| {
+            datagen_with(options, true)
+                .unwrap_or_else(|error| panic!("{options}: {error}"))
+                .scan_watermark
+        };
+        assert_eq!(read(""), ScanWatermark::default());
+        assert_eq!(
+            read(
+                ", 'scan.watermark.alignment.group' = 'g', 'scan.watermark.alignment.max-drift' = '1 min'"
+            ),
+            ScanWatermark {
+                idle_timeout: None,
+                alignment: Some(WatermarkAlignment {
+                    group: "g".to_owned(),
+                    max_drift: Duration::from_secs(60),
+                }),
+            }
+        );
+        assert_eq!(
+            read(
+                ", 'scan.watermark.alignment.group' = 'g', 'scan.watermark.alignment.max-drift' = '30 s',
+                 'scan.watermark.alignment.update-interval' = '1 s', 'scan.watermark.idle-timeout' = '5 s'"
+            ),
+            ScanWatermark {
+                idle_timeout: Some(Duration::from_secs(5)),
+                alignment: Some(WatermarkAlignment {
+                    group: "g".to_owned(),
+                    max_drift: Duration::from_secs(30),
+                }),
+            }
+        );
+        // Zero is kept apart from unset: it replaces the script's idle timeout.
+        assert_eq!(
+            read(", 'scan.watermark.idle-timeout' = '0'").idle_timeout,
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn watermark_options_that_cannot_hold_are_refused_naming_what_to_fix() {
+        let aligned = ", 'scan.watermark.alignment.group' = 'g'";
+        for (options, watermark, expected) in [
+            (
+                &*format!("{aligned}, 'scan.watermark.alignment.max-drift' = '0 s'"),
+                true,
+                "option 'scan.watermark.alignment.max-drift' = '0 s': expected a drift of at least 1 ms",
+            ),
+            (
+                &format!("{aligned}, 'scan.watermark.alignment.max-drift' = '500 µs'"),
+                true,
+                "option 'scan.watermark.alignment.max-drift' = '500 µs': expected a drift of at least 1 ms",
+            ),
+            (
+                &format!("{aligned}, 'scan.watermark.alignment.max-drift' = 'soon'"),
+                true,
+                "option 'scan.watermark.alignment.max-drift' = 'soon': expected a duration",
+            ),
+            (
+                &format!(
+                    "{aligned}, 'scan.watermark.alignment.max-drift' = '1 s', 'scan.watermark.alignment.update-interval' = '0'"
+                ),
+                true,
+                "option 'scan.watermark.alignment.update-interval' = '0': expected an interval longer than zero",
+            ),
+            (
+                aligned,
+                true,
+                "watermark alignment needs both 'scan.watermark.alignment.group' (a name) and 'scan.watermark.alignment.max-drift'",
+            ),
+            (
+                ", 'scan.watermark.alignment.max-drift' = '1 min'",
+                true,
+                "watermark alignment needs both",
+            ),
+            (
+                ", 'scan.watermark.alignment.update-interval' = '1 s'",
+                true,
+                "watermark alignment needs both",
+            ),
+            (
+                &format!("{aligned}, 'scan.watermark.alignment.max-drift' = '1 min'"),
+                false,
+                "'scan.watermark.alignment.group' needs the table's event time: add WATERMARK FOR",
+            ),
+            (
+                ", 'scan.watermark.idle-timeout' = '5 s'",
+                false,
+                "'scan.watermark.idle-timeout' needs the table's event time",
+            ),
+            (
+                ", 'scan.watermark.emit.strategy' = 'on-event'",
+                true,
+                "unsupported options for connector 'datagen': 'scan.watermark.emit.strategy'",
+            ),
+        ] {
+            let error = datagen_with(options, watermark).unwrap_err();
+            assert!(error.message.contains(expected), "{options}: {error}");
+        }
+        // A sink reads no watermark: the options are not its.
+        let t = table(
+            "CREATE TABLE t (a BIGINT) WITH ('connector' = 'blackhole', 'scan.watermark.alignment.max-drift' = '1 min')",
+        );
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::empty());
+        let error = TableOptions::from_definition(&t, &schema).unwrap_err();
+        assert!(
+            error.message.contains(
+                "unsupported options for connector 'blackhole': 'scan.watermark.alignment.max-drift'"
+            ),
+            "{error}"
+        );
     }
 
     #[test]
@@ -902,7 +1174,7 @@ mod tests {
             "CREATE TABLE t (a BIGINT) WITH ('connector' = 'filesystem', 'path' = '/x', 'format' = 'json', 'sink.rolling' = '1')",
         );
         let schema = std::sync::Arc::new(arrow::datatypes::Schema::empty());
-        let error = TableConnector::from_definition(&t, &schema).unwrap_err();
+        let error = TableOptions::from_definition(&t, &schema).unwrap_err();
         assert!(
             error
                 .message
@@ -910,7 +1182,7 @@ mod tests {
             "{error}"
         );
         let t = table("CREATE TABLE t (a BIGINT) WITH ('connector' = 'jdbc')");
-        let error = TableConnector::from_definition(&t, &schema).unwrap_err();
+        let error = TableOptions::from_definition(&t, &schema).unwrap_err();
         assert!(
             error.message.contains("unknown connector 'jdbc'"),
             "{error}"

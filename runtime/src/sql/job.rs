@@ -14,7 +14,9 @@ use super::batch::{RowKind, SqlBatch, max_event_time, row_kinds, with_op_column}
 use super::calc::Calc;
 use super::catalog::{Catalog, Table};
 use super::changelog_normalize::{ChangelogNormalize, ChangelogNormalizeLogic};
-use super::connectors::{KafkaOptions, StartupMode, TableConnector, TextFormat, watermark_delay};
+use super::connectors::{
+    KafkaOptions, ScanWatermark, StartupMode, TableConnector, TextFormat, watermark_delay,
+};
 use super::error::{SqlError, SqlResult};
 use super::group_aggregate::GroupAggregateLogic;
 use super::kafka_table::KafkaTableSource;
@@ -46,6 +48,8 @@ struct TableRuntime {
     projection: Option<ReadProjection>,
     /// The event-time column and the watermark's delay.
     watermark: Option<(usize, std::time::Duration)>,
+    /// The table's own watermark options (idle timeout, alignment).
+    scan_watermark: ScanWatermark,
 }
 
 /// A compiled script: the plan and what its tables need at run time.
@@ -146,6 +150,7 @@ impl SqlJob {
                 ));
             }
         }
+        check_alignment_groups(&plan, &tables)?;
         let idle_timeout = super::settings::source_idle_timeout(&catalog.settings)?;
         let state_ttl = super::settings::state_ttl(&catalog.settings)?;
         Ok(Self {
@@ -290,6 +295,29 @@ impl SqlJob {
         Ok(())
     }
 
+    /// How the source of `table` finds its rows' event times and sends its
+    /// watermark: from its `WATERMARK` and `scan.watermark.*` options, the
+    /// script's idle timeout where the table sets none. `None`: no event time.
+    fn event_times(&self, table: &TableRuntime) -> Option<EventTimes<SqlBatch>> {
+        let (column, delay) = table.watermark?;
+        Some(EventTimes {
+            timestamp: Box::new(move |batch: &SqlBatch| -> EventTime {
+                max_event_time(batch.0.column(column)).map_or(0, |time| time.max(0) as u64)
+            }),
+            max_out_of_orderness: delay,
+            // The table's own timeout (zero: never) replaces the script's.
+            idle_timeout: match table.scan_watermark.idle_timeout {
+                Some(timeout) => Some(timeout).filter(|timeout| !timeout.is_zero()),
+                None => self.idle_timeout,
+            },
+            max_drift: table
+                .scan_watermark
+                .alignment
+                .as_ref()
+                .map(|alignment| alignment.max_drift),
+        })
+    }
+
     /// The source of `table`, of whose columns the plan `reads` some (`None`:
     /// all).
     fn source<'scope>(
@@ -299,14 +327,7 @@ impl SqlJob {
         reads: Option<Reads>,
     ) -> Result<DataStream<'scope, SqlBatch>, BuildError> {
         let name = format!("source-{}", table.name);
-        let event_times = table.watermark.map(|(column, delay)| EventTimes {
-            timestamp: Box::new(move |batch: &SqlBatch| -> EventTime {
-                max_event_time(batch.0.column(column)).map_or(0, |time| time.max(0) as u64)
-            }),
-            max_out_of_orderness: delay,
-            idle_timeout: self.idle_timeout,
-            max_drift: None,
-        });
+        let event_times = self.event_times(table);
         match &table.connector {
             TableConnector::Datagen(options) => {
                 let source = DatagenSource::new(
@@ -627,7 +648,38 @@ fn table_runtime(table: &Table) -> SqlResult<TableRuntime> {
         stored: Arc::clone(&table.stored_schema),
         projection,
         watermark,
+        scan_watermark: table.scan_watermark.clone(),
     })
+}
+
+/// Refuses a watermark alignment group shared by several tables the plan reads:
+/// Strom aligns the subtasks of one table's source, not tables with each other.
+fn check_alignment_groups(
+    plan: &StreamPlan,
+    tables: &HashMap<String, TableRuntime>,
+) -> SqlResult<()> {
+    let mut groups: HashMap<&str, &str> = HashMap::new();
+    for node in &plan.nodes {
+        let StreamNode::Source { table: name, .. } = node else {
+            continue;
+        };
+        let Some(alignment) = &tables[name].scan_watermark.alignment else {
+            continue;
+        };
+        match groups.insert(alignment.group.as_str(), name.as_str()) {
+            Some(other) if other != name => {
+                return Err(SqlError::new(
+                    format!(
+                        "tables {other} and {name} share the watermark alignment group '{}': Strom aligns the source subtasks of one table, not several tables with each other; give each table its own 'scan.watermark.alignment.group'",
+                        alignment.group
+                    ),
+                    None,
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Splits `batch` into one batch per subtask owning its rows' keys.
@@ -751,6 +803,7 @@ fn encode_lines(format: TextFormat, batch: &RecordBatch, text: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn a_nexmark_source_makes_only_the_fields_a_hop_count_over_bid_reads() {
@@ -811,6 +864,70 @@ mod tests {
         assert_eq!(
             fields(&format!("{ddl}\n{hop}\n{q0}")),
             ["auction", "bidder", "dateTime", "extra", "price"]
+        );
+    }
+
+    /// A source's own `scan.watermark.*` options reach its event times; the
+    /// script's idle timeout is the default.
+    #[test]
+    fn a_source_takes_its_tables_alignment_and_idle_timeout() {
+        let tables = |a: &str, b: &str| {
+            format!(
+                "SET 'table.exec.source.idle-timeout' = '7 s';
+                 CREATE TABLE a (ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+                 WITH ('connector' = 'datagen', 'number-of-rows' = '10'{a});
+                 CREATE TABLE b (ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+                 WITH ('connector' = 'datagen', 'number-of-rows' = '10'{b});
+                 CREATE TABLE out_a (ts TIMESTAMP(3)) WITH ('connector' = 'blackhole');
+                 CREATE TABLE out_b (ts TIMESTAMP(3)) WITH ('connector' = 'blackhole');
+                 EXECUTE STATEMENT SET BEGIN
+                 INSERT INTO out_a SELECT ts FROM a;
+                 INSERT INTO out_b SELECT ts FROM b;
+                 END;"
+            )
+        };
+        let group = |name: &str| {
+            format!(
+                ", 'scan.watermark.alignment.group' = '{name}', 'scan.watermark.alignment.max-drift' = '2 s'"
+            )
+        };
+        let job = crate::sql::compile(&tables(
+            &format!("{}, 'scan.watermark.idle-timeout' = '3 s'", group("g")),
+            "",
+        ))
+        .unwrap_or_else(|error| panic!("{error}"));
+        let times = |table: &str| job.event_times(&job.tables[table]).expect("a watermark");
+        assert_eq!(times("a").max_drift, Some(Duration::from_secs(2)));
+        assert_eq!(times("a").idle_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(times("b").max_drift, None);
+        assert_eq!(times("b").idle_timeout, Some(Duration::from_secs(7)));
+        // A table's zero turns the script's idle timeout off for it alone.
+        let job = crate::sql::compile(&tables(", 'scan.watermark.idle-timeout' = '0'", ""))
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(
+            job.event_times(&job.tables["a"]).unwrap().idle_timeout,
+            None
+        );
+        assert_eq!(
+            job.event_times(&job.tables["b"]).unwrap().idle_timeout,
+            Some(Duration::from_secs(7))
+        );
+        // Tables aligned with each other: refused, not run unaligned; groups of
+        // their own run.
+        crate::sql::compile(&tables(&group("g"), &group("h")))
+            .unwrap_or_else(|error| panic!("{error}"));
+        let error = match crate::sql::compile(&tables(&group("g"), &group("g"))) {
+            Ok(_) => panic!("a group of two tables compiled"),
+            Err(error) => error,
+        };
+        assert!(
+            error
+                .message
+                .contains("tables a and b share the watermark alignment group 'g'")
+                || error
+                    .message
+                    .contains("tables b and a share the watermark alignment group 'g'"),
+            "{error}"
         );
     }
 

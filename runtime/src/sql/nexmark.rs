@@ -1814,7 +1814,7 @@ mod tests {
 
     #[test]
     fn the_connector_refuses_unknown_options_naming_the_known_ones() {
-        use crate::sql::connectors::TableConnector;
+        use crate::sql::connectors::{TableConnector, TableOptions};
         use crate::sql::script::{Statement, parse_script};
         let table = |options: &str| {
             let sql = format!(
@@ -1831,8 +1831,9 @@ mod tests {
             schema.field(0).clone(),
             schema.field(3).clone(),
         ]));
-        let connector =
-            TableConnector::from_definition(&table(", 'events.num' = '10'"), &schema).unwrap();
+        let connector = TableOptions::from_definition(&table(", 'events.num' = '10'"), &schema)
+            .unwrap()
+            .connector;
         assert!(connector.is_source() && !connector.is_sink());
         assert!(matches!(
             connector,
@@ -1842,7 +1843,7 @@ mod tests {
             })
         ));
         let error =
-            TableConnector::from_definition(&table(", 'max.events' = '10'"), &schema).unwrap_err();
+            TableOptions::from_definition(&table(", 'max.events' = '10'"), &schema).unwrap_err();
         assert!(
             error
                 .message
