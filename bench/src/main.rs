@@ -8,7 +8,8 @@
 //! on the e2e kind cluster with a release build loaded as its runtime image);
 //! end-to-end latency at a fixed rate on Strom and on Flink (suite `latency`).
 //! Prints the tables and writes each suite's part of docs/benchmarks.md, leaving
-//! the rest of it as it is.
+//! the rest of it as it is. `bench/all.sh` runs every suite, with the services
+//! each needs; one suite at a time:
 //!
 //! ```sh
 //! cargo run --release -p strom-bench -- --seconds 20 --state-mb 100,1000

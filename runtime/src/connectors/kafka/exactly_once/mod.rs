@@ -115,6 +115,10 @@ struct Slot {
     state: SlotState,
     /// Records were sent since the producer last flushed.
     unflushed: bool,
+    /// Bytes of the records its last transaction kept: the next one's buffer
+    /// starts a little larger (grown by doubling, the buffer was copied and its
+    /// pages faulted in again: 8 % of an exactly-once passthrough's samples).
+    kept_bytes: usize,
 }
 
 enum SlotState {
@@ -134,6 +138,14 @@ struct KeptRecords {
 }
 
 impl KeptRecords {
+    /// Records kept in a buffer of `capacity` bytes to start with.
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            count: 0,
+            bytes: Vec::with_capacity(capacity),
+        }
+    }
+
     fn push(&mut self, record: &KafkaOutput) {
         if self.bytes.is_empty() {
             self.bytes.extend_from_slice(&[0; 8]);
@@ -346,6 +358,7 @@ impl Transactions {
             group,
             state: SlotState::Idle,
             unflushed: false,
+            kept_bytes: 0,
         }
     }
 
@@ -390,8 +403,10 @@ impl Transactions {
             sink_folder(&self.operator),
             records_file_name(&checkpoint, self.ctx.subtask, &slot.transactional_id)
         );
+        let bytes = records.into_bytes();
+        slot.kept_bytes = bytes.len();
         writer
-            .write(epoch, file.clone(), records.into_bytes())
+            .write(epoch, file.clone(), bytes)
             .unwrap_or_else(|error| self.fail(error));
         slot.state = SlotState::Prepared(Prepared {
             transactional_id: slot.transactional_id.clone(),
@@ -754,7 +769,7 @@ fn open_transaction(kafka: &Transactions, slots: &mut Vec<Slot>, checkpoint: u64
         .unwrap_or_else(|error| kafka.fail(format!("begin: {error}")));
     slot.state = SlotState::Open {
         epoch: checkpoint,
-        records: KeptRecords::default(),
+        records: KeptRecords::with_capacity(slot.kept_bytes + slot.kept_bytes / 8),
     };
     Some(index)
 }
