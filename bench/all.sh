@@ -10,12 +10,12 @@
 # Builds Strom in release (the benchmark, the runtime and the operator; the Flink and
 # Kafka Streams harnesses are built by Maven inside their suites) and runs the
 # suites. The throughput and latency suites want the cores to themselves: a note
-# says when test services are running beside them. The rescale suite starts the
-# test services (e2e/infra/stack.sh: MinIO, the kind cluster with the release images
-# loaded) unless they all run already; the Kafka suite starts Kafka unless it runs,
-# and stops the kind cluster if this script started it (its control plane takes a
-# share of the cores). What this script started it stops when it ends, however it
-# ends; it leaves running what it found running. A failed suite is reported and
+# says when test services are running beside them. The rescale suite starts MinIO
+# and the kind cluster (the release images loaded into it), the Kafka suite Kafka,
+# each unless it runs already; the Kafka suite stops the kind cluster if this
+# script started it (its control plane takes a share of the cores). What this
+# script started it stops when it ends, however it ends; it leaves running what it
+# found running. A failed suite is reported and
 # the others still run. Each suite rewrites only its own part of
 # docs/benchmarks.md (tables and the PNG charts under docs/benchmarks/); the notes
 # around them are written by hand. About 80 minutes on a 2-core machine.
@@ -52,48 +52,61 @@ rescale_to=$([ "$cores" -gt 2 ] && echo "$cores" || echo 2)
 bench=$CARGO_TARGET_DIR/release/strom-bench
 wants() { [[ " ${suites[*]} " == *" $1 "* ]]; }
 
-# The status lines of the test services (grep reads them all: a grep that stopped
-# at its first match would end the status command early, which pipefail reports).
-status() { e2e/infra/stack.sh status; }
-any_running() { status | grep -E ': running( |$)' >/dev/null; }
-any_stopped() { status | grep -E ': (stopped|absent)$' >/dev/null; }
-kafka_stopped() { e2e/infra/kafka.sh status | grep -E ': stopped$' >/dev/null; }
+# The test services a suite needs, each started by its own script unless it runs
+# already, and remembered then, to be stopped at the end (STROM_CLUSTER=kind's
+# services of e2e/infra/stack.sh).
+STACK_SERVICES=(kafka minio schema-registry kind)
+started=()
+service_script() {
+    if [ "$1" = kind ]; then echo e2e/kind/kind.sh; else echo "e2e/infra/$1.sh"; fi
+}
+# Whether SERVICE is stopped (grep reads every line: a grep that stopped at its
+# first match would end the status command early, which pipefail reports).
+stopped() { "$(service_script "$1")" status | grep -E ': (stopped|absent)$' >/dev/null; }
+running() { "$(service_script "$1")" status | grep -E ': running( |$)' >/dev/null; }
+was_started() { [[ " ${started[*]} " == *" $1 "* ]]; }
 
-# What this script started, stopped at its end.
-started_stack=0 started_kafka=0
 stop_started() {
-    local status=$?
-    if [ $started_stack -eq 1 ]; then
-        e2e/infra/stack.sh down >/dev/null 2>&1 || echo "the test services did not all stop: e2e/infra/stack.sh down" >&2
-    elif [ $started_kafka -eq 1 ]; then
-        e2e/infra/kafka.sh down >/dev/null 2>&1 || echo "Kafka did not stop: e2e/infra/kafka.sh down" >&2
-    fi
+    local status=$? service
+    for service in "${started[@]}"; do
+        "$(service_script "$service")" down >/dev/null 2>&1 \
+            || echo "$service did not stop: $(service_script "$service") down" >&2
+    done
     print_stages
     exit $status
 }
 trap stop_started EXIT
 
-# The test services, all of them (the rescale suite).
-stack_up() {
-    if any_stopped; then
-        started_stack=1
-        e2e/infra/stack.sh up || return 1
-    fi
-    eval "$(e2e/infra/stack.sh env)"
+# start SERVICE...: starts those that are stopped (built first), with the
+# services' environment exported.
+start() {
+    local service
+    for service in "$@"; do
+        if stopped "$service"; then
+            "$(service_script "$service")" build && "$(service_script "$service")" up || return 1
+            started+=("$service")
+        fi
+    done
+    local env
+    env=$(e2e/infra/stack.sh env) || return 1
+    eval "$env"
 }
 
-# Kafka, without the kind cluster this script started (the Kafka suite).
-kafka_up() {
-    if kafka_stopped; then
-        started_kafka=1
-        e2e/infra/kafka.sh up || return 1
-    fi
-    if [ $started_stack -eq 1 ]; then
+# The rescale suite's services: those of the e2e tests (MinIO and the kind cluster
+# are the ones it uses; helm is a tool, built).
+rescale_services() { e2e/infra/helm.sh build && start "${STACK_SERVICES[@]}"; }
+
+# The Kafka suite's: Kafka, without the kind cluster this script started.
+kafka_services() {
+    start kafka || return 1
+    if was_started kind; then
         e2e/kind/kind.sh down >/dev/null || return 1
-    elif e2e/kind/kind.sh status | grep -E ': running$' >/dev/null; then
+        local service still=()
+        for service in "${started[@]}"; do [ "$service" = kind ] || still+=("$service"); done
+        started=("${still[@]}")
+    elif running kind; then
         echo "note: the kind cluster is running and takes a share of the cores (e2e/kind/kind.sh down)" >&2
     fi
-    eval "$(e2e/infra/kafka.sh env)"
 }
 
 # The release images on the kind cluster, then the rescale suite.
@@ -108,6 +121,11 @@ stage "build (release)" cargo build --release -p strom-bench -p strom-runtime -p
 failed=0
 suite() { stage "$@" || failed=1; }
 
+any_running() {
+    local service
+    for service in "${STACK_SERVICES[@]}"; do running "$service" && return 0; done
+    return 1
+}
 if { wants runtime || wants sql || wants compare || wants latency; } && any_running; then
     echo "note: test services are running and take a share of the cores (e2e/infra/stack.sh down)" >&2
 fi
@@ -124,14 +142,14 @@ if wants latency; then
     suite "latency suite" "$bench" --suite latency --rate 10000 --seconds 15 --parallelism "$throughput"
 fi
 if wants rescale; then
-    if stage "services for rescale" stack_up; then
+    if stage "services for rescale" rescale_services; then
         suite "rescale suite" rescale
     else
         failed=1
     fi
 fi
 if wants kafka; then
-    if stage "Kafka" kafka_up; then
+    if stage "Kafka" kafka_services; then
         suite "kafka suite" "$bench" --suite kafka --kafka-events 4000000 --kafka-repeats 3 --parallelism "$throughput"
     else
         failed=1

@@ -33,18 +33,19 @@ for _ in $(seq 6000); do
     sleep 0.1
 done
 grep -Eq "$pattern" "$work/output" || { kill "$pid"; echo "no '$pattern' within 10 minutes"; exit 1; }
-# perf fails to attach (or records nothing) when a thread of the process ends
-# while it attaches, as happens when one job ends and the next starts: it tries
-# again, half a second later, up to five times.
+# perf fails to attach when a thread of the process ends while it attaches, as
+# happens when one job ends and the next starts: it tries again, half a second
+# later, up to five times; only an attach that failed is tried again (a later try
+# could record a later phase), and a recording that holds nothing is an error.
 for attempt in 1 2 3 4 5; do
     sleep 0.5
-    if perf record -q -F 199 -g --call-graph dwarf,32768 -p "$pid" -o "$work/perf.data" -- sleep "$seconds" 2>"$work/perf.log" \
-        && [ "$(perf script -i "$work/perf.data" 2>/dev/null | head -c 1 | wc -c)" -eq 1 ]; then
-        break
-    fi
+    perf record -q -F 199 -g --call-graph dwarf,32768 -p "$pid" -o "$work/perf.data" -- sleep "$seconds" 2>"$work/perf.log" && break
     kill -0 "$pid" 2>/dev/null || { cat "$work/perf.log"; echo "the command ended before perf could record it"; exit 1; }
-    [ $attempt -lt 5 ] || { cat "$work/perf.log"; echo "perf recorded nothing in 5 tries"; exit 1; }
+    [ $attempt -lt 5 ] || { cat "$work/perf.log"; echo "perf could not attach in 5 tries"; exit 1; }
 done
+[ "$(perf script -i "$work/perf.data" 2>/dev/null | head -c 1 | wc -c)" -eq 1 ] \
+    || { kill "$pid"; cat "$work/perf.log"; echo "perf recorded nothing (try $attempt)"; exit 1; }
+echo "recorded on try $attempt"
 status=0
 wait "$pid" || status=$?
 [ $status -eq 0 ] || echo "the command exited with status $status (its samples are drawn all the same)"

@@ -388,15 +388,34 @@ fn crash_at(failpoint: &str) -> Option<Job> {
 
 fn crash_program_at(program: Program, failpoint: &str) -> Option<Job> {
     let (job, _turn) = program_job(program)?;
-    let input = job.write_input();
-    let crashed = job
+    let mut child = job
         .command(
             &["--resume", "--work-dir", &job.work_dir("w1")],
             Some(&format!("{failpoint}=3*off->return")),
             "crashed",
         )
-        .status()
+        .spawn()
         .unwrap();
+    // The input starts once the job runs: a job that started after all of it
+    // was written (a loaded machine) read it in fewer than four checkpoints, so
+    // the failpoint never fired and the job ran on, waited on without a deadline.
+    job.wait_for_new_checkpoints(&mut child, 1);
+    let input = job.write_input();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let crashed = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "the failpoint {failpoint} did not crash the job within 2 minutes: {}",
+                job.logged("crashed").1
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(
         crashed.code(),
         Some(137),
