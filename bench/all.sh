@@ -18,7 +18,8 @@
 # found running. A failed suite is reported and
 # the others still run. Each suite rewrites only its own part of
 # docs/benchmarks.md (tables and the PNG charts under docs/benchmarks/); the notes
-# around them are written by hand. About 80 minutes on a 2-core machine.
+# around them are written by hand. About 80 minutes on a 2-core machine, after a
+# cold release build (about 35 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Release builds beside the debug ones of the tests, in the cache outside the clone.
