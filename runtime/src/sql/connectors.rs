@@ -404,13 +404,9 @@ fn scan_watermark(
             .iter()
             .find(|key| options.given.contains_key(**key))
     {
-        return Err(SqlError::new(
-            format!(
-                "table {}: '{key}' needs the table's event time: add WATERMARK FOR <column> AS <column> - INTERVAL ...",
-                definition.name
-            ),
-            definition.at,
-        ));
+        return Err(options.error(format!(
+            "'{key}' needs the table's event time: add WATERMARK FOR <column> AS <column> - INTERVAL ..."
+        )));
     }
     let idle_timeout = options.duration("scan.watermark.idle-timeout")?;
     let group = options.optional("scan.watermark.alignment.group");
@@ -436,12 +432,8 @@ fn scan_watermark(
         (Some(group), Some(max_drift)) => Some(WatermarkAlignment { group, max_drift }),
         (None, None) if update_interval.is_none() => None,
         _ => {
-            return Err(SqlError::new(
-                format!(
-                    "table {}: watermark alignment needs both 'scan.watermark.alignment.group' (a name) and 'scan.watermark.alignment.max-drift' (how far ahead in event time a subtask may read, such as '1 min')",
-                    definition.name
-                ),
-                definition.at,
+            return Err(options.error(
+                "watermark alignment needs both 'scan.watermark.alignment.group' (a name) and 'scan.watermark.alignment.max-drift' (how far ahead in event time a subtask may read, such as '1 min')",
             ));
         }
     };
@@ -513,23 +505,19 @@ impl Options<'_> {
         self.given.get(key).cloned()
     }
 
+    /// An error of the table's definition: `table <name>: <message>`, at its
+    /// statement.
+    fn error(&self, message: impl std::fmt::Display) -> SqlError {
+        SqlError::new(format!("table {}: {message}", self.table), self.at)
+    }
+
     fn required(&mut self, key: &str) -> SqlResult<String> {
-        self.optional(key).ok_or_else(|| {
-            SqlError::new(
-                format!("table {}: the option '{key}' is required", self.table),
-                self.at,
-            )
-        })
+        self.optional(key)
+            .ok_or_else(|| self.error(format!("the option '{key}' is required")))
     }
 
     fn invalid(&self, key: &str, value: &str, expected: &str) -> SqlError {
-        SqlError::new(
-            format!(
-                "table {}: option '{key}' = '{value}': expected {expected}",
-                self.table
-            ),
-            self.at,
-        )
+        self.error(format!("option '{key}' = '{value}': expected {expected}"))
     }
 
     fn flag(&mut self, key: &str) -> SqlResult<bool> {
@@ -693,12 +681,8 @@ fn kafka(
     schema: &SchemaRef,
 ) -> SqlResult<KafkaOptions> {
     if options.given.contains_key("properties.bootstrap.servers") {
-        return Err(SqlError::new(
-            format!(
-                "table {}: 'properties.bootstrap.servers' is not taken: name one of the job's spec.kafkaClusters with 'cluster' (its servers and credentials come from there)",
-                options.table
-            ),
-            options.at,
+        return Err(options.error(
+            "'properties.bootstrap.servers' is not taken: name one of the job's spec.kafkaClusters with 'cluster' (its servers and credentials come from there)",
         ));
     }
     let cluster = options.required("cluster")?;
@@ -869,12 +853,9 @@ fn datagen(options: &mut Options<'_>, schema: &SchemaRef) -> SqlResult<DatagenOp
                     ));
                 }
                 let start = options.number(&key("start"))?.unwrap_or(0);
-                let end = options.number::<i64>(&key("end"))?.ok_or_else(|| {
-                    SqlError::new(
-                        format!("table {}: a sequence needs '{}'", options.table, key("end")),
-                        options.at,
-                    )
-                })?;
+                let end = options
+                    .number::<i64>(&key("end"))?
+                    .ok_or_else(|| options.error(format!("a sequence needs '{}'", key("end"))))?;
                 let count = (end - start + 1).max(0) as u64;
                 number_of_rows = Some(number_of_rows.map_or(count, |n| n.min(count)));
                 FieldGenerator::Sequence { start, end }
